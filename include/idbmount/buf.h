@@ -1,0 +1,37 @@
+/* buf.h - a growable byte buffer with a hard cap, set when it is made.
+ *
+ * As curl's dynbuf: every append checks the cap, so no input can make a
+ * buffer grow without bound; a failed append leaves the buffer as it was.
+ * The data is always NUL-terminated (the NUL is not counted in len).
+ */
+#ifndef IDBMOUNT_BUF_H
+#define IDBMOUNT_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap; /* allocated, including room for the NUL */
+	size_t max; /* the hard cap on len */
+};
+
+void buf_init(struct buf *b, size_t max);
+void buf_free(struct buf *b);
+/* Empties the buffer, keeping its allocation. */
+void buf_reset(struct buf *b);
+/* Each returns 0, or -EFBIG past the cap, or -ENOMEM. */
+int buf_append(struct buf *b, const void *data, size_t len);
+int buf_append_str(struct buf *b, const char *s);
+int buf_append_char(struct buf *b, char c);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Makes room for len bytes from offset `at` (growing len, zero-filling a
+ * gap) and returns where to write them, or NULL past the cap. */
+char *buf_reserve_at(struct buf *b, size_t at, size_t len);
+/* Sets len (shrinking, or growing with zeros). */
+int buf_set_len(struct buf *b, size_t len);
+/* Hands the data to the caller (malloc'd, NUL-terminated) and empties b. */
+char *buf_take(struct buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,57 @@
+/* datadir.c - the embedded default data directory (see datadir.h). Both
+ * programs use it, so `idbmount MNT` and `idbmountctl` agree with no
+ * configuration at all. */
+#include "idbmount/datadir.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* mkdir -p for the parents of and the directory `path` itself. */
+static int make_dirs(char *path)
+{
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		int rc = mkdir(path, 0700);
+		*p = '/';
+		if (rc != 0 && errno != EEXIST)
+			return -errno;
+	}
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int datadir_default(char *out, size_t outlen)
+{
+	const char *env = getenv("IDBMOUNT_DATA");
+	const char *xdg = getenv("XDG_DATA_HOME");
+	const char *home = getenv("HOME");
+	if (!home || !*home) {
+		struct passwd *pw = getpwuid(getuid());
+		home = pw ? pw->pw_dir : "/";
+	}
+	int n;
+	if (env && *env)
+		n = snprintf(out, outlen, "%s", env);
+	else if (xdg && *xdg)
+		n = snprintf(out, outlen, "%s/idbmount", xdg);
+	else
+		n = snprintf(out, outlen, "%s/.local/share/idbmount", home);
+	if (n < 0 || (size_t)n >= outlen)
+		return -ENAMETOOLONG;
+	return make_dirs(out);
+}
+
+void datadir_node_name(char *out, size_t outlen)
+{
+	if (gethostname(out, outlen) != 0 || !*out)
+		snprintf(out, outlen, "localhost");
+	out[outlen - 1] = '\0';
+}

@@ -1,0 +1,155 @@
+/* json_text.c - JSON writing with ECMAScript numbers (see json_text.h).
+ *
+ * One writer serves both layouts: `indent` 0 is compact, 2 is the pretty
+ * layout of JSON.stringify(value, null, 2). Empty arrays and objects are
+ * written as [] and {} in both, as JSON.stringify does.
+ */
+#include "idbmount/json_text.h"
+
+#include "idbmount/key.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+int json_text_string(struct buf *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = buf_append_char(out, '"');
+	size_t run = 0; /* start of the pending run of plain bytes */
+	for (size_t i = 0; i < len && !rc; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rc = buf_append(out, s + run, i - run);
+		run = i + 1;
+		if (rc)
+			break;
+		switch (c) {
+		case '"': rc = buf_append(out, "\\\"", 2); break;
+		case '\\': rc = buf_append(out, "\\\\", 2); break;
+		case '\n': rc = buf_append(out, "\\n", 2); break;
+		case '\r': rc = buf_append(out, "\\r", 2); break;
+		case '\t': rc = buf_append(out, "\\t", 2); break;
+		case '\b': rc = buf_append(out, "\\b", 2); break;
+		case '\f': rc = buf_append(out, "\\f", 2); break;
+		default: {
+			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			rc = buf_append(out, esc, sizeof(esc));
+		}
+		}
+	}
+	if (!rc)
+		rc = buf_append(out, s + run, len - run);
+	if (!rc)
+		rc = buf_append_char(out, '"');
+	return rc;
+}
+
+static int newline_indent(struct buf *out, int indent, int depth)
+{
+	if (!indent)
+		return 0;
+	int rc = buf_append_char(out, '\n');
+	for (int i = 0; i < indent * depth && !rc; i++)
+		rc = buf_append_char(out, ' ');
+	return rc;
+}
+
+static int write_value(struct buf *out, const json_t *v, int indent, int depth)
+{
+	char num[32];
+	int rc = 0;
+	switch (json_typeof(v)) {
+	case JSON_NULL: return buf_append(out, "null", 4);
+	case JSON_TRUE: return buf_append(out, "true", 4);
+	case JSON_FALSE: return buf_append(out, "false", 5);
+	case JSON_INTEGER:
+		return buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+	case JSON_REAL: {
+		double d = json_real_value(v);
+		if (!isfinite(d))
+			return -EINVAL;
+		int n = key_number_to_string(d, num);
+		return buf_append(out, num, (size_t)n);
+	}
+	case JSON_STRING: return json_text_string(out, json_string_value(v), json_string_length(v));
+	case JSON_ARRAY: {
+		size_t n = json_array_size(v);
+		if (n == 0)
+			return buf_append(out, "[]", 2);
+		rc = buf_append_char(out, '[');
+		for (size_t i = 0; i < n && !rc; i++) {
+			if (i)
+				rc = buf_append_char(out, ',');
+			if (!rc)
+				rc = newline_indent(out, indent, depth + 1);
+			if (!rc)
+				rc = write_value(out, json_array_get(v, i), indent, depth + 1);
+		}
+		if (!rc)
+			rc = newline_indent(out, indent, depth);
+		return rc ? rc : buf_append_char(out, ']');
+	}
+	case JSON_OBJECT: {
+		if (json_object_size(v) == 0)
+			return buf_append(out, "{}", 2);
+		rc = buf_append_char(out, '{');
+		const char *k;
+		json_t *item;
+		bool first = true;
+		json_object_foreach((json_t *)v, k, item)
+		{
+			if (rc)
+				break;
+			if (!first)
+				rc = buf_append_char(out, ',');
+			first = false;
+			if (!rc)
+				rc = newline_indent(out, indent, depth + 1);
+			if (!rc)
+				rc = json_text_string(out, k, strlen(k));
+			if (!rc)
+				rc = buf_append(out, indent ? ": " : ":", indent ? 2 : 1);
+			if (!rc)
+				rc = write_value(out, item, indent, depth + 1);
+		}
+		if (!rc)
+			rc = newline_indent(out, indent, depth);
+		return rc ? rc : buf_append_char(out, '}');
+	}
+	}
+	return -EINVAL;
+}
+
+int json_text_compact(struct buf *out, const json_t *value)
+{
+	size_t mark = out->len;
+	int rc = write_value(out, value, 0, 0);
+	if (rc)
+		buf_set_len(out, mark);
+	return rc;
+}
+
+int json_text_pretty(struct buf *out, const json_t *value)
+{
+	size_t mark = out->len;
+	int rc = write_value(out, value, 2, 0);
+	if (!rc)
+		rc = buf_append_char(out, '\n');
+	if (rc)
+		buf_set_len(out, mark);
+	return rc;
+}
+
+json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len)
+{
+	json_error_t error;
+	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+	if (!v && why)
+		snprintf(why, why_len, "line %d column %d: %s", error.line, error.column,
+		         error.text);
+	return v;
+}
