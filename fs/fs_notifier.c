@@ -1,0 +1,263 @@
+/* fs_notifier.c - keeps the kernel's caches true to the store.
+ *
+ * The mount runs with long entry and attribute timeouts, cached negative
+ * lookups, kept page caches and cached listings (cache=always). That is only
+ * correct if the kernel hears of every change made elsewhere: by
+ * idbmountctl (another process) or by the HTTP endpoint (another thread).
+ * This thread is the one place that tells it.
+ *
+ * It polls SQLite's data_version every POLL_MS (a read of shared memory,
+ * no I/O), and when another connection committed, reads the change log and
+ * the tree log past what it has seen. For each change not made through the
+ * mount it drops the name's dentry (also a cached negative one), the
+ * record's pages and attributes, and the directory's cached listing. It
+ * then records how far it got in the store, which is how idbmountctl knows
+ * when its write is visible in the mount.
+ *
+ * It also serves FLUSH handlers that must drop pages the kernel cached from
+ * a write that did not commit as written (notifier_inval_inode_wait), and
+ * deletes orphan rows the kernel never held, every GC_MS.
+ */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLL_MS 5
+#define GC_MS 5000
+#define CHANGES_PER_READ 1000
+
+struct notifier {
+	struct fuse_session *se;
+	struct store *st;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	pthread_cond_t done;
+	bool stop;
+	/* Inodes FLUSH handlers asked about; served in ticket order. */
+	uint64_t *queue;
+	size_t queue_len, queue_cap;
+	uint64_t tickets_issued, tickets_done;
+	/* How far the logs have been read. */
+	int64_t seq;
+	int64_t tree_id;
+	/* Store directories whose listing changed in this round. */
+	uint64_t *dirs;
+	size_t dirs_len, dirs_cap;
+};
+
+static void add_dir(struct notifier *n, uint64_t ino)
+{
+	for (size_t i = 0; i < n->dirs_len; i++)
+		if (n->dirs[i] == ino)
+			return;
+	if (n->dirs_len == n->dirs_cap) {
+		size_t cap = n->dirs_cap ? n->dirs_cap * 2 : 16;
+		uint64_t *grown = realloc(n->dirs, cap * sizeof(*grown));
+		if (!grown)
+			return;
+		n->dirs = grown;
+		n->dirs_cap = cap;
+	}
+	n->dirs[n->dirs_len++] = ino;
+}
+
+/* The kernel answers -ENOENT for what it does not hold: not an error. */
+static void inval_entry(struct notifier *n, uint64_t parent, const char *name)
+{
+	fuse_lowlevel_notify_inval_entry(n->se, parent, name, strlen(name));
+}
+
+static void inval_inode(struct notifier *n, uint64_t ino)
+{
+	fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
+}
+
+static int on_change(void *ctx, const struct store_change *c)
+{
+	struct notifier *n = ctx;
+	n->seq = c->seq;
+	if (c->origin == ORIGIN_FS)
+		return 0;
+	uint64_t dir = store_ino(STORE_STORE, c->store_id);
+	inval_entry(n, dir, c->name);
+	struct store_node node;
+	if (store_lookup(n->st, dir, c->name, &node) == 0)
+		inval_inode(n, node.ino);
+	add_dir(n, dir);
+	return 0;
+}
+
+static int on_tree_change(void *ctx, int64_t id, uint64_t parent, const char *name,
+                          enum store_origin origin)
+{
+	struct notifier *n = ctx;
+	n->tree_id = id;
+	if (origin == ORIGIN_FS)
+		return 0;
+	inval_entry(n, parent, name);
+	add_dir(n, parent);
+	return 0;
+}
+
+static int drop_unheld_orphan(void *ctx, uint64_t ino)
+{
+	struct notifier *n = ctx;
+	if (inodes_count(ino) == 0)
+		store_drop_orphan(n->st, ino);
+	return 0;
+}
+
+/* Reads both logs past what was seen; returns true if anything moved. */
+static bool catch_up(struct notifier *n)
+{
+	int64_t seq0 = n->seq, tree0 = n->tree_id;
+	n->dirs_len = 0;
+	int64_t got;
+	do {
+		got = store_changes_since(n->st, n->seq, CHANGES_PER_READ, 0, on_change, n);
+	} while (got == CHANGES_PER_READ);
+	store_tree_changes_since(n->st, n->tree_id, on_tree_change, n);
+	for (size_t i = 0; i < n->dirs_len; i++)
+		inval_inode(n, n->dirs[i]);
+	if (n->seq == seq0 && n->tree_id == tree0)
+		return false;
+	store_daemon_set_notified(n->st, n->seq, n->tree_id);
+	return true;
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *notifier_main(void *arg)
+{
+	struct notifier *n = arg;
+	int64_t next_gc = monotonic_ms() + GC_MS;
+	pthread_mutex_lock(&n->lock);
+	while (!n->stop) {
+		if (n->queue_len == 0) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += POLL_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&n->wake, &n->lock, &until);
+		}
+		uint64_t *queue = n->queue;
+		size_t queue_len = n->queue_len;
+		uint64_t ticket = n->tickets_issued;
+		n->queue = NULL;
+		n->queue_len = n->queue_cap = 0;
+		pthread_mutex_unlock(&n->lock);
+
+		for (size_t i = 0; i < queue_len; i++)
+			inval_inode(n, queue[i]);
+		free(queue);
+		if (store_changed_elsewhere(n->st))
+			catch_up(n);
+		if (monotonic_ms() >= next_gc) {
+			store_list_orphans(n->st, drop_unheld_orphan, n);
+			next_gc = monotonic_ms() + GC_MS;
+		}
+
+		pthread_mutex_lock(&n->lock);
+		n->tickets_done = ticket;
+		pthread_cond_broadcast(&n->done);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return NULL;
+}
+
+int notifier_start(struct fuse_session *se, const char *datadir, struct notifier **out)
+{
+	struct notifier *n = calloc(1, sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	char err[512];
+	int rc = store_open(datadir, &n->st, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "idbmount: notifier: %s\n", err);
+		free(n);
+		return rc;
+	}
+	n->se = se;
+	n->seq = store_last_seq(n->st);
+	n->tree_id = store_last_tree_id(n->st);
+	store_changed_elsewhere(n->st);
+	rc = store_daemon_register(n->st, (int)getpid());
+	if (rc) {
+		fprintf(stderr, "idbmount: notifier: %s\n", store_last_error(n->st));
+		store_close(n->st);
+		free(n);
+		return rc;
+	}
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->wake, NULL);
+	pthread_cond_init(&n->done, NULL);
+	rc = -pthread_create(&n->thread, NULL, notifier_main, n);
+	if (rc) {
+		store_daemon_unregister(n->st);
+		store_close(n->st);
+		free(n);
+		return rc;
+	}
+	*out = n;
+	return 0;
+}
+
+void notifier_stop(struct notifier *n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&n->lock);
+	n->stop = true;
+	pthread_cond_signal(&n->wake);
+	pthread_mutex_unlock(&n->lock);
+	pthread_join(n->thread, NULL);
+	store_daemon_unregister(n->st);
+	store_close(n->st);
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->wake);
+	pthread_cond_destroy(&n->done);
+	free(n->queue);
+	free(n->dirs);
+	free(n);
+}
+
+void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
+{
+	pthread_mutex_lock(&n->lock);
+	if (n->queue_len == n->queue_cap) {
+		size_t cap = n->queue_cap ? n->queue_cap * 2 : 8;
+		uint64_t *grown = realloc(n->queue, cap * sizeof(*grown));
+		if (!grown) {
+			pthread_mutex_unlock(&n->lock);
+			return;
+		}
+		n->queue = grown;
+		n->queue_cap = cap;
+	}
+	n->queue[n->queue_len++] = ino;
+	uint64_t ticket = ++n->tickets_issued;
+	pthread_cond_signal(&n->wake);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	while (n->tickets_done < ticket && !n->stop)
+		if (pthread_cond_timedwait(&n->done, &n->lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&n->lock);
+}

@@ -1,0 +1,1053 @@
+/* fs_ops.c - the FUSE view: one handler per low-level operation, each
+ * translating a file operation into store calls and answering with exactly
+ * one fuse_reply_*. The ops table is at the end of the file.
+ *
+ * Inodes are the store's node numbers (store.h). Each worker thread has its
+ * own SQLite connection, opened on first use and closed when the thread
+ * ends; handlers touch only SQLite, never the network.
+ *
+ * Writes: opening a file for writing copies its content into the handle;
+ * writes change the copy; FLUSH (every close) commits it as one revision
+ * when it changed. So `close` is where bad JSON is refused (EINVAL), and
+ * the stored record keeps its value. Read-only opens load the content at
+ * the first read and ask the kernel to skip FLUSH (noflush), so a warm
+ * `grep -r` costs one OPEN per file and nothing else.
+ *
+ * Caching (cache=always, the default): a day of entry, attribute and
+ * negative-entry timeouts, kept pages and cached listings. Changes made
+ * through the mount are seen by the kernel itself; the others are
+ * invalidated by the notifier thread (fs_notifier.c).
+ */
+#include "fs_internal.h"
+
+#include "idbmount/buf.h"
+#include "idbmount/fs.h"
+#include "idbmount/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define XATTR_REV "user.idbmount.rev"
+#define XATTR_SEQ "user.idbmount.seq"
+#define XATTR_ORIGIN "user.idbmount.origin"
+#define XATTR_KEYPATH "user.idbmount.keypath"
+#define XATTR_AUTOINC "user.idbmount.autoincrement"
+
+/* An open file. Writable handles are also on fs->writers, so getattr can
+ * report the size of unflushed writes. */
+struct handle {
+	uint64_t ino;
+	pthread_mutex_t lock;
+	bool writable;
+	bool dirty;  /* changed since the last commit */
+	bool written; /* write() or truncate since open, not just O_TRUNC */
+	bool loaded; /* `data` holds the content */
+	struct buf data;
+	struct handle *prev, *next;
+};
+
+struct fs {
+	struct fs_config cfg;
+	struct fuse_session *se;
+	struct notifier *notifier;
+	double timeout;
+	char datadir[PATH_MAX];
+	pthread_key_t store_key;
+	pthread_mutex_t writers_lock;
+	struct handle *writers;
+	uid_t uid;
+	gid_t gid;
+};
+
+static void close_thread_store(void *st)
+{
+	store_close(st);
+}
+
+/* This thread's connection, opened on first use; NULL (logged) on failure. */
+static struct store *thread_store(struct fs *fs)
+{
+	struct store *st = pthread_getspecific(fs->store_key);
+	if (st)
+		return st;
+	char err[512];
+	if (store_open(fs->datadir, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "idbmount: %s\n", err);
+		return NULL;
+	}
+	if (fs->cfg.max_record)
+		store_set_max_record(st, fs->cfg.max_record);
+	pthread_setspecific(fs->store_key, st);
+	return st;
+}
+
+static struct fs *req_fs(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static struct handle *fi_handle(const struct fuse_file_info *fi)
+{
+	return fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+}
+
+/* Logs why an operation was refused: the only message the person who ran
+ * `cp` or `vim` gets beyond the errno. */
+static void log_refusal(struct store *st, const char *op, const char *name, int rc)
+{
+	const char *why = store_last_error(st);
+	if (rc == -ENOENT || rc == -EEXIST || rc == -ENOTEMPTY)
+		return;
+	fprintf(stderr, "idbmount: %s%s%s: %s%s%s\n", op, name && *name ? " " : "",
+	        name ? name : "", strerror(-rc), *why ? ": " : "", why);
+}
+
+static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *stbuf)
+{
+	memset(stbuf, 0, sizeof(*stbuf));
+	stbuf->st_ino = n->ino;
+	stbuf->st_uid = fs->uid;
+	stbuf->st_gid = fs->gid;
+	if (n->kind == STORE_FILE) {
+		stbuf->st_mode = S_IFREG | 0644;
+		stbuf->st_nlink = n->state == STORE_ORPHAN ? 0 : 1;
+		stbuf->st_size = (off_t)n->size;
+		stbuf->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+	} else {
+		stbuf->st_mode = S_IFDIR | 0755;
+		stbuf->st_nlink = 2 + n->subdirs;
+	}
+	stbuf->st_blksize = 4096;
+	stbuf->st_mtim.tv_sec = n->mtime_ns / 1000000000;
+	stbuf->st_mtim.tv_nsec = n->mtime_ns % 1000000000;
+	stbuf->st_ctim = stbuf->st_mtim;
+	stbuf->st_atim = stbuf->st_mtim;
+}
+
+/* The size of unflushed writes on `ino`, if any handle has them. */
+static bool dirty_size(struct fs *fs, uint64_t ino, uint64_t *size)
+{
+	bool found = false;
+	pthread_mutex_lock(&fs->writers_lock);
+	for (struct handle *h = fs->writers; h; h = h->next) {
+		if (h->ino == ino && h->dirty) {
+			*size = h->data.len;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&fs->writers_lock);
+	return found;
+}
+
+static void fill_entry(struct fs *fs, const struct store_node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	e->generation = 1;
+	e->attr_timeout = fs->timeout;
+	e->entry_timeout = fs->timeout;
+	fill_stat(fs, n, &e->attr);
+}
+
+static void reply_entry(fuse_req_t req, struct fs *fs, const struct store_node *n)
+{
+	struct fuse_entry_param e;
+	fill_entry(fs, n, &e);
+	inodes_ref(n->ino);
+	if (fuse_reply_entry(req, &e) == -ENOENT)
+		inodes_unref(n->ino, 1); /* the request was interrupted */
+}
+
+/* ---- init and lookups ---------------------------------------------------- */
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Page cache on, but no writeback cache: every write reaches the
+	 * handle's copy before FLUSH commits it. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct store_node n;
+	int rc = store_lookup(st, parent, name, &n);
+	if (rc == -ENOENT) {
+		/* A cached negative entry: editors probe many names. */
+		struct fuse_entry_param e;
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = fs->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &n);
+}
+
+static void fs_forget_one(struct fs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	if (inodes_unref(ino, nlookup) != 0)
+		return;
+	struct store *st = thread_store(fs);
+	if (st)
+		store_drop_orphan(st, ino);
+}
+
+static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	fs_forget_one(req_fs(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fs *fs = req_fs(req);
+	for (size_t i = 0; i < count; i++)
+		fs_forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct store_node n;
+	int rc = store_getattr(st, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	dirty_size(fs, ino, &n.size);
+	struct stat stbuf;
+	fill_stat(fs, &n, &stbuf);
+	fuse_reply_attr(req, &stbuf, fs->timeout);
+}
+
+/* ---- commits ------------------------------------------------------------- */
+
+/* Commits a handle's copy if it changed. Returns 0 or -errno. */
+static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
+{
+	if (!h->dirty)
+		return 0;
+	bool rewritten = false;
+	int rc = store_commit_file(st, h->ino, h->data.data, h->data.len, &rewritten, NULL);
+	h->dirty = false;
+	if (rc)
+		log_refusal(st, "commit", "", rc);
+	/* The kernel cached what was written; if the store holds something
+	 * else (refused, or the key was added), drop it before close returns. */
+	if ((rc || rewritten) && fs->notifier)
+		notifier_inval_inode_wait(fs->notifier, h->ino);
+	return rc;
+}
+
+static int handle_load(struct store *st, struct handle *h)
+{
+	if (h->loaded)
+		return 0;
+	char *data = NULL;
+	size_t len = 0;
+	int rc = store_read_file(st, h->ino, &data, &len);
+	if (rc)
+		return rc;
+	buf_reset(&h->data);
+	rc = buf_append(&h->data, data, len);
+	free(data);
+	if (rc == 0)
+		h->loaded = true;
+	return rc;
+}
+
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	if (h->writable) {
+		pthread_mutex_lock(&fs->writers_lock);
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			fs->writers = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+		pthread_mutex_unlock(&fs->writers_lock);
+	}
+	buf_free(&h->data);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+static size_t record_cap(struct fs *fs)
+{
+	return fs->cfg.max_record ? fs->cfg.max_record : STORE_DEFAULT_MAX_RECORD;
+}
+
+static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->ino = ino;
+	h->writable = writable;
+	pthread_mutex_init(&h->lock, NULL);
+	buf_init(&h->data, record_cap(fs));
+	if (writable) {
+		pthread_mutex_lock(&fs->writers_lock);
+		h->next = fs->writers;
+		if (fs->writers)
+			fs->writers->prev = h;
+		fs->writers = h;
+		pthread_mutex_unlock(&fs->writers_lock);
+	}
+	return h;
+}
+
+static void set_open_flags(struct fs *fs, struct fuse_file_info *fi, bool writable)
+{
+	fi->keep_cache = fs->cfg.cache == FS_CACHE_ALWAYS;
+	fi->direct_io = fs->cfg.cache == FS_CACHE_NEVER;
+	/* Nothing to commit when reading: skip the FLUSH round trip. */
+	fi->noflush = !writable;
+}
+
+/* ---- files ----------------------------------------------------------------- */
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	int rc = 0;
+	/* chmod, chown and utimens succeed without effect (cp -p, rsync -a). */
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		if (store_ino_kind(ino) != STORE_FILE) {
+			fuse_reply_err(req, EISDIR);
+			return;
+		}
+		if ((uint64_t)attr->st_size > record_cap(fs)) {
+			fuse_reply_err(req, EFBIG);
+			return;
+		}
+		struct handle *h = fi_handle(fi);
+		if (h && h->writable) {
+			pthread_mutex_lock(&h->lock);
+			rc = handle_load(st, h);
+			if (!rc)
+				rc = buf_set_len(&h->data, (size_t)attr->st_size);
+			if (!rc)
+				h->dirty = h->written = true;
+			pthread_mutex_unlock(&h->lock);
+		} else {
+			/* truncate(path): commit at once, as one revision. */
+			struct handle *tmp = handle_new(fs, ino, false);
+			rc = tmp ? handle_load(st, tmp) : -ENOMEM;
+			if (!rc)
+				rc = buf_set_len(&tmp->data, (size_t)attr->st_size);
+			if (!rc) {
+				tmp->dirty = true;
+				rc = handle_commit(fs, st, tmp);
+			}
+			if (tmp)
+				handle_free(fs, tmp);
+		}
+	}
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fs_getattr(req, ino, fi);
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (store_ino_kind(ino) != STORE_FILE) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct handle *h = handle_new(fs, ino, writable);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	int rc = 0;
+	if (writable && (fi->flags & O_TRUNC)) {
+		h->loaded = true;
+		h->dirty = true;
+	} else if (writable) {
+		rc = handle_load(st, h);
+	}
+	if (rc) {
+		handle_free(fs, h);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)h;
+	set_open_flags(fs, fi, writable);
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		handle_free(fs, h);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	(void)mode;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct store_node n;
+	int rc = store_create_file(st, parent, name, &n);
+	if (rc) {
+		log_refusal(st, "create", name, rc);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct handle *h = handle_new(fs, n.ino, true);
+	if (!h) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	h->loaded = true;
+	fi->fh = (uintptr_t)h;
+	set_open_flags(fs, fi, true);
+	struct fuse_entry_param e;
+	fill_entry(fs, &n, &e);
+	inodes_ref(n.ino);
+	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
+		inodes_unref(n.ino, 1);
+		handle_free(fs, h);
+	}
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (!S_ISREG(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	struct store_node n;
+	int rc = store_create_file(st, parent, name, &n);
+	if (rc) {
+		log_refusal(st, "mknod", name, rc);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &n);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	struct handle *h = fi_handle(fi);
+	if (!st || !h) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	int rc = handle_load(st, h);
+	if (rc) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	size_t len = h->data.len;
+	size_t start = (uint64_t)off < len ? (size_t)off : len;
+	size_t n = len - start < size ? len - start : size;
+	fuse_reply_buf(req, h->data.data ? h->data.data + start : "", n);
+	pthread_mutex_unlock(&h->lock);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = req_fs(req);
+	struct handle *h = fi_handle(fi);
+	if (!h || !h->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	char *at = NULL;
+	if ((uint64_t)off <= record_cap(fs) && size <= record_cap(fs) - (uint64_t)off)
+		at = buf_reserve_at(&h->data, (size_t)off, size);
+	if (!at) {
+		pthread_mutex_unlock(&h->lock);
+		fprintf(stderr, "idbmount: write: file would be over the cap of %zu bytes\n",
+		        record_cap(fs));
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	memcpy(at, data, size);
+	h->dirty = true;
+	h->written = true;
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_write(req, size);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	struct handle *h = fi_handle(fi);
+	if (!st || !h) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	/* A shell's `> file` opens with O_TRUNC, then closes the first
+	 * descriptor after dup2 before anything is written: that FLUSH must
+	 * not commit an empty record. The empty content is committed (and
+	 * refused for a record) at release if nothing is written. */
+	int rc = h->written || h->data.len ? handle_commit(fs, st, h) : 0;
+	pthread_mutex_unlock(&h->lock);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	struct handle *h = fi_handle(fi);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	int rc = 0;
+	if (h) {
+		pthread_mutex_lock(&h->lock);
+		rc = handle_commit(fs, st, h);
+		pthread_mutex_unlock(&h->lock);
+	}
+	/* Commits are durable against a crash of the daemon at once; fsync
+	 * makes them durable against power loss too by syncing the WAL. */
+	if (rc == 0) {
+		int fd = open(store_wal_path(st), O_RDONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (fsync(fd) != 0)
+				rc = -errno;
+			close(fd);
+		}
+	}
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	struct fs *fs = req_fs(req);
+	struct handle *h = fi_handle(fi);
+	if (h) {
+		/* Writes after the last FLUSH (through a shared mmap, say). */
+		struct store *st = thread_store(fs);
+		if (st && h->dirty)
+			handle_commit(fs, st, h);
+		handle_free(fs, h);
+	}
+	fuse_reply_err(req, 0);
+}
+
+/* ---- names ------------------------------------------------------------------ */
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct store *st = thread_store(req_fs(req));
+	int rc = st ? store_unlink(st, parent, name) : -EIO;
+	if (rc && st)
+		log_refusal(st, "unlink", name, rc);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	struct store *st = thread_store(req_fs(req));
+	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	int rc = st ? store_rename(st, parent, name, newparent, newname, flags) : -EIO;
+	if (rc && st)
+		log_refusal(st, "rename", name, rc);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)mode;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct store_node n;
+	int rc = store_mkdir(st, parent, name, &n);
+	if (rc) {
+		log_refusal(st, "mkdir", name, rc);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	reply_entry(req, fs, &n);
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct store *st = thread_store(req_fs(req));
+	int rc = st ? store_rmdir(st, parent, name) : -EIO;
+	if (rc && st)
+		log_refusal(st, "rmdir", name, rc);
+	fuse_reply_err(req, -rc);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link;
+	(void)parent;
+	fprintf(stderr, "idbmount: symlink %s: links are not supported\n", name);
+	fuse_reply_err(req, EPERM);
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino;
+	(void)newparent;
+	fprintf(stderr, "idbmount: link %s: links are not supported\n", newname);
+	fuse_reply_err(req, EPERM);
+}
+
+/* ---- directories ------------------------------------------------------------ */
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	if (store_ino_kind(ino) == STORE_FILE) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = fs->cfg.cache == FS_CACHE_ALWAYS;
+	fi->keep_cache = fs->cfg.cache == FS_CACHE_ALWAYS;
+	fuse_reply_open(req, fi);
+}
+
+/* Directory offsets: 1 after ".", 2 after "..", row id + 2 after a child.
+ * A child's offset is its row id: one indexed range query per call. */
+#define DOT_OFFSETS 2
+
+struct dir_fill {
+	fuse_req_t req;
+	struct fs *fs;
+	char *buf;
+	size_t size;
+	size_t len;
+	bool plus;
+};
+
+static bool dir_add(struct dir_fill *f, const char *name, const struct store_node *n, off_t next)
+{
+	size_t room = f->size - f->len;
+	size_t used;
+	if (f->plus) {
+		struct fuse_entry_param e;
+		fill_entry(f->fs, n, &e);
+		used = fuse_add_direntry_plus(f->req, f->buf + f->len, room, name, &e, next);
+	} else {
+		struct stat stbuf;
+		fill_stat(f->fs, n, &stbuf);
+		used = fuse_add_direntry(f->req, f->buf + f->len, room, name, &stbuf, next);
+	}
+	if (used > room)
+		return false;
+	f->len += used;
+	return true;
+}
+
+static int dir_fill_child(void *ctx, const char *name, const struct store_node *n, int64_t cursor)
+{
+	struct dir_fill *f = ctx;
+	if (!dir_add(f, name, n, (off_t)(cursor + DOT_OFFSETS)))
+		return 1;
+	if (f->plus)
+		inodes_ref(n->ino);
+	return 0;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct dir_fill f = {.req = req, .fs = fs, .size = size, .plus = plus};
+	f.buf = malloc(size);
+	if (!f.buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	struct store_node self;
+	int rc = store_getattr(st, ino, &self);
+	if (rc == 0 && off < 1 && !dir_add(&f, ".", &self, 1))
+		goto reply;
+	if (rc == 0 && off < 2) {
+		struct store_node parent;
+		if (store_getattr(st, self.parent, &parent) != 0)
+			parent = self;
+		if (!dir_add(&f, "..", &parent, 2))
+			goto reply;
+	}
+	if (rc == 0)
+		rc = store_readdir(st, ino, off > DOT_OFFSETS ? off - DOT_OFFSETS : 0,
+		                   dir_fill_child, &f);
+reply:
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, f.buf, f.len);
+	free(f.buf);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct fs *fs = req_fs(req);
+	struct store *st = thread_store(fs);
+	struct statvfs sv;
+	memset(&sv, 0, sizeof(sv));
+	/* Space is the data directory's; the file count is the records'. */
+	if (statvfs(fs->datadir, &sv) != 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	uint64_t files = 0, bytes = 0;
+	if (st)
+		store_count_files(st, &files, &bytes);
+	sv.f_files = files + sv.f_ffree;
+	sv.f_namemax = 255;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- extended attributes ---------------------------------------------------- */
+
+/* Builds the xattrs of `ino` as "name\0value\0..." pairs into `out`. */
+static int collect_xattrs(struct store *st, fuse_ino_t ino, struct buf *out)
+{
+	if (store_ino_kind(ino) == STORE_FILE) {
+		struct store_node n;
+		int rc = store_getattr(st, ino, &n);
+		if (rc)
+			return rc;
+		if (n.state != STORE_LIVE)
+			return 0;
+		buf_printf(out, "%s%c%lld%c", XATTR_REV, 0, (long long)n.rev, 0);
+		buf_printf(out, "%s%c%lld%c", XATTR_SEQ, 0, (long long)n.seq, 0);
+		buf_printf(out, "%s%c%s%c", XATTR_ORIGIN, 0, store_origin_name(n.origin), 0);
+		return 0;
+	}
+	if (store_ino_kind(ino) == STORE_STORE) {
+		char *keypath = NULL;
+		bool autoinc = false;
+		int rc = store_store_info(st, ino, &keypath, &autoinc);
+		if (rc)
+			return rc;
+		buf_printf(out, "%s%c%s%c", XATTR_KEYPATH, 0, keypath, 0);
+		buf_printf(out, "%s%c%s%c", XATTR_AUTOINC, 0, autoinc ? "true" : "false", 0);
+		free(keypath);
+	}
+	return 0;
+}
+
+static void reply_sized(fuse_req_t req, const char *data, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, data, len);
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct store *st = thread_store(req_fs(req));
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct buf all;
+	buf_init(&all, 1 << 16);
+	int rc = collect_xattrs(st, ino, &all);
+	if (rc) {
+		buf_free(&all);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	for (size_t at = 0; at < all.len;) {
+		const char *n = all.data + at;
+		const char *v = n + strlen(n) + 1;
+		at = (size_t)(v - all.data) + strlen(v) + 1;
+		if (strcmp(n, name) == 0) {
+			reply_sized(req, v, strlen(v), size);
+			buf_free(&all);
+			return;
+		}
+	}
+	buf_free(&all);
+	fuse_reply_err(req, ENODATA);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct store *st = thread_store(req_fs(req));
+	if (!st) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	struct buf all, names;
+	buf_init(&all, 1 << 16);
+	buf_init(&names, 1 << 16);
+	int rc = collect_xattrs(st, ino, &all);
+	for (size_t at = 0; rc == 0 && at < all.len;) {
+		const char *n = all.data + at;
+		const char *v = n + strlen(n) + 1;
+		at = (size_t)(v - all.data) + strlen(v) + 1;
+		buf_append(&names, n, strlen(n) + 1);
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_sized(req, names.data ? names.data : "", names.len, size);
+	buf_free(&all);
+	buf_free(&names);
+}
+
+static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+	(void)ino;
+	(void)value;
+	(void)size;
+	(void)flags;
+	/* Ours are read-only; others are not kept (like a filesystem without
+	 * user xattrs, which cp and rsync handle quietly). */
+	fuse_reply_err(req, strncmp(name, "user.idbmount.", 14) == 0 ? EPERM : ENOTSUP);
+}
+
+static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	fuse_reply_err(req, strncmp(name, "user.idbmount.", 14) == 0 ? EPERM : ENOTSUP);
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+        .init = fs_init,
+        .lookup = fs_lookup,
+        .forget = fs_forget,
+        .forget_multi = fs_forget_multi,
+        .getattr = fs_getattr,
+        .setattr = fs_setattr,
+        .mknod = fs_mknod,
+        .mkdir = fs_mkdir,
+        .unlink = fs_unlink,
+        .rmdir = fs_rmdir,
+        .symlink = fs_symlink,
+        .rename = fs_rename,
+        .link = fs_link,
+        .open = fs_open,
+        .read = fs_read,
+        .write = fs_write,
+        .flush = fs_flush,
+        .release = fs_release,
+        .fsync = fs_fsync,
+        .opendir = fs_opendir,
+        .readdir = fs_readdir,
+        .readdirplus = fs_readdirplus,
+        .releasedir = fs_releasedir,
+        .fsyncdir = fs_fsyncdir,
+        .statfs = fs_statfs,
+        .setxattr = fs_setxattr,
+        .getxattr = fs_getxattr,
+        .listxattr = fs_listxattr,
+        .removexattr = fs_removexattr,
+        .create = fs_create,
+};
+
+/* ---- the session ------------------------------------------------------------ */
+
+int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out)
+{
+	struct fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->cfg = *cfg;
+	if (!realpath(cfg->datadir, fs->datadir)) {
+		int e = errno;
+		fprintf(stderr, "idbmount: data directory %s: %s\n", cfg->datadir, strerror(e));
+		free(fs);
+		return -e;
+	}
+	fs->cfg.datadir = fs->datadir;
+	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0 : cfg->cache == FS_CACHE_AUTO ? 1.0 : 0.0;
+	fs->uid = getuid();
+	fs->gid = getgid();
+	pthread_key_create(&fs->store_key, close_thread_store);
+	pthread_mutex_init(&fs->writers_lock, NULL);
+	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
+	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
+	fuse_opt_free_args(&args);
+	if (!fs->se) {
+		pthread_key_delete(fs->store_key);
+		free(fs);
+		return -EINVAL;
+	}
+	*out = fs;
+	return 0;
+}
+
+int fs_run(struct fs *fs, const char *mountpoint)
+{
+	if (fuse_session_mount(fs->se, mountpoint) != 0)
+		return -EIO;
+	int rc = 0;
+	if (fuse_daemonize(fs->cfg.foreground) != 0) {
+		rc = -EIO;
+		goto unmount;
+	}
+	if (!fs->cfg.foreground) {
+		/* Keep the daemon's messages: in the data directory. */
+		char log[PATH_MAX + 32];
+		snprintf(log, sizeof(log), "%s/idbmount.log", fs->datadir);
+		if (!freopen(log, "a", stderr))
+			rc = -errno;
+		setvbuf(stderr, NULL, _IOLBF, 0);
+	}
+	/* Nothing can hold an orphan of an earlier mount. */
+	struct store *st = NULL;
+	char err[512];
+	if (store_open(fs->datadir, &st, err, sizeof(err)) == 0) {
+		store_drop_all_orphans(st);
+		store_close(st);
+	}
+	if (fuse_set_signal_handlers(fs->se) != 0) {
+		rc = -EIO;
+		goto unmount;
+	}
+	rc = notifier_start(fs->se, fs->datadir, &fs->notifier);
+	if (rc)
+		goto signals;
+	struct fuse_loop_config *loop = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(loop, 1);
+	fuse_loop_cfg_set_max_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
+	fuse_loop_cfg_set_idle_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
+	rc = fuse_session_loop_mt(fs->se, loop);
+	fuse_loop_cfg_destroy(loop);
+	notifier_stop(fs->notifier);
+	fs->notifier = NULL;
+	rc = rc < 0 ? rc : 0;
+signals:
+	fuse_remove_signal_handlers(fs->se);
+unmount:
+	fuse_session_unmount(fs->se);
+	return rc;
+}
+
+void fs_destroy(struct fs *fs)
+{
+	if (!fs)
+		return;
+	fuse_session_destroy(fs->se);
+	while (fs->writers)
+		handle_free(fs, fs->writers);
+	struct store *st = pthread_getspecific(fs->store_key);
+	if (st) {
+		store_close(st);
+		pthread_setspecific(fs->store_key, NULL);
+	}
+	pthread_key_delete(fs->store_key);
+	pthread_mutex_destroy(&fs->writers_lock);
+	inodes_free_all();
+	free(fs);
+}
