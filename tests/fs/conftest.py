@@ -1,0 +1,144 @@
+"""Fixtures for the mount tests: a real idbmount daemon on a real FUSE mount.
+
+Each test that asks for `idb` gets a fresh data directory and mountpoint, a
+daemon running in the foreground, and a client `alice` with a database
+`shop` and a store `orders`. Tests drive the mount with real shell tools
+(subprocess), never with our own code.
+
+The binaries come from ctest's environment (IDBMOUNT_BIN, IDBMOUNTCTL_BIN);
+run by hand with those set, e.g.
+  IDBMOUNT_BIN=build/idbmount IDBMOUNTCTL_BIN=build/idbmountctl python3 -m pytest tests/fs
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+IDBMOUNT = os.environ.get("IDBMOUNT_BIN", "build/idbmount")
+IDBMOUNTCTL = os.environ.get("IDBMOUNTCTL_BIN", "build/idbmountctl")
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+def unmount(path):
+    if is_mounted(path):
+        subprocess.run(["fusermount3", "-u", "-z", path], check=False,
+                       stderr=subprocess.DEVNULL)
+
+
+class Daemon:
+    """One idbmount process serving `data` at `mnt`."""
+
+    def __init__(self, data, mnt, options=()):
+        self.data = str(data)
+        self.mnt = str(mnt)
+        self.options = list(options)
+        self.proc = None
+        self.log_path = os.path.join(os.path.dirname(self.mnt), "daemon.stderr")
+
+    def start(self, options=None):
+        if options is not None:
+            self.options = list(options)
+        os.makedirs(self.mnt, exist_ok=True)
+        args = [IDBMOUNT, "-f", "--data", self.data]
+        for opt in self.options:
+            args += ["-o", opt]
+        args.append(self.mnt)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not is_mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise RuntimeError("idbmount exited with %d: %s" %
+                                   (self.proc.returncode, self.stderr()))
+            if time.monotonic() > deadline:
+                raise RuntimeError("idbmount did not mount: " + self.stderr())
+            time.sleep(0.02)
+        return self
+
+    def stderr(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        """Unmounts the way a user does; the daemon must exit cleanly."""
+        if self.proc is None:
+            return 0
+        if is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", self.mnt], check=False)
+        try:
+            rc = self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def kill(self):
+        """SIGKILL: the crash case. Leaves a dead mount to clean up."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+        unmount(self.mnt)
+
+
+class Idb:
+    def __init__(self, tmp_path):
+        self.root = tmp_path
+        self.data = str(tmp_path / "data")
+        self.mnt = str(tmp_path / "mnt")
+        self.daemon = Daemon(self.data, self.mnt)
+
+    def ctl(self, *args, check=True, input=None):
+        p = subprocess.run([IDBMOUNTCTL, "--data", self.data, *args],
+                           capture_output=True, text=True, input=input,
+                           timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError("idbmountctl %s failed (%d): %s" %
+                                 (" ".join(args), p.returncode, p.stderr))
+        return p
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    @property
+    def store(self):
+        return self.path("alice", "shop", "orders")
+
+    def changes(self, since=0):
+        out = self.ctl("log", "--since", str(since)).stdout
+        return [json.loads(line) for line in out.splitlines() if line]
+
+
+def sh(cmd, cwd=None, check=True, input=None, env=None):
+    """Runs a shell command line; returns the CompletedProcess."""
+    p = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True,
+                       text=True, input=input, timeout=300, env=env)
+    if check and p.returncode != 0:
+        raise AssertionError("%r failed (%d):\n%s%s" %
+                             (cmd, p.returncode, p.stdout, p.stderr))
+    return p
+
+
+@pytest.fixture
+def idb(tmp_path):
+    assert os.path.exists("/dev/fuse"), \
+        "/dev/fuse is missing: run mount-helpers/install-deps.sh --test"
+    i = Idb(tmp_path)
+    i.ctl("client", "add", "alice")
+    i.daemon.start()
+    os.makedirs(i.store)
+    yield i
+    rc = i.daemon.stop() if i.daemon.proc else 0
+    unmount(i.mnt)
+    assert rc == 0, "idbmount exited with %d:\n%s" % (rc, i.daemon.stderr())

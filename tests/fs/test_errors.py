@@ -1,0 +1,182 @@
+"""Every bad input gets a clear error and loses nothing."""
+import errno
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import Daemon, sh, unmount
+
+
+def write_and_close(path, data, flags=os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+    """Writes through one descriptor; returns the errno of close (0 if ok)."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, data)
+    except OSError as e:
+        os.close(fd)
+        return e.errno
+    try:
+        os.close(fd)
+    except OSError as e:
+        return e.errno
+    return 0
+
+
+def xattr(path, name):
+    return os.getxattr(path, "user.idbmount." + name).decode()
+
+
+def test_invalid_json_fails_close_and_keeps_record(idb):
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    path = os.path.join(idb.store, "1.json")
+    before = open(path).read()
+    rev = xattr(path, "rev")
+    assert write_and_close(path, b'{"v": 2') == errno.EINVAL
+    assert open(path).read() == before
+    assert xattr(path, "rev") == rev
+    assert os.stat(path).st_size == len(before)
+    assert "invalid JSON" in idb.daemon.stderr()
+    assert len(idb.changes()) == 1
+
+
+def test_inline_key_must_agree_with_name(idb):
+    idb.ctl("mkstore", "alice/shop/users", "--keypath", '"id"')
+    users = idb.path("alice", "shop", "users")
+    path = os.path.join(users, "5.json")
+    assert write_and_close(path, b'{"id": 6}') == errno.EINVAL
+    assert "file name says 5" in idb.daemon.stderr()
+    # A value without the key gets it added, and the kernel shows it.
+    assert write_and_close(path, b'{"name": "x"}') == 0
+    assert json.loads(open(path).read()) == {"name": "x", "id": 5}
+    assert os.stat(path).st_size == len(open(path).read().encode())
+    assert write_and_close(path, b'{"id": 5, "name": "y"}') == 0
+    assert xattr(path, "rev") == "2"
+
+
+@pytest.mark.parametrize("name", [
+    "%61.json",            # non-canonical escape of "a"
+    "~x.json",             # unknown tag
+    "~h" + "0" * 64 + ".json",  # hashed names are made by idbmount only
+    "~bAAE=.json",         # padded base64
+    "~d2026-13-01T00:00:00.000Z.json",
+    "~a[1,.json",
+])
+def test_names_that_are_not_keys(idb, name):
+    with pytest.raises(OSError) as e:
+        os.open(os.path.join(idb.store, name), os.O_WRONLY | os.O_CREAT, 0o644)
+    assert e.value.errno == errno.EINVAL
+    assert not os.path.exists(os.path.join(idb.store, name))
+
+
+def test_links_are_refused(idb):
+    idb.ctl("put", "alice/shop/orders", "1", "{}")
+    path = os.path.join(idb.store, "1.json")
+    with pytest.raises(OSError) as e:
+        os.link(path, os.path.join(idb.store, "2.json"))
+    assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        os.symlink("1.json", os.path.join(idb.store, "3.json"))
+    assert e.value.errno == errno.EPERM
+    assert os.listdir(idb.store) == ["1.json"]
+
+
+def test_files_only_in_store_directories(idb):
+    with pytest.raises(OSError) as e:
+        open(idb.path("alice", "x.json"), "w")
+    assert e.value.errno == errno.EPERM
+    with pytest.raises(OSError) as e:
+        os.mkdir(idb.path("bob"))
+    assert e.value.errno == errno.EPERM
+    assert "idbmountctl client add" in idb.daemon.stderr()
+
+
+def test_record_over_the_cap(tmp_path):
+    from conftest import Idb
+    idb = Idb(tmp_path)
+    idb.ctl("client", "add", "alice")
+    idb.daemon.start(["max_record=1024"])
+    try:
+        os.makedirs(idb.store)
+        path = os.path.join(idb.store, "1.json")
+        assert write_and_close(path, b'{"v": 1}') == 0
+        big = b'{"v": "' + b"x" * 2000 + b'"}'
+        assert write_and_close(path, big) == errno.EFBIG
+        assert open(path).read() == '{"v": 1}'
+        p = idb.ctl("put", "alice/shop/orders", "2", json.dumps({"v": "y" * 2000}),
+                    check=False)
+        # idbmountctl has its own (default) cap; the mount's is per daemon.
+        assert p.returncode == 0
+    finally:
+        assert idb.daemon.stop() == 0
+
+
+def test_full_disk(tmp_path):
+    """A full data directory: the writer gets ENOSPC, nothing is corrupted."""
+    from conftest import Idb
+    data_fs = tmp_path / "small"
+    data_fs.mkdir()
+    sh("mount -t tmpfs -o size=2m tmpfs %s" % data_fs)
+    try:
+        idb = Idb(tmp_path)
+        idb.data = str(data_fs / "data")
+        idb.daemon = Daemon(idb.data, idb.mnt)
+        idb.ctl("client", "add", "alice")
+        idb.daemon.start()
+        try:
+            os.makedirs(idb.store)
+            chunk = b'{"pad": "' + b"z" * 60000 + b'"}'
+            committed, failed = [], None
+            for i in range(200):
+                rc = write_and_close(os.path.join(idb.store, "%d.json" % i), chunk)
+                if rc:
+                    failed = rc
+                    break
+                committed.append(i)
+            assert failed == errno.ENOSPC, failed
+            assert committed, "nothing fit on a 2 MB disk"
+            assert "No space left" in idb.daemon.stderr()
+            # Every committed record reads back whole.
+            for i in committed:
+                with open(os.path.join(idb.store, "%d.json" % i), "rb") as f:
+                    assert f.read() == chunk
+        finally:
+            assert idb.daemon.stop() == 0
+        out = subprocess.run(
+            ["python3", "-c",
+             "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]);"
+             "print(c.execute('PRAGMA integrity_check').fetchone()[0])",
+             idb.data + "/idbmount.db"], capture_output=True, text=True)
+        assert out.stdout.strip() == "ok"
+    finally:
+        unmount(str(tmp_path / "mnt"))
+        sh("umount %s" % data_fs, check=False)
+
+
+def test_import_with_bad_lines_imports_nothing(idb, tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"key": 1, "value": {"a": 1}}\n'
+                 'not json\n'
+                 '{"key": {"~d": "bad"}, "value": 1}\n'
+                 '{"key": 2, "value": {"a": 2}}\n')
+    p = idb.ctl("import", "alice/shop/orders", str(f), check=False)
+    assert p.returncode == 1
+    assert ":2:" in p.stderr and ":3:" in p.stderr
+    assert ":1:" not in p.stderr and ":4:" not in p.stderr
+    assert os.listdir(idb.store) == []
+    assert idb.changes() == []
+    f.write_text('{"key": 1, "value": {"a": 1}}\n\n{"key": 2, "value": {"a": 2}}\n')
+    idb.ctl("import", "alice/shop/orders", str(f))
+    assert sorted(os.listdir(idb.store)) == ["1.json", "2.json"]
+
+
+def test_unknown_mount_options_fail_clearly(tmp_path):
+    for opts, msg in ((["cache=sometimes"], "cache=sometimes"),
+                      (["allow_other"], "default_permissions"),
+                      (["max_record=-1"], "max_record")):
+        p = subprocess.run([os.environ.get("IDBMOUNT_BIN", "build/idbmount"), "-f",
+                            "--data", str(tmp_path / "d"), *sum((["-o", o] for o in opts), []),
+                            str(tmp_path)], capture_output=True, text=True, timeout=20)
+        assert p.returncode == 2, (opts, p.stderr)
+        assert msg in p.stderr
