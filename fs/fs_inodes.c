@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAGE_BITS 16
+#define PAGE_BITS         16
 #define PAGE_SIZE_ENTRIES (1u << PAGE_BITS)
 
 static pthread_mutex_t inodes_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -29,8 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLL_MS 5
-#define GC_MS 5000
+#define POLL_MS          5
+#define GC_MS            5000
 #define CHANGES_PER_READ 1000
 
 struct notifier {

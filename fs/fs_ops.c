@@ -37,9 +37,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define XATTR_REV "user.idbmount.rev"
-#define XATTR_SEQ "user.idbmount.seq"
-#define XATTR_ORIGIN "user.idbmount.origin"
+#define XATTR_REV     "user.idbmount.rev"
+#define XATTR_SEQ     "user.idbmount.seq"
+#define XATTR_ORIGIN  "user.idbmount.origin"
 #define XATTR_KEYPATH "user.idbmount.keypath"
 #define XATTR_AUTOINC "user.idbmount.autoincrement"
 
@@ -49,9 +49,9 @@ struct handle {
 	uint64_t ino;
 	pthread_mutex_t lock;
 	bool writable;
-	bool dirty;  /* changed since the last commit */
+	bool dirty;   /* changed since the last commit */
 	bool written; /* write() or truncate since open, not just O_TRUNC */
-	bool loaded; /* `data` holds the content */
+	bool loaded;  /* `data` holds the content */
 	struct buf data;
 	struct handle *prev, *next;
 };
@@ -970,7 +970,9 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 		return -e;
 	}
 	fs->cfg.datadir = fs->datadir;
-	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0 : cfg->cache == FS_CACHE_AUTO ? 1.0 : 0.0;
+	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0
+	              : cfg->cache == FS_CACHE_AUTO ? 1.0
+	                                            : 0.0;
 	fs->uid = getuid();
 	fs->gid = getgid();
 	pthread_key_create(&fs->store_key, close_thread_store);
@@ -1027,7 +1029,7 @@ int fs_run(struct fs *fs, const char *mountpoint)
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	rc = rc < 0 ? rc : 0;
-signals:
+      signals:
 	fuse_remove_signal_handlers(fs->se);
 unmount:
 	fuse_session_unmount(fs->se);

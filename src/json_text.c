@@ -28,13 +28,27 @@ int json_text_string(struct buf *out, const char *s, size_t len)
 		if (rc)
 			break;
 		switch (c) {
-		case '"': rc = buf_append(out, "\\\"", 2); break;
-		case '\\': rc = buf_append(out, "\\\\", 2); break;
-		case '\n': rc = buf_append(out, "\\n", 2); break;
-		case '\r': rc = buf_append(out, "\\r", 2); break;
-		case '\t': rc = buf_append(out, "\\t", 2); break;
-		case '\b': rc = buf_append(out, "\\b", 2); break;
-		case '\f': rc = buf_append(out, "\\f", 2); break;
+		case '"':
+			rc = buf_append(out, "\\\"", 2);
+			break;
+		case '\\':
+			rc = buf_append(out, "\\\\", 2);
+			break;
+		case '\n':
+			rc = buf_append(out, "\\n", 2);
+			break;
+		case '\r':
+			rc = buf_append(out, "\\r", 2);
+			break;
+		case '\t':
+			rc = buf_append(out, "\\t", 2);
+			break;
+		case '\b':
+			rc = buf_append(out, "\\b", 2);
+			break;
+		case '\f':
+			rc = buf_append(out, "\\f", 2);
+			break;
 		default: {
 			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
 			rc = buf_append(out, esc, sizeof(esc));
@@ -63,9 +77,12 @@ static int write_value(struct buf *out, const json_t *v, int indent, int depth)
 	char num[32];
 	int rc = 0;
 	switch (json_typeof(v)) {
-	case JSON_NULL: return buf_append(out, "null", 4);
-	case JSON_TRUE: return buf_append(out, "true", 4);
-	case JSON_FALSE: return buf_append(out, "false", 5);
+	case JSON_NULL:
+		return buf_append(out, "null", 4);
+	case JSON_TRUE:
+		return buf_append(out, "true", 4);
+	case JSON_FALSE:
+		return buf_append(out, "false", 5);
 	case JSON_INTEGER:
 		return buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 	case JSON_REAL: {
@@ -75,7 +92,8 @@ static int write_value(struct buf *out, const json_t *v, int indent, int depth)
 		int n = key_number_to_string(d, num);
 		return buf_append(out, num, (size_t)n);
 	}
-	case JSON_STRING: return json_text_string(out, json_string_value(v), json_string_length(v));
+	case JSON_STRING:
+		return json_text_string(out, json_string_value(v), json_string_length(v));
 	case JSON_ARRAY: {
 		size_t n = json_array_size(v);
 		if (n == 0)

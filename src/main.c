@@ -23,23 +23,22 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "usage: idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT\n"
-	        "\n"
-	        "Mounts every client's IndexedDB stores as directories of JSON files.\n"
-	        "\n"
-	        "  -f, --foreground    stay in the foreground (log to stderr)\n"
-	        "  -d, --debug         print every FUSE request (implies -f)\n"
-	        "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
-	        "                      ~/.local/share/idbmount)\n"
-	        "  -o OPTIONS          comma-separated mount options:\n"
-	        "      cache=never|auto|always   kernel caching (default always)\n"
-	        "      max_record=BYTES          largest record file (default 16777216)\n"
-	        "      threads=N                 FUSE worker threads (default 8)\n"
-	        "      allow_other,default_permissions and other FUSE options\n"
-	        "  -h, --help          this text\n"
-	        "\n"
-	        "Stop with 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n");
+	fprintf(out, "usage: idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT\n"
+	             "\n"
+	             "Mounts every client's IndexedDB stores as directories of JSON files.\n"
+	             "\n"
+	             "  -f, --foreground    stay in the foreground (log to stderr)\n"
+	             "  -d, --debug         print every FUSE request (implies -f)\n"
+	             "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
+	             "                      ~/.local/share/idbmount)\n"
+	             "  -o OPTIONS          comma-separated mount options:\n"
+	             "      cache=never|auto|always   kernel caching (default always)\n"
+	             "      max_record=BYTES          largest record file (default 16777216)\n"
+	             "      threads=N                 FUSE worker threads (default 8)\n"
+	             "      allow_other,default_permissions and other FUSE options\n"
+	             "  -h, --help          this text\n"
+	             "\n"
+	             "Stop with 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n");
 }
 
 /* Parses a decimal size with an optional k/M/G suffix. */
@@ -89,7 +88,8 @@ static bool parse_mount_options(struct options *o, const char *list)
 			else if (strcmp(v, "always") == 0)
 				o->fs.cache = FS_CACHE_ALWAYS;
 			else {
-				fprintf(stderr, "idbmount: cache=%s: use never, auto or always\n", v);
+				fprintf(stderr, "idbmount: cache=%s: use never, auto or always\n",
+				        v);
 				ok = false;
 			}
 			continue;
@@ -143,18 +143,26 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "+fdo:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'f': o.fs.foreground = true; break;
+		case 'f':
+			o.fs.foreground = true;
+			break;
 		case 'd':
 			o.fs.debug = true;
 			o.fs.foreground = true;
 			break;
-		case 'D': datadir = optarg; break;
+		case 'D':
+			datadir = optarg;
+			break;
 		case 'o':
 			if (!parse_mount_options(&o, optarg))
 				return 2;
 			break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc - 1) {
@@ -192,8 +200,8 @@ int main(int argc, char **argv)
 	store_daemon_status(st, &pid, &seq, &tree);
 	store_close(st);
 	if (pid > 0) {
-		fprintf(stderr, "idbmount: data directory %s is already served by pid %d\n", datadir,
-		        pid);
+		fprintf(stderr, "idbmount: data directory %s is already served by pid %d\n",
+		        datadir, pid);
 		return 1;
 	}
 	o.fs.datadir = datadir;

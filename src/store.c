@@ -35,8 +35,8 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +81,7 @@ enum stmt_id {
 	S_REC_BY_ID,
 	S_REC_VALUE,
 	S_REC_LIST,
+	S_REC_KEYS,
 	S_REC_INSERT,
 	S_REC_UPDATE,
 	S_REC_SET_CONTENT,
@@ -107,80 +108,86 @@ enum stmt_id {
 #define REC_COLS "id, store_id, state, name, key, size, rev, seq, mtime_ns, origin"
 
 static const char *const stmt_sql[STMT_COUNT] = {
-	[S_META_GET] = "SELECT value FROM meta WHERE name = ?1",
-	[S_META_PUT] = "INSERT OR REPLACE INTO meta(name, value) VALUES (?1, ?2)",
-	[S_CLIENT_BY_FNAME] = "SELECT id, mtime_ns FROM clients WHERE fname = ?1",
-	[S_CLIENT_BY_NAME] = "SELECT id FROM clients WHERE name = ?1",
-	[S_CLIENT_BY_ID] = "SELECT id, mtime_ns, fname FROM clients WHERE id = ?1",
-	[S_CLIENT_BY_TOKEN] = "SELECT id FROM clients WHERE token_hash = ?1",
-	[S_CLIENT_INSERT] = "INSERT INTO clients(name, fname, token_hash, created_ms, mtime_ns) "
-	                    "VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_CLIENT_LIST] = "SELECT id, fname, mtime_ns, name FROM clients WHERE id > ?1 ORDER BY id",
-	[S_CLIENT_COUNT_DBS] = "SELECT count(*) FROM dbs WHERE client_id = ?1 AND dropped = 0",
-	[S_DB_BY_FNAME] = "SELECT id, mtime_ns, dropped FROM dbs WHERE client_id = ?1 AND fname = ?2",
-	[S_DB_BY_NAME] = "SELECT id, dropped FROM dbs WHERE client_id = ?1 AND name = ?2",
-	[S_DB_BY_ID] = "SELECT id, mtime_ns, client_id, dropped FROM dbs WHERE id = ?1",
-	[S_DB_INSERT] = "INSERT INTO dbs(client_id, name, fname, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
-	[S_DB_REVIVE] = "UPDATE dbs SET dropped = 0, mtime_ns = ?2, version = version + 1 "
-	                "WHERE id = ?1",
-	[S_DB_LIST] = "SELECT id, fname, mtime_ns FROM dbs WHERE client_id = ?1 AND dropped = 0 "
-	              "AND id > ?2 ORDER BY id",
-	[S_DB_COUNT_STORES] = "SELECT count(*) FROM stores WHERE db_id = ?1 AND dropped = 0",
-	[S_DB_DROP] = "UPDATE dbs SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
-	[S_DB_BUMP_VERSION] = "UPDATE dbs SET version = version + 1, mtime_ns = ?2 WHERE id = ?1",
-	[S_STORE_BY_FNAME] = "SELECT id, mtime_ns, dropped FROM stores WHERE db_id = ?1 AND "
-	                     "fname = ?2",
-	[S_STORE_BY_NAME] = "SELECT id, dropped FROM stores WHERE db_id = ?1 AND name = ?2",
-	[S_STORE_BY_ID] = "SELECT id, mtime_ns, db_id, dropped, keypath, auto_increment "
-	                  "FROM stores WHERE id = ?1",
-	[S_STORE_INSERT] = "INSERT INTO stores(db_id, name, fname, keypath, auto_increment, "
-	                   "mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-	[S_STORE_REVIVE] = "UPDATE stores SET dropped = 0, keypath = ?2, auto_increment = ?3, "
-	                   "mtime_ns = ?4 WHERE id = ?1",
-	[S_STORE_LIST] = "SELECT id, fname, mtime_ns FROM stores WHERE db_id = ?1 AND dropped = 0 "
-	                 "AND id > ?2 ORDER BY id",
-	[S_STORE_DROP] = "UPDATE stores SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
-	[S_STORE_COUNT_VISIBLE] = "SELECT count(*) FROM records WHERE store_id = ?1 AND state <= 1",
-	[S_STORE_TOUCH] = "UPDATE stores SET mtime_ns = ?2 WHERE id = ?1",
-	[S_STORE_OWNER] = "SELECT d.client_id, d.id FROM stores s JOIN dbs d ON d.id = s.db_id "
-	                  "WHERE s.id = ?1",
-	[S_REC_BY_NAME] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND name = ?2",
-	[S_REC_BY_ID] = "SELECT " REC_COLS " FROM records WHERE id = ?1",
-	[S_REC_VALUE] = "SELECT value FROM records WHERE id = ?1",
-	[S_REC_LIST] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND state <= 1 "
-	               "AND id > ?2 ORDER BY id",
-	[S_REC_INSERT] = "INSERT INTO records(store_id, state, name, key, value, size, rev, seq, "
-	                 "mtime_ns, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-	[S_REC_UPDATE] = "UPDATE records SET state = ?2, value = ?3, size = ?4, rev = ?5, seq = ?6, "
-	                 "mtime_ns = ?7, origin = ?8 WHERE id = ?1",
-	[S_REC_SET_CONTENT] = "UPDATE records SET value = ?2, size = ?3, mtime_ns = ?4 WHERE id = ?1",
-	[S_REC_ORPHAN] = "UPDATE records SET state = 3, name = NULL WHERE id = ?1",
-	[S_REC_DELETE] = "DELETE FROM records WHERE id = ?1",
-	[S_REC_ORPHANS] = "SELECT id FROM records WHERE state = 3",
-	[S_REC_MOVE] = "UPDATE records SET store_id = ?2, name = ?3, key = ?4 WHERE id = ?1",
-	[S_REC_TOTALS] = "SELECT count(*), coalesce(sum(size), 0) FROM records WHERE state <= 1",
-	[S_CHANGE_INSERT] = "INSERT INTO changes(ts_ms, client_id, store_id, name, key, op, rev, "
-	                    "origin, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[S_CHANGES_SINCE] =
-	        "SELECT c.seq, c.ts_ms, cl.name, d.name, s.name, c.key, c.op, c.rev, c.origin, "
-	        "c.value, c.name, c.store_id FROM changes c JOIN stores s ON s.id = c.store_id "
-	        "JOIN dbs d ON d.id = s.db_id JOIN clients cl ON cl.id = c.client_id "
-	        "WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
-	[S_CHANGES_SINCE_CLIENT] =
-	        "SELECT c.seq, c.ts_ms, cl.name, d.name, s.name, c.key, c.op, c.rev, c.origin, "
-	        "c.value, c.name, c.store_id FROM changes c JOIN stores s ON s.id = c.store_id "
-	        "JOIN dbs d ON d.id = s.db_id JOIN clients cl ON cl.id = c.client_id "
-	        "WHERE c.client_id = ?3 AND c.seq > ?1 ORDER BY c.seq LIMIT ?2",
-	[S_CHANGES_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
-	[S_TREE_INSERT] = "INSERT INTO tree_log(parent, name, origin) VALUES (?1, ?2, ?3)",
-	[S_TREE_SINCE] = "SELECT id, parent, name, origin FROM tree_log WHERE id > ?1 ORDER BY id",
-	[S_TREE_LAST] = "SELECT coalesce(max(id), 0) FROM tree_log",
-	[S_DAEMON_PUT] = "INSERT OR REPLACE INTO daemon(one, pid, notified_seq, tree_id) "
-	                 "VALUES (1, ?1, ?2, ?3)",
-	[S_DAEMON_DELETE] = "DELETE FROM daemon",
-	[S_DAEMON_NOTIFIED] = "UPDATE daemon SET notified_seq = ?1, tree_id = ?2",
-	[S_DAEMON_GET] = "SELECT pid, notified_seq, tree_id FROM daemon",
-	[S_DATA_VERSION] = "PRAGMA data_version",
+        [S_META_GET] = "SELECT value FROM meta WHERE name = ?1",
+        [S_META_PUT] = "INSERT OR REPLACE INTO meta(name, value) VALUES (?1, ?2)",
+        [S_CLIENT_BY_FNAME] = "SELECT id, mtime_ns FROM clients WHERE fname = ?1",
+        [S_CLIENT_BY_NAME] = "SELECT id FROM clients WHERE name = ?1",
+        [S_CLIENT_BY_ID] = "SELECT id, mtime_ns, fname FROM clients WHERE id = ?1",
+        [S_CLIENT_BY_TOKEN] = "SELECT id FROM clients WHERE token_hash = ?1",
+        [S_CLIENT_INSERT] = "INSERT INTO clients(name, fname, token_hash, created_ms, mtime_ns) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [S_CLIENT_LIST] = "SELECT id, fname, mtime_ns, name FROM clients WHERE id > ?1 ORDER BY id",
+        [S_CLIENT_COUNT_DBS] = "SELECT count(*) FROM dbs WHERE client_id = ?1 AND dropped = 0",
+        [S_DB_BY_FNAME] =
+                "SELECT id, mtime_ns, dropped FROM dbs WHERE client_id = ?1 AND fname = ?2",
+        [S_DB_BY_NAME] = "SELECT id, dropped FROM dbs WHERE client_id = ?1 AND name = ?2",
+        [S_DB_BY_ID] = "SELECT id, mtime_ns, client_id, dropped FROM dbs WHERE id = ?1",
+        [S_DB_INSERT] = "INSERT INTO dbs(client_id, name, fname, mtime_ns) VALUES (?1, ?2, ?3, ?4)",
+        [S_DB_REVIVE] = "UPDATE dbs SET dropped = 0, mtime_ns = ?2, version = version + 1 "
+                        "WHERE id = ?1",
+        [S_DB_LIST] = "SELECT id, fname, mtime_ns FROM dbs WHERE client_id = ?1 AND dropped = 0 "
+                      "AND id > ?2 ORDER BY id",
+        [S_DB_COUNT_STORES] = "SELECT count(*) FROM stores WHERE db_id = ?1 AND dropped = 0",
+        [S_DB_DROP] = "UPDATE dbs SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
+        [S_DB_BUMP_VERSION] = "UPDATE dbs SET version = version + 1, mtime_ns = ?2 WHERE id = ?1",
+        [S_STORE_BY_FNAME] = "SELECT id, mtime_ns, dropped FROM stores WHERE db_id = ?1 AND "
+                             "fname = ?2",
+        [S_STORE_BY_NAME] = "SELECT id, dropped FROM stores WHERE db_id = ?1 AND name = ?2",
+        [S_STORE_BY_ID] = "SELECT id, mtime_ns, db_id, dropped, keypath, auto_increment "
+                          "FROM stores WHERE id = ?1",
+        [S_STORE_INSERT] = "INSERT INTO stores(db_id, name, fname, keypath, auto_increment, "
+                           "mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [S_STORE_REVIVE] = "UPDATE stores SET dropped = 0, keypath = ?2, auto_increment = ?3, "
+                           "mtime_ns = ?4 WHERE id = ?1",
+        [S_STORE_LIST] = "SELECT id, fname, mtime_ns FROM stores WHERE db_id = ?1 AND dropped = 0 "
+                         "AND id > ?2 ORDER BY id",
+        [S_STORE_DROP] = "UPDATE stores SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
+        [S_STORE_COUNT_VISIBLE] = "SELECT count(*) FROM records WHERE store_id = ?1 AND state <= 1",
+        [S_STORE_TOUCH] = "UPDATE stores SET mtime_ns = ?2 WHERE id = ?1",
+        [S_STORE_OWNER] = "SELECT d.client_id, d.id FROM stores s JOIN dbs d ON d.id = s.db_id "
+                          "WHERE s.id = ?1",
+        [S_REC_BY_NAME] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND name = ?2",
+        [S_REC_BY_ID] = "SELECT " REC_COLS " FROM records WHERE id = ?1",
+        [S_REC_VALUE] = "SELECT value FROM records WHERE id = ?1",
+        [S_REC_LIST] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND state <= 1 "
+                       "AND id > ?2 ORDER BY id",
+        /* "state <= 1" lets the partial index records_visible serve it. */
+        [S_REC_KEYS] = "SELECT id, key FROM records WHERE store_id = ?1 AND state <= 1 "
+                       "AND state = 0 AND id > ?2 ORDER BY id",
+        [S_REC_INSERT] = "INSERT INTO records(store_id, state, name, key, value, size, rev, seq, "
+                         "mtime_ns, origin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        [S_REC_UPDATE] =
+                "UPDATE records SET state = ?2, value = ?3, size = ?4, rev = ?5, seq = ?6, "
+                "mtime_ns = ?7, origin = ?8 WHERE id = ?1",
+        [S_REC_SET_CONTENT] =
+                "UPDATE records SET value = ?2, size = ?3, mtime_ns = ?4 WHERE id = ?1",
+        [S_REC_ORPHAN] = "UPDATE records SET state = 3, name = NULL WHERE id = ?1",
+        [S_REC_DELETE] = "DELETE FROM records WHERE id = ?1",
+        [S_REC_ORPHANS] = "SELECT id FROM records WHERE state = 3",
+        [S_REC_MOVE] = "UPDATE records SET store_id = ?2, name = ?3, key = ?4 WHERE id = ?1",
+        [S_REC_TOTALS] = "SELECT count(*), coalesce(sum(size), 0) FROM records WHERE state <= 1",
+        [S_CHANGE_INSERT] = "INSERT INTO changes(ts_ms, client_id, store_id, name, key, op, rev, "
+                            "origin, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [S_CHANGES_SINCE] =
+                "SELECT c.seq, c.ts_ms, cl.name, d.name, s.name, c.key, c.op, c.rev, c.origin, "
+                "c.value, c.name, c.store_id FROM changes c JOIN stores s ON s.id = c.store_id "
+                "JOIN dbs d ON d.id = s.db_id JOIN clients cl ON cl.id = c.client_id "
+                "WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+        [S_CHANGES_SINCE_CLIENT] =
+                "SELECT c.seq, c.ts_ms, cl.name, d.name, s.name, c.key, c.op, c.rev, c.origin, "
+                "c.value, c.name, c.store_id FROM changes c JOIN stores s ON s.id = c.store_id "
+                "JOIN dbs d ON d.id = s.db_id JOIN clients cl ON cl.id = c.client_id "
+                "WHERE c.client_id = ?3 AND c.seq > ?1 ORDER BY c.seq LIMIT ?2",
+        [S_CHANGES_LAST] = "SELECT coalesce(max(seq), 0) FROM changes",
+        [S_TREE_INSERT] = "INSERT INTO tree_log(parent, name, origin) VALUES (?1, ?2, ?3)",
+        [S_TREE_SINCE] = "SELECT id, parent, name, origin FROM tree_log WHERE id > ?1 ORDER BY id",
+        [S_TREE_LAST] = "SELECT coalesce(max(id), 0) FROM tree_log",
+        [S_DAEMON_PUT] = "INSERT OR REPLACE INTO daemon(one, pid, notified_seq, tree_id) "
+                         "VALUES (1, ?1, ?2, ?3)",
+        [S_DAEMON_DELETE] = "DELETE FROM daemon",
+        [S_DAEMON_NOTIFIED] = "UPDATE daemon SET notified_seq = ?1, tree_id = ?2",
+        [S_DAEMON_GET] = "SELECT pid, notified_seq, tree_id FROM daemon",
+        [S_DATA_VERSION] = "PRAGMA data_version",
 };
 
 static const char schema_sql[] =
@@ -257,8 +264,7 @@ static int64_t now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-__attribute__((format(printf, 2, 3))) static void set_error(struct store *st, const char *fmt,
-                                                            ...)
+__attribute__((format(printf, 2, 3))) static void set_error(struct store *st, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -274,9 +280,12 @@ const char *store_last_error(const struct store *st)
 const char *store_origin_name(enum store_origin origin)
 {
 	switch (origin) {
-	case ORIGIN_BROWSER: return "browser";
-	case ORIGIN_FS: return "fs";
-	case ORIGIN_IMPORT: return "import";
+	case ORIGIN_BROWSER:
+		return "browser";
+	case ORIGIN_FS:
+		return "fs";
+	case ORIGIN_IMPORT:
+		return "import";
 	}
 	return "unknown";
 }
@@ -284,8 +293,8 @@ const char *store_origin_name(enum store_origin origin)
 static bool ends_with_json(const char *name)
 {
 	size_t n = strlen(name);
-	return n > KEY_SUFFIX_LEN && memcmp(name + n - KEY_SUFFIX_LEN, KEY_SUFFIX,
-	                                    KEY_SUFFIX_LEN) == 0;
+	return n > KEY_SUFFIX_LEN &&
+	       memcmp(name + n - KEY_SUFFIX_LEN, KEY_SUFFIX, KEY_SUFFIX_LEN) == 0;
 }
 
 /* Maps an SQLite result code to -errno, keeping SQLite's message. */
@@ -293,15 +302,22 @@ static int sql_fail(struct store *st, int rc)
 {
 	set_error(st, "sqlite: %s", sqlite3_errmsg(st->db));
 	switch (rc & 0xff) {
-	case SQLITE_FULL: return -ENOSPC;
+	case SQLITE_FULL:
+		return -ENOSPC;
 	case SQLITE_BUSY:
-	case SQLITE_LOCKED: return -EBUSY;
-	case SQLITE_CONSTRAINT: return -EEXIST;
-	case SQLITE_NOMEM: return -ENOMEM;
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
 	case SQLITE_READONLY:
-	case SQLITE_PERM: return -EROFS;
-	case SQLITE_TOOBIG: return -EFBIG;
-	default: return -EIO;
+	case SQLITE_PERM:
+		return -EROFS;
+	case SQLITE_TOOBIG:
+		return -EFBIG;
+	default:
+		return -EIO;
 	}
 }
 
@@ -473,8 +489,8 @@ static int ensure_schema(struct store *st)
 {
 	int64_t tables = 0;
 	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
-	                       -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", -1,
+	                       &s, NULL) != SQLITE_OK)
 		return sql_fail(st, sqlite3_errcode(st->db));
 	int rc = step_int(st, s, &tables);
 	sqlite3_finalize(s);
@@ -527,8 +543,7 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 		return -ENOMEM;
 	}
 	int rc = sqlite3_open_v2(path, &st->db,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-	                                 SQLITE_OPEN_NOMUTEX,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                         NULL);
 	int res = 0;
 	if (rc != SQLITE_OK) {
@@ -617,6 +632,7 @@ static int row_load(struct store *st, sqlite3_stmt *s, struct row *r)
 
 static int row_by_name(struct store *st, int64_t store_id, const char *name, struct row *r)
 {
+	memset(r, 0, sizeof(*r));
 	sqlite3_stmt *s = stmt(st, S_REC_BY_NAME);
 	if (!s)
 		return -EIO;
@@ -627,6 +643,7 @@ static int row_by_name(struct store *st, int64_t store_id, const char *name, str
 
 static int row_by_id(struct store *st, int64_t id, struct row *r)
 {
+	memset(r, 0, sizeof(*r));
 	sqlite3_stmt *s = stmt(st, S_REC_BY_ID);
 	if (!s)
 		return -EIO;
@@ -733,8 +750,9 @@ static int key_for_name(struct store *st, const char *name, const struct row *kn
 			*key = strdup(known->key);
 			return *key ? 0 : -ENOMEM;
 		}
-		set_error(st, "%s: a ~h name is made by idbmount for a long key; it cannot be "
-		              "made by hand",
+		set_error(st,
+		          "%s: a ~h name is made by idbmount for a long key; it cannot be "
+		          "made by hand",
 		          name);
 		return -EINVAL;
 	}
@@ -818,8 +836,8 @@ static int keypath_set(json_t *value, const char *path, json_t *key)
 /* Checks `value` against the store's inline key path for record `key`
  * (canonical JSON). A string path the value lacks is filled in and
  * *changed set. Returns 0 or -EINVAL with the reason. */
-static int keypath_apply(struct store *st, const char *keypath_json, const char *key,
-                         json_t *value, bool *changed)
+static int keypath_apply(struct store *st, const char *keypath_json, const char *key, json_t *value,
+                         bool *changed)
 {
 	*changed = false;
 	json_t *kp = json_loads(keypath_json, JSON_DECODE_ANY, NULL);
@@ -840,7 +858,8 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 		json_t *p;
 		json_array_foreach(kp, i, p)
 		{
-			json_t *v = json_is_string(p) ? keypath_get(value, json_string_value(p)) : NULL;
+			json_t *v =
+			        json_is_string(p) ? keypath_get(value, json_string_value(p)) : NULL;
 			if (!v) {
 				json_decref(found);
 				found = NULL;
@@ -871,6 +890,57 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 	json_decref(found);
 	free(found_text);
 	json_decref(kp);
+	return rc;
+}
+
+/* The key at inline key path `keypath_json` of `value`, as IndexedDB
+ * extracts it (a new reference in *key_out). Returns 0 or -EINVAL with the
+ * reason: out-of-line keys, no key there, or not a valid key. */
+static int keypath_extract(struct store *st, const char *keypath_json, json_t *value,
+                           json_t **key_out)
+{
+	*key_out = NULL;
+	json_t *kp = json_loads(keypath_json, JSON_DECODE_ANY, NULL);
+	if (!kp || (!json_is_string(kp) && !json_is_array(kp))) {
+		json_decref(kp);
+		set_error(st, "the store has out-of-line keys: the key must be given");
+		return -EINVAL;
+	}
+	json_t *key = NULL;
+	if (json_is_string(kp)) {
+		key = keypath_get(value, json_string_value(kp));
+		if (key)
+			json_incref(key);
+	} else {
+		key = json_array();
+		size_t i;
+		json_t *p;
+		json_array_foreach(kp, i, p)
+		{
+			json_t *v =
+			        json_is_string(p) ? keypath_get(value, json_string_value(p)) : NULL;
+			if (!v || json_array_append(key, v)) {
+				json_decref(key);
+				key = NULL;
+				break;
+			}
+		}
+	}
+	int rc = 0;
+	char why[160];
+	if (!key) {
+		set_error(st, "the value has no key at keyPath %s", keypath_json);
+		rc = -EINVAL;
+	} else if (key_check(key, why, sizeof(why)) != 0) {
+		set_error(st, "the value's key at keyPath %s is not a valid key: %s", keypath_json,
+		          why);
+		rc = -EINVAL;
+	}
+	json_decref(kp);
+	if (rc)
+		json_decref(key);
+	else
+		*key_out = key;
 	return rc;
 }
 
@@ -908,12 +978,14 @@ static void prepared_free(struct prepared_value *p)
 	buf_free(&p->compact);
 }
 
-/* Prepares a value for record `key` of store `store_id`. `text` (len
+/* Prepares a value for record `key` (canonical JSON) under `keypath` (the
+ * store's key path, JSON text). `text` (len
  * bytes, may be NULL) is file content to keep verbatim unless the key must
  * be added; otherwise `value` is laid out pretty. Returns 0, -EINVAL,
  * -EFBIG. */
-static int prepare_value(struct store *st, int64_t store_id, const char *key, const char *text,
-                         size_t len, const json_t *value_in, struct prepared_value *out)
+static int prepare_value_keypath(struct store *st, const char *keypath, const char *key,
+                                 const char *text, size_t len, const json_t *value_in,
+                                 struct prepared_value *out)
 {
 	buf_init(&out->file, st->max_record);
 	buf_init(&out->compact, st->max_record * 2 + 64);
@@ -936,12 +1008,8 @@ static int prepare_value(struct store *st, int64_t store_id, const char *key, co
 		if (!value)
 			return -ENOMEM;
 	}
-	char *keypath = NULL;
-	int rc = store_keypath(st, store_id, &keypath, NULL);
 	bool changed = false;
-	if (!rc)
-		rc = keypath_apply(st, keypath, key, value, &changed);
-	free(keypath);
+	int rc = keypath_apply(st, keypath, key, value, &changed);
 	if (!rc && text && !changed) {
 		rc = buf_append(&out->file, text, len);
 	} else if (!rc) {
@@ -957,6 +1025,18 @@ static int prepare_value(struct store *st, int64_t store_id, const char *key, co
 	json_decref(value);
 	if (rc)
 		prepared_free(out);
+	return rc;
+}
+
+/* prepare_value_keypath with the key path of store `store_id`. */
+static int prepare_value(struct store *st, int64_t store_id, const char *key, const char *text,
+                         size_t len, const json_t *value_in, struct prepared_value *out)
+{
+	char *keypath = NULL;
+	int rc = store_keypath(st, store_id, &keypath, NULL);
+	if (!rc)
+		rc = prepare_value_keypath(st, keypath, key, text, len, value_in, out);
+	free(keypath);
 	return rc;
 }
 
@@ -979,8 +1059,7 @@ static int record_write(struct store *st, struct row *r, const char *key, int64_
 	int64_t mtime = now_ns();
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_int(s, 2, STORE_LIVE);
-	sqlite3_bind_blob(s, 3, p->file.data ? p->file.data : "", (int)p->file.len,
-	                  SQLITE_STATIC);
+	sqlite3_bind_blob(s, 3, p->file.data ? p->file.data : "", (int)p->file.len, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 4, (int64_t)p->file.len);
 	sqlite3_bind_int64(s, 5, new_rev);
 	sqlite3_bind_int64(s, 6, new_seq);
@@ -1090,9 +1169,14 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 		s = stmt(st, S_CLIENT_BY_ID);
 		count = NULL;
 		break;
-	case STORE_DATABASE: s = stmt(st, S_DB_BY_ID); break;
-	case STORE_STORE: s = stmt(st, S_STORE_BY_ID); break;
-	default: return -ENOENT;
+	case STORE_DATABASE:
+		s = stmt(st, S_DB_BY_ID);
+		break;
+	case STORE_STORE:
+		s = stmt(st, S_STORE_BY_ID);
+		break;
+	default:
+		return -ENOENT;
 	}
 	if (!s)
 		return -EIO;
@@ -1121,7 +1205,9 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 		out->parent = store_ino(STORE_CLIENT, parent_id);
 		count = stmt(st, S_DB_COUNT_STORES);
 		break;
-	default: out->parent = store_ino(STORE_DATABASE, parent_id); break;
+	default:
+		out->parent = store_ino(STORE_DATABASE, parent_id);
+		break;
 	}
 	if (count) {
 		sqlite3_bind_int64(count, 1, id);
@@ -1137,10 +1223,17 @@ static int dir_child(struct store *st, uint64_t parent, const char *fname, int64
 {
 	enum stmt_id q;
 	switch (store_ino_kind(parent)) {
-	case STORE_ROOT: q = S_CLIENT_BY_FNAME; break;
-	case STORE_CLIENT: q = S_DB_BY_FNAME; break;
-	case STORE_DATABASE: q = S_STORE_BY_FNAME; break;
-	default: return -ENOTDIR;
+	case STORE_ROOT:
+		q = S_CLIENT_BY_FNAME;
+		break;
+	case STORE_CLIENT:
+		q = S_DB_BY_FNAME;
+		break;
+	case STORE_DATABASE:
+		q = S_STORE_BY_FNAME;
+		break;
+	default:
+		return -ENOTDIR;
 	}
 	sqlite3_stmt *s = stmt(st, q);
 	if (!s)
@@ -1215,11 +1308,20 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 	enum store_kind kind = store_ino_kind(dir);
 	sqlite3_stmt *s;
 	switch (kind) {
-	case STORE_ROOT: s = stmt(st, S_CLIENT_LIST); break;
-	case STORE_CLIENT: s = stmt(st, S_DB_LIST); break;
-	case STORE_DATABASE: s = stmt(st, S_STORE_LIST); break;
-	case STORE_STORE: s = stmt(st, S_REC_LIST); break;
-	default: return -ENOTDIR;
+	case STORE_ROOT:
+		s = stmt(st, S_CLIENT_LIST);
+		break;
+	case STORE_CLIENT:
+		s = stmt(st, S_DB_LIST);
+		break;
+	case STORE_DATABASE:
+		s = stmt(st, S_STORE_LIST);
+		break;
+	case STORE_STORE:
+		s = stmt(st, S_REC_LIST);
+		break;
+	default:
+		return -ENOTDIR;
 	}
 	if (!s)
 		return -EIO;
@@ -1384,8 +1486,8 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 	return rc;
 }
 
-int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t len,
-                      bool *rewritten, struct store_node *out)
+int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t len, bool *rewritten,
+                      struct store_node *out)
 {
 	st->err[0] = '\0';
 	*rewritten = false;
@@ -1627,7 +1729,8 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 		int64_t prev_rev = dst_found == 0 && dst_key ? dst.rev : 0;
 		rc = bind_row(st, &src, dst_store, newname, dst_key, prev_rev);
 		if (rc == 0 && src_was_record)
-			rc = tombstone_add(st, src_store, old_name, old_key, old_rev, ORIGIN_FS, NULL);
+			rc = tombstone_add(st, src_store, old_name, old_key, old_rev, ORIGIN_FS,
+			                   NULL);
 		free(old_name);
 		free(old_key);
 	}
@@ -1801,8 +1904,8 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 	} else if (pk == STORE_CLIENT) {
 		rc = db_ensure(st, store_ino_id(parent), raw, true, ORIGIN_FS, &id);
 	} else {
-		rc = store_ensure(st, store_ino_id(parent), raw, "null", false, true, true, ORIGIN_FS,
-		                  &id);
+		rc = store_ensure(st, store_ino_id(parent), raw, "null", false, true, true,
+		                  ORIGIN_FS, &id);
 	}
 	rc = txn_end(st, rc);
 	free(raw);
@@ -2106,6 +2209,76 @@ int store_get(struct store *st, const struct store_path *path, const json_t *key
 	row_free(&r);
 	free(name);
 	return rc;
+}
+
+int store_check_put(struct store *st, const struct store_path *path, const json_t *key,
+                    const json_t *value, json_t **key_out)
+{
+	st->err[0] = '\0';
+	if (key_out)
+		*key_out = NULL;
+	int64_t client_id = 0, db_id = 0, store_id = 0;
+	int rc = client_id_by_name(st, path->client, &client_id);
+	if (rc)
+		return rc;
+	rc = db_ensure(st, client_id, path->db, false, ORIGIN_IMPORT, &db_id);
+	if (rc == 0)
+		rc = store_ensure(st, db_id, path->store, "null", false, false, false,
+		                  ORIGIN_IMPORT, &store_id);
+	/* A missing store is what create_missing would make: out-of-line. */
+	char *keypath = NULL;
+	if (rc == 0)
+		rc = store_keypath(st, store_id, &keypath, NULL);
+	else if (rc == -ENOENT)
+		rc = (keypath = strdup("null")) ? 0 : -ENOMEM;
+	if (rc)
+		return rc;
+	json_t *extracted = NULL;
+	char why[160];
+	if (!key) {
+		rc = keypath_extract(st, keypath, (json_t *)value, &extracted);
+		key = extracted;
+	} else if (key_check(key, why, sizeof(why)) != 0) {
+		set_error(st, "not a valid key: %s", why);
+		rc = -EINVAL;
+	}
+	char *canon = rc ? NULL : key_canonical_json(key);
+	if (!rc && !canon)
+		rc = -ENOMEM;
+	struct prepared_value p;
+	if (!rc)
+		rc = prepare_value_keypath(st, keypath, canon, NULL, 0, value, &p);
+	if (!rc)
+		prepared_free(&p);
+	free(canon);
+	free(keypath);
+	if (!rc && key_out && extracted)
+		*key_out = extracted;
+	else
+		json_decref(extracted);
+	return rc;
+}
+
+int store_list_keys(struct store *st, const struct store_path *path, int64_t cursor,
+                    store_key_fn fn, void *ctx)
+{
+	st->err[0] = '\0';
+	int64_t store_id = 0;
+	int rc = path_resolve(st, path, false, &store_id);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s = stmt(st, S_REC_KEYS);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 2, cursor);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (fn(ctx, (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 0)))
+			break;
+	}
+	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(st, rc);
+	sqlite3_reset(s);
+	return res;
 }
 
 /* ---- clients ------------------------------------------------------------ */

@@ -17,7 +17,7 @@ enum fs_cache_mode {
 struct fs_config {
 	const char *datadir;
 	enum fs_cache_mode cache;
-	size_t max_record;  /* bytes; 0 = the store's default */
+	size_t max_record;    /* bytes; 0 = the store's default */
 	unsigned max_threads; /* FUSE worker threads */
 	bool foreground;
 	bool debug;

@@ -30,8 +30,8 @@
 #include <stddef.h>
 
 /* Longest file name the kernel accepts (NAME_MAX), and the suffix. */
-#define KEY_NAME_MAX 255
-#define KEY_SUFFIX ".json"
+#define KEY_NAME_MAX   255
+#define KEY_SUFFIX     ".json"
 #define KEY_SUFFIX_LEN 5
 
 /* What key_decode_stem found. */

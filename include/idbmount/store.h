@@ -75,7 +75,7 @@ enum store_kind {
 	STORE_FILE = 4,
 };
 
-#define STORE_ROOT_INO 1u
+#define STORE_ROOT_INO   1u
 #define STORE_KIND_SHIFT 60
 static inline uint64_t store_ino(enum store_kind kind, int64_t id)
 {
@@ -108,15 +108,15 @@ const char *store_origin_name(enum store_origin origin);
 /* What getattr, lookup and readdirplus need to know about a node. */
 struct store_node {
 	uint64_t ino;
-	uint64_t parent;    /* parent's inode (0 for an orphan) */
+	uint64_t parent; /* parent's inode (0 for an orphan) */
 	enum store_kind kind;
 	enum store_state state; /* FILE only */
-	uint64_t size;      /* FILE: bytes of the file; dirs: 0 */
-	int64_t mtime_ns;   /* last change */
-	int64_t rev;        /* FILE: record revision */
-	int64_t seq;        /* FILE: seq of its last change */
+	uint64_t size;          /* FILE: bytes of the file; dirs: 0 */
+	int64_t mtime_ns;       /* last change */
+	int64_t rev;            /* FILE: record revision */
+	int64_t seq;            /* FILE: seq of its last change */
 	enum store_origin origin;
-	uint32_t subdirs;   /* dirs: number of child directories (for nlink) */
+	uint32_t subdirs; /* dirs: number of child directories (for nlink) */
 };
 
 /* Looks `name` up in directory `parent`. Returns 0, -ENOENT, or -ENOTDIR. */
@@ -154,8 +154,8 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
  * `rewritten` is set when the stored content differs from `data` (the key
  * was added), so the caller must drop cached pages.
  * Returns 0, -EINVAL (bad JSON or key), -EFBIG, -ENOSPC, -EIO. */
-int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t len,
-                      bool *rewritten, struct store_node *out);
+int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t len, bool *rewritten,
+                      struct store_node *out);
 
 /* Removes file `name` from `dir`: a record gets a tombstone and a delete
  * change; the row itself becomes an ORPHAN. Returns 0, -ENOENT, -EISDIR. */
@@ -218,6 +218,27 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 int store_get(struct store *st, const struct store_path *path, const json_t *key, char **data,
               size_t *len, int64_t *rev);
 
+/* Checks, without writing, what store_put(path, key, value) with
+ * create_missing would check: a valid key, agreement with the store's
+ * inline keyPath, the size cap. A store (or database) that does not exist
+ * is checked as the out-of-line store create_missing would make. With
+ * `key` NULL the key is the one at the store's inline keyPath of `value`;
+ * it is returned in *key_out (a new reference) when `key_out` is not NULL.
+ * Names are not checked. Returns 0, -ENOENT (no such client), -EINVAL
+ * (with the reason), -EFBIG. */
+int store_check_put(struct store *st, const struct store_path *path, const json_t *key,
+                    const json_t *value, json_t **key_out);
+
+/* Called by store_list_keys with a record's canonical key JSON and its
+ * row id as the cursor; returns nonzero to stop. */
+typedef int (*store_key_fn)(void *ctx, const char *key, int64_t cursor);
+
+/* Lists the keys of the LIVE records of `path` from just after `cursor`
+ * (0 = from the start), in row-id order (one indexed range query). Returns
+ * 0, -ENOENT (no such client, database or store). */
+int store_list_keys(struct store *st, const struct store_path *path, int64_t cursor,
+                    store_key_fn fn, void *ctx);
+
 /* Creates a store with a keyPath (JSON text: null, "a.b" or ["a","b"])
  * and autoIncrement, making the database when absent. -EEXIST if present. */
 int store_make_store(struct store *st, const struct store_path *path, const char *keypath_json,
@@ -251,8 +272,8 @@ struct store_change {
 	const char *client;
 	const char *db;
 	const char *store;
-	const char *key;   /* canonical key JSON */
-	bool deleted;      /* op: delete (else put) */
+	const char *key; /* canonical key JSON */
+	bool deleted;    /* op: delete (else put) */
 	int64_t rev;
 	enum store_origin origin;
 	const char *value; /* compact JSON, NULL for a delete */
