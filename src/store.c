@@ -27,10 +27,13 @@
  */
 #include "idbmount/store.h"
 
+#include "store_internal.h"
+
 #include "idbmount/buf.h"
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -223,17 +226,6 @@ static const char schema_sql[] =
         "CREATE TABLE daemon(one INTEGER PRIMARY KEY CHECK (one = 1), pid INTEGER NOT NULL,"
         " notified_seq INTEGER NOT NULL, tree_id INTEGER NOT NULL);";
 
-struct store {
-	sqlite3 *db;
-	sqlite3_stmt *stmts[STMT_COUNT];
-	size_t max_record;
-	int txn_depth;
-	int64_t data_version;
-	char epoch[17];
-	char *wal_path;
-	char err[512];
-};
-
 /* A records row as the functions below pass it around. */
 struct row {
 	int64_t id;
@@ -257,14 +249,14 @@ static void row_free(struct row *r)
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int64_t now_ns(void)
+int64_t store_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-__attribute__((format(printf, 2, 3))) static void set_error(struct store *st, const char *fmt, ...)
+void store_set_error(struct store *st, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -298,9 +290,9 @@ static bool ends_with_json(const char *name)
 }
 
 /* Maps an SQLite result code to -errno, keeping SQLite's message. */
-static int sql_fail(struct store *st, int rc)
+int store_sql_fail(struct store *st, int rc)
 {
-	set_error(st, "sqlite: %s", sqlite3_errmsg(st->db));
+	store_set_error(st, "sqlite: %s", sqlite3_errmsg(st->db));
 	switch (rc & 0xff) {
 	case SQLITE_FULL:
 		return -ENOSPC;
@@ -321,17 +313,17 @@ static int sql_fail(struct store *st, int rc)
 	}
 }
 
-/* Returns the reset statement `id`, preparing it on first use. */
-static sqlite3_stmt *stmt(struct store *st, enum stmt_id id)
+sqlite3_stmt *store_stmt(struct store *st, int slot, const char *sql)
 {
-	sqlite3_stmt *s = st->stmts[id];
+	assert(slot >= 0 && slot < STORE_STMT_SLOTS);
+	sqlite3_stmt *s = st->stmts[slot];
 	if (!s) {
-		if (sqlite3_prepare_v3(st->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &s,
-		                       NULL) != SQLITE_OK) {
-			set_error(st, "sqlite prepare: %s", sqlite3_errmsg(st->db));
+		if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) !=
+		    SQLITE_OK) {
+			store_set_error(st, "sqlite prepare: %s", sqlite3_errmsg(st->db));
 			return NULL;
 		}
-		st->stmts[id] = s;
+		st->stmts[slot] = s;
 	} else {
 		sqlite3_reset(s);
 		sqlite3_clear_bindings(s);
@@ -339,7 +331,13 @@ static sqlite3_stmt *stmt(struct store *st, enum stmt_id id)
 	return s;
 }
 
-static void bind_text(sqlite3_stmt *s, int i, const char *t)
+/* Returns the reset statement `id` of this file's table. */
+static sqlite3_stmt *stmt(struct store *st, enum stmt_id id)
+{
+	return store_stmt(st, STORE_SLOTS_CORE + (int)id, stmt_sql[id]);
+}
+
+void store_bind_text(sqlite3_stmt *s, int i, const char *t)
 {
 	if (t)
 		sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
@@ -347,39 +345,39 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
 		sqlite3_bind_null(s, i);
 }
 
-static char *col_strdup(sqlite3_stmt *s, int i)
+char *store_col_strdup(sqlite3_stmt *s, int i)
 {
 	const unsigned char *t = sqlite3_column_text(s, i);
 	return t ? strdup((const char *)t) : NULL;
 }
 
 /* Runs a statement that returns no rows. Returns 0 or -errno. */
-static int step_done(struct store *st, sqlite3_stmt *s)
+int store_step_done(struct store *st, sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
-	int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sql_fail(st, rc);
+	int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return out;
 }
 
 /* Runs a one-row, one-integer query; *out keeps its value when no row. */
-static int step_int(struct store *st, sqlite3_stmt *s, int64_t *out)
+int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out)
 {
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		*out = sqlite3_column_int64(s, 0);
-	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(st, rc);
+	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return res;
 }
 
-static int exec_sql(struct store *st, const char *sql)
+int store_exec(struct store *st, const char *sql)
 {
 	char *msg = NULL;
 	int rc = sqlite3_exec(st->db, sql, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
-		int e = sql_fail(st, rc);
-		set_error(st, "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+		int e = store_sql_fail(st, rc);
+		store_set_error(st, "sqlite: %s", msg ? msg : sqlite3_errstr(rc));
 		sqlite3_free(msg);
 		return e;
 	}
@@ -388,41 +386,41 @@ static int exec_sql(struct store *st, const char *sql)
 
 /* ---- transactions ------------------------------------------------------ */
 
-static int txn_begin(struct store *st)
+int store_txn_begin(struct store *st)
 {
-	int rc = exec_sql(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
+	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
 	if (rc == 0)
 		st->txn_depth++;
 	return rc;
 }
 
-/* Ends what txn_begin started: commits when rc is 0, else rolls back.
+/* Ends what store_txn_begin started: commits when rc is 0, else rolls back.
  * Returns rc, or the commit's own failure. */
-static int txn_end(struct store *st, int rc)
+int store_txn_end(struct store *st, int rc)
 {
 	st->txn_depth--;
 	if (st->txn_depth == 0) {
 		if (rc == 0) {
-			rc = exec_sql(st, "COMMIT");
+			rc = store_exec(st, "COMMIT");
 			if (rc) {
 				char keep[sizeof(st->err)];
 				memcpy(keep, st->err, sizeof(keep));
-				exec_sql(st, "ROLLBACK");
+				store_exec(st, "ROLLBACK");
 				memcpy(st->err, keep, sizeof(keep));
 			}
 		} else {
 			char keep[sizeof(st->err)];
 			memcpy(keep, st->err, sizeof(keep));
-			exec_sql(st, "ROLLBACK");
+			store_exec(st, "ROLLBACK");
 			memcpy(st->err, keep, sizeof(keep));
 		}
 	} else if (rc == 0) {
-		rc = exec_sql(st, "RELEASE nested");
+		rc = store_exec(st, "RELEASE nested");
 	} else {
 		char keep[sizeof(st->err)];
 		memcpy(keep, st->err, sizeof(keep));
-		exec_sql(st, "ROLLBACK TO nested");
-		exec_sql(st, "RELEASE nested");
+		store_exec(st, "ROLLBACK TO nested");
+		store_exec(st, "RELEASE nested");
 		memcpy(st->err, keep, sizeof(keep));
 	}
 	return rc;
@@ -430,18 +428,18 @@ static int txn_end(struct store *st, int rc)
 
 int store_begin(struct store *st)
 {
-	return txn_begin(st);
+	return store_txn_begin(st);
 }
 
 int store_commit(struct store *st)
 {
-	return txn_end(st, 0);
+	return store_txn_end(st, 0);
 }
 
 void store_rollback(struct store *st)
 {
 	while (st->txn_depth > 0)
-		txn_end(st, -ECANCELED);
+		store_txn_end(st, -ECANCELED);
 }
 
 /* ---- opening ----------------------------------------------------------- */
@@ -461,14 +459,14 @@ static int meta_get(struct store *st, const char *name, char *out, size_t outlen
 	sqlite3_stmt *s = stmt(st, S_META_GET);
 	if (!s)
 		return -EIO;
-	bind_text(s, 1, name);
+	store_bind_text(s, 1, name);
 	int rc = sqlite3_step(s);
 	int res = -ENOENT;
 	if (rc == SQLITE_ROW) {
 		snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(s, 0));
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -479,9 +477,9 @@ static int meta_put(struct store *st, const char *name, const char *value)
 	sqlite3_stmt *s = stmt(st, S_META_PUT);
 	if (!s)
 		return -EIO;
-	bind_text(s, 1, name);
-	bind_text(s, 2, value);
-	return step_done(st, s);
+	store_bind_text(s, 1, name);
+	store_bind_text(s, 2, value);
+	return store_step_done(st, s);
 }
 
 /* Creates the schema in a new database, or checks an existing one. */
@@ -491,32 +489,38 @@ static int ensure_schema(struct store *st)
 	sqlite3_stmt *s = NULL;
 	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", -1,
 	                       &s, NULL) != SQLITE_OK)
-		return sql_fail(st, sqlite3_errcode(st->db));
-	int rc = step_int(st, s, &tables);
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	int rc = store_step_int(st, s, &tables);
 	sqlite3_finalize(s);
 	if (rc)
 		return rc;
 	if (tables == 0) {
-		rc = txn_begin(st);
+		rc = store_txn_begin(st);
 		if (rc)
 			return rc;
 		char epoch[17];
-		rc = exec_sql(st, schema_sql);
+		rc = store_exec(st, schema_sql);
 		if (!rc)
 			rc = make_epoch(epoch);
 		if (!rc)
 			rc = meta_put(st, "schema_version", SCHEMA_VERSION);
 		if (!rc)
 			rc = meta_put(st, "epoch", epoch);
-		rc = txn_end(st, rc);
+		rc = store_txn_end(st, rc);
 		if (rc)
 			return rc;
 	}
+	/* The other store files' tables, made if missing. */
+	rc = store_exec(st, store_sync_schema_sql);
+	if (rc == 0)
+		rc = store_exec(st, store_sinks_schema_sql);
+	if (rc)
+		return rc;
 	char version[32];
 	rc = meta_get(st, "schema_version", version, sizeof(version));
 	if (rc == 0 && strcmp(version, SCHEMA_VERSION) != 0) {
-		set_error(st, "data directory has schema version %s, this idbmount knows %s",
-		          version, SCHEMA_VERSION);
+		store_set_error(st, "data directory has schema version %s, this idbmount knows %s",
+		                version, SCHEMA_VERSION);
 		return -EPROTO;
 	}
 	if (rc == 0)
@@ -557,8 +561,8 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	/* WAL: readers never block the writer; NORMAL sync: a committed
 	 * transaction survives a crash of the process (the OS has it), and
 	 * fsync() on a file syncs the WAL for power-loss durability. */
-	res = exec_sql(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	                   "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
+	res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
 	if (!res)
 		res = ensure_schema(st);
 	if (res)
@@ -576,7 +580,7 @@ void store_close(struct store *st)
 {
 	if (!st)
 		return;
-	for (int i = 0; i < STMT_COUNT; i++)
+	for (int i = 0; i < STORE_STMT_SLOTS; i++)
 		sqlite3_finalize(st->stmts[i]);
 	sqlite3_close(st->db);
 	free(st->wal_path);
@@ -605,8 +609,8 @@ static void row_from_stmt(sqlite3_stmt *s, struct row *r)
 	r->id = sqlite3_column_int64(s, 0);
 	r->store_id = sqlite3_column_int64(s, 1);
 	r->state = (enum store_state)sqlite3_column_int(s, 2);
-	r->name = col_strdup(s, 3);
-	r->key = col_strdup(s, 4);
+	r->name = store_col_strdup(s, 3);
+	r->key = store_col_strdup(s, 4);
 	r->size = (uint64_t)sqlite3_column_int64(s, 5);
 	r->rev = sqlite3_column_int64(s, 6);
 	r->seq = sqlite3_column_int64(s, 7);
@@ -624,7 +628,7 @@ static int row_load(struct store *st, sqlite3_stmt *s, struct row *r)
 		row_from_stmt(s, r);
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -637,7 +641,7 @@ static int row_by_name(struct store *st, int64_t store_id, const char *name, str
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, store_id);
-	bind_text(s, 2, name);
+	store_bind_text(s, 2, name);
 	return row_load(st, s, r);
 }
 
@@ -680,7 +684,7 @@ static int store_owner(struct store *st, int64_t store_id, int64_t *client_id, i
 			*db_id = sqlite3_column_int64(s, 1);
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -692,9 +696,9 @@ static int tree_log(struct store *st, uint64_t parent, const char *name, enum st
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, (int64_t)parent);
-	bind_text(s, 2, name);
+	store_bind_text(s, 2, name);
 	sqlite3_bind_int(s, 3, origin);
-	return step_done(st, s);
+	return store_step_done(st, s);
 }
 
 static int store_touch(struct store *st, int64_t store_id, int64_t mtime)
@@ -704,7 +708,7 @@ static int store_touch(struct store *st, int64_t store_id, int64_t mtime)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, store_id);
 	sqlite3_bind_int64(s, 2, mtime);
-	return step_done(st, s);
+	return store_step_done(st, s);
 }
 
 /* Appends one change; returns its seq in *seq. */
@@ -719,16 +723,16 @@ static int change_append(struct store *st, int64_t store_id, const char *name, c
 	sqlite3_stmt *s = stmt(st, S_CHANGE_INSERT);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, now_ns() / 1000000);
+	sqlite3_bind_int64(s, 1, store_now_ns() / 1000000);
 	sqlite3_bind_int64(s, 2, client_id);
 	sqlite3_bind_int64(s, 3, store_id);
-	bind_text(s, 4, name);
-	bind_text(s, 5, key);
+	store_bind_text(s, 4, name);
+	store_bind_text(s, 5, key);
 	sqlite3_bind_int(s, 6, deleted ? 1 : 0);
 	sqlite3_bind_int64(s, 7, rev);
 	sqlite3_bind_int(s, 8, origin);
-	bind_text(s, 9, compact);
-	rc = step_done(st, s);
+	store_bind_text(s, 9, compact);
+	rc = store_step_done(st, s);
 	if (rc == 0)
 		*seq = sqlite3_last_insert_rowid(st->db);
 	return rc;
@@ -750,14 +754,14 @@ static int key_for_name(struct store *st, const char *name, const struct row *kn
 			*key = strdup(known->key);
 			return *key ? 0 : -ENOMEM;
 		}
-		set_error(st,
-		          "%s: a ~h name is made by idbmount for a long key; it cannot be "
-		          "made by hand",
-		          name);
+		store_set_error(st,
+		                "%s: a ~h name is made by idbmount for a long key; it cannot be "
+		                "made by hand",
+		                name);
 		return -EINVAL;
 	}
 	if (rc < 0) {
-		set_error(st, "%s: not the file name of any IndexedDB key", name);
+		store_set_error(st, "%s: not the file name of any IndexedDB key", name);
 		return -EINVAL;
 	}
 	*key = key_canonical_json(k);
@@ -871,8 +875,9 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 	if (found) {
 		found_text = key_canonical_json(found);
 		if (!found_text || strcmp(found_text, key) != 0) {
-			set_error(st, "the value's key at keyPath %s is %s, the file name says %s",
-			          keypath_json, found_text ? found_text : "not a valid key", key);
+			store_set_error(
+			        st, "the value's key at keyPath %s is %s, the file name says %s",
+			        keypath_json, found_text ? found_text : "not a valid key", key);
 			rc = -EINVAL;
 		}
 	} else if (json_is_string(kp) && *json_string_value(kp) && json_is_object(value)) {
@@ -882,9 +887,9 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 		if (rc == 0)
 			*changed = true;
 		else
-			set_error(st, "cannot add the key at keyPath %s", keypath_json);
+			store_set_error(st, "cannot add the key at keyPath %s", keypath_json);
 	} else {
-		set_error(st, "the value has no key at keyPath %s", keypath_json);
+		store_set_error(st, "the value has no key at keyPath %s", keypath_json);
 		rc = -EINVAL;
 	}
 	json_decref(found);
@@ -903,7 +908,7 @@ static int keypath_extract(struct store *st, const char *keypath_json, json_t *v
 	json_t *kp = json_loads(keypath_json, JSON_DECODE_ANY, NULL);
 	if (!kp || (!json_is_string(kp) && !json_is_array(kp))) {
 		json_decref(kp);
-		set_error(st, "the store has out-of-line keys: the key must be given");
+		store_set_error(st, "the store has out-of-line keys: the key must be given");
 		return -EINVAL;
 	}
 	json_t *key = NULL;
@@ -929,11 +934,11 @@ static int keypath_extract(struct store *st, const char *keypath_json, json_t *v
 	int rc = 0;
 	char why[160];
 	if (!key) {
-		set_error(st, "the value has no key at keyPath %s", keypath_json);
+		store_set_error(st, "the value has no key at keyPath %s", keypath_json);
 		rc = -EINVAL;
 	} else if (key_check(key, why, sizeof(why)) != 0) {
-		set_error(st, "the value's key at keyPath %s is not a valid key: %s", keypath_json,
-		          why);
+		store_set_error(st, "the value's key at keyPath %s is not a valid key: %s",
+		                keypath_json, why);
 		rc = -EINVAL;
 	}
 	json_decref(kp);
@@ -953,12 +958,12 @@ static int store_keypath(struct store *st, int64_t store_id, char **keypath, boo
 	int rc = sqlite3_step(s);
 	int res = -ENOENT;
 	if (rc == SQLITE_ROW) {
-		*keypath = col_strdup(s, 4);
+		*keypath = store_col_strdup(s, 4);
 		if (autoinc)
 			*autoinc = sqlite3_column_int(s, 5) != 0;
 		res = *keypath ? 0 : -ENOMEM;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -993,14 +998,14 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 	json_t *value;
 	if (text) {
 		if (len > st->max_record) {
-			set_error(st, "record of %zu bytes is over the cap of %zu bytes", len,
-			          st->max_record);
+			store_set_error(st, "record of %zu bytes is over the cap of %zu bytes", len,
+			                st->max_record);
 			return -EFBIG;
 		}
 		char why[200];
 		value = json_text_parse(text, len, why, sizeof(why));
 		if (!value) {
-			set_error(st, "invalid JSON: %s", why);
+			store_set_error(st, "invalid JSON: %s", why);
 			return -EINVAL;
 		}
 	} else {
@@ -1019,9 +1024,9 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 	if (!rc)
 		rc = json_text_compact(&out->compact, value);
 	if (rc == -EFBIG)
-		set_error(st, "record is over the cap of %zu bytes", st->max_record);
+		store_set_error(st, "record is over the cap of %zu bytes", st->max_record);
 	else if (rc == -EINVAL && !st->err[0])
-		set_error(st, "value holds a number JSON cannot write");
+		store_set_error(st, "value holds a number JSON cannot write");
 	json_decref(value);
 	if (rc)
 		prepared_free(out);
@@ -1056,7 +1061,7 @@ static int record_write(struct store *st, struct row *r, const char *key, int64_
 	sqlite3_stmt *s = stmt(st, S_REC_UPDATE);
 	if (!s)
 		return -EIO;
-	int64_t mtime = now_ns();
+	int64_t mtime = store_now_ns();
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_int(s, 2, STORE_LIVE);
 	sqlite3_bind_blob(s, 3, p->file.data ? p->file.data : "", (int)p->file.len, SQLITE_STATIC);
@@ -1065,7 +1070,7 @@ static int record_write(struct store *st, struct row *r, const char *key, int64_
 	sqlite3_bind_int64(s, 6, new_seq);
 	sqlite3_bind_int64(s, 7, mtime);
 	sqlite3_bind_int(s, 8, origin);
-	rc = step_done(st, s);
+	rc = store_step_done(st, s);
 	if (rc)
 		return rc;
 	r->state = STORE_LIVE;
@@ -1089,8 +1094,8 @@ static int row_insert(struct store *st, struct row *r, const void *value, size_t
 		return -EIO;
 	sqlite3_bind_int64(s, 1, r->store_id);
 	sqlite3_bind_int(s, 2, r->state);
-	bind_text(s, 3, r->name);
-	bind_text(s, 4, r->key);
+	store_bind_text(s, 3, r->name);
+	store_bind_text(s, 4, r->key);
 	if (value)
 		sqlite3_bind_blob(s, 5, value, (int)len, SQLITE_STATIC);
 	else
@@ -1100,7 +1105,7 @@ static int row_insert(struct store *st, struct row *r, const void *value, size_t
 	sqlite3_bind_int64(s, 8, r->seq);
 	sqlite3_bind_int64(s, 9, r->mtime_ns);
 	sqlite3_bind_int(s, 10, r->origin);
-	int rc = step_done(st, s);
+	int rc = store_step_done(st, s);
 	if (rc == 0)
 		r->id = sqlite3_last_insert_rowid(st->db);
 	return rc;
@@ -1112,7 +1117,7 @@ static int row_simple(struct store *st, enum stmt_id id, int64_t row_id)
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, row_id);
-	return step_done(st, s);
+	return store_step_done(st, s);
 }
 
 /* Leaves a tombstone for record `r` (which has just given up its name) and
@@ -1131,7 +1136,7 @@ static int tombstone_add(struct store *st, int64_t store_id, const char *name, c
 	        .key = (char *)key,
 	        .rev = old_rev + 1,
 	        .seq = new_seq,
-	        .mtime_ns = now_ns(),
+	        .mtime_ns = store_now_ns(),
 	        .origin = origin,
 	};
 	rc = row_insert(st, &t, NULL, 0);
@@ -1190,7 +1195,7 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 		bool dropped = out->kind != STORE_CLIENT && sqlite3_column_int(s, 3);
 		res = dropped ? -ENOENT : 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	if (res)
@@ -1211,7 +1216,7 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 	}
 	if (count) {
 		sqlite3_bind_int64(count, 1, id);
-		res = step_int(st, count, &n);
+		res = store_step_int(st, count, &n);
 		out->subdirs = (uint32_t)n;
 	}
 	return res;
@@ -1241,7 +1246,7 @@ static int dir_child(struct store *st, uint64_t parent, const char *fname, int64
 	int arg = 1;
 	if (q != S_CLIENT_BY_FNAME)
 		sqlite3_bind_int64(s, arg++, store_ino_id(parent));
-	bind_text(s, arg, fname);
+	store_bind_text(s, arg, fname);
 	int rc = sqlite3_step(s);
 	int res = -ENOENT;
 	if (rc == SQLITE_ROW) {
@@ -1249,7 +1254,7 @@ static int dir_child(struct store *st, uint64_t parent, const char *fname, int64
 		*dropped = q != S_CLIENT_BY_FNAME && sqlite3_column_int(s, 2);
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -1347,7 +1352,7 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 				break;
 		}
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			res = sql_fail(st, rc);
+			res = store_sql_fail(st, rc);
 		sqlite3_reset(s);
 		return res;
 	}
@@ -1368,11 +1373,11 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 			list = grown;
 		}
 		list[n].id = sqlite3_column_int64(s, 0);
-		list[n].name = col_strdup(s, 1);
+		list[n].name = store_col_strdup(s, 1);
 		n++;
 	}
 	if (!res && rc != SQLITE_DONE)
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	for (size_t i = 0; i < n && !res; i++) {
 		struct store_node node;
@@ -1411,7 +1416,7 @@ int store_read_file(struct store *st, uint64_t ino, char **data, size_t *len)
 			res = -ENOMEM;
 		}
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -1423,7 +1428,7 @@ static int check_store_dir(struct store *st, uint64_t dir, const char *what)
 {
 	if (store_ino_kind(dir) == STORE_STORE)
 		return 0;
-	set_error(st, "%s: files live only in store directories (CLIENT/DB/STORE/)", what);
+	store_set_error(st, "%s: files live only in store directories (CLIENT/DB/STORE/)", what);
 	return store_ino_kind(dir) == STORE_FILE ? -ENOTDIR : -EPERM;
 }
 
@@ -1436,7 +1441,7 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 	if (strlen(name) > KEY_NAME_MAX)
 		return -ENAMETOOLONG;
 	int64_t store_id = store_ino_id(dir);
-	rc = txn_begin(st);
+	rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row r;
@@ -1451,7 +1456,7 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 		if (!rc) {
 			r.state = STORE_SCRATCH;
 			r.size = 0;
-			r.mtime_ns = now_ns();
+			r.mtime_ns = store_now_ns();
 			r.origin = ORIGIN_FS;
 			sqlite3_bind_int64(s, 1, r.id);
 			sqlite3_bind_int(s, 2, STORE_SCRATCH);
@@ -1461,13 +1466,13 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 			sqlite3_bind_int64(s, 6, r.seq);
 			sqlite3_bind_int64(s, 7, r.mtime_ns);
 			sqlite3_bind_int(s, 8, ORIGIN_FS);
-			rc = step_done(st, s);
+			rc = store_step_done(st, s);
 		}
 	} else if (found == -ENOENT) {
 		r.store_id = store_id;
 		r.state = STORE_SCRATCH;
 		r.name = strdup(name);
-		r.mtime_ns = now_ns();
+		r.mtime_ns = store_now_ns();
 		r.origin = ORIGIN_FS;
 		rc = r.name ? 0 : -ENOMEM;
 		if (!rc && ends_with_json(name))
@@ -1479,7 +1484,7 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 	}
 	if (!rc)
 		rc = store_touch(st, store_id, r.mtime_ns);
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	if (!rc)
 		node_from_row(&r, out);
 	row_free(&r);
@@ -1491,7 +1496,7 @@ int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t l
 {
 	st->err[0] = '\0';
 	*rewritten = false;
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row r;
@@ -1513,8 +1518,8 @@ int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t l
 	} else if (rc == 0) {
 		/* A scratch file (or an open orphan): just its bytes. */
 		if (len > st->max_record) {
-			set_error(st, "file of %zu bytes is over the cap of %zu bytes", len,
-			          st->max_record);
+			store_set_error(st, "file of %zu bytes is over the cap of %zu bytes", len,
+			                st->max_record);
 			rc = -EFBIG;
 		}
 		sqlite3_stmt *s = rc ? NULL : stmt(st, S_REC_SET_CONTENT);
@@ -1522,19 +1527,19 @@ int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t l
 			rc = -EIO;
 		if (!rc) {
 			r.size = len;
-			r.mtime_ns = now_ns();
+			r.mtime_ns = store_now_ns();
 			sqlite3_bind_int64(s, 1, r.id);
 			sqlite3_bind_blob(s, 2, data ? data : "", (int)len, SQLITE_STATIC);
 			sqlite3_bind_int64(s, 3, (int64_t)len);
 			sqlite3_bind_int64(s, 4, r.mtime_ns);
-			rc = step_done(st, s);
+			rc = store_step_done(st, s);
 		}
 	}
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	if (rc && r.name) {
 		char why[sizeof(st->err)];
 		memcpy(why, st->err, sizeof(why));
-		set_error(st, "%s: %s", r.name, why);
+		store_set_error(st, "%s: %s", r.name, why);
 	}
 	if (rc == 0 && out)
 		node_from_row(&r, out);
@@ -1551,7 +1556,7 @@ static int unlink_row(struct store *st, struct row *r, enum store_origin origin,
 	if (!rc && record)
 		rc = tombstone_add(st, r->store_id, r->name, r->key, r->rev, origin, seq);
 	if (!rc)
-		rc = store_touch(st, r->store_id, now_ns());
+		rc = store_touch(st, r->store_id, store_now_ns());
 	return rc;
 }
 
@@ -1564,7 +1569,7 @@ int store_unlink(struct store *st, uint64_t dir, const char *name)
 		int rc = store_lookup(st, dir, name, &n);
 		return rc ? rc : -EISDIR;
 	}
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row r;
@@ -1573,7 +1578,7 @@ int store_unlink(struct store *st, uint64_t dir, const char *name)
 		rc = -ENOENT;
 	if (rc == 0)
 		rc = unlink_row(st, &r, ORIGIN_FS, NULL);
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	row_free(&r);
 	return rc;
 }
@@ -1589,9 +1594,9 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 		return -EIO;
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_int64(s, 2, store_id);
-	bind_text(s, 3, name);
-	bind_text(s, 4, key);
-	int rc = step_done(st, s);
+	store_bind_text(s, 3, name);
+	store_bind_text(s, 4, key);
+	int rc = store_step_done(st, s);
 	if (rc)
 		return rc;
 	free(r->name);
@@ -1621,7 +1626,7 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 		sqlite3_bind_int64(s, 6, 0);
 		sqlite3_bind_int64(s, 7, r->mtime_ns);
 		sqlite3_bind_int(s, 8, ORIGIN_FS);
-		return step_done(st, s);
+		return store_step_done(st, s);
 	}
 	if (r->state == STORE_SCRATCH && r->size == 0) {
 		/* An empty pending file stays pending under its new name. */
@@ -1637,7 +1642,7 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 		sqlite3_bind_int64(s, 7, r->mtime_ns);
 		sqlite3_bind_int(s, 8, ORIGIN_FS);
 		r->rev = prev_rev;
-		return step_done(st, s);
+		return store_step_done(st, s);
 	}
 	char *data = NULL;
 	size_t len = 0;
@@ -1649,7 +1654,7 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 	free(data);
 	if (rc) {
 		if (rc == -EINVAL)
-			set_error(st, "cannot become %s: %s", name, store_last_error(st));
+			store_set_error(st, "cannot become %s: %s", name, store_last_error(st));
 		return rc;
 	}
 	rc = record_write(st, r, key, prev_rev, &p, ORIGIN_FS, NULL, NULL);
@@ -1672,13 +1677,13 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 	st->err[0] = '\0';
 	const unsigned int noreplace = 1, exchange = 2; /* RENAME_NOREPLACE, _EXCHANGE */
 	if (store_ino_kind(dir) != STORE_STORE || store_ino_kind(newdir) != STORE_STORE) {
-		set_error(st, "only files inside store directories can be renamed");
+		store_set_error(st, "only files inside store directories can be renamed");
 		return -EPERM;
 	}
 	if (strlen(newname) > KEY_NAME_MAX)
 		return -ENAMETOOLONG;
 	int64_t src_store = store_ino_id(dir), dst_store = store_ino_id(newdir);
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row src, dst;
@@ -1735,11 +1740,11 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 		free(old_key);
 	}
 	if (rc == 0)
-		rc = store_touch(st, src_store, now_ns());
+		rc = store_touch(st, src_store, store_now_ns());
 	if (rc == 0 && dst_store != src_store)
-		rc = store_touch(st, dst_store, now_ns());
+		rc = store_touch(st, dst_store, store_now_ns());
 done:
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	row_free(&src);
 	row_free(&dst);
 	free(src_key);
@@ -1755,7 +1760,7 @@ static int db_ensure(struct store *st, int64_t client_id, const char *name, bool
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, client_id);
-	bind_text(s, 2, name);
+	store_bind_text(s, 2, name);
 	int rc = sqlite3_step(s);
 	bool dropped = false;
 	int res = -ENOENT;
@@ -1764,7 +1769,7 @@ static int db_ensure(struct store *st, int64_t client_id, const char *name, bool
 		dropped = sqlite3_column_int(s, 1) != 0;
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	if (res == 0 && !dropped)
@@ -1773,26 +1778,26 @@ static int db_ensure(struct store *st, int64_t client_id, const char *name, bool
 		return res ? res : -ENOENT;
 	char *fname = name_escape(name, strlen(name));
 	if (!fname) {
-		set_error(st, "database name is not valid UTF-8");
+		store_set_error(st, "database name is not valid UTF-8");
 		return -EINVAL;
 	}
 	if (strlen(fname) > KEY_NAME_MAX) {
 		free(fname);
-		set_error(st, "database name is too long");
+		store_set_error(st, "database name is too long");
 		return -ENAMETOOLONG;
 	}
 	if (res == 0) {
 		s = stmt(st, S_DB_REVIVE);
 		sqlite3_bind_int64(s, 1, *id);
-		sqlite3_bind_int64(s, 2, now_ns());
-		res = step_done(st, s);
+		sqlite3_bind_int64(s, 2, store_now_ns());
+		res = store_step_done(st, s);
 	} else {
 		s = stmt(st, S_DB_INSERT);
 		sqlite3_bind_int64(s, 1, client_id);
-		bind_text(s, 2, name);
-		bind_text(s, 3, fname);
-		sqlite3_bind_int64(s, 4, now_ns());
-		res = step_done(st, s);
+		store_bind_text(s, 2, name);
+		store_bind_text(s, 3, fname);
+		sqlite3_bind_int64(s, 4, store_now_ns());
+		res = store_step_done(st, s);
 		if (res == 0)
 			*id = sqlite3_last_insert_rowid(st->db);
 	}
@@ -1811,7 +1816,7 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, db_id);
-	bind_text(s, 2, name);
+	store_bind_text(s, 2, name);
 	int rc = sqlite3_step(s);
 	bool dropped = false;
 	int res = -ENOENT;
@@ -1820,7 +1825,7 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
 		dropped = sqlite3_column_int(s, 1) != 0;
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	if (res == 0 && !dropped)
@@ -1829,31 +1834,31 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
 		return res ? res : -ENOENT;
 	char *fname = name_escape(name, strlen(name));
 	if (!fname) {
-		set_error(st, "store name is not valid UTF-8");
+		store_set_error(st, "store name is not valid UTF-8");
 		return -EINVAL;
 	}
 	if (strlen(fname) > KEY_NAME_MAX) {
 		free(fname);
-		set_error(st, "store name is too long");
+		store_set_error(st, "store name is too long");
 		return -ENAMETOOLONG;
 	}
-	int64_t now = now_ns();
+	int64_t now = store_now_ns();
 	if (res == 0) {
 		s = stmt(st, S_STORE_REVIVE);
 		sqlite3_bind_int64(s, 1, *id);
-		bind_text(s, 2, keypath);
+		store_bind_text(s, 2, keypath);
 		sqlite3_bind_int(s, 3, autoinc);
 		sqlite3_bind_int64(s, 4, now);
-		res = step_done(st, s);
+		res = store_step_done(st, s);
 	} else {
 		s = stmt(st, S_STORE_INSERT);
 		sqlite3_bind_int64(s, 1, db_id);
-		bind_text(s, 2, name);
-		bind_text(s, 3, fname);
-		bind_text(s, 4, keypath);
+		store_bind_text(s, 2, name);
+		store_bind_text(s, 3, fname);
+		store_bind_text(s, 4, keypath);
 		sqlite3_bind_int(s, 5, autoinc);
 		sqlite3_bind_int64(s, 6, now);
-		res = step_done(st, s);
+		res = store_step_done(st, s);
 		if (res == 0)
 			*id = sqlite3_last_insert_rowid(st->db);
 	}
@@ -1862,7 +1867,7 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
 		s = stmt(st, S_DB_BUMP_VERSION);
 		sqlite3_bind_int64(s, 1, db_id);
 		sqlite3_bind_int64(s, 2, now);
-		res = step_done(st, s);
+		res = store_step_done(st, s);
 	}
 	if (res == 0)
 		res = tree_log(st, store_ino(STORE_DATABASE, db_id), fname, origin);
@@ -1875,21 +1880,21 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 	st->err[0] = '\0';
 	enum store_kind pk = store_ino_kind(parent);
 	if (pk == STORE_ROOT) {
-		set_error(st, "clients are made with 'idbmountctl client add NAME'");
+		store_set_error(st, "clients are made with 'idbmountctl client add NAME'");
 		return -EPERM;
 	}
 	if (pk == STORE_STORE || pk == STORE_FILE) {
-		set_error(st, "%s: a store directory holds only files", name);
+		store_set_error(st, "%s: a store directory holds only files", name);
 		return pk == STORE_FILE ? -ENOTDIR : -EPERM;
 	}
 	size_t raw_len = 0;
 	char *raw = name_unescape(name, &raw_len);
 	if (!raw || strlen(raw) != raw_len) {
 		free(raw);
-		set_error(st, "%s: not a canonical escaped name", name);
+		store_set_error(st, "%s: not a canonical escaped name", name);
 		return -EINVAL;
 	}
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc) {
 		free(raw);
 		return rc;
@@ -1907,7 +1912,7 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 		rc = store_ensure(st, store_ino_id(parent), raw, "null", false, true, true,
 		                  ORIGIN_FS, &id);
 	}
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	free(raw);
 	if (rc == 0)
 		rc = dir_node(st, store_ino(child_kind(pk), id), out);
@@ -1919,7 +1924,7 @@ int store_rmdir(struct store *st, uint64_t parent, const char *name)
 	st->err[0] = '\0';
 	enum store_kind pk = store_ino_kind(parent);
 	if (pk == STORE_ROOT) {
-		set_error(st, "clients are removed with idbmountctl");
+		store_set_error(st, "clients are removed with idbmountctl");
 		return -EPERM;
 	}
 	if (pk == STORE_STORE) {
@@ -1928,7 +1933,7 @@ int store_rmdir(struct store *st, uint64_t parent, const char *name)
 		row_free(&r);
 		return rc == 0 && r.state <= STORE_SCRATCH ? -ENOTDIR : -ENOENT;
 	}
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	int64_t id = 0, n = 0;
@@ -1940,25 +1945,25 @@ int store_rmdir(struct store *st, uint64_t parent, const char *name)
 	if (rc == 0) {
 		s = stmt(st, pk == STORE_CLIENT ? S_DB_COUNT_STORES : S_STORE_COUNT_VISIBLE);
 		sqlite3_bind_int64(s, 1, id);
-		rc = step_int(st, s, &n);
+		rc = store_step_int(st, s, &n);
 	}
 	if (rc == 0 && n > 0)
 		rc = -ENOTEMPTY;
 	if (rc == 0) {
 		s = stmt(st, pk == STORE_CLIENT ? S_DB_DROP : S_STORE_DROP);
 		sqlite3_bind_int64(s, 1, id);
-		sqlite3_bind_int64(s, 2, now_ns());
-		rc = step_done(st, s);
+		sqlite3_bind_int64(s, 2, store_now_ns());
+		rc = store_step_done(st, s);
 	}
 	if (rc == 0 && pk == STORE_DATABASE) {
 		s = stmt(st, S_DB_BUMP_VERSION);
 		sqlite3_bind_int64(s, 1, store_ino_id(parent));
-		sqlite3_bind_int64(s, 2, now_ns());
-		rc = step_done(st, s);
+		sqlite3_bind_int64(s, 2, store_now_ns());
+		rc = store_step_done(st, s);
 	}
 	if (rc == 0)
 		rc = tree_log(st, parent, name, ORIGIN_FS);
-	return txn_end(st, rc);
+	return store_txn_end(st, rc);
 }
 
 int store_drop_orphan(struct store *st, uint64_t ino)
@@ -2002,7 +2007,7 @@ int store_list_orphans(struct store *st, store_ino_fn fn, void *ctx)
 
 int store_drop_all_orphans(struct store *st)
 {
-	return exec_sql(st, "DELETE FROM records WHERE state = 3");
+	return store_exec(st, "DELETE FROM records WHERE state = 3");
 }
 
 int store_store_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement)
@@ -2023,7 +2028,7 @@ int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes)
 		*files = (uint64_t)sqlite3_column_int64(s, 0);
 		*bytes = (uint64_t)sqlite3_column_int64(s, 1);
 	} else {
-		res = sql_fail(st, rc);
+		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
 	return res;
@@ -2036,11 +2041,11 @@ static int client_id_by_name(struct store *st, const char *name, int64_t *id)
 	sqlite3_stmt *s = stmt(st, S_CLIENT_BY_NAME);
 	if (!s)
 		return -EIO;
-	bind_text(s, 1, name);
+	store_bind_text(s, 1, name);
 	*id = 0;
-	int rc = step_int(st, s, id);
+	int rc = store_step_int(st, s, id);
 	if (rc == 0 && *id == 0) {
-		set_error(st, "no client named '%s'", name);
+		store_set_error(st, "no client named '%s'", name);
 		rc = -ENOENT;
 	}
 	return rc;
@@ -2056,12 +2061,12 @@ static int path_resolve(struct store *st, const struct store_path *path, bool cr
 	if (rc == 0)
 		rc = db_ensure(st, client_id, path->db, create, ORIGIN_IMPORT, &db_id);
 	if (rc == -ENOENT && !st->err[0])
-		set_error(st, "client '%s' has no database '%s'", path->client, path->db);
+		store_set_error(st, "client '%s' has no database '%s'", path->client, path->db);
 	if (rc == 0)
 		rc = store_ensure(st, db_id, path->store, "null", false, create, false,
 		                  ORIGIN_IMPORT, store_id);
 	if (rc == -ENOENT && !st->err[0])
-		set_error(st, "database '%s' has no store '%s'", path->db, path->store);
+		store_set_error(st, "database '%s' has no store '%s'", path->db, path->store);
 	return rc;
 }
 
@@ -2073,10 +2078,10 @@ int store_make_store(struct store *st, const struct store_path *path, const char
 	bool ok = kp && (json_is_null(kp) || json_is_string(kp) || json_is_array(kp));
 	json_decref(kp);
 	if (!ok) {
-		set_error(st, "keyPath must be null, a string or an array of strings (JSON)");
+		store_set_error(st, "keyPath must be null, a string or an array of strings (JSON)");
 		return -EINVAL;
 	}
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	int64_t client_id = 0, db_id = 0, store_id = 0;
@@ -2087,8 +2092,8 @@ int store_make_store(struct store *st, const struct store_path *path, const char
 		rc = store_ensure(st, db_id, path->store, keypath_json, autoincrement, true, true,
 		                  ORIGIN_IMPORT, &store_id);
 	if (rc == -EEXIST)
-		set_error(st, "store '%s' already exists", path->store);
-	return txn_end(st, rc);
+		store_set_error(st, "store '%s' already exists", path->store);
+	return store_txn_end(st, rc);
 }
 
 int store_put(struct store *st, const struct store_path *path, const json_t *key,
@@ -2098,7 +2103,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 	st->err[0] = '\0';
 	char why[160];
 	if (key_check(key, why, sizeof(why)) != 0) {
-		set_error(st, "not a valid key: %s", why);
+		store_set_error(st, "not a valid key: %s", why);
 		return -EINVAL;
 	}
 	char *canon = key_canonical_json(key);
@@ -2108,7 +2113,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 		free(name);
 		return -ENOMEM;
 	}
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc) {
 		free(canon);
 		free(name);
@@ -2132,7 +2137,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 		r.state = STORE_LIVE;
 		r.name = strdup(name);
 		r.key = strdup(canon);
-		r.mtime_ns = now_ns();
+		r.mtime_ns = store_now_ns();
 		r.origin = origin;
 		rc = row_insert(st, &r, "", 0);
 		if (rc == 0)
@@ -2142,7 +2147,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 		rc = record_write(st, &r, canon, r.rev, &p, origin, rev, seq);
 	if (prepared)
 		prepared_free(&p);
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	row_free(&r);
 	free(canon);
 	free(name);
@@ -2156,13 +2161,13 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 	*seq = 0;
 	char why[160];
 	if (key_check(key, why, sizeof(why)) != 0) {
-		set_error(st, "not a valid key: %s", why);
+		store_set_error(st, "not a valid key: %s", why);
 		return -EINVAL;
 	}
 	char *name = name_for_key(key);
 	if (!name)
 		return -ENOMEM;
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc) {
 		free(name);
 		return rc;
@@ -2178,7 +2183,7 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 		else if (found != 0 && found != -ENOENT)
 			rc = found;
 	}
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	row_free(&r);
 	free(name);
 	return rc;
@@ -2191,7 +2196,7 @@ int store_get(struct store *st, const struct store_path *path, const json_t *key
 	*data = NULL;
 	char *name = name_for_key(key);
 	if (!name) {
-		set_error(st, "not a valid key");
+		store_set_error(st, "not a valid key");
 		return -EINVAL;
 	}
 	int64_t store_id = 0;
@@ -2239,7 +2244,7 @@ int store_check_put(struct store *st, const struct store_path *path, const json_
 		rc = keypath_extract(st, keypath, (json_t *)value, &extracted);
 		key = extracted;
 	} else if (key_check(key, why, sizeof(why)) != 0) {
-		set_error(st, "not a valid key: %s", why);
+		store_set_error(st, "not a valid key: %s", why);
 		rc = -EINVAL;
 	}
 	char *canon = rc ? NULL : key_canonical_json(key);
@@ -2276,7 +2281,7 @@ int store_list_keys(struct store *st, const struct store_path *path, int64_t cur
 		if (fn(ctx, (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 0)))
 			break;
 	}
-	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(st, rc);
+	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return res;
 }
@@ -2298,7 +2303,7 @@ int store_client_add(struct store *st, const char *name, char token[65])
 	char *fname = name_escape(name, strlen(name));
 	if (!fname || !*name || strlen(fname) > KEY_NAME_MAX) {
 		free(fname);
-		set_error(st, "a client name is 1 to 255 bytes of UTF-8");
+		store_set_error(st, "a client name is 1 to 255 bytes of UTF-8");
 		return -EINVAL;
 	}
 	unsigned char raw[32];
@@ -2310,7 +2315,7 @@ int store_client_add(struct store *st, const char *name, char token[65])
 		snprintf(token + 2 * i, 3, "%02x", raw[i]);
 	char hash[65];
 	sha256_hex(token, hash);
-	int rc = txn_begin(st);
+	int rc = store_txn_begin(st);
 	if (rc) {
 		free(fname);
 		return rc;
@@ -2319,18 +2324,18 @@ int store_client_add(struct store *st, const char *name, char token[65])
 	if (!s)
 		rc = -EIO;
 	if (!rc) {
-		bind_text(s, 1, name);
-		bind_text(s, 2, fname);
-		bind_text(s, 3, hash);
-		sqlite3_bind_int64(s, 4, now_ns() / 1000000);
-		sqlite3_bind_int64(s, 5, now_ns());
-		rc = step_done(st, s);
+		store_bind_text(s, 1, name);
+		store_bind_text(s, 2, fname);
+		store_bind_text(s, 3, hash);
+		sqlite3_bind_int64(s, 4, store_now_ns() / 1000000);
+		sqlite3_bind_int64(s, 5, store_now_ns());
+		rc = store_step_done(st, s);
 		if (rc == -EEXIST)
-			set_error(st, "a client named '%s' exists already", name);
+			store_set_error(st, "a client named '%s' exists already", name);
 	}
 	if (!rc)
 		rc = tree_log(st, STORE_ROOT_INO, fname, ORIGIN_IMPORT);
-	rc = txn_end(st, rc);
+	rc = store_txn_end(st, rc);
 	free(fname);
 	return rc;
 }
@@ -2342,9 +2347,9 @@ int64_t store_client_by_token(struct store *st, const char *token)
 	sqlite3_stmt *s = stmt(st, S_CLIENT_BY_TOKEN);
 	if (!s)
 		return -EIO;
-	bind_text(s, 1, hash);
+	store_bind_text(s, 1, hash);
 	int64_t id = 0;
-	int rc = step_int(st, s, &id);
+	int rc = store_step_int(st, s, &id);
 	if (rc)
 		return rc;
 	return id > 0 ? id : -EACCES;
@@ -2361,7 +2366,7 @@ int store_client_list(struct store *st, store_name_fn fn, void *ctx)
 		if (fn(ctx, (const char *)sqlite3_column_text(s, 3)))
 			break;
 	}
-	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sql_fail(st, rc);
+	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return res;
 }
@@ -2399,7 +2404,7 @@ int64_t store_changes_since(struct store *st, int64_t since, int64_t limit, int6
 		if (fn(ctx, &c))
 			break;
 	}
-	int64_t res = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : sql_fail(st, rc);
+	int64_t res = rc == SQLITE_ROW || rc == SQLITE_DONE ? n : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return res;
 }
@@ -2408,7 +2413,7 @@ int64_t store_last_seq(struct store *st)
 {
 	sqlite3_stmt *s = stmt(st, S_CHANGES_LAST);
 	int64_t v = 0;
-	if (!s || step_int(st, s, &v))
+	if (!s || store_step_int(st, s, &v))
 		return -EIO;
 	return v;
 }
@@ -2435,7 +2440,7 @@ int64_t store_last_tree_id(struct store *st)
 {
 	sqlite3_stmt *s = stmt(st, S_TREE_LAST);
 	int64_t v = 0;
-	if (!s || step_int(st, s, &v))
+	if (!s || store_step_int(st, s, &v))
 		return -EIO;
 	return v;
 }
@@ -2446,7 +2451,7 @@ bool store_changed_elsewhere(struct store *st)
 	 * commits (the file-control version does not, outside a read). */
 	sqlite3_stmt *s = stmt(st, S_DATA_VERSION);
 	int64_t v = st->data_version;
-	if (!s || step_int(st, s, &v) != 0)
+	if (!s || store_step_int(st, s, &v) != 0)
 		return true;
 	if (v == st->data_version)
 		return false;
@@ -2465,13 +2470,13 @@ int store_daemon_register(struct store *st, int pid)
 	sqlite3_bind_int(s, 1, pid);
 	sqlite3_bind_int64(s, 2, seq);
 	sqlite3_bind_int64(s, 3, tree);
-	return step_done(st, s);
+	return store_step_done(st, s);
 }
 
 int store_daemon_unregister(struct store *st)
 {
 	sqlite3_stmt *s = stmt(st, S_DAEMON_DELETE);
-	return s ? step_done(st, s) : -EIO;
+	return s ? store_step_done(st, s) : -EIO;
 }
 
 int store_daemon_set_notified(struct store *st, int64_t seq, int64_t tree_id)
@@ -2481,7 +2486,7 @@ int store_daemon_set_notified(struct store *st, int64_t seq, int64_t tree_id)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, seq);
 	sqlite3_bind_int64(s, 2, tree_id);
-	return step_done(st, s);
+	return store_step_done(st, s);
 }
 
 int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_id)
