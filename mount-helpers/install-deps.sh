@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs what building (and, with --test, testing)
+# idbmount needs on Debian 12, and makes sure FUSE is usable.
+#
+#   mount-helpers/install-deps.sh [--test]
+#
+# Idempotent and quiet when nothing is missing: each package is checked with
+# dpkg-query, `apt-get update` runs only when something has to be installed,
+# and only the missing packages are installed (no recommends). Runs without a
+# terminal or standard input (CI, containers). Needs root, or sudo.
+set -euo pipefail
+
+usage() {
+	echo "usage: $0 [--test]" >&2
+	exit 2
+}
+
+with_tests=0
+for arg in "$@"; do
+	case "$arg" in
+	--test) with_tests=1 ;;
+	-h | --help)
+		echo "usage: $0 [--test]   install build (and test) dependencies"
+		exit 0
+		;;
+	*) usage ;;
+	esac
+done
+
+# What building needs: the compiler, CMake, and the libraries CMakeLists.txt
+# asks pkg-config for (fuse3, sqlite3, jansson, libcrypto; curl, microhttpd
+# and inih for the HTTP endpoint, the sinks and the config file), plus fuse3
+# for fusermount3.
+build_packages=(
+	build-essential cmake pkg-config
+	libfuse3-dev fuse3
+	libsqlite3-dev libjansson-dev libssl-dev
+	libcurl4-openssl-dev libmicrohttpd-dev libinih-dev
+)
+
+# What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
+# a real mount, and every tool those suites run on the mount (getfattr/
+# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps).
+test_packages=(
+	libcmocka-dev
+	python3 python3-pytest
+	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
+	procps mount util-linux
+)
+
+# Browser and sync tests (tests/sync): added by the issues that bring them,
+# e.g. nodejs npm chromium. Installed with --test.
+browser_test_packages=()
+
+packages=("${build_packages[@]}")
+if [ "$with_tests" = 1 ]; then
+	packages+=("${test_packages[@]}" "${browser_test_packages[@]}")
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo -n env DEBIAN_FRONTEND=noninteractive "$@"
+	else
+		echo "install-deps: need root (or sudo) to run: $*" >&2
+		exit 1
+	fi
+}
+
+# installed PACKAGE: true when dpkg knows PACKAGE as installed.
+installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+missing=()
+for p in "${packages[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
+	as_root apt-get "${apt_opts[@]}" update
+	as_root apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+	for p in "${missing[@]}"; do
+		if ! installed "$p"; then
+			echo "install-deps: $p is still not installed" >&2
+			exit 1
+		fi
+	done
+else
+	echo "install-deps: all ${#packages[@]} packages already installed"
+fi
+
+# FUSE: the tests and the quick start mount for real, so a machine without a
+# usable /dev/fuse is an error here, not a reason to skip later. Containers
+# often lack the device node even when the host kernel has FUSE.
+if [ ! -c /dev/fuse ]; then
+	if command -v modprobe >/dev/null 2>&1; then
+		as_root modprobe fuse 2>/dev/null || true
+	fi
+fi
+if [ ! -c /dev/fuse ]; then
+	echo "install-deps: creating /dev/fuse (char 10,229)"
+	as_root mknod -m 0666 /dev/fuse c 10 229
+fi
+if ! (exec 3<>/dev/fuse) 2>/dev/null; then
+	echo "install-deps: /dev/fuse exists but cannot be opened; FUSE mounts will" \
+		"not work here (in a container, run it with --device /dev/fuse" \
+		"--cap-add SYS_ADMIN)" >&2
+	exit 1
+fi

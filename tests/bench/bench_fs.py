@@ -1,0 +1,678 @@
+#!/usr/bin/env python3
+"""bench_fs.py - on-demand benchmark of idbmount's FUSE view.
+
+Not part of the test suite (not registered with ctest). Run as root, from
+anywhere, after building (see tests/bench/README.md):
+
+    python3 tests/bench/bench_fs.py [--records 100000] [--rss-records 1000000]
+                                    [--build build] [--out RESULTS.md]
+
+What it does:
+  1. Generates N records (~400 bytes of compact JSON each: ids, names, a
+     nested customer object, an items array, a free-text note) as JSON lines
+     and loads them with `idbmountctl import` into bench/shop/orders.
+     Mounts the data and copies the tree with `cp -r` to plain files on
+     local disk, so both hold byte-identical files.
+  2. Builds libfuse's passthrough_ll example (the peer) from the copy
+     Debian ships in /usr/share/doc/libfuse3-dev/examples.
+  3. For each of `grep -rc WORD .`, `ls -l` of the store and `xargs cat` of
+     10,000 records, and each target (plain files; idbmount, cache=always;
+     passthrough_ll -o cache=always; passthrough_ll with its default cache):
+     a fresh mount, `sync; echo 3 > /proc/sys/vm/drop_caches`, one cold run,
+     then the median of --runs warm runs. Output goes to /dev/null; one
+     extra untimed run checks that every target produced the same output.
+  4. Imports --rss-records records into a second data directory (timed),
+     mounts it, runs `ls -l` and `grep -rc` over the store and reads the
+     daemon's VmHWM from /proc/PID/status.
+  5. Prints a markdown table (also written to --out) with the targets.
+
+Daemons run in the foreground (-f) in their own session, so the PID we hold
+is the daemon and Ctrl-C reaches only us; every mount is undone with
+`fusermount3 -u` in a finally block. Python 3 stdlib only.
+"""
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = "/usr/share/doc/libfuse3-dev/examples"
+CLIENT, DB, STORE = "bench", "shop", "orders"
+STORE_REL = os.path.join(CLIENT, DB, STORE)
+MiB = 1024 * 1024
+ENV = dict(os.environ, LC_ALL="C")  # same locale (and grep matcher) for every target
+
+TARGETS = [
+    ("plain", "plain files"),
+    ("idb", "idbmount (cache=always)"),
+    ("pt_always", "passthrough_ll (cache=always)"),
+    ("pt_default", "passthrough_ll (default cache)"),
+]
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+# ---- mounts ---------------------------------------------------------------------
+
+def _unescape_mountinfo(s):
+    return s.encode().decode("unicode_escape").encode("latin-1").decode()
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(_unescape_mountinfo(line.split()[4]) == path for line in f)
+
+
+LIVE = []  # daemons that may still hold a mount; cleaned up in finally blocks
+
+
+class Daemon:
+    """One FUSE daemon in the foreground, in its own session."""
+
+    def __init__(self, name, argv, mnt, log_path):
+        self.name, self.argv, self.mnt, self.log_path = name, argv, mnt, log_path
+        self.proc = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self, timeout=60):
+        os.makedirs(self.mnt, exist_ok=True)
+        if is_mounted(self.mnt):
+            raise RuntimeError("%s is already mounted" % self.mnt)
+        logf = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=logf, start_new_session=True)
+        finally:
+            logf.close()
+        LIVE.append(self)
+        deadline = time.monotonic() + timeout
+        while not is_mounted(self.mnt):
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %d before mounting; log %s:\n%s" %
+                                   (self.name, self.proc.returncode, self.log_path,
+                                    tail(self.log_path)))
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s did not mount %s within %ds" % (self.name, self.mnt, timeout))
+            time.sleep(0.02)
+
+    def status(self, field):
+        """A field of /proc/PID/status in KiB (VmHWM, VmRSS), or None."""
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            for attempt in range(20):
+                if not is_mounted(self.mnt):
+                    break
+                r = subprocess.run(["fusermount3", "-u", self.mnt], stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=30)
+                if r.returncode == 0:
+                    break
+                time.sleep(0.25)  # busy: a child we killed may still hold it
+            else:
+                log("WARNING: %s still busy; lazy unmount" % self.mnt)
+                subprocess.run(["fusermount3", "-u", "-z", self.mnt], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=30)
+            try:
+                rc = self.proc.wait(timeout=60)
+                if rc != 0:
+                    log("WARNING: %s exited with %d after unmount (log %s)" %
+                        (self.name, rc, self.log_path))
+            except subprocess.TimeoutExpired:
+                log("WARNING: %s did not exit after unmount; killing it" % self.name)
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        finally:
+            if self in LIVE:
+                LIVE.remove(self)
+            self.proc = None
+
+
+def cleanup_all():
+    for d in list(reversed(LIVE)):
+        try:
+            d.stop()
+        except Exception as e:  # keep going: every mount must go
+            log("WARNING: cleaning up %s: %s" % (d.name, e))
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            return b"".join(f.readlines()[-n:]).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+# ---- helpers --------------------------------------------------------------------
+
+def run(argv, timeout, cwd=None, stdout=subprocess.DEVNULL, ok=(0,), stdin=subprocess.DEVNULL):
+    """Runs argv; returns (seconds, stdout bytes or None). Raises on failure."""
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, cwd=cwd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                       timeout=timeout, env=ENV)
+    dt = time.perf_counter() - t0
+    if r.returncode not in ok:
+        raise RuntimeError("%s (in %s) exited with %d:\n%s" %
+                           (" ".join(argv), cwd or ".", r.returncode,
+                            r.stderr.decode(errors="replace")[-2000:]))
+    if r.stderr:
+        log("stderr of %s: %s" % (argv[0], r.stderr.decode(errors="replace")[-500:].strip()))
+    return dt, r.stdout
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True, timeout=600)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def fs_type(path):
+    r = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True, timeout=30)
+    return r.stdout.strip()
+
+
+# ---- records --------------------------------------------------------------------
+
+FIRST = ["Maria", "James", "Aiko", "Oluwaseun", "José", "Zoë", "Liam", "Priya", "Chen", "Fatima",
+         "Noah", "Elena", "Mateo", "Sofia", "Lukas", "Amara", "Henrik", "Yuki", "Omar", "Chloé"]
+LAST = ["Lopez", "Smith", "Tanaka", "Adeyemi", "García", "Müller", "Nguyen", "Patel", "Kowalski",
+        "Rossi", "Johansson", "O'Brien", "Haddad", "Dubois", "Novak", "Kim", "Silva", "Berg"]
+STREETS = ["Main St", "Oak Avenue", "Rue de Rivoli", "Königstraße", "Elm Road", "Harbour Way",
+           "Calle Mayor", "Station Road", "Maple Drive", "Via Roma"]
+CITIES = [("Lisbon", "PT"), ("Berlin", "DE"), ("Osaka", "JP"), ("Lagos", "NG"), ("Austin", "US"),
+          ("Lyon", "FR"), ("Kraków", "PL"), ("Göteborg", "SE"), ("Toronto", "CA"), ("Pune", "IN")]
+PRODUCTS = ["USB-C cable", "Espresso beans 1kg", "Wool socks", "Desk lamp", "Notebook A5",
+            "Trail shoes", "Green tea", "Phone case", "Bike light", "Cast iron pan",
+            "Yoga mat", "Headphones", "Water bottle", "Backpack 20L", "Board game"]
+STATUSES = ["pending", "paid", "packed", "shipped", "delivered", "cancelled", "returned"]
+SHIPPING = ["standard", "standard", "express", "pickup"]
+TAGS = ["gift", "priority", "fragile", "b2b", "repeat", "promo", "wholesale", "vip"]
+WORDS = ("please leave the parcel at the back door ring twice customer asked about delivery "
+         "window wrapped as a gift with a handwritten card call before arriving the buzzer "
+         "does not work office closes at five on fridays replacement for a damaged item "
+         "invoice to the company address same as last order do not bend").split()
+
+
+def make_value(i, rng):
+    first, last = rng.choice(FIRST), rng.choice(LAST)
+    city, country = rng.choice(CITIES)
+    items = []
+    for _ in range(rng.choice((1, 1, 1, 2, 2, 3))):
+        items.append({"name": rng.choice(PRODUCTS),
+                      "qty": rng.randint(1, 4),
+                      "price": round(rng.uniform(2, 150), 2)})
+    v = {
+        "id": "ord-%08d" % i,
+        "status": rng.choice(STATUSES),
+        "created": "2026-%02d-%02dT%02d:%02d:%02d.%03dZ" % (
+            rng.randint(1, 12), rng.randint(1, 28), rng.randrange(24), rng.randrange(60),
+            rng.randrange(60), rng.randrange(1000)),
+        "customer": {
+            "id": "cus-%06d" % rng.randrange(1000000),
+            "name": "%s %s" % (first, last),
+            "email": "%s.%s@example.com" % (first.lower(), last.lower().replace("'", "")),
+            "address": {"street": "%d %s" % (rng.randint(1, 300), rng.choice(STREETS)),
+                        "city": city, "zip": "%05d" % rng.randrange(100000),
+                        "country": country},
+        },
+        "items": items,
+        "total": round(sum(it["qty"] * it["price"] for it in items), 2),
+        "shipping": rng.choice(SHIPPING),
+        "tags": rng.sample(TAGS, rng.randint(0, 3)),
+        "note": "",
+    }
+    base = len(json.dumps(v, ensure_ascii=False, separators=(",", ":")).encode())
+    want = rng.randint(330, 430) - base
+    words = [rng.choice(WORDS) for _ in range(3)]
+    n = sum(len(w) + 1 for w in words)
+    while n < want:
+        w = rng.choice(WORDS)
+        words.append(w)
+        n += len(w) + 1
+    v["note"] = " ".join(words)
+    return v
+
+
+def write_jsonl(path, n, seed, plain_dir=None):
+    """Writes n records {"key":i,"value":V}; with plain_dir, also each value
+    as plain_dir/<i>.json the way the mount shows it. Returns the mean
+    compact value size."""
+    rng = random.Random(seed)
+    total = 0
+    if plain_dir:
+        os.makedirs(plain_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(1, n + 1):
+            v = make_value(i, rng)
+            text = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            total += len(text.encode())
+            f.write('{"key":%d,"value":%s}\n' % (i, text))
+            if plain_dir:
+                with open(os.path.join(plain_dir, "%d.json" % i), "wb") as pf:
+                    pf.write(expected_file(v))
+    return total / max(n, 1)
+
+
+def _js_numbers(v):
+    """JSON.stringify writes 508.0 as 508."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _js_numbers(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_js_numbers(x) for x in v]
+    return v
+
+
+def expected_file(v):
+    """What the daemon should show: JSON.stringify(v, null, 2) + "\\n"."""
+    return (json.dumps(_js_numbers(v), ensure_ascii=False, indent=2) + "\n").encode()
+
+
+# ---- the bench ------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.wd = os.path.abspath(a.workdir)
+        build = a.build if os.path.isabs(a.build) else os.path.join(REPO, a.build)
+        self.idbmount = os.path.join(build, "idbmount")
+        self.ctl = os.path.join(build, "idbmountctl")
+        self.data = os.path.join(self.wd, "data")
+        self.data_rss = os.path.join(self.wd, "data-rss")
+        self.plain = os.path.join(self.wd, "plain")
+        self.mnt = os.path.join(self.wd, "mnt")
+        self.mnt_pt = os.path.join(self.wd, "mnt-pt")
+        self.pt_bin = os.path.join(self.wd, "passthrough_ll")
+        self.cat_list = os.path.join(self.wd, "cat-list.txt")
+        self.res = {"timings": {}, "hwm": {}, "info": {}, "warnings": []}
+
+    def warn(self, msg):
+        log("WARNING: " + msg)
+        self.res["warnings"].append(msg)
+
+    # -- setup --
+    def preflight(self):
+        if os.geteuid() != 0:
+            sys.exit("bench_fs.py: run as root (drop_caches, FUSE mounts)")
+        for b in (self.idbmount, self.ctl):
+            if not os.access(b, os.X_OK):
+                sys.exit("bench_fs.py: %s missing; build first:\n  cmake -S %s -B %s/build "
+                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo && make -C %s/build -j2" %
+                         (b, REPO, REPO, REPO))
+        for tool in ("fusermount3", "gcc", "pkg-config", "grep", "xargs", "cp"):
+            if not shutil.which(tool):
+                sys.exit("bench_fs.py: %s not found" % tool)
+        r = subprocess.run([self.ctl, "--help"], capture_output=True, text=True, timeout=30)
+        if "import" not in (r.stdout + r.stderr):
+            sys.exit("bench_fs.py: %s has no 'import' command (--help says:\n%s)\n"
+                     "idbmountctl import is required; not working around it." %
+                     (self.ctl, r.stdout + r.stderr))
+        os.makedirs(self.wd, exist_ok=True)
+        t = fs_type(self.wd)
+        if t in ("tmpfs", "ramfs", "fuseblk", "fuse"):
+            sys.exit("bench_fs.py: --workdir %s is on %s; use local disk (e.g. /var/tmp)" % (self.wd, t))
+        for m in (self.mnt, self.mnt_pt):
+            if os.path.isdir(m) and is_mounted(m):
+                log("unmounting a stale mount at %s" % m)
+                subprocess.run(["fusermount3", "-u", "-z", m], timeout=30)
+        for d in (self.data, self.data_rss, self.plain):
+            if os.path.exists(d):
+                shutil.rmtree(d)
+        info = self.res["info"]
+        info["kernel"] = platform.release()
+        info["cpus"] = os.cpu_count()
+        info["workdir"] = "%s (%s)" % (self.wd, t)
+        r = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
+                           capture_output=True, text=True, timeout=30)
+        info["idbmount"] = r.stdout.strip() or "?"
+        r = subprocess.run(["pkg-config", "--modversion", "fuse3"], capture_output=True,
+                           text=True, timeout=30)
+        info["libfuse"] = r.stdout.strip()
+        info["loadavg_start"] = "%.2f %.2f %.2f" % os.getloadavg()
+
+    def idb_daemon(self, data, cache="always"):
+        return Daemon("idbmount", [self.idbmount, "-f", "--data", data, "-o", "cache=" + cache,
+                                   self.mnt], self.mnt, os.path.join(data, "idbmount.log"))
+
+    def pt_daemon(self, cache):
+        argv = [self.pt_bin, "-f", "-o", "source=" + self.plain]
+        if cache:
+            argv += ["-o", "cache=" + cache]
+        return Daemon("passthrough_ll", argv + [self.mnt_pt], self.mnt_pt,
+                      os.path.join(self.wd, "passthrough_ll.log"))
+
+    def load(self, data, n, seed, label, plain_dir=None):
+        jsonl = os.path.join(self.wd, "records-%s.jsonl" % label)
+        log("generating %d records into %s" % (n, jsonl))
+        t0 = time.perf_counter()
+        mean = write_jsonl(jsonl, n, seed, plain_dir)
+        log("  %.1f s, mean value %.0f bytes of compact JSON, file %.0f MiB" %
+            (time.perf_counter() - t0, mean, os.path.getsize(jsonl) / MiB))
+        run([self.ctl, "--data", data, "client", "add", CLIENT], 60, stdout=subprocess.PIPE)
+        log("importing %d records with idbmountctl import" % n)
+        try:
+            dt, _ = run([self.ctl, "--data", data, "import", "%s/%s/%s" % (CLIENT, DB, STORE),
+                         jsonl], self.a.timeout)
+        except RuntimeError as e:
+            sys.exit("bench_fs.py: idbmountctl import failed; reporting, not working around "
+                     "it:\n%s" % e)
+        log("  import: %.1f s, %.0f records/s" % (dt, n / dt))
+        os.unlink(jsonl)
+        return dt, mean
+
+    def setup_100k(self):
+        n = self.a.records
+        dt, mean = self.load(self.data, n, 1, "main", plain_dir=os.path.join(self.plain, STORE_REL))
+        self.res["info"]["import_main"] = (n, dt)
+        self.res["info"]["mean_value_bytes"] = mean
+        self.verify_plain(n)
+        step = max(1, n // self.a.cat_files)
+        keys = list(range(1, n + 1, step))[: self.a.cat_files]
+        with open(self.cat_list, "w") as f:
+            f.write("".join("%d.json\n" % k for k in keys))
+        self.res["info"]["cat_files"] = len(keys)
+
+    def verify_plain(self, n):
+        """The plain files were rendered here as JSON.stringify(v, null, 2) + "\\n";
+        check them against the mount: every name and st_size, and the bytes of
+        a sample (few reads, so a daemon crash on reads is unlikely here)."""
+        pstore = os.path.join(self.plain, STORE_REL)
+        sizes = {x: os.path.getsize(os.path.join(pstore, x)) for x in os.listdir(pstore)}
+        self.res["info"]["mean_file_bytes"] = sum(sizes.values()) / max(len(sizes), 1)
+        self.res["info"]["total_mib"] = sum(sizes.values()) / MiB
+        log("checking the plain files against the mount")
+        try:
+            with self.idb_daemon(self.data):
+                store = os.path.join(self.mnt, STORE_REL)
+                names = os.listdir(store)
+                if set(names) != set(sizes):
+                    self.warn("the mount lists %d names, the plain copy %d; %d differ" %
+                              (len(names), len(sizes), len(set(names) ^ set(sizes))))
+                bad = [x for x in names if x in sizes and os.stat(os.path.join(store, x)).st_size != sizes[x]]
+                if bad:
+                    self.warn("%d files have a different st_size on the mount than JSON.stringify"
+                              "(v,null,2)+'\\n' (e.g. %s)" % (len(bad), bad[0]))
+                sample = ["%d.json" % i for i in range(1, n + 1, max(1, n // 200))]
+                differ = []
+                for x in sample:
+                    with open(os.path.join(store, x), "rb") as f1, open(os.path.join(pstore, x), "rb") as f2:
+                        if f1.read() != f2.read():
+                            differ.append(x)
+                if differ:
+                    self.warn("%d of %d sampled files differ between the mount and "
+                              "JSON.stringify(v,null,2)+'\\n' (e.g. %s)" % (len(differ), len(sample), differ[0]))
+                else:
+                    log("  %d names and sizes match; %d sampled files match byte for byte" %
+                        (len(names), len(sample)))
+        except (OSError, RuntimeError) as e:
+            self.warn("checking the plain files against the mount failed: %s" % e)
+
+    def build_peer(self):
+        src_dir = os.path.join(self.wd, "passthrough_ll-src")
+        os.makedirs(src_dir, exist_ok=True)
+        for name in ("passthrough_ll.c", "passthrough_helpers.h"):
+            plain, gz = os.path.join(EXAMPLES, name), os.path.join(EXAMPLES, name + ".gz")
+            if os.path.exists(plain):
+                shutil.copy(plain, os.path.join(src_dir, name))
+            elif os.path.exists(gz):
+                with gzip.open(gz, "rb") as fi, open(os.path.join(src_dir, name), "wb") as fo:
+                    shutil.copyfileobj(fi, fo)
+            else:
+                sys.exit("bench_fs.py: %s not found; apt-get install libfuse3-dev" % plain)
+        flags = subprocess.run(["pkg-config", "fuse3", "--cflags", "--libs"], capture_output=True,
+                               text=True, check=True, timeout=30).stdout.split()
+        log("building passthrough_ll from %s" % EXAMPLES)
+        run(["gcc", "-O2", "-Wall", os.path.join(src_dir, "passthrough_ll.c")] + flags +
+            ["-o", self.pt_bin], 300)
+
+    # -- measurements --
+    OPS = [
+        ("grep", "grep -rc WORD ."),
+        ("ls", "ls -l STORE"),
+        ("cat", "xargs cat (N records)"),
+    ]
+
+    def op_argv(self, op, store):
+        if op == "grep":
+            return ["grep", "-rc", self.a.word, "."], store, (0, 1)
+        if op == "ls":
+            return ["ls", "-l", store], None, (0,)
+        return ["xargs", "-a", self.cat_list, "cat"], store, (0,)
+
+    def check_output(self, op, target, store, ref):
+        """One untimed run that keeps the output, compared with plain files'."""
+        argv, cwd, ok = self.op_argv(op, store)
+        _, out = run(argv, self.a.timeout, cwd=cwd, stdout=subprocess.PIPE, ok=ok)
+        if op == "ls":
+            # Dates and owners may differ; names and sizes must not.
+            digest = sorted((l.split()[4], l.split()[-1]) for l in out.decode().splitlines()[1:])
+        elif op == "grep":
+            digest = sorted(out.decode().splitlines())
+        else:
+            digest = out
+        h = hashlib.sha256(repr(digest).encode()).hexdigest()
+        if ref is not None and h != ref:
+            self.warn("%s on %s gave different output than on plain files" % (op, target))
+        return h
+
+    def measure(self, op, target, store, ref):
+        argv, cwd, ok = self.op_argv(op, store)
+        drop_caches()
+        cold, _ = run(argv, self.a.timeout, cwd=cwd, ok=ok)
+        warm = [run(argv, self.a.timeout, cwd=cwd, ok=ok)[0] for _ in range(self.a.runs)]
+        med = statistics.median(warm)
+        log("  %-10s %-5s cold %8.3f s  warm median %8.3f s  (warm runs %s)" %
+            (target, op, cold, med, " ".join("%.3f" % w for w in warm)))
+        self.res["timings"][(op, target)] = {"cold": cold, "warm": med, "runs": warm}
+        return self.check_output(op, target, store, ref)
+
+    def run_100k(self):
+        for op, _ in self.OPS:
+            log("measuring %s" % op)
+            ref = self.measure(op, "plain", os.path.join(self.plain, STORE_REL), None)
+            for target in ("idb", "pt_always", "pt_default"):
+                if target == "idb":
+                    d = self.idb_daemon(self.data)
+                    store = os.path.join(self.mnt, STORE_REL)
+                else:
+                    d = self.pt_daemon("always" if target == "pt_always" else None)
+                    store = os.path.join(self.mnt_pt, STORE_REL)
+                with d:
+                    self.measure(op, target, store, ref)
+                    hwm = d.status("VmHWM")
+                    self.res["hwm"][(op, target)] = hwm
+                    log("  %s VmHWM after the %s runs: %.1f MiB" % (d.name, op, (hwm or 0) / 1024))
+
+    def run_rss(self):
+        n = self.a.rss_records
+        if n <= 0:
+            return
+        dt, _ = self.load(self.data_rss, n, 2, "rss")
+        self.res["info"]["import_rss"] = (n, dt)
+        with self.idb_daemon(self.data_rss) as d:
+            store = os.path.join(self.mnt, STORE_REL)
+            drop_caches()
+            log("ls -l of the %d-record store" % n)
+            t_ls, out = run(["ls", "-l", store], self.a.timeout, stdout=subprocess.PIPE)
+            lines = out.count(b"\n") - 1
+            if lines != n:
+                self.warn("ls -l listed %d entries in the %d-record store" % (lines, n))
+            log("  %.1f s; VmHWM %.1f MiB" % (t_ls, (d.status("VmHWM") or 0) / 1024))
+            log("grep -rc over the %d-record store" % n)
+            t_grep, _ = run(["grep", "-rc", self.a.word, "."], self.a.timeout, cwd=store, ok=(0, 1))
+            hwm, rss = d.status("VmHWM") or 0, d.status("VmRSS") or 0
+            log("  %.1f s; VmHWM %.1f MiB, VmRSS %.1f MiB" % (t_grep, hwm / 1024, rss / 1024))
+            self.res["rss"] = {"ls": t_ls, "grep": t_grep, "hwm": hwm, "rss": rss}
+
+    def scan_logs(self):
+        for path in (os.path.join(self.data, "idbmount.log"),
+                     os.path.join(self.data_rss, "idbmount.log"),
+                     os.path.join(self.wd, "passthrough_ll.log")):
+            # libfuse 3.14's passthrough_ll leaves fuse_loop_config.max_threads
+            # unset; libfuse says so on every mount and uses its default.
+            text = "\n".join(l for l in tail(path, 200).splitlines()
+                              if "Ignoring invalid max threads value" not in l).strip()
+            if text:
+                self.warn("%s is not empty; last lines:\n%s" % (path, text))
+
+    # -- report --
+    def table(self):
+        T, H = self.res["timings"], self.res["hwm"]
+        info = self.res["info"]
+        n = self.a.records
+
+        def cell(op, target, kind):
+            t = T.get((op, target))
+            if not t:
+                return "—"
+            if target == "plain":
+                return "%.3f s" % t[kind]
+            base = T[(op, "plain")][kind]
+            return "%.3f s (%.1fx)" % (t[kind], t[kind] / base if base else float("inf"))
+
+        names = {"grep": "`grep -rc %s` over the store" % self.a.word,
+                 "ls": "`ls -l` of the store",
+                 "cat": "`xargs cat` of %d records" % info.get("cat_files", 0)}
+        out = ["## idbmount FUSE benchmark, %d records (mean file %.0f B, %.0f MiB)" %
+               (n, info.get("mean_file_bytes", 0), info.get("total_mib", 0)), "",
+               "| measurement | %s |" % " | ".join(t[1] for t in TARGETS),
+               "|---|" + "---|" * len(TARGETS)]
+        for op, _ in self.OPS:
+            for kind in ("cold", "warm"):
+                label = "%s, %s" % (names[op], "cold" if kind == "cold" else
+                                    "warm (median of %d)" % self.a.runs)
+                out.append("| %s | %s |" % (label, " | ".join(cell(op, t[0], kind) for t in TARGETS)))
+
+        def hwm_cell(target):
+            vals = [(v, op) for (op, t), v in H.items() if t == target and v]
+            if not vals:
+                return "—"
+            v, op = max(vals)
+            return "%.1f MiB" % (v / 1024)
+        out.append("| daemon VmHWM after the %d-record runs (max over mounts) | %s |" %
+                   (n, " | ".join(hwm_cell(t[0]) for t in TARGETS)))
+        imp = info.get("import_main")
+        if imp:
+            out.append("| `idbmountctl import` of %d records | — | %.1f s (%.0f records/s) | — | — |" %
+                       (imp[0], imp[1], imp[0] / imp[1]))
+        rss = self.res.get("rss")
+        imp = info.get("import_rss")
+        if imp:
+            out.append("| `idbmountctl import` of %d records | — | %.1f s (%.0f records/s) | — | — |" %
+                       (imp[0], imp[1], imp[0] / imp[1]))
+        if rss:
+            m = self.a.rss_records
+            out.append("| `ls -l` of the %d-record store, cold | — | %.1f s | — | — |" % (m, rss["ls"]))
+            out.append("| `grep -rc` over the %d-record store, after that `ls -l` | — | %.1f s | — | — |"
+                       % (m, rss["grep"]))
+            out.append("| daemon VmHWM with %d records after `ls -l` + `grep -rc` | — | %.1f MiB | — | — |"
+                       % (m, rss["hwm"] / 1024))
+
+        def verdict(ok):
+            return "**met**" if ok else "**MISSED**"
+        out += ["", "| target (from the issue) | measured | |", "|---|---|---|"]
+        g = lambda t, k: T.get(("grep", t), {}).get(k)
+        if g("plain", "warm") and g("idb", "warm"):
+            r = g("idb", "warm") / g("plain", "warm")
+            out.append("| warm `grep -r` within 2x of plain files | %.1fx | %s |" % (r, verdict(r <= 2)))
+            for t, label in (("pt_always", "cache=always"), ("pt_default", "default cache")):
+                if g(t, "warm"):
+                    out.append("| warm `grep -r` faster than passthrough_ll (%s) | %.3f s vs %.3f s | %s |"
+                               % (label, g("idb", "warm"), g(t, "warm"),
+                                  verdict(g("idb", "warm") < g(t, "warm"))))
+        if g("plain", "cold") and g("idb", "cold"):
+            r = g("idb", "cold") / g("plain", "cold")
+            out.append("| cold `grep -r` within 5x of plain files | %.1fx | %s |" % (r, verdict(r <= 5)))
+        if rss:
+            mib = rss["hwm"] / 1024
+            out.append("| daemon RSS under 64 MiB with %d records | %.1f MiB | %s |" %
+                       (self.a.rss_records, mib, verdict(mib < 64)))
+        out += ["", "Setup: idbmount %s, libfuse %s, kernel %s, %d CPUs, work dir %s; "
+                "load average %s at start, %s at end; LC_ALL=C; bench took %.0f s." %
+                (info.get("idbmount"), info.get("libfuse"), info.get("kernel"), info.get("cpus"),
+                 info.get("workdir"), info.get("loadavg_start"), info.get("loadavg_end"),
+                 info.get("elapsed", 0))]
+        if self.res["warnings"]:
+            out += ["", "Warnings:", ""] + ["- " + w.replace("\n", "\n  ") for w in self.res["warnings"]]
+        return "\n".join(out) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--records", type=int, default=100000, help="records for the timed runs")
+    p.add_argument("--rss-records", type=int, default=1000000,
+                   help="records for the daemon peak-RSS run (0 skips it)")
+    p.add_argument("--build", default="build", help="build directory (relative to the repo)")
+    p.add_argument("--workdir", default="/var/tmp/idbmount-bench",
+                   help="work directory on local disk (not tmpfs)")
+    p.add_argument("--runs", type=int, default=5, help="warm runs per measurement (median)")
+    p.add_argument("--cat-files", type=int, default=10000, help="records read by the cat test")
+    p.add_argument("--word", default="express", help="what grep looks for")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds for any one command")
+    p.add_argument("--out", help="also write the markdown table to this file")
+    p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+    a = p.parse_args()
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+
+    b = Bench(a)
+    b.preflight()
+    t0 = time.monotonic()
+    try:
+        b.setup_100k()
+        b.build_peer()
+        b.run_100k()
+        b.run_rss()
+    except KeyboardInterrupt:
+        log("interrupted; unmounting")
+        cleanup_all()
+        sys.exit(130)
+    finally:
+        cleanup_all()
+    b.scan_logs()
+    b.res["info"]["elapsed"] = time.monotonic() - t0
+    b.res["info"]["loadavg_end"] = "%.2f %.2f %.2f" % os.getloadavg()
+    text = b.table()
+    print()
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if not a.keep:
+        shutil.rmtree(b.wd, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

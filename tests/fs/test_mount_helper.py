@@ -1,0 +1,253 @@
+"""mount-helpers/mount.idbmount: `mount -t fuse.idbmount`, fstab lines and
+the helper run by hand all give a working mount of the right data directory.
+
+The helper is run from the source tree (IDBMOUNT_SOURCE_DIR) with the built
+daemon (IDBMOUNT_BIN), both set by ctest. For `mount -t` the helper is linked
+as /sbin/mount.fuse.idbmount for the length of a test, since mount(8) looks
+for helpers in /sbin only; a different file already there is never replaced.
+"""
+import errno
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+SOURCE_DIR = os.environ.get(
+    "IDBMOUNT_SOURCE_DIR",
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+HELPER = os.path.join(SOURCE_DIR, "mount-helpers", "mount.idbmount")
+IDBMOUNT = os.path.abspath(os.environ.get("IDBMOUNT_BIN", "build/idbmount"))
+IDBMOUNTCTL = os.path.abspath(os.environ.get("IDBMOUNTCTL_BIN", "build/idbmountctl"))
+SBIN_LINK = "/sbin/mount.fuse.idbmount"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def mount_entry(path):
+    """The (source, fstype, options) of the mount at `path`, or None."""
+    p = subprocess.run(["findmnt", "-J", "-o", "SOURCE,FSTYPE,OPTIONS",
+                        "--mountpoint", path], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    fs = json.loads(p.stdout)["filesystems"][-1]
+    return fs["source"], fs["fstype"], fs["options"].split(",")
+
+
+def daemon_pids(mnt):
+    """Pids of the idbmount processes serving `mnt` (its last argument)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                args = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        if args and os.path.basename(args[0]) == b"idbmount" and \
+                args[-1] == os.fsencode(mnt):
+            pids.append(int(entry))
+    return pids
+
+
+def wait_gone(pids, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and
+                not open("/proc/%d/stat" % p).read().split(") ")[-1].startswith("Z")]
+        if not pids:
+            return []
+        time.sleep(0.05)
+    return pids
+
+
+class Mount:
+    """A data directory and a mountpoint under tmp_path; `finish` unmounts
+    whatever is left and checks that the detached daemon exited cleanly."""
+
+    def __init__(self, tmp_path, name="m"):
+        self.data = str(tmp_path / (name + "-data"))
+        self.mnt = str(tmp_path / (name + "-mnt"))
+        os.makedirs(self.mnt)
+        self.env = dict(os.environ, IDBMOUNT_BIN=IDBMOUNT)
+
+    def ctl(self, *args):
+        p = subprocess.run([IDBMOUNTCTL, "--data", self.data, *args],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, "idbmountctl %s: %s" % (args, p.stderr)
+        return p.stdout
+
+    def seed(self):
+        """A record made before mounting, to show which data dir is served."""
+        self.ctl("client", "add", "alice")
+        self.ctl("put", "alice/shop/orders", "1", '{"item":"tea"}')
+
+    def run(self, args, timeout=30):
+        """Runs a mount command; it must return once the mount is up (the
+        daemon detaches), so a hang is a failure."""
+        return subprocess.run(args, capture_output=True, text=True,
+                              env=self.env, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def helper(self, *args, source=None):
+        return self.run(["sh", HELPER, source or self.data, self.mnt, *args])
+
+    def check_mounted(self, source=None):
+        assert os.path.ismount(self.mnt), "nothing mounted at " + self.mnt
+        entry = mount_entry(self.mnt)
+        assert entry is not None, "findmnt does not show " + self.mnt
+        src, fstype, options = entry
+        assert fstype == "fuse.idbmount"
+        assert src == (source or self.data)
+        ls = subprocess.run(["ls", "-la", self.mnt], capture_output=True, text=True)
+        assert ls.returncode == 0, ls.stderr
+        with open(os.path.join(self.mnt, "alice", "shop", "orders", "1.json")) as f:
+            assert json.loads(f.read()) == {"item": "tea"}
+        return options
+
+    def unmount(self, how=("fusermount3", "-u")):
+        pids = daemon_pids(self.mnt)
+        assert pids, "no idbmount process serves " + self.mnt
+        p = subprocess.run([*how, self.mnt], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert not os.path.ismount(self.mnt)
+        assert wait_gone(pids) == [], "idbmount did not exit after the unmount"
+        self.check_log()
+
+    def check_log(self):
+        """The detached daemon writes to DATADIR/idbmount.log; sanitizer
+        reports (in the build-asan run) land there too."""
+        log = os.path.join(self.data, "idbmount.log")
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                text = f.read()
+            for mark in SANITIZER_MARKS:
+                assert mark not in text, "idbmount.log:\n" + text
+
+    def finish(self):
+        pids = daemon_pids(self.mnt)
+        if os.path.ismount(self.mnt) or mount_entry(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt],
+                           stderr=subprocess.DEVNULL)
+        for pid in wait_gone(pids, timeout=10):
+            os.kill(pid, 9)
+
+
+@pytest.fixture
+def mount(tmp_path):
+    assert os.path.exists("/dev/fuse"), \
+        "/dev/fuse is missing: run mount-helpers/install-deps.sh --test"
+    assert os.access(HELPER, os.R_OK), HELPER
+    m = Mount(tmp_path)
+    m.seed()
+    yield m
+    m.finish()
+
+
+@pytest.fixture
+def sbin_helper():
+    """Links the helper as /sbin/mount.fuse.idbmount for one test."""
+    assert os.access(HELPER, os.X_OK), \
+        HELPER + " is not executable; mount(8) runs helpers directly"
+    made = False
+    if os.path.lexists(SBIN_LINK):
+        if not (os.path.exists(SBIN_LINK) and os.path.samefile(SBIN_LINK, HELPER)):
+            pytest.fail("%s exists and is not %s; not replacing it (remove it "
+                        "or point it at this helper to run this test)" %
+                        (SBIN_LINK, HELPER))
+    else:
+        os.symlink(HELPER, SBIN_LINK)
+        made = True
+    try:
+        yield SBIN_LINK
+    finally:
+        if made and os.path.islink(SBIN_LINK) and \
+                os.readlink(SBIN_LINK) == HELPER:
+            os.unlink(SBIN_LINK)
+
+
+def test_helper_mounts_and_drops_mount8_options(mount):
+    p = mount.helper("-o", "cache=always,_netdev,defaults,nofail,x-systemd.automount,rw")
+    assert p.returncode == 0, p.stderr
+    mount.check_mounted()
+    mount.unmount()
+
+
+def test_mount_t_fuse_idbmount(mount, sbin_helper):
+    p = mount.run(["mount", "-t", "fuse.idbmount", mount.data, mount.mnt,
+                   "-o", "cache=auto"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    mount.check_mounted()
+    mount.unmount(how=("umount",))
+
+
+def test_fstab_line(mount, sbin_helper, tmp_path):
+    fstab = tmp_path / "fstab"
+    fstab.write_text("# idbmount\n%s  %s  fuse.idbmount  defaults,_netdev,cache=never  0 0\n"
+                     % (mount.data, mount.mnt))
+    p = mount.run(["mount", "-T", str(fstab), mount.mnt])
+    assert p.returncode == 0, p.stdout + p.stderr
+    mount.check_mounted()
+    # The source shows as the data directory, so `mount -a` knows the line
+    # is mounted and does not start a second daemon.
+    p = mount.run(["mount", "-T", str(fstab), "-a", "-v"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "already mounted" in p.stdout + p.stderr
+    assert len(daemon_pids(mount.mnt)) == 1
+    mount.unmount()
+
+
+def test_read_only_mount(mount):
+    p = mount.helper("-o", "ro")
+    assert p.returncode == 0, p.stderr
+    options = mount.check_mounted()
+    assert "ro" in options
+    with pytest.raises(OSError) as e:
+        with open(os.path.join(mount.mnt, "alice", "shop", "orders", "1.json"), "w") as f:
+            f.write("{}\n")
+    assert e.value.errno == errno.EROFS
+    mount.unmount()
+
+
+def test_allow_other_needs_default_permissions(mount):
+    p = mount.helper("-o", "allow_other")
+    assert p.returncode == 1
+    assert "allow_other needs default_permissions" in p.stderr
+    assert not os.path.ismount(mount.mnt)
+    p = mount.helper("-o", "allow_other,default_permissions")
+    assert p.returncode == 0, p.stderr
+    options = mount.check_mounted()
+    assert "allow_other" in options and "default_permissions" in options
+    mount.unmount()
+
+
+def test_default_data_directory(mount):
+    """`idbmount` (or `none`) as the source means the daemon's default."""
+    mount.env["IDBMOUNT_DATA"] = mount.data
+    p = mount.helper("-o", "cache=never", source="idbmount")
+    assert p.returncode == 0, p.stderr
+    mount.check_mounted(source="idbmount")
+    mount.unmount()
+
+
+def test_refusals_mount_nothing(mount):
+    cases = [
+        (["-o", "no_such_option"], 1, "idbmount"),
+        (["-o", "cache=sometimes"], 1, "cache=sometimes"),
+        (["-N", "1"], 1, "not supported"),
+    ]
+    for args, status, words in cases:
+        p = mount.helper(*args)
+        assert (p.returncode, words in p.stderr) == (status, True), (args, p.stderr)
+        assert not os.path.ismount(mount.mnt)
+    p = mount.run(["sh", HELPER])
+    assert p.returncode == 1 and "usage" in p.stderr
+    # -f (fake) says what it would run and mounts nothing.
+    p = mount.helper("-fv", "-o", "cache=auto,_netdev")
+    assert p.returncode == 0, p.stderr
+    assert "--data %s -o cache=auto" % mount.data in p.stderr
+    assert not os.path.ismount(mount.mnt)
+    mount.env["IDBMOUNT_BIN"] = "/nonexistent/idbmount"
+    p = mount.helper()
+    assert p.returncode == 1 and "IDBMOUNT_BIN" in p.stderr

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# run-all.sh - every test, from a fresh Debian 12, as CI runs them:
+#
+#   tests/run-all.sh [--no-sanitize]
+#
+# 1. installs build and test dependencies (mount-helpers/install-deps.sh
+#    --test), which also makes sure /dev/fuse works: no test skips for lack
+#    of FUSE;
+# 2. builds build/ (RelWithDebInfo) and runs its ctest: unit tests and the
+#    pytest suites on a real mount;
+# 3. builds build-asan/ (Debug, AddressSanitizer + UBSan) and runs the same
+#    ctest there, so memory errors, leaks and undefined behaviour fail the
+#    run (step 3 is skipped with --no-sanitize, for a quick local run).
+#
+# Stops at the first failing step, so the last ctest summary printed is
+# always the one that decided the exit status; exits non-zero on any
+# failure, including a ctest run in which no test ran.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=1
+for arg in "$@"; do
+	case "$arg" in
+	--no-sanitize) sanitize=0 ;;
+	*)
+		echo "usage: $0 [--no-sanitize]" >&2
+		exit 2
+		;;
+	esac
+done
+
+# run_ctest BUILD_DIR: ctest with its output shown; fails when a test failed
+# or when no test ran at all.
+run_ctest() {
+	local dir=$1 log status=0
+	log=$(mktemp)
+	echo "==> ctest --test-dir $dir"
+	ctest --test-dir "$dir" --output-on-failure --no-tests=error 2>&1 | tee "$log" ||
+		status=$?
+	if grep -q "No tests were found" "$log" ||
+		! grep -Eq "tests passed, [0-9]+ tests? failed out of [1-9][0-9]*" "$log"; then
+		echo "run-all: no test ran in $dir" >&2
+		status=1
+	fi
+	rm -f "$log"
+	return "$status"
+}
+
+echo "==> installing dependencies"
+bash mount-helpers/install-deps.sh --test
+
+echo "==> building build/"
+bash mount-helpers/build.sh build
+if [ "$sanitize" = 1 ]; then
+	echo "==> building build-asan/ (AddressSanitizer, UBSan)"
+	bash mount-helpers/build.sh --sanitize build-asan
+fi
+
+run_ctest build
+if [ "$sanitize" = 1 ]; then
+	# Leaks and undefined behaviour end the process with an error, which the
+	# tests see as a failing daemon or tool.
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+	run_ctest build-asan
+fi
