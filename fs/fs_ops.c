@@ -503,8 +503,20 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	size_t len = h->data.len;
 	size_t start = (uint64_t)off < len ? (size_t)off : len;
 	size_t n = len - start < size ? len - start : size;
-	fuse_reply_buf(req, h->data.data ? h->data.data + start : "", n);
+	/* Reply from a copy, after unlocking: once the kernel has the reply it
+	 * may close the file, and a RELEASE on another thread frees `h` while
+	 * this one is still returning from the reply. */
+	char *copy = n ? malloc(n) : NULL;
+	if (n && !copy) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (n)
+		memcpy(copy, h->data.data + start, n);
 	pthread_mutex_unlock(&h->lock);
+	fuse_reply_buf(req, copy ? copy : "", n);
+	free(copy);
 }
 
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
