@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -646,6 +647,16 @@ def main():
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
+
+    # passthrough_ll keeps one descriptor open per inode it has looked up;
+    # with the default soft limit (1024) it fails half-way through the
+    # store. Raise it for every daemon we start (they inherit it).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(hard, 4 * a.records + 4096, 4 * a.rss_records + 4096)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     b = Bench(a)
     b.preflight()
