@@ -23,8 +23,11 @@
  * O_TRUNC (a shell's `> f` closes one descriptor before writing) waits for
  * the first write; one that is never written is dropped at unmount and the
  * record keeps its value. Files made with CREATE still get a handle of
- * their own and a RELEASE. Other cache modes open every file, so they can
- * ask for direct_io (never) or fresh pages (auto) per open.
+ * their own and a RELEASE. Other cache modes, and -o private_writes, open
+ * every file, so they can ask for direct_io (never) or fresh pages (auto)
+ * per open, or give each writer a private copy (DESIGN.md's contract: two
+ * processes rewriting one file at once each commit a whole revision, where
+ * a shared copy interleaves their bytes as a local file system does).
  *
  * Caching (cache=always, the default): a day of entry, attribute and
  * negative-entry timeouts, kept pages and cached listings. Changes made
@@ -194,8 +197,8 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	/* Page cache on, but no writeback cache: every write reaches the
 	 * handle's copy before FLUSH commits it. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	fs->no_open =
-	        fs->cfg.cache == FS_CACHE_ALWAYS && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	fs->no_open = fs->cfg.cache == FS_CACHE_ALWAYS && !fs->cfg.private_writes &&
+	              (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
 	/* Without OPEN, an O_TRUNC must reach us as a SETATTR: with atomic
 	 * O_TRUNC the kernel would assume OPEN did it. */
 	if (fs->no_open)
