@@ -207,6 +207,10 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Always readdirplus: in "auto" the kernel falls back to plain
+	 * readdir after the first batch and then looks every name up, one
+	 * round trip each, when `grep -r` or `ls -l` walks a store. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
