@@ -211,6 +211,13 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * readdir after the first batch and then looks every name up, one
 	 * round trip each, when `grep -r` or `ls -l` walks a store. */
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* `ls -l` asks every file for its ACL: with POSIX ACLs on, the kernel
+	 * caches the answer (there are none: getxattr says ENODATA) instead
+	 * of asking us on every listing. It also turns default_permissions
+	 * on, which changes nothing here: every node belongs to the daemon's
+	 * user, and allow_other already requires default_permissions. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
