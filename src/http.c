@@ -97,6 +97,8 @@ struct store *http_store(struct http *h)
 		fprintf(stderr, "idbmount: http: %s\n", err);
 		return NULL;
 	}
+	if (h->cfg.max_record)
+		store_set_max_record(st, h->cfg.max_record);
 	pthread_setspecific(h->store_key, st);
 	return st;
 }

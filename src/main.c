@@ -324,6 +324,7 @@ int main(int argc, char **argv)
 	char node[256];
 	datadir_node_name(node, sizeof(node));
 	http_cfg.datadir = realdir;
+	http_cfg.max_record = o.fs.max_record;
 	http_cfg.node = node;
 	struct http *http = NULL;
 	if (http_prepare(&http_cfg, &http, err, sizeof(err)) != 0) {

@@ -38,6 +38,7 @@ struct http_config {
 	 * daemon's own pages (same origin). */
 	const char *allow_origins;
 	size_t max_body;          /* bytes of a request body (413 beyond) */
+	size_t max_record;        /* the store's record cap (-o max_record); 0 default */
 	unsigned timeout_s;       /* an idle or stalled connection is closed */
 	unsigned max_connections; /* accepted at once; more wait in the backlog */
 	unsigned threads;         /* polling threads, each with its own SQLite */
