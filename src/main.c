@@ -327,9 +327,10 @@ int main(int argc, char **argv)
 	http_cfg.max_record = o.fs.max_record;
 	http_cfg.node = node;
 	struct http *http = NULL;
-	if (http_prepare(&http_cfg, &http, err, sizeof(err)) != 0) {
+	int prepared = http_prepare(&http_cfg, &http, err, sizeof(err));
+	if (prepared) {
 		fprintf(stderr, "idbmount: %s\n", err);
-		return 1;
+		return prepared == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
 	}
 
 	char *fuse_argv[8];
