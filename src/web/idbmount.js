@@ -1088,6 +1088,7 @@ export class Sync extends EventTarget {
 		this.url = url.endsWith('/') ? url : url + '/';
 		this.token = token;
 		this.batchSize = batchSize;
+		this.maxBatchSize = batchSize;
 		this.pullLimit = pullLimit;
 		this.conflictHook = conflict || null;
 		this.serverStores = serverStores;
@@ -1384,6 +1385,7 @@ export class Sync extends EventTarget {
 		if (this.db) return this.db;
 		/* The sync's own connection, raw: real version, internal stores. */
 		const raw = rawOf(await openRequest(indexedDB.open(this.database)));
+		this.schemaSent = false; /* a new connection may see new stores */
 		raw.onversionchange = () => {
 			raw.close();
 			if (this.db === raw) this.db = null;
@@ -1527,6 +1529,7 @@ export class Sync extends EventTarget {
 		const results = Array.isArray(answer?.results) ? answer.results : Array.isArray(answer) ? answer : null;
 		if (!results) throw new SyncError('server', 'push answer without results');
 		await this.acknowledge(batch, results);
+		this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
 		return true;
 	}
 
