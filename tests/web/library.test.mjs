@@ -22,18 +22,25 @@ function txDone(tx) {
 	});
 }
 
-/* The outbox of `name` as [[store, key], ...], read with capture off (a
- * plain read-only transaction sees it through the raw connection). */
+/* The outbox of `name`: the journal compacted into one marker per key, as
+ * the sync does before it pushes (no server is involved). */
+async function compacted(name) {
+	const sync = new idbm.Sync({ database: name, url: 'http://127.0.0.1:9/', token: 'unused', lock: false });
+	await sync.outboxLength();
+	return sync;
+}
+
 async function outboxKeys(name) {
+	(await compacted(name)).stop();
 	const db = await req(indexedDB.open(name));
-	const raw = db; // reads of internal stores go through the proxy too
-	const tx = raw.transaction([OUTBOX], 'readonly');
+	const tx = db.transaction([OUTBOX], 'readonly');
 	const keys = await req(tx.objectStore(OUTBOX).getAllKeys());
 	db.close();
 	return keys;
 }
 
 async function outboxEntries(name) {
+	(await compacted(name)).stop();
 	const db = await req(indexedDB.open(name));
 	const tx = db.transaction([OUTBOX], 'readonly');
 	const [keys, vals] = await Promise.all([req(tx.objectStore(OUTBOX).getAllKeys()), req(tx.objectStore(OUTBOX).getAll())]);
@@ -129,6 +136,24 @@ test('the outbox holds one entry per key however often it is written', async () 
 	assert.equal(entries.length, 1);
 	assert.deepEqual(entries[0].key, ['notes', 'hot']);
 	assert.equal(typeof entries[0].id, 'string');
+	db.close();
+});
+
+test('a transaction of many writes appends one journal record, atomically with them', async () => {
+	const db = await idbm.openDatabase('lib-journal', schema);
+	await db.transaction(['notes', 'blobs'], 'readwrite', async tx => {
+		for (let i = 0; i < 100; i++) tx.store('notes').put({ id: 'n' + i });
+		tx.store('blobs').put('b', 1);
+		await tx.store('notes').delete(IDBKeyRange.bound('n10', 'n19'));
+	});
+	const raw = await req(indexedDB.open('lib-journal'));
+	const tx = raw.transaction([idbm.internals.JOURNAL], 'readonly');
+	const records = await req(tx.objectStore(idbm.internals.JOURNAL).getAll());
+	raw.close();
+	assert.equal(records.length, 1);
+	assert.equal(records[0].length, 100 + 1 + 10);
+	assert.deepEqual(records[0].at(-1), ['notes', 'n19']);
+	assert.equal((await outboxKeys('lib-journal')).length, 101);
 	db.close();
 });
 
