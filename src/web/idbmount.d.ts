@@ -16,14 +16,19 @@
  *     // ... the app's unmodified indexedDB.open / put / delete / cursor code
  *
  * Capture: every put/add/delete/clear (IDBObjectStore) and update/delete
- * (IDBCursor) on a captured database writes a marker "[store, key] is dirty"
- * into the outbox store of the SAME database in the SAME transaction - no
- * read of the old value, one marker per key however often it is written.
- * clear() and key-range deletes list the affected keys first (same
- * transaction), because the server only knows keys. Writes in upgrade
- * transactions are captured too, so seed and migrated data sync.
+ * (IDBCursor) on a captured database is recorded in the SAME transaction:
+ * once its newest write request settled, one record listing the [store,
+ * key] pairs it wrote is appended to the journal store of the same database
+ * (one extra put per transaction, no read of old values, no copy of
+ * values). The sync compacts the journal into the outbox - one marker per
+ * key with a mutation id that survives retries - so an edit storm ships
+ * once, with the value the record holds at push time. clear() and
+ * key-range deletes list the affected keys first (same transaction),
+ * because the server only knows keys. Writes in upgrade transactions are
+ * captured too, so seed and migrated data sync. An explicit
+ * transaction.commit() is held back until the journal record is written.
  *
- * Outbox placement: inside the app's own database. Its real IndexedDB
+ * Journal and outbox placement: inside the app's own database. Its real IndexedDB
  * version is `appVersion * 1024 + generation`; indexedDB.open is intercepted
  * so the app keeps seeing and asking for its own version numbers, and gets
  * upgradeneeded only when its own version rises. The library bumps
@@ -32,7 +37,7 @@
  * marked, so they sync - and to create stores made on the server. The app's
  * IDBDatabase is a Proxy that reports the app's version and hides the
  * internal "__idbmount_*" stores from objectStoreNames. Still visible: the
- * outbox in transaction.objectStoreNames of read-write and upgrade
+ * journal in transaction.objectStoreNames of read-write and upgrade
  * transactions, real versions in versionchange events and in
  * indexedDB.databases().
  *
@@ -215,6 +220,8 @@ export interface SyncStatus {
 	outbox: number | null;
 	lastError: SyncErrorInfo | null;
 	checkpoint: number | null;
+	/** The server data directory's epoch; another one means start over. */
+	epoch: string | null;
 	/** Highest change seq a pipeline has taken, as the daemon reports it. */
 	delivered: number | null;
 	/** Server stores that are not in this browser's database, and why. */

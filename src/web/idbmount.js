@@ -47,7 +47,7 @@
  * hides the internal stores from objectStoreNames (it works the same over
  * browsers' accessor properties and over fake-indexeddb's data properties).
  * Known leaks: transaction.objectStoreNames of a read-write transaction and
- * of the upgrade transaction list the outbox; transaction.db is the raw
+ * of the upgrade transaction list the journal; transaction.db is the raw
  * connection; versionchange events on the app's connection carry real
  * versions; indexedDB.databases() reports real versions.
  *
@@ -1116,6 +1116,7 @@ export class Sync extends EventTarget {
 			lastError: null,
 			checkpoint: null,
 			delivered: null,
+			epoch: null,
 			notApplied: [],
 		};
 		this.db = null;
@@ -1455,8 +1456,32 @@ export class Sync extends EventTarget {
 		const db = await this.connection();
 		const tx = db.transaction([META], 'readonly');
 		const meta = native.txObjectStore.call(tx, META);
-		const [checkpoint, delivered] = await Promise.all([done(meta.get('checkpoint')), done(meta.get('delivered'))]);
-		this.setState({ checkpoint: checkpoint ?? 0, delivered: delivered ?? null });
+		const [checkpoint, delivered, epoch] = await Promise.all([done(meta.get('checkpoint')), done(meta.get('delivered')), done(meta.get('epoch'))]);
+		this.setState({ checkpoint: checkpoint ?? 0, delivered: delivered ?? null, epoch: epoch ?? null });
+	}
+
+	async saveMeta(values) {
+		const db = await this.connection();
+		const tx = db.transaction([META], 'readwrite');
+		silentTransactions.add(tx);
+		for (const [k, v] of Object.entries(values)) native.put.call(native.txObjectStore.call(tx, META), v, k);
+		await finished(tx);
+	}
+
+	/* The server's data directory was made anew (another epoch). */
+	async forgetServer(epoch) {
+		const db = await this.connection();
+		const tx = db.transaction([REVS, META], 'readwrite');
+		silentTransactions.add(tx);
+		native.clear.call(native.txObjectStore.call(tx, REVS));
+		const meta = native.txObjectStore.call(tx, META);
+		native.put.call(meta, 0, 'checkpoint');
+		native.put.call(meta, epoch, 'epoch');
+		native.delete.call(meta, 'delivered');
+		await finished(tx);
+		this.schemaSent = false;
+		this.setState({ checkpoint: 0, delivered: null, epoch });
+		this.reportError(new SyncError('server', 'the server\'s data directory is new (epoch changed): pulling everything again'));
 	}
 
 	async sendSchema(db) {
@@ -1689,6 +1714,17 @@ export class Sync extends EventTarget {
 		const since = this.state.checkpoint ?? 0;
 		const answer = await this.request('GET', `v1/pull?since=${encodeURIComponent(since)}&limit=${this.pullLimit}`);
 		if (!answer || !Array.isArray(answer.changes)) throw new SyncError('server', 'pull answer without changes');
+		if (typeof answer.epoch === 'string' && answer.epoch !== this.state.epoch) {
+			if (this.state.epoch) {
+				/* Another data directory: its checkpoints and revisions mean
+				 * nothing here. Start over from a snapshot; local writes
+				 * still pending are pushed as new. */
+				await this.forgetServer(answer.epoch);
+				return true;
+			}
+			await this.saveMeta({ epoch: answer.epoch });
+			this.state.epoch = answer.epoch;
+		}
 		const mine = answer.changes.filter(c => c && c.db === this.database);
 		const delivered = typeof answer.delivered === 'number' ? answer.delivered : this.state.delivered;
 		await this.applyChanges(mine, answer.checkpoint ?? since, delivered);

@@ -62,8 +62,8 @@ export class Daemon {
 	}
 
 	ctl(...args) {
-		const p = spawnSync(IDBMOUNTCTL, ['--data', this.data, ...args], { encoding: 'utf8', timeout: 60000 });
-		if (p.status !== 0) throw new Error(`idbmountctl ${args.join(' ')} failed (${p.status}): ${p.stderr}`);
+		const p = spawnSync(IDBMOUNTCTL, ['--data', this.data, ...args], { encoding: 'utf8', timeout: 60000, maxBuffer: 1 << 28 });
+		if (p.status !== 0) throw new Error(`idbmountctl ${args.join(' ')} failed (${p.status ?? p.signal ?? p.error}): ${p.stderr}`);
 		return p.stdout;
 	}
 
