@@ -1078,6 +1078,76 @@ async function compactJournal(tx) {
 	return keys.length;
 }
 
+/* A string that is equal for equal [store, key] pairs (Map keys). */
+function pairId(storeName, key) {
+	return storeName + '\u0000' + JSON.stringify(encodeKey(key));
+}
+
+/* What is pending in `tx` (holding JOURNAL and OUTBOX): Map pairId ->
+ * {store, key, marker?, journal?: true}. */
+async function pendingWrites(tx) {
+	const journal = native.txObjectStore.call(tx, JOURNAL);
+	const outbox = native.txObjectStore.call(tx, OUTBOX);
+	const [records, mKeys, mVals] = await Promise.all([done(journal.getAll()), done(outbox.getAllKeys()), done(outbox.getAll())]);
+	const out = new Map();
+	mKeys.forEach((k, i) => out.set(pairId(k[0], k[1]), { store: k[0], key: k[1], marker: mVals[i] }));
+	for (const pairs of records)
+		for (const [store, key] of pairs) {
+			const id = pairId(store, key);
+			const e = out.get(id) || { store, key };
+			e.journal = true;
+			out.set(id, e);
+		}
+	return out;
+}
+
+/* Reads the records of `keys` (all of one store) from `source`; with
+ * `prefix` (the revisions store) the source's keys are [prefix, key]. Returns Map canonical-key JSON -> value, with
+ * only the keys that exist. Keys that lie close together (a bulk insert)
+ * are read with one range (getAll + getAllKeys) instead of one get each:
+ * far fewer requests, which is what a batch of 1,000 costs. */
+async function readMany(source, keys, prefix) {
+	const wrap = prefix === undefined ? k => k : k => [prefix, k];
+	const unwrap = prefix === undefined ? k => k : k => k[1];
+	const out = new Map();
+	if (keys.length >= 16) {
+		let lo = keys[0];
+		let hi = keys[0];
+		for (const k of keys) {
+			if (indexedDB.cmp(k, lo) < 0) lo = k;
+			if (indexedDB.cmp(k, hi) > 0) hi = k;
+		}
+		const range = IDBKeyRange.bound(wrap(lo), wrap(hi));
+		const inRange = await done(source.count(range));
+		if (inRange <= 2 * keys.length) {
+			const wanted = new Set(keys.map(k => JSON.stringify(encodeKey(k))));
+			const [ks, vs] = await Promise.all([done(source.getAllKeys(range)), done(source.getAll(range))]);
+			ks.forEach((k, i) => {
+				const id = JSON.stringify(encodeKey(unwrap(k)));
+				if (wanted.has(id)) out.set(id, vs[i]);
+			});
+			return out;
+		}
+	}
+	await Promise.all(keys.map(async k => {
+		const v = await done(source.get(wrap(k)));
+		if (v !== undefined || (await done(source.count(wrap(k)))) > 0) out.set(JSON.stringify(encodeKey(k)), v);
+	}));
+	return out;
+}
+
+/* Durability of the sync's own read-write transactions (acknowledgements,
+ * applied pulls, compaction): "relaxed" skips the flush to disk. Safe,
+ * because losing one to a power cut only repeats work: a push is retried
+ * with the same mutation ids (the server answers as the first time) and a
+ * pull starts again from the older checkpoint. App transactions keep
+ * their own durability. */
+const RELAXED = { durability: 'relaxed' };
+
+/* Journal records above this count are compacted before a push: an
+ * offline edit storm collapses to one outbox marker per key. */
+const STORM_RECORDS = 64;
+
 /* startSync({database, url, token, ...}) -> Sync (already started).
  * Options: database (name), url (the daemon, default: where this module
  * was loaded from), token, batchSize (1000), pullLimit (1000),
@@ -1125,6 +1195,8 @@ export class Sync extends EventTarget {
 		this.wakePending = false;
 		this.authBlocked = false;
 		this.schemaSent = false;
+		this.ownSeqs = new Set(); /* seqs of this tab's acknowledged pushes */
+		this.installId = null;
 		ensureCaptureOf(this.database);
 	}
 
@@ -1156,65 +1228,80 @@ export class Sync extends EventTarget {
 		return s;
 	}
 
-	/* Compacts the journal into the outbox in a transaction of its own. */
-	async compact() {
+	/* Compacts the journal into the outbox when it holds an edit storm
+	 * (many records) or, while batches are shrunk, records larger than a
+	 * batch; or always with `all`. Only the syncing tab calls it, so the batch it is pushing
+	 * cannot be moved under it. */
+	async compact(all = false) {
 		const db = await this.connection();
 		if (!db) return null;
-		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite');
+		const look = db.transaction([JOURNAL], 'readonly');
+		const records = await done(native.txObjectStore.call(look, JOURNAL).count());
+		if (!records || (!all && records <= STORM_RECORDS && this.batchSize >= this.maxBatchSize)) return db;
+		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
-		await compactJournal(tx);
+		end.catch(() => {});
+		const journal = native.txObjectStore.call(tx, JOURNAL);
+		const outbox = native.txObjectStore.call(tx, OUTBOX);
+		const count = await done(journal.count());
+		if (all || count > STORM_RECORDS) {
+			await compactJournal(tx);
+		} else if (count && this.batchSize < this.maxBatchSize) {
+			/* Only after a 413 or 4xx shrank the batch: records larger than
+			 * it are split into markers, so one write can be singled out. */
+			const [keys, records] = await Promise.all([done(journal.getAllKeys()), done(journal.getAll())]);
+			records.forEach((pairs, i) => {
+				if (pairs.length <= this.batchSize) return;
+				for (const pair of pairs) native.put.call(outbox, { id: newMutationId() }, pair);
+				native.delete.call(journal, keys[i]);
+			});
+		}
 		await end;
 		return db;
 	}
 
+	/* Number of keys with a write not yet acknowledged (pending or
+	 * rejected). */
 	async outboxLength() {
-		const db = await this.compact();
+		const db = await this.connection();
 		if (!db) return 0;
-		const tx = db.transaction([OUTBOX], 'readonly');
-		return done(native.txObjectStore.call(tx, OUTBOX).count());
+		const tx = db.transaction([JOURNAL, OUTBOX], 'readonly');
+		return (await pendingWrites(tx)).size;
 	}
 
 	/* recordState(store, key) -> "pending" | "rejected" | "synced" |
 	 * "delivered" | "local" (never seen by the server, nothing pending). */
 	async recordState(storeName, key) {
-		const db = await this.compact();
-		if (!db) return 'local';
-		const tx = db.transaction([OUTBOX, REVS], 'readonly');
-		const [marker, rev] = await Promise.all([
-			done(native.txObjectStore.call(tx, OUTBOX).get([storeName, key])),
-			done(native.txObjectStore.call(tx, REVS).get([storeName, key])),
-		]);
-		return this.stateOf(marker, rev);
+		return (await this.recordStates(storeName, key)).get(JSON.stringify(encodeKey(key))) || 'local';
 	}
 
-	stateOf(marker, rev) {
-		if (marker) return marker.rejected ? 'rejected' : 'pending';
+	stateOf(pending, rev) {
+		if (pending) return pending.journal || !pending.marker.rejected ? 'pending' : 'rejected';
 		if (!rev) return 'local';
 		if (this.state.delivered !== null && typeof rev.seq === 'number' && rev.seq <= this.state.delivered) return 'delivered';
 		return 'synced';
 	}
 
 	/* recordStates(store) -> Map of canonical-key JSON -> state, for every
-	 * key with a marker or a known revision (for lists in a UI). */
-	async recordStates(storeName) {
-		const db = await this.compact();
+	 * key with a pending write or a known revision (for lists in a UI). */
+	async recordStates(storeName, onlyKey) {
+		const db = await this.connection();
 		if (!db) return new Map();
-		const tx = db.transaction([OUTBOX, REVS], 'readonly');
-		const range = rangeOfStore(storeName);
-		const [mKeys, mVals, rKeys, rVals] = await Promise.all([
-			done(native.txObjectStore.call(tx, OUTBOX).getAllKeys(range)),
-			done(native.txObjectStore.call(tx, OUTBOX).getAll(range)),
+		const tx = db.transaction([JOURNAL, OUTBOX, REVS], 'readonly');
+		const range = onlyKey === undefined ? rangeOfStore(storeName) : [storeName, onlyKey];
+		const [pending, rKeys, rVals] = await Promise.all([
+			pendingWrites(tx),
 			done(native.txObjectStore.call(tx, REVS).getAllKeys(range)),
 			done(native.txObjectStore.call(tx, REVS).getAll(range)),
 		]);
-		const markers = new Map(mKeys.map((k, i) => [JSON.stringify(encodeKey(k[1])), mVals[i]]));
+		const mine = new Map();
+		for (const p of pending.values()) if (p.store === storeName) mine.set(JSON.stringify(encodeKey(p.key)), p);
 		const revs = new Map(rKeys.map((k, i) => [JSON.stringify(encodeKey(k[1])), rVals[i]]));
 		const out = new Map();
-		for (const k of new Set([...markers.keys(), ...revs.keys()])) out.set(k, this.stateOf(markers.get(k), revs.get(k)));
+		for (const k of new Set([...mine.keys(), ...revs.keys()])) out.set(k, this.stateOf(mine.get(k), revs.get(k)));
 		return out;
 	}
-
 	/* storeState(store) -> {pending, rejected, synced, delivered}. */
 	async storeState(storeName) {
 		const counts = { pending: 0, rejected: 0, synced: 0, delivered: 0, local: 0 };
@@ -1442,7 +1529,7 @@ export class Sync extends EventTarget {
 		try {
 			const db = await this.connection();
 			if (!db) return;
-			if (this.state.checkpoint === null) await this.loadMeta();
+			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
 			while (await this.pushBatch()) { /* until the outbox holds nothing pushable */ }
 			while (await this.pullPage()) { /* until the server says no more */ }
@@ -1456,7 +1543,16 @@ export class Sync extends EventTarget {
 		const db = await this.connection();
 		const tx = db.transaction([META], 'readonly');
 		const meta = native.txObjectStore.call(tx, META);
-		const [checkpoint, delivered, epoch] = await Promise.all([done(meta.get('checkpoint')), done(meta.get('delivered')), done(meta.get('epoch'))]);
+		const [checkpoint, delivered, epoch, installId] = await Promise.all([done(meta.get('checkpoint')), done(meta.get('delivered')),
+			done(meta.get('epoch')), done(meta.get('installId'))]);
+		this.installId = installId;
+		if (!this.installId) {
+			/* Made once per database: prefixes the ids of journal writes. */
+			const bytes = new Uint8Array(12);
+			crypto.getRandomValues(bytes);
+			this.installId = bytesToBase64url(bytes);
+			await this.saveMeta({ installId: this.installId });
+		}
 		this.setState({ checkpoint: checkpoint ?? 0, delivered: delivered ?? null, epoch: epoch ?? null });
 	}
 
@@ -1508,43 +1604,72 @@ export class Sync extends EventTarget {
 		}
 	}
 
-	/* Reads up to batchSize pushable markers with their current values. */
+	/* Reads the next batch: outbox markers first (older writes), then whole
+	 * journal records, up to batchSize keys; each key once, with the value
+	 * its record holds now and the revision it is based on. A journal
+	 * write's mutation id is "<install id>.<journal key>.<index>": stable
+	 * across retries, unique across browsers. */
 	async readBatch() {
 		const db = await this.compact();
 		const names = this.storeNames(db);
-		const tx = db.transaction([OUTBOX, REVS, ...names], 'readonly');
+		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readonly');
 		const outbox = native.txObjectStore.call(tx, OUTBOX);
+		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
-		const picked = [];
+		const picked = new Map();
+		const journalKeys = [];
+		const outboxIds = new Map();
 		await new Promise((resolve, reject) => {
 			const req = outbox.openCursor();
 			req.onsuccess = () => {
 				const c = req.result;
-				if (!c || picked.length >= this.batchSize) return resolve();
-				if (!c.value.rejected) picked.push({ store: c.key[0], key: c.key[1], id: c.value.id });
+				if (!c) return resolve();
+				const id = pairId(c.key[0], c.key[1]);
+				outboxIds.set(id, c.value.id);
+				if (!c.value.rejected && picked.size < this.batchSize)
+					picked.set(id, { store: c.key[0], key: c.key[1], id: c.value.id, from: 'outbox' });
 				c.continue();
 			};
 			req.onerror = () => reject(req.error);
 		});
-		await Promise.all(picked.map(async m => {
-			const loads = [done(revs.get([m.store, m.key]))];
-			if (names.includes(m.store)) {
-				loads.push(new Promise((resolve, reject) => {
-					const r = tx.objectStore(m.store).openCursor(m.key);
-					r.onsuccess = () => resolve(r.result ? { exists: true, value: r.result.value } : { exists: false });
-					r.onerror = () => reject(r.error);
-				}));
-			} else {
-				loads.push(Promise.resolve({ exists: false }));
+		if (picked.size < this.batchSize) {
+			await new Promise((resolve, reject) => {
+				const req = journal.openCursor();
+				req.onsuccess = () => {
+					const c = req.result;
+					if (!c) return resolve();
+					if (journalKeys.length && picked.size + c.value.length > this.batchSize) return resolve();
+					journalKeys.push(c.key);
+					c.value.forEach(([store, key], i) => {
+						const id = pairId(store, key);
+						picked.delete(id); /* the newer write wins; its ack settles both */
+						picked.set(id, { store, key, id: `${this.installId}.${c.key}.${i}`, from: 'journal' });
+					});
+					c.continue();
+				};
+				req.onerror = () => reject(req.error);
+			});
+		}
+		const batch = [...picked.entries()].map(([pid, m]) => ({ ...m, pid, marker: outboxIds.get(pid) }));
+		const byStore = new Map();
+		for (const m of batch) byStore.set(m.store, [...(byStore.get(m.store) || []), m]);
+		await Promise.all([...byStore].map(async ([storeName, group]) => {
+			const keys = group.map(m => m.key);
+			const [values, bases] = await Promise.all([
+				names.includes(storeName) ? readMany(tx.objectStore(storeName), keys) : new Map(),
+				readMany(revs, keys, storeName),
+			]);
+			for (const m of group) {
+				const id = JSON.stringify(encodeKey(m.key));
+				m.exists = values.has(id);
+				m.value = values.get(id);
+				const r = bases.get(id);
+				m.base = r ? r.rev : null;
 			}
-			const [rev, rec] = await Promise.all(loads);
-			m.base = rev ? rev.rev : null;
-			m.exists = rec.exists;
-			m.value = rec.value;
 		}));
-		return picked;
+		batch.journalKeys = journalKeys;
+		return batch;
 	}
-
 	/* Pushes one batch; returns true when there may be more to push. */
 	async pushBatch() {
 		const batch = await this.readBatch();
@@ -1566,8 +1691,10 @@ export class Sync extends EventTarget {
 				unencodable.push({ m, reason: String(err.message || err) });
 			}
 		}
-		for (const { m, reason } of unencodable) await this.reject(m, reason);
-		if (!mutations.length) return true;
+		if (!mutations.length) {
+			await this.acknowledge(batch, unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason })));
+			return true;
+		}
 		let answer;
 		try {
 			answer = await this.request('POST', 'v1/push', { mutations });
@@ -1581,8 +1708,7 @@ export class Sync extends EventTarget {
 					this.batchSize = Math.max(1, Math.floor(mutations.length / 2));
 					return true;
 				}
-				const m = batch.find(x => x.id === mutations[0].id);
-				await this.reject(m, err.message);
+				await this.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
 				this.reportError(err);
 				return true;
 			}
@@ -1590,29 +1716,26 @@ export class Sync extends EventTarget {
 		}
 		const results = Array.isArray(answer?.results) ? answer.results : Array.isArray(answer) ? answer : null;
 		if (!results) throw new SyncError('server', 'push answer without results');
-		await this.acknowledge(batch, results);
+		await this.acknowledge(batch, [...results, ...unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason }))]);
 		this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
 		return true;
 	}
 
-	async reject(m, reason) {
-		const db = await this.connection();
-		const tx = db.transaction([OUTBOX], 'readwrite');
-		silentTransactions.add(tx);
-		const outbox = native.txObjectStore.call(tx, OUTBOX);
-		const cur = await done(outbox.get([m.store, m.key]));
-		if (cur && cur.id === m.id) native.put.call(outbox, { id: m.id, rejected: reason }, [m.store, m.key]);
-		await finished(tx);
-		this.broadcast('state', { store: m.store, keys: [m.key], state: 'rejected', reason });
-	}
-
+	/* Settles a pushed batch in one transaction: revisions recorded, the
+	 * journal records it covered deleted, outbox markers deleted when they
+	 * still hold the id that was read, rejected writes kept as rejected
+	 * markers, conflicts resolved. A write made after the batch was read is
+	 * in a newer journal record and goes in the next batch; an answer the
+	 * server did not give leaves its write pending. */
 	async acknowledge(batch, results) {
 		const byId = new Map(batch.map(m => [m.id, m]));
 		const acks = [];
 		const conflicts = [];
+		const answered = new Set();
 		for (const r of results) {
 			const m = byId.get(r?.id);
 			if (!m) continue;
+			answered.add(m);
 			if (r.status === 'ok') acks.push({ m, rev: r.rev, seq: r.seq });
 			else if (r.status === 'conflict') conflicts.push({ m, current: r.current || {} });
 			else acks.push({ m, rejected: r.error || r.detail || r.status || 'rejected by the server' });
@@ -1622,56 +1745,74 @@ export class Sync extends EventTarget {
 
 		const db = await this.connection();
 		const names = this.storeNames(db);
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readwrite');
+		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
 		const outbox = native.txObjectStore.call(tx, OUTBOX);
+		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
-		await compactJournal(tx); /* a write made since the push has its new id */
-		const markers = await Promise.all([...acks, ...conflicts].map(x => done(outbox.get([x.m.store, x.m.key]))));
+		const last = batch.journalKeys.length ? batch.journalKeys[batch.journalKeys.length - 1] : null;
+		/* Keys written again since the batch was read, and markers as they are now. */
+		const [newer, markersNow] = await Promise.all([
+			last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
+			Promise.all(batch.map(m => (m.marker !== undefined ? done(outbox.get([m.store, m.key])) : undefined))),
+		]);
+		const rewritten = new Set();
+		for (const pairs of newer) for (const [store, key] of pairs) rewritten.add(pairId(store, key));
+		const markerNow = new Map(batch.map((m, i) => [m, markersNow[i]]));
+		/* Settles m's pending write: the journal record goes as a whole
+		 * below; an outbox marker only while it is the one that was read. */
+		const settle = m => {
+			const now = markerNow.get(m);
+			if (now && now.id === m.marker) native.delete.call(outbox, [m.store, m.key]);
+		};
 		const synced = [];
-		acks.forEach((a, i) => {
+		for (const a of acks) {
 			const k = [a.m.store, a.m.key];
-			const still = markers[i] && markers[i].id === a.m.id;
 			if (a.rejected) {
-				if (still) native.put.call(outbox, { id: a.m.id, rejected: String(a.rejected) }, k);
-				return;
+				settle(a.m);
+				if (!rewritten.has(a.m.pid)) native.put.call(outbox, { id: a.m.id, rejected: String(a.rejected) }, k);
+				continue;
 			}
-			revs.put({ rev: a.rev, seq: a.seq, deleted: !a.m.exists }, k);
-			/* Only the write that was pushed is acknowledged: a newer one
-			 * keeps its marker and goes in the next batch. */
-			if (still) {
-				native.delete.call(outbox, k);
-				synced.push(a.m);
-			}
-		});
+			native.put.call(revs, { rev: a.rev, seq: a.seq, deleted: !a.m.exists }, k);
+			if (typeof a.seq === 'number') this.ownSeqs.add(a.seq);
+			settle(a.m);
+			if (!rewritten.has(a.m.pid)) synced.push(a.m);
+		}
+		/* Unanswered writes stay pending: as outbox markers, since their
+		 * journal records go. */
+		for (const m of batch)
+			if (!answered.has(m) && m.from === 'journal' && !rewritten.has(m.pid)) native.put.call(outbox, { id: newMutationId() }, [m.store, m.key]);
+		for (const key of batch.journalKeys) native.delete.call(journal, key);
 		const resolved = [];
-		conflicts.forEach((c, j) => {
-			const marker = markers[acks.length + j];
+		for (const c of conflicts) {
 			const k = [c.m.store, c.m.key];
 			const cur = c.current;
-			const still = marker && marker.id === c.m.id;
-			revs.put({ rev: cur.rev ?? null, seq: cur.seq ?? null, deleted: !!cur.deleted }, k);
-			if (!still) return; /* written again meanwhile: that write goes next, on top of cur.rev */
+			native.put.call(revs, { rev: cur.rev ?? null, seq: cur.seq ?? null, deleted: !!cur.deleted }, k);
+			settle(c.m);
+			if (rewritten.has(c.m.pid)) continue; /* written again meanwhile: that write goes next, on top of cur.rev */
 			const store = names.includes(c.m.store) ? tx.objectStore(c.m.store) : null;
-			if (c.resolution.use === 'remote') {
-				if (store) {
-					if (cur.deleted) native.delete.call(store, c.m.key);
-					else if (store.keyPath === null) native.put.call(store, decodeValue(cur.value), c.m.key);
-					else native.put.call(store, decodeValue(cur.value));
+			try {
+				if (c.resolution.use === 'remote') {
+					if (store) {
+						if (cur.deleted) native.delete.call(store, c.m.key);
+						else if (store.keyPath === null) native.put.call(store, decodeValue(cur.value), c.m.key);
+						else native.put.call(store, decodeValue(cur.value));
+					}
+				} else {
+					if (store && c.resolution.use === 'value') {
+						if (c.resolution.value === undefined) native.delete.call(store, c.m.key);
+						else if (store.keyPath === null) native.put.call(store, c.resolution.value, c.m.key);
+						else native.put.call(store, c.resolution.value);
+					}
+					native.put.call(outbox, { id: newMutationId() }, k);
 				}
-				native.delete.call(outbox, k);
-			} else {
-				if (store && c.resolution.use === 'value') {
-					if (c.resolution.value === undefined) native.delete.call(store, c.m.key);
-					else if (store.keyPath === null) native.put.call(store, c.resolution.value, c.m.key);
-					else native.put.call(store, c.resolution.value);
-				}
-				native.put.call(outbox, { id: newMutationId() }, k);
+			} catch (err) {
+				native.put.call(outbox, { id: c.m.id, rejected: 'conflict resolution failed: ' + err.message }, k);
 			}
 			resolved.push(c);
-		});
+		}
 		try {
 			await end;
 		} catch (err) {
@@ -1744,14 +1885,14 @@ export class Sync extends EventTarget {
 			db = await this.connection();
 		}
 		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite');
+		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
 		const outbox = native.txObjectStore.call(tx, OUTBOX);
 		const revs = native.txObjectStore.call(tx, REVS);
 		const meta = native.txObjectStore.call(tx, META);
-		await compactJournal(tx); /* local writes not yet compacted count as pending */
+		const pendingNow = pendingWrites(tx); /* local writes wait: the push decides */
 		const applied = [];
 		const decoded = [];
 		for (const c of changes) {
@@ -1761,10 +1902,14 @@ export class Sync extends EventTarget {
 				this.reportError(new SyncError('client', `server change ${c.store}/${JSON.stringify(c.key)} cannot be decoded: ${err.message}`));
 			}
 		}
-		const looks = await Promise.all(decoded.map(d => Promise.all([
-			done(outbox.get([d.c.store, d.key])), done(revs.get([d.c.store, d.key]))])));
+		void outbox;
+		const pending = await pendingNow;
+		/* Echoes of this tab's own pushes need no look at the revisions. */
+		const looks = await Promise.all(decoded.map(d => (this.ownSeqs.has(d.c.seq) ? 'own' : done(revs.get([d.c.store, d.key])))));
 		decoded.forEach((d, i) => {
-			const [marker, rev] = looks[i];
+			const rev = looks[i];
+			if (rev === 'own') return;
+			const marker = pending.get(pairId(d.c.store, d.key));
 			const k = [d.c.store, d.key];
 			if (!names.includes(d.c.store)) {
 				native.put.call(meta, d.c, ['parked', d.c.store, d.key]);
@@ -1792,6 +1937,7 @@ export class Sync extends EventTarget {
 		} catch (err) {
 			throw classifyLocalError(err);
 		}
+		for (const seq of this.ownSeqs) if (seq <= checkpoint) this.ownSeqs.delete(seq);
 		const deliveredChanged = delivered !== this.state.delivered;
 		this.setState({ checkpoint, delivered });
 		if (applied.length) this.broadcast('change', applied);

@@ -26,7 +26,7 @@ function txDone(tx) {
  * the sync does before it pushes (no server is involved). */
 async function compacted(name) {
 	const sync = new idbm.Sync({ database: name, url: 'http://127.0.0.1:9/', token: 'unused', lock: false });
-	await sync.outboxLength();
+	await sync.compact(true);
 	return sync;
 }
 
