@@ -25,7 +25,10 @@ void inodes_free_all(void);
  * never runs inside a request handler: libfuse's notify calls can deadlock
  * there. */
 struct notifier;
-int notifier_start(struct fuse_session *se, const char *datadir, struct notifier **out);
+struct watch;
+/* Subscribes to the daemon's watch (src/watch.c), which says when to look. */
+int notifier_start(struct fuse_session *se, const char *datadir, struct watch *watch,
+                   struct notifier **out);
 void notifier_stop(struct notifier *n);
 /* Asks for an invalidation of `ino`'s pages and attributes and waits until
  * it is done (at most a second). For a FLUSH handler whose commit failed or

@@ -6,9 +6,9 @@
  * idbmountctl (another process) or by the HTTP endpoint (another thread).
  * This thread is the one place that tells it.
  *
- * It polls SQLite's data_version every POLL_MS (a read of shared memory,
- * no I/O), and when another connection committed, reads the change log and
- * the tree log past what it has seen. For each change not made through the
+ * The daemon's one watch thread (src/watch.c) polls SQLite's data_version
+ * and wakes this thread when any connection committed; it then reads the
+ * change log and the tree log past what it has seen. For each change not made through the
  * mount it drops the name's dentry (also a cached negative one), the
  * record's pages and attributes, and the directory's cached listing. It
  * then records how far it got in the store, which is how idbmountctl knows
@@ -20,6 +20,8 @@
  */
 #include "fs_internal.h"
 
+#include "idbmount/watch.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,13 +31,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define POLL_MS          5
 #define GC_MS            5000
 #define CHANGES_PER_READ 1000
 
 struct notifier {
 	struct fuse_session *se;
 	struct store *st;
+	struct watch *watch;
+	bool changed; /* the watch saw a commit since the last catch-up */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
@@ -140,25 +143,33 @@ static int64_t monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Called by the watch thread: note it and wake the notifier. */
+static void on_commit(void *ctx)
+{
+	struct notifier *n = ctx;
+	pthread_mutex_lock(&n->lock);
+	n->changed = true;
+	pthread_cond_signal(&n->wake);
+	pthread_mutex_unlock(&n->lock);
+}
+
 static void *notifier_main(void *arg)
 {
 	struct notifier *n = arg;
 	int64_t next_gc = monotonic_ms() + GC_MS;
 	pthread_mutex_lock(&n->lock);
 	while (!n->stop) {
-		if (n->queue_len == 0) {
+		if (n->queue_len == 0 && !n->changed) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += POLL_MS * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000L;
-			}
+			until.tv_sec += GC_MS / 1000;
 			pthread_cond_timedwait(&n->wake, &n->lock, &until);
 		}
 		uint64_t *queue = n->queue;
 		size_t queue_len = n->queue_len;
 		uint64_t ticket = n->tickets_issued;
+		bool changed = n->changed;
+		n->changed = false;
 		n->queue = NULL;
 		n->queue_len = n->queue_cap = 0;
 		pthread_mutex_unlock(&n->lock);
@@ -166,7 +177,7 @@ static void *notifier_main(void *arg)
 		for (size_t i = 0; i < queue_len; i++)
 			inval_inode(n, queue[i]);
 		free(queue);
-		if (store_changed_elsewhere(n->st))
+		if (changed)
 			catch_up(n);
 		if (monotonic_ms() >= next_gc) {
 			store_list_orphans(n->st, drop_unheld_orphan, n);
@@ -181,7 +192,8 @@ static void *notifier_main(void *arg)
 	return NULL;
 }
 
-int notifier_start(struct fuse_session *se, const char *datadir, struct notifier **out)
+int notifier_start(struct fuse_session *se, const char *datadir, struct watch *watch,
+                   struct notifier **out)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -194,9 +206,9 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct notifier
 		return rc;
 	}
 	n->se = se;
+	n->watch = watch;
 	n->seq = store_last_seq(n->st);
 	n->tree_id = store_last_tree_id(n->st);
-	store_changed_elsewhere(n->st);
 	rc = store_daemon_register(n->st, (int)getpid());
 	if (rc) {
 		fprintf(stderr, "idbmount: notifier: %s\n", store_last_error(n->st));
@@ -208,6 +220,16 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct notifier
 	pthread_cond_init(&n->wake, NULL);
 	pthread_cond_init(&n->done, NULL);
 	rc = -pthread_create(&n->thread, NULL, notifier_main, n);
+	if (!rc) {
+		rc = watch_subscribe(watch, on_commit, n);
+		if (rc) {
+			pthread_mutex_lock(&n->lock);
+			n->stop = true;
+			pthread_cond_signal(&n->wake);
+			pthread_mutex_unlock(&n->lock);
+			pthread_join(n->thread, NULL);
+		}
+	}
 	if (rc) {
 		store_daemon_unregister(n->st);
 		store_close(n->st);
@@ -222,6 +244,7 @@ void notifier_stop(struct notifier *n)
 {
 	if (!n)
 		return;
+	watch_unsubscribe(n->watch, on_commit, n);
 	pthread_mutex_lock(&n->lock);
 	n->stop = true;
 	pthread_cond_signal(&n->wake);

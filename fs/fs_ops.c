@@ -60,6 +60,7 @@ struct fs {
 	struct fs_config cfg;
 	struct fuse_session *se;
 	struct notifier *notifier;
+	bool mounted; /* fs_mount succeeded and fs_unmount has not run */
 	double timeout;
 	char datadir[PATH_MAX];
 	pthread_key_t store_key;
@@ -989,7 +990,7 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 	return 0;
 }
 
-int fs_run(struct fs *fs, const char *mountpoint)
+int fs_mount(struct fs *fs, const char *mountpoint)
 {
 	if (fuse_session_mount(fs->se, mountpoint) != 0)
 		return -EIO;
@@ -1017,9 +1018,18 @@ int fs_run(struct fs *fs, const char *mountpoint)
 		rc = -EIO;
 		goto unmount;
 	}
-	rc = notifier_start(fs->se, fs->datadir, &fs->notifier);
+	fs->mounted = true;
+	return 0;
+unmount:
+	fuse_session_unmount(fs->se);
+	return rc;
+}
+
+int fs_serve(struct fs *fs, struct watch *watch)
+{
+	int rc = notifier_start(fs->se, fs->datadir, watch, &fs->notifier);
 	if (rc)
-		goto signals;
+		return rc;
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 1);
 	fuse_loop_cfg_set_max_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
@@ -1028,12 +1038,16 @@ int fs_run(struct fs *fs, const char *mountpoint)
 	fuse_loop_cfg_destroy(loop);
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
-	rc = rc < 0 ? rc : 0;
-      signals:
+	return rc < 0 ? rc : 0;
+}
+
+void fs_unmount(struct fs *fs)
+{
+	if (!fs->mounted)
+		return;
 	fuse_remove_signal_handlers(fs->se);
-unmount:
 	fuse_session_unmount(fs->se);
-	return rc;
+	fs->mounted = false;
 }
 
 void fs_destroy(struct fs *fs)

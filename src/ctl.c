@@ -59,6 +59,7 @@
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
 #include "idbmount/store.h"
+#include "idbmount/store_sync.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -139,6 +140,9 @@ static void usage(FILE *out)
 	        "commands:\n"
 	        "  client add NAME                 create a client and print its token\n"
 	        "  client list                     list clients, one per line\n"
+	        "  pipeline add NAME               create a pipeline token (reads /v1/changes\n"
+	        "                                  only) and print it\n"
+	        "  pipeline list                   list pipelines, one per line\n"
 	        "  mkstore CLIENT/DB/STORE [--keypath JSON] [--autoincrement]\n"
 	        "                                  make a store; keyPath is JSON text: null\n"
 	        "                                  (out-of-line keys, the default), \"id\",\n"
@@ -516,61 +520,51 @@ static int cmd_client(struct ctl *c, int argc, char **argv)
 	return usage_error("client: unknown subcommand '%s'", sub);
 }
 
+/* ---- pipeline ------------------------------------------------------------ */
+
+#define SYN_PIPELINE_ADD  "pipeline add NAME"
+#define SYN_PIPELINE_LIST "pipeline list"
+
+/* A pipeline token reads the whole change log through /v1/changes and
+ * nothing else; like a client token, it is printed once and only its hash
+ * is kept. */
+static int cmd_pipeline(struct ctl *c, int argc, char **argv)
+{
+	if (argc < 1)
+		return usage_error("pipeline: want 'pipeline add NAME' or 'pipeline list'");
+	const char *sub = argv[0];
+	if (strcmp(sub, "add") == 0) {
+		if (argc != 2)
+			return arg_error(SYN_PIPELINE_ADD, "pipeline add: want exactly one NAME");
+		if (!*argv[1])
+			return arg_error(SYN_PIPELINE_ADD, "pipeline add: empty name");
+		int rc = open_store(c, true);
+		if (rc)
+			return rc;
+		char token[65];
+		rc = store_pipeline_add(c->st, argv[1], token);
+		if (rc)
+			return store_fail(c->st, rc, "pipeline add");
+		printf("%s\n", token);
+		return finish_stdout(EXIT_OK);
+	}
+	if (strcmp(sub, "list") == 0) {
+		if (argc != 1)
+			return arg_error(SYN_PIPELINE_LIST, "pipeline list takes no arguments");
+		int rc = open_store(c, false);
+		if (rc)
+			return rc;
+		rc = store_pipeline_list(c->st, print_name, NULL);
+		if (rc)
+			return store_fail(c->st, rc, "pipeline list");
+		return finish_stdout(EXIT_OK);
+	}
+	return usage_error("pipeline: unknown subcommand '%s'", sub);
+}
+
 /* ---- mkstore ------------------------------------------------------------- */
 
 #define SYN_MKSTORE "mkstore CLIENT/DB/STORE [--keypath JSON] [--autoincrement]"
-
-/* A key path string as IndexedDB takes it: "" or identifiers joined by
- * dots (non-ASCII letters allowed). Each part fits the store's limit. */
-static bool keypath_string_valid(const char *s)
-{
-	size_t part = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		unsigned char ch = *p;
-		if (ch == '.') {
-			if (part == 0)
-				return false;
-			part = 0;
-			continue;
-		}
-		bool letter = ch >= 0x80 || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		              ch == '_' || ch == '$';
-		bool digit = ch >= '0' && ch <= '9';
-		if (!letter && !(digit && part > 0))
-			return false;
-		if (++part > 255)
-			return false;
-	}
-	return *s == '\0' || part > 0;
-}
-
-/* Why `kp` cannot be a store's keyPath, or NULL when it can. */
-static const char *keypath_problem(const json_t *kp, bool autoincrement)
-{
-	if (json_is_null(kp))
-		return NULL;
-	if (json_is_string(kp)) {
-		if (!keypath_string_valid(json_string_value(kp)))
-			return "a key path is \"\" or identifiers joined by dots, like \"a.b\"";
-		if (autoincrement && !*json_string_value(kp))
-			return "autoIncrement cannot go with the empty keyPath \"\"";
-		return NULL;
-	}
-	if (!json_is_array(kp))
-		return "keyPath must be null, a string or an array of strings";
-	if (json_array_size(kp) == 0)
-		return "an array keyPath must not be empty";
-	size_t i;
-	json_t *p;
-	json_array_foreach(kp, i, p)
-	{
-		if (!json_is_string(p) || !keypath_string_valid(json_string_value(p)))
-			return "an array keyPath holds key path strings like \"a\" or \"a.b\"";
-	}
-	if (autoincrement)
-		return "autoIncrement cannot go with an array keyPath";
-	return NULL;
-}
 
 static int cmd_mkstore(struct ctl *c, int argc, char **argv)
 {
@@ -602,7 +596,7 @@ static int cmd_mkstore(struct ctl *c, int argc, char **argv)
 		                 "--keypath '%s' is not JSON (%s); a key path is quoted: "
 		                 "--keypath '\"id\"'",
 		                 keypath_text, why);
-	const char *problem = keypath_problem(kp, autoincrement);
+	const char *problem = store_keypath_problem(kp, autoincrement);
 	struct buf compact;
 	buf_init(&compact, 64 * 1024);
 	int rc = problem ? 0 : json_text_compact(&compact, kp);
@@ -1613,8 +1607,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-        {"client", cmd_client}, {"mkstore", cmd_mkstore}, {"put", cmd_put}, {"get", cmd_get},
-        {"rm", cmd_rm},         {"ls", cmd_ls},           {"log", cmd_log}, {"import", cmd_import},
+        {"client", cmd_client}, {"pipeline", cmd_pipeline}, {"mkstore", cmd_mkstore},
+        {"put", cmd_put},       {"get", cmd_get},           {"rm", cmd_rm},
+        {"ls", cmd_ls},         {"log", cmd_log},           {"import", cmd_import},
 };
 
 int main(int argc, char **argv)

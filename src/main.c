@@ -1,9 +1,19 @@
 /* main.c - the idbmount daemon: parses the command line, opens the store,
  * mounts the FUSE view and serves it until unmounted or signalled.
  *
- *   idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT
+ *   idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT|none]
+ *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
+ *            [--max-body BYTES] [--http-timeout SECONDS]
+ *            [--keepalive SECONDS] [-o OPTIONS] MOUNTPOINT
  *
- * -o takes sshfs-style options: ours (cache=, max_record=, threads=) are
+ * The daemon serves the mount and the sync endpoint (src/http*.c) from one
+ * process; both follow the store through one watch thread (watch.h). The
+ * HTTP socket is bound and the TLS files are read before mounting, so a
+ * busy port or a bad path fails on the terminal; the threads start after
+ * the daemon detached (detaching forks).
+ *
+ * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
+ * listen=) are
  * consumed here, the rest (allow_other, default_permissions, fsname=, ...)
  * go to libfuse, which refuses what it does not know. allow_other is only
  * accepted together with default_permissions, so that the kernel checks
@@ -11,7 +21,9 @@
  */
 #include "idbmount/datadir.h"
 #include "idbmount/fs.h"
+#include "idbmount/http.h"
 #include "idbmount/store.h"
+#include "idbmount/watch.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,25 +32,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT\n"
-	             "\n"
-	             "Mounts every client's IndexedDB stores as directories of JSON files.\n"
-	             "\n"
-	             "  -f, --foreground    stay in the foreground (log to stderr)\n"
-	             "  -d, --debug         print every FUSE request (implies -f)\n"
-	             "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
-	             "                      ~/.local/share/idbmount)\n"
-	             "  -o OPTIONS          comma-separated mount options:\n"
-	             "      cache=never|auto|always   kernel caching (default always)\n"
-	             "      max_record=BYTES          largest record file (default 16777216)\n"
-	             "      threads=N                 FUSE worker threads (default 8)\n"
-	             "      allow_other,default_permissions and other FUSE options\n"
-	             "  -h, --help          this text\n"
-	             "\n"
-	             "Stop with 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n");
+	fprintf(out,
+	        "usage: idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT] [-o OPTIONS] "
+	        "MOUNTPOINT\n"
+	        "\n"
+	        "Mounts every client's IndexedDB stores as directories of JSON files and\n"
+	        "serves the browser sync endpoint.\n"
+	        "\n"
+	        "  -f, --foreground    stay in the foreground (log to stderr)\n"
+	        "  -d, --debug         print every FUSE request (implies -f)\n"
+	        "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
+	        "                      ~/.local/share/idbmount)\n"
+	        "      --listen ADDR:PORT  HTTP address (default $IDBMOUNT_LISTEN, else\n"
+	        "                      " HTTP_DEFAULT_LISTEN "; [::1]:PORT for IPv6; port 0 picks\n"
+	        "                      a free one; 'none' serves no HTTP; also -o listen=)\n"
+	        "      --tls-cert FILE, --tls-key FILE\n"
+	        "                      serve HTTPS with this PEM certificate and key\n"
+	        "      --allow-origin LIST  comma-separated origins that may call from other\n"
+	        "                      pages (CORS), or '*'; default: same origin only\n"
+	        "      --max-body BYTES    largest request body (default 32M)\n"
+	        "      --http-timeout SECONDS  close idle or stalled connections (default 30)\n"
+	        "      --keepalive SECONDS     comment on quiet event streams (default 15)\n"
+	        "  -o OPTIONS          comma-separated mount options:\n"
+	        "      cache=never|auto|always   kernel caching (default always)\n"
+	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
+	        "      max_record=BYTES          largest record file (default 16777216)\n"
+	        "      threads=N                 FUSE worker threads (default 8)\n"
+	        "      allow_other,default_permissions and other FUSE options\n"
+	        "  -h, --help          this text\n"
+	        "\n"
+	        "Stop with 'fusermount3 -u MOUNTPOINT' or SIGTERM.\n");
 }
 
 /* Parses a decimal size with an optional k/M/G suffix. */
@@ -62,8 +89,20 @@ static bool parse_size(const char *text, size_t *out)
 	return true;
 }
 
+/* A thousand event streams are a thousand sockets: take the hard limit of
+ * open files (distributions set the soft one to 1024). */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 struct options {
 	struct fs_config fs;
+	char listen[320]; /* -o listen= */
 	bool allow_other;
 	bool default_permissions;
 	char fuse_opts[4096];
@@ -101,6 +140,15 @@ static bool parse_mount_options(struct options *o, const char *list)
 			}
 			continue;
 		}
+		if (strncmp(opt, "listen=", 7) == 0) {
+			/* For fstab lines and mount -t, which pass only -o. */
+			if (snprintf(o->listen, sizeof(o->listen), "%s", opt + 7) >=
+			    (int)sizeof(o->listen)) {
+				fprintf(stderr, "idbmount: %s: too long\n", opt);
+				ok = false;
+			}
+			continue;
+		}
 		if (strncmp(opt, "threads=", 8) == 0) {
 			char *end = NULL;
 			long n = strtol(opt + 8, &end, 10);
@@ -129,13 +177,37 @@ static bool parse_mount_options(struct options *o, const char *list)
 
 int main(int argc, char **argv)
 {
+	enum {
+		OPT_LISTEN = 256,
+		OPT_TLS_CERT,
+		OPT_TLS_KEY,
+		OPT_ALLOW_ORIGIN,
+		OPT_MAX_BODY,
+		OPT_HTTP_TIMEOUT,
+		OPT_KEEPALIVE,
+	};
 	static const struct option longopts[] = {
 	        {"foreground", no_argument, NULL, 'f'},
 	        {"debug", no_argument, NULL, 'd'},
 	        {"data", required_argument, NULL, 'D'},
+	        {"listen", required_argument, NULL, OPT_LISTEN},
+	        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	        {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
+	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
+	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
+	struct http_config http_cfg;
+	http_config_defaults(&http_cfg);
+	/* $IDBMOUNT_LISTEN sets the default, as $IDBMOUNT_DATA does for --data
+	 * (the test suites use 127.0.0.1:0 so parallel runs never collide). */
+	const char *env_listen = getenv("IDBMOUNT_LISTEN");
+	if (env_listen && *env_listen)
+		http_cfg.listen = env_listen;
+	size_t seconds = 0;
 	struct options o;
 	memset(&o, 0, sizeof(o));
 	o.fs.cache = FS_CACHE_ALWAYS;
@@ -156,6 +228,39 @@ int main(int argc, char **argv)
 		case 'o':
 			if (!parse_mount_options(&o, optarg))
 				return 2;
+			break;
+		case OPT_LISTEN:
+			http_cfg.listen = optarg;
+			break;
+		case OPT_TLS_CERT:
+			http_cfg.tls_cert_file = optarg;
+			break;
+		case OPT_TLS_KEY:
+			http_cfg.tls_key_file = optarg;
+			break;
+		case OPT_ALLOW_ORIGIN:
+			http_cfg.allow_origins = optarg;
+			break;
+		case OPT_MAX_BODY:
+			if (!parse_size(optarg, &http_cfg.max_body)) {
+				fprintf(stderr, "idbmount: --max-body %s: not a size in bytes\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		case OPT_HTTP_TIMEOUT:
+		case OPT_KEEPALIVE:
+			if (!parse_size(optarg, &seconds) || seconds > 86400 ||
+			    optarg[strspn(optarg, "0123456789")]) {
+				fprintf(stderr, "idbmount: %s %s: want 1 to 86400 seconds\n",
+				        c == OPT_KEEPALIVE ? "--keepalive" : "--http-timeout",
+				        optarg);
+				return 2;
+			}
+			if (c == OPT_KEEPALIVE)
+				http_cfg.keepalive_s = (unsigned)seconds;
+			else
+				http_cfg.timeout_s = (unsigned)seconds;
 			break;
 		case 'h':
 			usage(stdout);
@@ -205,6 +310,28 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	o.fs.datadir = datadir;
+	if (o.listen[0])
+		http_cfg.listen = o.listen;
+
+	/* Detaching changes the working directory: every part gets the full
+	 * path. */
+	char realdir[PATH_MAX];
+	if (!realpath(datadir, realdir)) {
+		fprintf(stderr, "idbmount: data directory %s: %s\n", datadir, strerror(errno));
+		return 1;
+	}
+	raise_fd_limit();
+	char node[256];
+	datadir_node_name(node, sizeof(node));
+	http_cfg.datadir = realdir;
+	http_cfg.max_record = o.fs.max_record;
+	http_cfg.node = node;
+	struct http *http = NULL;
+	int prepared = http_prepare(&http_cfg, &http, err, sizeof(err));
+	if (prepared) {
+		fprintf(stderr, "idbmount: %s\n", err);
+		return prepared == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
+	}
 
 	char *fuse_argv[8];
 	int fuse_argc = 0;
@@ -221,13 +348,35 @@ int main(int argc, char **argv)
 	struct fs *fs = NULL;
 	if (fs_new(&o.fs, fuse_argc, fuse_argv, &fs) != 0) {
 		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
+		http_stop(http);
 		return 2;
 	}
-	int rc = fs_run(fs, mountpoint);
-	fs_destroy(fs);
+	int rc = fs_mount(fs, mountpoint);
 	if (rc) {
 		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+		fs_destroy(fs);
+		http_stop(http);
 		return 1;
 	}
-	return 0;
+	struct watch *watch = NULL;
+	rc = watch_start(realdir, &watch);
+	if (!rc) {
+		rc = http_start(http, watch, err, sizeof(err));
+		if (rc)
+			fprintf(stderr, "idbmount: %s\n", err);
+	}
+	if (!rc) {
+		if (http)
+			fprintf(stderr, "idbmount: serving %s://%s (port %u)\n",
+			        http_cfg.tls_cert_file ? "https" : "http", http_cfg.listen,
+			        http_port(http));
+		rc = fs_serve(fs, watch);
+		if (rc)
+			fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+	}
+	http_stop(http);
+	watch_stop(watch);
+	fs_unmount(fs);
+	fs_destroy(fs);
+	return rc ? 1 : 0;
 }

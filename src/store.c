@@ -2070,6 +2070,33 @@ static int path_resolve(struct store *st, const struct store_path *path, bool cr
 	return rc;
 }
 
+/* ---- for the other store files (store_internal.h) ---------------------- */
+
+int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool create,
+                     enum store_origin origin, int64_t *db_id)
+{
+	return db_ensure(st, client_id, name, create, origin, db_id);
+}
+
+int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
+                           const char *keypath_json, bool autoincrement, bool create,
+                           enum store_origin origin, int64_t *store_id)
+{
+	return store_ensure(st, db_id, name, keypath_json, autoincrement, create, false, origin,
+	                    store_id);
+}
+
+int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value,
+                          json_t **key_out)
+{
+	return keypath_extract(st, keypath_json, (json_t *)value, key_out);
+}
+
+int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bool *autoincrement)
+{
+	return store_keypath(st, store_id, keypath_json, autoincrement);
+}
+
 int store_make_store(struct store *st, const struct store_path *path, const char *keypath_json,
                      bool autoincrement)
 {
@@ -2096,11 +2123,11 @@ int store_make_store(struct store *st, const struct store_path *path, const char
 	return store_txn_end(st, rc);
 }
 
-int store_put(struct store *st, const struct store_path *path, const json_t *key,
-              const json_t *value, enum store_origin origin, bool create_missing, int64_t *rev,
-              int64_t *seq)
+/* The core of store_put: writes record `key` of store `store_id`, inside
+ * the caller's transaction. */
+int store_record_put(struct store *st, int64_t store_id, const json_t *key, const json_t *value,
+                     enum store_origin origin, int64_t *rev, int64_t *seq)
 {
-	st->err[0] = '\0';
 	char why[160];
 	if (key_check(key, why, sizeof(why)) != 0) {
 		store_set_error(st, "not a valid key: %s", why);
@@ -2108,19 +2135,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 	}
 	char *canon = key_canonical_json(key);
 	char *name = name_for_key(key);
-	if (!canon || !name) {
-		free(canon);
-		free(name);
-		return -ENOMEM;
-	}
-	int rc = store_txn_begin(st);
-	if (rc) {
-		free(canon);
-		free(name);
-		return rc;
-	}
-	int64_t store_id = 0;
-	rc = path_resolve(st, path, create_missing, &store_id);
+	int rc = canon && name ? 0 : -ENOMEM;
 	struct row r;
 	memset(&r, 0, sizeof(r));
 	int found = rc ? rc : row_by_name(st, store_id, name, &r);
@@ -2139,7 +2154,7 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 		r.key = strdup(canon);
 		r.mtime_ns = store_now_ns();
 		r.origin = origin;
-		rc = row_insert(st, &r, "", 0);
+		rc = r.name && r.key ? row_insert(st, &r, "", 0) : -ENOMEM;
 		if (rc == 0)
 			rc = store_touch(st, store_id, r.mtime_ns);
 	}
@@ -2147,9 +2162,59 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 		rc = record_write(st, &r, canon, r.rev, &p, origin, rev, seq);
 	if (prepared)
 		prepared_free(&p);
-	rc = store_txn_end(st, rc);
 	row_free(&r);
 	free(canon);
+	free(name);
+	return rc;
+}
+
+int store_put(struct store *st, const struct store_path *path, const json_t *key,
+              const json_t *value, enum store_origin origin, bool create_missing, int64_t *rev,
+              int64_t *seq)
+{
+	st->err[0] = '\0';
+	char why[160];
+	if (key_check(key, why, sizeof(why)) != 0) {
+		store_set_error(st, "not a valid key: %s", why);
+		return -EINVAL;
+	}
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	int64_t store_id = 0;
+	rc = path_resolve(st, path, create_missing, &store_id);
+	if (rc == 0)
+		rc = store_record_put(st, store_id, key, value, origin, rev, seq);
+	return store_txn_end(st, rc);
+}
+
+/* The core of store_delete, inside the caller's transaction. */
+int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
+                        enum store_origin origin, int64_t *rev, int64_t *seq)
+{
+	*seq = 0;
+	if (rev)
+		*rev = 0;
+	char why[160];
+	if (key_check(key, why, sizeof(why)) != 0) {
+		store_set_error(st, "not a valid key: %s", why);
+		return -EINVAL;
+	}
+	char *name = name_for_key(key);
+	if (!name)
+		return -ENOMEM;
+	struct row r;
+	int rc = row_by_name(st, store_id, name, &r);
+	if (rc == 0 && r.state == STORE_LIVE) {
+		rc = unlink_row(st, &r, origin, seq);
+		if (rc == 0 && rev)
+			*rev = r.rev + 1;
+	} else if (rc == 0 || rc == -ENOENT) {
+		if (rc == 0 && rev && r.state == STORE_TOMBSTONE)
+			*rev = r.rev;
+		rc = 0;
+	}
+	row_free(&r);
 	free(name);
 	return rc;
 }
@@ -2164,26 +2229,39 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 		store_set_error(st, "not a valid key: %s", why);
 		return -EINVAL;
 	}
-	char *name = name_for_key(key);
-	if (!name)
-		return -ENOMEM;
 	int rc = store_txn_begin(st);
-	if (rc) {
-		free(name);
+	if (rc)
 		return rc;
-	}
 	int64_t store_id = 0;
 	rc = path_resolve(st, path, false, &store_id);
+	if (rc == 0)
+		rc = store_record_delete(st, store_id, key, origin, NULL, seq);
+	return store_txn_end(st, rc);
+}
+
+/* What record `key` of store `store_id` is now (see store_internal.h). */
+int store_record_state(struct store *st, int64_t store_id, const json_t *key,
+                       struct store_record_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	char *name = name_for_key(key);
+	if (!name)
+		return -EINVAL;
 	struct row r;
-	memset(&r, 0, sizeof(r));
-	if (rc == 0) {
-		int found = row_by_name(st, store_id, name, &r);
-		if (found == 0 && r.state == STORE_LIVE)
-			rc = unlink_row(st, &r, origin, seq);
-		else if (found != 0 && found != -ENOENT)
-			rc = found;
+	int rc = row_by_name(st, store_id, name, &r);
+	if (rc == -ENOENT) {
+		rc = 0;
+	} else if (rc == 0 && r.rev > 0) {
+		/* A pending (scratch) file is not a record yet: its last
+		 * committed state was a delete. */
+		out->exists = true;
+		out->live = r.state == STORE_LIVE;
+		out->rev = r.rev;
+		out->seq = r.seq;
+		if (out->live)
+			rc = store_read_file(st, store_ino(STORE_FILE, r.id), &out->content,
+			                     &out->content_len);
 	}
-	rc = store_txn_end(st, rc);
 	row_free(&r);
 	free(name);
 	return rc;
@@ -2288,13 +2366,23 @@ int store_list_keys(struct store *st, const struct store_path *path, int64_t cur
 
 /* ---- clients ------------------------------------------------------------ */
 
-static void sha256_hex(const char *text, char out[65])
+void store_token_hash(const char *token, char out[65])
 {
 	unsigned char digest[32];
 	unsigned int n = 0;
-	EVP_Digest(text, strlen(text), digest, &n, EVP_sha256(), NULL);
+	EVP_Digest(token, strlen(token), digest, &n, EVP_sha256(), NULL);
 	for (int i = 0; i < 32; i++)
 		snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+int store_token_new(char token[65])
+{
+	unsigned char raw[32];
+	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+		return -EIO;
+	for (int i = 0; i < 32; i++)
+		snprintf(token + 2 * i, 3, "%02x", raw[i]);
+	return 0;
 }
 
 int store_client_add(struct store *st, const char *name, char token[65])
@@ -2306,15 +2394,12 @@ int store_client_add(struct store *st, const char *name, char token[65])
 		store_set_error(st, "a client name is 1 to 255 bytes of UTF-8");
 		return -EINVAL;
 	}
-	unsigned char raw[32];
-	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw)) {
+	if (store_token_new(token) != 0) {
 		free(fname);
 		return -EIO;
 	}
-	for (int i = 0; i < 32; i++)
-		snprintf(token + 2 * i, 3, "%02x", raw[i]);
 	char hash[65];
-	sha256_hex(token, hash);
+	store_token_hash(token, hash);
 	int rc = store_txn_begin(st);
 	if (rc) {
 		free(fname);
@@ -2343,7 +2428,7 @@ int store_client_add(struct store *st, const char *name, char token[65])
 int64_t store_client_by_token(struct store *st, const char *token)
 {
 	char hash[65];
-	sha256_hex(token, hash);
+	store_token_hash(token, hash);
 	sqlite3_stmt *s = stmt(st, S_CLIENT_BY_TOKEN);
 	if (!s)
 		return -EIO;

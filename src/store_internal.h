@@ -14,6 +14,7 @@
 #include "idbmount/store.h"
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Statement cache slots, a range per file. */
@@ -62,6 +63,52 @@ int store_txn_end(struct store *st, int rc);
 
 /* Wall-clock time in ns. */
 int64_t store_now_ns(void);
+
+/* ---- what store.c lends the other store files ---- */
+
+/* Resolves (or with `create` makes) database `name` of a client. Returns 0,
+ * -ENOENT, -EINVAL (bad name). */
+int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool create,
+                     enum store_origin origin, int64_t *db_id);
+/* Resolves (or makes) object store `name` of a database; a new one gets
+ * `keypath_json` and `autoincrement`, an existing one is left as it is. */
+int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
+                           const char *keypath_json, bool autoincrement, bool create,
+                           enum store_origin origin, int64_t *store_id);
+/* An object store's keyPath (JSON text, malloc'd) and autoIncrement. */
+int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bool *autoincrement);
+
+/* The key at inline keyPath `keypath_json` of `value` (a new reference).
+ * Returns 0 or -EINVAL with the reason (out-of-line, none there, invalid). */
+int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value,
+                          json_t **key_out);
+
+/* Puts / deletes record `key` of store `store_id` as store_put and
+ * store_delete do, inside the caller's transaction. store_record_delete
+ * of an absent record logs nothing (*seq 0) and gives the tombstone's
+ * revision (or 0) in *rev. */
+int store_record_put(struct store *st, int64_t store_id, const json_t *key, const json_t *value,
+                     enum store_origin origin, int64_t *rev, int64_t *seq);
+int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
+                        enum store_origin origin, int64_t *rev, int64_t *seq);
+
+/* A record's current state, for conflict checks: `exists` once it was ever
+ * committed (a tombstone exists but is not live); the file content of a
+ * live record (malloc'd, the caller frees). */
+struct store_record_state {
+	bool exists;
+	bool live;
+	int64_t rev;
+	int64_t seq;
+	char *content;
+	size_t content_len;
+};
+int store_record_state(struct store *st, int64_t store_id, const json_t *key,
+                       struct store_record_state *out);
+
+/* Tokens: 64 random hex digits; only their SHA-256 (hex) is stored. */
+int store_token_new(char token[65]);
+void store_token_hash(const char *token, char out[65]);
 
 /* Schema texts of the other store files (CREATE ... IF NOT EXISTS). */
 extern const char store_sync_schema_sql[];

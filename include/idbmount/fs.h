@@ -30,10 +30,19 @@ struct fs;
  * on stderr. */
 int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out);
 
-/* Mounts at `mountpoint`, detaches unless foreground, starts the notifier
- * and serves until unmounted (fusermount3 -u) or signalled (SIGTERM,
- * SIGINT, SIGHUP). Returns 0 or -errno. */
-int fs_run(struct fs *fs, const char *mountpoint);
+/* Mounts at `mountpoint`, detaches unless foreground (stderr then goes to
+ * DATADIR/idbmount.log) and installs the signal handlers. Threads are
+ * started only after it: detaching forks. Returns 0 or -errno. */
+int fs_mount(struct fs *fs, const char *mountpoint);
+
+/* Starts the notifier on `watch` (watch.h) and serves until unmounted
+ * (fusermount3 -u) or signalled (SIGTERM, SIGINT, SIGHUP). Returns 0 or
+ * -errno. */
+struct watch;
+int fs_serve(struct fs *fs, struct watch *watch);
+
+/* Unmounts (when mounted) and removes the signal handlers. */
+void fs_unmount(struct fs *fs);
 
 void fs_destroy(struct fs *fs);
 

@@ -11,6 +11,7 @@ run by hand with those set, e.g.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -36,10 +37,14 @@ def unmount(path):
 class Daemon:
     """One idbmount process serving `data` at `mnt`."""
 
-    def __init__(self, data, mnt, options=()):
+    def __init__(self, data, mnt, options=(), args=()):
         self.data = str(data)
         self.mnt = str(mnt)
         self.options = list(options)
+        # Extra daemon arguments (HTTP options for tests/sync). HTTP listens
+        # on a port the kernel picks, so daemons of parallel test runs never
+        # collide; port() reads it from the daemon's log.
+        self.args = list(args)
         self.proc = None
         self.log_path = os.path.join(os.path.dirname(self.mnt), "daemon.stderr")
 
@@ -48,10 +53,14 @@ class Daemon:
             self.options = list(options)
         os.makedirs(self.mnt, exist_ok=True)
         args = [IDBMOUNT, "-f", "--data", self.data]
+        if not any(a.startswith("--listen") for a in self.args):
+            args += ["--listen", "127.0.0.1:0"]
+        args += self.args
         for opt in self.options:
             args += ["-o", opt]
         args.append(self.mnt)
         self.log = open(self.log_path, "ab")
+        self.log_start = self.log.tell()
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
@@ -63,6 +72,19 @@ class Daemon:
                 raise RuntimeError("idbmount did not mount: " + self.stderr())
             time.sleep(0.02)
         return self
+
+    def port(self):
+        """The HTTP port, from the daemon's "serving ... (port N)" line."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                text = f.read().decode(errors="replace")
+            m = re.search(r"serving \S+ \(port (\d+)\)", text)
+            if m:
+                return int(m.group(1))
+            time.sleep(0.02)
+        raise RuntimeError("idbmount does not serve HTTP: " + self.stderr())
 
     def stderr(self):
         with open(self.log_path, "rb") as f:

@@ -3,6 +3,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import threading
 import time
 
@@ -75,9 +76,16 @@ def test_sigkill_then_remount_keeps_every_closed_write(idb, tmp_path):
     rng = random.Random(7)
     for round_ in range(3):
         log = tmp_path / ("acks%d" % round_)
-        w = subprocess.Popen(["python3", str(script), idb.store, str(log)],
+        w = subprocess.Popen([sys.executable, str(script), idb.store, str(log)],
                              stderr=subprocess.DEVNULL)
-        time.sleep(0.3 + rng.random() * 0.5)
+        # Kill at a random moment once writing is under way (an
+        # interpreter can take longer to start than the random delay).
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text().strip()):
+            assert w.poll() is None, "the writer stopped before writing"
+            assert time.monotonic() < deadline, "the writer never wrote"
+            time.sleep(0.01)
+        time.sleep(0.1 + rng.random() * 0.5)
         idb.daemon.kill()
         w.wait(timeout=30)
         acked = [int(x) for x in log.read_text().split()]

@@ -9,6 +9,4 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules/fake-indexeddb ] || [ ! -d node_modules/playwright-core ]; then
 	npm ci --no-audit --no-fund --loglevel=error </dev/null
 fi
-# sync.test.mjs and e2e.test.mjs need the HTTP endpoint (branch http); they
-# join this list when it is merged.
-exec node --test --test-concurrency=1 ./library.test.mjs
+exec node --test --test-concurrency=1 ./*.test.mjs

@@ -1,0 +1,788 @@
+/* http.c - the sync endpoint's server: options, the listening socket,
+ * libmicrohttpd's threads, routing, tokens, CORS, limits and replies.
+ *
+ * Threads. libmicrohttpd runs a small pool of polling threads (epoll), each
+ * serving many connections; a request handler runs on the thread of its
+ * connection and uses that thread's own SQLite connection (store.h: one
+ * per thread). Event streams do not hold a thread: a stream with nothing
+ * to send is suspended and resumed by the events thread (http_events.c),
+ * so a thousand idle browsers cost a thousand sockets and small buffers,
+ * not a thousand threads.
+ *
+ * Limits (decisions; DESIGN.md is silent):
+ *   - a request body is read into memory up to max_body (32 MiB default,
+ *     --max-body): above, 413 - at once from Content-Length when the
+ *     client sent one, else once the body has been read;
+ *   - a connection idle (or stalled mid-request) for timeout_s (30 s,
+ *     --http-timeout) is closed; a suspended event stream does not count
+ *     as idle (it is kept alive by comments every keepalive_s);
+ *   - at most max_connections (4096) connections at once; further ones
+ *     wait in the kernel's backlog. libmicrohttpd bounds each
+ *     connection's header memory (32 KiB).
+ *
+ * Who may ask what (DESIGN.md "Sync protocol"):
+ *   - a client token (idbmountctl client add) reaches /v1/schema, push,
+ *     pull and events, for its own tree; naming another client (the
+ *     optional "client" member or ?client=) is 403 whether or not that
+ *     client exists, and a database or store the client lacks is 404
+ *     whether or not another client has one, so nothing tells alice what
+ *     bob has;
+ *   - a pipeline token (idbmountctl pipeline add) reaches /v1/changes only
+ *     (403 elsewhere); a client token on /v1/changes is 403, since the
+ *     change log holds every client's data;
+ *   - /, /idbmount.js, /idbmount.d.ts, /healthz and /metrics need no token
+ *     (/metrics carries no client, database or store names);
+ *   - the token is sent as "Authorization: Bearer TOKEN"; /v1/events also
+ *     takes ?access_token=TOKEN (RFC 6750 2.3), because a browser's
+ *     EventSource cannot set headers.
+ *
+ * CORS (decision): by default only the daemon's own pages may call it (the
+ * demo page and apps served elsewhere through a proxy on the same origin).
+ * --allow-origin adds origins (or "*"). A request whose Origin header is
+ * neither its own origin nor allowed is refused with 403 before anything
+ * else, so a page on another site cannot even probe the endpoint; an
+ * allowed one gets Access-Control-Allow-Origin echoing its origin (never
+ * "*", and no credentials: tokens are headers, not cookies). Preflights
+ * (OPTIONS) are answered 204 with the methods and headers the protocol
+ * uses, cached for 10 minutes.
+ */
+#include "http_internal.h"
+
+#include "idbmount/json_text.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define LISTEN_BACKLOG  1024
+#define PREFLIGHT_MAX_S "600"
+#define TLS_FILE_MAX    (1024 * 1024)
+#define ALLOWED_METHODS "GET, POST, OPTIONS"
+#define ALLOWED_HEADERS "Authorization, Content-Type, Last-Event-ID"
+#define EXPOSED_HEADERS "Content-Type"
+
+void http_config_defaults(struct http_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen = HTTP_DEFAULT_LISTEN;
+	cfg->max_body = HTTP_DEFAULT_MAX_BODY;
+	cfg->timeout_s = HTTP_DEFAULT_TIMEOUT_S;
+	cfg->max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
+	cfg->threads = HTTP_DEFAULT_THREADS;
+	cfg->keepalive_s = HTTP_DEFAULT_KEEPALIVE_S;
+}
+
+/* ---- the store of this thread -------------------------------------------- */
+
+static void close_thread_store(void *p)
+{
+	store_close(p);
+}
+
+struct store *http_store(struct http *h)
+{
+	struct store *st = pthread_getspecific(h->store_key);
+	if (st)
+		return st;
+	char err[512];
+	if (store_open(h->cfg.datadir, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "idbmount: http: %s\n", err);
+		return NULL;
+	}
+	if (h->cfg.max_record)
+		store_set_max_record(st, h->cfg.max_record);
+	pthread_setspecific(h->store_key, st);
+	return st;
+}
+
+/* ---- replies ----------------------------------------------------------------- */
+
+static enum http_status_class status_class(unsigned status)
+{
+	return status >= 500   ? STATUS_5XX
+	       : status >= 400 ? STATUS_4XX
+	       : status >= 300 ? STATUS_3XX
+	                       : STATUS_2XX;
+}
+
+void http_common_headers(struct http_request *r, struct MHD_Response *resp)
+{
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	if (r->allow_origin[0]) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->allow_origin);
+		MHD_add_response_header(resp, "Access-Control-Expose-Headers", EXPOSED_HEADERS);
+		MHD_add_response_header(resp, "Vary", "Origin");
+	}
+}
+
+enum MHD_Result http_queue(struct http_request *r, unsigned status, struct MHD_Response *resp)
+{
+	if (!resp)
+		return MHD_NO;
+	http_common_headers(r, resp);
+	enum MHD_Result res = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
+	if (res == MHD_YES) {
+		r->replied = true;
+		atomic_fetch_add(&r->server->requests[r->route][status_class(status)], 1);
+	}
+	return res;
+}
+
+enum MHD_Result http_reply(struct http_request *r, unsigned status, const char *content_type,
+                           const void *data, size_t len)
+{
+	struct MHD_Response *resp =
+	        MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return MHD_NO;
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	return http_queue(r, status, resp);
+}
+
+enum MHD_Result http_reply_json(struct http_request *r, unsigned status, const json_t *value)
+{
+	struct buf b;
+	buf_init(&b, 256u * 1024 * 1024);
+	int rc = json_text_compact(&b, value);
+	if (!rc)
+		rc = buf_append_char(&b, '\n');
+	enum MHD_Result res;
+	if (rc)
+		res = http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+		                       "the answer could not be written: %s", strerror(-rc));
+	else
+		res = http_reply(r, status, "application/json", b.data, b.len);
+	buf_free(&b);
+	return res;
+}
+
+enum MHD_Result http_reply_error(struct http_request *r, unsigned status, const char *error,
+                                 const char *fmt, ...)
+{
+	char detail[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	struct buf b;
+	buf_init(&b, 8192);
+	buf_append_str(&b, "{\"error\":");
+	json_text_string(&b, error, strlen(error));
+	buf_append_str(&b, ",\"detail\":");
+	json_text_string(&b, detail, strlen(detail));
+	buf_append_str(&b, "}\n");
+	struct MHD_Response *resp =
+	        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+	buf_free(&b);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        "Bearer realm=\"idbmount\"");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+		                        r->route == ROUTE_SCHEMA || r->route == ROUTE_PUSH
+		                                ? "POST, OPTIONS"
+		                                : "GET, HEAD, OPTIONS");
+	return http_queue(r, status, resp);
+}
+
+enum MHD_Result http_reply_store_error(struct http_request *r, struct store *st, int rc)
+{
+	const char *why = st ? store_last_error(st) : "";
+	if (!why[0])
+		why = strerror(-rc);
+	switch (rc) {
+	case -EINVAL:
+		return http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);
+	case -ENOENT:
+		return http_reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "%s", why);
+	case -EFBIG:
+		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large", "%s",
+		                        why);
+	case -EEXIST:
+		return http_reply_error(r, MHD_HTTP_CONFLICT, "conflict", "%s", why);
+	case -EBUSY:
+		return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+		                        "the store is busy; retry: %s", why);
+	case -ENOSPC:
+		return http_reply_error(r, MHD_HTTP_INSUFFICIENT_STORAGE, "insufficient_storage",
+		                        "%s", why);
+	default:
+		fprintf(stderr, "idbmount: http: %s %s: %s\n", r->method, r->url, why);
+		return http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "%s", why);
+	}
+}
+
+/* ---- query parameters ----------------------------------------------------------- */
+
+const char *http_query(struct http_request *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int http_query_count(struct http_request *r, const char *name, int64_t fallback, int64_t max,
+                     int64_t *out)
+{
+	const char *v = http_query(r, name);
+	*out = fallback;
+	if (!v)
+		return 0;
+	char *end = NULL;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (!*v || *end || errno || n < 0 || n > max || v[0] == '+' || v[0] == ' ') {
+		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 "%s must be a whole number from 0 to %lld", name, (long long)max);
+		return -EINVAL;
+	}
+	*out = n;
+	return 0;
+}
+
+/* ---- routing ---------------------------------------------------------------------- */
+
+struct route_entry {
+	const char *path;
+	const char *method; /* GET (HEAD too) or POST */
+	enum http_route route;
+	bool token;
+};
+
+static const struct route_entry routes[] = {
+        {"/v1/schema", "POST", ROUTE_SCHEMA, true},  {"/v1/push", "POST", ROUTE_PUSH, true},
+        {"/v1/pull", "GET", ROUTE_PULL, true},       {"/v1/events", "GET", ROUTE_EVENTS, true},
+        {"/v1/changes", "GET", ROUTE_CHANGES, true}, {"/metrics", "GET", ROUTE_METRICS, false},
+        {"/healthz", "GET", ROUTE_HEALTHZ, false},
+};
+
+/* Finds the route of `url`; *method_ok says whether `method` fits it. */
+static const struct route_entry *route_find(const char *url, const char *method, bool *method_ok)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(*routes); i++) {
+		if (strcmp(url, routes[i].path) != 0)
+			continue;
+		*method_ok = strcmp(method, routes[i].method) == 0 ||
+		             (strcmp(routes[i].method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+		return &routes[i];
+	}
+	return NULL;
+}
+
+/* ---- origins -------------------------------------------------------------------------- */
+
+/* Decides on the request's Origin header. Returns false when it is
+ * refused; fills r->allow_origin for an allowed other origin. */
+static bool origin_allowed(struct http_request *r)
+{
+	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+	if (!origin)
+		return true;
+	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
+	if (host) {
+		char own[600];
+		snprintf(own, sizeof(own), "%s://%s", r->server->tls_cert ? "https" : "http", host);
+		if (strcasecmp(own, origin) == 0)
+			return true;
+	}
+	bool ok = r->server->any_origin;
+	for (size_t i = 0; !ok && i < r->server->norigins; i++)
+		ok = strcasecmp(r->server->origins[i], origin) == 0;
+	if (ok && strlen(origin) < sizeof(r->allow_origin))
+		snprintf(r->allow_origin, sizeof(r->allow_origin), "%s", origin);
+	return ok && r->allow_origin[0];
+}
+
+static enum MHD_Result reply_preflight(struct http_request *r)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, "Access-Control-Allow-Methods", ALLOWED_METHODS);
+	MHD_add_response_header(resp, "Access-Control-Allow-Headers", ALLOWED_HEADERS);
+	MHD_add_response_header(resp, "Access-Control-Max-Age", PREFLIGHT_MAX_S);
+	return http_queue(r, MHD_HTTP_NO_CONTENT, resp);
+}
+
+/* ---- tokens ------------------------------------------------------------------------------ */
+
+/* The bearer token of the request (borrowed) or NULL. */
+static const char *bearer_token(struct http_request *r)
+{
+	const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                               MHD_HTTP_HEADER_AUTHORIZATION);
+	if (auth) {
+		if (strncasecmp(auth, "Bearer ", 7) != 0)
+			return NULL;
+		auth += 7;
+		while (*auth == ' ')
+			auth++;
+		return *auth ? auth : NULL;
+	}
+	if (r->route == ROUTE_EVENTS)
+		return http_query(r, "access_token");
+	return NULL;
+}
+
+/* Checks the token for the route; replies and returns false when refused. */
+static bool authorize(struct http_request *r)
+{
+	const char *token = bearer_token(r);
+	if (!token) {
+		http_reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized",
+		                 "send the token from 'idbmountctl client add' as "
+		                 "'Authorization: Bearer TOKEN'");
+		return false;
+	}
+	struct store *st = http_store(r->server);
+	if (!st) {
+		http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+		                 "the store cannot be opened");
+		return false;
+	}
+	int rc = store_sync_auth(st, token, &r->who);
+	if (rc == -EACCES) {
+		http_reply_error(r, MHD_HTTP_UNAUTHORIZED, "unauthorized", "unknown token");
+		return false;
+	}
+	if (rc) {
+		http_reply_store_error(r, st, rc);
+		return false;
+	}
+	bool pipeline_route = r->route == ROUTE_CHANGES;
+	if (pipeline_route && r->who.kind != PRINCIPAL_PIPELINE) {
+		http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden",
+		                 "/v1/changes needs a pipeline token (idbmountctl pipeline add)");
+		return false;
+	}
+	if (!pipeline_route && r->who.kind != PRINCIPAL_CLIENT) {
+		http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden",
+		                 "a pipeline token reads /v1/changes only");
+		return false;
+	}
+	/* A request may name its client (?client=); only its own. */
+	const char *named = http_query(r, "client");
+	if (named && r->who.kind == PRINCIPAL_CLIENT) {
+		char *own = NULL;
+		rc = store_sync_client_name(st, r->who.id, &own);
+		bool same = rc == 0 && strcmp(own, named) == 0;
+		free(own);
+		if (!same) {
+			http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden",
+			                 "this token reaches its own client's tree only");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- the request handler ---------------------------------------------------------------- */
+
+static enum MHD_Result dispatch(struct http_request *r)
+{
+	switch (r->route) {
+	case ROUTE_SCHEMA:
+		return http_sync_schema(r);
+	case ROUTE_PUSH:
+		return http_sync_push(r);
+	case ROUTE_PULL:
+		return http_sync_pull(r);
+	case ROUTE_EVENTS:
+		return http_events(r);
+	case ROUTE_CHANGES:
+		return http_changes(r);
+	case ROUTE_METRICS:
+		return http_metrics(r);
+	case ROUTE_HEALTHZ:
+		return http_healthz(r);
+	case ROUTE_STATIC:
+		return http_static(r);
+	default:
+		return http_reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
+	}
+}
+
+/* First call for a request: everything that can be decided from the
+ * headers. Returns MHD_YES with r->replied set when it answered. */
+static enum MHD_Result on_headers(struct http_request *r)
+{
+	if (!origin_allowed(r))
+		return http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden_origin",
+		                        "this origin may not call the endpoint (see idbmount "
+		                        "--allow-origin)");
+	if (strcmp(r->method, "OPTIONS") == 0) {
+		r->route = ROUTE_PREFLIGHT;
+		return reply_preflight(r);
+	}
+	bool method_ok = false;
+	const struct route_entry *e = route_find(r->url, r->method, &method_ok);
+	if (!e) {
+		bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+		r->route = get && http_static_exists(r->url) ? ROUTE_STATIC : ROUTE_NONE;
+		if (r->route == ROUTE_STATIC)
+			return MHD_YES;
+		return http_reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
+	}
+	r->route = e->route;
+	if (!method_ok)
+		return http_reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+		                        "%s takes %s", e->path, e->method);
+	if (e->token && !authorize(r))
+		return MHD_YES;
+	if (strcmp(e->method, "POST") == 0) {
+		const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+		                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (length && strtoull(length, NULL, 10) > r->server->cfg.max_body) {
+			atomic_fetch_add(&r->server->body_rejected, 1);
+			return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+			                        "the body is over the limit of %zu bytes",
+			                        r->server->cfg.max_body);
+		}
+	}
+	/* Answered in the last call, once the request has been read whole:
+	 * an answer queued earlier closes the connection. */
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	struct http *h = cls;
+	struct http_request *r = *con_cls;
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		r->server = h;
+		r->conn = conn;
+		r->method = method;
+		r->url = url;
+		buf_init(&r->body, h->cfg.max_body);
+		*con_cls = r;
+		return on_headers(r);
+	}
+	if (r->replied) {
+		*upload_data_size = 0; /* answered early: the body is dropped */
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		atomic_fetch_add(&h->bytes_in, *upload_data_size);
+		if (!r->body_too_large && buf_append(&r->body, upload_data, *upload_data_size))
+			r->body_too_large = true;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->body_too_large) {
+		atomic_fetch_add(&h->body_rejected, 1);
+		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                        "the body is over the limit of %zu bytes", h->cfg.max_body);
+	}
+	return dispatch(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode why)
+{
+	(void)cls;
+	(void)conn;
+	(void)why;
+	struct http_request *r = *con_cls;
+	if (!r)
+		return;
+	buf_free(&r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	(void)conn;
+	(void)socket_context;
+	struct http *h = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		atomic_fetch_add(&h->connections, 1);
+		atomic_fetch_add(&h->connections_total, 1);
+	} else {
+		atomic_fetch_sub(&h->connections, 1);
+	}
+}
+
+/* ---- setting up -------------------------------------------------------------------------------
+ */
+
+static int read_file(const char *path, char **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	struct buf b;
+	buf_init(&b, TLS_FILE_MAX);
+	char chunk[4096];
+	size_t n;
+	int rc = 0;
+	while (!rc && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		rc = buf_append(&b, chunk, n);
+	if (!rc && ferror(f))
+		rc = -EIO;
+	fclose(f);
+	if (rc || b.len == 0) {
+		snprintf(err, errlen, "%s: %s", path, rc ? strerror(-rc) : "empty file");
+		buf_free(&b);
+		return rc ? rc : -EINVAL;
+	}
+	*out = buf_take(&b, NULL);
+	return 0;
+}
+
+/* Splits "ADDR:PORT" / "[V6]:PORT" and binds a listening socket. */
+static int bind_listen(struct http *h, char *err, size_t errlen)
+{
+	const char *spec = h->cfg.listen;
+	char host[256];
+	const char *colon = strrchr(spec, ':');
+	const char *port_text = colon ? colon + 1 : NULL;
+	size_t hostlen = colon ? (size_t)(colon - spec) : 0;
+	if (!colon || hostlen == 0 || hostlen >= sizeof(host) || !*port_text) {
+		snprintf(err, errlen, "--listen %s: want ADDR:PORT, e.g. 127.0.0.1:8750, or none",
+		         spec);
+		return -EINVAL;
+	}
+	memcpy(host, spec, hostlen);
+	host[hostlen] = '\0';
+	char *end = NULL;
+	long port = strtol(port_text, &end, 10);
+	if (*end || port < 0 || port > 65535) {
+		snprintf(err, errlen, "--listen %s: the port is 0 to 65535", spec);
+		return -EINVAL;
+	}
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	socklen_t sslen;
+	bool v6 = host[0] == '[';
+	if (v6) {
+		if (host[hostlen - 1] != ']') {
+			snprintf(err, errlen, "--listen %s: an IPv6 address is written [ADDR]:PORT",
+			         spec);
+			return -EINVAL;
+		}
+		host[hostlen - 1] = '\0';
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1) {
+			snprintf(err, errlen, "--listen %s: not an IPv6 address", spec);
+			return -EINVAL;
+		}
+		sslen = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+			snprintf(err, errlen,
+			         "--listen %s: not an IPv4 address (names are not "
+			         "resolved)",
+			         spec);
+			return -EINVAL;
+		}
+		sslen = sizeof(*a);
+	}
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "socket: %s", strerror(e));
+		return -e;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+		int e = errno;
+		snprintf(err, errlen, "--listen %s: %s", spec, strerror(e));
+		close(fd);
+		return -e;
+	}
+	struct sockaddr_storage bound;
+	socklen_t boundlen = sizeof(bound);
+	getsockname(fd, (struct sockaddr *)&bound, &boundlen);
+	h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+	                                            : ((struct sockaddr_in *)&bound)->sin_port);
+	h->listen_fd = fd;
+	return 0;
+}
+
+static int parse_origins(struct http *h, char *err, size_t errlen)
+{
+	const char *list = h->cfg.allow_origins;
+	if (!list || !*list)
+		return 0;
+	char *copy = strdup(list);
+	if (!copy)
+		return -ENOMEM;
+	char *save = NULL;
+	int rc = 0;
+	for (char *o = strtok_r(copy, ",", &save); o && !rc; o = strtok_r(NULL, ",", &save)) {
+		while (*o == ' ')
+			o++;
+		size_t n = strlen(o);
+		while (n && o[n - 1] == ' ')
+			o[--n] = '\0';
+		if (strcmp(o, "*") == 0) {
+			h->any_origin = true;
+			continue;
+		}
+		if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) ||
+		    o[n - 1] == '/') {
+			snprintf(err, errlen,
+			         "--allow-origin %s: an origin is scheme://host[:port] with no "
+			         "path, "
+			         "like https://app.example.com",
+			         o);
+			rc = -EINVAL;
+			break;
+		}
+		char **grown = realloc(h->origins, (h->norigins + 1) * sizeof(*grown));
+		if (!grown || !(grown[h->norigins] = strdup(o))) {
+			if (grown)
+				h->origins = grown;
+			rc = -ENOMEM;
+			break;
+		}
+		h->origins = grown;
+		h->norigins++;
+	}
+	free(copy);
+	return rc;
+}
+
+static void http_free(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->listen_fd >= 0)
+		close(h->listen_fd);
+	for (size_t i = 0; i < h->norigins; i++)
+		free(h->origins[i]);
+	free(h->origins);
+	free(h->tls_cert);
+	free(h->tls_key);
+	free(h);
+}
+
+int http_prepare(const struct http_config *cfg, struct http **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	err[0] = '\0';
+	if (!cfg->listen || strcmp(cfg->listen, "none") == 0)
+		return 0;
+	if (!cfg->tls_cert_file != !cfg->tls_key_file) {
+		snprintf(err, errlen, "--tls-cert and --tls-key go together");
+		return -EINVAL;
+	}
+	if (cfg->threads < 1 || cfg->max_connections < 1 || cfg->timeout_s < 1 ||
+	    cfg->keepalive_s < 1 || cfg->max_body < 1) {
+		snprintf(err, errlen, "HTTP limits must be positive");
+		return -EINVAL;
+	}
+	struct http *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->cfg = *cfg;
+	h->listen_fd = -1;
+	int rc = parse_origins(h, err, errlen);
+	if (!rc && cfg->tls_cert_file)
+		rc = read_file(cfg->tls_cert_file, &h->tls_cert, err, errlen);
+	if (!rc && cfg->tls_key_file)
+		rc = read_file(cfg->tls_key_file, &h->tls_key, err, errlen);
+	if (!rc && h->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		snprintf(err, errlen, "this libmicrohttpd was built without TLS");
+		rc = -ENOTSUP;
+	}
+	if (!rc)
+		rc = bind_listen(h, err, errlen);
+	if (rc) {
+		http_free(h);
+		return rc;
+	}
+	*out = h;
+	return 0;
+}
+
+int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
+{
+	if (!h)
+		return 0;
+	if (pthread_key_create(&h->store_key, close_thread_store) != 0) {
+		snprintf(err, errlen, "pthread_key_create failed");
+		return -ENOMEM;
+	}
+	int rc = http_events_start(h, watch);
+	if (rc) {
+		snprintf(err, errlen, "cannot start the events thread: %s", strerror(-rc));
+		return rc;
+	}
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	                 MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (h->tls_cert)
+		flags |= MHD_USE_TLS;
+	struct MHD_OptionItem tls_opts[] = {
+	        {MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert},
+	        {MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key},
+	        {MHD_OPTION_END, 0, NULL},
+	};
+	struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
+	h->mhd = MHD_start_daemon(
+	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+	        (unsigned)h->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+	        (unsigned)h->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY,
+	        h->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
+	if (!h->mhd) {
+		http_events_stop(h);
+		snprintf(err, errlen, "libmicrohttpd did not start on %s%s", h->cfg.listen,
+		         h->tls_cert ? " (check the TLS certificate and key)" : "");
+		return -EIO;
+	}
+	h->listen_fd = -1; /* libmicrohttpd owns it now */
+	return 0;
+}
+
+void http_stop(struct http *h)
+{
+	if (!h)
+		return;
+	if (h->mhd) {
+		int fd = (int)MHD_quiesce_daemon(h->mhd);
+		http_events_stop(h);
+		MHD_stop_daemon(h->mhd);
+		if (fd >= 0)
+			close(fd);
+		pthread_key_delete(h->store_key);
+	}
+	http_free(h);
+}
+
+unsigned http_port(const struct http *h)
+{
+	return h ? h->port : 0;
+}

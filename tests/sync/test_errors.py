@@ -1,0 +1,265 @@
+"""Every bad input gets a 4xx with a JSON {error, detail} body and changes
+nothing (DESIGN.md "Sync protocol"). One test per bad input."""
+import json
+import os
+
+import pytest
+
+from conftest import Api, assert_error, put
+
+ORDERS = [{"name": "orders"}]
+
+
+@pytest.fixture
+def shop(sync):
+    sync.alice.schema("shop", ORDERS)
+    sync.alice.push([put("seed", "shop", "orders", "kept", {"v": 1})])
+    sync.seq0 = sync.changes()[-1]["seq"]
+    return sync
+
+
+def unchanged(sync):
+    assert sync.changes()[-1]["seq"] == sync.seq0
+    assert os.listdir(sync.path("alice", "shop", "orders")) == ["kept.json"]
+
+
+def test_missing_token_is_401(shop):
+    r = shop.anonymous.post("/v1/push", {"mutations": [put("x", "shop", "orders", 1, 1)]})
+    assert_error(r, 401, "unauthorized")
+    assert r.header("www-authenticate") == 'Bearer realm="idbmount"'
+    unchanged(shop)
+
+
+def test_wrong_token_is_401(shop):
+    bad = Api(shop.port, "0" * 64)
+    assert_error(bad.post("/v1/push", {"mutations": [put("x", "shop", "orders", 1, 1)]}),
+                 401, "unauthorized")
+    unchanged(shop)
+
+
+def test_token_in_another_scheme_is_401(shop):
+    r = shop.anonymous.get("/v1/pull", headers={"Authorization": "Basic " + shop.tokens["alice"]})
+    assert_error(r, 401, "unauthorized")
+
+
+def test_token_in_the_query_is_only_for_event_streams(shop):
+    r = shop.anonymous.get("/v1/pull?access_token=" + shop.tokens["alice"])
+    assert_error(r, 401, "unauthorized")
+
+
+def test_malformed_json_in_push_is_400(shop):
+    r = shop.alice.post("/v1/push", '{"mutations": [')
+    body = assert_error(r, 400, "bad_request")
+    assert "malformed JSON" in body["detail"] and "line 1" in body["detail"]
+    unchanged(shop)
+
+
+def test_malformed_json_in_schema_is_400(shop):
+    assert_error(shop.alice.post("/v1/schema", "{db: shop}"), 400, "bad_request")
+    assert os.listdir(shop.path("alice")) == ["shop"]
+
+
+def test_empty_body_is_400(shop):
+    assert_error(shop.alice.post("/v1/push", ""), 400, "bad_request")
+
+
+def test_body_that_is_not_an_object_is_400(shop):
+    assert_error(shop.alice.post("/v1/push", "[1, 2]"), 400, "bad_request")
+
+
+def test_push_without_mutations_array_is_400(shop):
+    assert_error(shop.alice.post("/v1/push", {"mutations": {"id": "x"}}), 400, "bad_request")
+
+
+def test_invalid_key_is_400(shop):
+    r = shop.alice.post("/v1/push", {"mutations": [put("x", "shop", "orders", True, 1)]})
+    body = assert_error(r, 400, "bad_request")
+    assert "not a valid key" in body["detail"] and "mutation 0" in body["detail"]
+    unchanged(shop)
+
+
+def test_invalid_date_key_is_400(shop):
+    r = shop.alice.post("/v1/push", {"mutations": [
+        put("x", "shop", "orders", {"~d": "yesterday"}, 1)]})
+    assert_error(r, 400, "bad_request")
+    unchanged(shop)
+
+
+def test_one_bad_mutation_rolls_back_the_whole_push(shop):
+    r = shop.alice.post("/v1/push", {"mutations": [
+        put("good", "shop", "orders", "new", {"v": 2}),
+        put("bad", "shop", "orders", [{"nested": "object"}], 1)]})
+    body = assert_error(r, 400, "bad_request")
+    assert "mutation 1 (id bad)" in body["detail"]
+    unchanged(shop)
+    # and the good one's id was not remembered: sending it alone applies it
+    [res] = shop.alice.push([put("good", "shop", "orders", "new", {"v": 2})])
+    assert res["status"] == "ok"
+
+
+def test_mutation_without_id_is_400(shop):
+    m = put("x", "shop", "orders", 1, 1)
+    del m["id"]
+    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    unchanged(shop)
+
+
+def test_mutation_with_unknown_op_is_400(shop):
+    m = put("x", "shop", "orders", 1, 1)
+    m["op"] = "upsert"
+    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    unchanged(shop)
+
+
+def test_put_without_value_is_400(shop):
+    m = put("x", "shop", "orders", 1, 1)
+    del m["value"]
+    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    unchanged(shop)
+
+
+def test_base_that_is_not_a_revision_is_400(shop):
+    m = put("x", "shop", "orders", "kept", 1, base="1")
+    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    unchanged(shop)
+
+
+def test_out_of_line_put_without_key_is_400(shop):
+    m = {"id": "x", "db": "shop", "store": "orders", "op": "put", "value": 1}
+    body = assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    assert "needs a key" in body["detail"]
+    unchanged(shop)
+
+
+def test_inline_key_that_disagrees_with_the_value_is_400(shop):
+    shop.alice.schema("shop", [{"name": "people", "keyPath": "email"}])
+    m = put("x", "shop", "people", "a@x", {"email": "b@x"})
+    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+
+
+def test_unknown_store_is_404(shop):
+    r = shop.alice.post("/v1/push", {"mutations": [put("x", "shop", "nope", 1, 1)]})
+    body = assert_error(r, 404, "not_found")
+    assert "nope" in body["detail"]
+    unchanged(shop)
+
+
+def test_unknown_database_is_404(shop):
+    r = shop.alice.post("/v1/push", {"mutations": [put("x", "nodb", "orders", 1, 1)]})
+    assert_error(r, 404, "not_found")
+    unchanged(shop)
+
+
+def test_unknown_endpoint_is_404(shop):
+    assert_error(shop.alice.get("/v1/nothing"), 404, "not_found")
+    assert_error(shop.anonymous.get("/etc/passwd"), 404, "not_found")
+
+
+def test_wrong_method_is_405(shop):
+    r = shop.alice.get("/v1/push")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.header("allow") == "POST, OPTIONS"
+    assert_error(shop.alice.post("/v1/pull", {}), 405, "method_not_allowed")
+
+
+def test_body_over_the_limit_is_413_from_content_length(start_sync):
+    s = start_sync(["--max-body", "64k"])
+    s.alice.schema("shop", ORDERS)
+    c = s.alice.connection()
+    # Only the headers go out: the answer must come without the body.
+    c.putrequest("POST", "/v1/push")
+    c.putheader("Authorization", "Bearer " + s.tokens["alice"])
+    c.putheader("Content-Length", str(64 * 1024 + 1))
+    c.endheaders()
+    r = c.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 413 and body["error"] == "payload_too_large"
+    c.close()
+
+
+def test_body_over_the_limit_is_413_when_chunked(start_sync):
+    s = start_sync(["--max-body", "64k"])
+    s.alice.schema("shop", ORDERS)
+    big = json.dumps({"mutations": [put("x", "shop", "orders", 1, "y" * 70000)]}).encode()
+    c = s.alice.connection()
+    c.putrequest("POST", "/v1/push")
+    c.putheader("Authorization", "Bearer " + s.tokens["alice"])
+    c.putheader("Transfer-Encoding", "chunked")
+    c.endheaders()
+    for i in range(0, len(big), 8192):
+        part = big[i:i + 8192]
+        c.send(b"%x\r\n%s\r\n" % (len(part), part))
+    c.send(b"0\r\n\r\n")
+    r = c.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 413 and body["error"] == "payload_too_large"
+    c.close()
+    assert not os.path.exists(s.path("alice", "shop", "orders", "1.json"))
+
+
+def test_record_over_the_record_cap_is_413(start_sync):
+    s = start_sync()
+    s.daemon.stop()
+    s.daemon.start(options=["max_record=1k"])
+    s.port = s.daemon.port()
+    s.alice = s.api("alice")
+    s.alice.schema("shop", ORDERS)
+    r = s.alice.post("/v1/push", {"mutations": [put("x", "shop", "orders", 1, "y" * 2000)]})
+    assert_error(r, 413, "payload_too_large")
+
+
+def test_bad_keypath_in_schema_is_400(shop):
+    r = shop.alice.post("/v1/schema", {"db": "shop", "version": 1,
+                                       "stores": [{"name": "s", "keyPath": "a..b"}]})
+    assert_error(r, 400, "bad_request")
+    assert "s" not in os.listdir(shop.path("alice", "shop"))
+
+
+def test_autoincrement_with_array_keypath_is_400(shop):
+    r = shop.alice.post("/v1/schema", {"db": "shop", "version": 1, "stores": [
+        {"name": "s", "keyPath": ["a", "b"], "autoIncrement": True}]})
+    assert_error(r, 400, "bad_request")
+
+
+def test_bad_index_in_schema_is_400(shop):
+    r = shop.alice.post("/v1/schema", {"db": "shop", "version": 1, "stores": [
+        {"name": "s", "indexes": [{"name": "i"}]}]})
+    assert_error(r, 400, "bad_request")
+
+
+def test_schema_without_db_is_400(shop):
+    assert_error(shop.alice.post("/v1/schema", {"version": 1, "stores": []}), 400, "bad_request")
+
+
+def test_schema_with_bad_version_is_400(shop):
+    assert_error(shop.alice.post("/v1/schema", {"db": "x", "version": 0}), 400, "bad_request")
+    assert sorted(os.listdir(shop.path("alice"))) == ["shop"]
+
+
+def test_changing_the_keypath_of_a_store_with_records_is_409(shop):
+    r = shop.alice.post("/v1/schema", {"db": "shop", "version": 2,
+                                       "stores": [{"name": "orders", "keyPath": "id"}]})
+    assert_error(r, 409, "conflict")
+    assert os.getxattr(shop.path("alice", "shop", "orders"), "user.idbmount.keypath") == b"null"
+
+
+def test_keypath_of_an_empty_store_may_change(shop):
+    shop.alice.schema("shop", [{"name": "empty"}])
+    answer = shop.alice.schema("shop", [{"name": "empty", "keyPath": "id"}])
+    assert [s for s in answer["stores"] if s["name"] == "empty"][0]["keyPath"] == "id"
+
+
+@pytest.mark.parametrize("query", ["since=-1", "since=abc", "since=", "limit=0",
+                                   "limit=100000", "since=1e3"])
+def test_bad_pull_parameters_are_400(shop, query):
+    assert_error(shop.alice.get("/v1/pull?" + query), 400, "bad_request")
+
+
+def test_bad_changes_parameters_are_400(shop):
+    token = shop.ctl("pipeline", "add", "p").stdout.strip()
+    assert_error(shop.anonymous.get("/v1/changes?since=x", token=token), 400, "bad_request")
+    assert_error(shop.anonymous.get("/v1/changes?limit=-5", token=token), 400, "bad_request")
+
+
+def test_bad_events_since_is_400(shop):
+    assert_error(shop.alice.get("/v1/events?since=minus"), 400, "bad_request")
