@@ -1196,6 +1196,7 @@ export class Sync extends EventTarget {
 		this.authBlocked = false;
 		this.schemaSent = false;
 		this.ownSeqs = new Set(); /* seqs of this tab's acknowledged pushes */
+		this.upgradeWait = null; /* a blocked upgrade of ours, until it runs */
 		this.installId = null;
 		ensureCaptureOf(this.database);
 	}
@@ -1526,16 +1527,22 @@ export class Sync extends EventTarget {
 
 	async cycle() {
 		this.setState({ syncing: true });
+		let blocked = false;
 		try {
+			/* While an upgrade is blocked every open of the database waits
+			 * behind it (IndexedDB's rule), so the sync waits too. */
+			if (this.upgradeWait) await this.upgradeWait;
 			const db = await this.connection();
 			if (!db) return;
 			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
+			if ((blocked = !!this.upgradeWait)) return;
 			while (await this.pushBatch()) { /* until the outbox holds nothing pushable */ }
-			while (await this.pullPage()) { /* until the server says no more */ }
+			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
+			if ((blocked = !!this.upgradeWait)) return;
 			await this.applyParked();
 		} finally {
-			this.setState({ syncing: false, outbox: await this.outboxLength().catch(() => null) });
+			this.setState({ syncing: false, outbox: blocked ? this.state.outbox : await this.outboxLength().catch(() => null) });
 		}
 	}
 
@@ -1878,12 +1885,10 @@ export class Sync extends EventTarget {
 	 * Changes for stores this database lacks are parked until the store
 	 * exists. */
 	async applyChanges(changes, checkpoint, delivered) {
-		let db = await this.connection();
+		const db = await this.connection();
+		/* Changes for stores this database lacks are parked first (with the
+		 * checkpoint), then the stores are created; applyParked puts them in. */
 		const unknown = [...new Set(changes.map(c => c.store).filter(s => !db.objectStoreNames.contains(s) && !isInternalStoreName(s)))];
-		if (unknown.length) {
-			await this.createServerStores(unknown.map(name => ({ name, keyPath: null, autoIncrement: false })), 'records arrived for a store this browser does not have');
-			db = await this.connection();
-		}
 		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
@@ -1938,6 +1943,8 @@ export class Sync extends EventTarget {
 			throw classifyLocalError(err);
 		}
 		for (const seq of this.ownSeqs) if (seq <= checkpoint) this.ownSeqs.delete(seq);
+		if (unknown.length)
+			await this.createServerStores(unknown.map(name => ({ name, keyPath: null, autoIncrement: false })), 'records arrived for a store this browser does not have');
 		const deliveredChanged = delivered !== this.state.delivered;
 		this.setState({ checkpoint, delivered });
 		if (applied.length) this.broadcast('change', applied);
@@ -1979,7 +1986,22 @@ export class Sync extends EventTarget {
 		}
 		/* The open stays queued when blocked; when it finally runs the
 		 * stores appear and parked changes are applied at the next cycle. */
-		req.addEventListener('success', () => req.result.close());
+		if (result === 'blocked') {
+			this.upgradeWait = new Promise(resolve => {
+				req.addEventListener('success', () => {
+					req.result.close();
+					this.upgradeWait = null;
+					this.setState({ notApplied: this.state.notApplied.filter(n => !names.includes(n.store)) });
+					this.emit('schema', { applied: names, reason: why });
+					this.wake();
+					resolve();
+				});
+				req.addEventListener('error', () => {
+					this.upgradeWait = null;
+					resolve();
+				});
+			});
+		}
 		this.noteNotApplied(names, result === 'blocked'
 			? 'the version upgrade is blocked: another connection to this database does not close on versionchange'
 			: 'the version upgrade failed: ' + (req.error?.message || 'unknown error'));

@@ -53,7 +53,9 @@ export async function eventually(fn, what, deadlineMs = 20000) {
 }
 
 export class Daemon {
-	constructor() {
+	/* `args`: extra daemon arguments, e.g. ['--max-body', '65536']. */
+	constructor(args = []) {
+		this.args = args;
 		this.root = fs.mkdtempSync(path.join(os.tmpdir(), 'idbmount-web-'));
 		this.data = path.join(this.root, 'data');
 		this.mnt = path.join(this.root, 'mnt');
@@ -84,7 +86,7 @@ export class Daemon {
 		this.url = `http://127.0.0.1:${this.port}`;
 		this.logPath = path.join(this.root, 'daemon.stderr');
 		const log = fs.openSync(this.logPath, 'a');
-		this.proc = spawn(IDBMOUNT, ['-f', '--data', this.data, '--listen', `127.0.0.1:${this.port}`, this.mnt],
+		this.proc = spawn(IDBMOUNT, ['-f', '--data', this.data, '--listen', `127.0.0.1:${this.port}`, ...this.args, this.mnt],
 			{ stdio: ['ignore', log, log] });
 		fs.closeSync(log);
 		let exited = null;
