@@ -48,9 +48,10 @@ test_packages=(
 	procps mount util-linux
 )
 
-# Browser and sync tests (tests/sync): added by the issues that bring them,
-# e.g. nodejs npm chromium. Installed with --test.
-browser_test_packages=()
+# Browser tests (tests/web): node runs them, npm installs their two npm
+# packages (playwright-core, fake-indexeddb), Debian's chromium is the
+# browser playwright-core drives. Installed with --test.
+browser_test_packages=(nodejs npm chromium)
 
 packages=("${build_packages[@]}")
 if [ "$with_tests" = 1 ]; then

@@ -1,0 +1,112 @@
+// bench_browser.mjs - browser-side figures of idbmount.js, on demand (not in
+// ctest; numbers depend on the machine):
+//
+//   node tests/bench/bench_browser.mjs          (after a build, with
+//   IDBMOUNT_BIN / IDBMOUNTCTL_BIN or build/ binaries, and tests/web's
+//   node_modules installed: cd tests/web && npm ci)
+//
+// In real Chromium (Debian's), on a page of a real daemon:
+//   1. capture cost: 10,000 puts of ~400-byte records in 10 transactions
+//      of 1,000, into a plain IndexedDB database and into a captured one
+//      (each write plus its outbox marker); median of 5 runs each.
+//      Target: captured <= 1.3x raw.
+//   2. browser -> acknowledged: the time from the first put() of 10,000
+//      such records until the server acknowledged all of them (outbox
+//      empty). Target: >= 20,000 records/s.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+
+const N = 10000;
+const d = new Daemon();
+const token = d.addClient('bench');
+await d.start();
+const browser = await chromium.launch({
+	executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
+	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
+		'--disable-component-update', '--disable-sync', '--no-first-run'],
+});
+try {
+	const page = await browser.newPage();
+	await page.goto(d.url + '/healthz');
+	await page.setContent('<!doctype html><title>bench</title>');
+	const capture = await page.evaluate(async N => {
+		const m = await import('/idbmount.js');
+		const pad = 'x'.repeat(360);
+		const rec = i => ({ id: i, name: 'record ' + i, pad });
+		const req = r => new Promise((res, rej) => {
+			r.onsuccess = () => res(r.result);
+			r.onerror = () => rej(r.error);
+		});
+		const run = async (db, runNo) => {
+			const t0 = performance.now();
+			for (let b = 0; b < N; b += 1000) {
+				const tx = db.transaction(['rows'], 'readwrite');
+				const s = tx.objectStore('rows');
+				for (let i = b; i < b + 1000; i++) s.put(rec(runNo * N + i));
+				await new Promise((res, rej) => {
+					tx.oncomplete = res;
+					tx.onerror = () => rej(tx.error);
+				});
+			}
+			return performance.now() - t0;
+		};
+		const rawOpen = indexedDB.open('raw-bench', 1);
+		rawOpen.onupgradeneeded = () => rawOpen.result.createObjectStore('rows', { keyPath: 'id' });
+		const raw = await req(rawOpen);
+		const lib = await m.openDatabase('captured-bench', { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
+		const capturedConn = await lib.connection();
+		const times = { raw: [], captured: [] };
+		for (let r = 0; r < 5; r++) {
+			times.raw.push(await run(raw, r));
+			times.captured.push(await run(capturedConn, r));
+		}
+		const median = a => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)];
+		return { raw: median(times.raw), captured: median(times.captured) };
+	}, N);
+
+	const page2 = await browser.newPage();
+	await page2.goto(d.url + '/healthz');
+	await page2.setContent('<!doctype html><title>bench</title>');
+	const ack = await page2.evaluate(async ({ N, token }) => {
+		const m = await import('/idbmount.js');
+		const pad = 'x'.repeat(360);
+		const db = await m.openDatabase('ack-bench', { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
+		const sync = db.sync({ token });
+		await new Promise(r => {
+			const check = () => (sync.state.leader && !sync.state.syncing ? r() : setTimeout(check, 20));
+			check();
+		});
+		const t0 = performance.now();
+		for (let b = 0; b < N; b += 1000) {
+			await db.transaction(['rows'], 'readwrite', tx => {
+				const s = tx.store('rows');
+				for (let i = b; i < b + 1000; i++) s.raw.put({ id: i, name: 'record ' + i, pad });
+			});
+		}
+		const tWritten = performance.now();
+		while ((await sync.outboxLength()) > 0) await new Promise(r => setTimeout(r, 5));
+		const t1 = performance.now();
+		sync.stop();
+		return { writeMs: tWritten - t0, totalMs: t1 - t0 };
+	}, { N, token });
+	const files = fs.readdirSync(d.path('bench', 'ack-bench', 'rows')).length;
+
+	const rows = [
+		['raw IndexedDB puts, 10 x 1,000', `${capture.raw.toFixed(0)} ms`, `${(N / capture.raw * 1000).toFixed(0)} rec/s`, ''],
+		['captured puts (write + outbox marker)', `${capture.captured.toFixed(0)} ms`, `${(N / capture.captured * 1000).toFixed(0)} rec/s`,
+			`${(capture.captured / capture.raw).toFixed(2)}x raw (target <= 1.3x)`],
+		['put() -> all acknowledged', `${ack.totalMs.toFixed(0)} ms`, `${(N / ack.totalMs * 1000).toFixed(0)} rec/s`,
+			`target >= 20,000 rec/s; ${files} files in the mount`],
+	];
+	const w = [0, 1, 2, 3].map(i => Math.max(...rows.map(r => r[i].length), 4));
+	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}`);
+	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
+} finally {
+	await browser.close();
+	await d.cleanup();
+}

@@ -1,0 +1,233 @@
+// The library's sync against the real daemon: fake-indexeddb in Node, real
+// HTTP on loopback, the real mount. Sync rounds are driven explicitly
+// (sync.cycle()) so every step is deterministic; the live loop with events
+// and tabs is proven in Chromium (e2e.test.mjs).
+import 'fake-indexeddb/auto';
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import * as idbm from '../../src/web/idbmount.js';
+import { Daemon } from './daemon.mjs';
+
+let d;
+let token;
+before(async () => {
+	d = new Daemon();
+	token = d.addClient('alice');
+	await d.start();
+});
+after(async () => {
+	await d.cleanup();
+});
+
+function newSync(database, extra = {}) {
+	return new idbm.Sync({ database, url: d.url, token, lock: false, ...extra });
+}
+
+function fileJson(...parts) {
+	const text = d.read(...parts);
+	assert.ok(text.endsWith('\n'), 'a record file ends with one newline');
+	return JSON.parse(text);
+}
+
+/* Every key type with the file name DESIGN.md's table gives it. */
+const KEYS = [
+	[42, '42.json'],
+	[-1.5, '-1.5.json'],
+	[1e21, '1e+21.json'],
+	[Infinity, 'Infinity.json'],
+	['alice', 'alice.json'],
+	['a/b', 'a%2Fb.json'],
+	['42', '%342.json'],
+	['', '~s.json'],
+	[new Date(Date.UTC(2026, 0, 2, 3, 4, 5)), '~d2026-01-02T03:04:05.000Z.json'],
+	[new Uint8Array([0, 1, 2]).buffer, '~bAAEC.json'],
+	[['u1', 7], '~a["u1",7].json'],
+];
+
+test('writes of every key type and tagged values reach the mount as exact files', async () => {
+	const db = await idbm.openDatabase('keys', { version: 1, stores: [{ name: 'k' }] });
+	for (const [key, file] of KEYS) await db.put('k', { file, when: new Date(0), bytes: new Uint8Array([9]) }, key);
+	const sync = newSync('keys');
+	assert.equal(await sync.outboxLength(), KEYS.length);
+	assert.equal(await sync.recordState('k', 42), 'pending');
+	await sync.cycle();
+	assert.equal(await sync.outboxLength(), 0);
+	assert.equal(await sync.recordState('k', 42), 'synced');
+	assert.deepEqual(await sync.storeState('k'), { pending: 0, rejected: 0, synced: KEYS.length, delivered: 0 });
+	const names = fs.readdirSync(d.path('alice', 'keys', 'k')).sort();
+	assert.deepEqual(names, KEYS.map(k => k[1]).sort());
+	for (const [, file] of KEYS)
+		assert.deepEqual(fileJson('alice', 'keys', 'k', file), { file, when: { '~d': '1970-01-01T00:00:00.000Z' }, bytes: { '~b': 'CQ', type: 'Uint8Array' } });
+	sync.stop();
+	db.close();
+});
+
+test('an edit storm ships once; a delete reaches the mount as rm', async () => {
+	const db = await idbm.openDatabase('storm', { version: 1, stores: [{ name: 'notes', keyPath: 'id' }] });
+	const since = d.changes().at(-1)?.seq ?? 0;
+	for (let i = 0; i < 100; i++) await db.put('notes', { id: 'hot', n: i });
+	await db.put('notes', { id: 'gone', n: 0 });
+	const sync = newSync('storm');
+	await sync.cycle();
+	assert.deepEqual(fileJson('alice', 'storm', 'notes', 'hot.json'), { id: 'hot', n: 99 });
+	const mine = d.changes(since).filter(c => c.db === 'storm');
+	assert.equal(mine.filter(c => c.key === 'hot').length, 1, 'one change for 100 local writes');
+	await db.delete('notes', 'gone');
+	await sync.cycle();
+	assert.equal(d.exists('alice', 'storm', 'notes', 'gone.json'), false);
+	sync.stop();
+	db.close();
+});
+
+test('changes made on the mount are pulled without being echoed back', async () => {
+	const db = await idbm.openDatabase('pull', { version: 1, stores: [{ name: 'notes' }] });
+	const sync = newSync('pull');
+	await sync.cycle(); /* makes the database and store on the server */
+	fs.writeFileSync(d.path('alice', 'pull', 'notes', 'from-shell.json'), '{"text":"hi","at":{"~d":"2026-11-23T10:00:00.000Z"}}\n');
+	d.ctl('put', 'alice/pull/notes', '7', '{"n":7}');
+	const seqBefore = d.changes().at(-1).seq;
+	await sync.cycle();
+	const v = await db.get('notes', 'from-shell');
+	assert.equal(v.text, 'hi');
+	assert.ok(v.at instanceof Date && v.at.toISOString() === '2026-11-23T10:00:00.000Z');
+	assert.deepEqual(await db.get('notes', 7), { n: 7 });
+	assert.equal(await sync.outboxLength(), 0, 'applied changes are not captured');
+	assert.equal(await sync.recordState('notes', 7), 'synced');
+	await sync.cycle();
+	assert.equal(d.changes().at(-1).seq, seqBefore, 'nothing was pushed back');
+	assert.ok(sync.state.checkpoint >= seqBefore);
+
+	// The checkpoint is persisted: a new Sync starts where the old one stopped.
+	const again = newSync('pull');
+	await again.loadMeta();
+	assert.equal(again.state.checkpoint, sync.state.checkpoint);
+	sync.stop();
+	again.stop();
+	db.close();
+});
+
+test('a conflict ends as the default policy says: the server wins, the local value is reported', async () => {
+	const db = await idbm.openDatabase('conflict', { version: 1, stores: [{ name: 'notes' }] });
+	await db.put('notes', { v: 'first' }, 'k');
+	const sync = newSync('conflict');
+	await sync.cycle();
+	// The mount and the page change the same record before they hear of each other.
+	fs.writeFileSync(d.path('alice', 'conflict', 'notes', 'k.json'), '{"v":"mount"}\n');
+	await db.put('notes', { v: 'page' }, 'k');
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await sync.cycle();
+	assert.deepEqual(await db.get('notes', 'k'), { v: 'mount' });
+	assert.deepEqual(fileJson('alice', 'conflict', 'notes', 'k.json'), { v: 'mount' });
+	assert.equal(conflicts.length, 1);
+	assert.deepEqual(conflicts[0].local.value, { v: 'page' });
+	assert.deepEqual(conflicts[0].remote.value, { v: 'mount' });
+	assert.equal(conflicts[0].resolution, 'remote');
+	assert.equal(await sync.outboxLength(), 0);
+	sync.stop();
+
+	// A hook can keep the local value instead.
+	const keep = newSync('conflict', { conflict: () => 'local' });
+	fs.writeFileSync(d.path('alice', 'conflict', 'notes', 'k.json'), '{"v":"mount again"}\n');
+	await db.put('notes', { v: 'page wins' }, 'k');
+	await keep.cycle();
+	await keep.cycle();
+	assert.deepEqual(fileJson('alice', 'conflict', 'notes', 'k.json'), { v: 'page wins' });
+	assert.deepEqual(await db.get('notes', 'k'), { v: 'page wins' });
+	keep.stop();
+	db.close();
+});
+
+test('a wrong token is an auth error and loses nothing; a new token resumes', async () => {
+	const db = await idbm.openDatabase('auth', { version: 1, stores: [{ name: 'notes' }] });
+	await db.put('notes', 'kept', 'a');
+	const sync = newSync('auth', { token: 'f'.repeat(64) });
+	const errors = [];
+	sync.addEventListener('error', ev => errors.push(ev.detail));
+	await assert.rejects(sync.cycle(), e => e.kind === 'auth' && e.status === 401);
+	sync.reportError(new idbm.SyncError('auth', 'x', { status: 401 }));
+	assert.equal(errors[0].kind, 'auth');
+	assert.equal(await sync.outboxLength(), 1);
+	sync.setToken(token);
+	await sync.cycle();
+	assert.equal(await sync.outboxLength(), 0);
+	assert.equal(JSON.parse(d.read('alice', 'auth', 'notes', 'a.json')), 'kept');
+	sync.stop();
+	db.close();
+});
+
+test('an unreachable server is an offline error; the outbox waits and ships later', async () => {
+	const db = await idbm.openDatabase('offline', { version: 1, stores: [{ name: 'notes' }] });
+	await db.put('notes', 1, 'a');
+	const sync = newSync('offline', { url: 'http://127.0.0.1:9/' });
+	await assert.rejects(sync.cycle(), e => e.kind === 'offline');
+	assert.equal(sync.state.online, false);
+	assert.equal(await sync.outboxLength(), 1);
+	sync.stop();
+	const good = newSync('offline');
+	await good.cycle();
+	assert.equal(await good.outboxLength(), 0);
+	assert.equal(d.read('alice', 'offline', 'notes', 'a.json'), '1\n');
+	good.stop();
+	db.close();
+});
+
+test('thousands of records go in batches; a retried push is applied once', async () => {
+	const db = await idbm.openDatabase('bulk', { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
+	await db.transaction(['rows'], 'readwrite', async tx => {
+		for (let i = 0; i < 2500; i++) tx.store('rows').put({ id: i, pad: 'x'.repeat(300) });
+	});
+	const since = d.changes().at(-1).seq;
+	const sync = newSync('bulk', { batchSize: 1000 });
+	await sync.cycle();
+	assert.equal(await sync.outboxLength(), 0);
+	assert.equal(fs.readdirSync(d.path('alice', 'bulk', 'rows')).length, 2500);
+	assert.equal(d.changes(since).filter(c => c.db === 'bulk').length, 2500);
+
+	// The same mutation id twice: the second answer repeats the first.
+	const m = { id: 'retry-1', db: 'bulk', store: 'rows', key: 1, op: 'put', value: { id: 1, pad: 'again' }, base: null };
+	const first = await sync.request('POST', 'v1/push', { mutations: [m] });
+	const second = await sync.request('POST', 'v1/push', { mutations: [m] });
+	assert.deepEqual(second, first);
+	sync.stop();
+	db.close();
+});
+
+test('a store made on the mount reaches the browser in a version upgrade', async () => {
+	const db = await idbm.openDatabase('grow', { version: 3, stores: [{ name: 'a' }] });
+	const sync = newSync('grow');
+	await sync.cycle();
+	fs.mkdirSync(d.path('alice', 'grow', 'made-on-mount'));
+	fs.writeFileSync(d.path('alice', 'grow', 'made-on-mount', 'x.json'), '{"x":1}\n');
+	const schema = [];
+	sync.addEventListener('schema', ev => schema.push(ev.detail));
+	await sync.cycle();
+	await sync.cycle(); /* the new connection sends the schema again and applies parked changes */
+	assert.ok(schema.some(s => s.applied && s.applied.includes('made-on-mount')), JSON.stringify(schema));
+	assert.equal(db.version, undefined, 'the library closed its connection for the upgrade');
+	assert.deepEqual(await db.get('made-on-mount', 'x'), { x: 1 });
+	assert.equal(db.version, 3, 'the app version is unchanged');
+	sync.stop();
+	db.close();
+});
+
+test('with serverStores "report" a store from the server is reported as not applied, its records wait', async () => {
+	const db = await idbm.openDatabase('report', { version: 1, stores: [{ name: 'a' }] });
+	const sync = newSync('report', { serverStores: 'report' });
+	await sync.cycle();
+	fs.mkdirSync(d.path('alice', 'report', 'extra'));
+	fs.writeFileSync(d.path('alice', 'report', 'extra', 'y.json'), '2\n');
+	await sync.cycle();
+	assert.deepEqual(sync.state.notApplied.map(n => n.store), ['extra']);
+	assert.match(sync.state.notApplied[0].reason, /report/);
+	assert.equal(db.storeNames.includes('extra'), false);
+	sync.stop();
+	// Switching to "upgrade" creates it and applies the parked record.
+	const up = newSync('report');
+	await up.cycle();
+	await up.cycle();
+	assert.equal(await db.get('extra', 'y'), 2);
+	up.stop();
+	db.close();
+});
