@@ -1020,12 +1020,19 @@ int fs_run(struct fs *fs, const char *mountpoint)
 	rc = notifier_start(fs->se, fs->datadir, &fs->notifier);
 	if (rc)
 		goto signals;
+	if (fs->cfg.on_serving && (rc = fs->cfg.on_serving(fs->cfg.hook_arg)) != 0) {
+		notifier_stop(fs->notifier);
+		fs->notifier = NULL;
+		goto signals;
+	}
 	struct fuse_loop_config *loop = fuse_loop_cfg_create();
 	fuse_loop_cfg_set_clone_fd(loop, 1);
 	fuse_loop_cfg_set_max_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
 	fuse_loop_cfg_set_idle_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
 	rc = fuse_session_loop_mt(fs->se, loop);
 	fuse_loop_cfg_destroy(loop);
+	if (fs->cfg.on_stopped)
+		fs->cfg.on_stopped(fs->cfg.hook_arg);
 	notifier_stop(fs->notifier);
 	fs->notifier = NULL;
 	rc = rc < 0 ? rc : 0;

@@ -1,15 +1,23 @@
 /* main.c - the idbmount daemon: parses the command line, opens the store,
  * mounts the FUSE view and serves it until unmounted or signalled.
  *
- *   idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT
+ *   idbmount [-f] [-d] [--data DIR] [--config FILE] [-o OPTIONS] MOUNTPOINT
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=) are
  * consumed here, the rest (allow_other, default_permissions, fsname=, ...)
  * go to libfuse, which refuses what it does not know. allow_other is only
  * accepted together with default_permissions, so that the kernel checks
  * file modes for the other users.
+ *
+ * --config FILE names the sinks (config.h); it is read and every sink is
+ * built before mounting, so a bad file stops the daemon at once with
+ * "FILE:LINE: ..." on stderr. The flusher's threads start in the serving
+ * process once the mount is up and stop after the FUSE loop ends, having
+ * delivered what was ready (flusher.h).
  */
+#include "idbmount/config.h"
 #include "idbmount/datadir.h"
+#include "idbmount/flusher.h"
 #include "idbmount/fs.h"
 #include "idbmount/store.h"
 
@@ -23,7 +31,8 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: idbmount [-f] [-d] [--data DIR] [-o OPTIONS] MOUNTPOINT\n"
+	fprintf(out, "usage: idbmount [-f] [-d] [--data DIR] [--config FILE] [-o OPTIONS] "
+	             "MOUNTPOINT\n"
 	             "\n"
 	             "Mounts every client's IndexedDB stores as directories of JSON files.\n"
 	             "\n"
@@ -31,6 +40,9 @@ static void usage(FILE *out)
 	             "  -d, --debug         print every FUSE request (implies -f)\n"
 	             "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
 	             "                      ~/.local/share/idbmount)\n"
+	             "      --config FILE   sinks to ship every change to (INI: one\n"
+	             "                      [sink NAME] section each; 'idbmountctl sink list'\n"
+	             "                      shows the types and their keys); default: none\n"
 	             "  -o OPTIONS          comma-separated mount options:\n"
 	             "      cache=never|auto|always   kernel caching (default always)\n"
 	             "      max_record=BYTES          largest record file (default 16777216)\n"
@@ -127,19 +139,32 @@ static bool parse_mount_options(struct options *o, const char *list)
 	return ok;
 }
 
+/* fs_run's hooks: the flusher runs while the mount is served. */
+static int start_flusher(void *arg)
+{
+	struct flusher **f = arg;
+	return flusher_start(*f);
+}
+
+static void stop_flusher(void *arg)
+{
+	struct flusher **f = arg;
+	flusher_stop(*f);
+	*f = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	        {"foreground", no_argument, NULL, 'f'},
-	        {"debug", no_argument, NULL, 'd'},
-	        {"data", required_argument, NULL, 'D'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
+	        {"foreground", no_argument, NULL, 'f'}, {"debug", no_argument, NULL, 'd'},
+	        {"data", required_argument, NULL, 'D'}, {"config", required_argument, NULL, 'C'},
+	        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
 	};
 	struct options o;
 	memset(&o, 0, sizeof(o));
 	o.fs.cache = FS_CACHE_ALWAYS;
 	const char *datadir = NULL;
+	const char *config_path = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "+fdo:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -152,6 +177,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			datadir = optarg;
+			break;
+		case 'C':
+			config_path = optarg;
 			break;
 		case 'o':
 			if (!parse_mount_options(&o, optarg))
@@ -206,6 +234,23 @@ int main(int argc, char **argv)
 	}
 	o.fs.datadir = datadir;
 
+	struct config *cfg = NULL;
+	struct flusher *flusher = NULL;
+	if (config_path) {
+		char cerr[8192];
+		int crc = config_load(config_path, &cfg, cerr, sizeof(cerr));
+		if (crc == 0)
+			crc = flusher_new(cfg, datadir, &flusher, cerr, sizeof(cerr));
+		if (crc) {
+			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", cerr, config_path);
+			config_free(cfg);
+			return 2;
+		}
+		o.fs.on_serving = start_flusher;
+		o.fs.on_stopped = stop_flusher;
+		o.fs.hook_arg = &flusher;
+	}
+
 	char *fuse_argv[8];
 	int fuse_argc = 0;
 	fuse_argv[fuse_argc++] = argv[0];
@@ -221,10 +266,15 @@ int main(int argc, char **argv)
 	struct fs *fs = NULL;
 	if (fs_new(&o.fs, fuse_argc, fuse_argv, &fs) != 0) {
 		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
+		flusher_stop(flusher);
+		config_free(cfg);
 		return 2;
 	}
 	int rc = fs_run(fs, mountpoint);
 	fs_destroy(fs);
+	/* Not started, or already stopped by stop_flusher (NULL then). */
+	flusher_stop(flusher);
+	config_free(cfg);
 	if (rc) {
 		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
 		return 1;

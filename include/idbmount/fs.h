@@ -21,6 +21,14 @@ struct fs_config {
 	unsigned max_threads; /* FUSE worker threads */
 	bool foreground;
 	bool debug;
+	/* Optional: called by fs_run in the process that serves (after it
+	 * daemonized, so threads started there survive) once the mount is up,
+	 * and again when the loop has ended, before fs_run returns. For the
+	 * parts that run beside the mount (the flusher). A nonzero return
+	 * from on_serving unmounts and makes fs_run fail. */
+	int (*on_serving)(void *arg);
+	void (*on_stopped)(void *arg);
+	void *hook_arg;
 };
 
 struct fs;
