@@ -46,6 +46,7 @@
 #include "idbmount/store.h"
 #include "idbmount/store_sinks.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -459,6 +460,16 @@ static void batch_view(const struct batch *b, const struct store_sink_intent *in
 	}
 }
 
+/* After the cursor moved past an intent found unfinished at start, the
+ * open batch (empty then) must not read those changes again. */
+static void follow_cursor(struct runner *r)
+{
+	if (r->open.scan_seq < r->cursor) {
+		assert(r->open.n == 0);
+		batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	}
+}
+
 /* Commits a delivered intent and follows the cursor. */
 static int finish_intent(struct runner *r, const struct store_sink_intent *in, int64_t long_lines)
 {
@@ -470,6 +481,7 @@ static int finish_intent(struct runner *r, const struct store_sink_intent *in, i
 	}
 	if (in->generation == r->generation && in->to_seq > r->cursor)
 		r->cursor = in->to_seq;
+	follow_cursor(r);
 	if (in->partition[0])
 		snprintf(r->open_partition, sizeof(r->open_partition), "%s", in->partition);
 	if (long_lines > 0)
@@ -487,6 +499,7 @@ static void park_intent(struct runner *r, const struct store_sink_intent *in, co
 	if (store_sink_intent_park(r->st, r->cfg->name, in, msg) == 0 &&
 	    in->generation == r->generation && in->to_seq > r->cursor)
 		r->cursor = in->to_seq;
+	follow_cursor(r);
 }
 
 /* Stages (unless `staged`) and delivers the batch of intent `in`. Returns
