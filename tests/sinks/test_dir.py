@@ -7,6 +7,8 @@ import subprocess
 import time
 
 from conftest import batch_files, read_lines, wait_for
+from peers import WebHdfsPeer
+from test_webhdfs import hdfs_files
 
 NAME_RE = re.compile(r"^idbmount-[A-Za-z0-9._]+-[0-9a-f]{16}(\.\d+)?-(\d{20})-(\d{20})\.jsonl$")
 
@@ -148,10 +150,14 @@ def test_long_lines_are_counted_and_reported(sinks, tmp_path):
 
 
 def test_partition_and_done_flag(sinks, tmp_path):
+    """Also for the webhdfs sink, in the same minute, to wait only once."""
     spool = tmp_path / "spool"
-    sinks.start(dir_config(spool, max_age="50ms",
-                           partition="${YEAR}/${MONTH}/${DAY}/${HOUR}/${MINUTE}",
-                           done_flag="_SUCCESS"))
+    hdfs = WebHdfsPeer(tmp_path / "hdfs")
+    layout = dict(partition="${YEAR}/${MONTH}/${DAY}/${HOUR}/${MINUTE}", done_flag="_SUCCESS")
+    sinks.start(dir_config(spool, max_age="50ms", **layout) +
+                "[sink hdfs]\ntype = webhdfs\nurl = %s\npath = /feeds/idb\nmax_age = 50ms\n"
+                "partition = %s\ndone_flag = %s\n" % (hdfs.url, layout["partition"],
+                                                      layout["done_flag"]))
     before = time.gmtime()
     sinks.put("alice/shop/orders", 1, {"x": 1})
     sinks.wait_caught_up("spool")
@@ -166,10 +172,20 @@ def test_partition_and_done_flag(sinks, tmp_path):
     # The period closes at the next minute: then (and only then) the flag.
     if time.strftime("%Y/%m/%d/%H/%M", time.gmtime()) == rel:
         assert not os.path.exists(flag)
+    hdfs_dir = tmp_path / "hdfs" / "feeds" / "idb" / rel
+    hdfs_flag = hdfs_dir / "_SUCCESS"
+    wait_for("the HDFS batch", lambda: len(hdfs_files(hdfs_dir)) == 1)
+    if time.strftime("%Y/%m/%d/%H/%M", time.gmtime()) == rel:
+        assert not hdfs_flag.exists()
     wait_for("the done flag", lambda: os.path.exists(flag), timeout=90, interval=0.1)
     assert os.path.getsize(flag) == 0
     assert time.strftime("%Y/%m/%d/%H/%M", time.gmtime()) != rel
-    assert sinks.status()["sinks"][0]["last_error"] == ""
+    wait_for("the HDFS done flag", hdfs_flag.exists, timeout=30)
+    assert hdfs_flag.stat().st_size == 0
+    flag_creates = [e for e in hdfs.ops("CREATE") if e[2].endswith("/_SUCCESS")]
+    assert flag_creates and all(q["overwrite"] == "false" for _, _, _, q in flag_creates)
+    assert all(s["last_error"] == "" for s in sinks.status()["sinks"])
+    hdfs.close()
 
 
 def test_full_disk_backs_off_and_the_other_sink_goes_on(sinks, tmp_path):

@@ -13,6 +13,8 @@ import time
 
 from conftest import IDBMOUNTCTL, batch_files, read_lines, wait_for
 from flume_spooldir import SpoolConsumer
+from peers import WebHdfsPeer
+from test_webhdfs import hdfs_files, hidden_files
 
 KILLS = 55
 
@@ -58,8 +60,11 @@ class Writer:
 
 def test_sigkill_at_random_moments_loses_and_repeats_nothing(sinks, tmp_path):
     spool = tmp_path / "spool"
+    hdfs = WebHdfsPeer(tmp_path / "hdfs")
     config = ("[sink spool]\ntype = dir\npath = %s\nmax_records = 5\nmax_age = 20ms\n"
-              "retry_initial = 10ms\nretry_max = 100ms\n" % spool)
+              "retry_initial = 10ms\nretry_max = 100ms\n"
+              "[sink hdfs]\ntype = webhdfs\nurl = %s\npath = /idb\nmax_records = 13\n"
+              "max_age = 30ms\nretry_initial = 10ms\nretry_max = 100ms\n" % (spool, hdfs.url))
     sinks.write_config(config)
     spool.mkdir()
     consumer = SpoolConsumer(spool).start()
@@ -84,7 +89,9 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(sinks, tmp_path):
     # A last clean run delivers the rest.
     sinks.start()
     sinks.wait_caught_up("spool", timeout=120)
+    sinks.wait_caught_up("hdfs", timeout=120)
     assert sinks.stop() == 0
+    hdfs.close()
     consumer.stop()
     assert consumer.failures == []
     expected = sinks.log_lines()
@@ -101,6 +108,9 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(sinks, tmp_path):
     assert [n for n in os.listdir(spool) if n.startswith(".")] == []
     st = sinks.sink_status("spool")
     assert st["lag_changes"] == 0 and st["failures"] == 0
+    # The same for the webhdfs sink: every change once, in order.
+    assert read_lines(hdfs_files(tmp_path / "hdfs")) == expected
+    assert hidden_files(tmp_path / "hdfs") == []
     # The crashes were real: some intents were found unfinished.
     log = sinks.stderr()
     assert "after a restart" in log or "was delivered before the restart" in log
