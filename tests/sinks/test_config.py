@@ -1,6 +1,7 @@
 """The config file: every bad input stops the daemon at start with
 FILE:LINE and a clear message; good files start it; `sink list` shows the
 option tables the file is checked against."""
+import os
 import subprocess
 
 import pytest
@@ -131,3 +132,18 @@ def test_help_mentions_config():
     assert "--config FILE" in p.stdout
     p = subprocess.run([IDBMOUNTCTL, "--help"], capture_output=True, text=True)
     assert "sink replay NAME --from SEQ" in p.stdout and "status" in p.stdout
+
+
+def test_the_example_config_is_valid(sinks, tmp_path):
+    """mount-helpers/idbmount.example.ini, with its paths moved into the
+    test's directory and its servers pointed at a closed port."""
+    src = os.path.join(os.environ.get("IDBMOUNT_SOURCE_DIR", "../.."),
+                       "mount-helpers", "idbmount.example.ini")
+    text = open(src).read()
+    text = text.replace("/var/spool/idbmount", str(tmp_path / "spool"))
+    text = text.replace("/var/lib/idbmount/feed", str(tmp_path / "feed"))
+    for host in ("namenode.example:9870", "flume.example:5140", "nifi.example:8081"):
+        text = text.replace(host, "127.0.0.1:9")
+    sinks.start(text)
+    names = sorted(s["name"] for s in sinks.status()["sinks"])
+    assert names == ["feed", "flume", "hdfs", "nifi", "spool"]

@@ -6,7 +6,7 @@ import re
 import subprocess
 import time
 
-from conftest import batch_files, read_lines, wait_for
+from conftest import IDBMOUNTCTL, batch_files, read_lines, wait_for
 from peers import WebHdfsPeer
 from test_webhdfs import hdfs_files
 
@@ -238,6 +238,21 @@ def test_replay_ships_history_again_under_new_names(sinks, tmp_path):
     assert new and all(NAME_RE.match(os.path.basename(f)).group(1) == ".1" for f in new)
     assert [json.loads(l)["seq"] for l in read_lines(new)] == list(range(6, 21))
     assert len(read_lines(first)) == 20  # the first copies are untouched
+
+
+def test_replay_draws_a_progress_bar_on_a_terminal(sinks, tmp_path):
+    spool = tmp_path / "spool"
+    sinks.start(dir_config(spool, max_age="50ms"))
+    sinks.import_lines("alice/shop/orders", records(50))
+    sinks.wait_caught_up("spool")
+    cmd = "%s --data %s sink replay spool --from 1" % (IDBMOUNTCTL, sinks.data)
+    # script(1) runs it on a pseudo-terminal.
+    p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout
+    assert "replay spool [" in p.stdout and "100% 50/50 changes" in p.stdout
+    p = sinks.ctl("sink", "replay", "spool", "--from", "1")
+    assert "replay spool [" not in p.stderr  # not a terminal: no bar
 
 
 def test_replay_and_unpark_errors(sinks, tmp_path):
