@@ -99,6 +99,7 @@ struct runner {
 	int64_t cursor;
 	char open_partition[STORE_SINK_LABEL_MAX];
 	int64_t last_advance_ms;
+	bool taken_later; /* the sink reports what consumers took */
 	struct batch open;
 	struct selector *selectors;
 	size_t n_selectors;
@@ -473,7 +474,7 @@ static void follow_cursor(struct runner *r)
 /* Commits a delivered intent and follows the cursor. */
 static int finish_intent(struct runner *r, const struct store_sink_intent *in, int64_t long_lines)
 {
-	int rc = store_sink_intent_done(r->st, r->cfg->name, in, long_lines);
+	int rc = store_sink_intent_done(r->st, r->cfg->name, in, long_lines, r->taken_later);
 	if (rc) {
 		logf_sink(r, "cannot record the delivery of %s: %s", in->name,
 		          store_last_error(r->st));
@@ -640,6 +641,16 @@ static int sync_state(struct runner *r)
 	return 0;
 }
 
+/* Records what consumers took, for sinks that watch for it. */
+static void note_taken(struct runner *r)
+{
+	if (!r->taken_later)
+		return;
+	int64_t seq = r->type->poll_taken(r->ctx);
+	if (seq > 0 && store_sink_set_taken(r->st, r->cfg->name, seq) != 0)
+		logf_sink(r, "cannot record what was taken: %s", store_last_error(r->st));
+}
+
 static bool batch_due(const struct runner *r, int64_t now_wall)
 {
 	const struct batch *b = &r->open;
@@ -679,6 +690,7 @@ static void *runner_main(void *arg)
 			ship_open_batch(r);
 		}
 		close_finished_period(r, false);
+		note_taken(r);
 		int64_t wait = POLL_MS;
 		if (r->open.n > 0) {
 			int64_t due = r->open.first_ts_ms + r->cfg->max_age_ms - wall_ms();
@@ -830,6 +842,13 @@ static int runner_open(struct runner *r)
 		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'))
 			*p = '_';
 	batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	if (r->type->poll_taken) {
+		/* The first call also says whether the sink watches at all. */
+		int64_t seq = r->type->poll_taken(r->ctx);
+		r->taken_later = seq >= 0;
+		if (seq > 0)
+			store_sink_set_taken(r->st, r->cfg->name, seq);
+	}
 	unsigned seed = 0;
 	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
 		seed = (unsigned)getpid() ^ (unsigned)mono_ms();

@@ -58,6 +58,7 @@ enum stmt_id {
 	S_UNPARK_ALL,
 	S_UNPARK_ONE,
 	S_REPLAY,
+	S_TAKEN,
 	STMT_COUNT
 };
 
@@ -106,6 +107,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
                          "AND state = 3",
         [S_UNPARK_ONE] = "UPDATE sink_intents SET state = 0, error = '' WHERE sink = ?1 "
                          "AND state = 3 AND id = ?2",
+        [S_TAKEN] = "UPDATE sinks SET delivered_seq = max(delivered_seq, ?2) WHERE name = ?1",
         [S_REPLAY] = "UPDATE sinks SET cursor = ?2, generation = generation + 1, "
                      "replay_to = ?3 WHERE name = ?1",
 };
@@ -283,7 +285,7 @@ int store_sink_intent_staged(struct store *st, int64_t id)
 }
 
 int store_sink_intent_done(struct store *st, const char *sink, const struct store_sink_intent *in,
-                           int64_t long_lines)
+                           int64_t long_lines, bool taken_later)
 {
 	int rc = store_txn_begin(st);
 	if (rc)
@@ -309,7 +311,7 @@ int store_sink_intent_done(struct store *st, const char *sink, const struct stor
 		sqlite3_bind_int64(s, 2, in->changes);
 		sqlite3_bind_int64(s, 3, in->bytes);
 		sqlite3_bind_int64(s, 4, long_lines);
-		sqlite3_bind_int64(s, 5, in->last_seq);
+		sqlite3_bind_int64(s, 5, taken_later ? 0 : in->last_seq);
 		sqlite3_bind_int64(s, 6, wall_ms());
 		store_bind_text(s, 7, in->partition);
 		rc = store_step_done(st, s);
@@ -443,6 +445,16 @@ int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *c
 	if (!rc)
 		*count = sqlite3_changes(st->db);
 	return rc;
+}
+
+int store_sink_set_taken(struct store *st, const char *sink, int64_t seq)
+{
+	sqlite3_stmt *s = stmt(st, S_TAKEN);
+	if (!s)
+		return -EIO;
+	store_bind_text(s, 1, sink);
+	sqlite3_bind_int64(s, 2, seq);
+	return store_step_done(st, s);
 }
 
 int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)

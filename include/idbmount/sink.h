@@ -117,6 +117,12 @@ struct sink_type {
 	 * after its last batch was delivered; must be idempotent. */
 	enum sink_result (*close_period)(void *ctx, const char *partition, char *msg,
 	                                 size_t msg_len);
+	/* Optional: for sinks that learn only after deliver that a consumer
+	 * took a batch (the dir sink watching for Flume's rename to
+	 * .COMPLETED or NiFi's delete). Returns the highest last seq of the
+	 * batches taken since the previous call (0: none), or -1 when this
+	 * sink counts a delivery as taken. Called often: must not block. */
+	int64_t (*poll_taken)(void *ctx);
 	void (*close)(void *ctx);
 };
 

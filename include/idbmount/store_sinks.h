@@ -18,6 +18,7 @@
 
 #include "idbmount/store.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define STORE_SINK_NAME_MAX  65
@@ -92,9 +93,16 @@ int store_sink_intent_staged(struct store *st, int64_t id);
 
 /* One transaction: deletes the intent, moves the cursor past it (same
  * generation only), counts the delivery and `long_lines`, raises the
- * delivered seq and, for a partitioned sink, notes its open partition. */
+ * delivered seq (unless `taken_later`: the sink reports what consumers
+ * took with store_sink_set_taken) and, for a partitioned sink, notes its
+ * open partition. */
 int store_sink_intent_done(struct store *st, const char *sink,
-                           const struct store_sink_intent *intent, int64_t long_lines);
+                           const struct store_sink_intent *intent, int64_t long_lines,
+                           bool taken_later);
+
+/* Raises the sink's delivered seq to `seq` (a consumer took the batch
+ * that ends there). */
+int store_sink_set_taken(struct store *st, const char *sink, int64_t seq);
 
 /* Parks an intent that can never be delivered: keeps it with `error`,
  * moves the cursor past it and counts the failure. */

@@ -19,6 +19,14 @@
  * then possibly taken and deleted (NiFi GetFile). A pending intent's temp
  * file may be partial: it is removed and the batch written again.
  *
+ * Taken. With `acknowledge = rename` (Flume renames what it took to
+ * NAME.COMPLETED) or `= delete` (NiFi GetFile deletes it), the sink
+ * watches its directories with inotify and reports the highest last seq of
+ * the batches that were taken (poll_taken); the store keeps it as the
+ * sink's delivered seq. At start, `rename` also looks for NAME.COMPLETED
+ * files taken while the daemon was down. With `publish` (the default) a
+ * batch counts as taken when it is published.
+ *
  * Errors are all RETRY: a full disk, a missing permission or a directory
  * removed by hand are fixed by a person, and the backlog waits in order
  * in the change log meanwhile. Nothing in a batch's content can make it
@@ -27,21 +35,86 @@
 #include "idbmount/config.h"
 #include "idbmount/sink.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+enum acknowledge {
+	ACK_PUBLISH,
+	ACK_RENAME,
+	ACK_DELETE,
+};
 
 struct dir_sink {
 	char path[PATH_MAX];
 	char completed_suffix[64];
 	char done_flag[256];
 	bool fsync;
+	enum acknowledge acknowledge;
+	int inotify;   /* -1 unless acknowledge is rename or delete */
+	int64_t taken; /* found at start, reported by the first poll */
 };
+
+/* The last seq of a batch name "...-<20 digits>.jsonl" (with `suffix`
+ * after it), or 0 for another name. */
+static int64_t last_seq_of(const char *name, const char *suffix)
+{
+	size_t len = strlen(name), slen = strlen(suffix), tail = 6 + slen;
+	if (name[0] == '.' || len < 21 + tail || strcmp(name + len - slen, suffix) != 0 ||
+	    strncmp(name + len - tail, ".jsonl", 6) != 0 || name[len - tail - 21] != '-')
+		return 0;
+	int64_t v = 0;
+	for (const char *p = name + len - tail - 20; p < name + len - tail; p++) {
+		if (*p < '0' || *p > '9')
+			return 0;
+		v = v * 10 + (*p - '0');
+	}
+	return v;
+}
+
+/* The highest last seq among NAME + completed_suffix files under `dir`
+ * (partitions included, a few levels deep). */
+static int64_t scan_completed(const struct dir_sink *d, const char *dir, int depth)
+{
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return 0;
+	int64_t best = 0;
+	struct dirent *e;
+	while ((e = readdir(dh)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (e->d_type == DT_DIR && depth < 6) {
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(sub)) {
+				int64_t v = scan_completed(d, sub, depth + 1);
+				best = v > best ? v : best;
+			}
+			continue;
+		}
+		int64_t v = last_seq_of(e->d_name, d->completed_suffix);
+		best = v > best ? v : best;
+	}
+	closedir(dh);
+	return best;
+}
+
+static void watch_dir(struct dir_sink *d, const char *dir)
+{
+	if (d->inotify < 0)
+		return;
+	/* Watching a directory twice returns the same watch. */
+	inotify_add_watch(d->inotify, dir,
+	                  d->acknowledge == ACK_RENAME ? IN_MOVED_FROM : IN_DELETE);
+}
 
 static int fsync_dir(const char *dir)
 {
@@ -180,7 +253,32 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 		if (rc)
 			return fail(msg, msg_len, "syncing", dir, -rc);
 	}
+	watch_dir(d, dir);
 	return SINK_OK;
+}
+
+static int64_t dir_poll_taken(void *ctx)
+{
+	struct dir_sink *d = ctx;
+	if (d->acknowledge == ACK_PUBLISH)
+		return -1;
+	int64_t best = d->taken;
+	d->taken = 0;
+	char events[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(d->inotify, events, sizeof(events));
+		if (n <= 0)
+			break;
+		for (char *p = events; p < events + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if (ev->len) {
+				int64_t v = last_seq_of(ev->name, "");
+				best = v > best ? v : best;
+			}
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return best;
 }
 
 static enum sink_result dir_recover(void *ctx, const struct sink_batch *b, bool staged,
@@ -252,6 +350,11 @@ static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t
 	         sink_config_string(cfg, "completed_suffix"));
 	snprintf(d->done_flag, sizeof(d->done_flag), "%s", cfg->done_flag);
 	d->fsync = sink_config_bool(cfg, "fsync");
+	const char *ack = sink_config_string(cfg, "acknowledge");
+	d->acknowledge = strcmp(ack, "rename") == 0   ? ACK_RENAME
+	                 : strcmp(ack, "delete") == 0 ? ACK_DELETE
+	                                              : ACK_PUBLISH;
+	d->inotify = -1;
 	/* The directory itself is made here, with its parents, so that a
 	 * path that cannot be made stops the daemon at start. */
 	char copy[PATH_MAX];
@@ -275,13 +378,27 @@ static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t
 		free(d);
 		return -EACCES;
 	}
+	if (d->acknowledge != ACK_PUBLISH) {
+		d->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (d->inotify < 0) {
+			snprintf(err, err_len, "inotify: %s", strerror(errno));
+			free(d);
+			return -EIO;
+		}
+		watch_dir(d, d->path);
+		if (d->acknowledge == ACK_RENAME && d->completed_suffix[0])
+			d->taken = scan_completed(d, d->path, 0);
+	}
 	*ctx = d;
 	return 0;
 }
 
 static void dir_close(void *ctx)
 {
-	free(ctx);
+	struct dir_sink *d = ctx;
+	if (d && d->inotify >= 0)
+		close(d->inotify);
+	free(d);
 }
 
 static bool check_suffix(const char *value, char *why, size_t why_len)
@@ -300,6 +417,10 @@ static const struct sink_option dir_options[] = {
          "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a batch "
          "found under that name counts as delivered after a crash",
          NULL, false, check_suffix},
+        {"acknowledge", SINK_OPT_CHOICE, "publish",
+         "when a batch counts as taken (the delivered seq): when published, when a consumer "
+         "renames it (Flume), or deletes it (NiFi GetFile)",
+         "publish|rename|delete", false, NULL},
         {"fsync", SINK_OPT_BOOL, "true",
          "fsync each file and its directory before it counts as delivered", NULL, false, NULL},
         {NULL, 0, NULL, NULL, NULL, false, NULL},
@@ -316,5 +437,6 @@ const struct sink_type sink_type_dir = {
         .deliver = dir_deliver,
         .recover = dir_recover,
         .close_period = dir_close_period,
+        .poll_taken = dir_poll_taken,
         .close = dir_close,
 };

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from conftest import IDBMOUNTCTL, batch_files, read_lines, wait_for
+from flume_spooldir import SpoolConsumer
 from peers import WebHdfsPeer
 from test_webhdfs import hdfs_files
 
@@ -279,3 +280,44 @@ def test_status_text(sinks, tmp_path):
     assert "lag: 0 changes" in out
     assert "delivered: 1 batches, 3 changes" in out
     assert "retries: 0, failures: 0" in out
+
+
+def test_taken_on_rename_follows_the_consumer(sinks, tmp_path):
+    spool = tmp_path / "spool"
+    sinks.start(dir_config(spool, max_records=5, max_age="50ms", acknowledge="rename"))
+    sinks.import_lines("alice/shop/orders", records(12))
+    sinks.wait_caught_up("spool")
+    st = sinks.sink_status("spool")
+    assert st["delivered_batches"] == 3 and st["delivered_seq"] == 0  # published, not taken
+    files = batch_files(spool)
+    os.rename(files[0], files[0] + ".COMPLETED")
+    wait_for("the first batch taken", lambda: sinks.sink_status("spool")["delivered_seq"] == 5)
+    consumer = SpoolConsumer(spool)
+    consumer.sweep()
+    consumer.sweep()
+    assert consumer.failures == []
+    wait_for("every batch taken", lambda: sinks.sink_status("spool")["delivered_seq"] == 12)
+    # Taken while the daemon was down: found by name at the next start.
+    assert sinks.stop() == 0
+    sinks.import_lines("alice/shop/orders", records(3, start=50))
+    sinks.start()
+    sinks.wait_caught_up("spool")
+    consumer.sweep()
+    consumer.sweep()
+    assert sinks.stop() == 0
+    sinks.start()
+    wait_for("the taken seq after a restart",
+             lambda: sinks.sink_status("spool")["delivered_seq"] == 15)
+
+
+def test_taken_on_delete_for_nifi_getfile(sinks, tmp_path):
+    spool = tmp_path / "spool"
+    sinks.start(dir_config(spool, max_records=4, max_age="50ms", acknowledge="delete",
+                           partition="${YEAR}/${MONTH}"))
+    sinks.import_lines("alice/shop/orders", records(8))
+    sinks.wait_caught_up("spool")
+    files = batch_files(spool, recursive=True)
+    assert len(files) == 2 and sinks.sink_status("spool")["delivered_seq"] == 0
+    os.rename(files[1], str(tmp_path / "elsewhere"))  # a rename is not a delete
+    os.unlink(files[0])
+    wait_for("the deleted batch taken", lambda: sinks.sink_status("spool")["delivered_seq"] == 4)
