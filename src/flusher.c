@@ -336,7 +336,10 @@ static int on_change(void *ctx, const struct store_change *c)
 		b->cap = cap;
 	}
 	b->ends[b->n++] = b->lines.len;
-	if (cfg->max_line > 0 &&
+	/* A line has at most as many characters as bytes: count them only
+	 * when the bytes are over. */
+	size_t bytes = b->lines.len - mark - 1;
+	if (cfg->max_line > 0 && bytes > (size_t)cfg->max_line &&
 	    line_chars(b->lines.data + mark, b->lines.len - mark) > (size_t)cfg->max_line)
 		b->long_lines++;
 	if (b->n == 1) {
