@@ -660,15 +660,34 @@ static bool batch_due(const struct runner *r, int64_t now_wall)
 	return b->n > 0 && (b->full || now_wall - b->first_ts_ms >= r->cfg->max_age_ms);
 }
 
+/* After a failure of the store itself (a full disk under the data
+ * directory, a lock held too long): log it, back off, and start again from
+ * what the store holds (its cursor and intents are the truth). Returns
+ * whether the flusher is stopping. */
+static bool restart_after_error(struct runner *r, int rc, unsigned *errors)
+{
+	const char *why = *store_last_error(r->st) ? store_last_error(r->st) : strerror(-rc);
+	int64_t wait = backoff_ms(r->cfg, (*errors)++, &r->rng);
+	logf_sink(r, "store: %s (trying again in %lld ms)", why, (long long)wait);
+	if (wait_ms(r->f, wait))
+		return true;
+	struct store_sink k;
+	if (store_sink_load(r->st, r->cfg->name, &k) == 0) {
+		r->generation = k.generation;
+		r->cursor = k.cursor;
+	}
+	batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	return false;
+}
+
 static void *runner_main(void *arg)
 {
 	struct runner *r = arg;
 	struct flusher *f = r->f;
 	bool dirty = true; /* read the log and the sink's row */
-	int rc = recover_intents(r);
-	while (rc == 0 || rc == -EAGAIN) {
-		if (stopping(f))
-			break;
+	unsigned errors = 0;
+	int rc = 0;
+	while (!stopping(f)) {
 		if (dirty || store_changed_elsewhere(r->st)) {
 			dirty = false;
 			rc = sync_state(r);
@@ -676,15 +695,23 @@ static void *runner_main(void *arg)
 				rc = recover_intents(r);
 			if (!rc && !r->open.full)
 				rc = batch_read(r, &r->open, INT64_MAX, true);
-			if (rc)
-				break;
 		}
-		if (batch_due(r, wall_ms())) {
+		if (!rc && batch_due(r, wall_ms())) {
 			rc = ship_open_batch(r);
 			/* More may be waiting behind a full batch. */
 			dirty = true;
-			if (rc)
+			if (!rc) {
+				errors = 0;
+				continue;
+			}
+		}
+		if (rc == -EAGAIN)
+			break; /* stopping */
+		if (rc) {
+			if (restart_after_error(r, rc, &errors))
 				break;
+			rc = 0;
+			dirty = true;
 			continue;
 		}
 		if (r->open.n == 0 && r->open.scan_seq > r->cursor &&
@@ -702,11 +729,6 @@ static void *runner_main(void *arg)
 		}
 		if (wait > 0)
 			wait_ms(f, wait);
-	}
-	if (rc && rc != -EAGAIN) {
-		logf_sink(r, "stopped: %s",
-		          *store_last_error(r->st) ? store_last_error(r->st) : strerror(-rc));
-		return NULL;
 	}
 	/* Shutdown: ship what is ready, one attempt per batch, in order: an
 	 * intent still pending goes first or nothing goes. */
