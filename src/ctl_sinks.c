@@ -217,8 +217,11 @@ int ctl_status_command(const char *datadir, int argc, char **argv)
 		say("reading the sinks: %s", store_last_error(st));
 		status = 1;
 	} else if (json) {
-		json_t *doc = json_pack("{si sI so}", "daemon_pid", pid, "last_seq",
-		                        (json_int_t)last, "sinks", s.list);
+		int64_t lowest = 0, highest = 0;
+		store_sinks_taken(st, &lowest, &highest);
+		json_t *doc = json_pack("{si sI sI sI so}", "daemon_pid", pid, "last_seq",
+		                        (json_int_t)last, "delivered_lowest", (json_int_t)lowest,
+		                        "delivered_highest", (json_int_t)highest, "sinks", s.list);
 		s.list = NULL;
 		char *text = json_dumps(doc, JSON_COMPACT);
 		puts(text ? text : "{}");

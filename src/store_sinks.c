@@ -59,6 +59,7 @@ enum stmt_id {
 	S_UNPARK_ONE,
 	S_REPLAY,
 	S_TAKEN,
+	S_TAKEN_RANGE,
 	STMT_COUNT
 };
 
@@ -108,6 +109,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
         [S_UNPARK_ONE] = "UPDATE sink_intents SET state = 0, error = '' WHERE sink = ?1 "
                          "AND state = 3 AND id = ?2",
         [S_TAKEN] = "UPDATE sinks SET delivered_seq = max(delivered_seq, ?2) WHERE name = ?1",
+        [S_TAKEN_RANGE] = "SELECT coalesce(min(delivered_seq), 0), coalesce(max(delivered_seq), 0) "
+                          "FROM sinks",
         [S_REPLAY] = "UPDATE sinks SET cursor = ?2, generation = generation + 1, "
                      "replay_to = ?3 WHERE name = ?1",
 };
@@ -455,6 +458,22 @@ int store_sink_set_taken(struct store *st, const char *sink, int64_t seq)
 	store_bind_text(s, 1, sink);
 	sqlite3_bind_int64(s, 2, seq);
 	return store_step_done(st, s);
+}
+
+int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest)
+{
+	*lowest = *highest = 0;
+	sqlite3_stmt *s = stmt(st, S_TAKEN_RANGE);
+	if (!s)
+		return -EIO;
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*lowest = sqlite3_column_int64(s, 0);
+		*highest = sqlite3_column_int64(s, 1);
+	}
+	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
+	sqlite3_reset(s);
+	return res;
 }
 
 int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)

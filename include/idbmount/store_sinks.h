@@ -128,6 +128,11 @@ int store_sink_set_open_partition(struct store *st, const char *sink, const char
  * unknown sink. */
 int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *count);
 
+/* For pull/events: over every sink, the lowest and the highest delivered
+ * seq (a change <= lowest was taken by every pipeline, <= highest by at
+ * least one); both 0 when there are no sinks. */
+int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
+
 /* Re-ships history: cursor = from_seq - 1, generation + 1, replay_to = the
  * last seq now. -ENOENT for an unknown sink. */
 int store_sink_replay(struct store *st, const char *sink, int64_t from_seq);

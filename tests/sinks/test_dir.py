@@ -308,6 +308,8 @@ def test_taken_on_rename_follows_the_consumer(sinks, tmp_path):
     sinks.start()
     wait_for("the taken seq after a restart",
              lambda: sinks.sink_status("spool")["delivered_seq"] == 15)
+    st = sinks.status()
+    assert st["delivered_lowest"] == st["delivered_highest"] == 15
 
 
 def test_taken_on_delete_for_nifi_getfile(sinks, tmp_path):
