@@ -907,12 +907,23 @@ void flusher_stop(struct flusher *f)
 	f->stop_deadline_ms = mono_ms() + SHUTDOWN_MS;
 	pthread_cond_broadcast(&f->wake);
 	pthread_mutex_unlock(&f->lock);
+	/* Each runner ships what is ready until the deadline; a sink still
+	 * busy then (a server that does not answer) is cancelled. */
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += SHUTDOWN_MS / 1000 + 1;
 	for (size_t i = 0; i < f->n; i++) {
 		struct runner *r = &f->runners[i];
-		if (r->started)
+		if (!r->started)
+			continue;
+		if (pthread_timedjoin_np(r->thread, NULL, &deadline) != 0) {
+			if (r->type->cancel)
+				r->type->cancel(r->ctx);
 			pthread_join(r->thread, NULL);
-		runner_free(r);
+		}
 	}
+	for (size_t i = 0; i < f->n; i++)
+		runner_free(&f->runners[i]);
 	free(f->runners);
 	pthread_cond_destroy(&f->wake);
 	pthread_mutex_destroy(&f->lock);

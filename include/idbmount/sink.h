@@ -123,6 +123,11 @@ struct sink_type {
 	 * batches taken since the previous call (0: none), or -1 when this
 	 * sink counts a delivery as taken. Called often: must not block. */
 	int64_t (*poll_taken)(void *ctx);
+	/* Optional: makes the call in progress on the sink's thread give up
+	 * soon (answering RETRY), e.g. a POST to a server that does not
+	 * answer. Called from another thread, at shutdown, once the time to
+	 * deliver what was ready is over. */
+	void (*cancel)(void *ctx);
 	void (*close)(void *ctx);
 };
 

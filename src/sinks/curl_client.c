@@ -21,6 +21,7 @@ int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char 
                      size_t err_len)
 {
 	memset(c, 0, sizeof(*c));
+	atomic_init(&c->cancelled, false);
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK) {
 		snprintf(err, err_len, "libcurl: %s", curl_easy_strerror(global_rc));
@@ -43,6 +44,24 @@ void curl_client_cleanup(struct curl_client *c)
 	if (c->curl)
 		curl_easy_cleanup(c->curl);
 	c->curl = NULL;
+}
+
+void curl_client_cancel(struct curl_client *c)
+{
+	atomic_store(&c->cancelled, true);
+}
+
+/* libcurl calls this about once a second and on every transfer of data:
+ * a nonzero answer aborts the transfer. */
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	struct curl_client *c = user;
+	return atomic_load(&c->cancelled) ? 1 : 0;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *user)
@@ -98,6 +117,9 @@ void curl_client_request(struct curl_client *c, const char *method, const char *
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, out);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, c);
 	if (body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);

@@ -10,6 +10,7 @@
 #include "idbmount/config.h"
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 /* The options every libcurl sink has, for its option table. */
@@ -41,6 +42,7 @@ struct curl_client {
 	char ca_file[1024];
 	bool verify;
 	char errbuf[CURL_ERROR_SIZE];
+	atomic_bool cancelled; /* set by curl_client_cancel from any thread */
 };
 
 struct curl_response {
@@ -55,6 +57,10 @@ struct curl_response {
 int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char *err,
                      size_t err_len);
 void curl_client_cleanup(struct curl_client *c);
+
+/* Makes the request in progress, and every later one, fail at once
+ * (the sink's cancel callback, at shutdown). Thread-safe. */
+void curl_client_cancel(struct curl_client *c);
 
 /* One request; redirects are never followed (WebHDFS wants them done by
  * hand). `headers` may be NULL; `body` NULL sends no body. The response's

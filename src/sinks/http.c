@@ -167,6 +167,12 @@ static enum sink_result http_recover(void *ctx, const struct sink_batch *b, bool
 	return SINK_OK;
 }
 
+static void http_cancel(void *ctx)
+{
+	struct http_sink *h = ctx;
+	curl_client_cancel(&h->client);
+}
+
 static void http_close(void *ctx)
 {
 	struct http_sink *h = ctx;
@@ -257,5 +263,6 @@ const struct sink_type sink_type_http = {
         .deliver = http_deliver,
         .recover = http_recover,
         .close_period = NULL,
+        .cancel = http_cancel,
         .close = http_close,
 };

@@ -332,6 +332,12 @@ static enum sink_result webhdfs_close_period(void *ctx, const char *partition, c
 	return res;
 }
 
+static void webhdfs_cancel(void *ctx)
+{
+	struct webhdfs_sink *w = ctx;
+	curl_client_cancel(&w->client);
+}
+
 static void webhdfs_close(void *ctx)
 {
 	struct webhdfs_sink *w = ctx;
@@ -412,5 +418,6 @@ const struct sink_type sink_type_webhdfs = {
         .deliver = webhdfs_deliver,
         .recover = webhdfs_recover,
         .close_period = webhdfs_close_period,
+        .cancel = webhdfs_cancel,
         .close = webhdfs_close,
 };

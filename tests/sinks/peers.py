@@ -87,6 +87,9 @@ class _FlumeHandler(_Handler):
             action = peer.scripted.pop(0) if peer.scripted else None
         if action == "drop":
             return self.drop()
+        if action == "hang":
+            peer.released.wait(timeout=120)
+            return self.drop()
         if action is not None:
             return self.reply(action, {"error": "scripted"})
         error = peer.check(self.headers, body)
@@ -110,13 +113,19 @@ class FlumeHttpPeer(_Peer):
         self.posts = []       # (request headers dict, number of events)
         self.errors = []
         self.requests = 0
-        self.scripted = []    # statuses or "drop" for the next requests
+        self.scripted = []    # statuses, "drop" or "hang" for the next requests
+        self.released = threading.Event()  # ends the "hang"s
         self.server = self._serve(_FlumeHandler, port)
         self.url = "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
 
     def answer_next(self, status, count=1):
         with self.lock:
             self.scripted += [status] * count
+
+    def hang_next(self, count=1):
+        """Takes the request and never answers (until close)."""
+        with self.lock:
+            self.scripted += ["hang"] * count
 
     def drop_next(self, count=1):
         with self.lock:
@@ -163,6 +172,7 @@ class FlumeHttpPeer(_Peer):
         return None
 
     def close(self):
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -110,3 +110,19 @@ def test_refused_connection_backs_off_and_others_go_on(sinks, tmp_path):
     with FlumeHttpPeer(port=port) as peer:
         sinks.wait_caught_up("flume")
         assert peer.events == sinks.log_lines()
+
+
+def test_shutdown_does_not_wait_for_a_server_that_never_answers(sinks):
+    with FlumeHttpPeer() as peer:
+        peer.hang_next(1)
+        sinks.start(http_config(peer.url, max_age="50ms", timeout="10m"))
+        sinks.import_lines("alice/shop/orders", records(3))
+        wait_for("the POST", lambda: peer.requests == 1)
+        # The request hangs (10 minutes allowed): the shutdown's last
+        # attempt is cancelled after its few seconds, the batch stays in
+        # the change log, and the daemon exits cleanly.
+        assert sinks.stop() == 0
+        assert peer.events == []
+        sinks.start()
+        sinks.wait_caught_up("flume")
+        assert peer.events == sinks.log_lines()
