@@ -26,7 +26,9 @@
  * person while the backlog waits in order. RemoteException answers are
  * shown as "HTTP 403 AccessControlException: message".
  * user.name is sent for simple authentication (Kerberos/SPNEGO is not
- * supported).
+ * supported). `compression = gzip` writes NAME.gz (a gzip member with no
+ * name and time 0, so a redo writes the same bytes); Hive, Spark and
+ * `hdfs dfs -text` read it by the suffix.
  */
 #include "curl_client.h"
 
@@ -40,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 struct webhdfs_sink {
 	struct curl_client client;
@@ -49,9 +52,39 @@ struct webhdfs_sink {
 	char done_flag[256];
 	bool httpfs;
 	bool noredirect;
+	bool gzip;
 	char last_dir[2048]; /* made by MKDIRS already */
 	struct buf url;
+	struct buf packed; /* the gzip form of a batch */
 };
+
+/* Compresses `data` into w->packed as one gzip member. 0 or -errno. */
+static int pack(struct webhdfs_sink *w, const char *data, size_t len)
+{
+	buf_reset(&w->packed);
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	/* 15 + 16: a gzip header, with mtime 0 and no name: deterministic. */
+	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -ENOMEM;
+	size_t bound = deflateBound(&z, (uLong)len);
+	char *out = buf_reserve_at(&w->packed, 0, bound);
+	int rc = 0;
+	if (!out) {
+		rc = -EFBIG;
+	} else {
+		z.next_in = (Bytef *)(uintptr_t)data;
+		z.avail_in = (uInt)len;
+		z.next_out = (Bytef *)out;
+		z.avail_out = (uInt)bound;
+		if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+			rc = -EIO;
+		else
+			buf_set_len(&w->packed, z.total_out);
+	}
+	deflateEnd(&z);
+	return rc;
+}
 
 enum file_status {
 	FILE_MISSING,
@@ -220,8 +253,9 @@ static void batch_files(const struct webhdfs_sink *w, const struct sink_batch *b
 {
 	char dir[2048];
 	batch_dir(w, b, dir, sizeof(dir));
-	snprintf(tmp, len, "%s/.%s.tmp", dir, b->name);
-	snprintf(final, len, "%s/%s", dir, b->name);
+	const char *ext = w->gzip ? ".gz" : "";
+	snprintf(tmp, len, "%s/.%s%s.tmp", dir, b->name, ext);
+	snprintf(final, len, "%s/%s%s", dir, b->name, ext);
 }
 
 static enum sink_result webhdfs_stage(void *ctx, const struct sink_batch *b, char *msg,
@@ -238,6 +272,14 @@ static enum sink_result webhdfs_stage(void *ctx, const struct sink_batch *b, cha
 	enum sink_result res = mkdirs(w, dir, msg, msg_len);
 	if (res != SINK_OK)
 		return res;
+	if (w->gzip) {
+		int rc = pack(w, b->data, b->len);
+		if (rc) {
+			snprintf(msg, msg_len, "compressing %s: %s", b->name, strerror(-rc));
+			return SINK_ERROR;
+		}
+		return create_file(w, tmp, w->packed.data, w->packed.len, true, msg, msg_len);
+	}
 	return create_file(w, tmp, b->data, b->len, true, msg, msg_len);
 }
 
@@ -345,6 +387,7 @@ static void webhdfs_close(void *ctx)
 		return;
 	curl_client_cleanup(&w->client);
 	buf_free(&w->url);
+	buf_free(&w->packed);
 	free(w);
 }
 
@@ -359,6 +402,8 @@ static int webhdfs_init(const struct sink_config *cfg, void **ctx, char *err, si
 		return rc;
 	}
 	buf_init(&w->url, 16384);
+	/* deflateBound of a batch: max_bytes and one line over it, and a bit. */
+	buf_init(&w->packed, (size_t)cfg->max_bytes * 2 + 96u * 1024 * 1024);
 	const char *url = sink_config_string(cfg, "url");
 	size_t len = strlen(url);
 	while (len && url[len - 1] == '/')
@@ -377,6 +422,7 @@ static int webhdfs_init(const struct sink_config *cfg, void **ctx, char *err, si
 	snprintf(w->done_flag, sizeof(w->done_flag), "%s", cfg->done_flag);
 	w->httpfs = sink_config_bool(cfg, "httpfs");
 	w->noredirect = sink_config_bool(cfg, "noredirect");
+	w->gzip = strcmp(sink_config_string(cfg, "compression"), "gzip") == 0;
 	*ctx = w;
 	return 0;
 }
@@ -404,6 +450,8 @@ static const struct sink_option webhdfs_options[] = {
          "ask the NameNode for the DataNode's address as JSON (noredirect=true) instead of a "
          "307",
          NULL, false, NULL},
+        {"compression", SINK_OPT_CHOICE, "none", "gzip writes NAME.gz files", "none|gzip", false,
+         NULL},
         CURL_CLIENT_OPTIONS,
         {NULL, 0, NULL, NULL, NULL, false, NULL},
 };

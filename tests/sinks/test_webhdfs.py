@@ -1,6 +1,7 @@
 """The webhdfs sink against a strict WebHDFS peer (NameNode + DataNode,
 or HttpFS): CREATE under a temp name following the 307, RENAME with false
 as a failure, GETFILESTATUS to finish a batch after a crash."""
+import gzip
 import json
 import os
 import threading
@@ -151,3 +152,16 @@ def test_crash_before_the_rename_took_place(sinks, tmp_path):
         crash_during_rename(sinks, root, hdfs, rename_happens=False)
         assert len(hdfs.ops("RENAME")) == 2
         assert "delivering the staged copy after a restart" in sinks.stderr()
+
+
+def test_gzip_files(sinks, tmp_path):
+    root = tmp_path / "hdfs"
+    with WebHdfsPeer(root) as hdfs:
+        sinks.start(hdfs_config(hdfs.url, compression="gzip", max_records=10, max_age="50ms"))
+        sinks.import_lines("alice/shop/orders", records(25))
+        sinks.wait_caught_up("hdfs")
+        files = hdfs_files(root)
+        assert len(files) == 3 and all(f.endswith(".jsonl.gz") for f in files)
+        text = b"".join(gzip.decompress(open(f, "rb").read()) for f in files)
+        assert text.decode().splitlines() == sinks.log_lines()
+        assert hidden_files(root) == []
