@@ -29,13 +29,13 @@ done
 
 # What building needs: the compiler, CMake, and the libraries CMakeLists.txt
 # asks pkg-config for (fuse3, sqlite3, jansson, libcrypto; curl, microhttpd
-# and inih for the HTTP endpoint, the sinks and the config file), plus fuse3
-# for fusermount3.
+# and inih for the HTTP endpoint, the sinks and the config file; zlib for the
+# webhdfs sink's gzip), plus fuse3 for fusermount3.
 build_packages=(
 	build-essential cmake pkg-config
 	libfuse3-dev fuse3
 	libsqlite3-dev libjansson-dev libssl-dev
-	libcurl4-openssl-dev libmicrohttpd-dev libinih-dev
+	libcurl4-openssl-dev libmicrohttpd-dev libinih-dev zlib1g-dev
 )
 
 # What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
