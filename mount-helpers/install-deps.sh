@@ -71,8 +71,15 @@ as_root() {
 	fi
 }
 
-# installed PACKAGE: true when dpkg knows PACKAGE as installed.
+# installed PACKAGE: true when dpkg knows PACKAGE as installed. node and npm
+# count as installed when their commands run: a machine may have Node.js
+# from NodeSource, whose nodejs package carries npm and conflicts with
+# Debian's npm package.
 installed() {
+	case "$1" in
+	nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
+	npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+	esac
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
 }
 
