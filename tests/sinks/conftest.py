@@ -174,7 +174,7 @@ def sinks(tmp_path):
     assert os.path.exists("/dev/fuse"), \
         "/dev/fuse is missing: run mount-helpers/install-deps.sh --test"
     s = Sinks(tmp_path)
-    s.ctl("client", "add", "alice")
+    s.token = s.ctl("client", "add", "alice").stdout.strip()  # for HTTP tests
     yield s
     rc = s.stop() if s.proc else 0
     unmount(s.mnt)
