@@ -29,6 +29,7 @@ struct store {
 	size_t max_record;
 	int txn_depth;
 	int64_t data_version;
+	int64_t owner_store, owner_client; /* the last store_owner answer */
 	char epoch[17];
 	char *wal_path;
 	char err[512];
@@ -86,22 +87,22 @@ int store_keypath_extract(struct store *st, const char *keypath_json, const json
 /* Puts / deletes record `key` of store `store_id` as store_put and
  * store_delete do, inside the caller's transaction. store_record_delete
  * of an absent record logs nothing (*seq 0) and gives the tombstone's
- * revision (or 0) in *rev. */
-int store_record_put(struct store *st, int64_t store_id, const json_t *key, const json_t *value,
-                     enum store_origin origin, int64_t *rev, int64_t *seq);
+ * revision (or 0) in *rev. `keypath` is the store's keyPath JSON when the
+ * caller knows it (a batch), NULL to look it up. */
+int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+                     const json_t *value, enum store_origin origin, int64_t *rev, int64_t *seq);
 int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
                         enum store_origin origin, int64_t *rev, int64_t *seq);
 
 /* A record's current state, for conflict checks: `exists` once it was ever
- * committed (a tombstone exists but is not live); the file content of a
- * live record (malloc'd, the caller frees). */
+ * committed (a tombstone exists but is not live); its row's id, whose file
+ * content store_read_file(store_ino(STORE_FILE, row_id)) reads. */
 struct store_record_state {
 	bool exists;
 	bool live;
 	int64_t rev;
 	int64_t seq;
-	char *content;
-	size_t content_len;
+	int64_t row_id;
 };
 int store_record_state(struct store *st, int64_t store_id, const json_t *key,
                        struct store_record_state *out);

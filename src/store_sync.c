@@ -618,7 +618,6 @@ static int generate_key(struct push *p, struct target *t, json_t **key)
 		json_t *k = json_integer(next);
 		struct store_record_state now;
 		rc = store_record_state(p->st, t->store_id, k, &now);
-		free(now.content);
 		if (!rc && !now.live) {
 			*key = k;
 			return advance_generator(p, t, k);
@@ -679,17 +678,19 @@ static bool is_conflict(const json_t *base, const struct store_record_state *now
 	return json_integer_value(base) != (now->exists ? now->rev : 0);
 }
 
-static json_t *conflict_answer(const char *id, const struct store_record_state *now)
+/* The answer to a mutation whose base disagrees: the record as it is. */
+static json_t *conflict_answer(struct store *st, const char *id,
+                               const struct store_record_state *now)
 {
-	json_t *value = json_null();
-	if (now->live && now->content) {
-		char why[160];
-		json_t *v = json_text_parse(now->content, now->content_len, why, sizeof(why));
-		if (v) {
-			json_decref(value);
-			value = v;
-		}
-	}
+	json_t *value = NULL;
+	char *content = NULL;
+	size_t len = 0;
+	if (now->live &&
+	    store_read_file(st, store_ino(STORE_FILE, now->row_id), &content, &len) == 0)
+		value = json_text_parse(content, len, NULL, 0);
+	free(content);
+	if (!value)
+		value = json_null();
 	return json_pack("{s:s, s:s, s:{s:I, s:o, s:b}}", "id", id, "status", "conflict", "current",
 	                 "rev", (json_int_t)(now->exists ? now->rev : 0), "value", value, "deleted",
 	                 !now->live);
@@ -742,12 +743,12 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 	if (!rc)
 		rc = store_record_state(p->st, t->store_id, key, &now);
 	if (!rc && is_conflict(json_object_get(m, "base"), &now)) {
-		*answer = conflict_answer(id, &now);
+		*answer = conflict_answer(p->st, id, &now);
 	} else if (!rc) {
 		int64_t rev = 0, seq = 0;
 		if (put) {
-			rc = store_record_put(p->st, t->store_id, key, value, ORIGIN_BROWSER, &rev,
-			                      &seq);
+			rc = store_record_put(p->st, t->store_id, t->keypath, key, value,
+			                      ORIGIN_BROWSER, &rev, &seq);
 			if (!rc && !generated)
 				rc = advance_generator(p, t, key);
 		} else {
@@ -760,7 +761,6 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 		if (!rc && generated)
 			json_object_set(*answer, "key", key);
 	}
-	free(now.content);
 	json_decref(key);
 	if (!rc && !*answer)
 		rc = -ENOMEM;
