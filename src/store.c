@@ -883,7 +883,8 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 		found_text = key_canonical_json(found);
 		if (!found_text || strcmp(found_text, key) != 0) {
 			store_set_error(
-			        st, "the value's key at keyPath %s is %s, the file name says %s",
+			        st,
+			        "the value's key at keyPath %s is %s, but the record's key is %s",
 			        keypath_json, found_text ? found_text : "not a valid key", key);
 			rc = -EINVAL;
 		}
