@@ -377,6 +377,10 @@ int key_number_to_string(double d, char out[32])
 		out[len++] = '-';
 		d = -d;
 	}
+	/* Integers below 2^53 are their own shortest digits: the common case
+	 * (keys, counters) skips the search below. */
+	if (d < 9007199254740992.0 && d == floor(d))
+		return len + snprintf(out + len, 32 - (size_t)len, "%llu", (unsigned long long)d);
 	k = shortest_digits(d, dg, &n);
 	if (k <= n && n <= 21) {
 		/* An integer: the digits and n-k zeros. */
