@@ -851,6 +851,8 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
                          bool *changed)
 {
 	*changed = false;
+	if (strcmp(keypath_json, "null") == 0)
+		return 0;
 	json_t *kp = json_loads(keypath_json, JSON_DECODE_ANY, NULL);
 	if (!kp || json_is_null(kp)) {
 		json_decref(kp);
@@ -1016,6 +1018,9 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 			store_set_error(st, "invalid JSON: %s", why);
 			return -EINVAL;
 		}
+	} else if (strcmp(keypath, "null") == 0) {
+		/* Out-of-line keys: nothing will touch the value, no copy. */
+		value = json_incref((json_t *)value_in);
 	} else {
 		value = json_deep_copy(value_in);
 		if (!value)
