@@ -23,6 +23,12 @@ before(async () => {
 	token = d.addClient('alice');
 	carolToken = d.addClient('carol');
 	await d.start();
+	// The daemon embeds src/web at build time: a stale build tests old code.
+	for (const [url, file] of [['/idbmount.js', 'idbmount.js'], ['/', 'demo.html']]) {
+		const served = await (await fetch(d.url + url)).text();
+		assert.equal(served, fs.readFileSync(new URL(`../../src/web/${file}`, import.meta.url), 'utf8'),
+			`${url} is not src/web/${file}: rebuild (cmake --build) before testing`);
+	}
 	browser = await chromium.launch({
 		executablePath: CHROMIUM,
 		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
@@ -37,7 +43,7 @@ after(async () => {
 /* Opens the demo page in `context` and waits until its sync is running. */
 async function demoPage(context, { leader = true, as = token } = {}) {
 	const page = await context.newPage();
-	page.on('pageerror', err => console.error('page error:', err.message));
+	page.on('pageerror', err => console.error('page error:', err.stack));
 	await page.goto(`${d.url}/#token=${as}`);
 	await page.waitForFunction(() => window.demo && window.demo.sync);
 	if (leader) await page.waitForFunction(() => window.demo.sync.state.leader);
@@ -152,6 +158,24 @@ test('two tabs writing at once lose and duplicate nothing', async () => {
 	await context.close();
 });
 
+test('a hidden tab lets go of sync and another tab takes over', async () => {
+	const context = await browser.newContext();
+	const a = await demoPage(context);
+	const b = await demoPage(context, { leader: false });
+	assert.equal(await b.evaluate(() => window.demo.sync.state.leader), false);
+	// Headless pages are always visible: make A's document say hidden.
+	await a.evaluate(() => {
+		Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+		document.dispatchEvent(new Event('visibilitychange'));
+	});
+	await b.waitForFunction(() => window.demo.sync.state.leader);
+	await a.waitForFunction(() => !window.demo.sync.state.leader);
+	// A still captures; B ships it.
+	await a.evaluate(() => window.demo.db.put('notes', 'written in the hidden tab', 'hidden-write'));
+	await eventually(() => fs.existsSync(notes('hidden-write.json')), 'the hidden tab\'s write, shipped by the other');
+	await context.close();
+});
+
 test('the same record changed on the mount and in the page ends as the policy says (server wins)', async () => {
 	const context = await browser.newContext();
 	const page = await demoPage(context);
@@ -233,7 +257,7 @@ window.app = {
 test('drop-in capture works on a small app written against raw IndexedDB', async () => {
 	const context = await browser.newContext();
 	const page = await context.newPage();
-	page.on('pageerror', err => console.error('page error:', err.message));
+	page.on('pageerror', err => console.error('page error:', err.stack));
 	await page.goto(`${d.url}/healthz`); /* any page of the daemon's origin */
 	await page.setContent(RAW_APP.replace('TOKEN', JSON.stringify(token)));
 	await page.waitForFunction(() => window.app && window.sync);
