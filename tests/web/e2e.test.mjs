@@ -6,12 +6,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { Daemon, eventually } from './daemon.mjs';
 
 const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.IDBMOUNT_WEB_ARTIFACTS || path.join(process.cwd(), 'artifacts');
+const ARTIFACTS = process.env.IDBMOUNT_WEB_ARTIFACTS || path.join(os.tmpdir(), 'idbmount-web-artifacts');
 
 let d;
 let token;
