@@ -207,6 +207,9 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct watch *w
 	}
 	n->se = se;
 	n->watch = watch;
+	/* A commit between reading the logs' ends below and subscribing must
+	 * not wait for the next one: look once at start. */
+	n->changed = true;
 	n->seq = store_last_seq(n->st);
 	n->tree_id = store_last_tree_id(n->st);
 	rc = store_daemon_register(n->st, (int)getpid());

@@ -6,12 +6,28 @@
  * own SQLite connection, opened on first use and closed when the thread
  * ends; handlers touch only SQLite, never the network.
  *
- * Writes: opening a file for writing copies its content into the handle;
- * writes change the copy; FLUSH (every close) commits it as one revision
- * when it changed. So `close` is where bad JSON is refused (EINVAL), and
- * the stored record keeps its value. Read-only opens load the content at
- * the first read and ask the kernel to skip FLUSH (noflush), so a warm
- * `grep -r` costs one OPEN per file and nothing else.
+ * Writes: the content is copied into a handle; writes change the copy;
+ * FLUSH (every close) commits it as one revision when it changed. So
+ * `close` is where bad JSON is refused (EINVAL), and the stored record
+ * keeps its value.
+ *
+ * With cache=always (the default) files are not opened at all: OPEN
+ * answers ENOSYS, and the kernel then stops sending OPEN and RELEASE
+ * (FUSE_CAP_NO_OPEN_SUPPORT) and keeps the page cache. A warm `grep -r`
+ * then costs one FLUSH per file, answered without touching SQLite: each
+ * round trip to the daemon costs as much as the whole read of a small file,
+ * and OPEN + RELEASE made warm reads 6x slower than plain files. Writes
+ * then go to one shared copy per inode (a "pending" handle, like the page
+ * cache of a local file system), created by the first write or truncate
+ * and committed by the next FLUSH. A pending handle that only holds an
+ * O_TRUNC (a shell's `> f` closes one descriptor before writing) waits for
+ * the first write; one that is never written is dropped at unmount and the
+ * record keeps its value. Files made with CREATE still get a handle of
+ * their own and a RELEASE. Other cache modes, and -o private_writes, open
+ * every file, so they can ask for direct_io (never) or fresh pages (auto)
+ * per open, or give each writer a private copy (DESIGN.md's contract: two
+ * processes rewriting one file at once each commit a whole revision, where
+ * a shared copy interleaves their bytes as a local file system does).
  *
  * Caching (cache=always, the default): a day of entry, attribute and
  * negative-entry timeouts, kept pages and cached listings. Changes made
@@ -49,9 +65,13 @@ struct handle {
 	uint64_t ino;
 	pthread_mutex_t lock;
 	bool writable;
-	bool dirty;   /* changed since the last commit */
-	bool written; /* write() or truncate since open, not just O_TRUNC */
-	bool loaded;  /* `data` holds the content */
+	bool dirty;    /* changed since the last commit */
+	bool written;  /* write() or truncate since open, not just O_TRUNC */
+	bool loaded;   /* `data` holds the content */
+	bool pending;  /* the inode's shared copy (no-open mode), not an open */
+	int failed;    /* pending: errno of a refused write, reported at FLUSH */
+	bool retired;  /* pending, committed: no longer on fs->writers */
+	unsigned refs; /* pending: requests using it (under writers_lock) */
 	struct buf data;
 	struct handle *prev, *next;
 };
@@ -66,6 +86,7 @@ struct fs {
 	pthread_key_t store_key;
 	pthread_mutex_t writers_lock;
 	struct handle *writers;
+	bool no_open; /* cache=always and the kernel skips OPEN/RELEASE */
 	uid_t uid;
 	gid_t gid;
 };
@@ -173,14 +194,31 @@ static void reply_entry(fuse_req_t req, struct fs *fs, const struct store_node *
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
 	/* Page cache on, but no writeback cache: every write reaches the
 	 * handle's copy before FLUSH commits it. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	fs->no_open = fs->cfg.cache == FS_CACHE_ALWAYS && !fs->cfg.private_writes &&
+	              (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT);
+	/* Without OPEN, an O_TRUNC must reach us as a SETATTR: with atomic
+	 * O_TRUNC the kernel would assume OPEN did it. */
+	if (fs->no_open)
+		conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+	else if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
+	/* Always readdirplus: in "auto" the kernel falls back to plain
+	 * readdir after the first batch and then looks every name up, one
+	 * round trip each, when `grep -r` or `ls -l` walks a store. */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* `ls -l` asks every file for its ACL: with POSIX ACLs on, the kernel
+	 * caches the answer (there are none: getxattr says ENODATA) instead
+	 * of asking us on every listing. It also turns default_permissions
+	 * on, which changes nothing here: every node belongs to the daemon's
+	 * user, and allow_other already requires default_permissions. */
+	if (conn->capable & FUSE_CAP_POSIX_ACL)
+		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -330,6 +368,131 @@ static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
 	return h;
 }
 
+/* ---- pending handles (no-open mode) ---------------------------------------- */
+
+/* The inode's pending handle, with a reference taken; made (empty, not
+ * loaded) when there is none and `create` is set. NULL if none or out of
+ * memory. */
+static struct handle *pending_get(struct fs *fs, uint64_t ino, bool create)
+{
+	pthread_mutex_lock(&fs->writers_lock);
+	struct handle *h = fs->writers;
+	while (h && !(h->pending && h->ino == ino))
+		h = h->next;
+	if (!h && create && (h = calloc(1, sizeof(*h))) != NULL) {
+		h->ino = ino;
+		h->writable = h->pending = true;
+		pthread_mutex_init(&h->lock, NULL);
+		buf_init(&h->data, record_cap(fs));
+		h->next = fs->writers;
+		if (fs->writers)
+			fs->writers->prev = h;
+		fs->writers = h;
+	}
+	if (h)
+		h->refs++;
+	pthread_mutex_unlock(&fs->writers_lock);
+	return h;
+}
+
+/* Takes a pending handle off fs->writers once its content is committed (or
+ * refused): the next write starts from the store again. Called with h->lock
+ * held, so a writer that got `h` just before sees `retired` and retries. */
+static void pending_retire(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->writers_lock);
+	if (!h->retired) {
+		if (h->prev)
+			h->prev->next = h->next;
+		else
+			fs->writers = h->next;
+		if (h->next)
+			h->next->prev = h->prev;
+		h->prev = h->next = NULL;
+		h->retired = true;
+	}
+	pthread_mutex_unlock(&fs->writers_lock);
+}
+
+static void pending_put(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_lock(&fs->writers_lock);
+	bool last = --h->refs == 0 && h->retired;
+	pthread_mutex_unlock(&fs->writers_lock);
+	if (last) {
+		buf_free(&h->data);
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+	}
+}
+
+/* The inode's pending handle, locked and loaded with the record's content
+ * (the content at the first write, as for a file opened without O_TRUNC).
+ * Release with pending_unlock. */
+static int pending_lock(struct fs *fs, struct store *st, uint64_t ino, struct handle **out)
+{
+	for (;;) {
+		struct handle *h = pending_get(fs, ino, true);
+		if (!h)
+			return -ENOMEM;
+		pthread_mutex_lock(&h->lock);
+		if (h->retired) { /* committed meanwhile: start again */
+			pthread_mutex_unlock(&h->lock);
+			pending_put(fs, h);
+			continue;
+		}
+		int rc = handle_load(st, h);
+		if (rc) {
+			pthread_mutex_unlock(&h->lock);
+			pending_put(fs, h);
+			return rc;
+		}
+		*out = h;
+		return 0;
+	}
+}
+
+static void pending_unlock(struct fs *fs, struct handle *h)
+{
+	pthread_mutex_unlock(&h->lock);
+	pending_put(fs, h);
+}
+
+/* Whether `ino` is a scratch file, for which empty is a valid content to
+ * commit at once (a record's would be refused). */
+static bool pending_is_scratch(struct fs *fs, uint64_t ino)
+{
+	struct store *st = thread_store(fs);
+	struct store_node n;
+	return st && store_getattr(st, ino, &n) == 0 && n.state == STORE_SCRATCH;
+}
+
+/* Commits the inode's pending copy at a FLUSH or fsync. One that holds
+ * only an O_TRUNC waits for its first write (see the top of the file). */
+static int pending_commit(struct fs *fs, uint64_t ino)
+{
+	struct handle *h = pending_get(fs, ino, false);
+	if (!h)
+		return 0; /* a reader's close: no SQLite at all */
+	int rc = 0;
+	pthread_mutex_lock(&h->lock);
+	if (!h->retired && h->failed) {
+		/* A write was refused (EFBIG, already told to the writer): drop
+		 * the copy and make the kernel forget the size and pages it
+		 * cached, so the record shows its stored value again. */
+		pending_retire(fs, h);
+		if (fs->notifier)
+			notifier_inval_inode_wait(fs->notifier, ino);
+	} else if (!h->retired && (h->written || h->data.len || pending_is_scratch(fs, ino))) {
+		struct store *st = thread_store(fs);
+		rc = st ? handle_commit(fs, st, h) : -EIO;
+		pending_retire(fs, h);
+	}
+	pthread_mutex_unlock(&h->lock);
+	pending_put(fs, h);
+	return rc;
+}
+
 static void set_open_flags(struct fs *fs, struct fuse_file_info *fi, bool writable)
 {
 	fi->keep_cache = fs->cfg.cache == FS_CACHE_ALWAYS;
@@ -369,6 +532,20 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			if (!rc)
 				h->dirty = h->written = true;
 			pthread_mutex_unlock(&h->lock);
+		} else if (fs->no_open) {
+			/* ftruncate, open's O_TRUNC or truncate(2): the kernel sends
+			 * the last two alike (no file, no time), so both wait for
+			 * the next FLUSH of the file, like a write. */
+			rc = pending_lock(fs, st, ino, &h);
+			if (!rc) {
+				rc = buf_set_len(&h->data, (size_t)attr->st_size);
+				if (!rc) {
+					h->dirty = true;
+					/* O_TRUNC alone is not a write (see fs_flush). */
+					h->written = h->written || fi || attr->st_size;
+				}
+				pending_unlock(fs, h);
+			}
 		} else {
 			/* truncate(path): commit at once, as one revision. */
 			struct handle *tmp = handle_new(fs, ino, false);
@@ -400,6 +577,11 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	if (store_ino_kind(ino) != STORE_FILE) {
 		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if (fs->no_open) {
+		/* The kernel goes on without a handle and never opens again. */
+		fuse_reply_err(req, ENOSYS);
 		return;
 	}
 	bool writable = (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -483,15 +665,81 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	reply_entry(req, fs, &n);
 }
 
+/* Answers a READ from `len` bytes at `data`. */
+static void reply_range(fuse_req_t req, const char *data, size_t len, size_t size, off_t off)
+{
+	size_t start = (uint64_t)off < len ? (size_t)off : len;
+	size_t n = len - start < size ? len - start : size;
+	fuse_reply_buf(req, data ? data + start : "", n);
+}
+
+/* Answers a READ from a locked handle's copy and unlocks it. The reply goes
+ * from a copy, made before unlocking: once the kernel has the reply it may
+ * close the file, and a RELEASE on another thread frees `h` while this one
+ * is still returning from the reply. */
+static void reply_slice(fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+	size_t len = h->data.len;
+	size_t start = (uint64_t)off < len ? (size_t)off : len;
+	size_t n = len - start < size ? len - start : size;
+	char *copy = n ? malloc(n) : NULL;
+	if (n && !copy) {
+		pthread_mutex_unlock(&h->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (n)
+		memcpy(copy, h->data.data + start, n);
+	pthread_mutex_unlock(&h->lock);
+	reply_range(req, copy, n, n, 0);
+	free(copy);
+}
+
+/* Answers a READ from the stored record (no-open mode, nothing pending).
+ * The page cache keeps what it gets, so this runs once per page. */
+static void read_stored(fuse_req_t req, struct store *st, uint64_t ino, size_t size, off_t off)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc = store_read_file(st, ino, &data, &len);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_range(req, data, len, size, off);
+	free(data);
+}
+
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
 	struct handle *h = fi_handle(fi);
-	if (!st || !h) {
+	if (!st) {
 		fuse_reply_err(req, EIO);
+		return;
+	}
+	if (!h) {
+		/* No-open mode: the pending copy if there is one, else the
+		 * record itself. */
+		h = pending_get(fs, ino, false);
+		if (!h) {
+			read_stored(req, st, ino, size, off);
+			return;
+		}
+		pthread_mutex_lock(&h->lock);
+		int rc = h->retired ? -EAGAIN : handle_load(st, h);
+		if (rc) {
+			pthread_mutex_unlock(&h->lock);
+			pending_put(fs, h);
+			if (rc == -EAGAIN)
+				read_stored(req, st, ino, size, off);
+			else
+				fuse_reply_err(req, -rc);
+			return;
+		}
+		reply_slice(req, h, size, off); /* unlocks */
+		pending_put(fs, h);
 		return;
 	}
 	pthread_mutex_lock(&h->lock);
@@ -501,28 +749,19 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	size_t len = h->data.len;
-	size_t start = (uint64_t)off < len ? (size_t)off : len;
-	size_t n = len - start < size ? len - start : size;
-	fuse_reply_buf(req, h->data.data ? h->data.data + start : "", n);
-	pthread_mutex_unlock(&h->lock);
+	reply_slice(req, h, size, off); /* unlocks */
 }
 
-static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
-                     struct fuse_file_info *fi)
+/* Writes into a locked handle's copy, unlocks it and answers the WRITE. */
+static void write_locked(fuse_req_t req, struct fs *fs, struct handle *h, const char *data,
+                         size_t size, off_t off)
 {
-	(void)ino;
-	struct fs *fs = req_fs(req);
-	struct handle *h = fi_handle(fi);
-	if (!h || !h->writable) {
-		fuse_reply_err(req, EBADF);
-		return;
-	}
-	pthread_mutex_lock(&h->lock);
 	char *at = NULL;
 	if ((uint64_t)off <= record_cap(fs) && size <= record_cap(fs) - (uint64_t)off)
 		at = buf_reserve_at(&h->data, (size_t)off, size);
 	if (!at) {
+		if (h->pending)
+			h->failed = EFBIG;
 		pthread_mutex_unlock(&h->lock);
 		fprintf(stderr, "idbmount: write: file would be over the cap of %zu bytes\n",
 		        record_cap(fs));
@@ -536,12 +775,39 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t si
 	fuse_reply_write(req, size);
 }
 
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	struct fs *fs = req_fs(req);
+	struct handle *h = fi_handle(fi);
+	if (!h && fs->no_open) {
+		struct store *st = thread_store(fs);
+		int rc = st ? pending_lock(fs, st, ino, &h) : -EIO;
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		write_locked(req, fs, h, data, size, off);
+		pending_put(fs, h);
+		return;
+	}
+	if (!h || !h->writable) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	write_locked(req, fs, h, data, size, off);
+}
+
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
 	struct handle *h = fi_handle(fi);
+	if (!h && fs->no_open) {
+		fuse_reply_err(req, -pending_commit(fs, ino));
+		return;
+	}
+	struct store *st = thread_store(fs);
 	if (!st || !h) {
 		fuse_reply_err(req, EIO);
 		return;
@@ -558,7 +824,6 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
 	(void)datasync;
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
@@ -572,6 +837,8 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 		pthread_mutex_lock(&h->lock);
 		rc = handle_commit(fs, st, h);
 		pthread_mutex_unlock(&h->lock);
+	} else if (fs->no_open) {
+		rc = pending_commit(fs, ino);
 	}
 	/* Commits are durable against a crash of the daemon at once; fsync
 	 * makes them durable against power loss too by syncing the WAL. */

@@ -40,6 +40,9 @@
  */
 #include "idbmount/key.h"
 
+#include "idbmount/buf.h"
+#include "idbmount/json_text.h"
+
 #include <errno.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -63,88 +66,49 @@
 #define KEY_DATE_MS_MAX 8640000000000000LL
 
 /* ---------------------------------------------------------------------------
- * A growable text buffer with a hard cap.
+ * Text buffers: struct buf (capped at KEY_TEXT_CAP) with a sticky failure,
+ * so the builders below append without checking every step and look once
+ * at the end.
  * ------------------------------------------------------------------------ */
 
 struct textbuf {
-	char *data;
-	size_t len;
-	size_t cap;
-	int failed; /* set once an allocation failed or the cap was hit */
+	struct buf b;
+	int failed; /* set once an append failed (allocation or the cap) */
 };
 
-/* Makes room for `extra` more bytes plus a NUL. Returns 0 or -1 (and marks
- * the buffer failed). */
-static int textbuf_reserve(struct textbuf *b, size_t extra)
-{
-	size_t need, cap;
-	char *p;
-
-	if (b->failed)
-		return -1;
-	if (extra > KEY_TEXT_CAP - b->len) {
-		b->failed = 1;
-		return -1;
+#define TEXTBUF_INIT                                                                               \
+	{                                                                                          \
+		.b = BUF_INIT(KEY_TEXT_CAP), .failed = 0                                           \
 	}
-	need = b->len + extra + 1;
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 64;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(b->data, cap);
-	if (!p) {
-		b->failed = 1;
-		return -1;
-	}
-	b->data = p;
-	b->cap = cap;
-	return 0;
+
+static void textbuf_append(struct textbuf *t, const char *s, size_t n)
+{
+	if (!t->failed && buf_append(&t->b, s, n) != 0)
+		t->failed = 1;
 }
 
-static void textbuf_append(struct textbuf *b, const char *s, size_t n)
+static void textbuf_append_char(struct textbuf *t, char c)
 {
-	if (textbuf_reserve(b, n) < 0)
-		return;
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
+	textbuf_append(t, &c, 1);
 }
 
-static void textbuf_append_char(struct textbuf *b, char c)
+static void textbuf_append_str(struct textbuf *t, const char *s)
 {
-	textbuf_append(b, &c, 1);
-}
-
-static void textbuf_append_str(struct textbuf *b, const char *s)
-{
-	textbuf_append(b, s, strlen(s));
+	textbuf_append(t, s, strlen(s));
 }
 
 /* Hands the NUL-terminated text over to the caller, or returns NULL (and
  * frees) when the buffer failed. An empty buffer gives "". */
-static char *textbuf_take(struct textbuf *b)
+static char *textbuf_take(struct textbuf *t)
 {
-	char *p;
-
-	if (!b->failed && textbuf_reserve(b, 0) == 0) {
-		p = b->data;
-		p[b->len] = '\0';
-		b->data = NULL;
-		b->len = b->cap = 0;
-		return p;
-	}
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
-	return NULL;
+	char *text = t->failed ? NULL : buf_take(&t->b, NULL);
+	buf_free(&t->b);
+	return text;
 }
 
-static void textbuf_free(struct textbuf *b)
+static void textbuf_free(struct textbuf *t)
 {
-	free(b->data);
-	b->data = NULL;
-	b->len = b->cap = 0;
+	buf_free(&t->b);
 }
 
 /* Writes `msg` into `why` when the caller asked for a reason. Returns -EINVAL
@@ -413,6 +377,10 @@ int key_number_to_string(double d, char out[32])
 		out[len++] = '-';
 		d = -d;
 	}
+	/* Integers below 2^53 are their own shortest digits: the common case
+	 * (keys, counters) skips the search below. */
+	if (d < 9007199254740992.0 && d == floor(d))
+		return len + snprintf(out + len, 32 - (size_t)len, "%llu", (unsigned long long)d);
 	k = shortest_digits(d, dg, &n);
 	if (k <= n && n <= 21) {
 		/* An integer: the digits and n-k zeros. */
@@ -627,55 +595,12 @@ static double number_key_value(const json_t *key)
 	return json_is_integer(key) ? (double)json_integer_value(key) : json_real_value(key);
 }
 
-/* Appends s as a JSON string the way jansson does without JSON_ENSURE_ASCII:
- * raw UTF-8, \" \\ \b \f \n \r \t, and \u00XX (upper-case) for other
- * control characters. */
-static void append_json_string(struct textbuf *b, const char *s, size_t n)
+/* Appends s as a JSON string literal, as JSON.stringify and the rest of
+ * idbmount write it (json_text.c). */
+static void append_json_string(struct textbuf *t, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789ABCDEF";
-
-	textbuf_append_char(b, '"');
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		size_t run = i;
-
-		while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\')
-			run++;
-		if (run > i) {
-			textbuf_append(b, s + i, run - i);
-			i = run - 1;
-			continue;
-		}
-		switch (c) {
-		case '"':
-			textbuf_append_str(b, "\\\"");
-			break;
-		case '\\':
-			textbuf_append_str(b, "\\\\");
-			break;
-		case '\b':
-			textbuf_append_str(b, "\\b");
-			break;
-		case '\f':
-			textbuf_append_str(b, "\\f");
-			break;
-		case '\n':
-			textbuf_append_str(b, "\\n");
-			break;
-		case '\r':
-			textbuf_append_str(b, "\\r");
-			break;
-		case '\t':
-			textbuf_append_str(b, "\\t");
-			break;
-		default: {
-			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
-
-			textbuf_append(b, esc, sizeof(esc));
-		}
-		}
-	}
-	textbuf_append_char(b, '"');
+	if (!t->failed && json_text_string(&t->b, s, n) != 0)
+		t->failed = 1;
 }
 
 /* Appends the canonical JSON of a checked key. */
@@ -718,7 +643,7 @@ static void append_canonical_json(struct textbuf *b, const json_t *key)
 
 char *key_canonical_json(const json_t *key)
 {
-	struct textbuf b = {0};
+	struct textbuf b = TEXTBUF_INIT;
 
 	if (key_check(key, NULL, 0) < 0)
 		return NULL;
@@ -825,7 +750,7 @@ static char *percent_unescape(const char *s, size_t n, size_t *out_len)
 
 char *name_escape(const char *s, size_t len)
 {
-	struct textbuf b = {0};
+	struct textbuf b = TEXTBUF_INIT;
 
 	if (!s || append_escaped_string(&b, s, len) < 0) {
 		textbuf_free(&b);
@@ -836,7 +761,7 @@ char *name_escape(const char *s, size_t len)
 
 char *name_unescape(const char *name, size_t *len_out)
 {
-	struct textbuf again = {0};
+	struct textbuf again = TEXTBUF_INIT;
 	size_t n, len;
 	char *s;
 
@@ -852,8 +777,8 @@ char *name_unescape(const char *name, size_t *len_out)
 	s = percent_unescape(name, n, &len);
 	if (!s)
 		return NULL;
-	if (append_escaped_string(&again, s, len) < 0 || again.failed || again.len != n ||
-	    memcmp(again.data, name, n) != 0) {
+	if (append_escaped_string(&again, s, len) < 0 || again.failed || again.b.len != n ||
+	    memcmp(again.b.data, name, n) != 0) {
 		textbuf_free(&again);
 		free(s);
 		return NULL;
@@ -872,7 +797,7 @@ char *name_unescape(const char *name, size_t *len_out)
 static void append_stem(struct textbuf *b, const json_t *key)
 {
 	char num[32];
-	struct textbuf array_text = {0};
+	struct textbuf array_text = TEXTBUF_INIT;
 	const char *tag;
 	json_t *value;
 
@@ -891,7 +816,7 @@ static void append_stem(struct textbuf *b, const json_t *key)
 			b->failed = 1;
 		} else {
 			textbuf_append_str(b, "~a");
-			append_escaped_body(b, array_text.data, array_text.len);
+			append_escaped_body(b, array_text.b.data, array_text.b.len);
 		}
 		textbuf_free(&array_text);
 		break;
@@ -933,7 +858,7 @@ static char *hashed_stem(const char *stem, size_t len)
 
 char *key_encode_stem(const json_t *key, char **unhashed_out)
 {
-	struct textbuf b = {0};
+	struct textbuf b = TEXTBUF_INIT;
 	char *unhashed, *stem;
 	size_t len;
 
@@ -942,7 +867,7 @@ char *key_encode_stem(const json_t *key, char **unhashed_out)
 	if (key_check(key, NULL, 0) < 0)
 		return NULL;
 	append_stem(&b, key);
-	len = b.len;
+	len = b.b.len;
 	unhashed = textbuf_take(&b);
 	if (!unhashed)
 		return NULL;
@@ -1066,7 +991,7 @@ static json_t *decode_stem_loosely(const char *stem, size_t len)
 
 int key_decode_stem(const char *stem, size_t len, json_t **key_out)
 {
-	struct textbuf again = {0};
+	struct textbuf again = TEXTBUF_INIT;
 	json_t *key;
 	int canonical;
 
@@ -1086,7 +1011,7 @@ int key_decode_stem(const char *stem, size_t len, json_t **key_out)
 		return -EINVAL;
 	}
 	append_stem(&again, key);
-	canonical = !again.failed && again.len == len && memcmp(again.data, stem, len) == 0;
+	canonical = !again.failed && again.b.len == len && memcmp(again.b.data, stem, len) == 0;
 	textbuf_free(&again);
 	if (!canonical) {
 		json_decref(key);

@@ -62,6 +62,8 @@ static void usage(FILE *out)
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
 	        "      max_record=BYTES          largest record file (default 16777216)\n"
 	        "      threads=N                 FUSE worker threads (default 8)\n"
+	        "      private_writes            a copy of its own for every open for\n"
+	        "                                writing (slower reads: see README)\n"
 	        "      allow_other,default_permissions and other FUSE options\n"
 	        "  -h, --help          this text\n"
 	        "\n"
@@ -147,6 +149,10 @@ static bool parse_mount_options(struct options *o, const char *list)
 				fprintf(stderr, "idbmount: %s: too long\n", opt);
 				ok = false;
 			}
+			continue;
+		}
+		if (strcmp(opt, "private_writes") == 0) {
+			o->fs.private_writes = true;
 			continue;
 		}
 		if (strncmp(opt, "threads=", 8) == 0) {

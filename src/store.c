@@ -716,10 +716,17 @@ static int change_append(struct store *st, int64_t store_id, const char *name, c
                          bool deleted, int64_t rev, enum store_origin origin, const char *compact,
                          int64_t *seq)
 {
-	int64_t client_id = 0;
-	int rc = store_owner(st, store_id, &client_id, NULL);
-	if (rc)
-		return rc;
+	/* A store never changes owner: the last answer is remembered, which
+	 * spares a query per change in a batch. */
+	int64_t client_id = st->owner_store == store_id ? st->owner_client : 0;
+	if (!client_id) {
+		int rc = store_owner(st, store_id, &client_id, NULL);
+		if (rc)
+			return rc;
+		st->owner_store = store_id;
+		st->owner_client = client_id;
+	}
+	int rc;
 	sqlite3_stmt *s = stmt(st, S_CHANGE_INSERT);
 	if (!s)
 		return -EIO;
@@ -844,6 +851,8 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
                          bool *changed)
 {
 	*changed = false;
+	if (strcmp(keypath_json, "null") == 0)
+		return 0;
 	json_t *kp = json_loads(keypath_json, JSON_DECODE_ANY, NULL);
 	if (!kp || json_is_null(kp)) {
 		json_decref(kp);
@@ -876,7 +885,8 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 		found_text = key_canonical_json(found);
 		if (!found_text || strcmp(found_text, key) != 0) {
 			store_set_error(
-			        st, "the value's key at keyPath %s is %s, the file name says %s",
+			        st,
+			        "the value's key at keyPath %s is %s, but the record's key is %s",
 			        keypath_json, found_text ? found_text : "not a valid key", key);
 			rc = -EINVAL;
 		}
@@ -1008,6 +1018,9 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 			store_set_error(st, "invalid JSON: %s", why);
 			return -EINVAL;
 		}
+	} else if (strcmp(keypath, "null") == 0) {
+		/* Out-of-line keys: nothing will touch the value, no copy. */
+		value = json_incref((json_t *)value_in);
 	} else {
 		value = json_deep_copy(value_in);
 		if (!value)
@@ -1045,6 +1058,8 @@ static int prepare_value(struct store *st, int64_t store_id, const char *key, co
 	return rc;
 }
 
+static int row_insert(struct store *st, struct row *r, const void *value, size_t len);
+
 /* Makes row `r` (already holding its final store and name) the LIVE
  * record `key` with content `p`, revision `base_rev` + 1, and logs the
  * put. Fills *seq. */
@@ -1058,10 +1073,25 @@ static int record_write(struct store *st, struct row *r, const char *key, int64_
 	                       p->compact.data, &new_seq);
 	if (rc)
 		return rc;
+	int64_t mtime = store_now_ns();
+	if (r->id == 0) {
+		/* A new record: its row is made whole in one statement. */
+		r->state = STORE_LIVE;
+		r->size = p->file.len;
+		r->rev = new_rev;
+		r->seq = new_seq;
+		r->mtime_ns = mtime;
+		r->origin = origin;
+		rc = row_insert(st, r, p->file.data ? p->file.data : "", p->file.len);
+		if (!rc && rev)
+			*rev = new_rev;
+		if (!rc && seq)
+			*seq = new_seq;
+		return rc;
+	}
 	sqlite3_stmt *s = stmt(st, S_REC_UPDATE);
 	if (!s)
 		return -EIO;
-	int64_t mtime = store_now_ns();
 	sqlite3_bind_int64(s, 1, r->id);
 	sqlite3_bind_int(s, 2, STORE_LIVE);
 	sqlite3_bind_blob(s, 3, p->file.data ? p->file.data : "", (int)p->file.len, SQLITE_STATIC);
@@ -2123,10 +2153,26 @@ int store_make_store(struct store *st, const struct store_path *path, const char
 	return store_txn_end(st, rc);
 }
 
+/* What a row says of its record, for a write's check. */
+static void state_of_row(const struct row *r, bool found, struct store_record_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	/* A pending (scratch) file is not a record yet: its last committed
+	 * state (rev > 0) was a delete. */
+	if (!found || r->rev == 0)
+		return;
+	out->exists = true;
+	out->live = r->state == STORE_LIVE;
+	out->rev = r->rev;
+	out->seq = r->seq;
+	out->row_id = r->id;
+}
+
 /* The core of store_put: writes record `key` of store `store_id`, inside
  * the caller's transaction. */
-int store_record_put(struct store *st, int64_t store_id, const json_t *key, const json_t *value,
-                     enum store_origin origin, int64_t *rev, int64_t *seq)
+int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+                     const json_t *value, enum store_origin origin, store_check_fn check,
+                     void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq)
 {
 	char why[160];
 	if (key_check(key, why, sizeof(why)) != 0) {
@@ -2141,22 +2187,27 @@ int store_record_put(struct store *st, int64_t store_id, const json_t *key, cons
 	int found = rc ? rc : row_by_name(st, store_id, name, &r);
 	if (rc == 0 && found != 0 && found != -ENOENT)
 		rc = found;
+	if (rc == 0 && check) {
+		struct store_record_state state;
+		state_of_row(&r, found == 0, &state);
+		if (now)
+			*now = state;
+		if (!check(check_ctx, &state))
+			rc = STORE_REFUSED;
+	}
 	struct prepared_value p;
 	bool prepared = false;
 	if (rc == 0) {
-		rc = prepare_value(st, store_id, canon, NULL, 0, value, &p);
+		rc = keypath ? prepare_value_keypath(st, keypath, canon, NULL, 0, value, &p)
+		             : prepare_value(st, store_id, canon, NULL, 0, value, &p);
 		prepared = rc == 0;
 	}
 	if (rc == 0 && found == -ENOENT) {
+		/* record_write makes the row. */
 		r.store_id = store_id;
-		r.state = STORE_LIVE;
 		r.name = strdup(name);
 		r.key = strdup(canon);
-		r.mtime_ns = store_now_ns();
-		r.origin = origin;
-		rc = r.name && r.key ? row_insert(st, &r, "", 0) : -ENOMEM;
-		if (rc == 0)
-			rc = store_touch(st, store_id, r.mtime_ns);
+		rc = r.name && r.key ? store_touch(st, store_id, store_now_ns()) : -ENOMEM;
 	}
 	if (rc == 0)
 		rc = record_write(st, &r, canon, r.rev, &p, origin, rev, seq);
@@ -2184,13 +2235,15 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 	int64_t store_id = 0;
 	rc = path_resolve(st, path, create_missing, &store_id);
 	if (rc == 0)
-		rc = store_record_put(st, store_id, key, value, origin, rev, seq);
+		rc = store_record_put(st, store_id, NULL, key, value, origin, NULL, NULL, NULL, rev,
+		                      seq);
 	return store_txn_end(st, rc);
 }
 
 /* The core of store_delete, inside the caller's transaction. */
 int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
-                        enum store_origin origin, int64_t *rev, int64_t *seq)
+                        enum store_origin origin, store_check_fn check, void *check_ctx,
+                        struct store_record_state *now, int64_t *rev, int64_t *seq)
 {
 	*seq = 0;
 	if (rev)
@@ -2205,6 +2258,17 @@ int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
 		return -ENOMEM;
 	struct row r;
 	int rc = row_by_name(st, store_id, name, &r);
+	if ((rc == 0 || rc == -ENOENT) && check) {
+		struct store_record_state state;
+		state_of_row(&r, rc == 0, &state);
+		if (now)
+			*now = state;
+		if (!check(check_ctx, &state)) {
+			row_free(&r);
+			free(name);
+			return STORE_REFUSED;
+		}
+	}
 	if (rc == 0 && r.state == STORE_LIVE) {
 		rc = unlink_row(st, &r, origin, seq);
 		if (rc == 0 && rev)
@@ -2235,7 +2299,7 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 	int64_t store_id = 0;
 	rc = path_resolve(st, path, false, &store_id);
 	if (rc == 0)
-		rc = store_record_delete(st, store_id, key, origin, NULL, seq);
+		rc = store_record_delete(st, store_id, key, origin, NULL, NULL, NULL, NULL, seq);
 	return store_txn_end(st, rc);
 }
 
@@ -2249,18 +2313,9 @@ int store_record_state(struct store *st, int64_t store_id, const json_t *key,
 		return -EINVAL;
 	struct row r;
 	int rc = row_by_name(st, store_id, name, &r);
-	if (rc == -ENOENT) {
+	if (rc == 0 || rc == -ENOENT) {
+		state_of_row(&r, rc == 0, out);
 		rc = 0;
-	} else if (rc == 0 && r.rev > 0) {
-		/* A pending (scratch) file is not a record yet: its last
-		 * committed state was a delete. */
-		out->exists = true;
-		out->live = r.state == STORE_LIVE;
-		out->rev = r.rev;
-		out->seq = r.seq;
-		if (out->live)
-			rc = store_read_file(st, store_ino(STORE_FILE, r.id), &out->content,
-			                     &out->content_len);
 	}
 	row_free(&r);
 	free(name);

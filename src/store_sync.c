@@ -618,7 +618,6 @@ static int generate_key(struct push *p, struct target *t, json_t **key)
 		json_t *k = json_integer(next);
 		struct store_record_state now;
 		rc = store_record_state(p->st, t->store_id, k, &now);
-		free(now.content);
 		if (!rc && !now.live) {
 			*key = k;
 			return advance_generator(p, t, k);
@@ -669,27 +668,31 @@ static int mutation_shape(struct push *p, size_t i, const json_t *m, const char 
 	return 0;
 }
 
-/* Whether `base` disagrees with the record's state. */
-static bool is_conflict(const json_t *base, const struct store_record_state *now)
+/* Whether the record's state is what `base` (the mutation's member, or
+ * NULL when absent) says the browser saw: the write may go on. */
+static bool base_agrees(void *ctx, const struct store_record_state *now)
 {
+	const json_t *base = ctx;
 	if (!base)
-		return false;
+		return true;
 	if (json_is_null(base))
-		return now->live;
-	return json_integer_value(base) != (now->exists ? now->rev : 0);
+		return !now->live;
+	return json_integer_value(base) == (now->exists ? now->rev : 0);
 }
 
-static json_t *conflict_answer(const char *id, const struct store_record_state *now)
+/* The answer to a mutation whose base disagrees: the record as it is. */
+static json_t *conflict_answer(struct store *st, const char *id,
+                               const struct store_record_state *now)
 {
-	json_t *value = json_null();
-	if (now->live && now->content) {
-		char why[160];
-		json_t *v = json_text_parse(now->content, now->content_len, why, sizeof(why));
-		if (v) {
-			json_decref(value);
-			value = v;
-		}
-	}
+	json_t *value = NULL;
+	char *content = NULL;
+	size_t len = 0;
+	if (now->live &&
+	    store_read_file(st, store_ino(STORE_FILE, now->row_id), &content, &len) == 0)
+		value = json_text_parse(content, len, NULL, 0);
+	free(content);
+	if (!value)
+		value = json_null();
 	return json_pack("{s:s, s:s, s:{s:I, s:o, s:b}}", "id", id, "status", "conflict", "current",
 	                 "rev", (json_int_t)(now->exists ? now->rev : 0), "value", value, "deleted",
 	                 !now->live);
@@ -733,34 +736,27 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 	} else if (!rc) {
 		key = json_incref((json_t *)given);
 	}
-	char why[160];
-	if (!rc && !generated && key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(p->st, "not a valid key: %s", why);
-		rc = -EINVAL;
-	}
 	struct store_record_state now = {0};
-	if (!rc)
-		rc = store_record_state(p->st, t->store_id, key, &now);
-	if (!rc && is_conflict(json_object_get(m, "base"), &now)) {
-		*answer = conflict_answer(id, &now);
+	json_t *base = json_object_get(m, "base");
+	int64_t rev = 0, seq = 0;
+	if (!rc && put) {
+		rc = store_record_put(p->st, t->store_id, t->keypath, key, value, ORIGIN_BROWSER,
+		                      base_agrees, base, &now, &rev, &seq);
+		if (!rc && !generated)
+			rc = advance_generator(p, t, key);
 	} else if (!rc) {
-		int64_t rev = 0, seq = 0;
-		if (put) {
-			rc = store_record_put(p->st, t->store_id, key, value, ORIGIN_BROWSER, &rev,
-			                      &seq);
-			if (!rc && !generated)
-				rc = advance_generator(p, t, key);
-		} else {
-			rc = store_record_delete(p->st, t->store_id, key, ORIGIN_BROWSER, &rev,
-			                         &seq);
-		}
-		if (!rc)
-			*answer = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "status", "ok", "rev",
-			                    (json_int_t)rev, "seq", (json_int_t)seq);
-		if (!rc && generated)
+		rc = store_record_delete(p->st, t->store_id, key, ORIGIN_BROWSER, base_agrees, base,
+		                         &now, &rev, &seq);
+	}
+	if (rc == STORE_REFUSED) {
+		rc = 0;
+		*answer = conflict_answer(p->st, id, &now);
+	} else if (!rc) {
+		*answer = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "status", "ok", "rev",
+		                    (json_int_t)rev, "seq", (json_int_t)seq);
+		if (*answer && generated)
 			json_object_set(*answer, "key", key);
 	}
-	free(now.content);
 	json_decref(key);
 	if (!rc && !*answer)
 		rc = -ENOMEM;

@@ -17,6 +17,12 @@ struct buf {
 	size_t max; /* the hard cap on len */
 };
 
+/* An empty buffer capped at `max` bytes, as buf_init makes it. */
+#define BUF_INIT(max_)                                                                             \
+	{                                                                                          \
+		.data = NULL, .len = 0, .cap = 0, .max = (max_)                                    \
+	}
+
 void buf_init(struct buf *b, size_t max);
 void buf_free(struct buf *b);
 /* Empties the buffer, keeping its allocation. */

@@ -46,7 +46,7 @@ def test_inline_key_must_agree_with_name(idb):
     users = idb.path("alice", "shop", "users")
     path = os.path.join(users, "5.json")
     assert write_and_close(path, b'{"id": 6}') == errno.EINVAL
-    assert "file name says 5" in idb.daemon.stderr()
+    assert "the record's key is 5" in idb.daemon.stderr()
     # A value without the key gets it added, and the kernel shows it.
     assert write_and_close(path, b'{"name": "x"}') == 0
     assert json.loads(open(path).read()) == {"name": "x", "id": 5}

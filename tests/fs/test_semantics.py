@@ -117,6 +117,45 @@ def test_created_json_stays_pending_until_valid(idb):
     assert idb.changes()[-1]["key"] == "new"
 
 
+def test_emptied_record_waits_for_valid_content(idb):
+    # `: > 1.json` truncates but writes nothing: empty is not a record, so
+    # nothing is committed; the file shows what was done to it until valid
+    # JSON is written, and the synced record keeps its value meanwhile.
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    path = os.path.join(idb.store, "1.json")
+    sh(": > 1.json", cwd=idb.store)
+    assert os.stat(path).st_size == 0
+    assert json.loads(idb.ctl("get", "alice/shop/orders", "1").stdout) == {"v": 1}
+    assert len(idb.changes()) == 1
+    sh("echo '{\"v\": 2}' >> 1.json", cwd=idb.store)
+    assert read_json(path) == {"v": 2}
+    assert [c["value"] for c in idb.changes()] == [{"v": 1}, {"v": 2}]
+
+
+def test_emptied_record_reverts_at_remount(idb):
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    sh(": > 1.json", cwd=idb.store)
+    idb.daemon.stop()
+    idb.daemon.start()
+    assert read_json(os.path.join(idb.store, "1.json")) == {"v": 1}
+
+
+def test_emptied_scratch_file_is_empty(idb):
+    sh("echo notes > notes.txt && : > notes.txt", cwd=idb.store)
+    assert open(os.path.join(idb.store, "notes.txt")).read() == ""
+    idb.daemon.stop()
+    idb.daemon.start()
+    assert open(os.path.join(idb.store, "notes.txt")).read() == ""
+
+
+def test_slow_writer_after_truncating_open(idb):
+    # `slow > 1.json`: the O_TRUNC comes long before the first write.
+    idb.ctl("put", "alice/shop/orders", "1", '{"value": "a long old value"}')
+    sh("(sleep 1; echo '[2]') > 1.json", cwd=idb.store)
+    assert read_json(os.path.join(idb.store, "1.json")) == [2]
+    assert idb.changes()[-1]["value"] == [2]
+
+
 def test_fsync_commits_and_syncs(idb):
     path = os.path.join(idb.store, "1.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)

@@ -51,6 +51,24 @@ def test_grep_find_jq(idb):
     assert int(total) == sum(range(20))
 
 
+def test_grep_many_records_right_after_mount(idb, tmp_path):
+    # The kernel reads ahead asynchronously and may close a file (RELEASE on
+    # another daemon thread) while the daemon is still returning from the
+    # READ reply: this once crashed the daemon on the first grep after mount.
+    lines = tmp_path / "many.jsonl"
+    with open(lines, "w") as f:
+        for i in range(3000):
+            f.write(json.dumps({"key": i, "value": {"n": i, "pad": "x" * 300,
+                    "tag": "even" if i % 2 == 0 else "odd"}}) + "\n")
+    idb.ctl("import", "alice/shop/orders", str(lines))
+    idb.daemon.stop()
+    idb.daemon.start()
+    for _ in range(2):
+        out = sh("grep -rc even .", cwd=idb.store).stdout.splitlines()
+        assert len(out) == 3000
+        assert sum(int(line.rsplit(":", 1)[1]) for line in out) == 1500
+
+
 def test_echo_redirect_and_tee_append(idb):
     sh("echo '{\"a\": 1}' > 5.json", cwd=idb.store)
     assert json.loads(open(os.path.join(idb.store, "5.json")).read()) == {"a": 1}

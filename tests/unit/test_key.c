@@ -484,6 +484,8 @@ static void test_stem_examples(void **state)
 	check_example("[{\"~d\":\"2026-01-02T03:04:05.000Z\"}]",
 	              "~a[{\"~d\":\"2026-01-02T03:04:05.000Z\"}]");
 	check_example("[\"caf\xc3\xa9\",[\"\\u0000\"]]", "~a[\"caf\xc3\xa9\",[\"\\u0000\"]]");
+	/* Control characters as JSON.stringify writes them: lower-case hex. */
+	check_example("[\"\\u001f\"]", "~a[\"\\u001f\"]");
 }
 
 static void test_decoded_forms(void **state)
@@ -642,7 +644,7 @@ static void test_rejected_stems(void **state)
 	        "~a[\"%2f\"]",     /* lower-case escape */
 	        "~a[\"%\"]",       /* raw percent */
 	        "~a[\"\\u00e9\"]", /* escaped non-ASCII */
-	        "~a[\"\\u001f\"]", /* lower-case hex in JSON */
+	        "~a[\"\\u001F\"]", /* upper-case hex in JSON */
 	        "~a[\"\\/\"]",     /* needless escape */
 	        "~a[null]",
 	        "~a[true]",

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""bench_sync.py - on-demand benchmark of the sync endpoint's ingest rate.
+
+Not part of the test suite (not registered with ctest). Run as root (it
+mounts), after building:
+
+    /usr/bin/python3 tests/bench/bench_sync.py [--mutations 100000]
+        [--batch 1000] [--connections 1] [--build build]
+
+What it does:
+  1. Starts a real daemon (fresh data directory and mount, HTTP on a free
+     loopback port), makes a client and a store with out-of-line keys.
+  2. Makes --mutations puts of ~400-byte JSON values (ids, names, a nested
+     object, an array, free text), encodes them as /v1/push bodies of
+     --batch mutations before the clock starts, then sends them over
+     --connections keep-alive connections and times until the last answer
+     (every answer is checked: status 200, one "ok" result per mutation).
+  3. Compiles tests/bench/sqlite_loop.c (cc -O2 -lsqlite3) and runs it on
+     the same values: a plain C loop inserting the same rows (record +
+     change row) 1,000 per transaction, with the store's settings.
+  4. Measures the time from a change on the mount to its event on
+     /v1/events (median and max over --latency-samples changes).
+  5. Prints a markdown table. Target: >= 70,000 mutations/s through
+     /v1/push; event latency within 100 ms.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORDS = ("amber basil cedar delta ember fjord grove harbor indigo juniper kestrel "
+         "lumen meadow nectar orchid pepper quartz river saffron timber umber "
+         "velvet willow xenon yarrow zephyr").split()
+
+
+def make_value(i, rng):
+    """About 400 bytes of compact JSON."""
+    return {
+        "id": i,
+        "name": " ".join(rng.choice(WORDS) for _ in range(3)),
+        "customer": {"email": "user%d@example.com" % rng.randrange(10000),
+                     "tier": rng.choice(["gold", "silver", "bronze"]),
+                     "since": "2025-%02d-%02dT10:00:00.000Z" % (rng.randint(1, 12),
+                                                                rng.randint(1, 28))},
+        "items": [{"sku": "SKU-%05d" % rng.randrange(99999), "qty": rng.randint(1, 9),
+                   "price": round(rng.random() * 100, 2)} for _ in range(3)],
+        "note": " ".join(rng.choice(WORDS) for _ in range(12)),
+        "paid": rng.random() < 0.5,
+    }
+
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
+class Daemon:
+    def __init__(self, build, data, mnt, log):
+        self.args = [os.path.join(build, "idbmount"), "-f", "--data", data,
+                     "--listen", "127.0.0.1:0", mnt]
+        self.mnt, self.log_path = mnt, log
+
+    def __enter__(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while True:
+            with open(self.log_path) as f:
+                m = re.search(r"\(port (\d+)\)", f.read())
+            if m and is_mounted(self.mnt):
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("idbmount did not start: " + open(self.log_path).read())
+            time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        subprocess.run(["fusermount3", "-u", self.mnt], check=False)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def post(conn, path, body, token):
+    conn.request("POST", path, body=body, headers={"Authorization": "Bearer " + token,
+                                                   "Content-Type": "application/json"})
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit("%s: %d %s" % (path, r.status, data[:300]))
+    return json.loads(data)
+
+
+def bench_push(port, token, bodies, batch, connections):
+    chunks = [bodies[i::connections] for i in range(connections)]
+    errors = []
+
+    def send(mine):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            for body in mine:
+                results = post(conn, "/v1/push", body, token)["results"]
+                if len(results) != batch or any(r["status"] != "ok" for r in results):
+                    errors.append(results[:3])
+        except BaseException as e:  # reported below
+            errors.append(repr(e))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in chunks]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    if errors:
+        raise SystemExit("push failed: %r" % errors[:3])
+    return elapsed
+
+
+def bench_c_loop(tmp, values_path, n):
+    exe = os.path.join(tmp, "sqlite_loop")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(REPO, "tests", "bench", "sqlite_loop.c"),
+                    "-lsqlite3"], check=True)
+    out = subprocess.run([exe, os.path.join(tmp, "loop.db"), str(n), values_path], check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[1])
+
+
+def bench_event_latency(port, token, mnt_store, samples):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    # since=0: the stream first announces what is there already.
+    s.sendall(("GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+               % token).encode())
+    got = b""
+    while b"event: change" not in got:
+        got += s.recv(4096)
+    lat = []
+    for i in range(samples):
+        got = b""
+        t0 = time.monotonic()
+        with open(os.path.join(mnt_store, "lat%d.json" % i), "w") as f:
+            f.write('{"i": %d}\n' % i)
+        while b"event: change" not in got:
+            got += s.recv(4096)
+        lat.append((time.monotonic() - t0) * 1000)
+        time.sleep(0.02)
+    s.close()
+    return lat
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mutations", type=int, default=100000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--latency-samples", type=int, default=50)
+    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    tmp = tempfile.mkdtemp(prefix="bench_sync.")
+    rng = random.Random(1)
+    values = [make_value(i, rng) for i in range(a.mutations)]
+    values_path = os.path.join(tmp, "values.jsonl")
+    with open(values_path, "w") as f:
+        for v in values:
+            f.write(json.dumps(v, separators=(",", ":")) + "\n")
+    avg = os.path.getsize(values_path) / a.mutations
+    bodies = []
+    for start in range(0, a.mutations, a.batch):
+        muts = [{"id": "m%d" % i, "db": "shop", "store": "orders", "key": i, "op": "put",
+                 "value": values[i], "base": None}
+                for i in range(start, min(start + a.batch, a.mutations))]
+        bodies.append(json.dumps({"mutations": muts}, separators=(",", ":")))
+    data, mnt = os.path.join(tmp, "data"), os.path.join(tmp, "mnt")
+    ctl = os.path.join(build, "idbmountctl")
+    token = subprocess.run([ctl, "--data", data, "client", "add", "bench"], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    try:
+        with Daemon(build, data, mnt, os.path.join(tmp, "daemon.log")) as d:
+            conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=60)
+            post(conn, "/v1/schema", json.dumps({"db": "shop", "version": 1,
+                                                 "stores": [{"name": "orders"}]}), token)
+            conn.close()
+            push_s = bench_push(d.port, token, bodies, a.batch, a.connections)
+            lat = bench_event_latency(d.port, token, os.path.join(mnt, "bench", "shop", "orders"),
+                                      a.latency_samples)
+        loop_s = bench_c_loop(tmp, values_path, a.mutations)
+    finally:
+        if is_mounted(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", mnt], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    push_rate, loop_rate = a.mutations / push_s, a.mutations / loop_s
+    print()
+    print("Sync endpoint ingest: %d puts of ~%d-byte values, %d per push, %d connection(s); "
+          "%d CPUs" % (a.mutations, avg, a.batch, a.connections, os.cpu_count()))
+    print()
+    print("| what | mutations | seconds | per second | vs C loop |")
+    print("|---|---:|---:|---:|---:|")
+    print("| POST /v1/push (HTTP, JSON, checks, pretty files, change log) | %d | %.2f | %.0f | "
+          "%.2f |" % (a.mutations, push_s, push_rate, push_rate / loop_rate))
+    print("| plain C loop into SQLite (record + change row, 1,000/txn) | %d | %.2f | %.0f | "
+          "1.00 |" % (a.mutations, loop_s, loop_rate))
+    print()
+    print("Target >= 70,000 mutations/s through /v1/push: %s" %
+          ("met" if push_rate >= 70000 else "NOT met"))
+    print("Mount change -> /v1/events event: median %.1f ms, max %.1f ms over %d changes "
+          "(target 100 ms): %s" % (statistics.median(lat), max(lat), len(lat),
+                                   "met" if max(lat) <= 100 else "NOT met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
