@@ -734,10 +734,12 @@ function done(req) {
 	});
 }
 
+/* Resolves when `tx` commits, rejects with its error when it aborts (a
+ * request's error event comes first, while tx.error is still null, so
+ * only the abort is listened to). */
 function finished(tx) {
 	return new Promise((resolve, reject) => {
 		tx.addEventListener('complete', () => resolve());
-		tx.addEventListener('error', () => reject(tx.error));
 		tx.addEventListener('abort', () => reject(tx.error || new DOMException('transaction aborted', 'AbortError')));
 	});
 }
@@ -1265,10 +1267,20 @@ export class Sync extends EventTarget {
 	/* Number of keys with a write not yet acknowledged (pending or
 	 * rejected). */
 	async outboxLength() {
-		const db = await this.connection();
-		if (!db) return 0;
-		const tx = db.transaction([JOURNAL, OUTBOX], 'readonly');
-		return (await pendingWrites(tx)).size;
+		return this.reading(async db => (db ? (await pendingWrites(db.transaction([JOURNAL, OUTBOX], 'readonly'))).size : 0));
+	}
+
+	/* Runs fn(connection) for a read; once more on a fresh connection when
+	 * the old one was closing (another connection's upgrade, a page being
+	 * torn down). */
+	async reading(fn) {
+		try {
+			return await fn(await this.connection());
+		} catch (err) {
+			if (!err || err.name !== 'InvalidStateError') throw err;
+			this.db = null;
+			return fn(await this.connection());
+		}
 	}
 
 	/* recordState(store, key) -> "pending" | "rejected" | "synced" |
@@ -1287,8 +1299,10 @@ export class Sync extends EventTarget {
 	/* recordStates(store) -> Map of canonical-key JSON -> state, for every
 	 * key with a pending write or a known revision (for lists in a UI). */
 	async recordStates(storeName, onlyKey) {
-		const db = await this.connection();
-		if (!db) return new Map();
+		return this.reading(db => (db ? this.readStates(db, storeName, onlyKey) : new Map()));
+	}
+
+	async readStates(db, storeName, onlyKey) {
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS], 'readonly');
 		const range = onlyKey === undefined ? rangeOfStore(storeName) : [storeName, onlyKey];
 		const [pending, rKeys, rVals] = await Promise.all([
@@ -1460,11 +1474,8 @@ export class Sync extends EventTarget {
 			}
 		} finally {
 			await events.catch(() => {});
+			/* The connection stays: this tab still shows states. */
 			this.setState({ leader: false, syncing: false });
-			if (this.db) {
-				this.db.close();
-				this.db = null;
-			}
 		}
 	}
 
@@ -1511,6 +1522,9 @@ export class Sync extends EventTarget {
 		if (!info.exists) return null;
 		const raw = rawOf(await openRequest(indexedDB.open(this.database)));
 		this.schemaSent = false; /* a new connection may see new stores */
+		raw.onclose = () => {
+			if (this.db === raw) this.db = null;
+		};
 		raw.onversionchange = () => {
 			raw.close();
 			if (this.db === raw) this.db = null;
@@ -1900,6 +1914,7 @@ export class Sync extends EventTarget {
 		const pendingNow = pendingWrites(tx); /* local writes wait: the push decides */
 		const applied = [];
 		const decoded = [];
+		let quota = null;
 		for (const c of changes) {
 			try {
 				decoded.push({ c, key: decodeKey(c.key), value: c.op === 'put' ? decodeValue(c.value) : undefined });
@@ -1928,13 +1943,25 @@ export class Sync extends EventTarget {
 				else if (store.keyPath === null) native.put.call(store, d.value, d.key);
 				else native.put.call(store, d.value);
 			} catch (err) {
-				/* e.g. a value without the store's inline key: report, go on */
+				if (err && err.name === 'QuotaExceededError') {
+					quota = err;
+					return;
+				}
+				/* e.g. a value without the store's inline key: it can never be
+				 * stored here; report it and go on */
 				this.reportError(new SyncError('client', `server change ${d.c.store}/${JSON.stringify(d.c.key)} does not fit this store: ${err.message}`));
 				return;
 			}
 			native.put.call(revs, { rev: d.c.rev, seq: d.c.seq, deleted: d.c.op === 'delete' }, k);
 			applied.push({ store: d.c.store, key: d.key, op: d.c.op, rev: d.c.rev, seq: d.c.seq });
 		});
+		if (quota) {
+			/* Nothing of this page is kept, the checkpoint stays: the same
+			 * changes are pulled again once there is room. */
+			tx.abort();
+			await end.catch(() => {});
+			throw classifyLocalError(quota);
+		}
 		native.put.call(meta, checkpoint, 'checkpoint');
 		if (delivered !== null && delivered !== undefined) native.put.call(meta, delivered, 'delivered');
 		try {

@@ -6,12 +6,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { Daemon, eventually } from './daemon.mjs';
 
 const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
-const ARTIFACTS = process.env.IDBMOUNT_WEB_ARTIFACTS || path.join(process.cwd(), 'artifacts');
+const ARTIFACTS = process.env.IDBMOUNT_WEB_ARTIFACTS || path.join(os.tmpdir(), 'idbmount-web-artifacts');
 
 let d;
 let token;
@@ -23,6 +24,12 @@ before(async () => {
 	token = d.addClient('alice');
 	carolToken = d.addClient('carol');
 	await d.start();
+	// The daemon embeds src/web at build time: a stale build tests old code.
+	for (const [url, file] of [['/idbmount.js', 'idbmount.js'], ['/', 'demo.html']]) {
+		const served = await (await fetch(d.url + url)).text();
+		assert.equal(served, fs.readFileSync(new URL(`../../src/web/${file}`, import.meta.url), 'utf8'),
+			`${url} is not src/web/${file}: rebuild (cmake --build) before testing`);
+	}
 	browser = await chromium.launch({
 		executablePath: CHROMIUM,
 		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
@@ -37,7 +44,7 @@ after(async () => {
 /* Opens the demo page in `context` and waits until its sync is running. */
 async function demoPage(context, { leader = true, as = token } = {}) {
 	const page = await context.newPage();
-	page.on('pageerror', err => console.error('page error:', err.message));
+	page.on('pageerror', err => console.error('page error:', err.stack));
 	await page.goto(`${d.url}/#token=${as}`);
 	await page.waitForFunction(() => window.demo && window.demo.sync);
 	if (leader) await page.waitForFunction(() => window.demo.sync.state.leader);
@@ -152,6 +159,24 @@ test('two tabs writing at once lose and duplicate nothing', async () => {
 	await context.close();
 });
 
+test('a hidden tab lets go of sync and another tab takes over', async () => {
+	const context = await browser.newContext();
+	const a = await demoPage(context);
+	const b = await demoPage(context, { leader: false });
+	assert.equal(await b.evaluate(() => window.demo.sync.state.leader), false);
+	// Headless pages are always visible: make A's document say hidden.
+	await a.evaluate(() => {
+		Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+		document.dispatchEvent(new Event('visibilitychange'));
+	});
+	await b.waitForFunction(() => window.demo.sync.state.leader);
+	await a.waitForFunction(() => !window.demo.sync.state.leader);
+	// A still captures; B ships it.
+	await a.evaluate(() => window.demo.db.put('notes', 'written in the hidden tab', 'hidden-write'));
+	await eventually(() => fs.existsSync(notes('hidden-write.json')), 'the hidden tab\'s write, shipped by the other');
+	await context.close();
+});
+
 test('the same record changed on the mount and in the page ends as the policy says (server wins)', async () => {
 	const context = await browser.newContext();
 	const page = await demoPage(context);
@@ -233,7 +258,7 @@ window.app = {
 test('drop-in capture works on a small app written against raw IndexedDB', async () => {
 	const context = await browser.newContext();
 	const page = await context.newPage();
-	page.on('pageerror', err => console.error('page error:', err.message));
+	page.on('pageerror', err => console.error('page error:', err.stack));
 	await page.goto(`${d.url}/healthz`); /* any page of the daemon's origin */
 	await page.setContent(RAW_APP.replace('TOKEN', JSON.stringify(token)));
 	await page.waitForFunction(() => window.app && window.sync);

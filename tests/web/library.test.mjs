@@ -363,3 +363,10 @@ test('backoff grows exponentially with jitter up to its cap, and resets', () => 
 	b.reset();
 	assert.ok(b.next() <= 100);
 });
+
+test('the .d.ts declares every export of the module', async () => {
+	const dts = (await import('node:fs')).readFileSync(new URL('../../src/web/idbmount.d.ts', import.meta.url), 'utf8');
+	const declared = new Set([...dts.matchAll(/^export (?:declare )?(?:function|class|const|type|interface) (\w+)/gm)].map(m => m[1]));
+	const missing = Object.keys(idbm).filter(name => name !== 'internals' && !declared.has(name));
+	assert.deepEqual(missing, []);
+});
