@@ -171,3 +171,29 @@ json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len)
 		         error.text);
 	return v;
 }
+
+int json_text_unindent(struct buf *out, const char *text, size_t len)
+{
+	size_t run = 0; /* start of the pending run of kept bytes */
+	bool in_string = false;
+	int rc = 0;
+	for (size_t i = 0; i < len && !rc; i++) {
+		char c = text[i];
+		if (in_string) {
+			if (c == '\\')
+				i++; /* the escaped byte cannot end the string */
+			else if (c == '"')
+				in_string = false;
+			continue;
+		}
+		if (c == '"') {
+			in_string = true;
+		} else if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+			rc = buf_append(out, text + run, i - run);
+			run = i + 1;
+		}
+	}
+	if (!rc && run < len)
+		rc = buf_append(out, text + run, len - run);
+	return rc;
+}

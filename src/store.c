@@ -1028,13 +1028,19 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 	}
 	bool changed = false;
 	int rc = keypath_apply(st, keypath, key, value, &changed);
+	bool pretty = false;
 	if (!rc && text && !changed) {
 		rc = buf_append(&out->file, text, len);
 	} else if (!rc) {
 		rc = json_text_pretty(&out->file, value);
 		out->rewritten = text != NULL;
+		pretty = true;
 	}
-	if (!rc)
+	/* Our own pretty text unindents to the compact form; text written
+	 * through the mount is written anew (its numbers may be "1.50"). */
+	if (!rc && pretty)
+		rc = json_text_unindent(&out->compact, out->file.data, out->file.len);
+	else if (!rc)
 		rc = json_text_compact(&out->compact, value);
 	if (rc == -EFBIG)
 		store_set_error(st, "record is over the cap of %zu bytes", st->max_record);

@@ -21,6 +21,12 @@ int json_text_compact(struct buf *out, const json_t *value);
  * form of a record file written by the daemon. */
 int json_text_pretty(struct buf *out, const json_t *value);
 
+/* Appends the JSON text `text` (len bytes) without the whitespace between
+ * tokens. Given json_text_pretty's output it appends exactly what
+ * json_text_compact writes for the same value, without walking the value
+ * and formatting its numbers again. */
+int json_text_unindent(struct buf *out, const char *text, size_t len);
+
 /* Appends `s` (len bytes) as a JSON string literal. */
 int json_text_string(struct buf *out, const char *s, size_t len);
 
