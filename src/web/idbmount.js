@@ -1774,9 +1774,13 @@ export class Sync extends EventTarget {
 		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
 		const last = batch.journalKeys.length ? batch.journalKeys[batch.journalKeys.length - 1] : null;
-		/* Keys written again since the batch was read, and markers as they are now. */
+		/* Keys written again since the batch was read matter only for the
+		 * rare outcomes (rejected, conflict, unanswered): read the newer
+		 * journal records only then, since while an app writes fast they
+		 * can be many. Markers are read as they are now. */
+		const rare = acks.some(a => a.rejected) || conflicts.length > 0 || answered.size < batch.length;
 		const [newer, markersNow] = await Promise.all([
-			last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
+			!rare ? [] : last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
 			Promise.all(batch.map(m => (m.marker !== undefined ? done(outbox.get([m.store, m.key])) : undefined))),
 		]);
 		const rewritten = new Set();
