@@ -29,23 +29,25 @@ done
 
 # What building needs: the compiler, CMake, and the libraries CMakeLists.txt
 # asks pkg-config for (fuse3, sqlite3, jansson, libcrypto; curl, microhttpd
-# and inih for the HTTP endpoint, the sinks and the config file), plus fuse3
-# for fusermount3.
+# and inih for the HTTP endpoint, the sinks and the config file; zlib for the
+# webhdfs sink's gzip), plus fuse3 for fusermount3.
 build_packages=(
 	build-essential cmake pkg-config
 	libfuse3-dev fuse3
 	libsqlite3-dev libjansson-dev libssl-dev
-	libcurl4-openssl-dev libmicrohttpd-dev libinih-dev
+	libcurl4-openssl-dev libmicrohttpd-dev libinih-dev zlib1g-dev
 )
 
 # What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
 # a real mount, and every tool those suites run on the mount (getfattr/
-# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps).
+# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
+# openssl makes the self-signed certificate of the HTTPS test (tests/sync).
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux
+	openssl
 )
 
 # Browser tests (tests/web): node runs them, npm installs their two npm
@@ -71,8 +73,15 @@ as_root() {
 	fi
 }
 
-# installed PACKAGE: true when dpkg knows PACKAGE as installed.
+# installed PACKAGE: true when dpkg knows PACKAGE as installed. node and npm
+# count as installed when their commands run: a machine may have Node.js
+# from NodeSource, whose nodejs package carries npm and conflicts with
+# Debian's npm package.
 installed() {
+	case "$1" in
+	nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
+	npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+	esac
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
 }
 

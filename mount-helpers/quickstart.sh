@@ -7,9 +7,12 @@
 # directory ($IDBMOUNT_DATA, else ~/.local/share/idbmount), creates a demo
 # client `demo` with a few records the first time (its token is printed once
 # and kept in DATADIR/demo.token, mode 600), then runs idbmount in the
-# foreground at MOUNTPOINT (default /mnt/idb). Ctrl-C, SIGTERM or
+# foreground at MOUNTPOINT (default /mnt/idb), serving the sync endpoint and
+# the demo page on http://127.0.0.1:8750/ (the address to open, with the demo
+# client's token in it, is printed). Ctrl-C, SIGTERM or
 # `fusermount3 -u MOUNTPOINT` unmounts it. Options after MOUNTPOINT go to
-# idbmount, e.g. `quickstart.sh /mnt/idb -o cache=auto`.
+# idbmount, e.g. `quickstart.sh /mnt/idb -o cache=auto` or `--listen
+# 0.0.0.0:8750` to open the demo from another machine.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,6 +75,11 @@ if findmnt -rn --mountpoint "$mountpoint" >/dev/null 2>&1; then
 fi
 mkdir -p -- "$mountpoint"
 
+listen=${IDBMOUNT_LISTEN:-127.0.0.1:8750}
 echo "quickstart: mounting $data at $mountpoint; Ctrl-C (or fusermount3 -u $mountpoint) stops it"
+if [ -f "$token_file" ]; then
+	echo "quickstart: the demo page (a small app syncing its IndexedDB here):"
+	echo "  http://$listen/#token=$(cat "$token_file")"
+fi
 echo "quickstart: try  ls $mountpoint/demo/shop/orders  and  cat $mountpoint/demo/shop/orders/1.json"
 exec "$idbmount" -f --data "$data" "$@" "$mountpoint"

@@ -53,6 +53,8 @@
  * unlinked temp file in $TMPDIR. On a terminal both passes draw a progress
  * bar on stderr (bytes, lines, rate; at most 10 redraws a second).
  */
+#include "ctl_sinks.h"
+
 #include "idbmount/buf.h"
 #include "idbmount/changeline.h"
 #include "idbmount/datadir.h"
@@ -157,6 +159,7 @@ static void usage(FILE *out)
 	        "                                  {\"key\":K,\"value\":V}, {\"key\":K,\"op\":"
 	        "\"delete\"},\n"
 	        "                                  change lines, or records with an inline key\n"
+	        "%s"
 	        "\n"
 	        "KEY is an IndexedDB key as JSON in tagged form: 5, \"alice\",\n"
 	        "{\"~d\":\"2026-01-02T03:04:05.000Z\"}, {\"~b\":\"AAEC\"}, [\"u1\",7].\n"
@@ -167,7 +170,8 @@ static void usage(FILE *out)
 	        "               $XDG_DATA_HOME/idbmount, else ~/.local/share/idbmount)\n"
 	        "  -h, --help   this text\n"
 	        "\n"
-	        "exit status: 0 ok, 1 the operation failed, 2 usage error\n");
+	        "exit status: 0 ok, 1 the operation failed, 2 usage error\n",
+	        ctl_sinks_usage);
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -1606,10 +1610,22 @@ struct command {
 	int (*run)(struct ctl *c, int argc, char **argv);
 };
 
+/* The sink commands live in ctl_sinks.c. */
+static int cmd_sink(struct ctl *c, int argc, char **argv)
+{
+	return ctl_sink_command(c->datadir, argc, argv);
+}
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+	return ctl_status_command(c->datadir, argc, argv);
+}
+
 static const struct command commands[] = {
         {"client", cmd_client}, {"pipeline", cmd_pipeline}, {"mkstore", cmd_mkstore},
         {"put", cmd_put},       {"get", cmd_get},           {"rm", cmd_rm},
         {"ls", cmd_ls},         {"log", cmd_log},           {"import", cmd_import},
+        {"sink", cmd_sink},     {"status", cmd_status},
 };
 
 int main(int argc, char **argv)

@@ -15,10 +15,12 @@
  * What a stream sends:
  *   retry: 2000                      once, first (reconnect after 2 s)
  *   : connected                      once, first: the stream is registered
- *   id: SEQ / event: change / data: {"seq":SEQ}
+ *   id: SEQ / event: change / data: {"seq":SEQ[,"delivered":D]}
  *                                    when the client's last change passes
- *                                    what was announced; bursts coalesce
- *                                    into one event with the latest seq
+ *                                    what was announced, or when every
+ *                                    pipeline has taken more (D, as in
+ *                                    pull); bursts coalesce into one event
+ *                                    with the latest seq
  *   : keep-alive                     after keepalive_s without output
  * The start is ?since=SEQ (or the Last-Event-ID a reconnecting EventSource
  * sends, whichever is later): a change already past it is announced at once.
@@ -46,6 +48,7 @@ struct stream {
 	size_t out_len, out_off;
 	int64_t last_output_ms;
 	bool keepalive_due;
+	bool delivered_due; /* ev->delivered rose since the last event */
 	bool suspended;
 	bool closing;
 };
@@ -63,6 +66,7 @@ struct http_events {
 	struct stream *streams;
 	long count;
 	int64_t seen_seq;
+	int64_t delivered; /* every pipeline has taken the changes up to it */
 };
 
 static int64_t monotonic_ms(void)
@@ -166,6 +170,16 @@ static void *events_main(void *arg)
 				ev->seen_seq = high;
 			else
 				ev->changed = true; /* busy or failing: try again */
+			int64_t lowest = 0, highest = 0;
+			bool rose = store_sinks_taken(ev->st, &lowest, &highest) == 0 &&
+			            highest > 0 && lowest > ev->delivered;
+			if (rose) {
+				ev->delivered = lowest;
+				for (struct stream *s = ev->streams; s; s = s->next) {
+					s->delivered_due = true;
+					stream_wake(s, &rl);
+				}
+			}
 		}
 		int64_t now = monotonic_ms();
 		for (struct stream *s = ev->streams; s; s = s->next) {
@@ -208,6 +222,9 @@ int http_events_start(struct http *h, struct watch *watch)
 	ev->seen_seq = store_last_seq(ev->st);
 	if (ev->seen_seq < 0)
 		ev->seen_seq = 0;
+	int64_t taken_highest = 0;
+	if (store_sinks_taken(ev->st, &ev->delivered, &taken_highest) != 0 || taken_highest == 0)
+		ev->delivered = 0;
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
 	pthread_cond_init(&ev->gone, NULL);
@@ -287,11 +304,20 @@ long http_events_count(struct http *h)
 static void stream_next(struct stream *s)
 {
 	int n = 0;
-	if (s->latest > s->announced) {
-		n = snprintf(s->out, sizeof(s->out),
-		             "id: %lld\nevent: change\ndata: {\"seq\":%lld}\n\n",
-		             (long long)s->latest, (long long)s->latest);
+	if (s->latest > s->announced || s->delivered_due) {
+		if (s->ev->delivered > 0)
+			n = snprintf(
+			        s->out, sizeof(s->out),
+			        "id: %lld\nevent: change\ndata: {\"seq\":%lld,\"delivered\":%lld}"
+			        "\n\n",
+			        (long long)s->latest, (long long)s->latest,
+			        (long long)s->ev->delivered);
+		else
+			n = snprintf(s->out, sizeof(s->out),
+			             "id: %lld\nevent: change\ndata: {\"seq\":%lld}\n\n",
+			             (long long)s->latest, (long long)s->latest);
 		s->announced = s->latest;
+		s->delivered_due = false;
 	} else if (s->keepalive_due) {
 		n = snprintf(s->out, sizeof(s->out), ": keep-alive\n\n");
 	}

@@ -18,6 +18,7 @@
 #include "idbmount/buf.h"
 #include "idbmount/http.h"
 #include "idbmount/store.h"
+#include "idbmount/store_sinks.h"
 #include "idbmount/store_sync.h"
 
 #include <microhttpd.h>

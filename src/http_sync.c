@@ -6,7 +6,7 @@
  *   push    {results:[{id, status:"ok", rev, seq[, key]} |
  *                     {id, status:"conflict", current:{rev, value, deleted}}]}
  *   pull    {changes:[{db, store, key, op, value, rev, seq, origin}],
- *            checkpoint, more, epoch}
+ *            checkpoint, more, epoch[, delivered]}
  * A pull's change has no value for a delete (as in the change line); the
  * epoch changes only when the data directory is made anew, so a browser
  * that sees another epoch knows its checkpoint means nothing here.
@@ -192,8 +192,15 @@ enum MHD_Result http_sync_pull(struct http_request *r)
 	if (!rc)
 		rc = o.rc;
 	if (!rc)
-		rc = buf_printf(&b, "],\"checkpoint\":%lld,\"more\":%s,\"epoch\":\"%s\"}\n",
+		rc = buf_printf(&b, "],\"checkpoint\":%lld,\"more\":%s,\"epoch\":\"%s\"",
 		                (long long)checkpoint, more ? "true" : "false", store_epoch(st));
+	/* Delivered (DESIGN.md "Sinks"): every change up to this seq has been
+	 * taken by every pipeline the daemon ships to. Absent without sinks. */
+	int64_t taken_lowest = 0, taken_highest = 0;
+	if (!rc && store_sinks_taken(st, &taken_lowest, &taken_highest) == 0 && taken_highest > 0)
+		rc = buf_printf(&b, ",\"delivered\":%lld", (long long)taken_lowest);
+	if (!rc)
+		rc = buf_append_str(&b, "}\n");
 	enum MHD_Result res = rc ? http_reply_store_error(r, st, rc)
 	                         : http_reply(r, MHD_HTTP_OK, "application/json", b.data, b.len);
 	buf_free(&b);

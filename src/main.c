@@ -4,7 +4,7 @@
  *   idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT|none]
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
  *            [--max-body BYTES] [--http-timeout SECONDS]
- *            [--keepalive SECONDS] [-o OPTIONS] MOUNTPOINT
+ *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS] MOUNTPOINT
  *
  * The daemon serves the mount and the sync endpoint (src/http*.c) from one
  * process; both follow the store through one watch thread (watch.h). The
@@ -13,13 +13,21 @@
  * the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * listen=) are
- * consumed here, the rest (allow_other, default_permissions, fsname=, ...)
- * go to libfuse, which refuses what it does not know. allow_other is only
- * accepted together with default_permissions, so that the kernel checks
- * file modes for the other users.
+ * private_writes, listen=) are consumed here, the rest (allow_other,
+ * default_permissions, fsname=, ...) go to libfuse, which refuses what it
+ * does not know. allow_other is only accepted together with
+ * default_permissions, so that the kernel checks file modes for the other
+ * users.
+ *
+ * --config FILE names the sinks (config.h); it is read and every sink is
+ * built before mounting, so a bad file stops the daemon at once with
+ * "FILE:LINE: ..." on stderr. The flusher's threads start in the serving
+ * process once the mount is up and stop after the FUSE loop ends, having
+ * delivered what was ready (flusher.h).
  */
+#include "idbmount/config.h"
 #include "idbmount/datadir.h"
+#include "idbmount/flusher.h"
 #include "idbmount/fs.h"
 #include "idbmount/http.h"
 #include "idbmount/store.h"
@@ -57,6 +65,9 @@ static void usage(FILE *out)
 	        "      --max-body BYTES    largest request body (default 32M)\n"
 	        "      --http-timeout SECONDS  close idle or stalled connections (default 30)\n"
 	        "      --keepalive SECONDS     comment on quiet event streams (default 15)\n"
+	        "      --config FILE   sinks to ship every change to (INI: one\n"
+	        "                      [sink NAME] section each; 'idbmountctl sink list'\n"
+	        "                      shows the types and their keys); default: none\n"
 	        "  -o OPTIONS          comma-separated mount options:\n"
 	        "      cache=never|auto|always   kernel caching (default always)\n"
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
@@ -142,6 +153,10 @@ static bool parse_mount_options(struct options *o, const char *list)
 			}
 			continue;
 		}
+		if (strcmp(opt, "private_writes") == 0) {
+			o->fs.private_writes = true;
+			continue;
+		}
 		if (strncmp(opt, "listen=", 7) == 0) {
 			/* For fstab lines and mount -t, which pass only -o. */
 			if (snprintf(o->listen, sizeof(o->listen), "%s", opt + 7) >=
@@ -149,10 +164,6 @@ static bool parse_mount_options(struct options *o, const char *list)
 				fprintf(stderr, "idbmount: %s: too long\n", opt);
 				ok = false;
 			}
-			continue;
-		}
-		if (strcmp(opt, "private_writes") == 0) {
-			o->fs.private_writes = true;
 			continue;
 		}
 		if (strncmp(opt, "threads=", 8) == 0) {
@@ -191,6 +202,7 @@ int main(int argc, char **argv)
 		OPT_MAX_BODY,
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
+		OPT_CONFIG,
 	};
 	static const struct option longopts[] = {
 	        {"foreground", no_argument, NULL, 'f'},
@@ -203,6 +215,7 @@ int main(int argc, char **argv)
 	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+	        {"config", required_argument, NULL, OPT_CONFIG},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -218,6 +231,7 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.fs.cache = FS_CACHE_ALWAYS;
 	const char *datadir = NULL;
+	const char *config_path = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "+fdo:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -237,6 +251,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LISTEN:
 			http_cfg.listen = optarg;
+			break;
+		case OPT_CONFIG:
+			config_path = optarg;
 			break;
 		case OPT_TLS_CERT:
 			http_cfg.tls_cert_file = optarg;
@@ -332,10 +349,27 @@ int main(int argc, char **argv)
 	http_cfg.datadir = realdir;
 	http_cfg.max_record = o.fs.max_record;
 	http_cfg.node = node;
+	/* The sinks are checked before anything is mounted: a bad config file
+	 * stops the start with its FILE:LINE messages. */
+	struct config *cfg = NULL;
+	struct flusher *flusher = NULL;
+	if (config_path) {
+		char cerr[8192];
+		int crc = config_load(config_path, &cfg, cerr, sizeof(cerr));
+		if (crc == 0)
+			crc = flusher_new(cfg, realdir, &flusher, cerr, sizeof(cerr));
+		if (crc) {
+			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", cerr, config_path);
+			config_free(cfg);
+			return 2;
+		}
+	}
 	struct http *http = NULL;
 	int prepared = http_prepare(&http_cfg, &http, err, sizeof(err));
 	if (prepared) {
 		fprintf(stderr, "idbmount: %s\n", err);
+		flusher_stop(flusher);
+		config_free(cfg);
 		return prepared == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
 	}
 
@@ -355,13 +389,18 @@ int main(int argc, char **argv)
 	if (fs_new(&o.fs, fuse_argc, fuse_argv, &fs) != 0) {
 		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
 		http_stop(http);
+		flusher_stop(flusher);
+		config_free(cfg);
 		return 2;
 	}
+	/* Threads start after fs_mount, which may detach (fork). */
 	int rc = fs_mount(fs, mountpoint);
 	if (rc) {
 		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
 		fs_destroy(fs);
 		http_stop(http);
+		flusher_stop(flusher);
+		config_free(cfg);
 		return 1;
 	}
 	struct watch *watch = NULL;
@@ -370,6 +409,11 @@ int main(int argc, char **argv)
 		rc = http_start(http, watch, err, sizeof(err));
 		if (rc)
 			fprintf(stderr, "idbmount: %s\n", err);
+	}
+	if (!rc && flusher) {
+		rc = flusher_start(flusher);
+		if (rc)
+			fprintf(stderr, "idbmount: cannot start the flusher: %s\n", strerror(-rc));
 	}
 	if (!rc) {
 		if (http)
@@ -380,7 +424,11 @@ int main(int argc, char **argv)
 		if (rc)
 			fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
 	}
+	/* Unmounted or signalled: stop taking changes over HTTP, then let the
+	 * flusher deliver what is ready (its last flush), then let go. */
 	http_stop(http);
+	flusher_stop(flusher);
+	config_free(cfg);
 	watch_stop(watch);
 	fs_unmount(fs);
 	fs_destroy(fs);

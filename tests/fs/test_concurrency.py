@@ -103,12 +103,14 @@ def test_sigkill_then_remount_keeps_every_closed_write(idb, tmp_path):
         log = tmp_path / ("acks%d" % round_)
         w = subprocess.Popen(["python3", str(script), idb.store, str(log)],
                              stderr=subprocess.DEVNULL)
-        # Kill at a random moment once the writer is under way (a slow
-        # machine or a sanitizer build may take a while to get there).
+        # Kill at a random moment once writing is under way (an
+        # interpreter can take longer to start than the random delay).
         deadline = time.monotonic() + 60
-        while not (log.exists() and log.read_text()) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(rng.random() * 0.5)
+        while not (log.exists() and log.read_text().strip()):
+            assert w.poll() is None, "the writer stopped before writing"
+            assert time.monotonic() < deadline, "the writer never wrote"
+            time.sleep(0.01)
+        time.sleep(0.1 + rng.random() * 0.5)
         idb.daemon.kill()
         w.wait(timeout=30)
         acked = [int(x) for x in log.read_text().split()]

@@ -251,3 +251,49 @@ def test_refusals_mount_nothing(mount):
     mount.env["IDBMOUNT_BIN"] = "/nonexistent/idbmount"
     p = mount.helper()
     assert p.returncode == 1 and "IDBMOUNT_BIN" in p.stderr
+
+
+def test_quickstart_mounts_demo_data_and_serves_the_demo_page(tmp_path):
+    """The README's first command, as a user runs it (dependencies already
+    installed by the test command, so it only checks and builds)."""
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mnt = str(tmp_path / "mnt")
+    data = tmp_path / "data"
+    env = dict(os.environ, IDBMOUNT_DATA=str(data), IDBMOUNT_LISTEN="127.0.0.1:%d" % port)
+    out = open(tmp_path / "quickstart.log", "w+")
+    p = subprocess.Popen(["bash", os.path.join(SOURCE_DIR, "mount-helpers", "quickstart.sh"), mnt],
+                         env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900  # it may have to build first
+        while mount_entry(mnt) is None:
+            assert p.poll() is None, "quickstart exited (%d)" % p.returncode
+            assert time.monotonic() < deadline, "quickstart did not mount"
+            time.sleep(0.2)
+        assert sorted(os.listdir(os.path.join(mnt, "demo", "shop", "orders"))) == \
+            ["1.json", "2.json"]
+        token_file = data / "demo.token"
+        assert oct(os.stat(token_file).st_mode & 0o777) == "0o600"
+        token = token_file.read_text().strip()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5).read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo page is not served"
+                time.sleep(0.2)
+        assert b"idbmount demo" in page
+        out.seek(0)
+        assert "http://127.0.0.1:%d/#token=%s" % (port, token) in out.read()
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], capture_output=True)
+        try:
+            assert p.wait(timeout=60) == 0
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)

@@ -1,0 +1,25 @@
+/* flusher.h - ships the change log to the configured sinks (flusher.c). */
+#ifndef IDBMOUNT_FLUSHER_H
+#define IDBMOUNT_FLUSHER_H
+
+#include "idbmount/config.h"
+
+#include <stddef.h>
+
+struct flusher;
+
+/* Builds every sink of `cfg` (its init callback: directories made, URLs
+ * parsed) without starting anything, so a bad sink fails before the mount.
+ * `cfg` must outlive the flusher. Returns 0 or -errno with `err` set. */
+int flusher_new(const struct config *cfg, const char *datadir, struct flusher **out, char *err,
+                size_t err_len);
+
+/* Starts one thread per sink (call it in the process that serves: after
+ * daemonizing). Returns 0 or -errno with a message on stderr. */
+int flusher_start(struct flusher *f);
+
+/* Asks every sink to deliver what is ready (each open batch, one attempt,
+ * for at most a few seconds), joins the threads and frees everything. */
+void flusher_stop(struct flusher *f);
+
+#endif

@@ -1,0 +1,144 @@
+/* sink.h - the interface every sink type implements, Fluent Bit style.
+ *
+ * A sink type is one file under src/sinks/ that ends in one exported
+ * `const struct sink_type`: a table of its options (name, default, kind,
+ * help), which config.c validates a config file against and `idbmountctl
+ * sink list` prints, and a handful of callbacks. The flusher (flusher.c),
+ * not the sink, owns cursors, batching, selectors, the change-line
+ * rendering, retries and backoff: a callback makes one attempt and answers
+ *
+ *   SINK_OK     done;
+ *   SINK_RETRY  not done, may work later (connection refused, 503, ENOSPC):
+ *               the flusher backs off and calls again with the same batch;
+ *   SINK_ERROR  this batch can never go (a 4xx for its content): the flusher
+ *               parks it (reported; `idbmountctl sink unpark` re-queues it).
+ *
+ * with a message for logs, `idbmountctl status` and /metrics.
+ *
+ * Exactly once. A batch is recorded as an intent in the store before any
+ * callback sees it, then goes through two steps, each committed in the
+ * store when it returns OK:
+ *
+ *   stage    make the batch durable where no consumer looks (a hidden
+ *            temp name); optional: sinks with one step (http) have none;
+ *   deliver  make it visible in one atomic step (rename, RENAME, POST).
+ *
+ * After a crash the flusher calls `recover` for the unfinished intent,
+ * telling it whether staging had been committed, and the sink says what it
+ * finds: DELIVERED (the final name exists, or the staged copy is gone,
+ * which only a delivery can do), STAGED (the staged copy is intact: only
+ * deliver it) or REDO (stage and deliver again from the change log; the
+ * batch's name and content are the same, they are derived from the log).
+ *
+ * A sink's context is built by init from its validated options and only
+ * read after; every callback of one sink runs on that sink's own thread.
+ */
+#ifndef IDBMOUNT_SINK_H
+#define IDBMOUNT_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct sink_config; /* config.h */
+
+enum sink_result {
+	SINK_OK = 0,
+	SINK_RETRY = 1,
+	SINK_ERROR = 2,
+};
+
+enum sink_recovery {
+	SINK_RECOVER_DELIVERED = 0,
+	SINK_RECOVER_STAGED = 1,
+	SINK_RECOVER_REDO = 2,
+};
+
+/* What an option's value must look like (config.c checks it). */
+enum sink_option_kind {
+	SINK_OPT_STRING,   /* any text, or what `check` accepts */
+	SINK_OPT_COUNT,    /* a decimal integer >= 0 */
+	SINK_OPT_SIZE,     /* bytes, with an optional k, M or G (binary) suffix */
+	SINK_OPT_DURATION, /* a number with a unit: ms, s, m or h */
+	SINK_OPT_BOOL,     /* true/false, yes/no, on/off, 1/0 */
+	SINK_OPT_CHOICE,   /* one of `choices` ("a|b|c") */
+	SINK_OPT_URL,      /* http:// or https:// */
+	SINK_OPT_PATH,     /* an absolute file system path */
+};
+
+struct sink_option {
+	const char *name;
+	enum sink_option_kind kind;
+	/* The embedded default as it would be written in the file; NULL makes
+	 * the option required, "" means "none" (e.g. no partition). */
+	const char *default_value;
+	const char *help;
+	const char *choices; /* SINK_OPT_CHOICE: "flume-json|jsonl" */
+	bool repeatable;     /* may be given several times (http headers) */
+	/* Further checks beyond the kind; false with the reason in `why`. */
+	bool (*check)(const char *value, char *why, size_t why_len);
+};
+
+/* One batch as the callbacks see it. */
+struct sink_batch {
+	const char *name;      /* final file name, unique for ever */
+	const char *partition; /* relative directory ("" for none), no slashes at the ends */
+	const char *data;      /* the change lines, each ending in "\n" (NULL in recover) */
+	size_t len;
+	const size_t *line_ends; /* offset just past each line's "\n" */
+	size_t lines;
+	int64_t first_seq, last_seq;
+};
+
+struct sink_type {
+	const char *name;                  /* the `type = ` value */
+	const char *summary;               /* one line for `sink list` */
+	const struct sink_option *options; /* ends with {NULL} */
+	/* Whether batches are files: `prefix`, `partition` and `done_flag`
+	 * apply (and close_period must be set). */
+	bool files;
+	/* The embedded default of `max_records` for this type (0: the
+	 * common default), e.g. a Flume channel's transaction capacity. */
+	int64_t default_max_records;
+
+	/* Builds the context from validated options. 0 or -errno with a
+	 * message (a directory that cannot be made, curl that will not start). */
+	int (*init)(const struct sink_config *cfg, void **ctx, char *err, size_t err_len);
+	/* NULL for one-step sinks. */
+	enum sink_result (*stage)(void *ctx, const struct sink_batch *batch, char *msg,
+	                          size_t msg_len);
+	enum sink_result (*deliver)(void *ctx, const struct sink_batch *batch, char *msg,
+	                            size_t msg_len);
+	/* Finds out how far an intent got before a crash (batch->data NULL);
+	 * `staged` says whether staging had been committed. */
+	enum sink_result (*recover)(void *ctx, const struct sink_batch *batch, bool staged,
+	                            enum sink_recovery *found, char *msg, size_t msg_len);
+	/* Files only: writes the done flag of a closed period's directory,
+	 * after its last batch was delivered; must be idempotent. */
+	enum sink_result (*close_period)(void *ctx, const char *partition, char *msg,
+	                                 size_t msg_len);
+	/* Optional: for sinks that learn only after deliver that a consumer
+	 * took a batch (the dir sink watching for Flume's rename to
+	 * .COMPLETED or NiFi's delete). Returns the highest last seq of the
+	 * batches taken since the previous call (0: none), or -1 when this
+	 * sink counts a delivery as taken. Called often: must not block. */
+	int64_t (*poll_taken)(void *ctx);
+	/* Optional: makes the call in progress on the sink's thread give up
+	 * soon (answering RETRY), e.g. a POST to a server that does not
+	 * answer. Called from another thread, at shutdown, once the time to
+	 * deliver what was ready is over. */
+	void (*cancel)(void *ctx);
+	void (*close)(void *ctx);
+};
+
+extern const struct sink_type sink_type_dir;
+extern const struct sink_type sink_type_webhdfs;
+extern const struct sink_type sink_type_http;
+
+/* Every sink type, NULL-terminated (config.c). */
+extern const struct sink_type *const sink_types[];
+
+/* The type named `name`, or NULL. */
+const struct sink_type *sink_type_find(const char *name);
+
+#endif

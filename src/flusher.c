@@ -1,0 +1,931 @@
+/* flusher.c - walks the change log for every sink and delivers batches.
+ *
+ * Design. Each configured sink gets its own thread with its own store
+ * connection (a sink runner). A sink that is down (connection refused, 503,
+ * a full disk) then only stalls its own thread, sleeping in its backoff,
+ * while the others go on: no sink can slow another, and a blocking curl
+ * call needs no event loop. The sinks share nothing but the change log.
+ *
+ * A runner keeps one open batch in memory: the change lines it selected
+ * after the sink's cursor, rendered by the one renderer (changeline.c).
+ * The batch closes when it holds max_records changes or max_bytes bytes,
+ * or when its first change is max_age old (by the change's own time, so
+ * a backlog found after a restart ships at once), and then goes out as an
+ * intent (store_sinks.h): recorded before anything is visible, staged,
+ * delivered, and deleted with the cursor move; on a crash the next start
+ * finishes or redoes it (sink.h). A batch's name, partition and content
+ * derive from the change log and the intent, so a redo writes the same
+ * bytes under the same name: no change twice, none lost.
+ *
+ * New changes are found by polling: every POLL_MS a runner asks SQLite
+ * whether another connection committed (PRAGMA data_version, a read of
+ * shared memory, as fs/fs_notifier.c does) and only then reads the log.
+ * This costs nothing when idle and adds at most POLL_MS of latency.
+ *
+ * Retries have one policy, backoff_ms() below: the wait doubles from
+ * retry_initial up to retry_max, with equal jitter (half fixed, half
+ * random), so sinks that failed together do not retry in step. SINK_ERROR
+ * parks the batch (kept in the store with its error, the cursor moves on;
+ * `idbmountctl sink unpark` re-queues it, and it is then delivered again
+ * out of order). Every failed attempt is logged on stderr and counted.
+ *
+ * Shutdown (SIGTERM, fusermount3 -u): each runner reads the log to its
+ * end and ships its batches at once, one attempt each, for at most
+ * SHUTDOWN_MS; whatever does not go stays in the change log for the next
+ * start. Partitions: a batch goes into the partition of the UTC time at
+ * which it closed (the time the intent was recorded, so a redo lands in
+ * the same place); when the current time renders to another partition
+ * than that of the last delivered batch, that period is over and its done
+ * flag is written (flags are only written for periods that got a batch).
+ */
+#include "idbmount/flusher.h"
+
+#include "idbmount/buf.h"
+#include "idbmount/changeline.h"
+#include "idbmount/datadir.h"
+#include "idbmount/store.h"
+#include "idbmount/store_sinks.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POLL_MS          5
+#define READ_CHUNK       1000
+#define ADVANCE_EVERY_MS 500
+#define SHUTDOWN_MS      5000
+/* A change line holds a value of up to 2 x 16 MiB plus its fields: one
+ * line always fits next to max_bytes of others. */
+#define LINE_ROOM (40u * 1024 * 1024)
+
+/* The lines of one batch. */
+struct batch {
+	struct buf lines;
+	size_t *ends;
+	size_t n, cap;
+	int64_t first_seq, last_seq;
+	int64_t first_ts_ms;
+	int64_t scan_seq; /* every change up to here was looked at */
+	int64_t long_lines;
+	bool full; /* reading stopped at a limit */
+};
+
+/* A select pattern split into its three levels. */
+struct selector {
+	char *level[3];
+	bool all;
+};
+
+struct runner {
+	struct flusher *f;
+	const struct sink_config *cfg;
+	const struct sink_type *type;
+	void *ctx;
+	pthread_t thread;
+	bool started;
+	struct store *st;
+	char node[256];
+	char name_node[64]; /* the node as it may appear in a file name */
+	char epoch[17];
+	int64_t generation;
+	int64_t cursor;
+	char open_partition[STORE_SINK_LABEL_MAX];
+	int64_t last_advance_ms;
+	bool taken_later; /* the sink reports what consumers took */
+	struct batch open;
+	struct selector *selectors;
+	size_t n_selectors;
+	unsigned rng;
+};
+
+struct flusher {
+	const struct config *cfg;
+	char datadir[4096];
+	struct runner *runners;
+	size_t n;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	int64_t stop_deadline_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(struct flusher *f)
+{
+	pthread_mutex_lock(&f->lock);
+	bool s = f->stopping;
+	pthread_mutex_unlock(&f->lock);
+	return s;
+}
+
+/* Sleeps up to `ms`, waking early when the flusher is stopped. Returns
+ * whether it is stopping. */
+static bool wait_ms(struct flusher *f, int64_t ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&f->lock);
+	while (!f->stopping) {
+		if (pthread_cond_timedwait(&f->wake, &f->lock, &until) == ETIMEDOUT)
+			break;
+	}
+	bool s = f->stopping;
+	pthread_mutex_unlock(&f->lock);
+	return s;
+}
+
+__attribute__((format(printf, 2, 3))) static void logf_sink(const struct runner *r, const char *fmt,
+                                                            ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "idbmount: sink %s: %s\n", r->cfg->name, msg);
+}
+
+/* ---- the retry policy ----------------------------------------------------------- */
+
+/* The wait before attempt `attempt` + 1 (attempt 0 failed first): doubles
+ * from retry_initial to retry_max; equal jitter. */
+static int64_t backoff_ms(const struct sink_config *c, unsigned attempt, unsigned *rng)
+{
+	int64_t d = c->retry_initial_ms;
+	for (unsigned i = 0; i < attempt && d < c->retry_max_ms; i++)
+		d *= 2;
+	if (d > c->retry_max_ms)
+		d = c->retry_max_ms;
+	return d / 2 + (int64_t)((unsigned)rand_r(rng) % (unsigned)(d / 2 + 1));
+}
+
+enum op {
+	OP_STAGE,
+	OP_DELIVER,
+	OP_RECOVER,
+	OP_CLOSE_PERIOD,
+};
+
+static const char *const op_name[] = {"stage", "deliver", "recover", "close period"};
+
+struct call {
+	enum op op;
+	const struct sink_batch *batch;
+	bool staged;
+	enum sink_recovery found;
+	const char *partition;
+};
+
+static enum sink_result call_once(struct runner *r, struct call *c, char *msg, size_t msg_len)
+{
+	switch (c->op) {
+	case OP_STAGE:
+		return r->type->stage(r->ctx, c->batch, msg, msg_len);
+	case OP_DELIVER:
+		return r->type->deliver(r->ctx, c->batch, msg, msg_len);
+	case OP_RECOVER:
+		return r->type->recover(r->ctx, c->batch, c->staged, &c->found, msg, msg_len);
+	case OP_CLOSE_PERIOD:
+		return r->type->close_period(r->ctx, c->partition, msg, msg_len);
+	}
+	return SINK_ERROR;
+}
+
+/* Calls the sink until it answers OK or ERROR, backing off after each
+ * RETRY; gives up (answering RETRY) when the flusher stops. `msg` holds
+ * the last message. */
+static enum sink_result call_with_retries(struct runner *r, struct call *c, char *msg,
+                                          size_t msg_len)
+{
+	for (unsigned attempt = 0;; attempt++) {
+		msg[0] = '\0';
+		enum sink_result res = call_once(r, c, msg, msg_len);
+		if (res != SINK_RETRY)
+			return res;
+		if (!msg[0])
+			snprintf(msg, msg_len, "%s failed", op_name[c->op]);
+		store_sink_note_retry(r->st, r->cfg->name, msg);
+		if (stopping(r->f)) {
+			logf_sink(r, "%s: %s (left for the next start)", op_name[c->op], msg);
+			return SINK_RETRY;
+		}
+		int64_t wait = backoff_ms(r->cfg, attempt, &r->rng);
+		logf_sink(r, "%s: %s (retry %u in %lld ms)", op_name[c->op], msg, attempt + 1,
+		          (long long)wait);
+		if (wait_ms(r->f, wait))
+			return SINK_RETRY;
+	}
+}
+
+/* ---- batches ---------------------------------------------------------------------- */
+
+static void batch_init(struct batch *b)
+{
+	memset(b, 0, sizeof(*b));
+	buf_init(&b->lines, 0);
+}
+
+static void batch_reset(struct batch *b, int64_t scan_seq, size_t max_bytes)
+{
+	buf_reset(&b->lines);
+	b->lines.max = max_bytes + LINE_ROOM;
+	b->n = 0;
+	b->first_seq = b->last_seq = 0;
+	b->first_ts_ms = 0;
+	b->long_lines = 0;
+	b->scan_seq = scan_seq;
+	b->full = false;
+}
+
+static void batch_free(struct batch *b)
+{
+	buf_free(&b->lines);
+	free(b->ends);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Characters of a UTF-8 line without its "\n": every byte but the
+ * continuation bytes starts one (Flume counts characters). */
+static size_t line_chars(const char *line, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i + 1 < len; i++)
+		n += ((unsigned char)line[i] & 0xc0) != 0x80;
+	return n;
+}
+
+static bool selected(const struct runner *r, const struct store_change *c)
+{
+	for (size_t i = 0; i < r->n_selectors; i++) {
+		const struct selector *s = &r->selectors[i];
+		if (s->all || (config_glob_match(s->level[0], c->client) &&
+		               config_glob_match(s->level[1], c->db) &&
+		               config_glob_match(s->level[2], c->store)))
+			return true;
+	}
+	return false;
+}
+
+struct reading {
+	struct runner *r;
+	struct batch *b;
+	int64_t upto; /* read changes up to this seq */
+	bool limited; /* stop at max_records / max_bytes */
+	int error;
+};
+
+static int on_change(void *ctx, const struct store_change *c)
+{
+	struct reading *rd = ctx;
+	struct batch *b = rd->b;
+	const struct sink_config *cfg = rd->r->cfg;
+	if (c->seq > rd->upto)
+		return 1;
+	if (!selected(rd->r, c)) {
+		b->scan_seq = c->seq;
+		return 0;
+	}
+	size_t mark = b->lines.len;
+	int rc = changeline_render(&b->lines, c, rd->r->node);
+	if (rc) {
+		rd->error = rc;
+		return 1;
+	}
+	if (rd->limited && b->n > 0 && b->lines.len > (size_t)cfg->max_bytes) {
+		/* This line goes into the next batch. */
+		buf_set_len(&b->lines, mark);
+		b->full = true;
+		return 1;
+	}
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 1024;
+		size_t *grown = realloc(b->ends, cap * sizeof(*grown));
+		if (!grown) {
+			buf_set_len(&b->lines, mark);
+			rd->error = -ENOMEM;
+			return 1;
+		}
+		b->ends = grown;
+		b->cap = cap;
+	}
+	b->ends[b->n++] = b->lines.len;
+	/* A line has at most as many characters as bytes: count them only
+	 * when the bytes are over. */
+	size_t bytes = b->lines.len - mark - 1;
+	if (cfg->max_line > 0 && bytes > (size_t)cfg->max_line &&
+	    line_chars(b->lines.data + mark, b->lines.len - mark) > (size_t)cfg->max_line)
+		b->long_lines++;
+	if (b->n == 1) {
+		b->first_seq = c->seq;
+		b->first_ts_ms = c->ts_ms;
+	}
+	b->last_seq = c->seq;
+	b->scan_seq = c->seq;
+	if (rd->limited &&
+	    (b->n >= (size_t)cfg->max_records || b->lines.len >= (size_t)cfg->max_bytes)) {
+		b->full = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* Reads changes after b->scan_seq (up to `upto`) into `b`. Returns 0 or
+ * -errno. */
+static int batch_read(struct runner *r, struct batch *b, int64_t upto, bool limited)
+{
+	struct reading rd = {.r = r, .b = b, .upto = upto, .limited = limited};
+	for (;;) {
+		int64_t before = b->scan_seq;
+		int64_t n = store_changes_since(r->st, b->scan_seq, READ_CHUNK, 0, on_change, &rd);
+		if (n < 0)
+			return (int)n;
+		if (rd.error)
+			return rd.error;
+		if (b->full || n < READ_CHUNK || b->scan_seq >= upto || b->scan_seq == before)
+			return 0;
+	}
+}
+
+/* ---- names and partitions ---------------------------------------------------------- */
+
+/* Renders the partition template for time `ms` (UTC). */
+static void render_partition(const char *tmpl, int64_t ms, char *out, size_t outlen)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	size_t used = 0;
+	out[0] = '\0';
+	for (const char *p = tmpl; *p && used + 1 < outlen;) {
+		int value = -1, width = 2;
+		size_t skip = 0;
+		if (strncmp(p, "${YEAR}", 7) == 0)
+			value = tm.tm_year + 1900, width = 4, skip = 7;
+		else if (strncmp(p, "${MONTH}", 8) == 0)
+			value = tm.tm_mon + 1, skip = 8;
+		else if (strncmp(p, "${DAY}", 6) == 0)
+			value = tm.tm_mday, skip = 6;
+		else if (strncmp(p, "${HOUR}", 7) == 0)
+			value = tm.tm_hour, skip = 7;
+		else if (strncmp(p, "${MINUTE}", 9) == 0)
+			value = tm.tm_min, skip = 9;
+		if (skip) {
+			int n = snprintf(out + used, outlen - used, "%0*d", width, value);
+			used += n > 0 ? (size_t)n : 0;
+			p += skip;
+		} else {
+			out[used++] = *p++;
+			out[used] = '\0';
+		}
+	}
+	if (used >= outlen)
+		out[outlen - 1] = '\0';
+}
+
+/* PREFIX-NODE-EPOCH[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20
+ * digits so names sort in seq order. */
+static void batch_name(const struct runner *r, int64_t generation, int64_t first, int64_t last,
+                       char *out, size_t outlen)
+{
+	char gen[32] = "";
+	if (generation > 0)
+		snprintf(gen, sizeof(gen), ".%lld", (long long)generation);
+	/* At most 100 + 63 + 16 + 21 + 2 x 20 + 10 bytes (config.c caps the
+	 * prefix): it always fits. */
+	int n = snprintf(out, outlen, "%s-%s-%s%s-%020lld-%020lld.jsonl", r->cfg->prefix,
+	                 r->name_node, r->epoch, gen, (long long)first, (long long)last);
+	if (n < 0 || (size_t)n >= outlen)
+		out[0] = '\0';
+}
+
+/* ---- delivering ----------------------------------------------------------------------- */
+
+/* Writes the done flag of the open partition once the clock has left its
+ * period (a new batch would land elsewhere). */
+static void close_finished_period(struct runner *r, bool force_check)
+{
+	if (!*r->cfg->done_flag || !r->open_partition[0])
+		return;
+	char now_partition[STORE_SINK_LABEL_MAX];
+	render_partition(r->cfg->partition, wall_ms(), now_partition, sizeof(now_partition));
+	if (!force_check && strcmp(now_partition, r->open_partition) == 0)
+		return;
+	struct call c = {.op = OP_CLOSE_PERIOD, .partition = r->open_partition};
+	char msg[512];
+	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+	if (res == SINK_RETRY)
+		return;
+	if (res == SINK_ERROR)
+		logf_sink(r, "done flag for %s: %s (not retried)", r->open_partition, msg);
+	if (store_sink_set_open_partition(r->st, r->cfg->name, "") == 0)
+		r->open_partition[0] = '\0';
+}
+
+static void batch_view(const struct batch *b, const struct store_sink_intent *in,
+                       struct sink_batch *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->name = in->name;
+	out->partition = in->partition;
+	out->first_seq = in->first_seq;
+	out->last_seq = in->last_seq;
+	if (b) {
+		out->data = b->lines.data;
+		out->len = b->lines.len;
+		out->line_ends = b->ends;
+		out->lines = b->n;
+	}
+}
+
+/* After the cursor moved past an intent found unfinished at start, the
+ * open batch (empty then) must not read those changes again. */
+static void follow_cursor(struct runner *r)
+{
+	if (r->open.scan_seq < r->cursor) {
+		assert(r->open.n == 0);
+		batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	}
+}
+
+/* Commits a delivered intent and follows the cursor. */
+static int finish_intent(struct runner *r, const struct store_sink_intent *in, int64_t long_lines)
+{
+	int rc = store_sink_intent_done(r->st, r->cfg->name, in, long_lines, r->taken_later);
+	if (rc) {
+		logf_sink(r, "cannot record the delivery of %s: %s", in->name,
+		          store_last_error(r->st));
+		return rc;
+	}
+	if (in->generation == r->generation && in->to_seq > r->cursor)
+		r->cursor = in->to_seq;
+	follow_cursor(r);
+	if (in->partition[0])
+		snprintf(r->open_partition, sizeof(r->open_partition), "%s", in->partition);
+	if (long_lines > 0)
+		logf_sink(r,
+		          "%s: %lld lines longer than max_line (%lld characters); raise the "
+		          "reader's limit (Flume: deserializer.maxLineLength)",
+		          in->name, (long long)long_lines, (long long)r->cfg->max_line);
+	return 0;
+}
+
+static void park_intent(struct runner *r, const struct store_sink_intent *in, const char *msg)
+{
+	logf_sink(r, "%s (seqs %lld-%lld) parked: %s; 'idbmountctl sink unpark %s' retries it",
+	          in->name, (long long)in->first_seq, (long long)in->last_seq, msg, r->cfg->name);
+	if (store_sink_intent_park(r->st, r->cfg->name, in, msg) == 0 &&
+	    in->generation == r->generation && in->to_seq > r->cursor)
+		r->cursor = in->to_seq;
+	follow_cursor(r);
+}
+
+/* Stages (unless `staged`) and delivers the batch of intent `in`. Returns
+ * 0 when the intent is finished (delivered or parked), -EAGAIN when it was
+ * left for later (the flusher stops), or -errno from the store. */
+static int run_intent(struct runner *r, const struct store_sink_intent *in, const struct batch *b,
+                      bool staged)
+{
+	struct sink_batch view;
+	batch_view(b, in, &view);
+	char msg[1024];
+	/* A batch in a new period closes the old one first, so the flag
+	 * comes after every batch of its period. */
+	if (*r->cfg->done_flag && r->open_partition[0] && in->partition[0] &&
+	    strcmp(r->open_partition, in->partition) != 0)
+		close_finished_period(r, true);
+	if (r->type->stage && !staged) {
+		struct call c = {.op = OP_STAGE, .batch = &view};
+		enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+		if (res == SINK_RETRY)
+			return -EAGAIN;
+		if (res == SINK_ERROR) {
+			park_intent(r, in, msg);
+			return 0;
+		}
+		int rc = store_sink_intent_staged(r->st, in->id);
+		if (rc)
+			return rc;
+	}
+	struct call c = {.op = OP_DELIVER, .batch = &view};
+	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+	if (res == SINK_RETRY)
+		return -EAGAIN;
+	if (res == SINK_ERROR) {
+		park_intent(r, in, msg);
+		return 0;
+	}
+	return finish_intent(r, in, b ? b->long_lines : 0);
+}
+
+/* Ships the open batch: intent, stage, deliver. Returns as run_intent. */
+static int ship_open_batch(struct runner *r)
+{
+	struct batch *b = &r->open;
+	if (b->n == 0) {
+		if (b->scan_seq > r->cursor &&
+		    store_sink_advance(r->st, r->cfg->name, r->generation, b->scan_seq) == 0)
+			r->cursor = b->scan_seq;
+		return 0;
+	}
+	struct store_sink_intent in;
+	memset(&in, 0, sizeof(in));
+	in.generation = r->generation;
+	in.from_seq = r->cursor;
+	in.to_seq = b->scan_seq;
+	in.first_seq = b->first_seq;
+	in.last_seq = b->last_seq;
+	in.changes = (int64_t)b->n;
+	in.bytes = (int64_t)b->lines.len;
+	batch_name(r, r->generation, b->first_seq, b->last_seq, in.name, sizeof(in.name));
+	if (*r->cfg->partition)
+		render_partition(r->cfg->partition, wall_ms(), in.partition, sizeof(in.partition));
+	int rc = store_sink_intent_add(r->st, r->cfg->name, &in);
+	if (rc) {
+		logf_sink(r, "cannot record a batch intent: %s", store_last_error(r->st));
+		return rc;
+	}
+	rc = run_intent(r, &in, b, false);
+	/* Delivered, parked or left pending: either way these lines now
+	 * belong to the intent (recover_intents finishes a pending one). */
+	batch_reset(b, in.to_seq, (size_t)r->cfg->max_bytes);
+	return rc;
+}
+
+/* Finishes every pending or staged intent: those a crash left, and those
+ * `idbmountctl sink unpark` re-queued. Returns 0, or -EAGAIN/-errno. */
+static int recover_intents(struct runner *r)
+{
+	struct store_sink_intent in;
+	int rc;
+	while ((rc = store_sink_intent_next(r->st, r->cfg->name, &in)) == 0) {
+		struct sink_batch view;
+		batch_view(NULL, &in, &view);
+		struct call c = {.op = OP_RECOVER,
+		                 .batch = &view,
+		                 .staged = in.state == STORE_INTENT_STAGED};
+		char msg[1024];
+		enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+		if (res == SINK_RETRY)
+			return -EAGAIN;
+		if (res == SINK_ERROR) {
+			park_intent(r, &in, msg);
+			continue;
+		}
+		if (c.found == SINK_RECOVER_DELIVERED) {
+			logf_sink(r, "%s was delivered before the restart", in.name);
+			rc = finish_intent(r, &in, 0);
+			if (rc)
+				return rc;
+			continue;
+		}
+		/* The same lines, from the change log. */
+		struct batch b;
+		batch_init(&b);
+		batch_reset(&b, in.from_seq, (size_t)r->cfg->max_bytes);
+		rc = batch_read(r, &b, in.to_seq, false);
+		if (!rc && (b.first_seq != in.first_seq || b.last_seq != in.last_seq))
+			logf_sink(r,
+			          "%s: the selection changed since it was made; it now holds "
+			          "seqs %lld-%lld",
+			          in.name, (long long)b.first_seq, (long long)b.last_seq);
+		if (!rc) {
+			logf_sink(r, "%s: %s after a restart", in.name,
+			          c.found == SINK_RECOVER_STAGED ? "delivering the staged copy"
+			                                         : "writing it again");
+			rc = run_intent(r, &in, &b, c.found == SINK_RECOVER_STAGED);
+		}
+		batch_free(&b);
+		if (rc)
+			return rc;
+	}
+	return rc == -ENOENT ? 0 : rc;
+}
+
+/* Re-reads the sink's row: a replay (new generation) restarts reading. */
+static int sync_state(struct runner *r)
+{
+	struct store_sink k;
+	int rc = store_sink_load(r->st, r->cfg->name, &k);
+	if (rc)
+		return rc;
+	if (k.generation != r->generation) {
+		logf_sink(r, "replay from seq %lld", (long long)k.cursor + 1);
+		r->generation = k.generation;
+		r->cursor = k.cursor;
+		batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	}
+	return 0;
+}
+
+/* Records what consumers took, for sinks that watch for it. */
+static void note_taken(struct runner *r)
+{
+	if (!r->taken_later)
+		return;
+	int64_t seq = r->type->poll_taken(r->ctx);
+	if (seq > 0 && store_sink_set_taken(r->st, r->cfg->name, seq) != 0)
+		logf_sink(r, "cannot record what was taken: %s", store_last_error(r->st));
+}
+
+static bool batch_due(const struct runner *r, int64_t now_wall)
+{
+	const struct batch *b = &r->open;
+	return b->n > 0 && (b->full || now_wall - b->first_ts_ms >= r->cfg->max_age_ms);
+}
+
+/* After a failure of the store itself (a full disk under the data
+ * directory, a lock held too long): log it, back off, and start again from
+ * what the store holds (its cursor and intents are the truth). Returns
+ * whether the flusher is stopping. */
+static bool restart_after_error(struct runner *r, int rc, unsigned *errors)
+{
+	const char *why = *store_last_error(r->st) ? store_last_error(r->st) : strerror(-rc);
+	int64_t wait = backoff_ms(r->cfg, (*errors)++, &r->rng);
+	logf_sink(r, "store: %s (trying again in %lld ms)", why, (long long)wait);
+	if (wait_ms(r->f, wait))
+		return true;
+	struct store_sink k;
+	if (store_sink_load(r->st, r->cfg->name, &k) == 0) {
+		r->generation = k.generation;
+		r->cursor = k.cursor;
+	}
+	batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	return false;
+}
+
+static void *runner_main(void *arg)
+{
+	struct runner *r = arg;
+	struct flusher *f = r->f;
+	bool dirty = true; /* read the log and the sink's row */
+	unsigned errors = 0;
+	int rc = 0;
+	while (!stopping(f)) {
+		if (dirty || store_changed_elsewhere(r->st)) {
+			dirty = false;
+			rc = sync_state(r);
+			if (!rc)
+				rc = recover_intents(r);
+			if (!rc && !r->open.full)
+				rc = batch_read(r, &r->open, INT64_MAX, true);
+		}
+		if (!rc && batch_due(r, wall_ms())) {
+			rc = ship_open_batch(r);
+			/* More may be waiting behind a full batch. */
+			dirty = true;
+			if (!rc) {
+				errors = 0;
+				continue;
+			}
+		}
+		if (rc == -EAGAIN)
+			break; /* stopping */
+		if (rc) {
+			if (restart_after_error(r, rc, &errors))
+				break;
+			rc = 0;
+			dirty = true;
+			continue;
+		}
+		if (r->open.n == 0 && r->open.scan_seq > r->cursor &&
+		    mono_ms() - r->last_advance_ms >= ADVANCE_EVERY_MS) {
+			r->last_advance_ms = mono_ms();
+			ship_open_batch(r);
+		}
+		close_finished_period(r, false);
+		note_taken(r);
+		int64_t wait = POLL_MS;
+		if (r->open.n > 0) {
+			int64_t due = r->open.first_ts_ms + r->cfg->max_age_ms - wall_ms();
+			if (due < wait)
+				wait = due > 0 ? due : 0;
+		}
+		if (wait > 0)
+			wait_ms(f, wait);
+	}
+	/* Shutdown: ship what is ready, one attempt per batch, in order: an
+	 * intent still pending goes first or nothing goes. */
+	if (recover_intents(r) != 0)
+		return NULL;
+	while (mono_ms() < f->stop_deadline_ms) {
+		if (!r->open.full && batch_read(r, &r->open, INT64_MAX, true) != 0)
+			break;
+		if (r->open.n == 0) {
+			ship_open_batch(r); /* moves the cursor over what is not selected */
+			break;
+		}
+		if (ship_open_batch(r) != 0)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int split_selectors(struct runner *r)
+{
+	r->selectors = calloc(r->cfg->n_select, sizeof(*r->selectors));
+	if (!r->selectors)
+		return -ENOMEM;
+	r->n_selectors = r->cfg->n_select;
+	for (size_t i = 0; i < r->n_selectors; i++) {
+		struct selector *s = &r->selectors[i];
+		const char *p = r->cfg->select[i];
+		s->all = strcmp(p, "*/*/*") == 0;
+		for (int level = 0; level < 3; level++) {
+			const char *slash = level < 2 ? strchr(p, '/') : NULL;
+			size_t len = slash ? (size_t)(slash - p) : strlen(p);
+			s->level[level] = strndup(p, len);
+			if (!s->level[level])
+				return -ENOMEM;
+			p = slash ? slash + 1 : p + len;
+		}
+	}
+	return 0;
+}
+
+static void runner_free(struct runner *r)
+{
+	if (r->ctx && r->type->close)
+		r->type->close(r->ctx);
+	r->ctx = NULL;
+	store_close(r->st);
+	r->st = NULL;
+	batch_free(&r->open);
+	for (size_t i = 0; i < r->n_selectors; i++)
+		for (int level = 0; level < 3; level++)
+			free(r->selectors[i].level[level]);
+	free(r->selectors);
+	r->selectors = NULL;
+}
+
+int flusher_new(const struct config *cfg, const char *datadir, struct flusher **out, char *err,
+                size_t err_len)
+{
+	*out = NULL;
+	struct flusher *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->cfg = cfg;
+	snprintf(f->datadir, sizeof(f->datadir), "%s", datadir);
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	f->n = cfg ? cfg->n_sinks : 0;
+	f->runners = calloc(f->n ? f->n : 1, sizeof(*f->runners));
+	if (!f->runners) {
+		free(f);
+		return -ENOMEM;
+	}
+	int rc = 0;
+	for (size_t i = 0; i < f->n && !rc; i++) {
+		struct runner *r = &f->runners[i];
+		r->f = f;
+		r->cfg = cfg->sinks[i];
+		r->type = r->cfg->type;
+		batch_init(&r->open);
+		rc = split_selectors(r);
+		if (rc) {
+			snprintf(err, err_len, "out of memory");
+			break;
+		}
+		char why[512] = "";
+		rc = r->type->init(r->cfg, &r->ctx, why, sizeof(why));
+		if (rc)
+			snprintf(err, err_len, "%s:%d: [sink %s]: %s", r->cfg->file, r->cfg->line,
+			         r->cfg->name, why[0] ? why : strerror(-rc));
+	}
+	if (rc) {
+		for (size_t i = 0; i < f->n; i++)
+			runner_free(&f->runners[i]);
+		free(f->runners);
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+/* Opens the runner's store and loads its state (in the serving process). */
+static int runner_open(struct runner *r)
+{
+	char err[512];
+	int rc = store_open(r->f->datadir, &r->st, err, sizeof(err));
+	if (rc) {
+		logf_sink(r, "%s", err);
+		return rc;
+	}
+	rc = store_sink_register(r->st, r->cfg->name, r->type->name);
+	struct store_sink k;
+	if (!rc)
+		rc = store_sink_load(r->st, r->cfg->name, &k);
+	if (rc) {
+		logf_sink(r, "%s", store_last_error(r->st));
+		return rc;
+	}
+	r->cursor = k.cursor;
+	r->generation = k.generation;
+	snprintf(r->open_partition, sizeof(r->open_partition), "%s", k.open_partition);
+	snprintf(r->epoch, sizeof(r->epoch), "%s", store_epoch(r->st));
+	datadir_node_name(r->node, sizeof(r->node));
+	/* In a file name the node keeps only characters safe everywhere. */
+	size_t node_len = strnlen(r->node, sizeof(r->name_node) - 1);
+	memcpy(r->name_node, r->node, node_len);
+	r->name_node[node_len] = '\0';
+	for (char *p = r->name_node; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'))
+			*p = '_';
+	batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
+	if (r->type->poll_taken) {
+		/* The first call also says whether the sink watches at all. */
+		int64_t seq = r->type->poll_taken(r->ctx);
+		r->taken_later = seq >= 0;
+		if (seq > 0)
+			store_sink_set_taken(r->st, r->cfg->name, seq);
+	}
+	unsigned seed = 0;
+	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		seed = (unsigned)getpid() ^ (unsigned)mono_ms();
+	r->rng = seed;
+	return 0;
+}
+
+int flusher_start(struct flusher *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		struct runner *r = &f->runners[i];
+		int rc = runner_open(r);
+		if (!rc) {
+			rc = -pthread_create(&r->thread, NULL, runner_main, r);
+			if (rc)
+				logf_sink(r, "cannot start its thread: %s", strerror(-rc));
+		}
+		if (rc)
+			return rc;
+		r->started = true;
+	}
+	return 0;
+}
+
+void flusher_stop(struct flusher *f)
+{
+	if (!f)
+		return;
+	pthread_mutex_lock(&f->lock);
+	f->stopping = true;
+	f->stop_deadline_ms = mono_ms() + SHUTDOWN_MS;
+	pthread_cond_broadcast(&f->wake);
+	pthread_mutex_unlock(&f->lock);
+	/* Each runner ships what is ready until the deadline; a sink still
+	 * busy then (a server that does not answer) is cancelled. */
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += SHUTDOWN_MS / 1000 + 1;
+	for (size_t i = 0; i < f->n; i++) {
+		struct runner *r = &f->runners[i];
+		if (!r->started)
+			continue;
+		if (pthread_timedjoin_np(r->thread, NULL, &deadline) != 0) {
+			if (r->type->cancel)
+				r->type->cancel(r->ctx);
+			pthread_join(r->thread, NULL);
+		}
+	}
+	for (size_t i = 0; i < f->n; i++)
+		runner_free(&f->runners[i]);
+	free(f->runners);
+	pthread_cond_destroy(&f->wake);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}

@@ -1,0 +1,83 @@
+/* curl_client.h - what the libcurl sinks (http.c, webhdfs.c) share: one
+ * request at a time on one easy handle (connections are reused), the
+ * timeout and TLS options, and the reading of a response. Internal to
+ * src/sinks/.
+ */
+#ifndef IDBMOUNT_SINKS_CURL_CLIENT_H
+#define IDBMOUNT_SINKS_CURL_CLIENT_H
+
+#include "idbmount/buf.h"
+#include "idbmount/config.h"
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* The options every libcurl sink has, for its option table. */
+#define CURL_CLIENT_OPTIONS                                                                        \
+	{"timeout", SINK_OPT_DURATION, "30s", "longest time for one request", NULL, false, NULL},  \
+	        {"connect_timeout",                                                                \
+	         SINK_OPT_DURATION,                                                                \
+	         "5s",                                                                             \
+	         "longest time to connect",                                                        \
+	         NULL,                                                                             \
+	         false,                                                                            \
+	         NULL},                                                                            \
+	        {"tls_ca_file",                                                                    \
+	         SINK_OPT_STRING,                                                                  \
+	         "",                                                                               \
+	         "CA certificates (PEM) to check the server with, instead of the system's",        \
+	         NULL,                                                                             \
+	         false,                                                                            \
+	         NULL},                                                                            \
+	{                                                                                          \
+		"tls_verify", SINK_OPT_BOOL, "true",                                               \
+		        "check the server's certificate and name (https)", NULL, false, NULL       \
+	}
+
+struct curl_client {
+	CURL *curl;
+	long timeout_ms;
+	long connect_timeout_ms;
+	char ca_file[1024];
+	bool verify;
+	char errbuf[CURL_ERROR_SIZE];
+	atomic_bool cancelled; /* set by curl_client_cancel from any thread */
+};
+
+struct curl_response {
+	long status;     /* 0 when no answer came */
+	CURLcode code;   /* CURLE_OK when an answer came */
+	struct buf body; /* capped: error bodies are short */
+	char location[2048];
+	char error[CURL_ERROR_SIZE + 64]; /* for code != CURLE_OK */
+};
+
+/* Reads the common options and makes the handle. 0 or -errno. */
+int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char *err,
+                     size_t err_len);
+void curl_client_cleanup(struct curl_client *c);
+
+/* Makes the request in progress, and every later one, fail at once
+ * (the sink's cancel callback, at shutdown). Thread-safe. */
+void curl_client_cancel(struct curl_client *c);
+
+/* One request; redirects are never followed (WebHDFS wants them done by
+ * hand). `headers` may be NULL; `body` NULL sends no body. The response's
+ * body buffer must be freed with curl_response_free. */
+void curl_client_request(struct curl_client *c, const char *method, const char *url,
+                         struct curl_slist *headers, const char *body, size_t len,
+                         struct curl_response *out);
+void curl_response_free(struct curl_response *r);
+
+/* The common answer to a response: 2xx OK; no answer (refused, reset,
+ * timeout), 408, 429 and 5xx RETRY; anything else ERROR. `msg` says what
+ * happened, with the start of the body. */
+enum sink_result curl_client_classify(const struct curl_response *r, const char *what, char *msg,
+                                      size_t msg_len);
+
+/* Appends `text` to `out` percent-encoded, keeping '/' and the unreserved
+ * characters (a path), or also encoding '/' when `component`. */
+int curl_client_escape(struct buf *out, const char *text, bool component);
+
+#endif

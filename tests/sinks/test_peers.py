@@ -1,0 +1,146 @@
+"""The test peers are strict: each rule they enforce is shown to catch the
+thing it is about (a check that cannot fail proves nothing)."""
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+
+from flume_spooldir import SpoolConsumer
+from peers import FlumeHttpPeer, WebHdfsPeer
+
+
+def consume(tmp_path, files, max_line=2048, change=None):
+    c = SpoolConsumer(tmp_path)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    c.sweep()  # sees them
+    if change:
+        change()
+    c.sweep()  # takes them
+    return c
+
+
+def test_spool_consumer_takes_good_files_and_skips_hidden(tmp_path):
+    c = consume(tmp_path, {"a.jsonl": b'{"a":1}\n{"b":2}\n', ".a.jsonl.tmp": b"partial"})
+    assert c.failures == []
+    assert c.lines == ['{"a":1}', '{"b":2}']
+    assert sorted(os.listdir(tmp_path)) == [".a.jsonl.tmp", "a.jsonl.COMPLETED"]
+
+
+def test_spool_consumer_catches_a_file_changed_after_it_appeared(tmp_path):
+    def grow():
+        with open(tmp_path / "a.jsonl", "ab") as f:
+            f.write(b'{"c":3}\n')
+    c = consume(tmp_path, {"a.jsonl": b'{"a":1}\n'}, change=grow)
+    assert any("changed" in f for f in c.failures), c.failures
+
+
+def test_spool_consumer_catches_a_reused_name(tmp_path):
+    c = consume(tmp_path, {"a.jsonl": b'{"a":1}\n'})
+    (tmp_path / "a.jsonl").write_bytes(b'{"a":1}\n')
+    c.sweep()
+    assert any("name re-used" in f for f in c.failures), c.failures
+
+
+def test_spool_consumer_catches_bad_content(tmp_path):
+    c = consume(tmp_path, {
+        "long.jsonl": b'"' + b"x" * 3000 + b'"\n',
+        "utf8.jsonl": b'{"a":"\xff"}\n',
+        "blank.jsonl": b'{"a":1}\n\n{"b":2}\n',
+        "empty.jsonl": b"",
+        "nonl.jsonl": b'{"a":1}',
+        "cr.jsonl": b'{"a":1}\r\n',
+    })
+    text = "\n".join(c.failures)
+    for words in ["long.jsonl:1: 3002 characters, over 2048", "utf8.jsonl: invalid UTF-8",
+                  "blank.jsonl:2: blank line", "empty.jsonl is empty",
+                  "nonl.jsonl does not end with a newline", "cr.jsonl:1: carriage return"]:
+        assert words in text, (words, text)
+
+
+def post(url, body, ctype="application/json; charset=UTF-8"):
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_flume_peer_checks_the_jsonhandler_body():
+    with FlumeHttpPeer() as peer:
+        line = '{"seq":1,"op":"put"}'
+        good = json.dumps([{"headers": {"seq": "1"}, "body": line}]).encode()
+        assert post(peer.url, good) == 200
+        assert peer.events == [line]
+        assert post(peer.url, b"[{") == 400                        # not JSON
+        assert post(peer.url, b'{"headers":{},"body":"x"}') == 400  # not an array
+        assert post(peer.url, json.dumps([{"body": 5, "headers": {}}]).encode()) == 400
+        assert post(peer.url, json.dumps([{"headers": {"a": 1}, "body": "x"}]).encode()) == 400
+        assert post(peer.url, json.dumps([{"headers": {}, "body": "x", "extra": 1}]).encode()) == 400
+        assert post(peer.url, good, ctype="text/plain") == 400
+        assert len(peer.errors) == 6
+        peer.answer_next(503, 1)
+        assert post(peer.url, good) == 503
+        assert post(peer.url, good) == 200
+        assert len(peer.events) == 2
+
+
+def test_webhdfs_peer_is_strict(tmp_path):
+    with WebHdfsPeer(tmp_path) as hdfs:
+        def req(method, path, query, data=None, follow=True, ctype=None):
+            url = "%s/webhdfs/v1%s?%s" % (hdfs.url, path, query)
+            r = urllib.request.Request(url, data=data, method=method)
+            if ctype:
+                r.add_header("Content-Type", ctype)
+
+            class NoRedirect(urllib.request.HTTPRedirectHandler):
+                def redirect_request(self, *a, **k):
+                    return None
+            opener = urllib.request.build_opener(NoRedirect)
+            try:
+                with opener.open(r, timeout=10) as resp:
+                    return resp.status, resp.headers, resp.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers, e.read()
+        st, headers, _ = req("PUT", "/d/f", "op=CREATE&user.name=u", data=b"")
+        assert st == 307
+        loc = headers["Location"]
+        assert ":%d/" % hdfs.datanode_port in loc and hdfs.datanode_port != hdfs.port
+        # The DataNode wants the octet-stream type.
+        r = urllib.request.Request(loc, data=b"x\n", method="PUT")
+        try:
+            urllib.request.urlopen(r, timeout=10)
+            assert False, "accepted a PUT without Content-Type octet-stream"
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+        r = urllib.request.Request(loc, data=b"x\n", method="PUT",
+                                   headers={"Content-Type": "application/octet-stream"})
+        assert urllib.request.urlopen(r, timeout=10).status == 201
+        assert (tmp_path / "d" / "f").read_bytes() == b"x\n"
+        # overwrite defaults to false: an existing file is refused.
+        st, headers, _ = req("PUT", "/d/f", "op=CREATE&user.name=u", data=b"")
+        r = urllib.request.Request(headers["Location"], data=b"y\n", method="PUT",
+                                   headers={"Content-Type": "application/octet-stream"})
+        try:
+            urllib.request.urlopen(r, timeout=10)
+            assert False
+        except urllib.error.HTTPError as e:
+            assert e.code == 403
+            assert json.loads(e.read())["RemoteException"]["exception"] == "FileAlreadyExistsException"
+        (tmp_path / "d" / "g").write_bytes(b"")
+        st, _, body = req("PUT", "/d/f", "op=RENAME&destination=/d/g&user.name=u", data=b"")
+        assert st == 200 and json.loads(body) == {"boolean": False}
+        st, _, body = req("GET", "/d/nope", "op=GETFILESTATUS&user.name=u")
+        assert st == 404 and "FileNotFoundException" in body.decode()
+        st, _, body = req("PUT", "/d/f", "op=CREATE", data=b"")
+        assert st == 401  # no user.name
+        hdfs.httpfs = True
+        st, _, _ = req("PUT", "/d/h", "op=CREATE&user.name=u", data=b"z\n",
+                       ctype="application/octet-stream")
+        assert st == 400  # HttpFS wants data=true
+        st, _, _ = req("PUT", "/d/h", "op=CREATE&data=true&user.name=u", data=b"z\n",
+                       ctype="application/octet-stream")
+        assert st == 201 and (tmp_path / "d" / "h").read_bytes() == b"z\n"
