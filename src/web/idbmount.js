@@ -1235,12 +1235,11 @@ export class Sync extends EventTarget {
 	 * (many records) or, while batches are shrunk, records larger than a
 	 * batch; or always with `all`. Only the syncing tab calls it, so the batch it is pushing
 	 * cannot be moved under it. */
-	async compact(all = false) {
+	async compact(all = false, records = null) {
 		const db = await this.connection();
 		if (!db) return null;
-		const look = db.transaction([JOURNAL], 'readonly');
-		const records = await done(native.txObjectStore.call(look, JOURNAL).count());
-		if (!records || (!all && records <= STORM_RECORDS && this.batchSize >= this.maxBatchSize)) return db;
+		if (records === null) records = await done(native.txObjectStore.call(db.transaction([JOURNAL], 'readonly'), JOURNAL).count());
+		if (!this.needsCompaction(records, all)) return db;
 		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
@@ -1262,6 +1261,10 @@ export class Sync extends EventTarget {
 		}
 		await end;
 		return db;
+	}
+
+	needsCompaction(records, all = false) {
+		return records > 0 && (all || records > STORM_RECORDS || this.batchSize < this.maxBatchSize);
 	}
 
 	/* Number of keys with a write not yet acknowledged (pending or
@@ -1630,13 +1633,20 @@ export class Sync extends EventTarget {
 	 * its record holds now and the revision it is based on. A journal
 	 * write's mutation id is "<install id>.<journal key>.<index>": stable
 	 * across retries, unique across browsers. */
-	async readBatch() {
-		const db = await this.compact();
+	async readBatch(compacted = false) {
+		const db = await this.connection();
 		const names = this.storeNames(db);
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readonly');
 		const outbox = native.txObjectStore.call(tx, OUTBOX);
 		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
+		/* Counted in this transaction: a separate one would wait behind the
+		 * app's writes (they all hold the journal) once more per batch. */
+		const records = await done(journal.count());
+		if (!compacted && this.needsCompaction(records)) {
+			await this.compact(false, records);
+			return this.readBatch(true);
+		}
 		const picked = new Map();
 		const journalKeys = [];
 		const outboxIds = new Map();
@@ -1774,9 +1784,13 @@ export class Sync extends EventTarget {
 		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
 		const last = batch.journalKeys.length ? batch.journalKeys[batch.journalKeys.length - 1] : null;
-		/* Keys written again since the batch was read, and markers as they are now. */
+		/* Keys written again since the batch was read matter only for the
+		 * rare outcomes (rejected, conflict, unanswered): read the newer
+		 * journal records only then, since while an app writes fast they
+		 * can be many. Markers are read as they are now. */
+		const rare = acks.some(a => a.rejected) || conflicts.length > 0 || answered.size < batch.length;
 		const [newer, markersNow] = await Promise.all([
-			last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
+			!rare ? [] : last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
 			Promise.all(batch.map(m => (m.marker !== undefined ? done(outbox.get([m.store, m.key])) : undefined))),
 		]);
 		const rewritten = new Set();

@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import * as idbm from '../../src/web/idbmount.js';
-import { Daemon } from './daemon.mjs';
+import { Daemon, eventually } from './daemon.mjs';
 
 let d;
 let token;
@@ -229,5 +229,29 @@ test('with serverStores "report" a store from the server is reported as not appl
 	await up.cycle();
 	assert.equal(await db.get('extra', 'y'), 2);
 	up.stop();
+	db.close();
+});
+
+test('the live loop follows /v1/events, survives a daemon restart and catches up', async () => {
+	const db = await idbm.openDatabase('live', { version: 1, stores: [{ name: 'notes' }] });
+	const sync = new idbm.Sync({ database: 'live', url: d.url, token, lock: false, backoff: new idbm.Backoff(50, 500) });
+	const errors = [];
+	sync.addEventListener('error', ev => errors.push(ev.detail));
+	sync.start();
+	await eventually(() => sync.state.leader && d.exists('alice', 'live', 'notes'), 'the first round');
+	// A change on the mount arrives through the event stream, no polling.
+	fs.writeFileSync(d.path('alice', 'live', 'notes', 'pushed-by-event.json'), '"hello"\n');
+	await eventually(async () => (await db.get('notes', 'pushed-by-event')) === 'hello', 'the event-driven pull');
+	// The daemon goes away: writes wait, the errors say offline.
+	assert.equal(await d.stop(), 0);
+	await db.put('notes', 'written while the daemon was down', 'down');
+	await eventually(() => errors.some(e => e.kind === 'offline'), 'an offline error');
+	assert.equal(await sync.recordState('notes', 'down'), 'pending');
+	await d.start();
+	await eventually(() => d.exists('alice', 'live', 'notes', 'down.json'), 'the write made while the daemon was down');
+	// The event stream reconnected: a mount change still arrives by itself.
+	fs.writeFileSync(d.path('alice', 'live', 'notes', 'after-restart.json'), '2\n');
+	await eventually(async () => (await db.get('notes', 'after-restart')) === 2, 'a change after the restart');
+	sync.stop();
 	db.close();
 });
