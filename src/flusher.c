@@ -825,6 +825,21 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 			snprintf(err, err_len, "%s:%d: [sink %s]: %s", r->cfg->file, r->cfg->line,
 			         r->cfg->name, why[0] ? why : strerror(-rc));
 	}
+	if (!rc && f->n > 0) {
+		/* The sinks are known to the store before the mount appears, so
+		 * `idbmountctl status` lists them from the first moment. The
+		 * connection is closed again: it must not cross the fork. */
+		struct store *st = NULL;
+		rc = store_open(datadir, &st, err, err_len);
+		for (size_t i = 0; i < f->n && !rc; i++) {
+			rc = store_sink_register(st, cfg->sinks[i]->name,
+			                         cfg->sinks[i]->type->name);
+			if (rc)
+				snprintf(err, err_len, "registering sink %s: %s",
+				         cfg->sinks[i]->name, store_last_error(st));
+		}
+		store_close(st);
+	}
 	if (rc) {
 		for (size_t i = 0; i < f->n; i++)
 			runner_free(&f->runners[i]);

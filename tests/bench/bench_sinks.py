@@ -238,8 +238,9 @@ class Bench:
         size = sum(os.path.getsize(os.path.join(self.spool, f)) for f in os.listdir(self.spool))
         rows = [
             ("change log -> dir sink files (defaults, fsync)", "%.0f changes/s" % rate,
-             ">= 300,000/s; >= %.0f (half the plain loop)" % (sync_rate / 2),
-             "ok" if rate >= 300000 and rate >= sync_rate / 2 else "MISSED"),
+             ">= 300,000/s", "ok" if rate >= 300000 else "MISSED"),
+            ("... against the plain loop", "%.0f%%" % (100 * rate / sync_rate), ">= 50%",
+             "ok" if rate >= sync_rate / 2 else "MISSED"),
             ("plain C loop, same lines, same batches, fsync+rename", "%.0f lines/s" % sync_rate,
              "(this disk's limit)", ""),
             ("plain C loop, no fsync", "%.0f lines/s" % nosync_rate, "", ""),

@@ -16,7 +16,10 @@ This peer is stricter where our contract is: an empty file, a blank line, a
 limit is a failure (Flume would silently cut it).
 
 Every problem is collected in `failures`; `lines` holds what was consumed,
-in the order consumed.
+in the order consumed, and `consumed` each file's lines by name. (A
+directory listing is no snapshot: a file published after another may be
+listed first, so the order of consumption is not the order of the names,
+for Flume as for this peer.)
 """
 import os
 import threading
@@ -32,6 +35,7 @@ class SpoolConsumer:
         self.poll = poll
         self.failures = []
         self.lines = []
+        self.consumed = {}  # name -> its lines
         self.files = 0
         self.seen = {}      # name -> (inode, size, mtime_ns) when first seen
         self.used = set()   # every name ever consumed
@@ -92,7 +96,7 @@ class SpoolConsumer:
             if (s.st_ino, s.st_size, s.st_mtime_ns) != first:
                 self.failures.append("%s changed %s (%r -> %r)" % (
                     name, label, first, (s.st_ino, s.st_size, s.st_mtime_ns)))
-        self.check_content(name, data)
+        self.consumed[name] = self.check_content(name, data)
         done = path + SUFFIX
         if os.path.exists(done):
             self.failures.append("%s: %s already exists" % (name, name + SUFFIX))
@@ -104,15 +108,16 @@ class SpoolConsumer:
     def check_content(self, name, data):
         if not data:
             self.failures.append("%s is empty" % name)
-            return
+            return []
         if not data.endswith(b"\n"):
             self.failures.append("%s does not end with a newline" % name)
         try:
             text = data.decode("utf-8", errors="strict")
         except UnicodeDecodeError as e:
             self.failures.append("%s: invalid UTF-8: %s" % (name, e))
-            return
-        for i, line in enumerate(text.split("\n")[:-1], 1):
+            return []
+        lines = text.split("\n")[:-1]
+        for i, line in enumerate(lines, 1):
             if not line:
                 self.failures.append("%s:%d: blank line" % (name, i))
             if "\r" in line:
@@ -121,3 +126,4 @@ class SpoolConsumer:
                 self.failures.append("%s:%d: %d characters, over %d" % (
                     name, i, len(line), self.max_line))
             self.lines.append(line)
+        return lines

@@ -268,6 +268,19 @@ def test_replay_and_unpark_errors(sinks, tmp_path):
     assert p.returncode == 1 and "has no parked batch 7" in p.stderr
     p = sinks.ctl("sink", "frobnicate", check=False)
     assert p.returncode == 2
+    p = sinks.ctl("sink", check=False)
+    assert p.returncode == 2 and "which sink command" in p.stderr
+    p = sinks.ctl("sink", "list", "extra", check=False)
+    assert p.returncode == 2 and "takes no arguments" in p.stderr
+    p = sinks.ctl("status", "--yaml", check=False)
+    assert p.returncode == 2 and "unexpected argument" in p.stderr
+    p = sinks.ctl("sink", "unpark", check=False)
+    assert p.returncode == 2 and "needs NAME" in p.stderr
+    p = sinks.ctl("sink", "unpark", "nope", check=False)
+    assert p.returncode == 1 and "no sink named 'nope'" in p.stderr
+    p = subprocess.run([IDBMOUNTCTL, "--data", str(tmp_path / "none"), "status"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "no idbmount data" in p.stderr
 
 
 def test_status_text(sinks, tmp_path):

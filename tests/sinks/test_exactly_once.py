@@ -97,7 +97,13 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(sinks, tmp_path):
     expected = sinks.log_lines()
     # consumer.stop() swept the directory: every batch was taken.
     assert [f for f in batch_files(spool) if not f.endswith(".COMPLETED")] == []
-    got = consumer.lines
+    # The batches in name order (a listing may show a newer file first, so
+    # the consumer's own order proves nothing), published in that order.
+    names = sorted(consumer.consumed)
+    got = [line for name in names for line in consumer.consumed[name]]
+    assert sorted(got, key=lambda l: json.loads(l)["seq"]) == sorted(consumer.lines, key=lambda l: json.loads(l)["seq"])
+    mtimes = [os.stat(os.path.join(spool, n + ".COMPLETED")).st_mtime_ns for n in names]
+    assert mtimes == sorted(mtimes), "a batch was published after a later one"
     seqs = [json.loads(l)["seq"] for l in got]
     assert len(seqs) == len(set(seqs)), "a change was delivered twice"
     assert seqs == sorted(seqs), "out of sequence order"
