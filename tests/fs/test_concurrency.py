@@ -3,6 +3,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import threading
 import time
 
@@ -101,7 +102,7 @@ def test_sigkill_then_remount_keeps_every_closed_write(idb, tmp_path):
     rng = random.Random(7)
     for round_ in range(3):
         log = tmp_path / ("acks%d" % round_)
-        w = subprocess.Popen(["python3", str(script), idb.store, str(log)],
+        w = subprocess.Popen([sys.executable, str(script), idb.store, str(log)],
                              stderr=subprocess.DEVNULL)
         # Kill at a random moment once writing is under way (an
         # interpreter can take longer to start than the random delay).
