@@ -14,17 +14,23 @@
  *             the record holds at push time. One extra put per transaction,
  *             not per write, keeps capture close to the cost of the raw
  *             writes (one extra put per write measured 1.7x in Chromium).
- *             The sync compacts the journal into the outbox, which holds ONE
- *             marker per key ([store, key] -> {id}): an edit storm on one
- *             key ships once, with one mutation id that stays the same
- *             across retries. clear() and key-range deletes first list the
+ *             The sync pushes straight from journal records (each write's
+ *             mutation id is "<install id>.<journal key>.<index>", the same
+ *             on every retry; a key written twice in a batch goes once).
+ *             When the journal holds an edit storm (over 64 records) it is
+ *             first compacted into the outbox, which holds ONE marker per
+ *             key ([store, key] -> {id}), so the storm ships once; rejected
+ *             writes and conflicts to push again live there too. No write
+ *             is read before it is made, and a journal record is deleted
+ *             only in the transaction that records the server's answer.
+ *             clear() and key-range deletes first list the
  *             affected keys (getAllKeys, same transaction): the server only
  *             knows keys. Writes in upgrade transactions are captured too,
  *             so seed and migrated data sync.
  *   library   openDatabase(name, {version, stores}) - a promise API (put,
  *             add, delete, clear, get, getAll, each/cursors, transactions
  *             over several stores) built on the same captured IndexedDB.
- *   sync      startSync({database, url, token}) - pushes markers in
+ *   sync      startSync({database, url, token}) - pushes pending writes in
  *             batches, pulls with a persisted checkpoint, follows
  *             /v1/events, one syncing tab per database.
  *
@@ -58,7 +64,8 @@
  *   __idbmount_outbox  [store, key] -> {id, rejected?}   pending writes
  *   __idbmount_revs    [store, key] -> {rev, seq, deleted} last server state
  *                      the local value is based on ("base" of a push)
- *   __idbmount_meta    "checkpoint", "delivered", ["parked", store, key]
+ *   __idbmount_meta    "checkpoint", "delivered", "epoch", "installId",
+ *                      ["parked", store, key] (changes for missing stores)
  *
  * Values JSON cannot hold travel in the tagged forms of DESIGN.md, inside
  * values too (see encodeValue): Date {"~d": iso}, ArrayBuffer {"~b": b64url},
