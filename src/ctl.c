@@ -90,7 +90,6 @@ enum exit_code {
 #define READ_BLOCK     (256u * 1024)
 #define BATCH_LINES    1000
 #define MAX_REPORTED   20
-#define WAIT_POLL_MS   2
 #define WAIT_IDLE_MS   3000
 #define PROGRESS_MS    100
 #define LOG_PAGE       1000
@@ -217,13 +216,6 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
 }
 
 /* Parses a decimal integer >= 0 (digits only). */
@@ -427,27 +419,10 @@ static int open_store(struct ctl *c, bool create)
  * daemon has made no progress for WAIT_IDLE_MS. */
 static void wait_visible(struct store *st, int64_t seq, int64_t tree_id)
 {
-	int pid = 0;
-	int64_t nseq = 0, ntree = 0;
-	if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
-		return;
-	int64_t last_move = now_ms();
-	while (nseq < seq || ntree < tree_id) {
-		if (now_ms() - last_move >= WAIT_IDLE_MS) {
-			say("warning: the mount (idbmount pid %d) has not caught up after %d s; "
-			    "the change is saved and will show there shortly",
-			    pid, WAIT_IDLE_MS / 1000);
-			return;
-		}
-		sleep_ms(WAIT_POLL_MS);
-		if (interrupted)
-			return;
-		int64_t pseq = nseq, ptree = ntree;
-		if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
-			return;
-		if (nseq != pseq || ntree != ptree)
-			last_move = now_ms();
-	}
+	if (store_daemon_wait_shown(st, seq, tree_id, WAIT_IDLE_MS, &interrupted) == -ETIMEDOUT)
+		say("warning: the mount has not caught up after %d s; the change is saved and "
+		    "will show there shortly",
+		    WAIT_IDLE_MS / 1000);
 }
 
 /* The tree-log id to wait for after directories may have been made. */

@@ -72,6 +72,18 @@ static struct store *store_or_reply(struct http_request *r)
 	return st;
 }
 
+/* DESIGN.md: a change that arrives over HTTP is visible to the next read
+ * on the mount at once. The daemon's notifier invalidates the kernel's
+ * caches a few milliseconds after a commit; answer only once it has, so a
+ * client that looks at the mount after the answer sees what it wrote. A
+ * stuck notifier delays an answer by at most a second, never fails it. */
+#define SHOWN_IDLE_MS 1000
+
+static void wait_shown(struct store *st, int64_t seq, int64_t tree_id)
+{
+	store_daemon_wait_shown(st, seq, tree_id, SHOWN_IDLE_MS, NULL);
+}
+
 enum MHD_Result http_sync_schema(struct http_request *r)
 {
 	struct store *st = store_or_reply(r);
@@ -82,6 +94,8 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 	if (own_client(r, st, doc)) {
 		json_t *answer = NULL;
 		int rc = store_sync_schema(st, r->who.id, doc, &answer);
+		if (!rc)
+			wait_shown(st, 0, store_last_tree_id(st));
 		res = rc ? http_reply_store_error(r, st, rc)
 		         : http_reply_json(r, MHD_HTTP_OK, answer);
 		json_decref(answer);
@@ -106,15 +120,22 @@ enum MHD_Result http_sync_push(struct http_request *r)
 		} else {
 			size_t i;
 			json_t *one;
+			json_int_t last_seq = 0;
 			json_array_foreach(results, i, one)
 			{
 				const char *status =
 				        json_string_value(json_object_get(one, "status"));
-				if (status && strcmp(status, "ok") == 0)
+				if (status && strcmp(status, "ok") == 0) {
 					atomic_fetch_add(&r->server->mutations_ok, 1);
-				else
+					json_int_t seq =
+					        json_integer_value(json_object_get(one, "seq"));
+					if (seq > last_seq)
+						last_seq = seq;
+				} else {
 					atomic_fetch_add(&r->server->mutations_conflict, 1);
+				}
 			}
+			wait_shown(st, last_seq, 0);
 			json_t *answer = json_pack("{s:o}", "results", results);
 			res = http_reply_json(r, MHD_HTTP_OK, answer);
 			json_decref(answer);

@@ -2635,6 +2635,30 @@ int store_daemon_set_notified(struct store *st, int64_t seq, int64_t tree_id)
 	return store_step_done(st, s);
 }
 
+int store_daemon_wait_shown(struct store *st, int64_t seq, int64_t tree_id, int idle_ms,
+                            const volatile sig_atomic_t *stop)
+{
+	int pid = 0;
+	int64_t nseq = 0, ntree = 0;
+	if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
+		return 0;
+	int64_t last_move = store_now_ns();
+	while (nseq < seq || ntree < tree_id) {
+		if (store_now_ns() - last_move >= (int64_t)idle_ms * 1000000)
+			return -ETIMEDOUT;
+		if (stop && *stop)
+			return -EINTR;
+		struct timespec pause = {0, 1500000};
+		nanosleep(&pause, NULL);
+		int64_t pseq = nseq, ptree = ntree;
+		if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
+			return 0;
+		if (nseq != pseq || ntree != ptree)
+			last_move = store_now_ns();
+	}
+	return 0;
+}
+
 int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_id)
 {
 	*pid = 0;

@@ -36,6 +36,7 @@
 #define IDBMOUNT_STORE_H
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -309,6 +310,14 @@ int store_daemon_unregister(struct store *st);
 int store_daemon_set_notified(struct store *st, int64_t seq, int64_t tree_id);
 /* Returns the live daemon's pid (0 when none) and how far it notified. */
 int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_id);
+/* Waits until the daemon serving this data directory shows change `seq` and
+ * tree-log entry `tree_id` in the mount (its notifier has invalidated the
+ * kernel's caches for them), polling every millisecond or two. Returns 0
+ * once shown or when no daemon runs; -ETIMEDOUT when the daemon made no
+ * progress for idle_ms; -EINTR when *stop became set. For idbmountctl and
+ * the sync endpoint: what they changed is visible to the next read. */
+int store_daemon_wait_shown(struct store *st, int64_t seq, int64_t tree_id, int idle_ms,
+                            const volatile sig_atomic_t *stop);
 int64_t store_last_tree_id(struct store *st);
 
 #endif

@@ -58,6 +58,22 @@ def test_push_put_writes_the_file_as_idbmountctl_would(sync):
     assert last["key"] == 7 and last["origin"] == "browser" and last["value"] == value
 
 
+def test_pushed_changes_show_in_the_mount_when_the_answer_comes(sync):
+    # DESIGN.md: a change over HTTP is visible to the next read at once,
+    # even where the kernel had cached the name as absent or the old pages.
+    sync.alice.schema("shop", ORDERS)
+    path = sync.path("alice", "shop", "orders", "9.json")
+    for round_ in range(20):
+        assert not os.path.exists(path)  # caches "no such file"
+        [res] = sync.alice.push([put("a%d" % round_, "shop", "orders", 9, {"r": round_})])
+        assert res["status"] == "ok"
+        assert json.loads(read(path)) == {"r": round_}
+        [res] = sync.alice.push([put("b%d" % round_, "shop", "orders", 9, {"r": -round_})])
+        assert json.loads(read(path)) == {"r": -round_}  # not the cached pages
+        [res] = sync.alice.push([delete("c%d" % round_, "shop", "orders", 9)])
+        assert res["status"] == "ok"
+
+
 def test_push_of_every_key_type_names_files_by_the_key_codec(sync):
     sync.alice.schema("shop", ORDERS)
     cases = [
