@@ -20,6 +20,7 @@
  */
 #include "fs_internal.h"
 
+#include "idbmount/clock.h"
 #include "idbmount/watch.h"
 
 #include <errno.h>
@@ -136,13 +137,6 @@ static bool catch_up(struct notifier *n)
 	return true;
 }
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Called by the watch thread: note it and wake the notifier. */
 static void on_commit(void *ctx)
 {
@@ -156,7 +150,7 @@ static void on_commit(void *ctx)
 static void *notifier_main(void *arg)
 {
 	struct notifier *n = arg;
-	int64_t next_gc = monotonic_ms() + GC_MS;
+	int64_t next_gc = clock_mono_ms() + GC_MS;
 	pthread_mutex_lock(&n->lock);
 	while (!n->stop) {
 		if (n->queue_len == 0 && !n->changed) {
@@ -179,9 +173,9 @@ static void *notifier_main(void *arg)
 		free(queue);
 		if (changed)
 			catch_up(n);
-		if (monotonic_ms() >= next_gc) {
+		if (clock_mono_ms() >= next_gc) {
 			store_list_orphans(n->st, drop_unheld_orphan, n);
-			next_gc = monotonic_ms() + GC_MS;
+			next_gc = clock_mono_ms() + GC_MS;
 		}
 
 		pthread_mutex_lock(&n->lock);

@@ -45,7 +45,7 @@
  * is half-applied. Pass 2 applies the lines in transactions of 1000
  * (origin import, database and store made when missing, out-of-line), so
  * the daemon and browsers are never locked out for long. Should pass 2
- * still fail (disk full, the store changed meanwhile, interrupted), the
+ * still fail (disk full, the store changed meanwhile, ctl_interrupted), the
  * batches committed so far stay and the message says up to which line;
  * importing the same file again is then safe, as puts of the same values
  * and deletes repeat harmlessly. Standard input ('-') and other files that
@@ -57,6 +57,7 @@
 
 #include "idbmount/buf.h"
 #include "idbmount/changeline.h"
+#include "idbmount/clock.h"
 #include "idbmount/datadir.h"
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
@@ -102,18 +103,27 @@ struct ctl {
 	struct store *st;
 };
 
-/* Set by SIGINT/SIGTERM during an import, which then stops cleanly. */
-static volatile sig_atomic_t interrupted;
+volatile sig_atomic_t ctl_interrupted;
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	interrupted = 1;
+	ctl_interrupted = 1;
+}
+
+void ctl_catch_interrupts(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 }
 
 /* ---- messages ----------------------------------------------------------- */
 
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
+void ctl_say(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -127,7 +137,7 @@ __attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 static int store_fail(struct store *st, int rc, const char *what)
 {
 	const char *why = st ? store_last_error(st) : "";
-	say("%s: %s", what, *why ? why : strerror(rc < 0 ? -rc : rc));
+	ctl_say("%s: %s", what, *why ? why : strerror(rc < 0 ? -rc : rc));
 	return EXIT_FAIL;
 }
 
@@ -203,20 +213,13 @@ __attribute__((format(printf, 2, 3))) static int arg_error(const char *synopsis,
 static int finish_stdout(int status)
 {
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		say("writing to standard output: %s", strerror(errno));
+		ctl_say("writing to standard output: %s", strerror(errno));
 		return EXIT_FAIL;
 	}
 	return status;
 }
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Parses a decimal integer >= 0 (digits only). */
 static bool parse_count(const char *text, int64_t *out)
@@ -290,7 +293,7 @@ static int path_parse(const char *arg, int min, int max, const char *synopsis, s
 	p->text = arg;
 	p->copy = strdup(arg);
 	if (!p->copy) {
-		say("out of memory");
+		ctl_say("out of memory");
 		return EXIT_FAIL;
 	}
 	char *s = p->copy;
@@ -365,11 +368,11 @@ static int path_lookup(struct store *st, const struct path *p, int *found, uint6
 static void path_missing(const char *what, const struct path *p, int found)
 {
 	if (found == 0)
-		say("%s: no client named '%s'", what, p->part[0]);
+		ctl_say("%s: no client named '%s'", what, p->part[0]);
 	else if (found == 1)
-		say("%s: client '%s' has no database '%s'", what, p->part[0], p->part[1]);
+		ctl_say("%s: client '%s' has no database '%s'", what, p->part[0], p->part[1]);
 	else
-		say("%s: database '%s' has no store '%s'", what, p->part[1], p->part[2]);
+		ctl_say("%s: database '%s' has no store '%s'", what, p->part[1], p->part[2]);
 }
 
 /* Says on stderr what store_put / import made because it was missing. */
@@ -377,8 +380,8 @@ static void note_created(const struct path *p, int found)
 {
 	if (found >= 3)
 		return;
-	say("%s %s/%s/%s did not exist; created it (out-of-line keys, no autoIncrement)",
-	    found == 2 ? "store" : "database and store", p->part[0], p->part[1], p->part[2]);
+	ctl_say("%s %s/%s/%s did not exist; created it (out-of-line keys, no autoIncrement)",
+	        found == 2 ? "store" : "database and store", p->part[0], p->part[1], p->part[2]);
 }
 
 /* ---- the store and the mount ---------------------------------------------- */
@@ -391,23 +394,24 @@ static int open_store(struct ctl *c, bool create)
 		int n = snprintf(db, sizeof(db), "%s/idbmount.db", c->datadir);
 		struct stat sb;
 		if (n < 0 || (size_t)n >= sizeof(db)) {
-			say("%s: path too long", c->datadir);
+			ctl_say("%s: path too long", c->datadir);
 			return EXIT_FAIL;
 		}
 		if (stat(db, &sb) != 0) {
 			if (errno == ENOENT)
-				say("no idbmount data in %s (no idbmount.db); '" PROG " --data %s "
-				    "client add NAME' makes it",
-				    c->datadir, c->datadir);
+				ctl_say("no idbmount data in %s (no idbmount.db); '" PROG
+				        " --data %s "
+				        "client add NAME' makes it",
+				        c->datadir, c->datadir);
 			else
-				say("%s: %s", db, strerror(errno));
+				ctl_say("%s: %s", db, strerror(errno));
 			return EXIT_FAIL;
 		}
 	}
 	char err[512];
 	int rc = store_open(c->datadir, &c->st, err, sizeof(err));
 	if (rc) {
-		say("%s", err[0] ? err : strerror(-rc));
+		ctl_say("%s", err[0] ? err : strerror(-rc));
 		return EXIT_FAIL;
 	}
 	return 0;
@@ -419,10 +423,10 @@ static int open_store(struct ctl *c, bool create)
  * daemon has made no progress for WAIT_IDLE_MS. */
 static void wait_visible(struct store *st, int64_t seq, int64_t tree_id)
 {
-	if (store_daemon_wait_shown(st, seq, tree_id, WAIT_IDLE_MS, &interrupted) == -ETIMEDOUT)
-		say("warning: the mount has not caught up after %d s; the change is saved and "
-		    "will show there shortly",
-		    WAIT_IDLE_MS / 1000);
+	if (store_daemon_wait_shown(st, seq, tree_id, WAIT_IDLE_MS, &ctl_interrupted) == -ETIMEDOUT)
+		ctl_say("warning: the mount has not caught up after %d s; the change is saved and "
+		        "will show there shortly",
+		        WAIT_IDLE_MS / 1000);
 }
 
 /* The tree-log id to wait for after directories may have been made. */
@@ -690,7 +694,7 @@ static int cmd_get(struct ctl *c, int argc, char **argv)
 		what_of(what, sizeof(what), "get", &p, argv[1]);
 		int rc = store_get(c->st, &sp, key, &data, &len, &rev);
 		if (rc == -ENOENT && !*store_last_error(c->st)) {
-			say("%s: no such record", what);
+			ctl_say("%s: no such record", what);
 			status = EXIT_FAIL;
 		} else if (rc) {
 			status = store_fail(c->st, rc, what);
@@ -724,7 +728,7 @@ static int cmd_rm(struct ctl *c, int argc, char **argv)
 		if (rc) {
 			status = store_fail(c->st, rc, what);
 		} else if (seq == 0) {
-			say("%s: no such record", what);
+			ctl_say("%s: no such record", what);
 			status = EXIT_FAIL;
 		} else {
 			wait_visible(c->st, seq, 0);
@@ -874,8 +878,8 @@ static int cmd_log(struct ctl *c, int argc, char **argv)
 		if (l.error == 1) {
 			status = finish_stdout(EXIT_FAIL);
 		} else if (l.error) {
-			say("log: cannot render change %lld: %s", (long long)l.last_seq + 1,
-			    strerror(-l.error));
+			ctl_say("log: cannot render change %lld: %s", (long long)l.last_seq + 1,
+			        strerror(-l.error));
 			status = EXIT_FAIL;
 		} else if (got < 0) {
 			status = store_fail(c->st, (int)got, "log");
@@ -915,7 +919,7 @@ static int reader_next(struct reader *r, struct buf *line, bool *too_long)
 				break;
 			ssize_t n = read(r->fd, r->block, READ_BLOCK);
 			if (n < 0) {
-				if (errno == EINTR && !interrupted)
+				if (errno == EINTR && !ctl_interrupted)
 					continue;
 				return -errno;
 			}
@@ -963,30 +967,30 @@ static int spool_to_temp(int in, const char *label, int *out)
 	char tmpl[PATH_MAX];
 	if (snprintf(tmpl, sizeof(tmpl), "%s/idbmountctl-import-XXXXXX", dir) >=
 	    (int)sizeof(tmpl)) {
-		say("import: $TMPDIR is too long");
+		ctl_say("import: $TMPDIR is too long");
 		return EXIT_FAIL;
 	}
 	int fd = mkstemp(tmpl);
 	if (fd < 0) {
-		say("import: cannot make a temp file in %s to buffer %s: %s", dir, label,
-		    strerror(errno));
+		ctl_say("import: cannot make a temp file in %s to buffer %s: %s", dir, label,
+		        strerror(errno));
 		return EXIT_FAIL;
 	}
 	unlink(tmpl);
 	char *block = malloc(READ_BLOCK);
 	if (!block) {
 		close(fd);
-		say("out of memory");
+		ctl_say("out of memory");
 		return EXIT_FAIL;
 	}
 	int status = EXIT_OK;
 	for (;;) {
 		ssize_t n = read(in, block, READ_BLOCK);
-		if (n < 0 && errno == EINTR && !interrupted)
+		if (n < 0 && errno == EINTR && !ctl_interrupted)
 			continue;
 		if (n < 0) {
-			say("import: cannot read %s: %s", label,
-			    interrupted ? "interrupted" : strerror(errno));
+			ctl_say("import: cannot read %s: %s", label,
+			        ctl_interrupted ? "ctl_interrupted" : strerror(errno));
 			status = EXIT_FAIL;
 			break;
 		}
@@ -994,11 +998,11 @@ static int spool_to_temp(int in, const char *label, int *out)
 			break;
 		for (ssize_t done = 0; done < n;) {
 			ssize_t w = write(fd, block + done, (size_t)(n - done));
-			if (w < 0 && errno == EINTR && !interrupted)
+			if (w < 0 && errno == EINTR && !ctl_interrupted)
 				continue;
 			if (w < 0) {
-				say("import: cannot buffer %s in %s: %s", label, dir,
-				    strerror(errno));
+				ctl_say("import: cannot buffer %s in %s: %s", label, dir,
+				        strerror(errno));
 				status = EXIT_FAIL;
 				break;
 			}
@@ -1088,7 +1092,7 @@ static void progress_start(struct progress *p, const char *label, uint64_t total
 	p->on = isatty(STDERR_FILENO) == 1;
 	p->label = label;
 	p->total = total;
-	p->start_ms = now_ms();
+	p->start_ms = clock_mono_ms();
 	p->last_ms = p->start_ms; /* the first draw after PROGRESS_MS */
 	int cols = terminal_columns() - 1;
 	int fixed = (int)strlen(label) + 3; /* label, " [", "]" */
@@ -1112,7 +1116,7 @@ static void progress_draw(struct progress *p, uint64_t done, uint64_t lines, boo
 {
 	if (!p->on)
 		return;
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 	if (!force && now - p->last_ms < PROGRESS_MS)
 		return;
 	p->last_ms = now;
@@ -1281,7 +1285,7 @@ static int import_check(struct import *im)
 	char why[400];
 	int rc, trc = 0, in_batch = 0;
 	bool too_long;
-	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !interrupted) {
+	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
 		lineno++;
 		progress_draw(&bar, im->rd.offset, lineno, false);
 		const char *text = im->line.data ? im->line.data : "";
@@ -1319,27 +1323,27 @@ static int import_check(struct import *im)
 		store_fail(im->st, trc, "import: checking");
 		return EXIT_FAIL;
 	}
-	if (interrupted) {
-		say("import: interrupted; nothing was imported");
+	if (ctl_interrupted) {
+		ctl_say("import: ctl_interrupted; nothing was imported");
 		return EXIT_FAIL;
 	}
 	if (rc < 0) {
-		say("import: cannot read %s: %s", im->label, strerror(-rc));
+		ctl_say("import: cannot read %s: %s", im->label, strerror(-rc));
 		return EXIT_FAIL;
 	}
 	if (bad > MAX_REPORTED)
 		fprintf(stderr, "... and %llu more\n", (unsigned long long)(bad - MAX_REPORTED));
 	if (bad) {
-		say("import: %llu bad line%s in %s; nothing was imported", (unsigned long long)bad,
-		    bad == 1 ? "" : "s", im->label);
+		ctl_say("import: %llu bad line%s in %s; nothing was imported",
+		        (unsigned long long)bad, bad == 1 ? "" : "s", im->label);
 		return EXIT_FAIL;
 	}
 	struct stat now;
 	if (fstat(im->fd, &now) == 0 &&
 	    (now.st_size != im->sb.st_size || now.st_mtim.tv_sec != im->sb.st_mtim.tv_sec ||
 	     now.st_mtim.tv_nsec != im->sb.st_mtim.tv_nsec)) {
-		say("import: %s changed while it was being checked; nothing was imported",
-		    im->label);
+		ctl_say("import: %s changed while it was being checked; nothing was imported",
+		        im->label);
 		return EXIT_FAIL;
 	}
 	return EXIT_OK;
@@ -1384,7 +1388,7 @@ static int import_apply(struct import *im)
 {
 	int rc = reader_rewind(&im->rd);
 	if (rc) {
-		say("import: cannot reread %s: %s", im->label, strerror(-rc));
+		ctl_say("import: cannot reread %s: %s", im->label, strerror(-rc));
 		return EXIT_FAIL;
 	}
 	struct progress bar;
@@ -1396,8 +1400,8 @@ static int import_apply(struct import *im)
 	char why[400] = "";
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
 		lineno++;
-		if (interrupted) {
-			snprintf(why, sizeof(why), "interrupted before this line");
+		if (ctl_interrupted) {
+			snprintf(why, sizeof(why), "ctl_interrupted before this line");
 			rc = -EINTR;
 			break;
 		}
@@ -1457,14 +1461,15 @@ static int import_apply(struct import *im)
 	if (!why[0])
 		snprintf(why, sizeof(why), "%s",
 		         *store_last_error(im->st) ? store_last_error(im->st) : strerror(-rc));
-	say("import: %s:%llu: %s", im->label, (unsigned long long)lineno, why);
+	ctl_say("import: %s:%llu: %s", im->label, (unsigned long long)lineno, why);
 	if (committed_line == 0) {
-		say("import stopped; nothing was imported");
+		ctl_say("import stopped; nothing was imported");
 	} else {
-		say("import stopped; lines 1-%llu were imported (%llu records, %llu deleted), the "
-		    "rest was not; running the same import again is safe",
-		    (unsigned long long)committed_line, (unsigned long long)committed_puts,
-		    (unsigned long long)committed_deletes);
+		ctl_say("import stopped; lines 1-%llu were imported (%llu records, %llu deleted), "
+		        "the "
+		        "rest was not; running the same import again is safe",
+		        (unsigned long long)committed_line, (unsigned long long)committed_puts,
+		        (unsigned long long)committed_deletes);
 		wait_visible(im->st, committed_seq, tree_mark(im->st));
 	}
 	return EXIT_FAIL;
@@ -1490,15 +1495,10 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	char what[64 + PATH_MAX];
 	snprintf(what, sizeof(what), "import %s", im.path.text);
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
+	ctl_catch_interrupts();
 
 	if (!im.rd.block) {
-		say("out of memory");
+		ctl_say("out of memory");
 		status = EXIT_FAIL;
 	}
 	if (!status)
@@ -1530,13 +1530,13 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 		int in = from_stdin ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
 		struct stat sb;
 		if (in < 0) {
-			say("import: cannot open %s: %s", file, strerror(errno));
+			ctl_say("import: cannot open %s: %s", file, strerror(errno));
 			status = EXIT_FAIL;
 		} else if (fstat(in, &sb) != 0) {
-			say("import: %s: %s", im.label, strerror(errno));
+			ctl_say("import: %s: %s", im.label, strerror(errno));
 			status = EXIT_FAIL;
 		} else if (S_ISDIR(sb.st_mode)) {
-			say("import: %s is a directory", im.label);
+			ctl_say("import: %s is a directory", im.label);
 			status = EXIT_FAIL;
 		} else if (S_ISREG(sb.st_mode) && !from_stdin) {
 			im.fd = in;
@@ -1548,14 +1548,14 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 			close(in);
 	}
 	if (!status && fstat(im.fd, &im.sb) != 0) {
-		say("import: %s: %s", im.label, strerror(errno));
+		ctl_say("import: %s: %s", im.label, strerror(errno));
 		status = EXIT_FAIL;
 	}
 	if (!status) {
 		im.rd.fd = im.fd;
 		status = reader_rewind(&im.rd) ? EXIT_FAIL : EXIT_OK;
 		if (status)
-			say("import: cannot read %s: %s", im.label, strerror(errno));
+			ctl_say("import: cannot read %s: %s", im.label, strerror(errno));
 	}
 	if (!status)
 		status = import_check(&im);
@@ -1650,13 +1650,13 @@ int main(int argc, char **argv)
 			return usage_error("--data needs a directory");
 		if (snprintf(c.datadir, sizeof(c.datadir), "%s", datadir) >=
 		    (int)sizeof(c.datadir)) {
-			say("--data %s: path too long", datadir);
+			ctl_say("--data %s: path too long", datadir);
 			return EXIT_FAIL;
 		}
 	} else {
 		int rc = datadir_default(c.datadir, sizeof(c.datadir));
 		if (rc) {
-			say("cannot make the default data directory: %s", strerror(-rc));
+			ctl_say("cannot make the default data directory: %s", strerror(-rc));
 			return EXIT_FAIL;
 		}
 	}

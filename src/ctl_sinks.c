@@ -9,6 +9,7 @@
  */
 #include "ctl_sinks.h"
 
+#include "idbmount/clock.h"
 #include "idbmount/config.h"
 #include "idbmount/sink.h"
 #include "idbmount/store.h"
@@ -40,27 +41,9 @@ const char ctl_sinks_usage[] =
         "                                  names); waits with a progress bar on a terminal\n"
         "  sink unpark NAME [--id ID]      send parked batches (or one) again\n";
 
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
-__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
-
 static int usage_error(const char *synopsis, const char *what)
 {
-	say("%s", what);
+	ctl_say("%s", what);
 	fprintf(stderr, "usage: " PROG " [--data DIR] %s\n", synopsis);
 	return 2;
 }
@@ -72,30 +55,16 @@ static struct store *open_existing(const char *datadir)
 	struct stat sb;
 	snprintf(db, sizeof(db), "%s/idbmount.db", datadir);
 	if (stat(db, &sb) != 0) {
-		say("no idbmount data in %s (no idbmount.db)", datadir);
+		ctl_say("no idbmount data in %s (no idbmount.db)", datadir);
 		return NULL;
 	}
 	struct store *st = NULL;
 	char err[512];
 	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
-		say("%s", err);
+		ctl_say("%s", err);
 		return NULL;
 	}
 	return st;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "3.2 s ago" style ages. */
@@ -143,7 +112,7 @@ static int status_one(void *ctx, const struct store_sink *k)
 {
 	struct status_ctx *s = ctx;
 	s->n++;
-	int64_t now = wall_ms();
+	int64_t now = clock_wall_ms();
 	if (s->json) {
 		json_t *parked = json_array();
 		store_sink_intents(s->st, k->name, STORE_INTENT_PARKED, add_parked_json, parked);
@@ -214,7 +183,7 @@ int ctl_status_command(const char *datadir, int argc, char **argv)
 	int rc = store_sinks_list(st, status_one, &s);
 	int status = 0;
 	if (rc) {
-		say("reading the sinks: %s", store_last_error(st));
+		ctl_say("reading the sinks: %s", store_last_error(st));
 		status = 1;
 	} else if (json) {
 		int64_t lowest = 0, highest = 0;
@@ -365,13 +334,13 @@ static int sink_replay(const char *datadir, int argc, char **argv)
 	if (!rc)
 		rc = store_sink_load(st, name, &k);
 	if (rc) {
-		say("replay %s: %s", name, store_last_error(st));
+		ctl_say("replay %s: %s", name, store_last_error(st));
 		store_close(st);
 		return 1;
 	}
 	int64_t total = k.replay_to - (from - 1);
-	say("sink %s will ship seqs %lld to %lld again (generation %lld: new file names)", name,
-	    (long long)from, (long long)k.replay_to, (long long)k.generation);
+	ctl_say("sink %s will ship seqs %lld to %lld again (generation %lld: new file names)", name,
+	        (long long)from, (long long)k.replay_to, (long long)k.generation);
 	int pid = 0;
 	int64_t s1, s2;
 	store_daemon_status(st, &pid, &s1, &s2);
@@ -380,17 +349,16 @@ static int sink_replay(const char *datadir, int argc, char **argv)
 		return 0;
 	}
 	if (pid <= 0) {
-		say("no daemon serves %s: the replay starts when it does", datadir);
+		ctl_say("no daemon serves %s: the replay starts when it does", datadir);
 		store_close(st);
 		return 0;
 	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	ctl_catch_interrupts();
 	bool tty = isatty(STDERR_FILENO) == 1;
 	int64_t last_draw = 0;
 	for (;;) {
 		if (store_sink_load(st, name, &k) != 0) {
-			say("replay %s: %s", name, store_last_error(st));
+			ctl_say("replay %s: %s", name, store_last_error(st));
 			status = 1;
 			break;
 		}
@@ -398,25 +366,25 @@ static int sink_replay(const char *datadir, int argc, char **argv)
 		if (done > total)
 			done = total;
 		bool finished = k.cursor >= k.replay_to;
-		if (tty && (finished || now_ms() - last_draw >= REPLAY_POLL_MS)) {
+		if (tty && (finished || clock_mono_ms() - last_draw >= REPLAY_POLL_MS)) {
 			draw_bar(name, done < 0 ? 0 : done, total, finished);
-			last_draw = now_ms();
+			last_draw = clock_mono_ms();
 		}
 		if (finished) {
-			say("replay of sink %s done", name);
+			ctl_say("replay of sink %s done", name);
 			break;
 		}
-		if (interrupted) {
+		if (ctl_interrupted) {
 			if (tty)
 				fputc('\n', stderr);
-			say("stopped waiting; the daemon goes on with the replay");
+			ctl_say("stopped waiting; the daemon goes on with the replay");
 			break;
 		}
 		store_daemon_status(st, &pid, &s1, &s2);
 		if (pid <= 0) {
 			if (tty)
 				fputc('\n', stderr);
-			say("the daemon stopped; the replay goes on when it starts again");
+			ctl_say("the daemon stopped; the replay goes on when it starts again");
 			break;
 		}
 		struct timespec ts = {.tv_sec = 0, .tv_nsec = REPLAY_POLL_MS * 1000000L};
@@ -453,17 +421,17 @@ static int sink_unpark(const char *datadir, int argc, char **argv)
 	int64_t count = 0;
 	int rc = store_sink_unpark(st, name, id, &count);
 	if (rc) {
-		say("unpark %s: %s", name, store_last_error(st));
+		ctl_say("unpark %s: %s", name, store_last_error(st));
 		store_close(st);
 		return 1;
 	}
 	store_close(st);
 	if (id > 0 && count == 0) {
-		say("sink %s has no parked batch %lld", name, (long long)id);
+		ctl_say("sink %s has no parked batch %lld", name, (long long)id);
 		return 1;
 	}
-	say("%lld parked batch%s of sink %s will be sent again", (long long)count,
-	    count == 1 ? "" : "es", name);
+	ctl_say("%lld parked batch%s of sink %s will be sent again", (long long)count,
+	        count == 1 ? "" : "es", name);
 	return 0;
 }
 

@@ -39,6 +39,7 @@
  * flag is written (flags are only written for periods that got a batch).
  */
 #include "idbmount/flusher.h"
+#include "idbmount/clock.h"
 
 #include "idbmount/buf.h"
 #include "idbmount/changeline.h"
@@ -116,20 +117,6 @@ struct flusher {
 	bool stopping;
 	int64_t stop_deadline_ms;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool stopping(struct flusher *f)
 {
@@ -434,7 +421,7 @@ static void close_finished_period(struct runner *r, bool force_check)
 	if (!*r->cfg->done_flag || !r->open_partition[0])
 		return;
 	char now_partition[STORE_SINK_LABEL_MAX];
-	render_partition(r->cfg->partition, wall_ms(), now_partition, sizeof(now_partition));
+	render_partition(r->cfg->partition, clock_wall_ms(), now_partition, sizeof(now_partition));
 	if (!force_check && strcmp(now_partition, r->open_partition) == 0)
 		return;
 	struct call c = {.op = OP_CLOSE_PERIOD, .partition = r->open_partition};
@@ -565,7 +552,8 @@ static int ship_open_batch(struct runner *r)
 	in.bytes = (int64_t)b->lines.len;
 	batch_name(r, r->generation, b->first_seq, b->last_seq, in.name, sizeof(in.name));
 	if (*r->cfg->partition)
-		render_partition(r->cfg->partition, wall_ms(), in.partition, sizeof(in.partition));
+		render_partition(r->cfg->partition, clock_wall_ms(), in.partition,
+		                 sizeof(in.partition));
 	int rc = store_sink_intent_add(r->st, r->cfg->name, &in);
 	if (rc) {
 		logf_sink(r, "cannot record a batch intent: %s", store_last_error(r->st));
@@ -696,7 +684,7 @@ static void *runner_main(void *arg)
 			if (!rc && !r->open.full)
 				rc = batch_read(r, &r->open, INT64_MAX, true);
 		}
-		if (!rc && batch_due(r, wall_ms())) {
+		if (!rc && batch_due(r, clock_wall_ms())) {
 			rc = ship_open_batch(r);
 			/* More may be waiting behind a full batch. */
 			dirty = true;
@@ -715,15 +703,15 @@ static void *runner_main(void *arg)
 			continue;
 		}
 		if (r->open.n == 0 && r->open.scan_seq > r->cursor &&
-		    mono_ms() - r->last_advance_ms >= ADVANCE_EVERY_MS) {
-			r->last_advance_ms = mono_ms();
+		    clock_mono_ms() - r->last_advance_ms >= ADVANCE_EVERY_MS) {
+			r->last_advance_ms = clock_mono_ms();
 			ship_open_batch(r);
 		}
 		close_finished_period(r, false);
 		note_taken(r);
 		int64_t wait = POLL_MS;
 		if (r->open.n > 0) {
-			int64_t due = r->open.first_ts_ms + r->cfg->max_age_ms - wall_ms();
+			int64_t due = r->open.first_ts_ms + r->cfg->max_age_ms - clock_wall_ms();
 			if (due < wait)
 				wait = due > 0 ? due : 0;
 		}
@@ -734,7 +722,7 @@ static void *runner_main(void *arg)
 	 * intent still pending goes first or nothing goes. */
 	if (recover_intents(r) != 0)
 		return NULL;
-	while (mono_ms() < f->stop_deadline_ms) {
+	while (clock_mono_ms() < f->stop_deadline_ms) {
 		if (!r->open.full && batch_read(r, &r->open, INT64_MAX, true) != 0)
 			break;
 		if (r->open.n == 0) {
@@ -891,7 +879,7 @@ static int runner_open(struct runner *r)
 	}
 	unsigned seed = 0;
 	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
-		seed = (unsigned)getpid() ^ (unsigned)mono_ms();
+		seed = (unsigned)getpid() ^ (unsigned)clock_mono_ms();
 	r->rng = seed;
 	return 0;
 }
@@ -919,7 +907,7 @@ void flusher_stop(struct flusher *f)
 		return;
 	pthread_mutex_lock(&f->lock);
 	f->stopping = true;
-	f->stop_deadline_ms = mono_ms() + SHUTDOWN_MS;
+	f->stop_deadline_ms = clock_mono_ms() + SHUTDOWN_MS;
 	pthread_cond_broadcast(&f->wake);
 	pthread_mutex_unlock(&f->lock);
 	/* Each runner ships what is ready until the deadline; a sink still

@@ -27,6 +27,7 @@
  */
 #include "http_internal.h"
 
+#include "idbmount/clock.h"
 #include "idbmount/watch.h"
 
 #include <errno.h>
@@ -68,13 +69,6 @@ struct http_events {
 	int64_t seen_seq;
 	int64_t delivered; /* every pipeline has taken the changes up to it */
 };
-
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Called by the watch thread. */
 static void on_commit(void *ctx)
@@ -181,7 +175,7 @@ static void *events_main(void *arg)
 				}
 			}
 		}
-		int64_t now = monotonic_ms();
+		int64_t now = clock_mono_ms();
 		for (struct stream *s = ev->streams; s; s = s->next) {
 			for (size_t i = 0; i < changed.n; i++) {
 				if (changed.items[i].client_id == s->client_id &&
@@ -263,8 +257,8 @@ void http_events_stop(struct http *h)
 	resume_all(&rl);
 	free(rl.conns);
 	pthread_mutex_lock(&ev->lock);
-	int64_t deadline = monotonic_ms() + STOP_WAIT_MS;
-	while (ev->count > 0 && monotonic_ms() < deadline) {
+	int64_t deadline = clock_mono_ms() + STOP_WAIT_MS;
+	while (ev->count > 0 && clock_mono_ms() < deadline) {
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 50 * 1000000L;
@@ -341,7 +335,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			take = max;
 		memcpy(buf, s->out + s->out_off, take);
 		s->out_off += take;
-		s->last_output_ms = monotonic_ms();
+		s->last_output_ms = clock_mono_ms();
 		n = (ssize_t)take;
 	} else if (s->closing) {
 		n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -397,7 +391,7 @@ enum MHD_Result http_events(struct http_request *r)
 	s->conn = r->conn;
 	s->client_id = r->who.id;
 	s->announced = s->latest = since;
-	s->last_output_ms = monotonic_ms();
+	s->last_output_ms = clock_mono_ms();
 	s->out_len = (size_t)snprintf(s->out, sizeof(s->out), "retry: 2000\n: connected\n\n");
 	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024,
 	                                                              stream_read, s, stream_free);

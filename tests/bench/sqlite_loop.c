@@ -46,32 +46,35 @@ int main(int argc, char **argv)
 	fclose(vf);
 	sqlite3 *db;
 	check(sqlite3_open(argv[1], &db), db, "open");
-	check(sqlite3_exec(db,
-	                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	                   "CREATE TABLE records(id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	                   " store_id INTEGER NOT NULL, state INTEGER NOT NULL, name TEXT, key TEXT,"
-	                   " value BLOB, size INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL,"
-	                   " seq INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, origin INTEGER NOT NULL);"
-	                   "CREATE UNIQUE INDEX records_by_name ON records(store_id, name);"
-	                   "CREATE INDEX records_visible ON records(store_id, id) WHERE state <= 1;"
-	                   "CREATE TABLE changes(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-	                   " ts_ms INTEGER NOT NULL, client_id INTEGER NOT NULL,"
-	                   " store_id INTEGER NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL,"
-	                   " op INTEGER NOT NULL, rev INTEGER NOT NULL, origin INTEGER NOT NULL,"
-	                   " value TEXT);"
-	                   "CREATE INDEX changes_by_client ON changes(client_id, seq);",
-	                   NULL, NULL, NULL),
+	check(sqlite3_exec(
+	              db,
+	              "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	              "CREATE TABLE records(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	              " store_id INTEGER NOT NULL, state INTEGER NOT NULL, name TEXT, key TEXT,"
+	              " value BLOB, size INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL,"
+	              " seq INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, origin INTEGER NOT NULL);"
+	              "CREATE UNIQUE INDEX records_by_name ON records(store_id, name);"
+	              "CREATE INDEX records_visible ON records(store_id, id) WHERE state <= 1;"
+	              "CREATE TABLE changes(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	              " ts_ms INTEGER NOT NULL, client_id INTEGER NOT NULL,"
+	              " store_id INTEGER NOT NULL, name TEXT NOT NULL, key TEXT NOT NULL,"
+	              " op INTEGER NOT NULL, rev INTEGER NOT NULL, origin INTEGER NOT NULL,"
+	              " value TEXT);"
+	              "CREATE INDEX changes_by_client ON changes(client_id, seq);",
+	              NULL, NULL, NULL),
 	      db, "schema");
 	sqlite3_stmt *rec, *chg;
-	check(sqlite3_prepare_v2(db,
-	                         "INSERT INTO records(store_id, state, name, key, value, size, rev, "
-	                         "seq, mtime_ns, origin) VALUES (1, 0, ?1, ?2, ?3, ?4, 1, ?5, ?6, 0)",
-	                         -1, &rec, NULL),
+	check(sqlite3_prepare_v2(
+	              db,
+	              "INSERT INTO records(store_id, state, name, key, value, size, rev, "
+	              "seq, mtime_ns, origin) VALUES (1, 0, ?1, ?2, ?3, ?4, 1, ?5, ?6, 0)",
+	              -1, &rec, NULL),
 	      db, "prepare");
-	check(sqlite3_prepare_v2(db,
-	                         "INSERT INTO changes(ts_ms, client_id, store_id, name, key, op, rev, "
-	                         "origin, value) VALUES (?1, 1, 1, ?2, ?3, 0, 1, 0, ?4)",
-	                         -1, &chg, NULL),
+	check(sqlite3_prepare_v2(
+	              db,
+	              "INSERT INTO changes(ts_ms, client_id, store_id, name, key, op, rev, "
+	              "origin, value) VALUES (?1, 1, 1, ?2, ?3, 0, 1, 0, ?4)",
+	              -1, &chg, NULL),
 	      db, "prepare");
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
