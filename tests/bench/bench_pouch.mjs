@@ -3,9 +3,10 @@
 //
 //   cd tests/bench/pouch && npm ci --no-audit --no-fund   (pouchdb, pouchdb-server)
 //   cd tests/web && npm ci --no-audit --no-fund           (playwright-core)
-//   node tests/bench/bench_pouch.mjs
+//   node tests/bench/bench_pouch.mjs [--on-disk]
 //
-// Starts pouchdb-server in memory (--in-memory) on a free loopback port, and
+// Starts pouchdb-server in memory (--in-memory; with --on-disk: its default
+// LevelDB backend in a fresh temporary directory) on a free loopback port, and
 // in Debian's Chromium, on a page of that server (same origin, so no CORS in
 // the way, as idbmount.js runs on a page of the daemon in bench_browser.mjs):
 //   1. PouchDB in the browser (dist/pouchdb.min.js, IndexedDB adapter): the
@@ -34,6 +35,8 @@ for (const f of [pouchBrowserBuild, pouchServerBin]) {
 	if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npm ci in ${pouchDir}`);
 }
 
+const onDisk = process.argv.includes('--on-disk');
+for (const a of process.argv.slice(2)) if (a !== '--on-disk') throw new Error(`unknown argument ${a} (only --on-disk)`);
 const N = 10000;
 const BULK_TOTAL = 100000;
 const BATCH = 1000;
@@ -66,7 +69,7 @@ const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
 let serverLog = '';
 const server = spawn(process.execPath,
-	[pouchServerBin, '--in-memory', '--host', '127.0.0.1', '--port', String(port), '--dir', root,
+	[pouchServerBin, ...(onDisk ? [] : ['--in-memory']), '--host', '127.0.0.1', '--port', String(port), '--dir', root,
 		'--config', path.join(root, 'config.json'), '--no-color', '--no-stdout-logs'],
 	{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
 server.stdout.on('data', b => { serverLog += b; });
@@ -165,7 +168,7 @@ try {
 		[`pouchdb-server _bulk_docs, ${BULK_TOTAL / BATCH} x ${BATCH} (node, 1 connection)`, `${bulkMs.toFixed(0)} ms`, `${rate(BULK_TOTAL, bulkMs)} docs/s`],
 	];
 	const w = [0, 1, 2].map(i => Math.max(...rows.map(r => r[i].length)));
-	console.log(`PouchDB benchmark: ${N} docs of ~400 bytes, Chromium ${browser.version()}, pouchdb-server ${version} (in memory), `
+	console.log(`PouchDB benchmark: ${N} docs of ~400 bytes, Chromium ${browser.version()}, pouchdb-server ${version} (${onDisk ? 'LevelDB on disk' : 'in memory'}), `
 		+ `_bulk_docs bodies ${(bodyBytes / bodies.length / 1024).toFixed(0)} KiB`);
 	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
 } finally {
