@@ -326,21 +326,26 @@ static int handle_load(struct store *st, struct handle *h)
 	return rc;
 }
 
-static void handle_free(struct fs *fs, struct handle *h)
+/* fs->writers, with writers_lock held: the handles whose unflushed size
+ * getattr reports, and the pending copies. */
+static void writers_link(struct fs *fs, struct handle *h)
 {
-	if (h->writable) {
-		pthread_mutex_lock(&fs->writers_lock);
-		if (h->prev)
-			h->prev->next = h->next;
-		else
-			fs->writers = h->next;
-		if (h->next)
-			h->next->prev = h->prev;
-		pthread_mutex_unlock(&fs->writers_lock);
-	}
-	buf_free(&h->data);
-	pthread_mutex_destroy(&h->lock);
-	free(h);
+	h->prev = NULL;
+	h->next = fs->writers;
+	if (fs->writers)
+		fs->writers->prev = h;
+	fs->writers = h;
+}
+
+static void writers_unlink(struct fs *fs, struct handle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		fs->writers = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
 }
 
 static size_t record_cap(struct fs *fs)
@@ -348,7 +353,8 @@ static size_t record_cap(struct fs *fs)
 	return fs->cfg.max_record ? fs->cfg.max_record : STORE_DEFAULT_MAX_RECORD;
 }
 
-static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
+/* A handle not yet on any list. */
+static struct handle *handle_alloc(struct fs *fs, uint64_t ino, bool writable)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
@@ -357,12 +363,33 @@ static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
 	h->writable = writable;
 	pthread_mutex_init(&h->lock, NULL);
 	buf_init(&h->data, record_cap(fs));
-	if (writable) {
+	return h;
+}
+
+static void handle_destroy(struct handle *h)
+{
+	buf_free(&h->data);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+/* Frees an open's handle (or, at unmount, any handle still listed). */
+static void handle_free(struct fs *fs, struct handle *h)
+{
+	if (h->writable && !h->retired) {
 		pthread_mutex_lock(&fs->writers_lock);
-		h->next = fs->writers;
-		if (fs->writers)
-			fs->writers->prev = h;
-		fs->writers = h;
+		writers_unlink(fs, h);
+		pthread_mutex_unlock(&fs->writers_lock);
+	}
+	handle_destroy(h);
+}
+
+static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
+{
+	struct handle *h = handle_alloc(fs, ino, writable);
+	if (h && writable) {
+		pthread_mutex_lock(&fs->writers_lock);
+		writers_link(fs, h);
 		pthread_mutex_unlock(&fs->writers_lock);
 	}
 	return h;
@@ -379,15 +406,9 @@ static struct handle *pending_get(struct fs *fs, uint64_t ino, bool create)
 	struct handle *h = fs->writers;
 	while (h && !(h->pending && h->ino == ino))
 		h = h->next;
-	if (!h && create && (h = calloc(1, sizeof(*h))) != NULL) {
-		h->ino = ino;
-		h->writable = h->pending = true;
-		pthread_mutex_init(&h->lock, NULL);
-		buf_init(&h->data, record_cap(fs));
-		h->next = fs->writers;
-		if (fs->writers)
-			fs->writers->prev = h;
-		fs->writers = h;
+	if (!h && create && (h = handle_alloc(fs, ino, true)) != NULL) {
+		h->pending = true;
+		writers_link(fs, h);
 	}
 	if (h)
 		h->refs++;
@@ -402,13 +423,7 @@ static void pending_retire(struct fs *fs, struct handle *h)
 {
 	pthread_mutex_lock(&fs->writers_lock);
 	if (!h->retired) {
-		if (h->prev)
-			h->prev->next = h->next;
-		else
-			fs->writers = h->next;
-		if (h->next)
-			h->next->prev = h->prev;
-		h->prev = h->next = NULL;
+		writers_unlink(fs, h);
 		h->retired = true;
 	}
 	pthread_mutex_unlock(&fs->writers_lock);
@@ -419,11 +434,8 @@ static void pending_put(struct fs *fs, struct handle *h)
 	pthread_mutex_lock(&fs->writers_lock);
 	bool last = --h->refs == 0 && h->retired;
 	pthread_mutex_unlock(&fs->writers_lock);
-	if (last) {
-		buf_free(&h->data);
-		pthread_mutex_destroy(&h->lock);
-		free(h);
-	}
+	if (last)
+		handle_destroy(h);
 }
 
 /* The inode's pending handle, locked and loaded with the record's content
