@@ -164,11 +164,10 @@ static void *events_main(void *arg)
 				ev->seen_seq = high;
 			else
 				ev->changed = true; /* busy or failing: try again */
-			int64_t lowest = 0, highest = 0;
-			bool rose = store_sinks_taken(ev->st, &lowest, &highest) == 0 &&
-			            highest > 0 && lowest > ev->delivered;
-			if (rose) {
-				ev->delivered = lowest;
+			int64_t delivered = 0;
+			if (store_sinks_delivered(ev->st, &delivered) == 0 &&
+			    delivered > ev->delivered) {
+				ev->delivered = delivered;
 				for (struct stream *s = ev->streams; s; s = s->next) {
 					s->delivered_due = true;
 					stream_wake(s, &rl);
@@ -216,8 +215,7 @@ int http_events_start(struct http *h, struct watch *watch)
 	ev->seen_seq = store_last_seq(ev->st);
 	if (ev->seen_seq < 0)
 		ev->seen_seq = 0;
-	int64_t taken_highest = 0;
-	if (store_sinks_taken(ev->st, &ev->delivered, &taken_highest) != 0 || taken_highest == 0)
+	if (store_sinks_delivered(ev->st, &ev->delivered) != 0)
 		ev->delivered = 0;
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);

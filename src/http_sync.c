@@ -215,11 +215,9 @@ enum MHD_Result http_sync_pull(struct http_request *r)
 	if (!rc)
 		rc = buf_printf(&b, "],\"checkpoint\":%lld,\"more\":%s,\"epoch\":\"%s\"",
 		                (long long)checkpoint, more ? "true" : "false", store_epoch(st));
-	/* Delivered (DESIGN.md "Sinks"): every change up to this seq has been
-	 * taken by every pipeline the daemon ships to. Absent without sinks. */
-	int64_t taken_lowest = 0, taken_highest = 0;
-	if (!rc && store_sinks_taken(st, &taken_lowest, &taken_highest) == 0 && taken_highest > 0)
-		rc = buf_printf(&b, ",\"delivered\":%lld", (long long)taken_lowest);
+	int64_t delivered = 0;
+	if (!rc && store_sinks_delivered(st, &delivered) == 0)
+		rc = buf_printf(&b, ",\"delivered\":%lld", (long long)delivered);
 	if (!rc)
 		rc = buf_append_str(&b, "}\n");
 	enum MHD_Result res = rc ? http_reply_store_error(r, st, rc)

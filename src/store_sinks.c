@@ -476,6 +476,15 @@ int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest)
 	return res;
 }
 
+int store_sinks_delivered(struct store *st, int64_t *seq)
+{
+	int64_t highest = 0;
+	int rc = store_sinks_taken(st, seq, &highest);
+	if (rc == 0 && highest == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
 int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)
 {
 	int rc = store_txn_begin(st);
