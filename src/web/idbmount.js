@@ -1017,6 +1017,12 @@ function rangeOfStore(storeName) {
 
 function sleep(ms, signal) {
 	return new Promise(resolve => {
+		/* An aborted signal fires no more 'abort' events: without this, a
+		 * tab hidden while it synced kept the lock for a whole wait. */
+		if (signal?.aborted) {
+			resolve();
+			return;
+		}
 		const t = setTimeout(resolve, ms);
 		signal?.addEventListener('abort', () => {
 			clearTimeout(t);
