@@ -4,6 +4,10 @@
  * indexed by row id, split into pages allocated on first use: 1,000,000
  * records cost 4 MB, with no hashing and no per-entry allocation. One
  * mutex guards it; each operation is a few instructions.
+ *
+ * The same mutex orders the notifier's questions (inodes_maybe_held,
+ * inodes_names_maybe_cached) after the marks handlers make before they
+ * read the store.
  */
 #include "fs_internal.h"
 
@@ -17,6 +21,15 @@
 static pthread_mutex_t inodes_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint32_t **pages;
 static size_t page_count;
+
+/* Directories asked about by name. A mount has few stores, so a short
+ * list searched in order; past its size every directory counts. */
+#define ASKED_DIRS_MAX 256
+
+static uint64_t asked_dirs[ASKED_DIRS_MAX];
+static size_t asked_dirs_len;
+static bool asked_dirs_overflow;
+static unsigned listings; /* readdirplus requests under way */
 
 /* Returns the counter of row `id`, making its page when `create`. */
 static uint32_t *counter(int64_t id, int create)
@@ -90,5 +103,59 @@ void inodes_free_all(void)
 	free(pages);
 	pages = NULL;
 	page_count = 0;
+	asked_dirs_len = 0;
+	asked_dirs_overflow = false;
 	pthread_mutex_unlock(&inodes_lock);
+}
+
+/* ---- what the kernel may hold stale ------------------------------------- */
+
+void inodes_listing_begin(void)
+{
+	pthread_mutex_lock(&inodes_lock);
+	listings++;
+	pthread_mutex_unlock(&inodes_lock);
+}
+
+void inodes_listing_end(void)
+{
+	pthread_mutex_lock(&inodes_lock);
+	listings--;
+	pthread_mutex_unlock(&inodes_lock);
+}
+
+bool inodes_maybe_held(uint64_t ino)
+{
+	if (store_ino_kind(ino) != STORE_FILE)
+		return true;
+	pthread_mutex_lock(&inodes_lock);
+	uint32_t *c = counter(store_ino_id(ino), 0);
+	bool held = listings > 0 || (c && *c > 0);
+	pthread_mutex_unlock(&inodes_lock);
+	return held;
+}
+
+void inodes_names_asked(uint64_t dir)
+{
+	pthread_mutex_lock(&inodes_lock);
+	bool known = asked_dirs_overflow;
+	for (size_t i = 0; i < asked_dirs_len && !known; i++)
+		known = asked_dirs[i] == dir;
+	if (!known) {
+		if (asked_dirs_len < ASKED_DIRS_MAX)
+			asked_dirs[asked_dirs_len++] = dir;
+		else
+			asked_dirs_overflow = true;
+	}
+	pthread_mutex_unlock(&inodes_lock);
+}
+
+bool inodes_names_maybe_cached(uint64_t dir)
+{
+	pthread_mutex_lock(&inodes_lock);
+	bool asked = asked_dirs_overflow;
+	for (size_t i = 0; i < asked_dirs_len && !asked; i++)
+		asked = asked_dirs[i] == dir;
+	pthread_mutex_unlock(&inodes_lock);
+	return asked;
 }

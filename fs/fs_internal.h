@@ -5,6 +5,7 @@
 #include "idbmount/store.h"
 
 #include <fuse_lowlevel.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* ---- lookup counts (fs_inodes.c) ----
@@ -18,6 +19,24 @@ void inodes_ref(uint64_t ino);
 uint64_t inodes_unref(uint64_t ino, uint64_t n);
 uint64_t inodes_count(uint64_t ino);
 void inodes_free_all(void);
+
+/* ---- what the kernel may hold stale (fs_inodes.c) ----
+ * The notifier tells the kernel to forget only what it may hold: an inode
+ * it has a lookup count of, a name in a directory it asked about by name
+ * (a negative entry, or one turned negative by unlink). Without these, a
+ * push of 1,000 new records cost 2,000 notify calls and 1,000 lookups
+ * before its answer.
+ *
+ * A listing (readdirplus) counts its entries only as it fills them, after
+ * reading the store; while one is under way every inode counts as held,
+ * so a listing that read a record just before a commit is not missed. */
+void inodes_listing_begin(void);
+void inodes_listing_end(void);
+bool inodes_maybe_held(uint64_t ino);
+/* A request names a child of `dir` (lookup, create, unlink, rename...):
+ * called before the store is read. */
+void inodes_names_asked(uint64_t dir);
+bool inodes_names_maybe_cached(uint64_t dir);
 
 /* ---- the notifier (fs_notifier.c) ----
  * One thread that tells the kernel about changes that did not come through

@@ -84,18 +84,20 @@ static void inval_inode(struct notifier *n, uint64_t ino)
 	fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
 }
 
-static int on_change(void *ctx, const struct store_change *c)
+static int on_change(void *ctx, const struct store_changed_file *c)
 {
 	struct notifier *n = ctx;
 	n->seq = c->seq;
 	if (c->origin == ORIGIN_FS)
 		return 0;
-	uint64_t dir = store_ino(STORE_STORE, c->store_id);
-	inval_entry(n, dir, c->name);
-	struct store_node node;
-	if (store_lookup(n->st, dir, c->name, &node) == 0)
-		inval_inode(n, node.ino);
-	add_dir(n, dir);
+	bool held = c->ino && inodes_maybe_held(c->ino);
+	/* A delete may have left an orphan row the kernel still holds under
+	 * this name: always drop the name then. */
+	if (held || c->deleted || inodes_names_maybe_cached(c->dir))
+		inval_entry(n, c->dir, c->name);
+	if (held)
+		inval_inode(n, c->ino);
+	add_dir(n, c->dir);
 	return 0;
 }
 
@@ -126,7 +128,7 @@ static bool catch_up(struct notifier *n)
 	n->dirs_len = 0;
 	int64_t got;
 	do {
-		got = store_changes_since(n->st, n->seq, CHANGES_PER_READ, 0, on_change, n);
+		got = store_changed_files_since(n->st, n->seq, CHANGES_PER_READ, on_change, n);
 	} while (got == CHANGES_PER_READ);
 	store_tree_changes_since(n->st, n->tree_id, on_tree_change, n);
 	for (size_t i = 0; i < n->dirs_len; i++)

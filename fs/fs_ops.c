@@ -223,6 +223,7 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	inodes_names_asked(parent);
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
 	if (!st) {
@@ -623,6 +624,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
+	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
@@ -656,6 +658,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
+	inodes_names_asked(parent);
 	(void)rdev;
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
@@ -884,6 +887,7 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_unlink(st, parent, name) : -EIO;
 	if (rc && st)
@@ -894,6 +898,8 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
+	inodes_names_asked(parent);
+	inodes_names_asked(newparent);
 	struct store *st = thread_store(req_fs(req));
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL);
@@ -907,6 +913,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
 	struct store *st = thread_store(fs);
@@ -926,6 +933,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_rmdir(st, parent, name) : -EIO;
 	if (rc && st)
@@ -1052,7 +1060,9 @@ static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
                            struct fuse_file_info *fi)
 {
 	(void)fi;
+	inodes_listing_begin();
 	do_readdir(req, ino, size, off, true);
+	inodes_listing_end();
 }
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

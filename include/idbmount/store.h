@@ -290,6 +290,23 @@ typedef int (*store_change_fn)(void *ctx, const struct store_change *change);
 int64_t store_changes_since(struct store *st, int64_t since, int64_t limit, int64_t client_id,
                             store_change_fn fn, void *ctx);
 
+/* One change as the mount's notifier needs it: which directory entry and
+ * which inode the kernel may hold stale. */
+struct store_changed_file {
+	int64_t seq;
+	uint64_t dir;     /* the store's directory inode */
+	const char *name; /* the record's file name (borrowed) */
+	uint64_t ino;     /* the live record's inode, 0 when there is none */
+	bool deleted;
+	enum store_origin origin;
+};
+
+typedef int (*store_changed_file_fn)(void *ctx, const struct store_changed_file *f);
+
+/* Like store_changes_since, without values: for invalidating caches. */
+int64_t store_changed_files_since(struct store *st, int64_t since, int64_t limit,
+                                  store_changed_file_fn fn, void *ctx);
+
 /* The highest seq in the change log (0 when empty). */
 int64_t store_last_seq(struct store *st);
 
