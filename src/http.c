@@ -735,6 +735,7 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 		snprintf(err, errlen, "pthread_key_create failed");
 		return -ENOMEM;
 	}
+	h->watch = watch;
 	int rc = http_events_start(h, watch);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the events thread: %s", strerror(-rc));

@@ -57,9 +57,10 @@ struct http {
 	struct MHD_Daemon *mhd;
 	pthread_key_t store_key; /* each server thread's own connection */
 	struct http_events *events;
+	struct watch *watch; /* poked after each write, so it shows sooner */
 	/* counters for /metrics */
 	atomic_ullong requests[ROUTE_COUNT][STATUS_CLASSES];
-	atomic_ullong mutations_ok, mutations_conflict;
+	atomic_ullong mutations_ok, mutations_conflict, mutations_replayed;
 	atomic_ullong bytes_in;
 	atomic_llong connections;
 	atomic_ullong connections_total;

@@ -69,13 +69,15 @@ enum MHD_Result http_metrics(struct http_request *r)
 		                (unsigned long long)atomic_load(&h->body_rejected));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_sync_mutations_total", "counter",
-		                 "Pushed mutations answered, by status.");
+		                 "Pushed mutations answered, by status (replayed: a retried id, answered as the first time).");
 	if (!rc)
 		rc = buf_printf(&b,
 		                "idbmount_sync_mutations_total{status=\"ok\"} %llu\n"
-		                "idbmount_sync_mutations_total{status=\"conflict\"} %llu\n",
+		                "idbmount_sync_mutations_total{status=\"conflict\"} %llu\n"
+		                "idbmount_sync_mutations_total{status=\"replayed\"} %llu\n",
 		                (unsigned long long)atomic_load(&h->mutations_ok),
-		                (unsigned long long)atomic_load(&h->mutations_conflict));
+		                (unsigned long long)atomic_load(&h->mutations_conflict),
+		                (unsigned long long)atomic_load(&h->mutations_replayed));
 	struct store *st = http_store(h);
 	int64_t seq = st ? store_last_seq(st) : -1;
 	if (!rc && seq >= 0) {

@@ -15,6 +15,8 @@
  */
 #include "http_internal.h"
 
+#include "idbmount/watch.h"
+
 #include "idbmount/json_text.h"
 
 #include <errno.h>
@@ -79,8 +81,9 @@ static struct store *store_or_reply(struct http_request *r)
  * stuck notifier delays an answer by at most a second, never fails it. */
 #define SHOWN_IDLE_MS 1000
 
-static void wait_shown(struct store *st, int64_t seq, int64_t tree_id)
+static void wait_shown(struct http_request *r, struct store *st, int64_t seq, int64_t tree_id)
 {
+	watch_poke(r->server->watch);
 	store_daemon_wait_shown(st, seq, tree_id, SHOWN_IDLE_MS, NULL);
 }
 
@@ -95,7 +98,7 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 		json_t *answer = NULL;
 		int rc = store_sync_schema(st, r->who.id, doc, &answer);
 		if (!rc)
-			wait_shown(st, 0, store_last_tree_id(st));
+			wait_shown(r, st, 0, store_last_tree_id(st));
 		res = rc ? http_reply_store_error(r, st, rc)
 		         : http_reply_json(r, MHD_HTTP_OK, answer);
 		json_decref(answer);
@@ -104,44 +107,149 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 	return res;
 }
 
+/* The body of a push, split: its members other than "mutations" parsed
+ * into `doc`, and the mutations left as texts for store_sync_push to parse
+ * (on two threads). */
+struct push_body {
+	json_t *doc;
+	struct json_span *mutations; /* NULL: no "mutations" array */
+	size_t count;
+	char **owned; /* texts made by push_body_from_doc */
+};
+
+static void push_body_free(struct push_body *b)
+{
+	json_decref(b->doc);
+	if (b->owned)
+		for (size_t i = 0; i < b->count; i++)
+			free(b->owned[i]);
+	free(b->owned);
+	free(b->mutations);
+	memset(b, 0, sizeof(*b));
+}
+
+/* For a body the splitter does not take but jansson does: the texts are
+ * written anew from the parsed mutations. */
+static int push_body_from_doc(struct push_body *b)
+{
+	json_t *list = json_object_get(b->doc, "mutations");
+	if (!json_is_array(list))
+		return 0;
+	size_t n = json_array_size(list);
+	b->mutations = calloc(n ? n : 1, sizeof(*b->mutations));
+	b->owned = calloc(n ? n : 1, sizeof(*b->owned));
+	if (!b->mutations || !b->owned)
+		return -ENOMEM;
+	for (b->count = 0; b->count < n; b->count++) {
+		char *text = json_dumps(json_array_get(list, b->count), JSON_ENCODE_ANY);
+		if (!text)
+			return -ENOMEM;
+		b->owned[b->count] = text;
+		b->mutations[b->count] = (struct json_span){text, strlen(text)};
+	}
+	json_object_del(b->doc, "mutations");
+	return 0;
+}
+
+/* Splits the body; replies 400 and returns false when it is not a JSON
+ * object. */
+static bool push_body_split(struct http_request *r, struct push_body *b)
+{
+	memset(b, 0, sizeof(*b));
+	const char *text = r->body.data ? r->body.data : "";
+	struct json_member *members = NULL;
+	size_t n = 0;
+	int rc = json_text_members(text, r->body.len, &members, &n);
+	b->doc = rc ? NULL : json_object();
+	for (size_t i = 0; b->doc && i < n && !rc; i++) {
+		json_t *name = json_text_parse(members[i].name.text, members[i].name.len, NULL, 0);
+		bool list = json_is_string(name) &&
+		            strcmp(json_string_value(name), "mutations") == 0 &&
+		            members[i].value.text[0] == '[';
+		if (list) {
+			/* A repeated member: the last one counts, as in jansson. */
+			free(b->mutations);
+			b->mutations = NULL;
+			json_object_del(b->doc, "mutations");
+			rc = json_text_elements(members[i].value, &b->mutations, &b->count);
+		} else {
+			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
+			                                NULL, 0);
+			rc = json_is_string(name) && value ? 0 : -EINVAL;
+			if (!rc && strcmp(json_string_value(name), "mutations") == 0) {
+				free(b->mutations);
+				b->mutations = NULL;
+				b->count = 0;
+			}
+			if (!rc)
+				rc = json_object_set_new(b->doc, json_string_value(name), value)
+				             ? -ENOMEM
+				             : 0;
+			else
+				json_decref(value);
+		}
+		json_decref(name);
+	}
+	free(members);
+	if (b->doc && !rc)
+		return true;
+	/* Not split: jansson says why it is no JSON object, or takes it. */
+	push_body_free(b);
+	b->doc = body_object(r);
+	if (!b->doc)
+		return false;
+	if (push_body_from_doc(b) != 0) {
+		push_body_free(b);
+		http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+		return false;
+	}
+	return true;
+}
+
 enum MHD_Result http_sync_push(struct http_request *r)
 {
 	struct store *st = store_or_reply(r);
-	json_t *doc = st ? body_object(r) : NULL;
-	if (!doc)
+	struct push_body body;
+	if (!st || !push_body_split(r, &body))
 		return MHD_YES;
 	enum MHD_Result res = MHD_YES;
-	if (own_client(r, st, doc)) {
-		json_t *results = NULL;
-		int rc =
-		        store_sync_push(st, r->who.id, json_object_get(doc, "mutations"), &results);
-		if (rc) {
+	if (!own_client(r, st, body.doc)) {
+		/* replied 403 */
+	} else if (!body.mutations) {
+		res = http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                       "want {mutations:[...]}");
+	} else {
+		struct store_push_outcome out;
+		int rc = store_sync_push(st, r->who.id, body.mutations, body.count, &out);
+		if (rc && out.malformed) {
+			/* jansson's reason, with the line and column in the body */
+			json_t *doc = body_object(r);
+			if (doc)
+				res = http_reply_store_error(r, st, rc);
+			json_decref(doc);
+		} else if (rc) {
 			res = http_reply_store_error(r, st, rc);
 		} else {
-			size_t i;
-			json_t *one;
-			json_int_t last_seq = 0;
-			json_array_foreach(results, i, one)
-			{
-				const char *status =
-				        json_string_value(json_object_get(one, "status"));
-				if (status && strcmp(status, "ok") == 0) {
-					atomic_fetch_add(&r->server->mutations_ok, 1);
-					json_int_t seq =
-					        json_integer_value(json_object_get(one, "seq"));
-					if (seq > last_seq)
-						last_seq = seq;
-				} else {
-					atomic_fetch_add(&r->server->mutations_conflict, 1);
-				}
-			}
-			wait_shown(st, last_seq, 0);
-			json_t *answer = json_pack("{s:o}", "results", results);
-			res = http_reply_json(r, MHD_HTTP_OK, answer);
-			json_decref(answer);
+			atomic_fetch_add(&r->server->mutations_ok, (unsigned long long)out.ok);
+			atomic_fetch_add(&r->server->mutations_conflict,
+			                 (unsigned long long)out.conflicts);
+			atomic_fetch_add(&r->server->mutations_replayed,
+			                 (unsigned long long)out.replayed);
+			wait_shown(r, st, out.last_seq, 0);
+			struct buf answer = BUF_INIT(SIZE_MAX / 2);
+			rc = buf_append_str(&answer, "{\"results\":");
+			if (!rc)
+				rc = buf_append(&answer, out.results.data, out.results.len);
+			if (!rc)
+				rc = buf_append_str(&answer, "}\n");
+			res = rc ? http_reply_store_error(r, st, rc)
+			         : http_reply(r, MHD_HTTP_OK, "application/json", answer.data,
+			                      answer.len);
+			buf_free(&answer);
 		}
+		buf_free(&out.results);
 	}
-	json_decref(doc);
+	push_body_free(&body);
 	return res;
 }
 

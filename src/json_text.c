@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int json_text_string(struct buf *out, const char *s, size_t len)
@@ -196,4 +197,161 @@ int json_text_unindent(struct buf *out, const char *text, size_t len)
 	if (!rc && run < len)
 		rc = buf_append(out, text + run, len - run);
 	return rc;
+}
+
+/* ---- splitting ----------------------------------------------------------- */
+
+static bool is_ws(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static size_t skip_ws(const char *t, size_t len, size_t i)
+{
+	while (i < len && is_ws(t[i]))
+		i++;
+	return i;
+}
+
+/* The end of the string literal starting at t[i] ('"'), or 0. */
+static size_t string_end(const char *t, size_t len, size_t i)
+{
+	for (i++; i < len; i++) {
+		if (t[i] == '\\')
+			i++;
+		else if (t[i] == '"')
+			return i + 1;
+	}
+	return 0;
+}
+
+/* The end of the value starting at t[i], or 0. Brackets are counted, not
+ * matched by kind, and scalars are taken up to the next delimiter: the
+ * parse of the piece finds what this lets through. */
+static size_t value_end(const char *t, size_t len, size_t i)
+{
+	if (i >= len)
+		return 0;
+	if (t[i] == '"')
+		return string_end(t, len, i);
+	if (t[i] != '{' && t[i] != '[') {
+		size_t start = i;
+		while (i < len && !is_ws(t[i]) && t[i] != ',' && t[i] != '}' && t[i] != ']' &&
+		       t[i] != ':' && t[i] != '"' && t[i] != '{' && t[i] != '[')
+			i++;
+		return i > start ? i : 0;
+	}
+	size_t depth = 0;
+	while (i < len) {
+		char c = t[i];
+		if (c == '"') {
+			i = string_end(t, len, i);
+			if (!i)
+				return 0;
+			continue;
+		}
+		if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (--depth == 0)
+				return i + 1;
+		}
+		i++;
+	}
+	return 0;
+}
+
+/* Splits a bracketed list (`open` ... `close`) of values, or of
+ * "name": value pairs when `pairs`. */
+static int split_list(const char *t, size_t len, char open, char close, bool pairs,
+                      struct json_member **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	size_t cap = 0;
+	size_t i = skip_ws(t, len, 0);
+	if (i >= len || t[i] != open)
+		return -EINVAL;
+	i = skip_ws(t, len, i + 1);
+	bool first = true;
+	int rc = 0;
+	while (!rc) {
+		if (i < len && t[i] == close && first) {
+			i++;
+			break;
+		}
+		struct json_member m = {{NULL, 0}, {NULL, 0}};
+		if (pairs) {
+			size_t e = i < len && t[i] == '"' ? string_end(t, len, i) : 0;
+			if (!e) {
+				rc = -EINVAL;
+				break;
+			}
+			m.name = (struct json_span){t + i, e - i};
+			i = skip_ws(t, len, e);
+			if (i >= len || t[i] != ':') {
+				rc = -EINVAL;
+				break;
+			}
+			i = skip_ws(t, len, i + 1);
+		}
+		size_t e = value_end(t, len, i);
+		if (!e) {
+			rc = -EINVAL;
+			break;
+		}
+		m.value = (struct json_span){t + i, e - i};
+		if (*n == cap) {
+			cap = cap ? cap * 2 : 64;
+			struct json_member *grown = realloc(*out, cap * sizeof(*grown));
+			if (!grown) {
+				rc = -ENOMEM;
+				break;
+			}
+			*out = grown;
+		}
+		(*out)[(*n)++] = m;
+		first = false;
+		i = skip_ws(t, len, e);
+		if (i < len && t[i] == ',') {
+			i = skip_ws(t, len, i + 1);
+			continue;
+		}
+		if (i < len && t[i] == close) {
+			i++;
+			break;
+		}
+		rc = -EINVAL;
+	}
+	if (!rc && skip_ws(t, len, i) != len)
+		rc = -EINVAL;
+	if (rc) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	return rc;
+}
+
+int json_text_members(const char *text, size_t len, struct json_member **members, size_t *n)
+{
+	return split_list(text, len, '{', '}', true, members, n);
+}
+
+int json_text_elements(struct json_span span, struct json_span **elems, size_t *n)
+{
+	struct json_member *list = NULL;
+	int rc = split_list(span.text, span.len, '[', ']', false, &list, n);
+	if (rc)
+		return rc;
+	struct json_span *out = malloc((*n ? *n : 1) * sizeof(*out));
+	if (!out) {
+		free(list);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < *n; i++)
+		out[i] = list[i].value;
+	free(list);
+	*elems = out;
+	return 0;
 }

@@ -25,6 +25,7 @@
  * process once the mount is up and stop after the FUSE loop ends, having
  * delivered what was ready (flusher.h).
  */
+#include "idbmount/checkpointer.h"
 #include "idbmount/config.h"
 #include "idbmount/datadir.h"
 #include "idbmount/flusher.h"
@@ -403,8 +404,11 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	struct checkpointer *checkpointer = NULL;
+	rc = checkpointer_start(realdir, &checkpointer);
 	struct watch *watch = NULL;
-	rc = watch_start(realdir, &watch);
+	if (!rc)
+		rc = watch_start(realdir, &watch);
 	if (!rc) {
 		rc = http_start(http, watch, err, sizeof(err));
 		if (rc)
@@ -432,5 +436,6 @@ int main(int argc, char **argv)
 	watch_stop(watch);
 	fs_unmount(fs);
 	fs_destroy(fs);
+	checkpointer_stop(checkpointer);
 	return rc ? 1 : 0;
 }

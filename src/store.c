@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -264,6 +265,17 @@ int64_t store_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Writes a reason into a caller's buffer: for the preparation of a put,
+ * which runs on threads that have no store of their own. */
+static void __attribute__((format(printf, 3, 4)))
+err_set(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
 void store_set_error(struct store *st, const char *fmt, ...)
 {
 	va_list ap;
@@ -397,8 +409,8 @@ int store_exec(struct store *st, const char *sql)
 int store_txn_begin(struct store *st)
 {
 	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
-	if (rc == 0)
-		st->txn_depth++;
+	if (rc == 0 && st->txn_depth++ == 0)
+		st->txn_serial++;
 	return rc;
 }
 
@@ -536,6 +548,43 @@ static int ensure_schema(struct store *st)
 	return rc;
 }
 
+/* ---- checkpoints --------------------------------------------------------- */
+
+static pthread_mutex_t wal_delegate_lock = PTHREAD_MUTEX_INITIALIZER;
+static store_wal_fn wal_delegate;
+static void *wal_delegate_ctx;
+static int wal_delegate_pages;
+
+void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages)
+{
+	pthread_mutex_lock(&wal_delegate_lock);
+	wal_delegate = fn;
+	wal_delegate_ctx = ctx;
+	wal_delegate_pages = pages;
+	pthread_mutex_unlock(&wal_delegate_lock);
+}
+
+/* SQLite's hook after each commit of a connection opened while
+ * checkpoints were delegated. */
+static int wal_grown(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	(void)arg;
+	(void)db;
+	(void)name;
+	pthread_mutex_lock(&wal_delegate_lock);
+	if (wal_delegate && pages >= wal_delegate_pages)
+		wal_delegate(wal_delegate_ctx);
+	pthread_mutex_unlock(&wal_delegate_lock);
+	return SQLITE_OK;
+}
+
+int store_checkpoint(struct store *st)
+{
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	/* BUSY: another checkpoint runs; the next wake tries again. */
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : store_sql_fail(st, rc);
+}
+
 int store_open(const char *datadir, struct store **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -573,6 +622,12 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
 	if (!res)
 		res = ensure_schema(st);
+	pthread_mutex_lock(&wal_delegate_lock);
+	if (!res && wal_delegate) {
+		sqlite3_wal_autocheckpoint(st->db, 0);
+		sqlite3_wal_hook(st->db, wal_grown, NULL);
+	}
+	pthread_mutex_unlock(&wal_delegate_lock);
 	if (res)
 		snprintf(err, errlen, "cannot open store in %s: %s", datadir, st->err);
 out:
@@ -719,6 +774,21 @@ static int store_touch(struct store *st, int64_t store_id, int64_t mtime)
 	return store_step_done(st, s);
 }
 
+/* store_touch for a record made by a put: once per store and transaction
+ * (a push of 1,000 new records touched its store 1,000 times); the store's
+ * mtime is then the time of the transaction's first new record. */
+static int store_touch_once(struct store *st, int64_t store_id)
+{
+	if (st->txn_depth > 0 && st->touched_txn == st->txn_serial && st->touched_store == store_id)
+		return 0;
+	int rc = store_touch(st, store_id, store_now_ns());
+	if (rc == 0) {
+		st->touched_txn = st->txn_serial;
+		st->touched_store = store_id;
+	}
+	return rc;
+}
+
 /* Appends one change; returns its seq in *seq. */
 static int change_append(struct store *st, int64_t store_id, const char *name, const char *key,
                          bool deleted, int64_t rev, enum store_origin origin, const char *compact,
@@ -855,8 +925,8 @@ static int keypath_set(json_t *value, const char *path, json_t *key)
 /* Checks `value` against the store's inline key path for record `key`
  * (canonical JSON). A string path the value lacks is filled in and
  * *changed set. Returns 0 or -EINVAL with the reason. */
-static int keypath_apply(struct store *st, const char *keypath_json, const char *key, json_t *value,
-                         bool *changed)
+static int keypath_apply(char *err, size_t errlen, const char *keypath_json, const char *key,
+                         json_t *value, bool *changed)
 {
 	*changed = false;
 	if (strcmp(keypath_json, "null") == 0)
@@ -892,8 +962,7 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 	if (found) {
 		found_text = key_canonical_json(found);
 		if (!found_text || strcmp(found_text, key) != 0) {
-			store_set_error(
-			        st,
+			err_set(err, errlen,
 			        "the value's key at keyPath %s is %s, but the record's key is %s",
 			        keypath_json, found_text ? found_text : "not a valid key", key);
 			rc = -EINVAL;
@@ -905,9 +974,9 @@ static int keypath_apply(struct store *st, const char *keypath_json, const char 
 		if (rc == 0)
 			*changed = true;
 		else
-			store_set_error(st, "cannot add the key at keyPath %s", keypath_json);
+			err_set(err, errlen, "cannot add the key at keyPath %s", keypath_json);
 	} else {
-		store_set_error(st, "the value has no key at keyPath %s", keypath_json);
+		err_set(err, errlen, "the value has no key at keyPath %s", keypath_json);
 		rc = -EINVAL;
 	}
 	json_decref(found);
@@ -989,12 +1058,6 @@ static int store_keypath(struct store *st, int64_t store_id, char **keypath, boo
 
 /* A record's value made ready to store: validated, key path applied.
  * `file` is what the file holds; `compact` the change log's form. */
-struct prepared_value {
-	struct buf file;
-	struct buf compact;
-	bool rewritten;
-};
-
 static void prepared_free(struct prepared_value *p)
 {
 	buf_free(&p->file);
@@ -1006,24 +1069,24 @@ static void prepared_free(struct prepared_value *p)
  * bytes, may be NULL) is file content to keep verbatim unless the key must
  * be added; otherwise `value` is laid out pretty. Returns 0, -EINVAL,
  * -EFBIG. */
-static int prepare_value_keypath(struct store *st, const char *keypath, const char *key,
-                                 const char *text, size_t len, const json_t *value_in,
-                                 struct prepared_value *out)
+static int prepare_value_keypath(size_t max_record, char *err, size_t errlen, const char *keypath,
+                                 const char *key, const char *text, size_t len,
+                                 const json_t *value_in, struct prepared_value *out)
 {
-	buf_init(&out->file, st->max_record);
-	buf_init(&out->compact, st->max_record * 2 + 64);
+	buf_init(&out->file, max_record);
+	buf_init(&out->compact, max_record * 2 + 64);
 	out->rewritten = false;
 	json_t *value;
 	if (text) {
-		if (len > st->max_record) {
-			store_set_error(st, "record of %zu bytes is over the cap of %zu bytes", len,
-			                st->max_record);
+		if (len > max_record) {
+			err_set(err, errlen, "record of %zu bytes is over the cap of %zu bytes",
+			        len, max_record);
 			return -EFBIG;
 		}
 		char why[200];
 		value = json_text_parse(text, len, why, sizeof(why));
 		if (!value) {
-			store_set_error(st, "invalid JSON: %s", why);
+			err_set(err, errlen, "invalid JSON: %s", why);
 			return -EINVAL;
 		}
 	} else if (strcmp(keypath, "null") == 0) {
@@ -1035,7 +1098,7 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 			return -ENOMEM;
 	}
 	bool changed = false;
-	int rc = keypath_apply(st, keypath, key, value, &changed);
+	int rc = keypath_apply(err, errlen, keypath, key, value, &changed);
 	bool pretty = false;
 	if (!rc && text && !changed) {
 		rc = buf_append(&out->file, text, len);
@@ -1051,9 +1114,9 @@ static int prepare_value_keypath(struct store *st, const char *keypath, const ch
 	else if (!rc)
 		rc = json_text_compact(&out->compact, value);
 	if (rc == -EFBIG)
-		store_set_error(st, "record is over the cap of %zu bytes", st->max_record);
-	else if (rc == -EINVAL && !st->err[0])
-		store_set_error(st, "value holds a number JSON cannot write");
+		err_set(err, errlen, "record is over the cap of %zu bytes", max_record);
+	else if (rc == -EINVAL && !err[0])
+		err_set(err, errlen, "value holds a number JSON cannot write");
 	json_decref(value);
 	if (rc)
 		prepared_free(out);
@@ -1067,7 +1130,8 @@ static int prepare_value(struct store *st, int64_t store_id, const char *key, co
 	char *keypath = NULL;
 	int rc = store_keypath(st, store_id, &keypath, NULL);
 	if (!rc)
-		rc = prepare_value_keypath(st, keypath, key, text, len, value_in, out);
+		rc = prepare_value_keypath(st->max_record, st->err, sizeof(st->err), keypath, key,
+		                           text, len, value_in, out);
 	free(keypath);
 	return rc;
 }
@@ -2182,25 +2246,53 @@ static void state_of_row(const struct row *r, bool found, struct store_record_st
 	out->row_id = r->id;
 }
 
-/* The core of store_put: writes record `key` of store `store_id`, inside
- * the caller's transaction. */
-int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
-                     const json_t *value, enum store_origin origin, store_check_fn check,
-                     void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq)
+int store_put_prepare(size_t max_record, const char *keypath, const json_t *key,
+                      const json_t *value, struct store_put_prep *out)
 {
+	memset(out, 0, sizeof(*out));
 	char why[160];
 	if (key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(st, "not a valid key: %s", why);
-		return -EINVAL;
+		err_set(out->err, sizeof(out->err), "not a valid key: %s", why);
+		out->key_rc = -EINVAL;
+		return out->key_rc;
 	}
-	char *canon = key_canonical_json(key);
-	char *name = name_for_key(key);
-	int rc = canon && name ? 0 : -ENOMEM;
+	out->canon = key_canonical_json(key);
+	out->name = name_for_key(key);
+	if (!out->canon || !out->name) {
+		out->key_rc = -ENOMEM;
+		return out->key_rc;
+	}
+	if (keypath) {
+		out->value_rc =
+		        prepare_value_keypath(max_record, out->err, sizeof(out->err), keypath,
+		                              out->canon, NULL, 0, value, &out->value);
+		out->prepared = out->value_rc == 0;
+	}
+	return out->value_rc;
+}
+
+void store_put_prep_free(struct store_put_prep *p)
+{
+	if (p->prepared)
+		prepared_free(&p->value);
+	free(p->canon);
+	free(p->name);
+	memset(p, 0, sizeof(*p));
+}
+
+int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,
+                              const json_t *value, enum store_origin origin, store_check_fn check,
+                              void *check_ctx, struct store_record_state *now, int64_t *rev,
+                              int64_t *seq)
+{
+	if (p->key_rc) {
+		store_set_error(st, "%s", p->err);
+		return p->key_rc;
+	}
 	struct row r;
 	memset(&r, 0, sizeof(r));
-	int found = rc ? rc : row_by_name(st, store_id, name, &r);
-	if (rc == 0 && found != 0 && found != -ENOENT)
-		rc = found;
+	int found = row_by_name(st, store_id, p->name, &r);
+	int rc = found != 0 && found != -ENOENT ? found : 0;
 	if (rc == 0 && check) {
 		struct store_record_state state;
 		state_of_row(&r, found == 0, &state);
@@ -2209,27 +2301,41 @@ int store_record_put(struct store *st, int64_t store_id, const char *keypath, co
 		if (!check(check_ctx, &state))
 			rc = STORE_REFUSED;
 	}
-	struct prepared_value p;
-	bool prepared = false;
-	if (rc == 0) {
-		rc = keypath ? prepare_value_keypath(st, keypath, canon, NULL, 0, value, &p)
-		             : prepare_value(st, store_id, canon, NULL, 0, value, &p);
-		prepared = rc == 0;
+	/* A value's problem counts only for a write that goes ahead: a
+	 * refused one is answered with the record as it is, as before the
+	 * preparation moved ahead of the lookup. */
+	if (rc == 0 && p->value_rc) {
+		store_set_error(st, "%s", p->err);
+		rc = p->value_rc;
+	}
+	if (rc == 0 && !p->prepared) {
+		rc = prepare_value(st, store_id, p->canon, NULL, 0, value, &p->value);
+		p->prepared = rc == 0;
 	}
 	if (rc == 0 && found == -ENOENT) {
 		/* record_write makes the row. */
 		r.store_id = store_id;
-		r.name = strdup(name);
-		r.key = strdup(canon);
-		rc = r.name && r.key ? store_touch(st, store_id, store_now_ns()) : -ENOMEM;
+		r.name = strdup(p->name);
+		r.key = strdup(p->canon);
+		rc = r.name && r.key ? store_touch_once(st, store_id) : -ENOMEM;
 	}
 	if (rc == 0)
-		rc = record_write(st, &r, canon, r.rev, &p, origin, rev, seq);
-	if (prepared)
-		prepared_free(&p);
+		rc = record_write(st, &r, p->canon, r.rev, &p->value, origin, rev, seq);
 	row_free(&r);
-	free(canon);
-	free(name);
+	return rc;
+}
+
+/* The core of store_put: writes record `key` of store `store_id`, inside
+ * the caller's transaction. */
+int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+                     const json_t *value, enum store_origin origin, store_check_fn check,
+                     void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq)
+{
+	struct store_put_prep p;
+	store_put_prepare(st->max_record, keypath, key, value, &p);
+	int rc = store_record_put_prepared(st, store_id, &p, value, origin, check, check_ctx, now,
+	                                   rev, seq);
+	store_put_prep_free(&p);
 	return rc;
 }
 
@@ -2399,7 +2505,8 @@ int store_check_put(struct store *st, const struct store_path *path, const json_
 		rc = -ENOMEM;
 	struct prepared_value p;
 	if (!rc)
-		rc = prepare_value_keypath(st, keypath, canon, NULL, 0, value, &p);
+		rc = prepare_value_keypath(st->max_record, st->err, sizeof(st->err), keypath, canon,
+		                           NULL, 0, value, &p);
 	if (!rc)
 		prepared_free(&p);
 	free(canon);
@@ -2680,13 +2787,18 @@ int store_daemon_wait_shown(struct store *st, int64_t seq, int64_t tree_id, int 
 	if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
 		return 0;
 	int64_t last_move = store_now_ns();
+	/* Short pauses first: the daemon usually shows a change within a
+	 * millisecond or two, and a push waits here before it answers. */
+	long pause_ns = 100000;
 	while (nseq < seq || ntree < tree_id) {
 		if (store_now_ns() - last_move >= (int64_t)idle_ms * 1000000)
 			return -ETIMEDOUT;
 		if (stop && *stop)
 			return -EINTR;
-		struct timespec pause = {0, 1500000};
+		struct timespec pause = {0, pause_ns};
 		nanosleep(&pause, NULL);
+		if (pause_ns < 1500000)
+			pause_ns *= 2;
 		int64_t pseq = nseq, ptree = ntree;
 		if (store_daemon_status(st, &pid, &nseq, &ntree) != 0 || pid <= 0)
 			return 0;

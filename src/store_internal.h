@@ -11,11 +11,21 @@
 #ifndef IDBMOUNT_STORE_INTERNAL_H
 #define IDBMOUNT_STORE_INTERNAL_H
 
+#include "idbmount/buf.h"
 #include "idbmount/store.h"
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* A value made ready for a record: its file text and its compact form
+ * for the change log. */
+struct prepared_value {
+	struct buf file;
+	struct buf compact;
+	bool rewritten;
+};
 
 /* Statement cache slots, a range per file. */
 #define STORE_SLOTS_CORE  0   /* store.c */
@@ -28,6 +38,8 @@ struct store {
 	sqlite3_stmt *stmts[STORE_STMT_SLOTS];
 	size_t max_record;
 	int txn_depth;
+	int64_t txn_serial;                 /* counts outermost transactions */
+	int64_t touched_txn, touched_store; /* store_touch_once's memory */
 	int64_t data_version;
 	int64_t owner_store, owner_client; /* the last store_owner answer */
 	char epoch[17];
@@ -114,9 +126,37 @@ typedef bool (*store_check_fn)(void *ctx, const struct store_record_state *now);
 int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
                      const json_t *value, enum store_origin origin, store_check_fn check,
                      void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq);
+
 int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
                         enum store_origin origin, store_check_fn check, void *check_ctx,
                         struct store_record_state *now, int64_t *rev, int64_t *seq);
+
+/* ---- a put in two steps ----
+ * store_record_put looks the record up, checks it, lays its value out and
+ * writes it. The part that needs no SQL (checking and encoding the key,
+ * laying the value out) can run first and elsewhere: store_sync_push does
+ * it for the next mutations on a second thread while this one writes. */
+struct store_put_prep {
+	int key_rc;    /* 0, or why the key is no key (err says) */
+	int value_rc;  /* 0, or why the value cannot be stored (err says) */
+	char *canon;   /* canonical key JSON */
+	char *name;    /* the record's file name */
+	bool prepared; /* value holds the laid-out value */
+	struct prepared_value value;
+	char err[512];
+};
+
+/* Needs no store, so any thread may call it. With keypath NULL (not known
+ * yet) only the key is done; the value then waits for the write. Returns
+ * the first problem (also kept in *out for the write to report). */
+int store_put_prepare(size_t max_record, const char *keypath, const json_t *key,
+                      const json_t *value, struct store_put_prep *out);
+void store_put_prep_free(struct store_put_prep *p);
+/* The rest of store_record_put, with `value` the same as prepared. */
+int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,
+                              const json_t *value, enum store_origin origin, store_check_fn check,
+                              void *check_ctx, struct store_record_state *now, int64_t *rev,
+                              int64_t *seq);
 
 /* Tokens: 64 random hex digits; only their SHA-256 (hex) is stored. */
 int store_token_new(char token[65]);

@@ -25,6 +25,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,25 +486,152 @@ int store_sync_schema(struct store *st, int64_t client_id, const json_t *request
 
 /* A (db, store) of this push, resolved once. */
 struct target {
-	const char *db;
-	const char *store;
+	char *db;
+	char *store;
 	int64_t store_id;
 	char *keypath;
 	bool autoincrement;
 };
 
+/* A push of at least this many mutations is parsed and prepared ahead on a
+ * second thread (push_ahead) while this one writes: on two CPUs the JSON
+ * work and the SQL work overlap. A small push is done in line. */
+#define PUSH_AHEAD_MIN 16
+
+enum slot_state { SLOT_FREE, SLOT_TAKEN, SLOT_READY };
+
+/* One mutation, parsed and, when it can be done without SQL, prepared. */
+struct slot {
+	atomic_int state;
+	json_t *m;     /* the parsed mutation, NULL when it does not parse */
+	char why[200]; /* why not */
+	bool prepped;
+	struct store_put_prep prep; /* for a put with a key, when prepped */
+};
+
 struct push {
 	struct store *st;
 	int64_t client_id;
+	int64_t now_ms;
+	const struct json_span *texts;
+	size_t count;
+	struct slot *slots;
+	/* targets grows on this thread and is read by push_ahead. */
+	pthread_mutex_t targets_lock;
 	struct target *targets;
 	size_t ntargets, cap;
+	atomic_size_t next; /* push_ahead's next slot, from the front */
+	size_t back;        /* the writer's next slot to fill, from the back */
+	atomic_bool stop;
+	struct store_push_outcome *outcome;
+	struct buf *out; /* outcome->results: the answers, as JSON text */
 };
+
+static void slot_clear(struct slot *sl)
+{
+	json_decref(sl->m);
+	sl->m = NULL;
+	if (sl->prepped)
+		store_put_prep_free(&sl->prep);
+	sl->prepped = false;
+}
 
 static void push_free(struct push *p)
 {
-	for (size_t i = 0; i < p->ntargets; i++)
+	for (size_t i = 0; p->slots && i < p->count; i++)
+		slot_clear(&p->slots[i]);
+	free(p->slots);
+	for (size_t i = 0; i < p->ntargets; i++) {
+		free(p->targets[i].db);
+		free(p->targets[i].store);
 		free(p->targets[i].keypath);
+	}
 	free(p->targets);
+	pthread_mutex_destroy(&p->targets_lock);
+}
+
+/* The key path of a target already resolved, or NULL: for push_ahead,
+ * which cannot resolve one (that takes SQL). The text lives until the
+ * push ends. */
+static const char *resolved_keypath(struct push *p, const char *db, const char *store)
+{
+	const char *keypath = NULL;
+	pthread_mutex_lock(&p->targets_lock);
+	for (size_t i = 0; i < p->ntargets && !keypath; i++)
+		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0)
+			keypath = p->targets[i].keypath;
+	pthread_mutex_unlock(&p->targets_lock);
+	return keypath;
+}
+
+/* Parses mutation `i` and, for a put with a key into a store whose key
+ * path is known, prepares the write (key encoding, the value's file text
+ * and compact form). Anything wrong is left for push_one to find and
+ * report in order. */
+static void fill_slot(struct push *p, size_t i)
+{
+	struct slot *sl = &p->slots[i];
+	sl->m = json_text_parse(p->texts[i].text, p->texts[i].len, sl->why, sizeof(sl->why));
+	if (!json_is_object(sl->m))
+		return;
+	const char *op = json_string_value(json_object_get(sl->m, "op"));
+	const char *db = json_string_value(json_object_get(sl->m, "db"));
+	const char *store = json_string_value(json_object_get(sl->m, "store"));
+	const json_t *key = json_object_get(sl->m, "key");
+	const json_t *value = json_object_get(sl->m, "value");
+	if (!op || strcmp(op, "put") != 0 || !db || !store || !key || json_is_null(key) || !value)
+		return;
+	const char *keypath = resolved_keypath(p, db, store);
+	if (!keypath)
+		return;
+	store_put_prepare(p->st->max_record, keypath, key, value, &sl->prep);
+	sl->prepped = true;
+}
+
+/* The second thread: fills slots ahead of the writer. */
+static void *push_ahead(void *arg)
+{
+	struct push *p = arg;
+	while (!atomic_load(&p->stop)) {
+		size_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->count)
+			break;
+		int free_state = SLOT_FREE;
+		if (!atomic_compare_exchange_strong(&p->slots[i].state, &free_state, SLOT_TAKEN))
+			continue;
+		fill_slot(p, i);
+		atomic_store(&p->slots[i].state, SLOT_READY);
+	}
+	return NULL;
+}
+
+/* Slot `i`, filled: by this thread if push_ahead has not taken it yet. */
+static struct slot *take_slot(struct push *p, size_t i)
+{
+	struct slot *sl = &p->slots[i];
+	int free_state = SLOT_FREE;
+	if (atomic_compare_exchange_strong(&sl->state, &free_state, SLOT_TAKEN)) {
+		fill_slot(p, i);
+		atomic_store(&sl->state, SLOT_READY);
+	}
+	while (atomic_load(&sl->state) != SLOT_READY) {
+		/* push_ahead is on it: rather than wait, fill one from the far
+		 * end (parsing is the larger half of the work). */
+		bool filled = false;
+		while (!filled && p->back > i + 1) {
+			size_t j = --p->back;
+			free_state = SLOT_FREE;
+			if (atomic_compare_exchange_strong(&p->slots[j].state, &free_state,
+			                                   SLOT_TAKEN)) {
+				fill_slot(p, j);
+				atomic_store(&p->slots[j].state, SLOT_READY);
+				filled = true;
+			}
+		}
+		if (!filled)
+			sched_yield();
+	}
+	return sl;
 }
 
 /* Finds or resolves the target of a mutation. -ENOENT for a database or
@@ -514,15 +644,7 @@ static int push_target(struct push *p, const char *db, const char *store, struct
 			return 0;
 		}
 	}
-	if (p->ntargets == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 8;
-		struct target *grown = realloc(p->targets, cap * sizeof(*grown));
-		if (!grown)
-			return -ENOMEM;
-		p->targets = grown;
-		p->cap = cap;
-	}
-	struct target t = {.db = db, .store = store};
+	struct target t = {0};
 	int64_t db_id = 0;
 	int rc = store_db_resolve(p->st, p->client_id, db, false, ORIGIN_BROWSER, &db_id);
 	if (!rc)
@@ -537,15 +659,37 @@ static int push_target(struct push *p, const char *db, const char *store, struct
 		rc = store_keypath_of(p->st, t.store_id, &t.keypath, &t.autoincrement);
 	if (rc)
 		return rc;
-	p->targets[p->ntargets] = t;
-	*out = &p->targets[p->ntargets++];
-	return 0;
+	t.db = strdup(db);
+	t.store = strdup(store);
+	pthread_mutex_lock(&p->targets_lock);
+	if (t.db && t.store && p->ntargets == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 8;
+		struct target *grown = realloc(p->targets, cap * sizeof(*grown));
+		if (grown) {
+			p->targets = grown;
+			p->cap = cap;
+		}
+	}
+	if (t.db && t.store && p->ntargets < p->cap) {
+		p->targets[p->ntargets] = t;
+		*out = &p->targets[p->ntargets++];
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&p->targets_lock);
+	if (rc) {
+		free(t.db);
+		free(t.store);
+		free(t.keypath);
+	}
+	return rc;
 }
 
-/* The remembered answer to mutation `id` (a new reference) or NULL. */
-static int remembered(struct push *p, const char *id, json_t **answer)
+/* Appends the remembered answer to mutation `id` to p->out, if there is
+ * one: *found says so. */
+static int remembered(struct push *p, const char *id, bool *found)
 {
-	*answer = NULL;
+	*found = false;
 	sqlite3_stmt *s = sync_stmt(p->st, Q_MUTATION_GET);
 	if (!s)
 		return -EIO;
@@ -554,11 +698,10 @@ static int remembered(struct push *p, const char *id, json_t **answer)
 	int rc = sqlite3_step(s);
 	int res = 0;
 	if (rc == SQLITE_ROW) {
-		const char *text = (const char *)sqlite3_column_text(s, 0);
-		char why[64];
-		*answer = json_text_parse(text, strlen(text), why, sizeof(why));
-		if (!*answer)
-			res = -EIO;
+		*found = true;
+		p->outcome->replayed++;
+		res = buf_append(p->out, sqlite3_column_text(s, 0),
+		                 (size_t)sqlite3_column_bytes(s, 0));
 	} else if (rc != SQLITE_DONE) {
 		res = store_sql_fail(p->st, rc);
 	}
@@ -566,22 +709,17 @@ static int remembered(struct push *p, const char *id, json_t **answer)
 	return res;
 }
 
-static int remember(struct push *p, const char *id, const json_t *answer)
+/* Remembers the answer p->out holds from offset `at` on. */
+static int remember(struct push *p, const char *id, size_t at)
 {
-	char *text = compact_text(answer, 64u * 1024 * 1024);
-	if (!text)
-		return -ENOMEM;
 	sqlite3_stmt *s = sync_stmt(p->st, Q_MUTATION_PUT);
-	int rc = s ? 0 : -EIO;
-	if (!rc) {
-		sqlite3_bind_int64(s, 1, p->client_id);
-		store_bind_text(s, 2, id);
-		store_bind_text(s, 3, text);
-		sqlite3_bind_int64(s, 4, store_now_ns() / 1000000);
-		rc = store_step_done(p->st, s);
-	}
-	free(text);
-	return rc;
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, p->client_id);
+	store_bind_text(s, 2, id);
+	sqlite3_bind_text(s, 3, p->out->data + at, (int)(p->out->len - at), SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, p->now_ms);
+	return store_step_done(p->st, s);
 }
 
 /* Moves the store's key generator past number key `key` (IndexedDB:
@@ -683,35 +821,67 @@ static bool base_agrees(void *ctx, const struct store_record_state *now)
 }
 
 /* The answer to a mutation whose base disagrees: the record as it is. */
-static json_t *conflict_answer(struct store *st, const char *id,
-                               const struct store_record_state *now)
+static int conflict_answer(struct push *p, const char *id, const struct store_record_state *now)
 {
 	json_t *value = NULL;
 	char *content = NULL;
 	size_t len = 0;
 	if (now->live &&
-	    store_read_file(st, store_ino(STORE_FILE, now->row_id), &content, &len) == 0)
+	    store_read_file(p->st, store_ino(STORE_FILE, now->row_id), &content, &len) == 0)
 		value = json_text_parse(content, len, NULL, 0);
 	free(content);
 	if (!value)
 		value = json_null();
-	return json_pack("{s:s, s:s, s:{s:I, s:o, s:b}}", "id", id, "status", "conflict", "current",
-	                 "rev", (json_int_t)(now->exists ? now->rev : 0), "value", value, "deleted",
-	                 !now->live);
+	json_t *answer = json_pack("{s:s, s:s, s:{s:I, s:o, s:b}}", "id", id, "status", "conflict",
+	                           "current", "rev", (json_int_t)(now->exists ? now->rev : 0),
+	                           "value", value, "deleted", !now->live);
+	int rc = answer ? json_text_compact(p->out, answer) : -ENOMEM;
+	json_decref(answer);
+	p->outcome->conflicts++;
+	return rc;
 }
 
-/* Applies mutation number `i`; *answer is its result. */
-static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
+/* The answer to a mutation that was applied. */
+static int ok_answer(struct push *p, const char *id, int64_t rev, int64_t seq,
+                     const json_t *generated_key)
 {
-	*answer = NULL;
+	int rc = buf_append_str(p->out, "{\"id\":");
+	if (!rc)
+		rc = json_text_string(p->out, id, strlen(id));
+	if (!rc)
+		rc = buf_printf(p->out, ",\"status\":\"ok\",\"rev\":%lld,\"seq\":%lld",
+		                (long long)rev, (long long)seq);
+	if (!rc && generated_key)
+		rc = buf_printf(p->out, ",\"key\":%lld",
+		                (long long)json_integer_value(generated_key));
+	if (!rc)
+		rc = buf_append_char(p->out, '}');
+	p->outcome->ok++;
+	if (seq > p->outcome->last_seq)
+		p->outcome->last_seq = seq;
+	return rc;
+}
+
+/* Applies mutation number `i` and appends its answer to p->out. */
+static int push_one(struct push *p, size_t i)
+{
+	struct slot *sl = take_slot(p, i);
+	const json_t *m = sl->m;
+	if (!m) {
+		store_set_error(p->st, "malformed JSON: mutation %zu: %s", i, sl->why);
+		p->outcome->malformed = true;
+		return -EINVAL;
+	}
 	const char *id = NULL;
 	bool put = false;
 	int rc = mutation_shape(p, i, m, &id, &put);
 	if (rc)
 		return rc;
-	rc = remembered(p, id, answer);
-	if (rc || *answer)
+	bool known = false;
+	rc = remembered(p, id, &known);
+	if (rc || known)
 		return rc;
+	size_t at = p->out->len;
 	struct target *t = NULL;
 	rc = push_target(p, json_string_value(json_object_get(m, "db")),
 	                 json_string_value(json_object_get(m, "store")), &t);
@@ -741,7 +911,13 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 	struct store_record_state now = {0};
 	json_t *base = json_object_get(m, "base");
 	int64_t rev = 0, seq = 0;
-	if (!rc && put) {
+	if (!rc && put && sl->prepped) {
+		/* push_ahead did the key and the value (the key was given). */
+		rc = store_record_put_prepared(p->st, t->store_id, &sl->prep, value, ORIGIN_BROWSER,
+		                               base_agrees, base, &now, &rev, &seq);
+		if (!rc)
+			rc = advance_generator(p, t, key);
+	} else if (!rc && put) {
 		rc = store_record_put(p->st, t->store_id, t->keypath, key, value, ORIGIN_BROWSER,
 		                      base_agrees, base, &now, &rev, &seq);
 		if (!rc && !generated)
@@ -750,23 +926,14 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 		rc = store_record_delete(p->st, t->store_id, key, ORIGIN_BROWSER, base_agrees, base,
 		                         &now, &rev, &seq);
 	}
-	if (rc == STORE_REFUSED) {
-		rc = 0;
-		*answer = conflict_answer(p->st, id, &now);
-	} else if (!rc) {
-		*answer = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "status", "ok", "rev",
-		                    (json_int_t)rev, "seq", (json_int_t)seq);
-		if (*answer && generated)
-			json_object_set(*answer, "key", key);
-	}
+	if (rc == STORE_REFUSED)
+		rc = conflict_answer(p, id, &now);
+	else if (!rc)
+		rc = ok_answer(p, id, rev, seq, generated ? key : NULL);
 	json_decref(key);
-	if (!rc && !*answer)
-		rc = -ENOMEM;
 	if (!rc)
-		rc = remember(p, id, *answer);
+		rc = remember(p, id, at);
 	if (rc) {
-		json_decref(*answer);
-		*answer = NULL;
 		/* Name the mutation in the reason. */
 		char reason[sizeof(((struct store *)0)->err)];
 		snprintf(reason, sizeof(reason), "%s", store_last_error(p->st));
@@ -776,48 +943,62 @@ static int push_one(struct push *p, size_t i, const json_t *m, json_t **answer)
 	return rc;
 }
 
-int store_sync_push(struct store *st, int64_t client_id, const json_t *mutations, json_t **results)
+int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
+                    size_t count, struct store_push_outcome *outcome)
 {
 	store_set_error(st, "%s", "");
-	*results = NULL;
-	if (!json_is_array(mutations)) {
-		store_set_error(st, "want {mutations:[...]}");
-		return -EINVAL;
-	}
-	struct push p = {.st = st, .client_id = client_id};
-	json_t *out = json_array();
-	int rc = out ? store_txn_begin(st) : -ENOMEM;
+	memset(outcome, 0, sizeof(*outcome));
+	buf_init(&outcome->results, SIZE_MAX / 2);
+	struct push p = {.st = st,
+	                 .client_id = client_id,
+	                 .now_ms = store_now_ns() / 1000000,
+	                 .texts = mutations,
+	                 .count = count,
+	                 .back = count,
+	                 .outcome = outcome,
+	                 .out = &outcome->results};
+	pthread_mutex_init(&p.targets_lock, NULL);
+	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
+	int rc = p.slots ? buf_append_char(p.out, '[') : -ENOMEM;
+	if (!rc)
+		rc = store_txn_begin(st);
 	if (rc) {
-		json_decref(out);
+		push_free(&p);
+		buf_free(p.out);
 		return rc;
 	}
-	size_t i;
-	json_t *m;
-	json_array_foreach(mutations, i, m)
-	{
-		json_t *answer = NULL;
-		rc = push_one(&p, i, m, &answer);
-		if (rc)
-			break;
-		json_array_append_new(out, answer);
+	pthread_t ahead;
+	bool ahead_runs =
+	        count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	for (size_t i = 0; i < count && !rc; i++) {
+		if (i > 0)
+			rc = buf_append_char(p.out, ',');
+		if (!rc)
+			rc = push_one(&p, i);
+		slot_clear(&p.slots[i]);
 	}
+	atomic_store(&p.stop, true);
+	if (ahead_runs)
+		pthread_join(ahead, NULL);
+	if (!rc)
+		rc = buf_append_char(p.out, ']');
 	if (!rc) {
 		sqlite3_stmt *s = sync_stmt(st, Q_MUTATION_PRUNE);
 		rc = s ? 0 : -EIO;
 		if (!rc) {
-			sqlite3_bind_int64(s, 1,
-			                   store_now_ns() / 1000000 -
-			                           (int64_t)SYNC_MUTATION_RETENTION_DAYS *
-			                                   86400000);
+			sqlite3_bind_int64(
+			        s, 1, p.now_ms - (int64_t)SYNC_MUTATION_RETENTION_DAYS * 86400000);
 			rc = store_step_done(st, s);
 		}
 	}
 	rc = store_txn_end(st, rc);
 	push_free(&p);
-	if (rc)
-		json_decref(out);
-	else
-		*results = out;
+	if (rc) {
+		bool malformed = outcome->malformed;
+		buf_free(p.out);
+		memset(outcome, 0, sizeof(*outcome));
+		outcome->malformed = malformed;
+	}
 	return rc;
 }
 

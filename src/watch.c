@@ -117,6 +117,15 @@ void watch_unsubscribe(struct watch *w, watch_fn fn, void *ctx)
 	pthread_mutex_unlock(&w->lock);
 }
 
+void watch_poke(struct watch *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->lock);
+	pthread_cond_signal(&w->wake);
+	pthread_mutex_unlock(&w->lock);
+}
+
 void watch_stop(struct watch *w)
 {
 	if (!w)

@@ -34,4 +34,31 @@ int json_text_string(struct buf *out, const char *s, size_t len);
  * reference, or NULL with "line L column C: reason" in `why`. */
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len);
 
+/* ---- splitting a text without parsing it ----
+ * A push body of 1,000 mutations is split into one text per mutation, so
+ * they can be parsed one by one on two threads. The split checks only the
+ * structure (strings, brackets, commas, colons, whitespace); whoever uses
+ * the pieces parses each one with json_text_parse, so that together every
+ * byte of the text is checked as jansson checks a whole text. */
+struct json_span {
+	const char *text;
+	size_t len;
+};
+
+/* A member of an object: its name (the string literal, quotes included)
+ * and its value. */
+struct json_member {
+	struct json_span name;
+	struct json_span value;
+};
+
+/* Splits the object that is the whole of `text` into its members (in order,
+ * *members malloc'd). Returns 0, -EINVAL when the text is not an object of
+ * that shape, -ENOMEM. */
+int json_text_members(const char *text, size_t len, struct json_member **members, size_t *n);
+
+/* Splits the array that is the whole of `span` into its elements (*elems
+ * malloc'd). Returns 0, -EINVAL, -ENOMEM. */
+int json_text_elements(struct json_span span, struct json_span **elems, size_t *n);
+
 #endif

@@ -264,6 +264,20 @@ int64_t store_client_by_token(struct store *st, const char *token);
 typedef int (*store_name_fn)(void *ctx, const char *name);
 int store_client_list(struct store *st, store_name_fn fn, void *ctx);
 
+/* ---- checkpoints --------------------------------------------------------
+ * By default a connection copies the WAL back into the database inside the
+ * commit that makes it pass 1,000 pages: one push in ten paid for it. The
+ * daemon delegates instead (src/checkpointer.c): stores opened afterwards skip the
+ * automatic checkpoint and, after a commit that leaves the WAL at `pages`
+ * or more, call `fn` on the committing thread (it must only wake someone),
+ * whose thread then calls store_checkpoint. idbmountctl keeps the default.
+ * `fn` NULL ends the delegation (stores already open then leave the WAL to
+ * the last close). */
+typedef void (*store_wal_fn)(void *ctx);
+void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages);
+/* A passive checkpoint: copies what it can without waiting for anyone. */
+int store_checkpoint(struct store *st);
+
 /* ---- the change log -------------------------------------------------- */
 
 /* One change as every reader sees it (fields borrowed for the callback). */

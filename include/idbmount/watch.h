@@ -30,6 +30,11 @@ int watch_start(const char *datadir, struct watch **out);
 int watch_subscribe(struct watch *w, watch_fn fn, void *ctx);
 void watch_unsubscribe(struct watch *w, watch_fn fn, void *ctx);
 
+/* Makes the thread look now rather than at its next poll: for a thread of
+ * this process that has just committed and waits for its change to show
+ * (a push answers only once the mount shows it). NULL is fine. */
+void watch_poke(struct watch *w);
+
 /* Stops the thread (subscribers should have left). */
 void watch_stop(struct watch *w);
 

@@ -54,6 +54,47 @@ def test_malformed_json_in_push_is_400(shop):
     unchanged(shop)
 
 
+def test_malformed_mutation_in_a_long_push_is_400(shop):
+    # Long pushes are split into one text per mutation and parsed on two
+    # threads; a bad literal deep inside one must still fail the whole push
+    # with jansson's reason and position in the body.
+    good = [json.dumps(put("m%d" % i, "shop", "orders", "k%d" % i, {"v": i}))
+            for i in range(40)]
+    good[25] = good[25].replace('"v": 25', '"v": tru')
+    r = shop.alice.post("/v1/push", '{"mutations": [\n' + ",\n".join(good) + "\n]}")
+    body = assert_error(r, 400, "bad_request")
+    assert "malformed JSON" in body["detail"] and "line 27" in body["detail"], body
+    unchanged(shop)
+
+
+def test_body_with_trailing_text_is_400(shop):
+    text = json.dumps({"mutations": [put("t", "shop", "orders", "t", 1)]}) + " x"
+    assert_error(shop.alice.post("/v1/push", text), 400, "bad_request")
+    unchanged(shop)
+
+
+def test_bad_value_in_a_conflicting_mutation_is_a_conflict(shop):
+    # The value is laid out ahead of the write (on the second thread), but a
+    # mutation whose base disagrees is answered with the record as it is,
+    # as before: its value is never looked at. With a base that agrees, the
+    # same value fails the push.
+    shop.alice.schema("shop", ORDERS + [{"name": "people", "keyPath": "id"}])
+    shop.alice.push([put("p0", "shop", "people", 1, {"id": 1})])
+    mutations = [put("p%d" % i, "shop", "people", 100 + i, {"id": 100 + i})
+                 for i in range(1, 21)]
+    mutations[10] = put("c", "shop", "people", 1, {"id": 2}, base=7)
+    results = shop.alice.push(mutations)
+    assert [r["status"] for r in results].count("ok") == 19
+    assert results[10]["status"] == "conflict" and results[10]["current"]["rev"] == 1
+    mutations = [put("q%d" % i, "shop", "people", 200 + i, {"id": 200 + i})
+                 for i in range(1, 21)]
+    mutations[10] = put("d", "shop", "people", 1, {"id": 2}, base=1)
+    body = assert_error(shop.alice.post("/v1/push", {"mutations": mutations}), 400,
+                        "bad_request")
+    assert "mutation 10 (id d)" in body["detail"] and "keyPath" in body["detail"], body
+    assert not os.path.exists(shop.path("alice", "shop", "people", "201.json"))
+
+
 def test_malformed_json_in_schema_is_400(shop):
     assert_error(shop.alice.post("/v1/schema", "{db: shop}"), 400, "bad_request")
     assert os.listdir(shop.path("alice")) == ["shop"]

@@ -311,3 +311,33 @@ def test_metrics_are_prometheus_text(sync):
     assert values['idbmount_http_requests_total{route="push",code="2xx"}'] == 1
     assert values["idbmount_changes_last_seq"] == 1
     assert "alice" not in r.body.decode() and "shop" not in r.body.decode()
+
+
+def test_long_push_with_spacing_repeats_and_two_stores(sync):
+    # The body splitter against what jansson takes: any JSON whitespace, a
+    # repeated "mutations" member (the last counts), other members kept,
+    # and mutations for two stores interleaved (the second thread learns a
+    # store's key path only after the first mutation of it).
+    sync.alice.schema("two", [{"name": "a"}, {"name": "b", "keyPath": "id"}])
+    first = [put("x%d" % i, "two", "a", "x%d" % i, {"n": i}) for i in range(30)]
+    second = []
+    for i in range(60):
+        if i % 2:
+            second.append(put("a%d" % i, "two", "a", "k%d" % i, {"n": i, "s": "\u00e9\n"}))
+        else:
+            second.append(put("b%d" % i, "two", "b", i, {"id": i, "n": [i, 1.5, None]}))
+    text = ('\r\n{ "client" : "alice" ,\t"mutations" :\n' + json.dumps(first, indent=1) +
+            ', "mutations":[ ' + " ,\n ".join(json.dumps(m) for m in second) + ' ] }\n')
+    r = sync.alice.post("/v1/push", text)
+    assert r.status == 200, r
+    results = r.json()["results"]
+    assert [x["id"] for x in results] == [m["id"] for m in second]
+    assert all(x["status"] == "ok" for x in results)
+    assert not os.path.exists(sync.path("alice", "two", "a", "x0.json"))
+    with open(sync.path("alice", "two", "a", "k1.json")) as f:
+        assert json.load(f) == {"n": 1, "s": "\u00e9\n"}
+    with open(sync.path("alice", "two", "b", "4.json")) as f:
+        assert json.load(f) == {"id": 4, "n": [4, 1.5, None]}
+    # a retry of the same body is answered from memory, in order
+    again = sync.alice.post("/v1/push", text).json()["results"]
+    assert again == results
