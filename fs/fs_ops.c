@@ -53,6 +53,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#define XATTR_PREFIX  "user.idbmount."
 #define XATTR_REV     "user.idbmount.rev"
 #define XATTR_SEQ     "user.idbmount.seq"
 #define XATTR_ORIGIN  "user.idbmount.origin"
@@ -1140,8 +1141,27 @@ static void reply_sized(fuse_req_t req, const char *data, size_t len, size_t siz
 		fuse_reply_buf(req, data, len);
 }
 
+/* Attribute namespaces the mount does not have at all. `ls -l` asks every
+ * file for its SELinux label (security.selinux); told "not supported" once,
+ * it stops asking for the rest of that file system, where "no such
+ * attribute" made it ask again for every file (a round trip each). POSIX
+ * ACL names stay "no such attribute": the kernel caches that answer. */
+static bool xattr_namespace_unsupported(const char *name)
+{
+	return strncmp(name, "security.", 9) == 0 || strncmp(name, "trusted.", 8) == 0;
+}
+
 static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (xattr_namespace_unsupported(name)) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	if (strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) != 0) {
+		/* Ours are all user.idbmount.*: no need to read the record. */
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
 	struct store *st = thread_store(req_fs(req));
 	if (!st) {
 		fuse_reply_err(req, EIO);
@@ -1203,13 +1223,15 @@ static void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 	(void)flags;
 	/* Ours are read-only; others are not kept (like a filesystem without
 	 * user xattrs, which cp and rsync handle quietly). */
-	fuse_reply_err(req, strncmp(name, "user.idbmount.", 14) == 0 ? EPERM : ENOTSUP);
+	fuse_reply_err(req,
+	               strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM : ENOTSUP);
 }
 
 static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino;
-	fuse_reply_err(req, strncmp(name, "user.idbmount.", 14) == 0 ? EPERM : ENOTSUP);
+	fuse_reply_err(req,
+	               strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM : ENOTSUP);
 }
 
 static const struct fuse_lowlevel_ops fs_ops = {

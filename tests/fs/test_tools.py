@@ -209,3 +209,10 @@ def test_getfattr(idb):
     p = sh("setfattr -n user.idbmount.rev -v 9 users/5.json",
            cwd=idb.path("alice", "shop"), check=False)
     assert p.returncode != 0 and "Operation not permitted" in p.stderr
+    # no SELinux labels here: "not supported", so `ls -l` asks once per
+    # listing, not once per file; any other name is simply absent
+    p = sh("getfattr -n security.selinux users/5.json", cwd=idb.path("alice", "shop"),
+           check=False)
+    assert p.returncode != 0 and "Operation not supported" in p.stderr, p.stderr
+    p = sh("getfattr -n user.other users/5.json", cwd=idb.path("alice", "shop"), check=False)
+    assert p.returncode != 0 and "No such attribute" in p.stderr, p.stderr
