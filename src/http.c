@@ -760,6 +760,7 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 	        h->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
 	if (!h->mhd) {
 		http_events_stop(h);
+		http_events_free(h);
 		snprintf(err, errlen, "libmicrohttpd did not start on %s%s", h->cfg.listen,
 		         h->tls_cert ? " (check the TLS certificate and key)" : "");
 		return -EIO;
@@ -776,6 +777,7 @@ void http_stop(struct http *h)
 		int fd = (int)MHD_quiesce_daemon(h->mhd);
 		http_events_stop(h);
 		MHD_stop_daemon(h->mhd);
+		http_events_free(h);
 		if (fd >= 0)
 			close(fd);
 		pthread_key_delete(h->store_key);

@@ -52,6 +52,7 @@ struct stream {
 	bool delivered_due; /* ev->delivered rose since the last event */
 	bool suspended;
 	bool closing;
+	bool registered; /* on ev->streams */
 };
 
 struct http_events {
@@ -267,10 +268,17 @@ void http_events_stop(struct http *h)
 		pthread_cond_timedwait(&ev->gone, &ev->lock, &until);
 	}
 	pthread_mutex_unlock(&ev->lock);
-	/* Streams still registered belong to connections libmicrohttpd closes
-	 * in MHD_stop_daemon; their free callback must not touch `ev` then. */
+}
+
+void http_events_free(struct http *h)
+{
+	struct http_events *ev = h->events;
+	if (!ev)
+		return;
+	/* Called once no request runs (libmicrohttpd has stopped, or never
+	 * started): every stream's free callback has run, unless one is stuck. */
 	if (ev->count > 0) {
-		fprintf(stderr, "idbmount: events: %ld streams did not end in time\n", ev->count);
+		fprintf(stderr, "idbmount: events: %ld streams did not end\n", ev->count);
 		return; /* `ev` is left allocated for them */
 	}
 	store_close(ev->st);
@@ -350,6 +358,10 @@ static void stream_free(void *cls)
 {
 	struct stream *s = cls;
 	struct http_events *ev = s->ev;
+	if (!s->registered) {
+		free(s);
+		return;
+	}
 	pthread_mutex_lock(&ev->lock);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -400,8 +412,17 @@ enum MHD_Result http_events(struct http_request *r)
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	/* Registered before the store is asked, so no change falls between. */
+	/* Registered before the store is asked, so no change falls between.
+	 * A request on a kept-alive connection can still come in while the
+	 * daemon stops (quiescing only stops new connections). */
 	pthread_mutex_lock(&ev->lock);
+	if (ev->stop) {
+		pthread_mutex_unlock(&ev->lock);
+		MHD_destroy_response(resp); /* frees s */
+		return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+		                        "the daemon is stopping");
+	}
+	s->registered = true;
 	s->next = ev->streams;
 	if (ev->streams)
 		ev->streams->prev = s;

@@ -123,6 +123,8 @@ enum MHD_Result http_static(struct http_request *r);
 int http_events_start(struct http *h, struct watch *watch);
 /* Ends every stream and waits (a while) until they are gone. */
 void http_events_stop(struct http *h);
+/* After libmicrohttpd has stopped: no request can reach the streams. */
+void http_events_free(struct http *h);
 enum MHD_Result http_events(struct http_request *r);
 /* Open streams, for /metrics. */
 long http_events_count(struct http *h);
