@@ -44,6 +44,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,12 @@ struct handle {
 	uint64_t ino;
 	pthread_mutex_t lock;
 	bool writable;
-	bool dirty;    /* changed since the last commit */
+	/* Changed since the last commit, and the size then: written under
+	 * h->lock, read by getattr (dirty_size) under fs->writers_lock only,
+	 * which may not take h->lock (pending_retire holds h->lock and takes
+	 * writers_lock). ThreadSanitizer saw the plain reads race. */
+	atomic_bool dirty;
+	atomic_size_t dirty_len;
 	bool written;  /* write() or truncate since open, not just O_TRUNC */
 	bool loaded;   /* `data` holds the content */
 	bool pending;  /* the inode's shared copy (no-open mode), not an open */
@@ -157,14 +163,21 @@ static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *st
 	stbuf->st_atim = stbuf->st_mtim;
 }
 
+/* Marks a handle changed after its data changed (under h->lock). */
+static void handle_set_dirty(struct handle *h)
+{
+	atomic_store(&h->dirty_len, h->data.len);
+	atomic_store(&h->dirty, true);
+}
+
 /* The size of unflushed writes on `ino`, if any handle has them. */
 static bool dirty_size(struct fs *fs, uint64_t ino, uint64_t *size)
 {
 	bool found = false;
 	pthread_mutex_lock(&fs->writers_lock);
 	for (struct handle *h = fs->writers; h; h = h->next) {
-		if (h->ino == ino && h->dirty) {
-			*size = h->data.len;
+		if (h->ino == ino && atomic_load(&h->dirty)) {
+			*size = atomic_load(&h->dirty_len);
 			found = true;
 		}
 	}
@@ -301,7 +314,7 @@ static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
 		return 0;
 	bool rewritten = false;
 	int rc = store_commit_file(st, h->ino, h->data.data, h->data.len, &rewritten, NULL);
-	h->dirty = false;
+	atomic_store(&h->dirty, false);
 	if (rc)
 		log_refusal(st, "commit", "", rc);
 	/* The kernel cached what was written; if the store holds something
@@ -543,8 +556,10 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			rc = handle_load(st, h);
 			if (!rc)
 				rc = buf_set_len(&h->data, (size_t)attr->st_size);
-			if (!rc)
-				h->dirty = h->written = true;
+			if (!rc) {
+				h->written = true;
+				handle_set_dirty(h);
+			}
 			pthread_mutex_unlock(&h->lock);
 		} else if (fs->no_open) {
 			/* ftruncate, open's O_TRUNC or truncate(2): the kernel sends
@@ -554,7 +569,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			if (!rc) {
 				rc = buf_set_len(&h->data, (size_t)attr->st_size);
 				if (!rc) {
-					h->dirty = true;
+					handle_set_dirty(h);
 					/* O_TRUNC alone is not a write (see fs_flush). */
 					h->written = h->written || fi || attr->st_size;
 				}
@@ -567,7 +582,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			if (!rc)
 				rc = buf_set_len(&tmp->data, (size_t)attr->st_size);
 			if (!rc) {
-				tmp->dirty = true;
+				handle_set_dirty(tmp);
 				rc = handle_commit(fs, st, tmp);
 			}
 			if (tmp)
@@ -607,7 +622,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int rc = 0;
 	if (writable && (fi->flags & O_TRUNC)) {
 		h->loaded = true;
-		h->dirty = true;
+		handle_set_dirty(h);
 	} else if (writable) {
 		rc = handle_load(st, h);
 	}
@@ -785,7 +800,7 @@ static void write_locked(fuse_req_t req, struct fs *fs, struct handle *h, const 
 		return;
 	}
 	memcpy(at, data, size);
-	h->dirty = true;
+	handle_set_dirty(h);
 	h->written = true;
 	pthread_mutex_unlock(&h->lock);
 	fuse_reply_write(req, size);
