@@ -341,3 +341,57 @@ def test_long_push_with_spacing_repeats_and_two_stores(sync):
     # a retry of the same body is answered from memory, in order
     again = sync.alice.post("/v1/push", text).json()["results"]
     assert again == results
+
+
+def test_a_long_push_answers_as_the_same_mutations_pushed_one_by_one(sync):
+    # From 16 mutations on, a push is parsed and prepared on a second thread
+    # ahead of the writer; one by one, everything happens in line. Both must
+    # give the same answers and the same files, whatever the mix.
+    stores = [{"name": "plain"}, {"name": "gen", "keyPath": "id", "autoIncrement": True},
+              {"name": "inline", "keyPath": "k"}]
+
+    def mix(db, tag):
+        ms = []
+        for i in range(70):
+            mid = "%s%d" % (tag, i)
+            kind = i % 7
+            if kind == 0:
+                ms.append(put(mid, db, "plain", "p%d" % (i // 2), {"i": i}, base=None))
+            elif kind == 1:  # generated key
+                ms.append({"id": mid, "db": db, "store": "gen", "op": "put",
+                           "value": {"i": i}})
+            elif kind == 2:  # explicit number key moves the generator
+                ms.append(put(mid, db, "gen", i * 3, {"id": i * 3, "i": i}))
+            elif kind == 3:  # key taken from the value
+                ms.append({"id": mid, "db": db, "store": "inline", "op": "put",
+                           "value": {"k": ["a", i], "i": i}})
+            elif kind == 4:  # stale base: a conflict
+                ms.append(put(mid, db, "plain", "p0", {"i": i}, base=99))
+            elif kind == 5:  # delete something there, and something not
+                ms.append(delete(mid, db, "plain", "p%d" % (i // 5)))
+            else:  # the same id again: answered from memory
+                ms.append(dict(ms[-3], id="%s%d" % (tag, i - 3)))
+        return ms
+
+    def strip(results, tag):
+        out = []
+        for r in results:
+            r = dict(r, id=r["id"][len(tag):])
+            r.pop("seq", None)
+            out.append(r)
+        return out
+
+    sync.alice.schema("long", stores)
+    sync.alice.schema("single", stores)
+    long_ms = mix("long", "L")
+    assert len(long_ms) >= 16
+    long_results = strip(sync.alice.push(long_ms), "L")
+    single_results = []
+    for m in mix("single", "S"):
+        single_results += sync.alice.push([m])
+    assert long_results == strip(single_results, "S")
+    for store in ("plain", "gen", "inline"):
+        a, b = sync.path("alice", "long", store), sync.path("alice", "single", store)
+        assert sorted(os.listdir(a)) == sorted(os.listdir(b)), store
+        for name in os.listdir(a):
+            assert read(os.path.join(a, name)) == read(os.path.join(b, name)), name
