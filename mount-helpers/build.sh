@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # build.sh - configures and builds idbmount with CMake.
 #
-#   mount-helpers/build.sh [--sanitize] [BUILD_DIR]
+#   mount-helpers/build.sh [--sanitize | --tsan] [BUILD_DIR]
 #
-# Without --sanitize: a RelWithDebInfo build in BUILD_DIR (default build/).
+# Without an option: a RelWithDebInfo build in BUILD_DIR (default build/).
 # With --sanitize: a Debug build with AddressSanitizer and UBSan
-# (-DIDBMOUNT_SANITIZE=ON) in BUILD_DIR (default build-asan/), kept apart so
-# that both can live side by side. Dependencies: mount-helpers/install-deps.sh.
+# (-DIDBMOUNT_SANITIZE=ON) in BUILD_DIR (default build-asan/); with --tsan a
+# RelWithDebInfo build with ThreadSanitizer (-DIDBMOUNT_TSAN=ON, default
+# build-tsan/). Each is kept apart so that all can live side by side.
+# Dependencies: mount-helpers/install-deps.sh.
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [--sanitize] [BUILD_DIR]" >&2
+	echo "usage: $0 [--sanitize | --tsan] [BUILD_DIR]" >&2
 	exit 2
 }
 
@@ -19,8 +21,9 @@ build_dir=
 for arg in "$@"; do
 	case "$arg" in
 	--sanitize) sanitize=1 ;;
+	--tsan) sanitize=thread ;;
 	-h | --help)
-		echo "usage: $0 [--sanitize] [BUILD_DIR]"
+		echo "usage: $0 [--sanitize | --tsan] [BUILD_DIR]"
 		exit 0
 		;;
 	-*) usage ;;
@@ -34,10 +37,13 @@ done
 src_dir=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$sanitize" = 1 ]; then
 	build_dir=${build_dir:-$src_dir/build-asan}
-	config=(-DCMAKE_BUILD_TYPE=Debug -DIDBMOUNT_SANITIZE=ON)
+	config=(-DCMAKE_BUILD_TYPE=Debug -DIDBMOUNT_SANITIZE=ON -DIDBMOUNT_TSAN=OFF)
+elif [ "$sanitize" = thread ]; then
+	build_dir=${build_dir:-$src_dir/build-tsan}
+	config=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDBMOUNT_SANITIZE=OFF -DIDBMOUNT_TSAN=ON)
 else
 	build_dir=${build_dir:-$src_dir/build}
-	config=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDBMOUNT_SANITIZE=OFF)
+	config=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDBMOUNT_SANITIZE=OFF -DIDBMOUNT_TSAN=OFF)
 fi
 
 # The pytest suites run under the python3 that has Debian's python3-pytest

@@ -10,7 +10,15 @@
 #    pytest suites on a real mount;
 # 3. builds build-asan/ (Debug, AddressSanitizer + UBSan) and runs the same
 #    ctest there, so memory errors, leaks and undefined behaviour fail the
-#    run (step 3 is skipped with --no-sanitize, for a quick local run).
+#    run;
+# 4. builds build-tsan/ (ThreadSanitizer) and runs the sync suite there:
+#    a push is parsed on two threads, next to the notifier, the watch, the
+#    checkpointer and the event streams, so a data race fails the run. One
+#    test is left out of this pass only: it measures the daemon's memory
+#    per idle stream, which ThreadSanitizer's shadow memory multiplies (it
+#    runs in steps 2 and 3). The mount suite ran clean under it too, but
+#    is not repeated here, to keep the whole run well under 20 minutes.
+#    (Steps 3 and 4 are skipped with --no-sanitize, for a quick local run.)
 #
 # Stops at the first failing step, so the last ctest summary printed is
 # always the one that decided the exit status; exits non-zero on any
@@ -29,13 +37,14 @@ for arg in "$@"; do
 	esac
 done
 
-# run_ctest BUILD_DIR: ctest with its output shown; fails when a test failed
-# or when no test ran at all.
+# run_ctest BUILD_DIR [CTEST_ARGS...]: ctest with its output shown; fails
+# when a test failed or when no test ran at all.
 run_ctest() {
 	local dir=$1 log status=0
+	shift
 	log=$(mktemp)
-	echo "==> ctest --test-dir $dir"
-	ctest --test-dir "$dir" --output-on-failure --no-tests=error 2>&1 | tee "$log" ||
+	echo "==> ctest --test-dir $dir $*"
+	ctest --test-dir "$dir" --output-on-failure --no-tests=error "$@" 2>&1 | tee "$log" ||
 		status=$?
 	if grep -q "No tests were found" "$log" ||
 		! grep -Eq "tests passed, [0-9]+ tests? failed out of [1-9][0-9]*" "$log"; then
@@ -54,6 +63,8 @@ bash mount-helpers/build.sh build
 if [ "$sanitize" = 1 ]; then
 	echo "==> building build-asan/ (AddressSanitizer, UBSan)"
 	bash mount-helpers/build.sh --sanitize build-asan
+	echo "==> building build-tsan/ (ThreadSanitizer)"
+	bash mount-helpers/build.sh --tsan build-tsan
 fi
 
 run_ctest build
@@ -63,4 +74,9 @@ if [ "$sanitize" = 1 ]; then
 	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1}
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 	run_ctest build-asan
+	unset ASAN_OPTIONS UBSAN_OPTIONS
+	# The first race reported ends the daemon (halt_on_error), which the
+	# tests see as a failing daemon.
+	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+	PYTEST_ADDOPTS="-k 'not test_a_thousand_idle_streams'" run_ctest build-tsan -R '^sync$'
 fi
