@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -520,8 +519,10 @@ struct push {
 	pthread_mutex_t targets_lock;
 	struct target *targets;
 	size_t ntargets, cap;
-	atomic_size_t next; /* push_ahead's next slot, from the front */
-	size_t back;        /* the writer's next slot to fill, from the back */
+	atomic_size_t next;         /* push_ahead's next slot, from the front */
+	pthread_mutex_t ready_lock; /* with `ready`: push_ahead filled a slot */
+	pthread_cond_t ready;
+	size_t back; /* the writer's next slot to fill, from the back */
 	atomic_bool stop;
 	struct store_push_outcome *outcome;
 	struct buf *out; /* outcome->results: the answers, as JSON text */
@@ -548,6 +549,8 @@ static void push_free(struct push *p)
 	}
 	free(p->targets);
 	pthread_mutex_destroy(&p->targets_lock);
+	pthread_mutex_destroy(&p->ready_lock);
+	pthread_cond_destroy(&p->ready);
 }
 
 /* The key path of a target already resolved, or NULL: for push_ahead,
@@ -600,7 +603,10 @@ static void *push_ahead(void *arg)
 		if (!atomic_compare_exchange_strong(&p->slots[i].state, &free_state, SLOT_TAKEN))
 			continue;
 		fill_slot(p, i);
+		pthread_mutex_lock(&p->ready_lock);
 		atomic_store(&p->slots[i].state, SLOT_READY);
+		pthread_cond_signal(&p->ready);
+		pthread_mutex_unlock(&p->ready_lock);
 	}
 	return NULL;
 }
@@ -628,8 +634,15 @@ static struct slot *take_slot(struct push *p, size_t i)
 				filled = true;
 			}
 		}
-		if (!filled)
-			sched_yield();
+		if (!filled) {
+			/* Nothing left to fill: sleep until push_ahead has done
+			 * a slot, rather than spin (on a busy machine it may be
+			 * waiting for a CPU this thread would be burning). */
+			pthread_mutex_lock(&p->ready_lock);
+			while (atomic_load(&sl->state) != SLOT_READY)
+				pthread_cond_wait(&p->ready, &p->ready_lock);
+			pthread_mutex_unlock(&p->ready_lock);
+		}
 	}
 	return sl;
 }
@@ -958,6 +971,8 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	                 .outcome = outcome,
 	                 .out = &outcome->results};
 	pthread_mutex_init(&p.targets_lock, NULL);
+	pthread_mutex_init(&p.ready_lock, NULL);
+	pthread_cond_init(&p.ready, NULL);
 	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
 	int rc = p.slots ? buf_append_char(p.out, '[') : -ENOMEM;
 	if (!rc)
@@ -968,8 +983,8 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 		return rc;
 	}
 	pthread_t ahead;
-	bool ahead_runs =
-	        count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	bool ahead_runs = count >= PUSH_AHEAD_MIN &&
+	                  pthread_create(&ahead, NULL, push_ahead, &p) == 0;
 	for (size_t i = 0; i < count && !rc; i++) {
 		if (i > 0)
 			rc = buf_append_char(p.out, ',');
