@@ -406,11 +406,50 @@ int store_exec(struct store *st, const char *sql)
 
 /* ---- transactions ------------------------------------------------------ */
 
+/* The writers of this process queue here for SQLite's one write lock.
+ * Left to SQLite, a writer that finds the lock taken sleeps in its busy
+ * handler (1, 2, 5, 10... ms) and wakes late; two pushes on two
+ * connections then spent much of their time asleep. Another process
+ * (idbmountctl) still meets the busy handler. Recursive, so a thread that
+ * opens a second connection behaves as before (SQLite says busy). */
+static pthread_mutex_t writers_queue;
+static pthread_once_t writers_queue_once = PTHREAD_ONCE_INIT;
+
+static void writers_queue_init(void)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&writers_queue, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
 int store_txn_begin(struct store *st)
 {
+	if (st->txn_depth == 0) {
+		pthread_once(&writers_queue_once, writers_queue_init);
+		pthread_mutex_lock(&writers_queue);
+	}
 	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
 	if (rc == 0 && st->txn_depth++ == 0)
 		st->txn_serial++;
+	else if (rc != 0 && st->txn_depth == 0)
+		pthread_mutex_unlock(&writers_queue);
+	return rc;
+}
+
+/* Commits (rc 0) or rolls back the outermost transaction; a failed
+ * commit rolls back. The reason of the first failure is kept. */
+static int txn_finish(struct store *st, int rc)
+{
+	if (rc == 0)
+		rc = store_exec(st, "COMMIT");
+	if (rc) {
+		char keep[sizeof(st->err)];
+		memcpy(keep, st->err, sizeof(keep));
+		store_exec(st, "ROLLBACK");
+		memcpy(st->err, keep, sizeof(keep));
+	}
 	return rc;
 }
 
@@ -420,21 +459,11 @@ int store_txn_end(struct store *st, int rc)
 {
 	st->txn_depth--;
 	if (st->txn_depth == 0) {
-		if (rc == 0) {
-			rc = store_exec(st, "COMMIT");
-			if (rc) {
-				char keep[sizeof(st->err)];
-				memcpy(keep, st->err, sizeof(keep));
-				store_exec(st, "ROLLBACK");
-				memcpy(st->err, keep, sizeof(keep));
-			}
-		} else {
-			char keep[sizeof(st->err)];
-			memcpy(keep, st->err, sizeof(keep));
-			store_exec(st, "ROLLBACK");
-			memcpy(st->err, keep, sizeof(keep));
-		}
-	} else if (rc == 0) {
+		rc = txn_finish(st, rc);
+		pthread_mutex_unlock(&writers_queue);
+		return rc;
+	}
+	if (rc == 0) {
 		rc = store_exec(st, "RELEASE nested");
 	} else {
 		char keep[sizeof(st->err)];

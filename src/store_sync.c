@@ -975,16 +975,21 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	pthread_cond_init(&p.ready, NULL);
 	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
 	int rc = p.slots ? buf_append_char(p.out, '[') : -ENOMEM;
+	/* Started before the transaction: while this thread waits for the
+	 * write lock (another push writing), the next mutations get parsed. */
+	pthread_t ahead;
+	bool ahead_runs =
+	        !rc && count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
 	if (!rc)
 		rc = store_txn_begin(st);
 	if (rc) {
+		atomic_store(&p.stop, true);
+		if (ahead_runs)
+			pthread_join(ahead, NULL);
 		push_free(&p);
 		buf_free(p.out);
 		return rc;
 	}
-	pthread_t ahead;
-	bool ahead_runs = count >= PUSH_AHEAD_MIN &&
-	                  pthread_create(&ahead, NULL, push_ahead, &p) == 0;
 	for (size_t i = 0; i < count && !rc; i++) {
 		if (i > 0)
 			rc = buf_append_char(p.out, ',');
