@@ -995,11 +995,13 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 			rc = buf_append_char(p.out, ',');
 		if (!rc)
 			rc = push_one(&p, i);
-		slot_clear(&p.slots[i]);
 	}
 	atomic_store(&p.stop, true);
 	if (ahead_runs)
 		pthread_join(ahead, NULL);
+	/* The slots are freed only now, by push_free, once push_ahead has
+	 * ended: freeing its allocations while it allocates made both threads
+	 * fight over its malloc arena (twice the CPU time, and slower). */
 	if (!rc)
 		rc = buf_append_char(p.out, ']');
 	if (!rc) {
