@@ -22,6 +22,16 @@
  * shared memory, as fs/fs_notifier.c does) and only then reads the log.
  * This costs nothing when idle and adds at most POLL_MS of latency.
  *
+ * Reading ahead. Reading and rendering a batch from SQLite costs about as
+ * much as writing and fsyncing it, so while a full batch is shipped, a
+ * second thread of the sink (reading only, through a connection of its
+ * own) reads the next one from the log; the runner
+ * takes it as its open batch once the shipped one is done with. Only
+ * reading overlaps: intents, sink calls and cursor moves stay on the
+ * runner's thread, one batch at a time, in order, so the exactly-once
+ * argument above is unchanged (a batch read ahead is what the runner would
+ * have read itself: the log after the intent's to_seq).
+ *
  * Retries have one policy, backoff_ms() below: the wait doubles from
  * retry_initial up to retry_max, with equal jitter (half fixed, half
  * random), so sinks that failed together do not retry in step. SINK_ERROR
@@ -79,6 +89,20 @@ struct batch {
 	bool full; /* reading stopped at a limit */
 };
 
+/* The batch after the one being shipped, read on a thread of its own
+ * (see "Reading ahead" above). The runner asks for a batch that starts
+ * after `start`, ships its own, then waits for the answer. */
+struct read_ahead {
+	pthread_t thread;
+	bool started;
+	struct store *st; /* the reader's own connection */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool asked, ready, quit;
+	struct batch next;
+	int rc;
+};
+
 /* A select pattern split into its three levels. */
 struct selector {
 	char *level[3];
@@ -102,6 +126,7 @@ struct runner {
 	int64_t last_advance_ms;
 	bool taken_later; /* the sink reports what consumers took */
 	struct batch open;
+	struct read_ahead ahead;
 	struct selector *selectors;
 	size_t n_selectors;
 	unsigned rng;
@@ -283,6 +308,7 @@ static bool selected(const struct runner *r, const struct store_change *c)
 struct reading {
 	struct runner *r;
 	struct batch *b;
+	struct store *st;
 	int64_t upto; /* read changes up to this seq */
 	bool limited; /* stop at max_records / max_bytes */
 	int error;
@@ -343,14 +369,16 @@ static int on_change(void *ctx, const struct store_change *c)
 	return 0;
 }
 
-/* Reads changes after b->scan_seq (up to `upto`) into `b`. Returns 0 or
- * -errno. */
-static int batch_read(struct runner *r, struct batch *b, int64_t upto, bool limited)
+/* Reads changes after b->scan_seq (up to `upto`) into `b` through
+ * connection `st` (the runner's, or its reader's: only the runner's
+ * read-only fields are used). Returns 0 or -errno. */
+static int batch_read(struct runner *r, struct store *st, struct batch *b, int64_t upto,
+                      bool limited)
 {
-	struct reading rd = {.r = r, .b = b, .upto = upto, .limited = limited};
+	struct reading rd = {.r = r, .b = b, .st = st, .upto = upto, .limited = limited};
 	for (;;) {
 		int64_t before = b->scan_seq;
-		int64_t n = store_changes_since(r->st, b->scan_seq, READ_CHUNK, 0, on_change, &rd);
+		int64_t n = store_changes_since(st, b->scan_seq, READ_CHUNK, 0, on_change, &rd);
 		if (n < 0)
 			return (int)n;
 		if (rd.error)
@@ -531,6 +559,110 @@ static int run_intent(struct runner *r, const struct store_sink_intent *in, cons
 	return finish_intent(r, in, b ? b->long_lines : 0);
 }
 
+/* ---- reading ahead ------------------------------------------------------------------- */
+
+static void *read_ahead_main(void *arg)
+{
+	struct runner *r = arg;
+	struct read_ahead *a = &r->ahead;
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->asked && !a->quit)
+			pthread_cond_wait(&a->changed, &a->lock);
+		if (a->quit)
+			break;
+		pthread_mutex_unlock(&a->lock);
+		int rc = batch_read(r, a->st, &a->next, INT64_MAX, true);
+		pthread_mutex_lock(&a->lock);
+		a->rc = rc;
+		a->asked = false;
+		a->ready = true;
+		pthread_cond_broadcast(&a->changed);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Starts reading the batch after seq `start` on the reader's thread.
+ * Returns whether it did (there is no reader when it could not start). */
+static bool read_ahead_ask(struct runner *r, int64_t start)
+{
+	struct read_ahead *a = &r->ahead;
+	if (!a->started)
+		return false;
+	batch_reset(&a->next, start, (size_t)r->cfg->max_bytes);
+	pthread_mutex_lock(&a->lock);
+	assert(!a->asked && !a->ready);
+	a->asked = true;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
+/* Waits for the batch asked for and makes it the open batch when `take`
+ * (the one shipped before it is done with); else drops it. Returns
+ * whether the open batch was replaced. */
+static bool read_ahead_finish(struct runner *r, bool take)
+{
+	struct read_ahead *a = &r->ahead;
+	pthread_mutex_lock(&a->lock);
+	while (!a->ready)
+		pthread_cond_wait(&a->changed, &a->lock);
+	a->ready = false;
+	int rc = a->rc;
+	pthread_mutex_unlock(&a->lock);
+	if (!take || rc != 0)
+		return false;
+	/* Swapped, not copied: the shipped batch's buffers are reused. */
+	struct batch shipped = r->open;
+	r->open = a->next;
+	a->next = shipped;
+	return true;
+}
+
+static int read_ahead_start(struct runner *r)
+{
+	struct read_ahead *a = &r->ahead;
+	char err[512];
+	int rc = store_open(r->f->datadir, &a->st, err, sizeof(err));
+	if (rc) {
+		logf_sink(r, "reader: %s", err);
+		return rc;
+	}
+	batch_init(&a->next);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->changed, NULL);
+	rc = -pthread_create(&a->thread, NULL, read_ahead_main, r);
+	if (rc) {
+		logf_sink(r, "cannot start its reader: %s", strerror(-rc));
+		pthread_cond_destroy(&a->changed);
+		pthread_mutex_destroy(&a->lock);
+		store_close(a->st);
+		a->st = NULL;
+		return rc;
+	}
+	a->started = true;
+	return 0;
+}
+
+static void read_ahead_stop(struct runner *r)
+{
+	struct read_ahead *a = &r->ahead;
+	if (a->started) {
+		pthread_mutex_lock(&a->lock);
+		a->quit = true;
+		pthread_cond_broadcast(&a->changed);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+		pthread_cond_destroy(&a->changed);
+		pthread_mutex_destroy(&a->lock);
+		a->started = false;
+	}
+	store_close(a->st);
+	a->st = NULL;
+	batch_free(&a->next);
+}
+
 /* Ships the open batch: intent, stage, deliver. Returns as run_intent. */
 static int ship_open_batch(struct runner *r)
 {
@@ -559,10 +691,14 @@ static int ship_open_batch(struct runner *r)
 		logf_sink(r, "cannot record a batch intent: %s", store_last_error(r->st));
 		return rc;
 	}
+	/* The next batch is read while this one is written (the log after
+	 * to_seq is the same whatever happens to this intent). */
+	bool reading_ahead = read_ahead_ask(r, in.to_seq);
 	rc = run_intent(r, &in, b, false);
 	/* Delivered, parked or left pending: either way these lines now
 	 * belong to the intent (recover_intents finishes a pending one). */
-	batch_reset(b, in.to_seq, (size_t)r->cfg->max_bytes);
+	if (!reading_ahead || !read_ahead_finish(r, rc == 0))
+		batch_reset(&r->open, in.to_seq, (size_t)r->cfg->max_bytes);
 	return rc;
 }
 
@@ -597,7 +733,7 @@ static int recover_intents(struct runner *r)
 		struct batch b;
 		batch_init(&b);
 		batch_reset(&b, in.from_seq, (size_t)r->cfg->max_bytes);
-		rc = batch_read(r, &b, in.to_seq, false);
+		rc = batch_read(r, r->st, &b, in.to_seq, false);
 		if (!rc && (b.first_seq != in.first_seq || b.last_seq != in.last_seq))
 			logf_sink(r,
 			          "%s: the selection changed since it was made; it now holds "
@@ -682,7 +818,7 @@ static void *runner_main(void *arg)
 			if (!rc)
 				rc = recover_intents(r);
 			if (!rc && !r->open.full)
-				rc = batch_read(r, &r->open, INT64_MAX, true);
+				rc = batch_read(r, r->st, &r->open, INT64_MAX, true);
 		}
 		if (!rc && batch_due(r, clock_wall_ms())) {
 			rc = ship_open_batch(r);
@@ -723,7 +859,7 @@ static void *runner_main(void *arg)
 	if (recover_intents(r) != 0)
 		return NULL;
 	while (clock_mono_ms() < f->stop_deadline_ms) {
-		if (!r->open.full && batch_read(r, &r->open, INT64_MAX, true) != 0)
+		if (!r->open.full && batch_read(r, r->st, &r->open, INT64_MAX, true) != 0)
 			break;
 		if (r->open.n == 0) {
 			ship_open_batch(r); /* moves the cursor over what is not selected */
@@ -761,6 +897,7 @@ static int split_selectors(struct runner *r)
 
 static void runner_free(struct runner *r)
 {
+	read_ahead_stop(r);
 	if (r->ctx && r->type->close)
 		r->type->close(r->ctx);
 	r->ctx = NULL;
@@ -889,6 +1026,8 @@ int flusher_start(struct flusher *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct runner *r = &f->runners[i];
 		int rc = runner_open(r);
+		if (!rc)
+			rc = read_ahead_start(r);
 		if (!rc) {
 			rc = -pthread_create(&r->thread, NULL, runner_main, r);
 			if (rc)
