@@ -42,11 +42,23 @@
  * Shutdown (SIGTERM, fusermount3 -u): each runner reads the log to its
  * end and ships its batches at once, one attempt each, for at most
  * SHUTDOWN_MS; whatever does not go stays in the change log for the next
- * start. Partitions: a batch goes into the partition of the UTC time at
- * which it closed (the time the intent was recorded, so a redo lands in
- * the same place); when the current time renders to another partition
- * than that of the last delivered batch, that period is over and its done
- * flag is written (flags are only written for periods that got a batch).
+ * start.
+ *
+ * Partitions and done flags. A batch goes into the partition of the UTC
+ * time at which it closed (the time the intent was recorded, so a redo
+ * lands in the same place). A period is the span of the template's finest
+ * variable (a minute for ${MINUTE}). The store keeps, per sink, the start
+ * of the first period without its flag (flags_from); once the clock is past
+ * that period's end, and no batch of it is in flight (the runner ships one
+ * batch at a time, and recovers unfinished intents before anything else),
+ * its flag is written and flags_from moves on, period by period: with
+ * flag_empty_periods (the default) every period gets its directory and
+ * flag, batches or not, from the sink's first period on (the first start
+ * with a done flag sets flags_from to the period then open, never the
+ * epoch); without it, only periods where a batch landed. A batch whose
+ * period is already flagged (one parked, then unparked later) would be
+ * data that consumers of that period never see, so it goes into the open
+ * period instead, with a warning in the log: late data, as Falcon calls it.
  */
 #include "idbmount/flusher.h"
 #include "idbmount/clock.h"
@@ -76,6 +88,16 @@
 /* A change line holds a value of up to 2 x 16 MiB plus its fields: one
  * line always fits next to max_bytes of others. */
 #define LINE_ROOM (40u * 1024 * 1024)
+
+/* The span a partition template cuts time into: its finest variable. */
+enum period_unit {
+	PERIOD_YEAR,
+	PERIOD_MONTH,
+	PERIOD_DAY,
+	PERIOD_HOUR,
+	PERIOD_MINUTE,
+	PERIOD_SECOND,
+};
 
 /* The lines of one batch. */
 struct batch {
@@ -123,6 +145,8 @@ struct runner {
 	int64_t generation;
 	int64_t cursor;
 	char open_partition[STORE_SINK_LABEL_MAX];
+	enum period_unit period;
+	int64_t flags_from_ms; /* every period before has its done flag */
 	int64_t last_advance_ms;
 	bool taken_later; /* the sink reports what consumers took */
 	struct batch open;
@@ -411,6 +435,8 @@ static void render_partition(const char *tmpl, int64_t ms, char *out, size_t out
 			value = tm.tm_hour, skip = 7;
 		else if (strncmp(p, "${MINUTE}", 9) == 0)
 			value = tm.tm_min, skip = 9;
+		else if (strncmp(p, "${SECOND}", 9) == 0)
+			value = tm.tm_sec, skip = 9;
 		if (skip) {
 			int n = snprintf(out + used, outlen - used, "%0*d", width, value);
 			used += n > 0 ? (size_t)n : 0;
@@ -422,6 +448,43 @@ static void render_partition(const char *tmpl, int64_t ms, char *out, size_t out
 	}
 	if (used >= outlen)
 		out[outlen - 1] = '\0';
+}
+
+static enum period_unit period_unit_of(const char *tmpl)
+{
+	static const char *const vars[] = {"${YEAR}", "${MONTH}",  "${DAY}",
+	                                   "${HOUR}", "${MINUTE}", "${SECOND}"};
+	enum period_unit unit = PERIOD_YEAR;
+	for (int i = 0; i < 6; i++)
+		if (strstr(tmpl, vars[i]))
+			unit = (enum period_unit)i;
+	return unit;
+}
+
+/* The start (ms, UTC) of the period holding `ms`, or with `next` of the
+ * period after it. Years and months by the calendar, the rest by length. */
+static int64_t period_bound(enum period_unit unit, int64_t ms, bool next)
+{
+	static const int64_t length_ms[] = {0, 0, 86400000, 3600000, 60000, 1000};
+	if (unit >= PERIOD_DAY) {
+		int64_t len = length_ms[unit];
+		int64_t start = ms - ((ms % len) + len) % len;
+		return next ? start + len : start;
+	}
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	if (unit == PERIOD_YEAR)
+		tm.tm_mon = 0;
+	if (next) {
+		if (unit == PERIOD_YEAR)
+			tm.tm_year++;
+		else
+			tm.tm_mon++; /* timegm normalizes month 12 */
+	}
+	return (int64_t)timegm(&tm) * 1000;
 }
 
 /* PREFIX-NODE-EPOCH[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20
@@ -442,25 +505,45 @@ static void batch_name(const struct runner *r, int64_t generation, int64_t first
 
 /* ---- delivering ----------------------------------------------------------------------- */
 
-/* Writes the done flag of the open partition once the clock has left its
- * period (a new batch would land elsewhere). */
-static void close_finished_period(struct runner *r, bool force_check)
+/* Writes the done flags of the periods that ended by `upto_ms` (see
+ * "Partitions and done flags" above): each closed period from flags_from
+ * on, in order, stopping at the first whose flag cannot be written now
+ * (the flusher stops; a sink that is down is retried with backoff). */
+static void close_finished_periods(struct runner *r, int64_t upto_ms)
 {
-	if (!*r->cfg->done_flag || !r->open_partition[0])
+	if (!*r->cfg->done_flag)
 		return;
-	char now_partition[STORE_SINK_LABEL_MAX];
-	render_partition(r->cfg->partition, clock_wall_ms(), now_partition, sizeof(now_partition));
-	if (!force_check && strcmp(now_partition, r->open_partition) == 0)
-		return;
-	struct call c = {.op = OP_CLOSE_PERIOD, .partition = r->open_partition};
-	char msg[512];
-	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
-	if (res == SINK_RETRY)
-		return;
-	if (res == SINK_ERROR)
-		logf_sink(r, "done flag for %s: %s (not retried)", r->open_partition, msg);
-	if (store_sink_set_open_partition(r->st, r->cfg->name, "") == 0)
-		r->open_partition[0] = '\0';
+	for (;;) {
+		int64_t end = period_bound(r->period, r->flags_from_ms, true);
+		if (end > upto_ms)
+			return;
+		char partition[STORE_SINK_LABEL_MAX];
+		render_partition(r->cfg->partition, r->flags_from_ms, partition, sizeof(partition));
+		bool landed = strcmp(partition, r->open_partition) == 0;
+		if (r->cfg->flag_empty_periods || landed) {
+			struct call c = {.op = OP_CLOSE_PERIOD, .partition = partition};
+			char msg[512];
+			enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+			if (res == SINK_RETRY)
+				return;
+			if (res == SINK_ERROR)
+				logf_sink(r, "done flag for %s: %s (not retried)", partition, msg);
+		}
+		if (landed && store_sink_set_open_partition(r->st, r->cfg->name, "") == 0)
+			r->open_partition[0] = '\0';
+		if (store_sink_set_flags_from(r->st, r->cfg->name, end) != 0) {
+			logf_sink(r, "cannot record the done flag of %s: %s", partition,
+			          store_last_error(r->st));
+			return;
+		}
+		r->flags_from_ms = end;
+	}
+}
+
+/* Whether the period of a batch closed at `created_ms` has its flag. */
+static bool period_flagged(const struct runner *r, int64_t created_ms)
+{
+	return *r->cfg->done_flag && period_bound(r->period, created_ms, true) <= r->flags_from_ms;
 }
 
 static void batch_view(const struct batch *b, const struct store_sink_intent *in,
@@ -530,11 +613,9 @@ static int run_intent(struct runner *r, const struct store_sink_intent *in, cons
 	struct sink_batch view;
 	batch_view(b, in, &view);
 	char msg[1024];
-	/* A batch in a new period closes the old one first, so the flag
-	 * comes after every batch of its period. */
-	if (*r->cfg->done_flag && r->open_partition[0] && in->partition[0] &&
-	    strcmp(r->open_partition, in->partition) != 0)
-		close_finished_period(r, true);
+	/* The periods that ended before this batch closed are flagged first
+	 * (none of their batches is in flight: this one is the only one). */
+	close_finished_periods(r, in->created_ms);
 	if (r->type->stage && !staged) {
 		struct call c = {.op = OP_STAGE, .batch = &view};
 		enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
@@ -683,8 +764,9 @@ static int ship_open_batch(struct runner *r)
 	in.changes = (int64_t)b->n;
 	in.bytes = (int64_t)b->lines.len;
 	batch_name(r, r->generation, b->first_seq, b->last_seq, in.name, sizeof(in.name));
+	in.created_ms = clock_wall_ms();
 	if (*r->cfg->partition)
-		render_partition(r->cfg->partition, clock_wall_ms(), in.partition,
+		render_partition(r->cfg->partition, in.created_ms, in.partition,
 		                 sizeof(in.partition));
 	int rc = store_sink_intent_add(r->st, r->cfg->name, &in);
 	if (rc) {
@@ -699,6 +781,32 @@ static int ship_open_batch(struct runner *r)
 	 * belong to the intent (recover_intents finishes a pending one). */
 	if (!reading_ahead || !read_ahead_finish(r, rc == 0))
 		batch_reset(&r->open, in.to_seq, (size_t)r->cfg->max_bytes);
+	return rc;
+}
+
+/* A batch whose period already has its done flag (it was parked and then
+ * unparked): its consumers have moved on, so it goes into the period open
+ * now, with a warning. A staged copy cannot move (only a crash leaves one,
+ * and a crash never leaves a batch of a flagged period): it is delivered
+ * where it is, also with a warning. Returns 0 or -errno from the store. */
+static int move_late_batch(struct runner *r, struct store_sink_intent *in, enum sink_recovery found)
+{
+	if (found == SINK_RECOVER_STAGED) {
+		logf_sink(r, "late data: %s goes into %s, whose done flag is already written",
+		          in->name, in->partition);
+		return 0;
+	}
+	int64_t now = clock_wall_ms();
+	char partition[STORE_SINK_LABEL_MAX];
+	render_partition(r->cfg->partition, now, partition, sizeof(partition));
+	logf_sink(r,
+	          "late data: %s (seqs %lld-%lld) belonged to %s, whose done flag is already "
+	          "written; it goes into the open period %s",
+	          in->name, (long long)in->first_seq, (long long)in->last_seq, in->partition,
+	          partition);
+	int rc = store_sink_intent_move(r->st, in, partition, now);
+	if (rc)
+		logf_sink(r, "cannot move %s: %s", in->name, store_last_error(r->st));
 	return rc;
 }
 
@@ -739,6 +847,8 @@ static int recover_intents(struct runner *r)
 			          "%s: the selection changed since it was made; it now holds "
 			          "seqs %lld-%lld",
 			          in.name, (long long)b.first_seq, (long long)b.last_seq);
+		if (!rc && in.partition[0] && period_flagged(r, in.created_ms))
+			rc = move_late_batch(r, &in, c.found);
 		if (!rc) {
 			logf_sink(r, "%s: %s after a restart", in.name,
 			          c.found == SINK_RECOVER_STAGED ? "delivering the staged copy"
@@ -843,7 +953,7 @@ static void *runner_main(void *arg)
 			r->last_advance_ms = clock_mono_ms();
 			ship_open_batch(r);
 		}
-		close_finished_period(r, false);
+		close_finished_periods(r, clock_wall_ms());
 		note_taken(r);
 		int64_t wait = POLL_MS;
 		if (r->open.n > 0) {
@@ -976,6 +1086,33 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 	return 0;
 }
 
+/* Where the done flags go on from: the store's flags_from, or for a sink
+ * flagging for the first time the period open now. A data directory made
+ * before flags_from existed may have an open partition waiting for its
+ * flag: then its period (that of the last delivery, or the one before it
+ * when the delivery came just after the period ended) comes first. */
+static int load_flags_from(struct runner *r, const struct store_sink *k)
+{
+	r->period = period_unit_of(r->cfg->partition);
+	int rc = store_sink_flags_from(r->st, r->cfg->name, &r->flags_from_ms);
+	if (rc != -ENOENT)
+		return rc;
+	int64_t from = period_bound(r->period, clock_wall_ms(), false);
+	if (k->open_partition[0] && k->last_delivery_ms > 0) {
+		char partition[STORE_SINK_LABEL_MAX];
+		int64_t last = period_bound(r->period, k->last_delivery_ms, false);
+		render_partition(r->cfg->partition, last, partition, sizeof(partition));
+		if (strcmp(partition, k->open_partition) != 0)
+			last = period_bound(r->period, last - 1, false);
+		from = last < from ? last : from;
+	}
+	r->flags_from_ms = from;
+	rc = store_sink_set_flags_from(r->st, r->cfg->name, from);
+	if (rc)
+		logf_sink(r, "%s", store_last_error(r->st));
+	return rc;
+}
+
 /* Opens the runner's store and loads its state (in the serving process). */
 static int runner_open(struct runner *r)
 {
@@ -996,6 +1133,11 @@ static int runner_open(struct runner *r)
 	r->cursor = k.cursor;
 	r->generation = k.generation;
 	snprintf(r->open_partition, sizeof(r->open_partition), "%s", k.open_partition);
+	if (*r->cfg->done_flag) {
+		rc = load_flags_from(r, &k);
+		if (rc)
+			return rc;
+	}
 	snprintf(r->epoch, sizeof(r->epoch), "%s", store_epoch(r->st));
 	datadir_node_name(r->node, sizeof(r->node));
 	/* In a file name the node keeps only characters safe everywhere. */

@@ -34,7 +34,12 @@ const char store_sinks_schema_sql[] =
         " last_seq INTEGER NOT NULL, changes INTEGER NOT NULL, bytes INTEGER NOT NULL,"
         " created_ms INTEGER NOT NULL, name TEXT NOT NULL, partition TEXT NOT NULL,"
         " error TEXT NOT NULL DEFAULT '');"
-        "CREATE INDEX IF NOT EXISTS sink_intents_by_sink ON sink_intents(sink, state, id);";
+        "CREATE INDEX IF NOT EXISTS sink_intents_by_sink ON sink_intents(sink, state, id);"
+        /* Partitioned sinks with a done flag: every period that starts
+         * before flags_from_ms has its flag. A table of its own, so that
+         * data directories made before it need no migration. */
+        "CREATE TABLE IF NOT EXISTS sink_periods(sink TEXT PRIMARY KEY,"
+        " flags_from_ms INTEGER NOT NULL);";
 
 enum stmt_id {
 	S_REGISTER,
@@ -60,6 +65,9 @@ enum stmt_id {
 	S_REPLAY,
 	S_TAKEN,
 	S_TAKEN_RANGE,
+	S_FLAGS_FROM,
+	S_SET_FLAGS_FROM,
+	S_INTENT_MOVE,
 	STMT_COUNT
 };
 
@@ -111,6 +119,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
         [S_TAKEN] = "UPDATE sinks SET delivered_seq = max(delivered_seq, ?2) WHERE name = ?1",
         [S_TAKEN_RANGE] = "SELECT coalesce(min(delivered_seq), 0), coalesce(max(delivered_seq), 0) "
                           "FROM sinks",
+        [S_FLAGS_FROM] = "SELECT flags_from_ms FROM sink_periods WHERE sink = ?1",
+        [S_SET_FLAGS_FROM] =
+                "INSERT INTO sink_periods(sink, flags_from_ms) VALUES (?1, ?2) "
+                "ON CONFLICT(sink) DO UPDATE SET flags_from_ms = excluded.flags_from_ms",
+        [S_INTENT_MOVE] = "UPDATE sink_intents SET partition = ?2, created_ms = ?3 WHERE id = ?1",
         [S_REPLAY] = "UPDATE sinks SET cursor = ?2, generation = generation + 1, "
                      "replay_to = ?3 WHERE name = ?1",
 };
@@ -258,7 +271,8 @@ int store_sink_intent_add(struct store *st, const char *sink, struct store_sink_
 	sqlite3_stmt *s = stmt(st, S_INTENT_ADD);
 	if (!s)
 		return -EIO;
-	in->created_ms = wall_ms();
+	if (in->created_ms <= 0)
+		in->created_ms = wall_ms();
 	store_bind_text(s, 1, sink);
 	sqlite3_bind_int64(s, 2, in->generation);
 	sqlite3_bind_int64(s, 3, in->from_seq);
@@ -507,4 +521,49 @@ int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)
 		rc = store_step_done(st, s);
 	}
 	return store_txn_end(st, rc);
+}
+
+int store_sink_flags_from(struct store *st, const char *sink, int64_t *ms)
+{
+	sqlite3_stmt *s = stmt(st, S_FLAGS_FROM);
+	if (!s)
+		return -EIO;
+	store_bind_text(s, 1, sink);
+	int rc = sqlite3_step(s);
+	int res = -ENOENT;
+	if (rc == SQLITE_ROW) {
+		*ms = sqlite3_column_int64(s, 0);
+		res = 0;
+	} else if (rc != SQLITE_DONE) {
+		res = store_sql_fail(st, rc);
+	}
+	sqlite3_reset(s);
+	return res;
+}
+
+int store_sink_set_flags_from(struct store *st, const char *sink, int64_t ms)
+{
+	sqlite3_stmt *s = stmt(st, S_SET_FLAGS_FROM);
+	if (!s)
+		return -EIO;
+	store_bind_text(s, 1, sink);
+	sqlite3_bind_int64(s, 2, ms);
+	return store_step_done(st, s);
+}
+
+int store_sink_intent_move(struct store *st, struct store_sink_intent *in, const char *partition,
+                           int64_t created_ms)
+{
+	sqlite3_stmt *s = stmt(st, S_INTENT_MOVE);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, in->id);
+	store_bind_text(s, 2, partition);
+	sqlite3_bind_int64(s, 3, created_ms);
+	int rc = store_step_done(st, s);
+	if (!rc) {
+		snprintf(in->partition, sizeof(in->partition), "%s", partition);
+		in->created_ms = created_ms;
+	}
+	return rc;
 }

@@ -85,7 +85,9 @@ int store_sinks_list(struct store *st, store_sink_fn fn, void *ctx);
  * if `generation` is still the sink's). */
 int store_sink_advance(struct store *st, const char *sink, int64_t generation, int64_t cursor);
 
-/* Records a new intent (state PENDING); sets intent->id. */
+/* Records a new intent (state PENDING); sets intent->id, and
+ * intent->created_ms unless the caller set it (the time its partition was
+ * rendered from). */
 int store_sink_intent_add(struct store *st, const char *sink, struct store_sink_intent *intent);
 
 /* Marks an intent STAGED. */
@@ -137,6 +139,16 @@ int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
  * up to *seq was taken by every pipeline. -ENOENT while no pipeline has
  * taken anything (or there are no sinks): then nothing is said. */
 int store_sinks_delivered(struct store *st, int64_t *seq);
+
+/* Partitioned sinks with a done flag: every period starting before *ms
+ * has its flag. 0, or -ENOENT when the sink has not flagged any yet. */
+int store_sink_flags_from(struct store *st, const char *sink, int64_t *ms);
+int store_sink_set_flags_from(struct store *st, const char *sink, int64_t ms);
+
+/* Gives a pending intent another partition and time (a batch unparked
+ * after its period's flag was written goes into the open period). */
+int store_sink_intent_move(struct store *st, struct store_sink_intent *intent,
+                           const char *partition, int64_t created_ms);
 
 /* Re-ships history: cursor = from_seq - 1, generation + 1, replay_to = the
  * last seq now. -ENOENT for an unknown sink. */
