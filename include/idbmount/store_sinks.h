@@ -44,6 +44,7 @@ struct store_sink {
 	int64_t last_delivery_ms;
 	char open_partition[STORE_SINK_LABEL_MAX]; /* awaiting its done flag */
 	int64_t replay_to;                         /* the last seq when a replay was asked for */
+	int64_t removed_ms; /* when the config file stopped naming it; 0: configured */
 	/* Filled by store_sinks_list and store_sink_load: */
 	int64_t lag_changes; /* changes after the cursor */
 	int64_t lag_ms;      /* age of the oldest change after the cursor */
@@ -73,6 +74,12 @@ struct store_sink_intent {
 
 /* Makes sink `name` known (cursor 0) or updates its type. */
 int store_sink_register(struct store *st, const char *name, const char *type);
+
+/* Says which sinks the daemon's config file names (`n` of them): every
+ * other sink is marked removed (its row, cursor and intents are kept, for
+ * status and in case it comes back), those named are marked configured
+ * again. Removed sinks do not count for store_sinks_taken/_delivered. */
+int store_sinks_configured(struct store *st, const char *const *names, size_t n);
 
 /* Loads one sink. Returns 0 or -ENOENT. */
 int store_sink_load(struct store *st, const char *name, struct store_sink *out);
@@ -130,7 +137,7 @@ int store_sink_set_open_partition(struct store *st, const char *sink, const char
  * unknown sink. */
 int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *count);
 
-/* For pull/events: over every sink, the lowest and the highest delivered
+/* For pull/events: over every configured sink, the lowest and the highest delivered
  * seq (a change <= lowest was taken by every pipeline, <= highest by at
  * least one); both 0 when there are no sinks. */
 int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
