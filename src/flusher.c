@@ -23,14 +23,14 @@
  * This costs nothing when idle and adds at most POLL_MS of latency.
  *
  * Reading ahead. Reading and rendering a batch from SQLite costs about as
- * much as writing and fsyncing it, so while a full batch is shipped, a
- * second thread of the sink (reading only, through a connection of its
- * own) reads the next one from the log; the runner
- * takes it as its open batch once the shipped one is done with. Only
- * reading overlaps: intents, sink calls and cursor moves stay on the
- * runner's thread, one batch at a time, in order, so the exactly-once
- * argument above is unchanged (a batch read ahead is what the runner would
- * have read itself: the log after the intent's to_seq).
+ * much as writing and fsyncing it, so while a batch is shipped, a second
+ * thread of the sink (reading only, through a connection of its own) reads
+ * the next one from the log; the runner takes it as its open batch once
+ * the shipped one is done with. Only reading overlaps: intents, sink calls
+ * and cursor moves stay on the runner's thread, one batch at a time, in
+ * order, so the exactly-once argument above is unchanged (a batch read
+ * ahead is what the runner would have read itself: the log after the
+ * intent's to_seq).
  *
  * Retries have one policy, backoff_ms() below: the wait doubles from
  * retry_initial up to retry_max, with equal jitter (half fixed, half
