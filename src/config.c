@@ -24,6 +24,7 @@
  *   prefix      idbmount, partition none, done_flag none.
  */
 #include "idbmount/config.h"
+#include "idbmount/partition.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -180,10 +181,6 @@ static bool check_done_flag(const char *value, char *why, size_t why_len)
 	return true;
 }
 
-/* SECOND is for very short periods (and the tests); Falcon and Oozie stop
- * at MINUTE. */
-static const char *const partition_vars[] = {"YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND"};
-
 /* A relative path of ${YEAR} ${MONTH} ${DAY} ${HOUR} ${MINUTE} ${SECOND} and
  * text. */
 static bool check_partition(const char *value, char *why, size_t why_len)
@@ -214,10 +211,9 @@ static bool check_partition(const char *value, char *why, size_t why_len)
 		}
 		if (*p == '$') {
 			bool known = false;
-			for (size_t i = 0;
-			     i < sizeof(partition_vars) / sizeof(*partition_vars) && !known; i++) {
-				size_t n = strlen(partition_vars[i]);
-				if (p[1] == '{' && strncmp(p + 2, partition_vars[i], n) == 0 &&
+			for (size_t i = 0; partition_variables[i] && !known; i++) {
+				size_t n = strlen(partition_variables[i]);
+				if (p[1] == '{' && strncmp(p + 2, partition_variables[i], n) == 0 &&
 				    p[2 + n] == '}') {
 					known = true;
 					p += 2 + n;

@@ -66,6 +66,7 @@
 #include "idbmount/buf.h"
 #include "idbmount/changeline.h"
 #include "idbmount/datadir.h"
+#include "idbmount/partition.h"
 #include "idbmount/store.h"
 #include "idbmount/store_sinks.h"
 
@@ -88,16 +89,6 @@
 /* A change line holds a value of up to 2 x 16 MiB plus its fields: one
  * line always fits next to max_bytes of others. */
 #define LINE_ROOM (40u * 1024 * 1024)
-
-/* The span a partition template cuts time into: its finest variable. */
-enum period_unit {
-	PERIOD_YEAR,
-	PERIOD_MONTH,
-	PERIOD_DAY,
-	PERIOD_HOUR,
-	PERIOD_MINUTE,
-	PERIOD_SECOND,
-};
 
 /* The lines of one batch. */
 struct batch {
@@ -145,7 +136,7 @@ struct runner {
 	int64_t generation;
 	int64_t cursor;
 	char open_partition[STORE_SINK_LABEL_MAX];
-	enum period_unit period;
+	enum partition_period period;
 	int64_t flags_from_ms; /* every period before has its done flag */
 	int64_t last_advance_ms;
 	bool taken_later; /* the sink reports what consumers took */
@@ -418,79 +409,6 @@ static int batch_read(struct runner *r, struct store *st, struct batch *b, int64
 
 /* ---- names and partitions ---------------------------------------------------------- */
 
-/* Renders the partition template for time `ms` (UTC). */
-static void render_partition(const char *tmpl, int64_t ms, char *out, size_t outlen)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	size_t used = 0;
-	out[0] = '\0';
-	for (const char *p = tmpl; *p && used + 1 < outlen;) {
-		int value = -1, width = 2;
-		size_t skip = 0;
-		if (strncmp(p, "${YEAR}", 7) == 0)
-			value = tm.tm_year + 1900, width = 4, skip = 7;
-		else if (strncmp(p, "${MONTH}", 8) == 0)
-			value = tm.tm_mon + 1, skip = 8;
-		else if (strncmp(p, "${DAY}", 6) == 0)
-			value = tm.tm_mday, skip = 6;
-		else if (strncmp(p, "${HOUR}", 7) == 0)
-			value = tm.tm_hour, skip = 7;
-		else if (strncmp(p, "${MINUTE}", 9) == 0)
-			value = tm.tm_min, skip = 9;
-		else if (strncmp(p, "${SECOND}", 9) == 0)
-			value = tm.tm_sec, skip = 9;
-		if (skip) {
-			int n = snprintf(out + used, outlen - used, "%0*d", width, value);
-			used += n > 0 ? (size_t)n : 0;
-			p += skip;
-		} else {
-			out[used++] = *p++;
-			out[used] = '\0';
-		}
-	}
-	if (used >= outlen)
-		out[outlen - 1] = '\0';
-}
-
-static enum period_unit period_unit_of(const char *tmpl)
-{
-	static const char *const vars[] = {"${YEAR}", "${MONTH}",  "${DAY}",
-	                                   "${HOUR}", "${MINUTE}", "${SECOND}"};
-	enum period_unit unit = PERIOD_YEAR;
-	for (int i = 0; i < 6; i++)
-		if (strstr(tmpl, vars[i]))
-			unit = (enum period_unit)i;
-	return unit;
-}
-
-/* The start (ms, UTC) of the period holding `ms`, or with `next` of the
- * period after it. Years and months by the calendar, the rest by length. */
-static int64_t period_bound(enum period_unit unit, int64_t ms, bool next)
-{
-	static const int64_t length_ms[] = {0, 0, 86400000, 3600000, 60000, 1000};
-	if (unit >= PERIOD_DAY) {
-		int64_t len = length_ms[unit];
-		int64_t start = ms - ((ms % len) + len) % len;
-		return next ? start + len : start;
-	}
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	tm.tm_mday = 1;
-	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-	if (unit == PERIOD_YEAR)
-		tm.tm_mon = 0;
-	if (next) {
-		if (unit == PERIOD_YEAR)
-			tm.tm_year++;
-		else
-			tm.tm_mon++; /* timegm normalizes month 12 */
-	}
-	return (int64_t)timegm(&tm) * 1000;
-}
-
 /* PREFIX-NODE-EPOCH[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20
  * digits so names sort in seq order. */
 static void batch_name(const struct runner *r, int64_t generation, int64_t first, int64_t last,
@@ -518,11 +436,11 @@ static void close_finished_periods(struct runner *r, int64_t upto_ms)
 	if (!*r->cfg->done_flag)
 		return;
 	for (;;) {
-		int64_t end = period_bound(r->period, r->flags_from_ms, true);
+		int64_t end = partition_period_end(r->period, r->flags_from_ms);
 		if (end > upto_ms)
 			return;
 		char partition[STORE_SINK_LABEL_MAX];
-		render_partition(r->cfg->partition, r->flags_from_ms, partition, sizeof(partition));
+		partition_render(r->cfg->partition, r->flags_from_ms, partition, sizeof(partition));
 		bool landed = strcmp(partition, r->open_partition) == 0;
 		if (r->cfg->flag_empty_periods || landed) {
 			struct call c = {.op = OP_CLOSE_PERIOD, .partition = partition};
@@ -547,7 +465,8 @@ static void close_finished_periods(struct runner *r, int64_t upto_ms)
 /* Whether the period of a batch closed at `created_ms` has its flag. */
 static bool period_flagged(const struct runner *r, int64_t created_ms)
 {
-	return *r->cfg->done_flag && period_bound(r->period, created_ms, true) <= r->flags_from_ms;
+	return *r->cfg->done_flag &&
+	       partition_period_end(r->period, created_ms) <= r->flags_from_ms;
 }
 
 static void batch_view(const struct batch *b, const struct store_sink_intent *in,
@@ -770,7 +689,7 @@ static int ship_open_batch(struct runner *r)
 	batch_name(r, r->generation, b->first_seq, b->last_seq, in.name, sizeof(in.name));
 	in.created_ms = clock_wall_ms();
 	if (*r->cfg->partition)
-		render_partition(r->cfg->partition, in.created_ms, in.partition,
+		partition_render(r->cfg->partition, in.created_ms, in.partition,
 		                 sizeof(in.partition));
 	int rc = store_sink_intent_add(r->st, r->cfg->name, &in);
 	if (rc) {
@@ -802,7 +721,7 @@ static int move_late_batch(struct runner *r, struct store_sink_intent *in, enum 
 	}
 	int64_t now = clock_wall_ms();
 	char partition[STORE_SINK_LABEL_MAX];
-	render_partition(r->cfg->partition, now, partition, sizeof(partition));
+	partition_render(r->cfg->partition, now, partition, sizeof(partition));
 	logf_sink(r,
 	          "late data: %s (seqs %lld-%lld) belonged to %s, whose done flag is already "
 	          "written; it goes into the open period %s",
@@ -1106,17 +1025,17 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
  * when the delivery came just after the period ended) comes first. */
 static int load_flags_from(struct runner *r, const struct store_sink *k)
 {
-	r->period = period_unit_of(r->cfg->partition);
+	r->period = partition_period_of(r->cfg->partition);
 	int rc = store_sink_flags_from(r->st, r->cfg->name, &r->flags_from_ms);
 	if (rc != -ENOENT)
 		return rc;
-	int64_t from = period_bound(r->period, clock_wall_ms(), false);
+	int64_t from = partition_period_start(r->period, clock_wall_ms());
 	if (k->open_partition[0] && k->last_delivery_ms > 0) {
 		char partition[STORE_SINK_LABEL_MAX];
-		int64_t last = period_bound(r->period, k->last_delivery_ms, false);
-		render_partition(r->cfg->partition, last, partition, sizeof(partition));
+		int64_t last = partition_period_start(r->period, k->last_delivery_ms);
+		partition_render(r->cfg->partition, last, partition, sizeof(partition));
 		if (strcmp(partition, k->open_partition) != 0)
-			last = period_bound(r->period, last - 1, false);
+			last = partition_period_start(r->period, last - 1);
 		from = last < from ? last : from;
 	}
 	r->flags_from_ms = from;
