@@ -24,6 +24,7 @@
  *   prefix      idbmount, partition none, done_flag none.
  */
 #include "idbmount/config.h"
+#include "idbmount/partition.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -180,9 +181,8 @@ static bool check_done_flag(const char *value, char *why, size_t why_len)
 	return true;
 }
 
-static const char *const partition_vars[] = {"YEAR", "MONTH", "DAY", "HOUR", "MINUTE"};
-
-/* A relative path of ${YEAR} ${MONTH} ${DAY} ${HOUR} ${MINUTE} and text. */
+/* A relative path of ${YEAR} ${MONTH} ${DAY} ${HOUR} ${MINUTE} ${SECOND} and
+ * text. */
 static bool check_partition(const char *value, char *why, size_t why_len)
 {
 	if (!*value)
@@ -211,9 +211,9 @@ static bool check_partition(const char *value, char *why, size_t why_len)
 		}
 		if (*p == '$') {
 			bool known = false;
-			for (size_t i = 0; i < 5 && !known; i++) {
-				size_t n = strlen(partition_vars[i]);
-				if (p[1] == '{' && strncmp(p + 2, partition_vars[i], n) == 0 &&
+			for (size_t i = 0; partition_variables[i] && !known; i++) {
+				size_t n = strlen(partition_variables[i]);
+				if (p[1] == '{' && strncmp(p + 2, partition_variables[i], n) == 0 &&
 				    p[2 + n] == '}') {
 					known = true;
 					p += 2 + n;
@@ -222,7 +222,7 @@ static bool check_partition(const char *value, char *why, size_t why_len)
 			if (!known) {
 				snprintf(why, why_len,
 				         "unknown variable at '%s': use ${YEAR}, "
-				         "${MONTH}, ${DAY}, ${HOUR}, ${MINUTE}",
+				         "${MONTH}, ${DAY}, ${HOUR}, ${MINUTE}, ${SECOND}",
 				         p);
 				return false;
 			}
@@ -269,6 +269,11 @@ const struct sink_option config_file_options[] = {
          "empty file (e.g. _SUCCESS) written in a partition once its period closed and its "
          "last batch landed",
          NULL, false, check_done_flag},
+        {"flag_empty_periods", SINK_OPT_BOOL, "true",
+         "with done_flag: a period without any batch still gets its directory and flag when it "
+         "closes (from the sink's first period on), as Falcon feeds and Oozie datasets expect; "
+         "false: flags only where batches landed",
+         NULL, false, NULL},
         {NULL, 0, NULL, NULL, NULL, false, NULL},
 };
 
@@ -773,6 +778,7 @@ static struct sink_config *validate_section(struct reader *r, const struct raw_s
 	c->prefix = type->files ? value_or_default(c, "prefix") : "idbmount";
 	c->partition = type->files ? value_or_default(c, "partition") : "";
 	c->done_flag = type->files ? value_or_default(c, "done_flag") : "";
+	c->flag_empty_periods = type->files && sink_config_bool(c, "flag_empty_periods");
 	if (c->max_records == 0) {
 		const struct sink_setting *m = setting_of(c, "max_records");
 		report(r, m ? m->line : s->line, "[sink %s]: max_records must be at least 1",

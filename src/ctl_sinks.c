@@ -116,26 +116,34 @@ static int status_one(void *ctx, const struct store_sink *k)
 	if (s->json) {
 		json_t *parked = json_array();
 		store_sink_intents(s->st, k->name, STORE_INTENT_PARKED, add_parked_json, parked);
-		json_array_append_new(
-		        s->list,
-		        json_pack("{ss ss sI sI sI sf sI sI sI sI sI sI sI sI ss sI so}", "name",
-		                  k->name, "type", k->type, "cursor", (json_int_t)k->cursor,
-		                  "generation", (json_int_t)k->generation, "lag_changes",
-		                  (json_int_t)k->lag_changes, "lag_seconds",
-		                  (double)k->lag_ms / 1000, "delivered_seq",
-		                  (json_int_t)k->delivered_seq, "delivered_batches",
-		                  (json_int_t)k->delivered_batches, "delivered_changes",
-		                  (json_int_t)k->delivered_changes, "delivered_bytes",
-		                  (json_int_t)k->delivered_bytes, "retries", (json_int_t)k->retries,
-		                  "failures", (json_int_t)k->failures, "parked",
-		                  (json_int_t)k->parked, "long_lines", (json_int_t)k->long_lines,
-		                  "last_error", k->last_error, "last_error_ms",
-		                  (json_int_t)k->last_error_ms, "parked_batches", parked));
+		json_t *one = json_pack(
+		        "{ss ss sI sI sI sf sI sI sI sI sI sI sI sI ss sI so}", "name", k->name,
+		        "type", k->type, "cursor", (json_int_t)k->cursor, "generation",
+		        (json_int_t)k->generation, "lag_changes", (json_int_t)k->lag_changes,
+		        "lag_seconds", (double)k->lag_ms / 1000, "delivered_seq",
+		        (json_int_t)k->delivered_seq, "delivered_batches",
+		        (json_int_t)k->delivered_batches, "delivered_changes",
+		        (json_int_t)k->delivered_changes, "delivered_bytes",
+		        (json_int_t)k->delivered_bytes, "retries", (json_int_t)k->retries,
+		        "failures", (json_int_t)k->failures, "parked", (json_int_t)k->parked,
+		        "long_lines", (json_int_t)k->long_lines, "last_error", k->last_error,
+		        "last_error_ms", (json_int_t)k->last_error_ms, "parked_batches", parked);
+		/* Removed sinks stay listed, marked, with their cursor. */
+		json_object_set_new(one, "removed", json_boolean(k->removed_ms > 0));
+		json_object_set_new(one, "removed_ms", json_integer((json_int_t)k->removed_ms));
+		json_array_append_new(s->list, one);
 		return 0;
 	}
 	char lag[32], ago[32];
 	age_text(k->lag_ms, lag, sizeof(lag));
 	printf("sink %s (%s)\n", k->name, k->type);
+	if (k->removed_ms) {
+		age_text(now - k->removed_ms, ago, sizeof(ago));
+		printf("  REMOVED from the config file (daemon started without it %s ago): "
+		       "nothing is shipped; its cursor is kept, a [sink %s] section of the same "
+		       "name goes on from seq %lld\n",
+		       ago, k->name, (long long)k->cursor + 1);
+	}
 	printf("  lag: %lld changes, %s (cursor at seq %lld)\n", (long long)k->lag_changes, lag,
 	       (long long)k->cursor);
 	if (k->last_delivery_ms)
@@ -233,7 +241,8 @@ static int list_one(void *ctx, const struct store_sink *k)
 	size_t *n = ctx;
 	if ((*n)++ == 0)
 		printf("Sinks of this data directory (NAME TYPE CURSOR):\n");
-	printf("  %s %s %lld\n", k->name, k->type, (long long)k->cursor);
+	printf("  %s %s %lld%s\n", k->name, k->type, (long long)k->cursor,
+	       k->removed_ms ? " (removed from the config file)" : "");
 	return 0;
 }
 

@@ -22,6 +22,16 @@
  * shared memory, as fs/fs_notifier.c does) and only then reads the log.
  * This costs nothing when idle and adds at most POLL_MS of latency.
  *
+ * Reading ahead. Reading and rendering a batch from SQLite costs about as
+ * much as writing and fsyncing it, so while a batch is shipped, a second
+ * thread of the sink (reading only, through a connection of its own) reads
+ * the next one from the log; the runner takes it as its open batch once
+ * the shipped one is done with. Only reading overlaps: intents, sink calls
+ * and cursor moves stay on the runner's thread, one batch at a time, in
+ * order, so the exactly-once argument above is unchanged (a batch read
+ * ahead is what the runner would have read itself: the log after the
+ * intent's to_seq).
+ *
  * Retries have one policy, backoff_ms() below: the wait doubles from
  * retry_initial up to retry_max, with equal jitter (half fixed, half
  * random), so sinks that failed together do not retry in step. SINK_ERROR
@@ -32,11 +42,23 @@
  * Shutdown (SIGTERM, fusermount3 -u): each runner reads the log to its
  * end and ships its batches at once, one attempt each, for at most
  * SHUTDOWN_MS; whatever does not go stays in the change log for the next
- * start. Partitions: a batch goes into the partition of the UTC time at
- * which it closed (the time the intent was recorded, so a redo lands in
- * the same place); when the current time renders to another partition
- * than that of the last delivered batch, that period is over and its done
- * flag is written (flags are only written for periods that got a batch).
+ * start.
+ *
+ * Partitions and done flags. A batch goes into the partition of the UTC
+ * time at which it closed (the time the intent was recorded, so a redo
+ * lands in the same place). A period is the span of the template's finest
+ * variable (a minute for ${MINUTE}). The store keeps, per sink, the start
+ * of the first period without its flag (flags_from); once the clock is past
+ * that period's end, and no batch of it is in flight (the runner ships one
+ * batch at a time, and recovers unfinished intents before anything else),
+ * its flag is written and flags_from moves on, period by period: with
+ * flag_empty_periods (the default) every period gets its directory and
+ * flag, batches or not, from the sink's first period on (the first start
+ * with a done flag sets flags_from to the period then open, never the
+ * epoch); without it, only periods where a batch landed. A batch whose
+ * period is already flagged (one parked, then unparked later) would be
+ * data that consumers of that period never see, so it goes into the open
+ * period instead, with a warning in the log: late data, as Falcon calls it.
  */
 #include "idbmount/flusher.h"
 #include "idbmount/clock.h"
@@ -44,6 +66,7 @@
 #include "idbmount/buf.h"
 #include "idbmount/changeline.h"
 #include "idbmount/datadir.h"
+#include "idbmount/partition.h"
 #include "idbmount/store.h"
 #include "idbmount/store_sinks.h"
 
@@ -79,6 +102,20 @@ struct batch {
 	bool full; /* reading stopped at a limit */
 };
 
+/* The batch after the one being shipped, read on a thread of its own
+ * (see "Reading ahead" above). The runner asks for a batch that starts
+ * after `start`, ships its own, then waits for the answer. */
+struct read_ahead {
+	pthread_t thread;
+	bool started;
+	struct store *st; /* the reader's own connection */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool asked, ready, quit;
+	struct batch next;
+	int rc;
+};
+
 /* A select pattern split into its three levels. */
 struct selector {
 	char *level[3];
@@ -99,9 +136,12 @@ struct runner {
 	int64_t generation;
 	int64_t cursor;
 	char open_partition[STORE_SINK_LABEL_MAX];
+	enum partition_period period;
+	int64_t flags_from_ms; /* every period before has its done flag */
 	int64_t last_advance_ms;
 	bool taken_later; /* the sink reports what consumers took */
 	struct batch open;
+	struct read_ahead ahead;
 	struct selector *selectors;
 	size_t n_selectors;
 	unsigned rng;
@@ -116,6 +156,10 @@ struct flusher {
 	pthread_cond_t wake;
 	bool stopping;
 	int64_t stop_deadline_ms;
+	/* /metrics: a connection of its own, opened at the first scrape (in
+	 * the serving process), one scrape at a time. */
+	pthread_mutex_t metrics_lock;
+	struct store *metrics_st;
 };
 
 static bool stopping(struct flusher *f)
@@ -283,6 +327,7 @@ static bool selected(const struct runner *r, const struct store_change *c)
 struct reading {
 	struct runner *r;
 	struct batch *b;
+	struct store *st;
 	int64_t upto; /* read changes up to this seq */
 	bool limited; /* stop at max_records / max_bytes */
 	int error;
@@ -343,14 +388,16 @@ static int on_change(void *ctx, const struct store_change *c)
 	return 0;
 }
 
-/* Reads changes after b->scan_seq (up to `upto`) into `b`. Returns 0 or
- * -errno. */
-static int batch_read(struct runner *r, struct batch *b, int64_t upto, bool limited)
+/* Reads changes after b->scan_seq (up to `upto`) into `b` through
+ * connection `st` (the runner's, or its reader's: only the runner's
+ * read-only fields are used). Returns 0 or -errno. */
+static int batch_read(struct runner *r, struct store *st, struct batch *b, int64_t upto,
+                      bool limited)
 {
-	struct reading rd = {.r = r, .b = b, .upto = upto, .limited = limited};
+	struct reading rd = {.r = r, .b = b, .st = st, .upto = upto, .limited = limited};
 	for (;;) {
 		int64_t before = b->scan_seq;
-		int64_t n = store_changes_since(r->st, b->scan_seq, READ_CHUNK, 0, on_change, &rd);
+		int64_t n = store_changes_since(st, b->scan_seq, READ_CHUNK, 0, on_change, &rd);
 		if (n < 0)
 			return (int)n;
 		if (rd.error)
@@ -361,40 +408,6 @@ static int batch_read(struct runner *r, struct batch *b, int64_t upto, bool limi
 }
 
 /* ---- names and partitions ---------------------------------------------------------- */
-
-/* Renders the partition template for time `ms` (UTC). */
-static void render_partition(const char *tmpl, int64_t ms, char *out, size_t outlen)
-{
-	time_t secs = (time_t)(ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	size_t used = 0;
-	out[0] = '\0';
-	for (const char *p = tmpl; *p && used + 1 < outlen;) {
-		int value = -1, width = 2;
-		size_t skip = 0;
-		if (strncmp(p, "${YEAR}", 7) == 0)
-			value = tm.tm_year + 1900, width = 4, skip = 7;
-		else if (strncmp(p, "${MONTH}", 8) == 0)
-			value = tm.tm_mon + 1, skip = 8;
-		else if (strncmp(p, "${DAY}", 6) == 0)
-			value = tm.tm_mday, skip = 6;
-		else if (strncmp(p, "${HOUR}", 7) == 0)
-			value = tm.tm_hour, skip = 7;
-		else if (strncmp(p, "${MINUTE}", 9) == 0)
-			value = tm.tm_min, skip = 9;
-		if (skip) {
-			int n = snprintf(out + used, outlen - used, "%0*d", width, value);
-			used += n > 0 ? (size_t)n : 0;
-			p += skip;
-		} else {
-			out[used++] = *p++;
-			out[used] = '\0';
-		}
-	}
-	if (used >= outlen)
-		out[outlen - 1] = '\0';
-}
 
 /* PREFIX-NODE-EPOCH[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20
  * digits so names sort in seq order. */
@@ -414,25 +427,46 @@ static void batch_name(const struct runner *r, int64_t generation, int64_t first
 
 /* ---- delivering ----------------------------------------------------------------------- */
 
-/* Writes the done flag of the open partition once the clock has left its
- * period (a new batch would land elsewhere). */
-static void close_finished_period(struct runner *r, bool force_check)
+/* Writes the done flags of the periods that ended by `upto_ms` (see
+ * "Partitions and done flags" above): each closed period from flags_from
+ * on, in order, stopping at the first whose flag cannot be written now
+ * (the flusher stops; a sink that is down is retried with backoff). */
+static void close_finished_periods(struct runner *r, int64_t upto_ms)
 {
-	if (!*r->cfg->done_flag || !r->open_partition[0])
+	if (!*r->cfg->done_flag)
 		return;
-	char now_partition[STORE_SINK_LABEL_MAX];
-	render_partition(r->cfg->partition, clock_wall_ms(), now_partition, sizeof(now_partition));
-	if (!force_check && strcmp(now_partition, r->open_partition) == 0)
-		return;
-	struct call c = {.op = OP_CLOSE_PERIOD, .partition = r->open_partition};
-	char msg[512];
-	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
-	if (res == SINK_RETRY)
-		return;
-	if (res == SINK_ERROR)
-		logf_sink(r, "done flag for %s: %s (not retried)", r->open_partition, msg);
-	if (store_sink_set_open_partition(r->st, r->cfg->name, "") == 0)
-		r->open_partition[0] = '\0';
+	for (;;) {
+		int64_t end = partition_period_end(r->period, r->flags_from_ms);
+		if (end > upto_ms)
+			return;
+		char partition[STORE_SINK_LABEL_MAX];
+		partition_render(r->cfg->partition, r->flags_from_ms, partition, sizeof(partition));
+		bool landed = strcmp(partition, r->open_partition) == 0;
+		if (r->cfg->flag_empty_periods || landed) {
+			struct call c = {.op = OP_CLOSE_PERIOD, .partition = partition};
+			char msg[512];
+			enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+			if (res == SINK_RETRY)
+				return;
+			if (res == SINK_ERROR)
+				logf_sink(r, "done flag for %s: %s (not retried)", partition, msg);
+		}
+		if (landed && store_sink_set_open_partition(r->st, r->cfg->name, "") == 0)
+			r->open_partition[0] = '\0';
+		if (store_sink_set_flags_from(r->st, r->cfg->name, end) != 0) {
+			logf_sink(r, "cannot record the done flag of %s: %s", partition,
+			          store_last_error(r->st));
+			return;
+		}
+		r->flags_from_ms = end;
+	}
+}
+
+/* Whether the period of a batch closed at `created_ms` has its flag. */
+static bool period_flagged(const struct runner *r, int64_t created_ms)
+{
+	return *r->cfg->done_flag &&
+	       partition_period_end(r->period, created_ms) <= r->flags_from_ms;
 }
 
 static void batch_view(const struct batch *b, const struct store_sink_intent *in,
@@ -502,11 +536,9 @@ static int run_intent(struct runner *r, const struct store_sink_intent *in, cons
 	struct sink_batch view;
 	batch_view(b, in, &view);
 	char msg[1024];
-	/* A batch in a new period closes the old one first, so the flag
-	 * comes after every batch of its period. */
-	if (*r->cfg->done_flag && r->open_partition[0] && in->partition[0] &&
-	    strcmp(r->open_partition, in->partition) != 0)
-		close_finished_period(r, true);
+	/* The periods that ended before this batch closed are flagged first
+	 * (none of their batches is in flight: this one is the only one). */
+	close_finished_periods(r, in->created_ms);
 	if (r->type->stage && !staged) {
 		struct call c = {.op = OP_STAGE, .batch = &view};
 		enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
@@ -531,6 +563,110 @@ static int run_intent(struct runner *r, const struct store_sink_intent *in, cons
 	return finish_intent(r, in, b ? b->long_lines : 0);
 }
 
+/* ---- reading ahead ------------------------------------------------------------------- */
+
+static void *read_ahead_main(void *arg)
+{
+	struct runner *r = arg;
+	struct read_ahead *a = &r->ahead;
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		while (!a->asked && !a->quit)
+			pthread_cond_wait(&a->changed, &a->lock);
+		if (a->quit)
+			break;
+		pthread_mutex_unlock(&a->lock);
+		int rc = batch_read(r, a->st, &a->next, INT64_MAX, true);
+		pthread_mutex_lock(&a->lock);
+		a->rc = rc;
+		a->asked = false;
+		a->ready = true;
+		pthread_cond_broadcast(&a->changed);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Starts reading the batch after seq `start` on the reader's thread.
+ * Returns whether it did (there is no reader when it could not start). */
+static bool read_ahead_ask(struct runner *r, int64_t start)
+{
+	struct read_ahead *a = &r->ahead;
+	if (!a->started)
+		return false;
+	batch_reset(&a->next, start, (size_t)r->cfg->max_bytes);
+	pthread_mutex_lock(&a->lock);
+	assert(!a->asked && !a->ready);
+	a->asked = true;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+	return true;
+}
+
+/* Waits for the batch asked for and makes it the open batch when `take`
+ * (the one shipped before it is done with); else drops it. Returns
+ * whether the open batch was replaced. */
+static bool read_ahead_finish(struct runner *r, bool take)
+{
+	struct read_ahead *a = &r->ahead;
+	pthread_mutex_lock(&a->lock);
+	while (!a->ready)
+		pthread_cond_wait(&a->changed, &a->lock);
+	a->ready = false;
+	int rc = a->rc;
+	pthread_mutex_unlock(&a->lock);
+	if (!take || rc != 0)
+		return false;
+	/* Swapped, not copied: the shipped batch's buffers are reused. */
+	struct batch shipped = r->open;
+	r->open = a->next;
+	a->next = shipped;
+	return true;
+}
+
+static int read_ahead_start(struct runner *r)
+{
+	struct read_ahead *a = &r->ahead;
+	char err[512];
+	int rc = store_open(r->f->datadir, &a->st, err, sizeof(err));
+	if (rc) {
+		logf_sink(r, "reader: %s", err);
+		return rc;
+	}
+	batch_init(&a->next);
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->changed, NULL);
+	rc = -pthread_create(&a->thread, NULL, read_ahead_main, r);
+	if (rc) {
+		logf_sink(r, "cannot start its reader: %s", strerror(-rc));
+		pthread_cond_destroy(&a->changed);
+		pthread_mutex_destroy(&a->lock);
+		store_close(a->st);
+		a->st = NULL;
+		return rc;
+	}
+	a->started = true;
+	return 0;
+}
+
+static void read_ahead_stop(struct runner *r)
+{
+	struct read_ahead *a = &r->ahead;
+	if (a->started) {
+		pthread_mutex_lock(&a->lock);
+		a->quit = true;
+		pthread_cond_broadcast(&a->changed);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+		pthread_cond_destroy(&a->changed);
+		pthread_mutex_destroy(&a->lock);
+		a->started = false;
+	}
+	store_close(a->st);
+	a->st = NULL;
+	batch_free(&a->next);
+}
+
 /* Ships the open batch: intent, stage, deliver. Returns as run_intent. */
 static int ship_open_batch(struct runner *r)
 {
@@ -551,18 +687,49 @@ static int ship_open_batch(struct runner *r)
 	in.changes = (int64_t)b->n;
 	in.bytes = (int64_t)b->lines.len;
 	batch_name(r, r->generation, b->first_seq, b->last_seq, in.name, sizeof(in.name));
+	in.created_ms = clock_wall_ms();
 	if (*r->cfg->partition)
-		render_partition(r->cfg->partition, clock_wall_ms(), in.partition,
+		partition_render(r->cfg->partition, in.created_ms, in.partition,
 		                 sizeof(in.partition));
 	int rc = store_sink_intent_add(r->st, r->cfg->name, &in);
 	if (rc) {
 		logf_sink(r, "cannot record a batch intent: %s", store_last_error(r->st));
 		return rc;
 	}
+	/* The next batch is read while this one is written (the log after
+	 * to_seq is the same whatever happens to this intent). */
+	bool reading_ahead = read_ahead_ask(r, in.to_seq);
 	rc = run_intent(r, &in, b, false);
 	/* Delivered, parked or left pending: either way these lines now
 	 * belong to the intent (recover_intents finishes a pending one). */
-	batch_reset(b, in.to_seq, (size_t)r->cfg->max_bytes);
+	if (!reading_ahead || !read_ahead_finish(r, rc == 0))
+		batch_reset(&r->open, in.to_seq, (size_t)r->cfg->max_bytes);
+	return rc;
+}
+
+/* A batch whose period already has its done flag (it was parked and then
+ * unparked): its consumers have moved on, so it goes into the period open
+ * now, with a warning. A staged copy cannot move (only a crash leaves one,
+ * and a crash never leaves a batch of a flagged period): it is delivered
+ * where it is, also with a warning. Returns 0 or -errno from the store. */
+static int move_late_batch(struct runner *r, struct store_sink_intent *in, enum sink_recovery found)
+{
+	if (found == SINK_RECOVER_STAGED) {
+		logf_sink(r, "late data: %s goes into %s, whose done flag is already written",
+		          in->name, in->partition);
+		return 0;
+	}
+	int64_t now = clock_wall_ms();
+	char partition[STORE_SINK_LABEL_MAX];
+	partition_render(r->cfg->partition, now, partition, sizeof(partition));
+	logf_sink(r,
+	          "late data: %s (seqs %lld-%lld) belonged to %s, whose done flag is already "
+	          "written; it goes into the open period %s",
+	          in->name, (long long)in->first_seq, (long long)in->last_seq, in->partition,
+	          partition);
+	int rc = store_sink_intent_move(r->st, in, partition, now);
+	if (rc)
+		logf_sink(r, "cannot move %s: %s", in->name, store_last_error(r->st));
 	return rc;
 }
 
@@ -597,12 +764,14 @@ static int recover_intents(struct runner *r)
 		struct batch b;
 		batch_init(&b);
 		batch_reset(&b, in.from_seq, (size_t)r->cfg->max_bytes);
-		rc = batch_read(r, &b, in.to_seq, false);
+		rc = batch_read(r, r->st, &b, in.to_seq, false);
 		if (!rc && (b.first_seq != in.first_seq || b.last_seq != in.last_seq))
 			logf_sink(r,
 			          "%s: the selection changed since it was made; it now holds "
 			          "seqs %lld-%lld",
 			          in.name, (long long)b.first_seq, (long long)b.last_seq);
+		if (!rc && in.partition[0] && period_flagged(r, in.created_ms))
+			rc = move_late_batch(r, &in, c.found);
 		if (!rc) {
 			logf_sink(r, "%s: %s after a restart", in.name,
 			          c.found == SINK_RECOVER_STAGED ? "delivering the staged copy"
@@ -682,7 +851,7 @@ static void *runner_main(void *arg)
 			if (!rc)
 				rc = recover_intents(r);
 			if (!rc && !r->open.full)
-				rc = batch_read(r, &r->open, INT64_MAX, true);
+				rc = batch_read(r, r->st, &r->open, INT64_MAX, true);
 		}
 		if (!rc && batch_due(r, clock_wall_ms())) {
 			rc = ship_open_batch(r);
@@ -707,7 +876,7 @@ static void *runner_main(void *arg)
 			r->last_advance_ms = clock_mono_ms();
 			ship_open_batch(r);
 		}
-		close_finished_period(r, false);
+		close_finished_periods(r, clock_wall_ms());
 		note_taken(r);
 		int64_t wait = POLL_MS;
 		if (r->open.n > 0) {
@@ -723,7 +892,7 @@ static void *runner_main(void *arg)
 	if (recover_intents(r) != 0)
 		return NULL;
 	while (clock_mono_ms() < f->stop_deadline_ms) {
-		if (!r->open.full && batch_read(r, &r->open, INT64_MAX, true) != 0)
+		if (!r->open.full && batch_read(r, r->st, &r->open, INT64_MAX, true) != 0)
 			break;
 		if (r->open.n == 0) {
 			ship_open_batch(r); /* moves the cursor over what is not selected */
@@ -761,6 +930,7 @@ static int split_selectors(struct runner *r)
 
 static void runner_free(struct runner *r)
 {
+	read_ahead_stop(r);
 	if (r->ctx && r->type->close)
 		r->type->close(r->ctx);
 	r->ctx = NULL;
@@ -784,6 +954,7 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 	f->cfg = cfg;
 	snprintf(f->datadir, sizeof(f->datadir), "%s", datadir);
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->metrics_lock, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -813,20 +984,28 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 			snprintf(err, err_len, "%s:%d: [sink %s]: %s", r->cfg->file, r->cfg->line,
 			         r->cfg->name, why[0] ? why : strerror(-rc));
 	}
-	if (!rc && f->n > 0) {
+	if (!rc) {
 		/* The sinks are known to the store before the mount appears, so
-		 * `idbmountctl status` lists them from the first moment. The
+		 * `idbmountctl status` lists them from the first moment, and
+		 * those the file no longer names show as removed. The
 		 * connection is closed again: it must not cross the fork. */
 		struct store *st = NULL;
-		rc = store_open(datadir, &st, err, err_len);
+		const char **names = calloc(f->n ? f->n : 1, sizeof(*names));
+		rc = names ? store_open(datadir, &st, err, err_len) : -ENOMEM;
 		for (size_t i = 0; i < f->n && !rc; i++) {
+			names[i] = cfg->sinks[i]->name;
 			rc = store_sink_register(st, cfg->sinks[i]->name,
 			                         cfg->sinks[i]->type->name);
 			if (rc)
 				snprintf(err, err_len, "registering sink %s: %s",
 				         cfg->sinks[i]->name, store_last_error(st));
 		}
+		if (!rc && (rc = store_sinks_configured(st, names, f->n)) != 0)
+			snprintf(err, err_len, "marking removed sinks: %s", store_last_error(st));
+		if (rc == -ENOMEM)
+			snprintf(err, err_len, "out of memory");
 		store_close(st);
+		free(names);
 	}
 	if (rc) {
 		for (size_t i = 0; i < f->n; i++)
@@ -837,6 +1016,33 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 	}
 	*out = f;
 	return 0;
+}
+
+/* Where the done flags go on from: the store's flags_from, or for a sink
+ * flagging for the first time the period open now. A data directory made
+ * before flags_from existed may have an open partition waiting for its
+ * flag: then its period (that of the last delivery, or the one before it
+ * when the delivery came just after the period ended) comes first. */
+static int load_flags_from(struct runner *r, const struct store_sink *k)
+{
+	r->period = partition_period_of(r->cfg->partition);
+	int rc = store_sink_flags_from(r->st, r->cfg->name, &r->flags_from_ms);
+	if (rc != -ENOENT)
+		return rc;
+	int64_t from = partition_period_start(r->period, clock_wall_ms());
+	if (k->open_partition[0] && k->last_delivery_ms > 0) {
+		char partition[STORE_SINK_LABEL_MAX];
+		int64_t last = partition_period_start(r->period, k->last_delivery_ms);
+		partition_render(r->cfg->partition, last, partition, sizeof(partition));
+		if (strcmp(partition, k->open_partition) != 0)
+			last = partition_period_start(r->period, last - 1);
+		from = last < from ? last : from;
+	}
+	r->flags_from_ms = from;
+	rc = store_sink_set_flags_from(r->st, r->cfg->name, from);
+	if (rc)
+		logf_sink(r, "%s", store_last_error(r->st));
+	return rc;
 }
 
 /* Opens the runner's store and loads its state (in the serving process). */
@@ -859,6 +1065,11 @@ static int runner_open(struct runner *r)
 	r->cursor = k.cursor;
 	r->generation = k.generation;
 	snprintf(r->open_partition, sizeof(r->open_partition), "%s", k.open_partition);
+	if (*r->cfg->done_flag) {
+		rc = load_flags_from(r, &k);
+		if (rc)
+			return rc;
+	}
 	snprintf(r->epoch, sizeof(r->epoch), "%s", store_epoch(r->st));
 	datadir_node_name(r->node, sizeof(r->node));
 	/* In a file name the node keeps only characters safe everywhere. */
@@ -889,6 +1100,8 @@ int flusher_start(struct flusher *f)
 	for (size_t i = 0; i < f->n; i++) {
 		struct runner *r = &f->runners[i];
 		int rc = runner_open(r);
+		if (!rc)
+			rc = read_ahead_start(r);
 		if (!rc) {
 			rc = -pthread_create(&r->thread, NULL, runner_main, r);
 			if (rc)
@@ -928,7 +1141,117 @@ void flusher_stop(struct flusher *f)
 	for (size_t i = 0; i < f->n; i++)
 		runner_free(&f->runners[i]);
 	free(f->runners);
+	store_close(f->metrics_st);
 	pthread_cond_destroy(&f->wake);
 	pthread_mutex_destroy(&f->lock);
+	pthread_mutex_destroy(&f->metrics_lock);
 	free(f);
+}
+
+/* ---- /metrics ----------------------------------------------------------------------------- */
+
+/* A label value in Prometheus text: backslash, quote and newline escaped. */
+static int append_label_value(struct buf *out, const char *text)
+{
+	int rc = 0;
+	for (const char *p = text; *p && !rc; p++) {
+		if (*p == '\\' || *p == '"')
+			rc = buf_append_char(out, '\\');
+		if (!rc)
+			rc = *p == '\n' ? buf_append_str(out, "\\n") : buf_append_char(out, *p);
+	}
+	return rc;
+}
+
+struct metric {
+	const char *name, *type, *help;
+};
+
+static const struct metric sink_metrics[] = {
+        {"idbmount_sink_lag_changes", "gauge", "Changes in the log after the sink's cursor."},
+        {"idbmount_sink_lag_seconds", "gauge", "Age of the oldest change after the cursor."},
+        {"idbmount_sink_cursor", "gauge", "Every change up to this seq is handled."},
+        {"idbmount_sink_delivered_seq", "gauge", "The highest seq a pipeline has taken."},
+        {"idbmount_sink_delivered_batches_total", "counter", "Batches delivered."},
+        {"idbmount_sink_delivered_changes_total", "counter", "Changes delivered."},
+        {"idbmount_sink_delivered_bytes_total", "counter", "Bytes of change lines delivered."},
+        {"idbmount_sink_retries_total", "counter", "Failed attempts that were retried."},
+        {"idbmount_sink_failures_total", "counter", "Batches parked as undeliverable."},
+        {"idbmount_sink_parked_batches", "gauge", "Batches parked now."},
+        {"idbmount_sink_long_lines_total", "counter", "Delivered lines over max_line."},
+        {"idbmount_sink_last_error_timestamp_seconds", "gauge",
+         "When the last error happened (0: never)."},
+        {"idbmount_sink_last_error_info", "gauge",
+         "The last error's message (e.g. a WebHDFS RemoteException), value 1."},
+};
+
+struct metrics_pass {
+	struct buf *out;
+	size_t metric;
+	int rc;
+};
+
+static int metric_line(void *ctx, const struct store_sink *k)
+{
+	struct metrics_pass *m = ctx;
+	/* Sinks the config file no longer names are left out: their lag
+	 * would only grow (idbmountctl status still shows them). */
+	if (k->removed_ms > 0)
+		return 0;
+	double values[] = {
+	        (double)k->lag_changes,
+	        (double)k->lag_ms / 1000,
+	        (double)k->cursor,
+	        (double)k->delivered_seq,
+	        (double)k->delivered_batches,
+	        (double)k->delivered_changes,
+	        (double)k->delivered_bytes,
+	        (double)k->retries,
+	        (double)k->failures,
+	        (double)k->parked,
+	        (double)k->long_lines,
+	        (double)k->last_error_ms / 1000,
+	        1,
+	};
+	bool info = m->metric == sizeof(values) / sizeof(*values) - 1;
+	if (info && !k->last_error[0])
+		return 0;
+	int rc = buf_printf(m->out, "%s{sink=\"", sink_metrics[m->metric].name);
+	if (!rc)
+		rc = append_label_value(m->out, k->name);
+	if (!rc)
+		rc = buf_printf(m->out, "\",type=\"%s\"", k->type);
+	if (!rc && info) {
+		rc = buf_append_str(m->out, ",error=\"");
+		if (!rc)
+			rc = append_label_value(m->out, k->last_error);
+		if (!rc)
+			rc = buf_append_char(m->out, '"');
+	}
+	if (!rc)
+		rc = buf_printf(m->out, "} %.17g\n", values[m->metric]);
+	m->rc = rc;
+	return rc;
+}
+
+int flusher_metrics(void *ctx, struct buf *out)
+{
+	struct flusher *f = ctx;
+	pthread_mutex_lock(&f->metrics_lock);
+	int rc = 0;
+	if (!f->metrics_st) {
+		char err[512];
+		rc = store_open(f->datadir, &f->metrics_st, err, sizeof(err));
+	}
+	for (size_t i = 0; !rc && i < sizeof(sink_metrics) / sizeof(*sink_metrics); i++) {
+		rc = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", sink_metrics[i].name,
+		                sink_metrics[i].help, sink_metrics[i].name, sink_metrics[i].type);
+		struct metrics_pass m = {.out = out, .metric = i};
+		if (!rc)
+			rc = store_sinks_list(f->metrics_st, metric_line, &m);
+		if (!rc)
+			rc = m.rc;
+	}
+	pthread_mutex_unlock(&f->metrics_lock);
+	return rc;
 }

@@ -351,20 +351,28 @@ int main(int argc, char **argv)
 	http_cfg.max_record = o.fs.max_record;
 	http_cfg.node = node;
 	/* The sinks are checked before anything is mounted: a bad config file
-	 * stops the start with its FILE:LINE messages. */
+	 * stops the start with its FILE:LINE messages. Without a file there
+	 * is a flusher too (with no sinks): it marks the sinks of an earlier
+	 * run as removed. */
 	struct config *cfg = NULL;
 	struct flusher *flusher = NULL;
-	if (config_path) {
-		char cerr[8192];
-		int crc = config_load(config_path, &cfg, cerr, sizeof(cerr));
+	{
+		char cerr[8192] = "";
+		int crc = config_path ? config_load(config_path, &cfg, cerr, sizeof(cerr)) : 0;
 		if (crc == 0)
 			crc = flusher_new(cfg, realdir, &flusher, cerr, sizeof(cerr));
-		if (crc) {
+		if (crc && config_path) {
 			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", cerr, config_path);
 			config_free(cfg);
 			return 2;
 		}
+		if (crc) {
+			fprintf(stderr, "idbmount: %s\n", cerr);
+			return 1;
+		}
 	}
+	http_cfg.extra_metrics = flusher_metrics;
+	http_cfg.extra_metrics_ctx = flusher;
 	struct http *http = NULL;
 	int prepared = http_prepare(&http_cfg, &http, err, sizeof(err));
 	if (prepared) {

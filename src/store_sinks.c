@@ -34,7 +34,16 @@ const char store_sinks_schema_sql[] =
         " last_seq INTEGER NOT NULL, changes INTEGER NOT NULL, bytes INTEGER NOT NULL,"
         " created_ms INTEGER NOT NULL, name TEXT NOT NULL, partition TEXT NOT NULL,"
         " error TEXT NOT NULL DEFAULT '');"
-        "CREATE INDEX IF NOT EXISTS sink_intents_by_sink ON sink_intents(sink, state, id);";
+        "CREATE INDEX IF NOT EXISTS sink_intents_by_sink ON sink_intents(sink, state, id);"
+        /* Partitioned sinks with a done flag: every period that starts
+         * before flags_from_ms has its flag. A table of its own, so that
+         * data directories made before it need no migration. */
+        "CREATE TABLE IF NOT EXISTS sink_periods(sink TEXT PRIMARY KEY,"
+        " flags_from_ms INTEGER NOT NULL);"
+        /* Sinks that the daemon's config file no longer names: kept (with
+         * their cursor, should they come back), shown as removed. */
+        "CREATE TABLE IF NOT EXISTS sinks_removed(name TEXT PRIMARY KEY,"
+        " removed_ms INTEGER NOT NULL);";
 
 enum stmt_id {
 	S_REGISTER,
@@ -60,13 +69,20 @@ enum stmt_id {
 	S_REPLAY,
 	S_TAKEN,
 	S_TAKEN_RANGE,
+	S_FLAGS_FROM,
+	S_SET_FLAGS_FROM,
+	S_INTENT_MOVE,
+	S_NAMES,
+	S_MARK_REMOVED,
+	S_MARK_CONFIGURED,
 	STMT_COUNT
 };
 
 #define SINK_COLS                                                                                  \
 	"name, type, cursor, generation, delivered_seq, delivered_batches, delivered_changes, "    \
 	"delivered_bytes, retries, failures, long_lines, last_error, last_error_ms, "              \
-	"last_delivery_ms, open_partition, replay_to"
+	"last_delivery_ms, open_partition, replay_to, "                                            \
+	"coalesce((SELECT removed_ms FROM sinks_removed r WHERE r.name = sinks.name), 0)"
 #define INTENT_COLS                                                                                \
 	"id, generation, state, from_seq, to_seq, first_seq, last_seq, changes, bytes, "           \
 	"created_ms, name, partition, error"
@@ -110,7 +126,16 @@ static const char *const stmt_sql[STMT_COUNT] = {
                          "AND state = 3 AND id = ?2",
         [S_TAKEN] = "UPDATE sinks SET delivered_seq = max(delivered_seq, ?2) WHERE name = ?1",
         [S_TAKEN_RANGE] = "SELECT coalesce(min(delivered_seq), 0), coalesce(max(delivered_seq), 0) "
-                          "FROM sinks",
+                          "FROM sinks WHERE name NOT IN (SELECT name FROM sinks_removed)",
+        [S_NAMES] = "SELECT name FROM sinks ORDER BY name",
+        [S_MARK_REMOVED] = "INSERT INTO sinks_removed(name, removed_ms) VALUES (?1, ?2) "
+                           "ON CONFLICT(name) DO NOTHING",
+        [S_MARK_CONFIGURED] = "DELETE FROM sinks_removed WHERE name = ?1",
+        [S_FLAGS_FROM] = "SELECT flags_from_ms FROM sink_periods WHERE sink = ?1",
+        [S_SET_FLAGS_FROM] =
+                "INSERT INTO sink_periods(sink, flags_from_ms) VALUES (?1, ?2) "
+                "ON CONFLICT(sink) DO UPDATE SET flags_from_ms = excluded.flags_from_ms",
+        [S_INTENT_MOVE] = "UPDATE sink_intents SET partition = ?2, created_ms = ?3 WHERE id = ?1",
         [S_REPLAY] = "UPDATE sinks SET cursor = ?2, generation = generation + 1, "
                      "replay_to = ?3 WHERE name = ?1",
 };
@@ -150,6 +175,7 @@ static void sink_from_row(sqlite3_stmt *s, struct store_sink *k)
 	k->last_delivery_ms = sqlite3_column_int64(s, 13);
 	copy_col(s, 14, k->open_partition, sizeof(k->open_partition));
 	k->replay_to = sqlite3_column_int64(s, 15);
+	k->removed_ms = sqlite3_column_int64(s, 16);
 }
 
 /* Fills the lag and parked count of a loaded sink. */
@@ -258,7 +284,8 @@ int store_sink_intent_add(struct store *st, const char *sink, struct store_sink_
 	sqlite3_stmt *s = stmt(st, S_INTENT_ADD);
 	if (!s)
 		return -EIO;
-	in->created_ms = wall_ms();
+	if (in->created_ms <= 0)
+		in->created_ms = wall_ms();
 	store_bind_text(s, 1, sink);
 	sqlite3_bind_int64(s, 2, in->generation);
 	sqlite3_bind_int64(s, 3, in->from_seq);
@@ -506,5 +533,97 @@ int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)
 		sqlite3_bind_int64(s, 3, last);
 		rc = store_step_done(st, s);
 	}
+	return store_txn_end(st, rc);
+}
+
+int store_sink_flags_from(struct store *st, const char *sink, int64_t *ms)
+{
+	sqlite3_stmt *s = stmt(st, S_FLAGS_FROM);
+	if (!s)
+		return -EIO;
+	store_bind_text(s, 1, sink);
+	int rc = sqlite3_step(s);
+	int res = -ENOENT;
+	if (rc == SQLITE_ROW) {
+		*ms = sqlite3_column_int64(s, 0);
+		res = 0;
+	} else if (rc != SQLITE_DONE) {
+		res = store_sql_fail(st, rc);
+	}
+	sqlite3_reset(s);
+	return res;
+}
+
+int store_sink_set_flags_from(struct store *st, const char *sink, int64_t ms)
+{
+	sqlite3_stmt *s = stmt(st, S_SET_FLAGS_FROM);
+	if (!s)
+		return -EIO;
+	store_bind_text(s, 1, sink);
+	sqlite3_bind_int64(s, 2, ms);
+	return store_step_done(st, s);
+}
+
+int store_sink_intent_move(struct store *st, struct store_sink_intent *in, const char *partition,
+                           int64_t created_ms)
+{
+	sqlite3_stmt *s = stmt(st, S_INTENT_MOVE);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, in->id);
+	store_bind_text(s, 2, partition);
+	sqlite3_bind_int64(s, 3, created_ms);
+	int rc = store_step_done(st, s);
+	if (!rc) {
+		snprintf(in->partition, sizeof(in->partition), "%s", partition);
+		in->created_ms = created_ms;
+	}
+	return rc;
+}
+
+int store_sinks_configured(struct store *st, const char *const *names, size_t n)
+{
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	/* The names first: the list statement must be done before the
+	 * others run on the same connection. */
+	char **known = NULL;
+	size_t n_known = 0;
+	sqlite3_stmt *s = stmt(st, S_NAMES);
+	int step = SQLITE_DONE;
+	rc = s ? 0 : -EIO;
+	while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		char **grown = realloc(known, (n_known + 1) * sizeof(*grown));
+		char *name = grown ? store_col_strdup(s, 0) : NULL;
+		if (grown)
+			known = grown;
+		if (!name) {
+			rc = -ENOMEM;
+			break;
+		}
+		known[n_known++] = name;
+	}
+	if (!rc && step != SQLITE_DONE)
+		rc = store_sql_fail(st, step);
+	if (s)
+		sqlite3_reset(s);
+	for (size_t i = 0; i < n_known && !rc; i++) {
+		bool configured = false;
+		for (size_t k = 0; k < n && !configured; k++)
+			configured = strcmp(known[i], names[k]) == 0;
+		s = stmt(st, configured ? S_MARK_CONFIGURED : S_MARK_REMOVED);
+		if (!s) {
+			rc = -EIO;
+			break;
+		}
+		store_bind_text(s, 1, known[i]);
+		if (!configured)
+			sqlite3_bind_int64(s, 2, wall_ms());
+		rc = store_step_done(st, s);
+	}
+	for (size_t i = 0; i < n_known; i++)
+		free(known[i]);
+	free(known);
 	return store_txn_end(st, rc);
 }

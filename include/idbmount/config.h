@@ -21,6 +21,7 @@
 
 #include "idbmount/sink.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,10 +49,11 @@ struct sink_config {
 	int64_t max_age_ms;
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
-	int64_t max_line;      /* characters; 0: lines are not checked */
-	const char *prefix;    /* file names (files types) */
-	const char *partition; /* "" for none */
-	const char *done_flag; /* "" for none */
+	int64_t max_line;        /* characters; 0: lines are not checked */
+	const char *prefix;      /* file names (files types) */
+	const char *partition;   /* "" for none */
+	const char *done_flag;   /* "" for none */
+	bool flag_empty_periods; /* flag periods that got no batch too */
 };
 
 struct config {

@@ -2,6 +2,7 @@
 #ifndef IDBMOUNT_FLUSHER_H
 #define IDBMOUNT_FLUSHER_H
 
+#include "idbmount/buf.h"
 #include "idbmount/config.h"
 
 #include <stddef.h>
@@ -17,6 +18,11 @@ int flusher_new(const struct config *cfg, const char *datadir, struct flusher **
 /* Starts one thread per sink (call it in the process that serves: after
  * daemonizing). Returns 0 or -errno with a message on stderr. */
 int flusher_start(struct flusher *f);
+
+/* For /metrics (an http_metrics_fn, `ctx` the flusher): per configured
+ * sink its lag, deliveries, retries, failures and last error, from the
+ * store. 0 or -errno. */
+int flusher_metrics(void *ctx, struct buf *out);
 
 /* Asks every sink to deliver what is ready (each open batch, one attempt,
  * for at most a few seconds), joins the threads and frees everything. */

@@ -44,6 +44,7 @@ struct store_sink {
 	int64_t last_delivery_ms;
 	char open_partition[STORE_SINK_LABEL_MAX]; /* awaiting its done flag */
 	int64_t replay_to;                         /* the last seq when a replay was asked for */
+	int64_t removed_ms; /* when the config file stopped naming it; 0: configured */
 	/* Filled by store_sinks_list and store_sink_load: */
 	int64_t lag_changes; /* changes after the cursor */
 	int64_t lag_ms;      /* age of the oldest change after the cursor */
@@ -74,6 +75,12 @@ struct store_sink_intent {
 /* Makes sink `name` known (cursor 0) or updates its type. */
 int store_sink_register(struct store *st, const char *name, const char *type);
 
+/* Says which sinks the daemon's config file names (`n` of them): every
+ * other sink is marked removed (its row, cursor and intents are kept, for
+ * status and in case it comes back), those named are marked configured
+ * again. Removed sinks do not count for store_sinks_taken/_delivered. */
+int store_sinks_configured(struct store *st, const char *const *names, size_t n);
+
 /* Loads one sink. Returns 0 or -ENOENT. */
 int store_sink_load(struct store *st, const char *name, struct store_sink *out);
 
@@ -85,7 +92,9 @@ int store_sinks_list(struct store *st, store_sink_fn fn, void *ctx);
  * if `generation` is still the sink's). */
 int store_sink_advance(struct store *st, const char *sink, int64_t generation, int64_t cursor);
 
-/* Records a new intent (state PENDING); sets intent->id. */
+/* Records a new intent (state PENDING); sets intent->id, and
+ * intent->created_ms unless the caller set it (the time its partition was
+ * rendered from). */
 int store_sink_intent_add(struct store *st, const char *sink, struct store_sink_intent *intent);
 
 /* Marks an intent STAGED. */
@@ -128,7 +137,7 @@ int store_sink_set_open_partition(struct store *st, const char *sink, const char
  * unknown sink. */
 int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *count);
 
-/* For pull/events: over every sink, the lowest and the highest delivered
+/* For pull/events: over every configured sink, the lowest and the highest delivered
  * seq (a change <= lowest was taken by every pipeline, <= highest by at
  * least one); both 0 when there are no sinks. */
 int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
@@ -137,6 +146,16 @@ int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
  * up to *seq was taken by every pipeline. -ENOENT while no pipeline has
  * taken anything (or there are no sinks): then nothing is said. */
 int store_sinks_delivered(struct store *st, int64_t *seq);
+
+/* Partitioned sinks with a done flag: every period starting before *ms
+ * has its flag. 0, or -ENOENT when the sink has not flagged any yet. */
+int store_sink_flags_from(struct store *st, const char *sink, int64_t *ms);
+int store_sink_set_flags_from(struct store *st, const char *sink, int64_t ms);
+
+/* Gives a pending intent another partition and time (a batch unparked
+ * after its period's flag was written goes into the open period). */
+int store_sink_intent_move(struct store *st, struct store_sink_intent *intent,
+                           const char *partition, int64_t created_ms);
 
 /* Re-ships history: cursor = from_seq - 1, generation + 1, replay_to = the
  * last seq now. -ENOENT for an unknown sink. */

@@ -23,8 +23,14 @@
  *
  * One step, no staging: a POST cannot be taken back or looked up, so a
  * crash between the receiver's 2xx and the commit of the delivery sends
- * that one batch again at the next start (recover answers REDO). Receivers
- * that must not see it twice drop a repeated X-Idbmount-Batch.
+ * that one batch again at the next start (recover answers REDO), and a
+ * lost answer is retried: at least once on the wire. X-Idbmount-Batch is
+ * the idempotency key: the batch's name (node, store epoch, replay
+ * generation, first and last seq), which the intent fixes before the
+ * first attempt, so every retry and the redo after a crash send the same
+ * key with the same body. Receivers that must not see a batch twice keep
+ * the keys they committed and drop a repeat (answering 2xx); a replay
+ * (`idbmountctl sink replay`) is a wish to ship again and has new keys.
  */
 #include "curl_client.h"
 

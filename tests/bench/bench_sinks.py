@@ -158,8 +158,16 @@ class Bench:
         while self.cursor()[0] < last:
             time.sleep(0.05)
         secs = time.monotonic() - t0
+        cpu = self.cpu_seconds()
         self.stop()
-        return last, secs
+        return last, secs, cpu
+
+    def cpu_seconds(self):
+        """The daemon's CPU time so far (user + system, every thread): a
+        figure that other work on the machine changes less than the rate."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def plain_loop(self):
         src = os.path.join(self.root, "plain.c")
@@ -224,7 +232,7 @@ class Bench:
     def run(self):
         try:
             imp = self.make_backlog()
-            n, secs = self.ship_backlog()
+            n, secs, cpu = self.ship_backlog()
             rate = n / secs
             plain = self.plain_loop()
             p50, p99 = self.latency()
@@ -241,6 +249,8 @@ class Bench:
              ">= 300,000/s", "ok" if rate >= 300000 else "MISSED"),
             ("... against the plain loop", "%.0f%%" % (100 * rate / sync_rate), ">= 50%",
              "ok" if rate >= sync_rate / 2 else "MISSED"),
+            ("daemon CPU time while shipping (all threads)", "%.2f us/change" % (cpu * 1e6 / n),
+             "", ""),
             ("plain C loop, same lines, same batches, fsync+rename", "%.0f lines/s" % sync_rate,
              "(this disk's limit)", ""),
             ("plain C loop, no fsync", "%.0f lines/s" % nosync_rate, "", ""),
@@ -251,8 +261,11 @@ class Bench:
         out = ["| measure | result | target | |", "|---|---|---|---|"]
         out += ["| %s | %s | %s | %s |" % r for r in rows]
         out.append("")
+        with open("/proc/loadavg") as f:
+            load = f.read().split()[0]
         out.append("%d changes of ~%d bytes (%.1f MB of change lines), imported in %.1f s; "
-                   "%d puts for the latency." % (n, self.args.size, size / 1e6, imp, self.args.puts))
+                   "%d puts for the latency; load average %s at the end." %
+                   (n, self.args.size, size / 1e6, imp, self.args.puts, load))
         text = "\n".join(out)
         print(text)
         if self.args.out:

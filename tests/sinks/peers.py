@@ -6,7 +6,12 @@ FlumeHttpPeer: Flume's HTTP source with its JSONHandler. The body must be a
   It answers 200 once the events are "committed" (kept in `events`), or on
   demand 503 (channel full), another status, or drops the connection
   without an answer. In jsonl mode it takes application/x-ndjson lines,
-  like NiFi ListenHTTP.
+  like NiFi ListenHTTP. Beyond Flume, it holds our sink to its word on
+  idempotency: every POST carries X-Idbmount-Batch, -First-Seq, -Last-Seq
+  and -Count that agree with the body, and a batch sent again (a retry, or
+  the redo after a crash) has the same body. With `dedupe = True` it is a
+  receiver that drops a batch it already committed (answering 200), as the
+  README tells receivers to do; `duplicates` counts the repeats either way.
 
 WebHdfsPeer: a NameNode and a DataNode on two ports keeping files in a
   local directory. CREATE at the NameNode answers 307 to the DataNode (or
@@ -90,13 +95,20 @@ class _FlumeHandler(_Handler):
         if action == "hang":
             peer.released.wait(timeout=120)
             return self.drop()
-        if action is not None:
+        if action is not None and action not in ("commit-drop", "commit-hang"):
             return self.reply(action, {"error": "scripted"})
         error = peer.check(self.headers, body)
         if error:
             with peer.lock:
                 peer.errors.append(error)
             return self.reply(400, {"error": error})
+        # Committed, then the answer is lost (a crash or a cut connection
+        # after the channel took the events): the sender must send again.
+        if action == "commit-drop":
+            return self.drop()
+        if action == "commit-hang":
+            peer.released.wait(timeout=120)
+            return self.drop()
         self.reply(200)
 
     def do_GET(self):
@@ -113,7 +125,13 @@ class FlumeHttpPeer(_Peer):
         self.posts = []       # (request headers dict, number of events)
         self.errors = []
         self.requests = 0
-        self.scripted = []    # statuses, "drop" or "hang" for the next requests
+        # statuses, "drop" or "hang" (no answer, nothing committed),
+        # "commit-drop" or "commit-hang" (committed, no answer) for the next
+        # requests
+        self.scripted = []
+        self.dedupe = False
+        self.batches = {}     # X-Idbmount-Batch -> body, of every batch committed
+        self.duplicates = 0   # batches received again after a commit
         self.released = threading.Event()  # ends the "hang"s
         self.server = self._serve(_FlumeHandler, port)
         self.url = "http://127.0.0.1:%d%s" % (self.server.server_address[1], path)
@@ -131,6 +149,51 @@ class FlumeHttpPeer(_Peer):
         with self.lock:
             self.scripted += ["drop"] * count
 
+    def check_batch(self, headers, body, lines):
+        """The batch headers against the body's change lines; a repeat of
+        a committed batch must be byte for byte the same. Returns an error,
+        or None, and whether the batch is a repeat."""
+        batch = headers.get("X-Idbmount-Batch", "")
+        if not batch:
+            return "no X-Idbmount-Batch header (receivers dedupe on it)", False
+        try:
+            first = int(headers.get("X-Idbmount-First-Seq", ""))
+            last = int(headers.get("X-Idbmount-Last-Seq", ""))
+            count = int(headers.get("X-Idbmount-Count", ""))
+        except ValueError:
+            return "X-Idbmount-First-Seq, -Last-Seq or -Count missing or not a number", False
+        if count != len(lines):
+            return "X-Idbmount-Count %d, but %d events" % (count, len(lines)), False
+        try:
+            seqs = [json.loads(line)["seq"] for line in lines]
+        except (ValueError, KeyError, TypeError):
+            return "an event body is not a change line with a seq", False
+        if not seqs or seqs[0] != first or seqs[-1] != last:
+            return "X-Idbmount-First-Seq/-Last-Seq %d-%d, but the lines hold %s" % (
+                first, last, seqs[:1] + seqs[-1:]), False
+        with self.lock:
+            before = self.batches.get(batch)
+        if before is not None and before != body:
+            return "X-Idbmount-Batch %s was sent again with another body" % batch, False
+        return None, before is not None
+
+    def commit(self, headers, body, lines, event_headers=None):
+        """Keeps the events (unless a deduping receiver has them already)."""
+        error, repeat = self.check_batch(headers, body, lines)
+        if error:
+            return error
+        with self.lock:
+            self.batches[headers["X-Idbmount-Batch"]] = body
+            if repeat:
+                self.duplicates += 1
+                if self.dedupe:
+                    return None
+            self.events += lines
+            if event_headers is not None:
+                self.headers += event_headers
+            self.posts.append((dict(headers), len(lines)))
+        return None
+
     def check(self, headers, body):
         ctype = headers.get("Content-Type", "")
         try:
@@ -145,10 +208,7 @@ class FlumeHttpPeer(_Peer):
             lines = text.split("\n")[:-1]
             for line in lines:
                 json.loads(line)
-            with self.lock:
-                self.events += lines
-                self.posts.append((dict(headers), len(lines)))
-            return None
+            return self.commit(headers, body, lines)
         if not ctype.startswith("application/json"):
             return "Content-Type %r, expected application/json" % ctype
         try:
@@ -165,11 +225,8 @@ class FlumeHttpPeer(_Peer):
             if not isinstance(ev["headers"], dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in ev["headers"].items()):
                 return "event headers are not string to string"
-        with self.lock:
-            self.events += [ev["body"] for ev in doc]
-            self.headers += [ev["headers"] for ev in doc]
-            self.posts.append((dict(headers), len(doc)))
-        return None
+        return self.commit(headers, body, [ev["body"] for ev in doc],
+                           [ev["headers"] for ev in doc])
 
     def close(self):
         self.released.set()

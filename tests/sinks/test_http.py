@@ -2,6 +2,7 @@
 body, the cap per POST, retries on 503, 5xx and dropped or refused
 connections, parking on other 4xx and un-parking, the jsonl format."""
 import json
+import re
 import socket
 
 from conftest import batch_files, read_lines, wait_for
@@ -126,3 +127,49 @@ def test_shutdown_does_not_wait_for_a_server_that_never_answers(sinks):
         sinks.start()
         sinks.wait_caught_up("flume")
         assert peer.events == sinks.log_lines()
+
+
+NAME_RE = re.compile(r"^idbmount-[A-Za-z0-9._]+-[0-9a-f]{16}(\.\d+)?-(\d{20})-(\d{20})\.jsonl$")
+
+
+def test_a_lost_answer_is_sent_again_with_the_same_batch_key(sinks):
+    """At least once on the wire, exactly once for a receiver that drops a
+    repeated X-Idbmount-Batch: the receiver committed, the answer was lost,
+    the sink retried with the same key and the same body (the peer checks
+    both)."""
+    with FlumeHttpPeer() as peer:
+        peer.dedupe = True
+        peer.answer_next("commit-drop", 2)
+        sinks.start(http_config(peer.url, max_records=10, max_age="20ms",
+                                retry_initial="10ms", retry_max="100ms"))
+        sinks.import_lines("alice/shop/orders", records(30))
+        sinks.wait_caught_up("flume")
+        assert peer.errors == []
+        assert peer.duplicates >= 1
+        assert peer.events == sinks.log_lines()  # once each, in order
+        for h, _ in peer.posts:
+            m = NAME_RE.match(h["X-Idbmount-Batch"])
+            assert m and int(m.group(2)) == int(h["X-Idbmount-First-Seq"])
+            assert int(m.group(3)) == int(h["X-Idbmount-Last-Seq"])
+
+
+def test_the_redo_after_a_crash_carries_the_same_batch_key(sinks):
+    """The daemon dies after the receiver committed a POST and before it
+    recorded the delivery: the next start sends that batch again, under
+    the same X-Idbmount-Batch with the same body, and a deduping receiver
+    keeps one copy."""
+    with FlumeHttpPeer() as peer:
+        peer.dedupe = True
+        peer.answer_next("commit-hang", 1)
+        sinks.start(http_config(peer.url, max_records=100, max_age="20ms"))
+        sinks.import_lines("alice/shop/orders", records(5))
+        wait_for("the committed POST", lambda: len(peer.events) == 5)
+        sinks.kill()
+        peer.released.set()
+        sinks.start()
+        sinks.wait_caught_up("flume")
+        assert sinks.stop() == 0
+        assert peer.errors == []
+        assert peer.duplicates == 1
+        assert peer.events == sinks.log_lines()
+        assert "writing it again" in sinks.stderr()

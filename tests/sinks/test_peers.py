@@ -59,9 +59,13 @@ def test_spool_consumer_catches_bad_content(tmp_path):
         assert words in text, (words, text)
 
 
-def post(url, body, ctype="application/json; charset=UTF-8"):
+BATCH = {"X-Idbmount-Batch": "b-1-1", "X-Idbmount-First-Seq": "1",
+         "X-Idbmount-Last-Seq": "1", "X-Idbmount-Count": "1"}
+
+
+def post(url, body, ctype="application/json; charset=UTF-8", batch=BATCH):
     req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": ctype})
+                                 headers=dict(batch, **{"Content-Type": ctype}))
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status
@@ -85,7 +89,27 @@ def test_flume_peer_checks_the_jsonhandler_body():
         peer.answer_next(503, 1)
         assert post(peer.url, good) == 503
         assert post(peer.url, good) == 200
-        assert len(peer.events) == 2
+        assert len(peer.events) == 2 and peer.duplicates == 1
+
+
+def test_flume_peer_checks_the_batch_headers():
+    with FlumeHttpPeer() as peer:
+        line = '{"seq":1,"op":"put"}'
+        good = json.dumps([{"headers": {"seq": "1"}, "body": line}]).encode()
+        assert post(peer.url, good, batch={}) == 400
+        assert "no X-Idbmount-Batch" in peer.errors[-1]
+        assert post(peer.url, good, batch=dict(BATCH, **{"X-Idbmount-Count": "2"})) == 400
+        assert post(peer.url, good, batch=dict(BATCH, **{"X-Idbmount-Last-Seq": "7"})) == 400
+        assert post(peer.url, good, batch=dict(BATCH, **{"X-Idbmount-First-Seq": "x"})) == 400
+        assert len(peer.errors) == 4 and peer.events == []
+        assert post(peer.url, good) == 200
+        other = json.dumps([{"headers": {"seq": "1"}, "body": '{"seq":1,"op":"delete"}'}])
+        assert post(peer.url, other.encode()) == 400
+        assert "sent again with another body" in peer.errors[-1]
+        # A deduping receiver answers 200 to a repeat and keeps one copy.
+        peer.dedupe = True
+        assert post(peer.url, good) == 200
+        assert peer.events == [line] and peer.duplicates == 1
 
 
 def test_webhdfs_peer_is_strict(tmp_path):
