@@ -372,9 +372,46 @@ char *store_col_strdup(sqlite3_stmt *s, int i)
 }
 
 /* Runs a statement that returns no rows. Returns 0 or -errno. */
+/* The writers of this process queue here for SQLite's one write lock.
+ * Left to SQLite, a writer that finds the lock taken sleeps in its busy
+ * handler (1, 2, 5, 10... ms) and wakes late; two pushes on two
+ * connections then spent much of their time asleep. Another process
+ * (idbmountctl) still meets the busy handler. Recursive, so a thread that
+ * opens a second connection behaves as before (SQLite says busy).
+ * Writes outside a transaction queue too (store_step_done): the notifier's
+ * one-row update starved behind back-to-back pushes, sleeping in the busy
+ * handler while every push waited for it to show its change. */
+static pthread_mutex_t writers_queue;
+static pthread_once_t writers_queue_once = PTHREAD_ONCE_INIT;
+
+static void writers_queue_init(void)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&writers_queue, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+static void writers_queue_enter(void)
+{
+	pthread_once(&writers_queue_once, writers_queue_init);
+	pthread_mutex_lock(&writers_queue);
+}
+
+static void writers_queue_leave(void)
+{
+	pthread_mutex_unlock(&writers_queue);
+}
+
 int store_step_done(struct store *st, sqlite3_stmt *s)
 {
+	bool queue = st->txn_depth == 0 && !sqlite3_stmt_readonly(s);
+	if (queue)
+		writers_queue_enter();
 	int rc = sqlite3_step(s);
+	if (queue)
+		writers_queue_leave();
 	int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return out;
@@ -406,35 +443,15 @@ int store_exec(struct store *st, const char *sql)
 
 /* ---- transactions ------------------------------------------------------ */
 
-/* The writers of this process queue here for SQLite's one write lock.
- * Left to SQLite, a writer that finds the lock taken sleeps in its busy
- * handler (1, 2, 5, 10... ms) and wakes late; two pushes on two
- * connections then spent much of their time asleep. Another process
- * (idbmountctl) still meets the busy handler. Recursive, so a thread that
- * opens a second connection behaves as before (SQLite says busy). */
-static pthread_mutex_t writers_queue;
-static pthread_once_t writers_queue_once = PTHREAD_ONCE_INIT;
-
-static void writers_queue_init(void)
-{
-	pthread_mutexattr_t a;
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&writers_queue, &a);
-	pthread_mutexattr_destroy(&a);
-}
-
 int store_txn_begin(struct store *st)
 {
-	if (st->txn_depth == 0) {
-		pthread_once(&writers_queue_once, writers_queue_init);
-		pthread_mutex_lock(&writers_queue);
-	}
+	if (st->txn_depth == 0)
+		writers_queue_enter();
 	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
 	if (rc == 0 && st->txn_depth++ == 0)
 		st->txn_serial++;
 	else if (rc != 0 && st->txn_depth == 0)
-		pthread_mutex_unlock(&writers_queue);
+		writers_queue_leave();
 	return rc;
 }
 
@@ -460,7 +477,7 @@ int store_txn_end(struct store *st, int rc)
 	st->txn_depth--;
 	if (st->txn_depth == 0) {
 		rc = txn_finish(st, rc);
-		pthread_mutex_unlock(&writers_queue);
+		writers_queue_leave();
 		return rc;
 	}
 	if (rc == 0) {
