@@ -14,6 +14,11 @@ What it does:
      (max_records 10000, max_bytes 8M, fsync on) and times how long the
      flusher takes to ship the whole backlog into files (the sink's cursor,
      polled from `idbmountctl status --json`): changes/s.
+  2b. Ships the same backlog again, into the WebHDFS test peer of
+     tests/sinks/peers.py (a NameNode that redirects CREATE to a DataNode,
+     both Python http.server on loopback, files on local disk) with a
+     webhdfs sink at its defaults: changes/s. The peer is single-process
+     Python, so this rate says as much about the peer as about the sink.
   3. The baseline, "this disk's limit": a plain C loop, compiled here, that
      writes the very same lines in the same batches the same durable way
      (temp file, write, fsync, rename, fsync of the directory), and the
@@ -36,6 +41,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sinks"))
+from peers import WebHdfsPeer  # noqa: E402  (the test peer, strict like HDFS)
 
 PLAIN_C = r"""
 #define _GNU_SOURCE
@@ -134,9 +142,10 @@ class Bench:
         subprocess.run(["fusermount3", "-u", self.mnt])
         self.proc.wait(timeout=120)
 
-    def cursor(self):
+    def cursor(self, name="spool"):
         st = json.loads(self.ctl("status", "--json"))
-        return st["sinks"][0]["cursor"], st["last_seq"]
+        [sink] = [k for k in st["sinks"] if k["name"] == name]
+        return sink["cursor"], st["last_seq"]
 
     def make_backlog(self):
         self.ctl("client", "add", "bench")
@@ -161,6 +170,30 @@ class Bench:
         cpu = self.cpu_seconds()
         self.stop()
         return last, secs, cpu
+
+    def ship_to_webhdfs(self):
+        """The same backlog into the WebHDFS peer, by a sink of its own
+        (it starts at the beginning of the change log)."""
+        root = os.path.join(self.root, "hdfs")
+        with WebHdfsPeer(root) as hdfs:
+            self.start("[sink hdfs]\ntype = webhdfs\nurl = %s\npath = /data/idb\n"
+                       "user = bench\n" % hdfs.url)
+            t0 = time.monotonic()
+            last = self.cursor("hdfs")[1]
+            while self.cursor("hdfs")[0] < last:
+                time.sleep(0.05)
+            secs = time.monotonic() - t0
+            self.stop()
+        lines = 0
+        for dirpath, _, names in os.walk(root):
+            for n in names:
+                if not n.startswith((".", "_")):
+                    with open(os.path.join(dirpath, n), "rb") as f:
+                        lines += sum(1 for _ in f)
+        if lines != last:
+            sys.exit("webhdfs: %d lines in the peer for %d changes" % (lines, last))
+        shutil.rmtree(root, ignore_errors=True)
+        return last / secs
 
     def cpu_seconds(self):
         """The daemon's CPU time so far (user + system, every thread): a
@@ -234,6 +267,7 @@ class Bench:
             imp = self.make_backlog()
             n, secs, cpu = self.ship_backlog()
             rate = n / secs
+            hdfs_rate = self.ship_to_webhdfs()
             plain = self.plain_loop()
             p50, p99 = self.latency()
         finally:
@@ -251,6 +285,8 @@ class Bench:
              "ok" if rate >= sync_rate / 2 else "MISSED"),
             ("daemon CPU time while shipping (all threads)", "%.2f us/change" % (cpu * 1e6 / n),
              "", ""),
+            ("change log -> WebHDFS test peer (defaults; Python peer)",
+             "%.0f changes/s" % hdfs_rate, "", ""),
             ("plain C loop, same lines, same batches, fsync+rename", "%.0f lines/s" % sync_rate,
              "(this disk's limit)", ""),
             ("plain C loop, no fsync", "%.0f lines/s" % nosync_rate, "", ""),
