@@ -1567,7 +1567,7 @@ export class Sync extends EventTarget {
 			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
 			if ((blocked = !!this.upgradeWait)) return;
-			while (await this.pushBatch()) { /* until the outbox holds nothing pushable */ }
+			await this.pushAll();
 			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
 			if ((blocked = !!this.upgradeWait)) return;
 			await this.applyParked();
@@ -1613,6 +1613,7 @@ export class Sync extends EventTarget {
 		native.delete.call(meta, 'delivered');
 		await finished(tx);
 		this.schemaSent = false;
+		this.ownSeqs.clear(); /* seqs of the old data directory */
 		this.setState({ checkpoint: 0, delivered: null, epoch });
 		this.reportError(new SyncError('server', 'the server\'s data directory is new (epoch changed): pulling everything again'));
 	}
@@ -1645,8 +1646,11 @@ export class Sync extends EventTarget {
 	 * journal records, up to batchSize keys; each key once, with the value
 	 * its record holds now and the revision it is based on. A journal
 	 * write's mutation id is "<install id>.<journal key>.<index>": stable
-	 * across retries, unique across browsers. */
-	async readBatch(compacted = false) {
+	 * across retries, unique across browsers. With `exclude` (see pushAll)
+	 * the writes of batches still in flight are left out: journal records
+	 * up to exclude.afterJournal and the outbox markers of exclude.markers
+	 * (pairId -> marker id), and nothing is compacted. */
+	async readBatch(compacted = false, exclude = null) {
 		const db = await this.connection();
 		const names = this.storeNames(db);
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readonly');
@@ -1656,7 +1660,7 @@ export class Sync extends EventTarget {
 		/* Counted in this transaction: a separate one would wait behind the
 		 * app's writes (they all hold the journal) once more per batch. */
 		const records = await done(journal.count());
-		if (!compacted && this.needsCompaction(records)) {
+		if (!compacted && !exclude && this.needsCompaction(records)) {
 			await this.compact(false, records);
 			return this.readBatch(true);
 		}
@@ -1670,7 +1674,8 @@ export class Sync extends EventTarget {
 				if (!c) return resolve();
 				const id = pairId(c.key[0], c.key[1]);
 				outboxIds.set(id, c.value.id);
-				if (!c.value.rejected && picked.size < this.batchSize)
+				const inFlight = exclude !== null && exclude.markers.get(id) === c.value.id;
+				if (!c.value.rejected && !inFlight && picked.size < this.batchSize)
 					picked.set(id, { store: c.key[0], key: c.key[1], id: c.value.id, from: 'outbox' });
 				c.continue();
 			};
@@ -1678,7 +1683,8 @@ export class Sync extends EventTarget {
 		});
 		if (picked.size < this.batchSize) {
 			await new Promise((resolve, reject) => {
-				const req = journal.openCursor();
+				const after = exclude?.afterJournal ?? null;
+				const req = journal.openCursor(after === null ? null : IDBKeyRange.lowerBound(after, true));
 				req.onsuccess = () => {
 					const c = req.result;
 					if (!c) return resolve();
@@ -1714,55 +1720,133 @@ export class Sync extends EventTarget {
 		batch.journalKeys = journalKeys;
 		return batch;
 	}
-	/* Pushes one batch; returns true when there may be more to push. */
-	async pushBatch() {
-		const batch = await this.readBatch();
-		if (!batch.length) return false;
+	/* Encodes a batch: {mutations, unencodable: [results], byId: Map id ->
+	 * mutation}. Values without Blobs are encoded without an await each. */
+	async encodeBatch(batch) {
 		const mutations = [];
 		const unencodable = [];
+		const byId = new Map();
 		for (const m of batch) {
 			try {
-				mutations.push({
+				const blobs = [];
+				const mutation = {
 					id: m.id,
 					db: this.database,
 					store: m.store,
 					key: encodeKey(m.key),
 					op: m.exists ? 'put' : 'delete',
-					...(m.exists ? { value: await encodeValue(m.value) } : {}),
+					...(m.exists ? { value: encodeValueSync(m.value, blobs, 0) } : {}),
 					base: m.base,
-				});
+				};
+				for (const { blob, holder } of blobs) holder['~b'] = bytesToBase64url(new Uint8Array(await blob.arrayBuffer()));
+				mutations.push(mutation);
+				byId.set(m.id, mutation);
 			} catch (err) {
-				unencodable.push({ m, reason: String(err.message || err) });
+				unencodable.push({ id: m.id, status: 'unencodable', error: String(err.message || err) });
 			}
 		}
-		if (!mutations.length) {
-			await this.acknowledge(batch, unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason })));
-			return true;
-		}
-		let answer;
+		return { mutations, unencodable, byId };
+	}
+
+	/* Pushes everything pushable, as a pipeline: while the server works on
+	 * batch k, batch k+1 is read (leaving out what is in flight) and
+	 * encoded, and once k is answered k+1 is sent at once while k's
+	 * acknowledgement is written. What it does not change: batch k+1 is
+	 * SENT only after k was answered (so the server sees each record's
+	 * writes in order); an entry is dropped only by the acknowledgement of
+	 * the answer that covers it; ids stay what they are, so a retried push
+	 * is answered as the first time; the acknowledgements commit in batch
+	 * order. A record in k+1 that was also in k is read before k's revision
+	 * is recorded, so its base is set to the revision k's answer gave. Any
+	 * error stops the pipeline after the acknowledgements of the batches
+	 * answered before it. */
+	async pushAll() {
+		const inFlight = new Set(); /* read for a push, not yet acknowledged */
+		const answeredRevs = new Map(); /* pairId -> revision from an answer */
+		let acking = Promise.resolve();
+		let ackFailed = false;
+		let afterJournal = null;
+		const exclusion = () => {
+			const markers = new Map();
+			for (const b of inFlight) for (const m of b) if (m.marker !== undefined) markers.set(m.pid, m.marker);
+			return { afterJournal, markers };
+		};
+		/* Reads and encodes the next batch; with `ahead`, leaving out what
+		 * is in flight. */
+		const prepare = async ahead => {
+			const batch = await this.readBatch(false, ahead ? exclusion() : null);
+			if (batch.journalKeys.length) afterJournal = batch.journalKeys[batch.journalKeys.length - 1];
+			inFlight.add(batch);
+			return { batch, ...(await this.encodeBatch(batch)) };
+		};
+		const rebase = p => {
+			for (const m of p.batch) {
+				if (!answeredRevs.has(m.pid)) continue;
+				m.base = answeredRevs.get(m.pid);
+				const mutation = p.byId.get(m.id);
+				if (mutation) mutation.base = m.base;
+			}
+		};
+		const queueAck = (b, results) => {
+			acking = acking.then(() => this.acknowledge(b, results)).then(() => inFlight.delete(b), err => {
+				ackFailed = true;
+				throw err;
+			});
+			acking.catch(() => {});
+		};
 		try {
-			answer = await this.request('POST', 'v1/push', { mutations });
-		} catch (err) {
-			/* A body over the server's limit: halve the batch until one
-			 * mutation alone is too large, which is then rejected. Other
-			 * client errors for a batch: push one by one to find the
-			 * culprit, and reject only it. */
-			if (err instanceof SyncError && (err.kind === 'too-large' || err.kind === 'client')) {
-				if (mutations.length > 1) {
-					this.batchSize = Math.max(1, Math.floor(mutations.length / 2));
-					return true;
+			let p = await prepare(false);
+			while (p.batch.length && !ackFailed) {
+				const { batch, mutations, unencodable } = p;
+				if (!mutations.length) {
+					queueAck(batch, unencodable);
+					await acking;
+					p = await prepare(true);
+					continue;
 				}
-				await this.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
-				this.reportError(err);
-				return true;
+				const answer = this.request('POST', 'v1/push', { mutations });
+				answer.catch(() => {});
+				const next = prepare(true);
+				next.catch(() => {});
+				let results;
+				try {
+					const body = await answer;
+					results = Array.isArray(body?.results) ? body.results : Array.isArray(body) ? body : null;
+					if (!results) throw new SyncError('server', 'push answer without results');
+				} catch (err) {
+					/* A body over the server's limit: halve the batch until one
+					 * mutation alone is too large, which is then rejected. Other
+					 * client errors for a batch: push one by one to find the
+					 * culprit, and reject only it. The batch read ahead is
+					 * dropped (it only read); reading starts afresh. */
+					await next.catch(() => {});
+					await acking;
+					inFlight.clear();
+					if (!(err instanceof SyncError && (err.kind === 'too-large' || err.kind === 'client'))) throw err;
+					if (mutations.length > 1) {
+						this.batchSize = Math.max(1, Math.floor(mutations.length / 2));
+					} else {
+						await this.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
+						this.reportError(err);
+					}
+					afterJournal = null;
+					p = await prepare(false);
+					continue;
+				}
+				const byId = new Map(batch.map(m => [m.id, m]));
+				for (const r of results) {
+					const m = byId.get(r?.id);
+					if (m && r.status === 'ok') answeredRevs.set(m.pid, r.rev);
+					else if (m && r.status === 'conflict') answeredRevs.set(m.pid, r.current?.rev ?? null);
+				}
+				queueAck(batch, [...results, ...unencodable]);
+				this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
+				p = await next;
+				rebase(p);
 			}
-			throw err;
+		} finally {
+			await acking;
 		}
-		const results = Array.isArray(answer?.results) ? answer.results : Array.isArray(answer) ? answer : null;
-		if (!results) throw new SyncError('server', 'push answer without results');
-		await this.acknowledge(batch, [...results, ...unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason }))]);
-		this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
-		return true;
 	}
 
 	/* Settles a pushed batch in one transaction: revisions recorded, the
@@ -1816,6 +1900,7 @@ export class Sync extends EventTarget {
 			if (now && now.id === m.marker) native.delete.call(outbox, [m.store, m.key]);
 		};
 		const synced = [];
+		const seqs = [];
 		for (const a of acks) {
 			const k = [a.m.store, a.m.key];
 			if (a.rejected) {
@@ -1824,7 +1909,7 @@ export class Sync extends EventTarget {
 				continue;
 			}
 			native.put.call(revs, { rev: a.rev, seq: a.seq, deleted: !a.m.exists }, k);
-			if (typeof a.seq === 'number') this.ownSeqs.add(a.seq);
+			if (typeof a.seq === 'number') seqs.push(a.seq);
 			settle(a.m);
 			if (!rewritten.has(a.m.pid)) synced.push(a.m);
 		}
@@ -1866,6 +1951,8 @@ export class Sync extends EventTarget {
 		} catch (err) {
 			throw classifyLocalError(err);
 		}
+		/* Only once recorded: a pull skips these as this tab's echoes. */
+		for (const seq of seqs) this.ownSeqs.add(seq);
 		if (synced.length) {
 			const byStore = new Map();
 			for (const m of synced) byStore.set(m.store, [...(byStore.get(m.store) || []), m.key]);
@@ -1900,7 +1987,14 @@ export class Sync extends EventTarget {
 
 	/* Pulls one page; returns true when the server has more. */
 	async pullPage() {
-		const since = this.state.checkpoint ?? 0;
+		/* Seqs are global and unique: when the changes right after the
+		 * checkpoint are this tab's own acknowledged pushes, no other change
+		 * lies between them, and pulling them back would only skip them as
+		 * echoes (10,000 pushed records would come back as 10 pages). The
+		 * checkpoint moves past them here and is saved with the next page. */
+		let since = this.state.checkpoint ?? 0;
+		while (this.ownSeqs.has(since + 1)) this.ownSeqs.delete(++since);
+		if (since !== this.state.checkpoint) this.state.checkpoint = since;
 		const answer = await this.request('GET', `v1/pull?since=${encodeURIComponent(since)}&limit=${this.pullLimit}`);
 		if (!answer || !Array.isArray(answer.changes)) throw new SyncError('server', 'pull answer without changes');
 		if (typeof answer.epoch === 'string' && answer.epoch !== this.state.epoch) {

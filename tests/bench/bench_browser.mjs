@@ -14,6 +14,11 @@
 //   2. browser -> acknowledged: the time from the first put() of 10,000
 //      such records until the server acknowledged all of them (outbox
 //      empty). Target: >= 20,000 records/s.
+//
+// IDBMOUNT_LIB=path/to/idbmount.js serves that file as /idbmount.js
+// instead of the daemon's built-in copy, for A/B runs of two versions of
+// the library against the same daemon (e.g. `git show main:src/web/idbmount.js
+// > /tmp/old.js`, then alternate runs with and without it).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -31,8 +36,17 @@ const browser = await chromium.launch({
 	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
 		'--disable-component-update', '--disable-sync', '--no-first-run'],
 });
-try {
+/* Every page of the benchmark gets the library under test. */
+async function benchPage() {
 	const page = await browser.newPage();
+	if (process.env.IDBMOUNT_LIB) {
+		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
+		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
+	}
+	return page;
+}
+try {
+	const page = await benchPage();
 	await page.goto(d.url + '/healthz');
 	await page.setContent('<!doctype html><title>bench</title>');
 	const capture = await page.evaluate(async N => {
@@ -70,7 +84,7 @@ try {
 		return { raw: median(times.raw), captured: median(times.captured) };
 	}, N);
 
-	const page2 = await browser.newPage();
+	const page2 = await benchPage();
 	await page2.goto(d.url + '/healthz');
 	await page2.setContent('<!doctype html><title>bench</title>');
 	const ack = await page2.evaluate(async ({ N, token }) => {
@@ -113,7 +127,7 @@ try {
 			`target >= 20,000 rec/s; ${files} files in the mount`],
 	];
 	const w = [0, 1, 2, 3].map(i => Math.max(...rows.map(r => r[i].length), 4));
-	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}`);
+	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}, library ${process.env.IDBMOUNT_LIB || 'built in'}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
 } finally {
 	await browser.close();
