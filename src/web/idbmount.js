@@ -271,6 +271,7 @@ let captureFilter = null;          /* null: capture nothing; else name => bool *
 const capturedNames = new Set();   /* names opened with openDatabase() */
 const requestedStores = new Map(); /* db name -> [store definitions] the sync wants created */
 const dirtyListeners = new Map();  /* db name -> Set of callbacks (tab-local) */
+const refusedListeners = new Map(); /* db name -> Set of callbacks(error) for captured transactions the browser refused (tab-local) */
 let channels = new Map();          /* db name -> BroadcastChannel */
 let mutationCounter = 0;
 const sessionId = (() => {
@@ -300,6 +301,17 @@ function channelFor(dbName) {
 		channels.set(dbName, ch);
 	}
 	return ch;
+}
+
+/* Closes the channel of `dbName`; the next channelFor() opens a new one. A
+ * page in the back/forward cache must not be reachable by one: Chromium
+ * evicts a cached page that has a BroadcastChannel listener when a message
+ * arrives. */
+function closeChannel(dbName) {
+	const ch = channels.get(dbName);
+	if (!ch) return;
+	ch.close();
+	channels.delete(dbName);
 }
 
 const pendingDirty = new Set();
@@ -341,6 +353,14 @@ function captureContext(tx) {
 			const dbName = tx.db.name;
 			tx.addEventListener('complete', () => {
 				if (c.wrote) announceDirty(dbName);
+			});
+			/* A full disk aborts the app's transaction as a whole (its writes
+			 * and their journal record together): nothing half-written to
+			 * sync, but the app's Sync says so as an event, since a drop-in
+			 * app may not look at its transactions' errors. */
+			tx.addEventListener('abort', () => {
+				if (tx.error && tx.error.name === 'QuotaExceededError')
+					for (const cb of refusedListeners.get(dbName) || []) cb(tx.error);
 			});
 		}
 	}
@@ -1220,6 +1240,14 @@ export class Sync extends EventTarget {
 
 	setState(patch) {
 		Object.assign(this.state, patch);
+		/* A frozen page's listeners would start work (a list that reads
+		 * the database on every status) that cannot finish until it
+		 * resumes, and an unfinished IndexedDB transaction there blocks
+		 * every other tab's writes: the status is told on resume. */
+		if (this.frozen) {
+			this.statusWhenResumed = true;
+			return;
+		}
 		this.dispatchEvent(Object.assign(new Event('status'), { status: { ...this.state } }));
 		if (this.state.leader) channelFor(this.database)?.postMessage({ type: 'status', status: { ...this.state } });
 	}
@@ -1253,6 +1281,7 @@ export class Sync extends EventTarget {
 		if (!db) return null;
 		if (records === null) records = await done(native.txObjectStore.call(db.transaction([JOURNAL], 'readonly'), JOURNAL).count());
 		if (!this.needsCompaction(records, all)) return db;
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
@@ -1349,11 +1378,12 @@ export class Sync extends EventTarget {
 		this.stopController = new AbortController();
 		const signal = this.stopController.signal;
 		dirtyListeners.set(this.database, (dirtyListeners.get(this.database) || new Set()).add(this.onDirty = () => this.wake()));
-		const ch = channelFor(this.database);
-		if (ch) {
-			this.onMessage = ev => this.fromOtherTab(ev.data);
-			ch.addEventListener('message', this.onMessage);
-		}
+		this.onRefused = err => this.reportError(new SyncError('quota',
+			'the browser refused to store a write of this app (quota exceeded: ' + (err.message || err.name) + '); that transaction was rolled back as a whole, everything committed before is kept and syncs'));
+		refusedListeners.set(this.database, (refusedListeners.get(this.database) || new Set()).add(this.onRefused));
+		this.onMessage = ev => this.fromOtherTab(ev.data);
+		this.channel = channelFor(this.database);
+		this.channel?.addEventListener('message', this.onMessage);
 		if (typeof addEventListener === 'function' && typeof window === 'object') {
 			this.onOnline = () => {
 				this.setState({ online: true });
@@ -1366,13 +1396,44 @@ export class Sync extends EventTarget {
 			addEventListener('offline', this.onOffline, { signal });
 		}
 		if (typeof document === 'object' && document && typeof document.addEventListener === 'function') {
+			/* Hidden, frozen (a background tab the browser stops running),
+			 * or leaving (pagehide: closed, or kept in the back/forward
+			 * cache, where a held Web Lock or an open request would keep it
+			 * out): let go at once. Shown, resumed or restored: sync again. */
 			const onHide = () => this.releaseLeadership();
+			const onShow = () => {
+				if (document.visibilityState !== 'hidden') this.seekLeadership();
+			};
+			const onFreeze = () => {
+				this.frozen = true;
+				onHide();
+			};
+			const onResume = () => {
+				this.frozen = false;
+				if (this.statusWhenResumed) {
+					this.statusWhenResumed = false;
+					this.setState({});
+				}
+				onShow();
+			};
 			document.addEventListener('visibilitychange', () => {
 				if (document.visibilityState === 'hidden') onHide();
-				else this.seekLeadership();
+				else onShow();
 			}, { signal });
-			document.addEventListener('freeze', onHide, { signal });
-			document.addEventListener('resume', () => this.seekLeadership(), { signal });
+			document.addEventListener('freeze', onFreeze, { signal });
+			document.addEventListener('resume', onResume, { signal });
+			if (typeof window === 'object' && typeof window.addEventListener === 'function') {
+				window.addEventListener('pagehide', () => {
+					onFreeze();
+					closeChannel(this.database);
+				}, { signal });
+				window.addEventListener('pageshow', ev => {
+					if (!ev.persisted) return;
+					this.channel = channelFor(this.database);
+					this.channel?.addEventListener('message', this.onMessage);
+					onResume();
+				}, { signal });
+			}
 		}
 		this.seekLeadership();
 	}
@@ -1387,7 +1448,9 @@ export class Sync extends EventTarget {
 		this.stopController.abort();
 		this.releaseLeadership();
 		dirtyListeners.get(this.database)?.delete(this.onDirty);
-		if (this.onMessage) channelFor(this.database)?.removeEventListener('message', this.onMessage);
+		refusedListeners.get(this.database)?.delete(this.onRefused);
+		this.channel?.removeEventListener('message', this.onMessage);
+		this.channel = null;
 		if (this.db) this.db.close();
 		this.db = null;
 	}
@@ -1447,17 +1510,32 @@ export class Sync extends EventTarget {
 		}
 	}
 
+	/* Asks for the Web Lock; holding it, this tab leads. The lock is given
+	 * back when lead() ends or, sooner, when releaseLeadership() is called:
+	 * a page being frozen runs no more tasks after its freeze event, so
+	 * waiting there for the cycle to wind down would keep the lock (and
+	 * every other tab without sync) for as long as the page stays frozen.
+	 * A cycle still under way when the lock went back acknowledges and
+	 * applies nothing more (checkLead), and the next lead of this tab
+	 * starts only after it ended. */
 	seekLeadership() {
 		if (this.stopped || this.leaderController) return;
 		const controller = (this.leaderController = new AbortController());
 		this.leaderSignal = controller.signal;
 		const locks = this.useLock && typeof navigator === 'object' && navigator?.locks;
-		const lead = () => this.lead(controller.signal);
+		const previous = this.leading || Promise.resolve();
+		const lead = () => {
+			const run = (this.leading = previous.then(() => (controller.signal.aborted ? undefined : this.lead(controller.signal))));
+			return run;
+		};
 		if (!locks) {
 			lead();
 			return;
 		}
-		locks.request('idbmount-sync:' + this.url + ':' + this.database, { signal: controller.signal }, lead).catch(() => {
+		locks.request('idbmount-sync:' + this.url + ':' + this.database, { signal: controller.signal }, () => new Promise(resolve => {
+			controller.releaseLock = resolve;
+			lead().then(resolve, resolve);
+		})).catch(() => {
 			/* aborted while waiting: the page was hidden or sync stopped */
 		});
 	}
@@ -1465,7 +1543,18 @@ export class Sync extends EventTarget {
 	releaseLeadership() {
 		const c = this.leaderController;
 		this.leaderController = null;
-		if (c) c.abort();
+		if (c) {
+			c.abort();
+			c.releaseLock?.();
+		}
+	}
+
+	/* Throws when the cycle under way no longer belongs to a leading tab
+	 * (the lock went back: hidden, frozen, stopped): another tab may be
+	 * syncing now, so this one writes nothing more of the sync's own. What
+	 * it pushed stays pending and is pushed again with the same ids. */
+	checkLead() {
+		if (this.cycleSignal?.aborted) throw new SyncError('local', 'this tab let go of sync in the middle of a cycle');
 	}
 
 	/* The syncing tab's life: runs until `signal` aborts (hidden, frozen,
@@ -1505,7 +1594,7 @@ export class Sync extends EventTarget {
 				method,
 				headers: { Authorization: 'Bearer ' + this.token, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
 				body: body !== undefined ? JSON.stringify(body) : undefined,
-				signal: this.leaderSignal,
+				signal: this.cycleSignal ?? this.leaderSignal,
 			});
 		} catch (err) {
 			if (this.state.online) this.setState({ online: false });
@@ -1556,6 +1645,7 @@ export class Sync extends EventTarget {
 	/* --- one round: schema, push everything, pull everything --------------- */
 
 	async cycle() {
+		this.cycleSignal = this.leaderSignal;
 		this.setState({ syncing: true });
 		let blocked = false;
 		try {
@@ -1873,6 +1963,7 @@ export class Sync extends EventTarget {
 
 		const db = await this.connection();
 		const names = this.storeNames(db);
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
@@ -2025,6 +2116,7 @@ export class Sync extends EventTarget {
 		 * checkpoint), then the stores are created; applyParked puts them in. */
 		const unknown = [...new Set(changes.map(c => c.store).filter(s => !db.objectStoreNames.contains(s) && !isInternalStoreName(s)))];
 		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
