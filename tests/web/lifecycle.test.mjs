@@ -44,7 +44,7 @@ before(async () => {
 	profile = fs.mkdtempSync(path.join(os.tmpdir(), 'idbmount-chromium-'));
 	chromeProcess = spawn(CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
 		'--disable-component-update', '--disable-sync', '--no-first-run', '--remote-debugging-port=0',
-		'--user-data-dir=' + profile, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+		'--user-data-dir=' + profile, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
 	const endpoint = await new Promise((resolve, reject) => {
 		let text = '';
 		chromeProcess.stderr.on('data', chunk => {
@@ -57,13 +57,22 @@ before(async () => {
 	browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
 });
 after(async () => {
-	await browser?.close();
-	if (chromeProcess && chromeProcess.exitCode === null) {
-		const gone = new Promise(resolve => chromeProcess.on('exit', resolve));
-		chromeProcess.kill();
+	if (chromeProcess) {
+		const gone = new Promise(resolve => {
+			if (chromeProcess.exitCode !== null || chromeProcess.signalCode !== null) resolve();
+			else chromeProcess.on('exit', resolve);
+		});
+		await Promise.race([browser?.close(), new Promise(resolve => setTimeout(resolve, 10000))]);
+		/* Chromium's helper processes (its own process group, started
+		 * detached above) may outlive it and still write to the profile. */
+		try {
+			process.kill(-chromeProcess.pid, 'SIGKILL');
+		} catch {
+			/* already gone */
+		}
 		await gone;
 	}
-	if (profile) fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+	if (profile) fs.rmSync(profile, { recursive: true, force: true, maxRetries: 20, retryDelay: 250 });
 	await d?.cleanup();
 });
 
@@ -250,15 +259,26 @@ async function frozenAndResumed(context, pages) {
 		for (const type of ['freeze', 'resume']) document.addEventListener(type, () => window.lifecycle.push(type));
 	});
 	await eventually(async () => (await metric('idbmount_http_event_streams')) === 1, 'page A follows /v1/events');
+	// A is frozen in the middle of a cycle: its push is held on the way.
+	let heldPush = null;
+	await a.route('**/v1/push', route => {
+		heldPush = route;
+	});
+	await a.evaluate(() => window.demo.db.put('notes', 'pushed by A, frozen on the way', 'held'));
+	await eventually(() => heldPush, 'A\'s push to be on its way');
+	const since = d.changes().at(-1)?.seq ?? 0;
 	const cdp = await context.newCDPSession(a);
 	await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
 	// A runs no script now: its lock and its stream went in its freeze event.
 	await eventually(async () => (await metric('idbmount_http_event_streams')) === 0, 'the frozen page\'s event stream to close');
 	const b = await demoPage(context, 'frozen'); /* waits until B holds the lock */
 	pages.push(b);
+	await eventually(() => fs.existsSync(note('frozen', 'held')), 'B pushes what A was pushing');
 	await b.evaluate(() => window.demo.db.put('notes', 'from b', 'b1'));
 	await eventually(() => fs.existsSync(note('frozen', 'b1')), 'B\'s write reaches the mount while A is frozen');
 	await b.close();
+	await heldPush.continue().catch(() => {}); /* A's fetch was aborted: nothing may come of it */
+	await a.unroute('**/v1/push');
 	await cdp.send('Page.setWebLifecycleState', { state: 'active' });
 	assert.deepEqual(await a.evaluate(() => window.lifecycle), ['freeze', 'resume']);
 	await a.waitForFunction(() => window.demo.sync.state.leader);
@@ -269,6 +289,8 @@ async function frozenAndResumed(context, pages) {
 	await eventually(() => a.evaluate(async () => (await window.demo.db.get('notes', 'm1')) === 'from the mount'),
 		'a change on the mount reaches the resumed page');
 	assert.deepEqual(await a.evaluate(() => window.syncErrors.filter(e => e.kind !== 'offline')), []);
+	assert.equal(d.changes(since).filter(c => c.key === 'held').length, 1, 'the write A and B both pushed was applied once');
+	assert.equal(await a.evaluate(() => window.demo.sync.outboxLength()), 0);
 }
 
 test('a page kept in the back/forward cache lets go of sync and syncs again when restored', async () => {
