@@ -1525,7 +1525,7 @@ export class Sync extends EventTarget {
 		const locks = this.useLock && typeof navigator === 'object' && navigator?.locks;
 		const previous = this.leading || Promise.resolve();
 		const lead = () => {
-			const run = (this.leading = previous.then(() => (controller.signal.aborted ? undefined : this.lead(controller.signal))));
+			const run = (this.leading = previous.catch(() => {}).then(() => (controller.signal.aborted ? undefined : this.lead(controller.signal))));
 			return run;
 		};
 		if (!locks) {
@@ -1594,7 +1594,7 @@ export class Sync extends EventTarget {
 				method,
 				headers: { Authorization: 'Bearer ' + this.token, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
 				body: body !== undefined ? JSON.stringify(body) : undefined,
-				signal: this.cycleSignal ?? this.leaderSignal,
+				signal: this.cycleSignal ?? (this.leaderController ? this.leaderSignal : undefined),
 			});
 		} catch (err) {
 			if (this.state.online) this.setState({ online: false });
@@ -1645,7 +1645,9 @@ export class Sync extends EventTarget {
 	/* --- one round: schema, push everything, pull everything --------------- */
 
 	async cycle() {
-		this.cycleSignal = this.leaderSignal;
+		/* The signal of the lead this cycle runs under; none for a cycle
+		 * called directly on a Sync that does not lead (tests, tools). */
+		this.cycleSignal = this.leaderController ? this.leaderSignal : null;
 		this.setState({ syncing: true });
 		let blocked = false;
 		try {
