@@ -203,7 +203,10 @@ export interface SyncOptions {
 export interface SyncErrorInfo {
 	/** offline | auth (401: revoked or wrong token; sync waits for
 	 * setToken) | forbidden (403) | too-large (413) | client (other 4xx) |
-	 * server (5xx, 429) | quota (the browser refused to store) | local */
+	 * server (5xx, 429) | quota (the browser refused to store: an app
+	 * transaction, rolled back as a whole and reported by every Sync of the
+	 * tab that made it, or the sync's own acknowledgement or pulled page,
+	 * rolled back and retried) | local */
 	kind: 'offline' | 'auth' | 'forbidden' | 'too-large' | 'client' | 'server' | 'quota' | 'local';
 	status: number;
 	message: string;

@@ -271,6 +271,7 @@ let captureFilter = null;          /* null: capture nothing; else name => bool *
 const capturedNames = new Set();   /* names opened with openDatabase() */
 const requestedStores = new Map(); /* db name -> [store definitions] the sync wants created */
 const dirtyListeners = new Map();  /* db name -> Set of callbacks (tab-local) */
+const refusedListeners = new Map(); /* db name -> Set of callbacks(error) for captured transactions the browser refused (tab-local) */
 let channels = new Map();          /* db name -> BroadcastChannel */
 let mutationCounter = 0;
 const sessionId = (() => {
@@ -300,6 +301,17 @@ function channelFor(dbName) {
 		channels.set(dbName, ch);
 	}
 	return ch;
+}
+
+/* Closes the channel of `dbName`; the next channelFor() opens a new one. A
+ * page in the back/forward cache must not be reachable by one: Chromium
+ * evicts a cached page that has a BroadcastChannel listener when a message
+ * arrives. */
+function closeChannel(dbName) {
+	const ch = channels.get(dbName);
+	if (!ch) return;
+	ch.close();
+	channels.delete(dbName);
 }
 
 const pendingDirty = new Set();
@@ -341,6 +353,14 @@ function captureContext(tx) {
 			const dbName = tx.db.name;
 			tx.addEventListener('complete', () => {
 				if (c.wrote) announceDirty(dbName);
+			});
+			/* A full disk aborts the app's transaction as a whole (its writes
+			 * and their journal record together): nothing half-written to
+			 * sync, but the app's Sync says so as an event, since a drop-in
+			 * app may not look at its transactions' errors. */
+			tx.addEventListener('abort', () => {
+				if (tx.error && tx.error.name === 'QuotaExceededError')
+					for (const cb of refusedListeners.get(dbName) || []) cb(tx.error);
 			});
 		}
 	}
@@ -1220,6 +1240,14 @@ export class Sync extends EventTarget {
 
 	setState(patch) {
 		Object.assign(this.state, patch);
+		/* A frozen page's listeners would start work (a list that reads
+		 * the database on every status) that cannot finish until it
+		 * resumes, and an unfinished IndexedDB transaction there blocks
+		 * every other tab's writes: the status is told on resume. */
+		if (this.frozen) {
+			this.statusWhenResumed = true;
+			return;
+		}
 		this.dispatchEvent(Object.assign(new Event('status'), { status: { ...this.state } }));
 		if (this.state.leader) channelFor(this.database)?.postMessage({ type: 'status', status: { ...this.state } });
 	}
@@ -1253,6 +1281,7 @@ export class Sync extends EventTarget {
 		if (!db) return null;
 		if (records === null) records = await done(native.txObjectStore.call(db.transaction([JOURNAL], 'readonly'), JOURNAL).count());
 		if (!this.needsCompaction(records, all)) return db;
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
@@ -1349,11 +1378,12 @@ export class Sync extends EventTarget {
 		this.stopController = new AbortController();
 		const signal = this.stopController.signal;
 		dirtyListeners.set(this.database, (dirtyListeners.get(this.database) || new Set()).add(this.onDirty = () => this.wake()));
-		const ch = channelFor(this.database);
-		if (ch) {
-			this.onMessage = ev => this.fromOtherTab(ev.data);
-			ch.addEventListener('message', this.onMessage);
-		}
+		this.onRefused = err => this.reportError(new SyncError('quota',
+			'the browser refused to store a write of this app (quota exceeded: ' + (err.message || err.name) + '); that transaction was rolled back as a whole, everything committed before is kept and syncs'));
+		refusedListeners.set(this.database, (refusedListeners.get(this.database) || new Set()).add(this.onRefused));
+		this.onMessage = ev => this.fromOtherTab(ev.data);
+		this.channel = channelFor(this.database);
+		this.channel?.addEventListener('message', this.onMessage);
 		if (typeof addEventListener === 'function' && typeof window === 'object') {
 			this.onOnline = () => {
 				this.setState({ online: true });
@@ -1366,13 +1396,44 @@ export class Sync extends EventTarget {
 			addEventListener('offline', this.onOffline, { signal });
 		}
 		if (typeof document === 'object' && document && typeof document.addEventListener === 'function') {
+			/* Hidden, frozen (a background tab the browser stops running),
+			 * or leaving (pagehide: closed, or kept in the back/forward
+			 * cache, where a held Web Lock or an open request would keep it
+			 * out): let go at once. Shown, resumed or restored: sync again. */
 			const onHide = () => this.releaseLeadership();
+			const onShow = () => {
+				if (document.visibilityState !== 'hidden') this.seekLeadership();
+			};
+			const onFreeze = () => {
+				this.frozen = true;
+				onHide();
+			};
+			const onResume = () => {
+				this.frozen = false;
+				if (this.statusWhenResumed) {
+					this.statusWhenResumed = false;
+					this.setState({});
+				}
+				onShow();
+			};
 			document.addEventListener('visibilitychange', () => {
 				if (document.visibilityState === 'hidden') onHide();
-				else this.seekLeadership();
+				else onShow();
 			}, { signal });
-			document.addEventListener('freeze', onHide, { signal });
-			document.addEventListener('resume', () => this.seekLeadership(), { signal });
+			document.addEventListener('freeze', onFreeze, { signal });
+			document.addEventListener('resume', onResume, { signal });
+			if (typeof window === 'object' && typeof window.addEventListener === 'function') {
+				window.addEventListener('pagehide', () => {
+					onFreeze();
+					closeChannel(this.database);
+				}, { signal });
+				window.addEventListener('pageshow', ev => {
+					if (!ev.persisted) return;
+					this.channel = channelFor(this.database);
+					this.channel?.addEventListener('message', this.onMessage);
+					onResume();
+				}, { signal });
+			}
 		}
 		this.seekLeadership();
 	}
@@ -1387,7 +1448,9 @@ export class Sync extends EventTarget {
 		this.stopController.abort();
 		this.releaseLeadership();
 		dirtyListeners.get(this.database)?.delete(this.onDirty);
-		if (this.onMessage) channelFor(this.database)?.removeEventListener('message', this.onMessage);
+		refusedListeners.get(this.database)?.delete(this.onRefused);
+		this.channel?.removeEventListener('message', this.onMessage);
+		this.channel = null;
 		if (this.db) this.db.close();
 		this.db = null;
 	}
@@ -1447,17 +1510,32 @@ export class Sync extends EventTarget {
 		}
 	}
 
+	/* Asks for the Web Lock; holding it, this tab leads. The lock is given
+	 * back when lead() ends or, sooner, when releaseLeadership() is called:
+	 * a page being frozen runs no more tasks after its freeze event, so
+	 * waiting there for the cycle to wind down would keep the lock (and
+	 * every other tab without sync) for as long as the page stays frozen.
+	 * A cycle still under way when the lock went back acknowledges and
+	 * applies nothing more (checkLead), and the next lead of this tab
+	 * starts only after it ended. */
 	seekLeadership() {
 		if (this.stopped || this.leaderController) return;
 		const controller = (this.leaderController = new AbortController());
 		this.leaderSignal = controller.signal;
 		const locks = this.useLock && typeof navigator === 'object' && navigator?.locks;
-		const lead = () => this.lead(controller.signal);
+		const previous = this.leading || Promise.resolve();
+		const lead = () => {
+			const run = (this.leading = previous.catch(() => {}).then(() => (controller.signal.aborted ? undefined : this.lead(controller.signal))));
+			return run;
+		};
 		if (!locks) {
 			lead();
 			return;
 		}
-		locks.request('idbmount-sync:' + this.url + ':' + this.database, { signal: controller.signal }, lead).catch(() => {
+		locks.request('idbmount-sync:' + this.url + ':' + this.database, { signal: controller.signal }, () => new Promise(resolve => {
+			controller.releaseLock = resolve;
+			lead().then(resolve, resolve);
+		})).catch(() => {
 			/* aborted while waiting: the page was hidden or sync stopped */
 		});
 	}
@@ -1465,7 +1543,18 @@ export class Sync extends EventTarget {
 	releaseLeadership() {
 		const c = this.leaderController;
 		this.leaderController = null;
-		if (c) c.abort();
+		if (c) {
+			c.abort();
+			c.releaseLock?.();
+		}
+	}
+
+	/* Throws when the cycle under way no longer belongs to a leading tab
+	 * (the lock went back: hidden, frozen, stopped): another tab may be
+	 * syncing now, so this one writes nothing more of the sync's own. What
+	 * it pushed stays pending and is pushed again with the same ids. */
+	checkLead() {
+		if (this.cycleSignal?.aborted) throw new SyncError('local', 'this tab let go of sync in the middle of a cycle');
 	}
 
 	/* The syncing tab's life: runs until `signal` aborts (hidden, frozen,
@@ -1505,7 +1594,7 @@ export class Sync extends EventTarget {
 				method,
 				headers: { Authorization: 'Bearer ' + this.token, ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}) },
 				body: body !== undefined ? JSON.stringify(body) : undefined,
-				signal: this.leaderSignal,
+				signal: this.cycleSignal ?? (this.leaderController ? this.leaderSignal : undefined),
 			});
 		} catch (err) {
 			if (this.state.online) this.setState({ online: false });
@@ -1556,6 +1645,9 @@ export class Sync extends EventTarget {
 	/* --- one round: schema, push everything, pull everything --------------- */
 
 	async cycle() {
+		/* The signal of the lead this cycle runs under; none for a cycle
+		 * called directly on a Sync that does not lead (tests, tools). */
+		this.cycleSignal = this.leaderController ? this.leaderSignal : null;
 		this.setState({ syncing: true });
 		let blocked = false;
 		try {
@@ -1567,7 +1659,7 @@ export class Sync extends EventTarget {
 			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
 			if ((blocked = !!this.upgradeWait)) return;
-			while (await this.pushBatch()) { /* until the outbox holds nothing pushable */ }
+			await this.pushAll();
 			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
 			if ((blocked = !!this.upgradeWait)) return;
 			await this.applyParked();
@@ -1613,6 +1705,7 @@ export class Sync extends EventTarget {
 		native.delete.call(meta, 'delivered');
 		await finished(tx);
 		this.schemaSent = false;
+		this.ownSeqs.clear(); /* seqs of the old data directory */
 		this.setState({ checkpoint: 0, delivered: null, epoch });
 		this.reportError(new SyncError('server', 'the server\'s data directory is new (epoch changed): pulling everything again'));
 	}
@@ -1645,8 +1738,11 @@ export class Sync extends EventTarget {
 	 * journal records, up to batchSize keys; each key once, with the value
 	 * its record holds now and the revision it is based on. A journal
 	 * write's mutation id is "<install id>.<journal key>.<index>": stable
-	 * across retries, unique across browsers. */
-	async readBatch(compacted = false) {
+	 * across retries, unique across browsers. With `exclude` (see pushAll)
+	 * the writes of batches still in flight are left out: journal records
+	 * up to exclude.afterJournal and the outbox markers of exclude.markers
+	 * (pairId -> marker id), and nothing is compacted. */
+	async readBatch(compacted = false, exclude = null) {
 		const db = await this.connection();
 		const names = this.storeNames(db);
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readonly');
@@ -1656,7 +1752,7 @@ export class Sync extends EventTarget {
 		/* Counted in this transaction: a separate one would wait behind the
 		 * app's writes (they all hold the journal) once more per batch. */
 		const records = await done(journal.count());
-		if (!compacted && this.needsCompaction(records)) {
+		if (!compacted && !exclude && this.needsCompaction(records)) {
 			await this.compact(false, records);
 			return this.readBatch(true);
 		}
@@ -1670,7 +1766,8 @@ export class Sync extends EventTarget {
 				if (!c) return resolve();
 				const id = pairId(c.key[0], c.key[1]);
 				outboxIds.set(id, c.value.id);
-				if (!c.value.rejected && picked.size < this.batchSize)
+				const inFlight = exclude !== null && exclude.markers.get(id) === c.value.id;
+				if (!c.value.rejected && !inFlight && picked.size < this.batchSize)
 					picked.set(id, { store: c.key[0], key: c.key[1], id: c.value.id, from: 'outbox' });
 				c.continue();
 			};
@@ -1678,7 +1775,8 @@ export class Sync extends EventTarget {
 		});
 		if (picked.size < this.batchSize) {
 			await new Promise((resolve, reject) => {
-				const req = journal.openCursor();
+				const after = exclude?.afterJournal ?? null;
+				const req = journal.openCursor(after === null ? null : IDBKeyRange.lowerBound(after, true));
 				req.onsuccess = () => {
 					const c = req.result;
 					if (!c) return resolve();
@@ -1714,55 +1812,133 @@ export class Sync extends EventTarget {
 		batch.journalKeys = journalKeys;
 		return batch;
 	}
-	/* Pushes one batch; returns true when there may be more to push. */
-	async pushBatch() {
-		const batch = await this.readBatch();
-		if (!batch.length) return false;
+	/* Encodes a batch: {mutations, unencodable: [results], byId: Map id ->
+	 * mutation}. Values without Blobs are encoded without an await each. */
+	async encodeBatch(batch) {
 		const mutations = [];
 		const unencodable = [];
+		const byId = new Map();
 		for (const m of batch) {
 			try {
-				mutations.push({
+				const blobs = [];
+				const mutation = {
 					id: m.id,
 					db: this.database,
 					store: m.store,
 					key: encodeKey(m.key),
 					op: m.exists ? 'put' : 'delete',
-					...(m.exists ? { value: await encodeValue(m.value) } : {}),
+					...(m.exists ? { value: encodeValueSync(m.value, blobs, 0) } : {}),
 					base: m.base,
-				});
+				};
+				for (const { blob, holder } of blobs) holder['~b'] = bytesToBase64url(new Uint8Array(await blob.arrayBuffer()));
+				mutations.push(mutation);
+				byId.set(m.id, mutation);
 			} catch (err) {
-				unencodable.push({ m, reason: String(err.message || err) });
+				unencodable.push({ id: m.id, status: 'unencodable', error: String(err.message || err) });
 			}
 		}
-		if (!mutations.length) {
-			await this.acknowledge(batch, unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason })));
-			return true;
-		}
-		let answer;
+		return { mutations, unencodable, byId };
+	}
+
+	/* Pushes everything pushable, as a pipeline: while the server works on
+	 * batch k, batch k+1 is read (leaving out what is in flight) and
+	 * encoded, and once k is answered k+1 is sent at once while k's
+	 * acknowledgement is written. What it does not change: batch k+1 is
+	 * SENT only after k was answered (so the server sees each record's
+	 * writes in order); an entry is dropped only by the acknowledgement of
+	 * the answer that covers it; ids stay what they are, so a retried push
+	 * is answered as the first time; the acknowledgements commit in batch
+	 * order. A record in k+1 that was also in k is read before k's revision
+	 * is recorded, so its base is set to the revision k's answer gave. Any
+	 * error stops the pipeline after the acknowledgements of the batches
+	 * answered before it. */
+	async pushAll() {
+		const inFlight = new Set(); /* read for a push, not yet acknowledged */
+		const answeredRevs = new Map(); /* pairId -> revision from an answer */
+		let acking = Promise.resolve();
+		let ackFailed = false;
+		let afterJournal = null;
+		const exclusion = () => {
+			const markers = new Map();
+			for (const b of inFlight) for (const m of b) if (m.marker !== undefined) markers.set(m.pid, m.marker);
+			return { afterJournal, markers };
+		};
+		/* Reads and encodes the next batch; with `ahead`, leaving out what
+		 * is in flight. */
+		const prepare = async ahead => {
+			const batch = await this.readBatch(false, ahead ? exclusion() : null);
+			if (batch.journalKeys.length) afterJournal = batch.journalKeys[batch.journalKeys.length - 1];
+			inFlight.add(batch);
+			return { batch, ...(await this.encodeBatch(batch)) };
+		};
+		const rebase = p => {
+			for (const m of p.batch) {
+				if (!answeredRevs.has(m.pid)) continue;
+				m.base = answeredRevs.get(m.pid);
+				const mutation = p.byId.get(m.id);
+				if (mutation) mutation.base = m.base;
+			}
+		};
+		const queueAck = (b, results) => {
+			acking = acking.then(() => this.acknowledge(b, results)).then(() => inFlight.delete(b), err => {
+				ackFailed = true;
+				throw err;
+			});
+			acking.catch(() => {});
+		};
 		try {
-			answer = await this.request('POST', 'v1/push', { mutations });
-		} catch (err) {
-			/* A body over the server's limit: halve the batch until one
-			 * mutation alone is too large, which is then rejected. Other
-			 * client errors for a batch: push one by one to find the
-			 * culprit, and reject only it. */
-			if (err instanceof SyncError && (err.kind === 'too-large' || err.kind === 'client')) {
-				if (mutations.length > 1) {
-					this.batchSize = Math.max(1, Math.floor(mutations.length / 2));
-					return true;
+			let p = await prepare(false);
+			while (p.batch.length && !ackFailed) {
+				const { batch, mutations, unencodable } = p;
+				if (!mutations.length) {
+					queueAck(batch, unencodable);
+					await acking;
+					p = await prepare(true);
+					continue;
 				}
-				await this.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
-				this.reportError(err);
-				return true;
+				const answer = this.request('POST', 'v1/push', { mutations });
+				answer.catch(() => {});
+				const next = prepare(true);
+				next.catch(() => {});
+				let results;
+				try {
+					const body = await answer;
+					results = Array.isArray(body?.results) ? body.results : Array.isArray(body) ? body : null;
+					if (!results) throw new SyncError('server', 'push answer without results');
+				} catch (err) {
+					/* A body over the server's limit: halve the batch until one
+					 * mutation alone is too large, which is then rejected. Other
+					 * client errors for a batch: push one by one to find the
+					 * culprit, and reject only it. The batch read ahead is
+					 * dropped (it only read); reading starts afresh. */
+					await next.catch(() => {});
+					await acking;
+					inFlight.clear();
+					if (!(err instanceof SyncError && (err.kind === 'too-large' || err.kind === 'client'))) throw err;
+					if (mutations.length > 1) {
+						this.batchSize = Math.max(1, Math.floor(mutations.length / 2));
+					} else {
+						await this.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
+						this.reportError(err);
+					}
+					afterJournal = null;
+					p = await prepare(false);
+					continue;
+				}
+				const byId = new Map(batch.map(m => [m.id, m]));
+				for (const r of results) {
+					const m = byId.get(r?.id);
+					if (m && r.status === 'ok') answeredRevs.set(m.pid, r.rev);
+					else if (m && r.status === 'conflict') answeredRevs.set(m.pid, r.current?.rev ?? null);
+				}
+				queueAck(batch, [...results, ...unencodable]);
+				this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
+				p = await next;
+				rebase(p);
 			}
-			throw err;
+		} finally {
+			await acking;
 		}
-		const results = Array.isArray(answer?.results) ? answer.results : Array.isArray(answer) ? answer : null;
-		if (!results) throw new SyncError('server', 'push answer without results');
-		await this.acknowledge(batch, [...results, ...unencodable.map(({ m, reason }) => ({ id: m.id, status: 'unencodable', error: reason }))]);
-		this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
-		return true;
 	}
 
 	/* Settles a pushed batch in one transaction: revisions recorded, the
@@ -1789,6 +1965,7 @@ export class Sync extends EventTarget {
 
 		const db = await this.connection();
 		const names = this.storeNames(db);
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
@@ -1816,6 +1993,7 @@ export class Sync extends EventTarget {
 			if (now && now.id === m.marker) native.delete.call(outbox, [m.store, m.key]);
 		};
 		const synced = [];
+		const seqs = [];
 		for (const a of acks) {
 			const k = [a.m.store, a.m.key];
 			if (a.rejected) {
@@ -1824,7 +2002,7 @@ export class Sync extends EventTarget {
 				continue;
 			}
 			native.put.call(revs, { rev: a.rev, seq: a.seq, deleted: !a.m.exists }, k);
-			if (typeof a.seq === 'number') this.ownSeqs.add(a.seq);
+			if (typeof a.seq === 'number') seqs.push(a.seq);
 			settle(a.m);
 			if (!rewritten.has(a.m.pid)) synced.push(a.m);
 		}
@@ -1866,6 +2044,8 @@ export class Sync extends EventTarget {
 		} catch (err) {
 			throw classifyLocalError(err);
 		}
+		/* Only once recorded: a pull skips these as this tab's echoes. */
+		for (const seq of seqs) this.ownSeqs.add(seq);
 		if (synced.length) {
 			const byStore = new Map();
 			for (const m of synced) byStore.set(m.store, [...(byStore.get(m.store) || []), m.key]);
@@ -1900,7 +2080,14 @@ export class Sync extends EventTarget {
 
 	/* Pulls one page; returns true when the server has more. */
 	async pullPage() {
-		const since = this.state.checkpoint ?? 0;
+		/* Seqs are global and unique: when the changes right after the
+		 * checkpoint are this tab's own acknowledged pushes, no other change
+		 * lies between them, and pulling them back would only skip them as
+		 * echoes (10,000 pushed records would come back as 10 pages). The
+		 * checkpoint moves past them here and is saved with the next page. */
+		let since = this.state.checkpoint ?? 0;
+		while (this.ownSeqs.has(since + 1)) this.ownSeqs.delete(++since);
+		if (since !== this.state.checkpoint) this.state.checkpoint = since;
 		const answer = await this.request('GET', `v1/pull?since=${encodeURIComponent(since)}&limit=${this.pullLimit}`);
 		if (!answer || !Array.isArray(answer.changes)) throw new SyncError('server', 'pull answer without changes');
 		if (typeof answer.epoch === 'string' && answer.epoch !== this.state.epoch) {
@@ -1931,6 +2118,7 @@ export class Sync extends EventTarget {
 		 * checkpoint), then the stores are created; applyParked puts them in. */
 		const unknown = [...new Set(changes.map(c => c.store).filter(s => !db.objectStoreNames.contains(s) && !isInternalStoreName(s)))];
 		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
+		this.checkLead();
 		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);

@@ -14,6 +14,15 @@
 //   2. browser -> acknowledged: the time from the first put() of 10,000
 //      such records until the server acknowledged all of them (outbox
 //      empty). Target: >= 20,000 records/s.
+//   3. outbox -> acknowledged: the same 10,000 records written first with no
+//      sync running (a tab that was offline), then the time from starting
+//      the sync until all are acknowledged: the push path alone, without
+//      the app's writes competing for the same IndexedDB stores.
+//
+// IDBMOUNT_LIB=path/to/idbmount.js serves that file as /idbmount.js
+// instead of the daemon's built-in copy, for A/B runs of two versions of
+// the library against the same daemon (e.g. `git show main:src/web/idbmount.js
+// > /tmp/old.js`, then alternate runs with and without it).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -31,8 +40,17 @@ const browser = await chromium.launch({
 	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
 		'--disable-component-update', '--disable-sync', '--no-first-run'],
 });
-try {
+/* Every page of the benchmark gets the library under test. */
+async function benchPage() {
 	const page = await browser.newPage();
+	if (process.env.IDBMOUNT_LIB) {
+		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
+		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
+	}
+	return page;
+}
+try {
+	const page = await benchPage();
 	await page.goto(d.url + '/healthz');
 	await page.setContent('<!doctype html><title>bench</title>');
 	const capture = await page.evaluate(async N => {
@@ -70,7 +88,7 @@ try {
 		return { raw: median(times.raw), captured: median(times.captured) };
 	}, N);
 
-	const page2 = await browser.newPage();
+	const page2 = await benchPage();
 	await page2.goto(d.url + '/healthz');
 	await page2.setContent('<!doctype html><title>bench</title>');
 	const ack = await page2.evaluate(async ({ N, token }) => {
@@ -105,15 +123,44 @@ try {
 	}, { N, token });
 	const files = fs.readdirSync(d.path('bench', 'ack-bench', 'rows')).length;
 
+	const page3 = await benchPage();
+	await page3.goto(d.url + '/healthz');
+	await page3.setContent('<!doctype html><title>bench</title>');
+	const drain = await page3.evaluate(async ({ N, token }) => {
+		const m = await import('/idbmount.js');
+		const pad = 'x'.repeat(360);
+		const db = await m.openDatabase('drain-bench', { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
+		for (let b = 0; b < N; b += 1000) {
+			await db.transaction(['rows'], 'readwrite', tx => {
+				const s = tx.store('rows');
+				for (let i = b; i < b + 1000; i++) s.raw.put({ id: i, name: 'record ' + i, pad });
+			});
+		}
+		const t0 = performance.now();
+		const sync = db.sync({ token });
+		await new Promise(resolve => {
+			const check = () => {
+				if (sync.state.leader && !sync.state.syncing && sync.state.outbox === 0) resolve();
+			};
+			sync.addEventListener('status', check);
+		});
+		const t1 = performance.now();
+		sync.stop();
+		return { totalMs: t1 - t0 };
+	}, { N, token });
+	const drained = fs.readdirSync(d.path('bench', 'drain-bench', 'rows')).length;
+
 	const rows = [
 		['raw IndexedDB puts, 10 x 1,000', `${capture.raw.toFixed(0)} ms`, `${(N / capture.raw * 1000).toFixed(0)} rec/s`, ''],
 		['captured puts (write + journal record)', `${capture.captured.toFixed(0)} ms`, `${(N / capture.captured * 1000).toFixed(0)} rec/s`,
 			`${(capture.captured / capture.raw).toFixed(2)}x raw (target <= 1.3x)`],
 		['put() -> all acknowledged', `${ack.totalMs.toFixed(0)} ms`, `${(N / ack.totalMs * 1000).toFixed(0)} rec/s`,
 			`target >= 20,000 rec/s; ${files} files in the mount`],
+		['outbox written first -> all acknowledged', `${drain.totalMs.toFixed(0)} ms`, `${(N / drain.totalMs * 1000).toFixed(0)} rec/s`,
+			`${drained} files in the mount`],
 	];
 	const w = [0, 1, 2, 3].map(i => Math.max(...rows.map(r => r[i].length), 4));
-	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}`);
+	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}, library ${process.env.IDBMOUNT_LIB || 'built in'}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
 } finally {
 	await browser.close();

@@ -194,6 +194,46 @@ test('thousands of records go in batches; a retried push is applied once', async
 	db.close();
 });
 
+test('pipelined batches: a record in consecutive batches goes in order, on top of the revision the batch before got', async () => {
+	const db = await idbm.openDatabase('pipe', { version: 1, stores: [{ name: 'rows' }] });
+	let pulls = 0;
+	const countingFetch = (url, init) => {
+		if (String(url).includes('/v1/pull')) pulls++;
+		return fetch(url, init);
+	};
+	/* batchSize 10: each transaction below is one batch, and the next one
+	 * is read while the one before is still unanswered. */
+	const sync = newSync('pipe', { batchSize: 10, pullLimit: 10, fetch: countingFetch });
+	await sync.cycle(); /* catches up with the other tests' changes first */
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	for (let i = 0; i < 5; i++) {
+		await db.transaction(['rows'], 'readwrite', tx => {
+			tx.store('rows').put(i, 'hot');
+			for (let j = 0; j < 9; j++) tx.store('rows').put(`${i}-${j}`, `k${i}-${j}`);
+		});
+	}
+	const since = d.changes().at(-1)?.seq ?? 0;
+	pulls = 0;
+	await sync.cycle();
+	assert.deepEqual(conflicts, [], 'no write conflicted with its own earlier batch');
+	assert.equal(await sync.outboxLength(), 0);
+	const hot = d.changes(since).filter(c => c.db === 'pipe' && c.key === 'hot');
+	/* Each batch pushes what the record holds then (4); each push of "hot"
+	 * was based on the revision the one before made, none conflicted. */
+	assert.equal(hot.length, 5);
+	assert.deepEqual(hot.map(c => c.rev), [1, 2, 3, 4, 5]);
+	assert.equal(fileJson('alice', 'pipe', 'rows', 'hot.json'), 4);
+	assert.equal(fs.readdirSync(d.path('alice', 'pipe', 'rows')).length, 46);
+	assert.equal(await sync.recordState('rows', 'hot'), 'synced');
+	/* 50 changes of this client's own pushes follow the checkpoint: one pull
+	 * (nothing new) instead of 5 pages of echoes. */
+	assert.equal(pulls, 1);
+	assert.equal(sync.state.checkpoint, d.changes().at(-1).seq);
+	sync.stop();
+	db.close();
+});
+
 test('a store made on the mount reaches the browser in a version upgrade', async () => {
 	const db = await idbm.openDatabase('grow', { version: 3, stores: [{ name: 'a' }] });
 	const sync = newSync('grow');
