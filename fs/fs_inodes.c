@@ -135,13 +135,19 @@ bool inodes_maybe_held(uint64_t ino)
 	return held;
 }
 
+/* Whether `dir` was asked about by name (inodes_lock held). */
+static bool dir_asked(uint64_t dir)
+{
+	bool asked = asked_dirs_overflow;
+	for (size_t i = 0; i < asked_dirs_len && !asked; i++)
+		asked = asked_dirs[i] == dir;
+	return asked;
+}
+
 void inodes_names_asked(uint64_t dir)
 {
 	pthread_mutex_lock(&inodes_lock);
-	bool known = asked_dirs_overflow;
-	for (size_t i = 0; i < asked_dirs_len && !known; i++)
-		known = asked_dirs[i] == dir;
-	if (!known) {
+	if (!dir_asked(dir)) {
 		if (asked_dirs_len < ASKED_DIRS_MAX)
 			asked_dirs[asked_dirs_len++] = dir;
 		else
@@ -153,9 +159,7 @@ void inodes_names_asked(uint64_t dir)
 bool inodes_names_maybe_cached(uint64_t dir)
 {
 	pthread_mutex_lock(&inodes_lock);
-	bool asked = asked_dirs_overflow;
-	for (size_t i = 0; i < asked_dirs_len && !asked; i++)
-		asked = asked_dirs[i] == dir;
+	bool asked = dir_asked(dir);
 	pthread_mutex_unlock(&inodes_lock);
 	return asked;
 }

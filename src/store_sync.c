@@ -592,6 +592,22 @@ static void fill_slot(struct push *p, size_t i)
 	sl->prepped = true;
 }
 
+/* Fills slot `i` if no thread has taken it yet, and says it is ready to
+ * a writer that may sleep on it. Returns whether this thread filled it. */
+static bool fill_if_free(struct push *p, size_t i)
+{
+	struct slot *sl = &p->slots[i];
+	int free_state = SLOT_FREE;
+	if (!atomic_compare_exchange_strong(&sl->state, &free_state, SLOT_TAKEN))
+		return false;
+	fill_slot(p, i);
+	pthread_mutex_lock(&p->ready_lock);
+	atomic_store(&sl->state, SLOT_READY);
+	pthread_cond_signal(&p->ready);
+	pthread_mutex_unlock(&p->ready_lock);
+	return true;
+}
+
 /* The second thread: fills slots ahead of the writer. */
 static void *push_ahead(void *arg)
 {
@@ -600,14 +616,7 @@ static void *push_ahead(void *arg)
 		size_t i = atomic_fetch_add(&p->next, 1);
 		if (i >= p->count)
 			break;
-		int free_state = SLOT_FREE;
-		if (!atomic_compare_exchange_strong(&p->slots[i].state, &free_state, SLOT_TAKEN))
-			continue;
-		fill_slot(p, i);
-		pthread_mutex_lock(&p->ready_lock);
-		atomic_store(&p->slots[i].state, SLOT_READY);
-		pthread_cond_signal(&p->ready);
-		pthread_mutex_unlock(&p->ready_lock);
+		fill_if_free(p, i);
 	}
 	return NULL;
 }
@@ -616,25 +625,13 @@ static void *push_ahead(void *arg)
 static struct slot *take_slot(struct push *p, size_t i)
 {
 	struct slot *sl = &p->slots[i];
-	int free_state = SLOT_FREE;
-	if (atomic_compare_exchange_strong(&sl->state, &free_state, SLOT_TAKEN)) {
-		fill_slot(p, i);
-		atomic_store(&sl->state, SLOT_READY);
-	}
+	fill_if_free(p, i);
 	while (atomic_load(&sl->state) != SLOT_READY) {
 		/* push_ahead is on it: rather than wait, fill one from the far
 		 * end (parsing is the larger half of the work). */
 		bool filled = false;
-		while (!filled && p->back > i + 1) {
-			size_t j = --p->back;
-			free_state = SLOT_FREE;
-			if (atomic_compare_exchange_strong(&p->slots[j].state, &free_state,
-			                                   SLOT_TAKEN)) {
-				fill_slot(p, j);
-				atomic_store(&p->slots[j].state, SLOT_READY);
-				filled = true;
-			}
-		}
+		while (!filled && p->back > i + 1)
+			filled = fill_if_free(p, --p->back);
 		if (!filled) {
 			/* Nothing left to fill: sleep until push_ahead has done
 			 * a slot, rather than spin (on a busy machine it may be
