@@ -12,6 +12,7 @@
 #include "idbmount/buf.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 
 /* Appends `value` as compact JSON (no spaces). Returns 0 or -EFBIG/-ENOMEM,
  * -EINVAL for a non-finite real. */
@@ -20,6 +21,28 @@ int json_text_compact(struct buf *out, const json_t *value);
 /* Appends `value` as JSON.stringify(value, null, 2) would, plus "\n": the
  * form of a record file written by the daemon. */
 int json_text_pretty(struct buf *out, const json_t *value);
+
+/* What json_text_pretty_text returns for a text it leaves to jansson. */
+#define JSON_TEXT_DECLINED 1
+
+/* A member json_text_pretty_text looks for on the way: `path` is a string
+ * key path ("" the value itself, "a.b" member b of member a); on return,
+ * `found` and the bytes of its value in the output, start..end. */
+struct json_text_find {
+	const char *path;
+	bool found;
+	size_t start, end;
+};
+
+/* Appends what json_text_pretty appends for the value jansson parses from
+ * `text` (len bytes), without parsing it into a value: one pass, no
+ * allocation per node. Returns 0, or JSON_TEXT_DECLINED (and appends
+ * nothing) for any text it is not sure about: errors, a member name given
+ * twice, integers of more than 18 digits, nesting past 200 levels, objects
+ * of more than 64 members. The caller then parses the text with
+ * json_text_parse, which decides and explains. `find` may be NULL. */
+int json_text_pretty_text(struct buf *out, const char *text, size_t len,
+                          struct json_text_find *find);
 
 /* Appends the JSON text `text` (len bytes) without the whitespace between
  * tokens. Given json_text_pretty's output it appends exactly what
