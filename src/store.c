@@ -1110,6 +1110,52 @@ static void prepared_free(struct prepared_value *p)
 	buf_free(&p->compact);
 }
 
+/* The value laid out straight from its text by json_text_pretty_text, for
+ * record `key` (canonical JSON) under `keypath`: 0 when that is sure and
+ * the key path adds nothing (out-of-line keys, or a string path whose
+ * member holds exactly `key`). Anything else, errors included, returns
+ * JSON_TEXT_DECLINED with `out` as it was: the parsed way then decides and
+ * words the error. `keep_text`: the file is `text` itself (written through
+ * the mount), else the pretty layout (a push's value). */
+static int prepare_text_fast(const char *keypath, const char *key, const char *text, size_t len,
+                             bool keep_text, struct prepared_value *out)
+{
+	json_t *kp = NULL;
+	if (strcmp(keypath, "null") != 0) {
+		kp = json_loads(keypath, JSON_DECODE_ANY, NULL);
+		if (!json_is_string(kp)) {
+			json_decref(kp);
+			return JSON_TEXT_DECLINED;
+		}
+	}
+	struct json_text_find find = {.path = kp ? json_string_value(kp) : NULL};
+	struct buf scratch = BUF_INIT(out->file.max);
+	struct buf *pretty = keep_text ? &scratch : &out->file;
+	int rc = json_text_pretty_text(pretty, text, len, kp ? &find : NULL);
+	if (!rc && kp) {
+		json_t *found = find.found ? json_text_parse(pretty->data + find.start,
+		                                             find.end - find.start, NULL, 0)
+		                           : NULL;
+		char *found_canon = found ? key_canonical_json(found) : NULL;
+		if (!found_canon || strcmp(found_canon, key) != 0)
+			rc = JSON_TEXT_DECLINED;
+		free(found_canon);
+		json_decref(found);
+	}
+	if (!rc && keep_text)
+		rc = buf_append(&out->file, text, len);
+	if (!rc)
+		rc = json_text_unindent(&out->compact, pretty->data, pretty->len);
+	if (rc) {
+		buf_reset(&out->file);
+		buf_reset(&out->compact);
+		rc = JSON_TEXT_DECLINED;
+	}
+	buf_free(&scratch);
+	json_decref(kp);
+	return rc;
+}
+
 /* Prepares a value for record `key` (canonical JSON) under `keypath` (the
  * store's key path, JSON text). `text` (len
  * bytes, may be NULL) is file content to keep verbatim unless the key must
@@ -1129,6 +1175,8 @@ static int prepare_value_keypath(size_t max_record, char *err, size_t errlen, co
 			        len, max_record);
 			return -EFBIG;
 		}
+		if (prepare_text_fast(keypath, key, text, len, true, out) == 0)
+			return 0;
 		char why[200];
 		value = json_text_parse(text, len, why, sizeof(why));
 		if (!value) {
@@ -2315,6 +2363,25 @@ int store_put_prepare(size_t max_record, const char *keypath, const json_t *key,
 		out->prepared = out->value_rc == 0;
 	}
 	return out->value_rc;
+}
+
+int store_put_prepare_text(size_t max_record, const char *keypath, const json_t *key,
+                           struct json_span value, struct store_put_prep *out)
+{
+	int rc = store_put_prepare(max_record, NULL, key, NULL, out);
+	if (rc)
+		return rc;
+	buf_init(&out->value.file, max_record);
+	buf_init(&out->value.compact, max_record * 2 + 64);
+	out->value.rewritten = false;
+	rc = prepare_text_fast(keypath, out->canon, value.text, value.len, false, &out->value);
+	if (rc) {
+		prepared_free(&out->value);
+		store_put_prep_free(out);
+		return rc;
+	}
+	out->prepared = true;
+	return 0;
 }
 
 void store_put_prep_free(struct store_put_prep *p)

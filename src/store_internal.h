@@ -12,6 +12,7 @@
 #define IDBMOUNT_STORE_INTERNAL_H
 
 #include "idbmount/buf.h"
+#include "idbmount/json_text.h"
 #include "idbmount/store.h"
 
 #include <jansson.h>
@@ -151,6 +152,12 @@ struct store_put_prep {
  * the first problem (also kept in *out for the write to report). */
 int store_put_prepare(size_t max_record, const char *keypath, const json_t *key,
                       const json_t *value, struct store_put_prep *out);
+/* store_put_prepare for a value given as JSON text (a push's member),
+ * laid out straight from the text: 0, or a problem with the key, or
+ * JSON_TEXT_DECLINED (and *out empty) when the value must be parsed and
+ * given to store_put_prepare, which then decides and explains. */
+int store_put_prepare_text(size_t max_record, const char *keypath, const json_t *key,
+                           struct json_span value, struct store_put_prep *out);
 void store_put_prep_free(struct store_put_prep *p);
 /* The rest of store_record_put, with `value` the same as prepared. */
 int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,

@@ -503,8 +503,10 @@ enum slot_state { SLOT_FREE, SLOT_TAKEN, SLOT_READY };
 /* One mutation, parsed and, when it can be done without SQL, prepared. */
 struct slot {
 	atomic_int state;
-	json_t *m;     /* the parsed mutation, NULL when it does not parse */
-	char why[200]; /* why not */
+	json_t *m;      /* the parsed mutation but its value, NULL when it does not parse */
+	bool has_value; /* whether it has a "value" member */
+	json_t *value;  /* the value, parsed: NULL when laid out straight from its text */
+	char why[200];  /* why it does not parse */
 	bool prepped;
 	struct store_put_prep prep; /* for a put with a key, when prepped */
 };
@@ -533,6 +535,8 @@ static void slot_clear(struct slot *sl)
 {
 	json_decref(sl->m);
 	sl->m = NULL;
+	json_decref(sl->value);
+	sl->value = NULL;
 	if (sl->prepped)
 		store_put_prep_free(&sl->prep);
 	sl->prepped = false;
@@ -568,28 +572,104 @@ static const char *resolved_keypath(struct push *p, const char *db, const char *
 	return keypath;
 }
 
+/* Parses mutation text `t` into *m without its "value" member, whose text
+ * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
+ * can then be laid out straight from its text. Returns 0, or -EINVAL when
+ * the text is not an object whose members each parse. */
+static int parse_apart_from_value(struct json_span t, json_t **m, struct json_span *value)
+{
+	struct json_member *members = NULL;
+	size_t n = 0;
+	*m = NULL;
+	*value = (struct json_span){NULL, 0};
+	if (json_text_members(t.text, t.len, &members, &n) != 0)
+		return -EINVAL;
+	json_t *obj = json_object();
+	int rc = obj ? 0 : -ENOMEM;
+	for (size_t k = 0; k < n && !rc; k++) {
+		json_t *name = json_text_parse(members[k].name.text, members[k].name.len, NULL, 0);
+		const char *s = json_string_value(name);
+		json_t *v = NULL;
+		if (!s || strlen(s) != json_string_length(name)) {
+			rc = -EINVAL; /* jansson refuses U+0000 in a member name */
+		} else if (strcmp(s, "value") == 0) {
+			/* The last one counts, as in jansson; an earlier one
+			 * must still parse. */
+			if (value->text && !(v = json_text_parse(value->text, value->len, NULL, 0)))
+				rc = -EINVAL;
+			json_decref(v);
+			*value = members[k].value;
+		} else {
+			v = json_text_parse(members[k].value.text, members[k].value.len, NULL, 0);
+			rc = v && json_object_set_new(obj, s, v) == 0 ? 0 : -EINVAL;
+		}
+		json_decref(name);
+	}
+	free(members);
+	if (rc) {
+		json_decref(obj);
+		*value = (struct json_span){NULL, 0};
+		return rc;
+	}
+	*m = obj;
+	return 0;
+}
+
+/* Parses mutation `i` whole, as jansson does: for a text that does not
+ * split into members that parse, so that the error says where. */
+static void parse_whole(struct push *p, size_t i)
+{
+	struct slot *sl = &p->slots[i];
+	json_decref(sl->m);
+	json_decref(sl->value);
+	sl->m = json_text_parse(p->texts[i].text, p->texts[i].len, sl->why, sizeof(sl->why));
+	sl->value = json_incref(json_object_get(sl->m, "value"));
+	sl->has_value = sl->value != NULL;
+}
+
 /* Parses mutation `i` and, for a put with a key into a store whose key
  * path is known, prepares the write (key encoding, the value's file text
- * and compact form). Anything wrong is left for push_one to find and
- * report in order. */
+ * and compact form): from the value's text when json_text_pretty_text is
+ * sure of it, else from the parsed value. Anything wrong is left for
+ * push_one to find and report in order. */
 static void fill_slot(struct push *p, size_t i)
 {
 	struct slot *sl = &p->slots[i];
-	sl->m = json_text_parse(p->texts[i].text, p->texts[i].len, sl->why, sizeof(sl->why));
+	struct json_span value_text;
+	if (parse_apart_from_value(p->texts[i], &sl->m, &value_text) != 0) {
+		parse_whole(p, i);
+	} else {
+		sl->has_value = value_text.text != NULL;
+	}
 	if (!json_is_object(sl->m))
 		return;
 	const char *op = json_string_value(json_object_get(sl->m, "op"));
 	const char *db = json_string_value(json_object_get(sl->m, "db"));
 	const char *store = json_string_value(json_object_get(sl->m, "store"));
 	const json_t *key = json_object_get(sl->m, "key");
-	const json_t *value = json_object_get(sl->m, "value");
-	if (!op || strcmp(op, "put") != 0 || !db || !store || !key || json_is_null(key) || !value)
-		return;
-	const char *keypath = resolved_keypath(p, db, store);
-	if (!keypath)
-		return;
-	store_put_prepare(p->st->max_record, keypath, key, value, &sl->prep);
-	sl->prepped = true;
+	bool put_with_key = op && strcmp(op, "put") == 0 && db && store && key &&
+	                    !json_is_null(key) && sl->has_value;
+	const char *keypath = put_with_key ? resolved_keypath(p, db, store) : NULL;
+	if (keypath && value_text.text) {
+		if (store_put_prepare_text(p->st->max_record, keypath, key, value_text,
+		                           &sl->prep) == 0) {
+			sl->prepped = true;
+			return;
+		}
+		store_put_prep_free(&sl->prep);
+	}
+	if (value_text.text) {
+		sl->value = json_text_parse(value_text.text, value_text.len, NULL, 0);
+		if (!sl->value) {
+			parse_whole(p, i);
+			if (!json_is_object(sl->m))
+				return;
+		}
+	}
+	if (keypath) {
+		store_put_prepare(p->st->max_record, keypath, key, sl->value, &sl->prep);
+		sl->prepped = true;
+	}
 }
 
 /* Fills slot `i` if no thread has taken it yet, and says it is ready to
@@ -780,7 +860,8 @@ static int generate_key(struct push *p, struct target *t, json_t **key)
 }
 
 /* Checks the shape of mutation `m` (number `i`). */
-static int mutation_shape(struct push *p, size_t i, const json_t *m, const char **id, bool *put)
+static int mutation_shape(struct push *p, size_t i, const json_t *m, bool has_value,
+                          const char **id, bool *put)
 {
 	const json_t *jid = json_object_get(m, "id");
 	const json_t *db = json_object_get(m, "db");
@@ -801,7 +882,7 @@ static int mutation_shape(struct push *p, size_t i, const json_t *m, const char 
 	else if (base && !json_is_null(base) &&
 	         !(json_is_integer(base) && json_integer_value(base) >= 0))
 		why = "base is null or a revision number";
-	else if (strcmp(json_string_value(op), "put") == 0 && !json_object_get(m, "value"))
+	else if (strcmp(json_string_value(op), "put") == 0 && !has_value)
 		why = "a put needs a value";
 	else if (strcmp(json_string_value(op), "delete") == 0 &&
 	         json_is_null(json_object_get(m, "key")))
@@ -885,7 +966,7 @@ static int push_one(struct push *p, size_t i)
 	}
 	const char *id = NULL;
 	bool put = false;
-	int rc = mutation_shape(p, i, m, &id, &put);
+	int rc = mutation_shape(p, i, m, sl->has_value, &id, &put);
 	if (rc)
 		return rc;
 	bool known = false;
@@ -898,7 +979,7 @@ static int push_one(struct push *p, size_t i)
 	                 json_string_value(json_object_get(m, "store")), &t);
 	const json_t *given = json_object_get(m, "key");
 	json_t *key = NULL;
-	const json_t *value = json_object_get(m, "value");
+	const json_t *value = sl->value; /* NULL when prepared from its text */
 	bool generated = false;
 	if (!rc && (!given || json_is_null(given))) {
 		bool inline_keys = strcmp(t->keypath, "null") != 0;
