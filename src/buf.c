@@ -48,7 +48,7 @@ static int buf_grow(struct buf *b, size_t need)
 	return 0;
 }
 
-int buf_append(struct buf *b, const void *data, size_t len)
+int buf_append_growing(struct buf *b, const void *data, size_t len)
 {
 	if (len > b->max - b->len)
 		return -EFBIG;
@@ -67,10 +67,6 @@ int buf_append_str(struct buf *b, const char *s)
 	return buf_append(b, s, strlen(s));
 }
 
-int buf_append_char(struct buf *b, char c)
-{
-	return buf_append(b, &c, 1);
-}
 
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
