@@ -37,6 +37,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,15 @@ int main(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
+	/* A push of 1,000 records allocates and frees a few MiB on two
+	 * threads. With glibc's defaults each thread's heap was given back to
+	 * the kernel after every push and faulted in again by the next (twice
+	 * the page faults, ~15% of a push's CPU time). Keep up to 8 MiB free
+	 * per heap instead, and serve bodies under 4 MiB from the heap. The
+	 * daemon's RSS target (64 MiB with 1,000,000 records) leaves room. */
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_TOP_PAD, 1 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	struct http_config http_cfg;
 	http_config_defaults(&http_cfg);
 	/* $IDBMOUNT_LISTEN sets the default, as $IDBMOUNT_DATA does for --data
