@@ -24,7 +24,11 @@ What it does:
   4. Imports --rss-records records into a second data directory (timed),
      mounts it, runs `ls -l` and `grep -rc` over the store and reads the
      daemon's VmHWM from /proc/PID/status.
-  5. Prints a markdown table (also written to --out) with the targets.
+  5. Times one round trip on this machine (tests/bench/round_trip.c): a
+     pipe ping-pong between two processes, and open + close of one file,
+     plain and on the mount (one FUSE round trip there), next to plain
+     grep's time per file: the floor of a warm grep through FUSE.
+  6. Prints a markdown table (also written to --out) with the targets.
 
 Daemons run in the foreground (-f) in their own session, so the PID we hold
 is the daemon and Ctrl-C reaches only us; every mount is undone with
@@ -523,6 +527,31 @@ class Bench:
                     self.res["hwm"][(op, target)] = hwm
                     log("  %s VmHWM after the %s runs: %.1f MiB" % (d.name, op, (hwm or 0) / 1024))
 
+    def measure_round_trips(self):
+        """What one round trip to another process costs on this machine,
+        next to what plain grep spends on a whole file: the floor of a
+        warm grep -r through any FUSE file system that asks its daemon
+        once per file (idbmount: the FLUSH of close)."""
+        exe = os.path.join(self.wd, "round_trip")
+        run(["gcc", "-O2", "-o", exe, os.path.join(REPO, "tests", "bench", "round_trip.c")], 120)
+        n = 20000
+
+        def us(argv):
+            """The median of 3 runs: the machine's other work moves each."""
+            runs = [float(subprocess.run(argv, check=True, capture_output=True, text=True,
+                                         timeout=600).stdout.split()[0]) for _ in range(3)]
+            return statistics.median(runs)
+        name = sorted(os.listdir(os.path.join(self.plain, STORE_REL)))[0]
+        rt = {"pipe": us([exe, "pipe", str(n)]),
+              "plain": us([exe, "open-close", os.path.join(self.plain, STORE_REL, name), str(n)])}
+        with self.idb_daemon(self.data):
+            path = os.path.join(self.mnt, STORE_REL, name)
+            us([exe, "open-close", path, "1000"])  # looked up and cached first
+            rt["idb"] = us([exe, "open-close", path, str(n)])
+        self.res["rt"] = rt
+        log("round trips: pipe %.1f us, open+close plain %.1f us, idbmount %.1f us"
+            % (rt["pipe"], rt["plain"], rt["idb"]))
+
     def run_rss(self):
         n = self.a.rss_records
         if n <= 0:
@@ -610,6 +639,21 @@ class Bench:
             out.append("| daemon VmHWM with %d records after `ls -l` + `grep -rc` | — | %.1f MiB | — | — |"
                        % (m, rss["hwm"] / 1024))
 
+        rt = self.res.get("rt")
+        warm = T.get(("grep", "plain"), {}).get("warm")
+        if rt and warm:
+            per_file = warm / n * 1e6
+            floor = warm + n * (rt["idb"] - rt["plain"]) / 1e6
+            out += ["", "| one round trip on this machine | µs |", "|---|---:|",
+                    "| pipe ping-pong between two processes | %.1f |" % rt["pipe"],
+                    "| open + close of a file, plain | %.1f |" % rt["plain"],
+                    "| open + close of a record, idbmount (warm: one FUSE round trip) | %.1f |"
+                    % rt["idb"],
+                    "| plain warm `grep -r`, per file | %.1f |" % per_file,
+                    "", "A warm `grep -r` that asks the daemon once per file takes about the "
+                    "plain time plus one round trip per file: %.3f s here (%.1fx plain; medians "
+                    "of 3 runs each, measured apart from the grep runs)." % (floor, floor / warm)]
+
         def verdict(ok):
             return "**met**" if ok else "**MISSED**"
         out += ["", "| target (from the issue) | measured | |", "|---|---|---|"]
@@ -677,6 +721,7 @@ def main():
         b.setup_100k()
         b.build_peer()
         b.run_100k()
+        b.measure_round_trips()
         b.run_rss()
     except KeyboardInterrupt:
         log("interrupted; unmounting")
