@@ -1954,40 +1954,63 @@ done:
 	return rc;
 }
 
-/* Resolves or makes a database; *id receives its row id. */
-static int db_ensure(struct store *st, int64_t client_id, const char *name, bool create,
-                     enum store_origin origin, int64_t *id)
+/* Looks up database or store `name` under its parent (statement `which`:
+ * S_DB_BY_NAME or S_STORE_BY_NAME). Returns 0 with *id and *dropped, or
+ * -ENOENT, or a SQL error. */
+static int child_by_name(struct store *st, int which, int64_t parent_id, const char *name,
+                         int64_t *id, bool *dropped)
 {
-	sqlite3_stmt *s = stmt(st, S_DB_BY_NAME);
+	sqlite3_stmt *s = stmt(st, which);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, client_id);
+	sqlite3_bind_int64(s, 1, parent_id);
 	store_bind_text(s, 2, name);
 	int rc = sqlite3_step(s);
-	bool dropped = false;
 	int res = -ENOENT;
 	if (rc == SQLITE_ROW) {
 		*id = sqlite3_column_int64(s, 0);
-		dropped = sqlite3_column_int(s, 1) != 0;
+		*dropped = sqlite3_column_int(s, 1) != 0;
 		res = 0;
 	} else if (rc != SQLITE_DONE) {
 		res = store_sql_fail(st, rc);
 	}
 	sqlite3_reset(s);
+	return res;
+}
+
+/* The directory name of a new database or store (`what`) called `name`
+ * (*fname malloc'd): -EINVAL or -ENAMETOOLONG with the reason. */
+static int child_file_name(struct store *st, const char *what, const char *name, char **fname)
+{
+	*fname = name_escape(name, strlen(name));
+	if (!*fname) {
+		store_set_error(st, "%s name is not valid UTF-8", what);
+		return -EINVAL;
+	}
+	if (strlen(*fname) > KEY_NAME_MAX) {
+		free(*fname);
+		*fname = NULL;
+		store_set_error(st, "%s name is too long", what);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* Resolves or makes a database; *id receives its row id. */
+static int db_ensure(struct store *st, int64_t client_id, const char *name, bool create,
+                     enum store_origin origin, int64_t *id)
+{
+	bool dropped = false;
+	int res = child_by_name(st, S_DB_BY_NAME, client_id, name, id, &dropped);
 	if (res == 0 && !dropped)
 		return 0;
 	if ((res != 0 && res != -ENOENT) || !create)
 		return res ? res : -ENOENT;
-	char *fname = name_escape(name, strlen(name));
-	if (!fname) {
-		store_set_error(st, "database name is not valid UTF-8");
-		return -EINVAL;
-	}
-	if (strlen(fname) > KEY_NAME_MAX) {
-		free(fname);
-		store_set_error(st, "database name is too long");
-		return -ENAMETOOLONG;
-	}
+	char *fname = NULL;
+	int rc = child_file_name(st, "database", name, &fname);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s;
 	if (res == 0) {
 		s = stmt(st, S_DB_REVIVE);
 		sqlite3_bind_int64(s, 1, *id);
@@ -2014,36 +2037,17 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
                         bool autoinc, bool create, bool must_be_new, enum store_origin origin,
                         int64_t *id)
 {
-	sqlite3_stmt *s = stmt(st, S_STORE_BY_NAME);
-	if (!s)
-		return -EIO;
-	sqlite3_bind_int64(s, 1, db_id);
-	store_bind_text(s, 2, name);
-	int rc = sqlite3_step(s);
 	bool dropped = false;
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(s, 0);
-		dropped = sqlite3_column_int(s, 1) != 0;
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
+	int res = child_by_name(st, S_STORE_BY_NAME, db_id, name, id, &dropped);
 	if (res == 0 && !dropped)
 		return must_be_new ? -EEXIST : 0;
 	if ((res != 0 && res != -ENOENT) || !create)
 		return res ? res : -ENOENT;
-	char *fname = name_escape(name, strlen(name));
-	if (!fname) {
-		store_set_error(st, "store name is not valid UTF-8");
-		return -EINVAL;
-	}
-	if (strlen(fname) > KEY_NAME_MAX) {
-		free(fname);
-		store_set_error(st, "store name is too long");
-		return -ENAMETOOLONG;
-	}
+	char *fname = NULL;
+	int rc = child_file_name(st, "store", name, &fname);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s;
 	int64_t now = store_now_ns();
 	if (res == 0) {
 		s = stmt(st, S_STORE_REVIVE);
