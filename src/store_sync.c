@@ -587,12 +587,23 @@ static int parse_apart_from_value(struct json_span t, json_t **m, struct json_sp
 	json_t *obj = json_object();
 	int rc = obj ? 0 : -ENOMEM;
 	for (size_t k = 0; k < n && !rc; k++) {
-		json_t *name = json_text_parse(members[k].name.text, members[k].name.len, NULL, 0);
-		const char *s = json_string_value(name);
+		/* A name written plainly is its own text (jansson checks its
+		 * UTF-8 when it is set); others are parsed. */
+		struct json_span lit = members[k].name;
+		const char *s = lit.text + 1;
+		size_t len = lit.len - 2;
+		json_t *name = NULL;
+		for (size_t c = 0; c < len && !name; c++)
+			if (s[c] == '\\' || (unsigned char)s[c] < 0x20)
+				name = json_text_parse(lit.text, lit.len, NULL, 0);
+		if (name) {
+			s = json_string_value(name);
+			len = json_string_length(name);
+		}
 		json_t *v = NULL;
-		if (!s || strlen(s) != json_string_length(name)) {
+		if (name && (!s || strlen(s) != len)) {
 			rc = -EINVAL; /* jansson refuses U+0000 in a member name */
-		} else if (strcmp(s, "value") == 0) {
+		} else if (len == 5 && memcmp(s, "value", 5) == 0) {
 			/* The last one counts, as in jansson; an earlier one
 			 * must still parse. */
 			if (value->text && !(v = json_text_parse(value->text, value->len, NULL, 0)))
@@ -601,7 +612,7 @@ static int parse_apart_from_value(struct json_span t, json_t **m, struct json_sp
 			*value = members[k].value;
 		} else {
 			v = json_text_parse(members[k].value.text, members[k].value.len, NULL, 0);
-			rc = v && json_object_set_new(obj, s, v) == 0 ? 0 : -EINVAL;
+			rc = v && json_object_setn_new(obj, s, len, v) == 0 ? 0 : -EINVAL;
 		}
 		json_decref(name);
 	}

@@ -395,3 +395,60 @@ def test_a_long_push_answers_as_the_same_mutations_pushed_one_by_one(sync):
         assert sorted(os.listdir(a)) == sorted(os.listdir(b)), store
         for name in os.listdir(a):
             assert read(os.path.join(a, name)) == read(os.path.join(b, name)), name
+
+
+def test_a_long_push_lays_values_out_as_jansson_reads_them(sync):
+    # Values are laid out straight from their text (json_text_pretty_text)
+    # unless that is unsure; either way the file is what jansson reads: names
+    # written with escapes, a name given twice (the last value counts, at
+    # the first place), integers of 19 digits, decimals with trailing
+    # zeros, escapes in strings, deep nesting, an inline key.
+    sync.alice.schema("odd", [{"name": "plain"}, {"name": "people", "keyPath": "id"}])
+    values = [
+        '{"a": 1, "b": 2, "a": 3}',
+        '{"n": 1234567890123456789, "m": -0, "d": 1.50, "e": 0.000001, "f": 1e-7}',
+        '{"s": "caf\\u00e9 \\ud83d\\ude00 \\/ \\t", "t": "\\u0000"}',
+        '[[[[[[[[[[{"deep": true}]]]]]]]]]]',
+        '{"x": [], "y": {}, "z": [ 1 , 2 ]}',
+    ]
+    texts = []
+    for i in range(20):
+        value = values[i % len(values)]
+        # "id", "value" and "key" written with escapes in every other one
+        names = ('"\\u0069d"', '"v\\u0061lue"', '"k\\u0065y"') if i % 2 else (
+            '"id"', '"value"', '"key"')
+        texts.append('{%s: "m%d", "db": "odd", "store": "plain", %s: "k%d", "op": "put", '
+                     '%s: %s}' % (names[0], i, names[2], i, names[1], value))
+    texts.append('{"id": "p", "db": "odd", "store": "people", "key": 7, "op": "put", '
+                 '"value": {"name": "seven", "id": 7.0}}')
+    r = sync.alice.post("/v1/push", '{"mutations": [' + ",\n".join(texts) + "]}")
+    assert r.status == 200, r
+    assert all(x["status"] == "ok" for x in r.json()["results"]), r.json()
+    for i in range(20):
+        want = json.loads(values[i % len(values)])
+        text = read(sync.path("alice", "odd", "plain", "k%d.json" % i))
+        assert json.loads(text) == want, (i, text)
+        if i % len(values) != 1:  # Python writes 1e-07 where JSON.stringify writes 1e-7
+            assert text == json.dumps(want, indent=2, ensure_ascii=False) + "\n", (i, text)
+    assert read(sync.path("alice", "odd", "plain", "k1.json")) == (
+        '{\n  "n": 1234567890123456789,\n  "m": 0,\n  "d": 1.5,\n  "e": 0.000001,\n'
+        '  "f": 1e-7\n}\n')
+    assert read(sync.path("alice", "odd", "plain", "k0.json")) == '{\n  "a": 3,\n  "b": 2\n}\n'
+    assert read(sync.path("alice", "odd", "people", "7.json")) == (
+        '{\n  "name": "seven",\n  "id": 7\n}\n')
+
+
+def test_a_push_with_a_name_or_number_jansson_refuses_is_400(sync):
+    sync.alice.schema("odd2", [{"name": "plain"}])
+    sync.alice.push([put("first", "odd2", "plain", "first", 1)])
+    seq0 = sync.changes()[-1]["seq"]
+    good = ['{"id": "g%d", "db": "odd2", "store": "plain", "key": "g%d", "op": "put", '
+            '"value": {"v": %d}}' % (i, i, i) for i in range(20)]
+    for bad in ('{"v": 12345678901234567890}', '{"a\\u0000b": 1}', '{"v": 1e400}',
+                '{"v": "\\ud800"}'):
+        texts = list(good)
+        texts[12] = texts[12].replace('{"v": 12}', bad)
+        r = sync.alice.post("/v1/push", '{"mutations": [' + ",\n".join(texts) + "]}")
+        assert r.status == 400, (bad, r)
+        assert "malformed JSON" in r.json()["detail"] and "line 13" in r.json()["detail"], r
+        assert sync.changes()[-1]["seq"] == seq0
