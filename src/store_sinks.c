@@ -56,7 +56,6 @@ enum stmt_id {
 	S_INTENT_ADD,
 	S_INTENT_STAGED,
 	S_INTENT_DELETE,
-	S_DONE_CURSOR,
 	S_DONE_STATS,
 	S_INTENT_PARK,
 	S_PARK_STATS,
@@ -102,8 +101,6 @@ static const char *const stmt_sql[STMT_COUNT] = {
                          "VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         [S_INTENT_STAGED] = "UPDATE sink_intents SET state = 1 WHERE id = ?1",
         [S_INTENT_DELETE] = "DELETE FROM sink_intents WHERE id = ?1",
-        [S_DONE_CURSOR] = "UPDATE sinks SET cursor = ?3 WHERE name = ?1 AND generation = ?2 "
-                          "AND cursor < ?3",
         [S_DONE_STATS] = "UPDATE sinks SET delivered_batches = delivered_batches + 1, "
                          "delivered_changes = delivered_changes + ?2, "
                          "delivered_bytes = delivered_bytes + ?3, long_lines = long_lines + ?4, "
@@ -326,14 +323,8 @@ int store_sink_intent_done(struct store *st, const char *sink, const struct stor
 		sqlite3_bind_int64(s, 1, in->id);
 		rc = store_step_done(st, s);
 	}
-	if (!rc && (s = stmt(st, S_DONE_CURSOR)) == NULL)
-		rc = -EIO;
-	if (!rc) {
-		store_bind_text(s, 1, sink);
-		sqlite3_bind_int64(s, 2, in->generation);
-		sqlite3_bind_int64(s, 3, in->to_seq);
-		rc = store_step_done(st, s);
-	}
+	if (!rc)
+		rc = store_sink_advance(st, sink, in->generation, in->to_seq);
 	if (!rc && (s = stmt(st, S_DONE_STATS)) == NULL)
 		rc = -EIO;
 	if (!rc) {
@@ -362,14 +353,8 @@ int store_sink_intent_park(struct store *st, const char *sink, const struct stor
 		store_bind_text(s, 2, error);
 		rc = store_step_done(st, s);
 	}
-	if (!rc && (s = stmt(st, S_DONE_CURSOR)) == NULL)
-		rc = -EIO;
-	if (!rc) {
-		store_bind_text(s, 1, sink);
-		sqlite3_bind_int64(s, 2, in->generation);
-		sqlite3_bind_int64(s, 3, in->to_seq);
-		rc = store_step_done(st, s);
-	}
+	if (!rc)
+		rc = store_sink_advance(st, sink, in->generation, in->to_seq);
 	if (!rc && (s = stmt(st, S_PARK_STATS)) == NULL)
 		rc = -EIO;
 	if (!rc) {
