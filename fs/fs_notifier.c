@@ -156,9 +156,7 @@ static void *notifier_main(void *arg)
 	pthread_mutex_lock(&n->lock);
 	while (!n->stop) {
 		if (n->queue_len == 0 && !n->changed) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += GC_MS / 1000;
+			struct timespec until = clock_deadline(CLOCK_REALTIME, GC_MS);
 			pthread_cond_timedwait(&n->wake, &n->lock, &until);
 		}
 		uint64_t *queue = n->queue;
@@ -275,9 +273,7 @@ void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
 	n->queue[n->queue_len++] = ino;
 	uint64_t ticket = ++n->tickets_issued;
 	pthread_cond_signal(&n->wake);
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 1;
+	struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
 	while (n->tickets_done < ticket && !n->stop)
 		if (pthread_cond_timedwait(&n->done, &n->lock, &until) == ETIMEDOUT)
 			break;

@@ -174,14 +174,8 @@ static bool stopping(struct flusher *f)
  * whether it is stopping. */
 static bool wait_ms(struct flusher *f, int64_t ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	/* f->wake waits on CLOCK_MONOTONIC (flusher_new). */
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, ms);
 	pthread_mutex_lock(&f->lock);
 	while (!f->stopping) {
 		if (pthread_cond_timedwait(&f->wake, &f->lock, &until) == ETIMEDOUT)
@@ -1125,9 +1119,7 @@ void flusher_stop(struct flusher *f)
 	pthread_mutex_unlock(&f->lock);
 	/* Each runner ships what is ready until the deadline; a sink still
 	 * busy then (a server that does not answer) is cancelled. */
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += SHUTDOWN_MS / 1000 + 1;
+	struct timespec deadline = clock_deadline(CLOCK_REALTIME, SHUTDOWN_MS + 1000);
 	for (size_t i = 0; i < f->n; i++) {
 		struct runner *r = &f->runners[i];
 		if (!r->started)

@@ -146,9 +146,7 @@ static void *events_main(void *arg)
 	pthread_mutex_lock(&ev->lock);
 	while (!ev->stop) {
 		if (!ev->changed) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += 1;
+			struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
 			pthread_cond_timedwait(&ev->wake, &ev->lock, &until);
 		}
 		if (ev->stop)
@@ -258,13 +256,7 @@ void http_events_stop(struct http *h)
 	pthread_mutex_lock(&ev->lock);
 	int64_t deadline = clock_mono_ms() + STOP_WAIT_MS;
 	while (ev->count > 0 && clock_mono_ms() < deadline) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 50 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = clock_deadline(CLOCK_REALTIME, 50);
 		pthread_cond_timedwait(&ev->gone, &ev->lock, &until);
 	}
 	pthread_mutex_unlock(&ev->lock);

@@ -7,6 +7,7 @@
  */
 #include "idbmount/watch.h"
 
+#include "idbmount/clock.h"
 #include "idbmount/store.h"
 
 #include <errno.h>
@@ -36,13 +37,7 @@ static void *watch_main(void *arg)
 	struct watch *w = arg;
 	pthread_mutex_lock(&w->lock);
 	while (!w->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += WATCH_POLL_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = clock_deadline(CLOCK_REALTIME, WATCH_POLL_MS);
 		pthread_cond_timedwait(&w->wake, &w->lock, &until);
 		if (w->stop)
 			break;
