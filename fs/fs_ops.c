@@ -125,6 +125,16 @@ static struct fs *req_fs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* This thread's connection for a request that needs one; NULL after
+ * answering the request with EIO. */
+static struct store *req_store(fuse_req_t req, struct fs *fs)
+{
+	struct store *st = thread_store(fs);
+	if (!st)
+		fuse_reply_err(req, EIO);
+	return st;
+}
+
 static struct handle *fi_handle(const struct fuse_file_info *fi)
 {
 	return fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
@@ -239,11 +249,9 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	inodes_names_asked(parent);
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_lookup(st, parent, name, &n);
 	if (rc == -ENOENT) {
@@ -288,11 +296,9 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)fi;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_getattr(st, ino, &n);
 	if (rc) {
@@ -534,11 +540,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                        struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	int rc = 0;
 	/* chmod, chown and utimens succeed without effect (cp -p, rsync -a). */
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -599,11 +603,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	if (store_ino_kind(ino) != STORE_FILE) {
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -643,11 +645,9 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_create_file(st, parent, name, &n);
 	if (rc) {
@@ -677,11 +677,9 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	inodes_names_asked(parent);
 	(void)rdev;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	if (!S_ISREG(mode)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -744,12 +742,10 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
+	struct store *st = req_store(req, fs);
 	struct handle *h = fi_handle(fi);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	if (!st)
 		return;
-	}
 	if (!h) {
 		/* No-open mode: the pending copy if there is one, else the
 		 * record itself. */
@@ -857,12 +853,10 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
 	(void)datasync;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
+	struct store *st = req_store(req, fs);
 	struct handle *h = fi_handle(fi);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	if (!st)
 		return;
-	}
 	int rc = 0;
 	if (h) {
 		pthread_mutex_lock(&h->lock);
@@ -932,11 +926,9 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_mkdir(st, parent, name, &n);
 	if (rc) {
@@ -1032,11 +1024,9 @@ static int dir_fill_child(void *ctx, const char *name, const struct store_node *
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct dir_fill f = {.req = req, .fs = fs, .size = size, .plus = plus};
 	f.buf = malloc(size);
 	if (!f.buf) {
@@ -1177,11 +1167,9 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	struct store *st = thread_store(req_fs(req));
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, req_fs(req));
+	if (!st)
 		return;
-	}
 	struct buf all;
 	buf_init(&all, 1 << 16);
 	int rc = collect_xattrs(st, ino, &all);
@@ -1206,11 +1194,9 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct store *st = thread_store(req_fs(req));
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, req_fs(req));
+	if (!st)
 		return;
-	}
 	struct buf all, names;
 	buf_init(&all, 1 << 16);
 	buf_init(&names, 1 << 16);
