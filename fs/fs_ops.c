@@ -151,6 +151,15 @@ static void log_refusal(struct store *st, const char *op, const char *name, int 
 	        name ? name : "", strerror(-rc), *why ? ": " : "", why);
 }
 
+/* Answers `op` on `name` with its result `rc` (0 or -errno), logging a
+ * refusal first; `st` is NULL when the thread had no connection. */
+static void reply_result(fuse_req_t req, struct store *st, const char *op, const char *name, int rc)
+{
+	if (rc && st)
+		log_refusal(st, op, name, rc);
+	fuse_reply_err(req, -rc);
+}
+
 static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *stbuf)
 {
 	memset(stbuf, 0, sizeof(*stbuf));
@@ -651,8 +660,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct store_node n;
 	int rc = store_create_file(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "create", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "create", name, rc);
 		return;
 	}
 	struct handle *h = handle_new(fs, n.ino, true);
@@ -687,8 +695,7 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct store_node n;
 	int rc = store_create_file(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "mknod", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "mknod", name, rc);
 		return;
 	}
 	reply_entry(req, fs, &n);
@@ -900,9 +907,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_unlink(st, parent, name) : -EIO;
-	if (rc && st)
-		log_refusal(st, "unlink", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "unlink", name, rc);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -916,9 +921,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return;
 	}
 	int rc = st ? store_rename(st, parent, name, newparent, newname, flags) : -EIO;
-	if (rc && st)
-		log_refusal(st, "rename", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "rename", name, rc);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -932,8 +935,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct store_node n;
 	int rc = store_mkdir(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "mkdir", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "mkdir", name, rc);
 		return;
 	}
 	reply_entry(req, fs, &n);
@@ -944,9 +946,7 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_rmdir(st, parent, name) : -EIO;
-	if (rc && st)
-		log_refusal(st, "rmdir", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "rmdir", name, rc);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
