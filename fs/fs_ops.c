@@ -1136,6 +1136,18 @@ static int collect_xattrs(struct store *st, fuse_ino_t ino, struct buf *out)
 	return 0;
 }
 
+/* The pair of collect_xattrs' output at *at, moving *at past it; false
+ * at the end. */
+static bool xattr_next(const struct buf *all, size_t *at, const char **name, const char **value)
+{
+	if (*at >= all->len)
+		return false;
+	*name = all->data + *at;
+	*value = *name + strlen(*name) + 1;
+	*at = (size_t)(*value - all->data) + strlen(*value) + 1;
+	return true;
+}
+
 static void reply_sized(fuse_req_t req, const char *data, size_t len, size_t size)
 {
 	if (size == 0)
@@ -1178,10 +1190,8 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	for (size_t at = 0; at < all.len;) {
-		const char *n = all.data + at;
-		const char *v = n + strlen(n) + 1;
-		at = (size_t)(v - all.data) + strlen(v) + 1;
+	const char *n, *v;
+	for (size_t at = 0; xattr_next(&all, &at, &n, &v);) {
 		if (strcmp(n, name) == 0) {
 			reply_sized(req, v, strlen(v), size);
 			buf_free(&all);
@@ -1201,12 +1211,9 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	buf_init(&all, 1 << 16);
 	buf_init(&names, 1 << 16);
 	int rc = collect_xattrs(st, ino, &all);
-	for (size_t at = 0; rc == 0 && at < all.len;) {
-		const char *n = all.data + at;
-		const char *v = n + strlen(n) + 1;
-		at = (size_t)(v - all.data) + strlen(v) + 1;
+	const char *n, *v;
+	for (size_t at = 0; rc == 0 && xattr_next(&all, &at, &n, &v);)
 		buf_append(&names, n, strlen(n) + 1);
-	}
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
