@@ -701,11 +701,20 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	reply_entry(req, fs, &n);
 }
 
+/* Where a READ of `size` bytes at `off` starts in `len` bytes of content;
+ * *n is how many of them it gets (none past the end). */
+static inline size_t read_window(size_t len, size_t size, off_t off, size_t *n)
+{
+	size_t start = (uint64_t)off < len ? (size_t)off : len;
+	*n = len - start < size ? len - start : size;
+	return start;
+}
+
 /* Answers a READ from `len` bytes at `data`. */
 static void reply_range(fuse_req_t req, const char *data, size_t len, size_t size, off_t off)
 {
-	size_t start = (uint64_t)off < len ? (size_t)off : len;
-	size_t n = len - start < size ? len - start : size;
+	size_t n;
+	size_t start = read_window(len, size, off, &n);
 	fuse_reply_buf(req, data ? data + start : "", n);
 }
 
@@ -715,9 +724,8 @@ static void reply_range(fuse_req_t req, const char *data, size_t len, size_t siz
  * is still returning from the reply. */
 static void reply_slice(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
-	size_t len = h->data.len;
-	size_t start = (uint64_t)off < len ? (size_t)off : len;
-	size_t n = len - start < size ? len - start : size;
+	size_t n;
+	size_t start = read_window(h->data.len, size, off, &n);
 	char *copy = n ? malloc(n) : NULL;
 	if (n && !copy) {
 		pthread_mutex_unlock(&h->lock);
