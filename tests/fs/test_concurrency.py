@@ -12,6 +12,16 @@ from conftest import sh
 WRITES = 1000
 
 
+def run_at_once(target, arg_tuples):
+    """Calls target(*args) for each tuple, each on a thread of its own, all
+    at once; returns when all have returned."""
+    threads = [threading.Thread(target=target, args=args) for args in arg_tuples]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def writer(store, wid, shared, errors):
     """Writes WRITES revisions: its own record in place, and a shared record
     the way careful programs replace a file others write too (a temp file,
@@ -34,12 +44,7 @@ def writer(store, wid, shared, errors):
 
 def test_four_concurrent_writers(idb):
     shared, errors = [], []
-    threads = [threading.Thread(target=writer, args=(idb.store, w, shared, errors))
-               for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(writer, [(idb.store, w, shared, errors) for w in range(4)])
     assert errors == []
     changes = idb.changes()
     assert len(changes) == 4 * WRITES
@@ -147,12 +152,7 @@ def test_private_writes_commit_whole_revisions(start_idb):
     # every close commits one whole revision.
     idb = start_idb(["private_writes"])
     errors = []
-    threads = [threading.Thread(target=truncating_writer, args=(idb.store, w, errors))
-               for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(truncating_writer, [(idb.store, w, errors) for w in range(4)])
     assert errors == []
     changes = idb.changes()
     assert len(changes) == WRITES
