@@ -461,6 +461,38 @@ static int print_name(void *ctx, const char *name)
 	return ferror(stdout) ? 1 : 0;
 }
 
+/* Prints the names `list` gives (clients or pipelines), one a line. */
+static int list_names(struct ctl *c, int (*list)(struct store *, store_name_fn, void *),
+                      const char *what)
+{
+	int rc = open_store(c, false);
+	if (rc)
+		return rc;
+	rc = list(c->st, print_name, NULL);
+	return rc ? store_fail(c->st, rc, what) : finish_stdout(EXIT_OK);
+}
+
+/* Makes a client or pipeline with `add` and prints its token, which is
+ * shown this once (only its hash is kept). A client is a directory of the
+ * mount (`in_mount`): it is waited for there, whether or not the token
+ * could be printed. */
+static int add_with_token(struct ctl *c, int (*add)(struct store *, const char *, char[65]),
+                          const char *name, const char *what, bool in_mount)
+{
+	int rc = open_store(c, true);
+	if (rc)
+		return rc;
+	char token[65];
+	rc = add(c->st, name, token);
+	if (rc)
+		return store_fail(c->st, rc, what);
+	printf("%s\n", token);
+	int status = finish_stdout(EXIT_OK);
+	if (in_mount)
+		wait_visible(c->st, 0, tree_mark(c->st));
+	return status;
+}
+
 static int cmd_client(struct ctl *c, int argc, char **argv)
 {
 	if (argc < 1)
@@ -477,28 +509,12 @@ static int cmd_client(struct ctl *c, int argc, char **argv)
 			                 "client add: '%s': a client name cannot hold '/' (paths "
 			                 "here are CLIENT/DB/STORE)",
 			                 name);
-		int rc = open_store(c, true);
-		if (rc)
-			return rc;
-		char token[65];
-		rc = store_client_add(c->st, name, token);
-		if (rc)
-			return store_fail(c->st, rc, "client add");
-		printf("%s\n", token);
-		int status = finish_stdout(EXIT_OK);
-		wait_visible(c->st, 0, tree_mark(c->st));
-		return status;
+		return add_with_token(c, store_client_add, name, "client add", true);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)
 			return arg_error(SYN_CLIENT_LIST, "client list takes no arguments");
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_client_list(c->st, print_name, NULL);
-		if (rc)
-			return store_fail(c->st, rc, "client list");
-		return finish_stdout(EXIT_OK);
+		return list_names(c, store_client_list, "client list");
 	}
 	return usage_error("client: unknown subcommand '%s'", sub);
 }
@@ -521,26 +537,12 @@ static int cmd_pipeline(struct ctl *c, int argc, char **argv)
 			return arg_error(SYN_PIPELINE_ADD, "pipeline add: want exactly one NAME");
 		if (!*argv[1])
 			return arg_error(SYN_PIPELINE_ADD, "pipeline add: empty name");
-		int rc = open_store(c, true);
-		if (rc)
-			return rc;
-		char token[65];
-		rc = store_pipeline_add(c->st, argv[1], token);
-		if (rc)
-			return store_fail(c->st, rc, "pipeline add");
-		printf("%s\n", token);
-		return finish_stdout(EXIT_OK);
+		return add_with_token(c, store_pipeline_add, argv[1], "pipeline add", false);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)
 			return arg_error(SYN_PIPELINE_LIST, "pipeline list takes no arguments");
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_pipeline_list(c->st, print_name, NULL);
-		if (rc)
-			return store_fail(c->st, rc, "pipeline list");
-		return finish_stdout(EXIT_OK);
+		return list_names(c, store_pipeline_list, "pipeline list");
 	}
 	return usage_error("pipeline: unknown subcommand '%s'", sub);
 }
@@ -773,13 +775,8 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
 {
 	if (argc > 1)
 		return arg_error(SYN_LS, "ls: want at most one CLIENT[/DB[/STORE]]");
-	if (argc == 0) {
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_client_list(c->st, print_name, NULL);
-		return rc ? store_fail(c->st, rc, "ls") : finish_stdout(EXIT_OK);
-	}
+	if (argc == 0)
+		return list_names(c, store_client_list, "ls");
 	struct path p;
 	int status = path_parse(argv[0], 1, 3, SYN_LS, &p);
 	if (status)
