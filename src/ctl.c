@@ -677,35 +677,50 @@ static int cmd_put(struct ctl *c, int argc, char **argv)
 	return status;
 }
 
+/* The CLIENT/DB/STORE and KEY arguments of get and rm, with the store
+ * opened for them. Returns 0, or the exit status after a message with
+ * nothing left to free. */
+static int record_args(struct ctl *c, char **argv, const char *synopsis, struct path *p,
+                       json_t **key)
+{
+	int status = path_parse(argv[0], 3, 3, synopsis, p);
+	if (status)
+		return status;
+	*key = key_arg(argv[1], synopsis);
+	status = *key ? open_store(c, false) : EXIT_USAGE;
+	if (status) {
+		json_decref(*key);
+		path_free(p);
+	}
+	return status;
+}
+
 static int cmd_get(struct ctl *c, int argc, char **argv)
 {
 	if (argc != 2)
 		return arg_error(SYN_GET, "get: want CLIENT/DB/STORE and KEY");
 	struct path p;
-	int status = path_parse(argv[0], 3, 3, SYN_GET, &p);
+	json_t *key = NULL;
+	int status = record_args(c, argv, SYN_GET, &p, &key);
 	if (status)
 		return status;
-	json_t *key = key_arg(argv[1], SYN_GET);
-	status = key ? open_store(c, false) : EXIT_USAGE;
-	if (!status) {
-		struct store_path sp = path_store(&p);
-		char *data = NULL;
-		size_t len = 0;
-		int64_t rev = 0;
-		char what[256];
-		what_of(what, sizeof(what), "get", &p, argv[1]);
-		int rc = store_get(c->st, &sp, key, &data, &len, &rev);
-		if (rc == -ENOENT && !*store_last_error(c->st)) {
-			ctl_say("%s: no such record", what);
-			status = EXIT_FAIL;
-		} else if (rc) {
-			status = store_fail(c->st, rc, what);
-		} else {
-			fwrite(data, 1, len, stdout);
-			status = finish_stdout(EXIT_OK);
-		}
-		free(data);
+	struct store_path sp = path_store(&p);
+	char *data = NULL;
+	size_t len = 0;
+	int64_t rev = 0;
+	char what[256];
+	what_of(what, sizeof(what), "get", &p, argv[1]);
+	int rc = store_get(c->st, &sp, key, &data, &len, &rev);
+	if (rc == -ENOENT && !*store_last_error(c->st)) {
+		ctl_say("%s: no such record", what);
+		status = EXIT_FAIL;
+	} else if (rc) {
+		status = store_fail(c->st, rc, what);
+	} else {
+		fwrite(data, 1, len, stdout);
+		status = finish_stdout(EXIT_OK);
 	}
+	free(data);
 	json_decref(key);
 	path_free(&p);
 	return status;
@@ -716,25 +731,22 @@ static int cmd_rm(struct ctl *c, int argc, char **argv)
 	if (argc != 2)
 		return arg_error(SYN_RM, "rm: want CLIENT/DB/STORE and KEY");
 	struct path p;
-	int status = path_parse(argv[0], 3, 3, SYN_RM, &p);
+	json_t *key = NULL;
+	int status = record_args(c, argv, SYN_RM, &p, &key);
 	if (status)
 		return status;
-	json_t *key = key_arg(argv[1], SYN_RM);
-	status = key ? open_store(c, false) : EXIT_USAGE;
-	if (!status) {
-		struct store_path sp = path_store(&p);
-		int64_t seq = 0;
-		char what[256];
-		what_of(what, sizeof(what), "rm", &p, argv[1]);
-		int rc = store_delete(c->st, &sp, key, ORIGIN_IMPORT, &seq);
-		if (rc) {
-			status = store_fail(c->st, rc, what);
-		} else if (seq == 0) {
-			ctl_say("%s: no such record", what);
-			status = EXIT_FAIL;
-		} else {
-			wait_visible(c->st, seq, 0);
-		}
+	struct store_path sp = path_store(&p);
+	int64_t seq = 0;
+	char what[256];
+	what_of(what, sizeof(what), "rm", &p, argv[1]);
+	int rc = store_delete(c->st, &sp, key, ORIGIN_IMPORT, &seq);
+	if (rc) {
+		status = store_fail(c->st, rc, what);
+	} else if (seq == 0) {
+		ctl_say("%s: no such record", what);
+		status = EXIT_FAIL;
+	} else {
+		wait_visible(c->st, seq, 0);
 	}
 	json_decref(key);
 	path_free(&p);
