@@ -1283,6 +1283,26 @@ static void check_line(struct import *im, const char *text, size_t len, char *wh
 	line_free(&l);
 }
 
+/* The text of line `lineno`, just read, past the UTF-8 BOM a file may
+ * start with. Both passes take lines through here and line_is_blank, so
+ * that pass 2 applies exactly the lines pass 1 checked. */
+static const char *line_text(const struct import *im, uint64_t lineno, size_t *len)
+{
+	const char *text = im->line.data ? im->line.data : "";
+	*len = im->line.len;
+	if (lineno == 1 && *len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+		text += 3;
+		*len -= 3;
+	}
+	return text;
+}
+
+/* Blank lines (spaces, tabs) are skipped. */
+static bool line_is_blank(const char *text, size_t len)
+{
+	return strspn(text, " \t\r") == len;
+}
+
 /* Pass 1: checks every line; reports the bad ones. The checks run in
  * read batches of BATCH_LINES, as SQLite would otherwise take and drop
  * its locks for every statement. */
@@ -1297,15 +1317,13 @@ static int import_check(struct import *im)
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
 		lineno++;
 		progress_draw(&bar, im->rd.offset, lineno, false);
-		const char *text = im->line.data ? im->line.data : "";
-		size_t len = im->line.len;
-		if (lineno == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-			text += 3, len -= 3;
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
 		why[0] = '\0';
 		if (too_long) {
 			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
 			         LINE_MAX_BYTES);
-		} else if (strspn(text, " \t\r") == len) {
+		} else if (line_is_blank(text, len)) {
 			continue;
 		} else {
 			if (in_batch == 0 && (trc = store_begin(im->st)) != 0)
@@ -1415,11 +1433,9 @@ static int import_apply(struct import *im)
 			break;
 		}
 		progress_draw(&bar, im->rd.offset, lineno, false);
-		const char *text = im->line.data ? im->line.data : "";
-		size_t len = im->line.len;
-		if (lineno == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-			text += 3, len -= 3;
-		if (!too_long && strspn(text, " \t\r") == len)
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
+		if (!too_long && line_is_blank(text, len))
 			continue;
 		if (in_batch == 0 && (rc = store_begin(im->st)) != 0)
 			break;
