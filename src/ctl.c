@@ -1410,6 +1410,22 @@ static int import_line(struct import *im, const struct line *l)
 	return 0;
 }
 
+/* How far pass 2 got in committed batches: what a failure reports. */
+struct import_mark {
+	uint64_t line, puts, deletes;
+	int64_t seq;
+};
+
+/* Commits pass 2's open batch, which ends at line `lineno`, and moves
+ * `done` up to it. Returns 0 or -errno. */
+static int commit_batch(struct import *im, uint64_t lineno, struct import_mark *done)
+{
+	int rc = store_commit(im->st);
+	if (rc == 0)
+		*done = (struct import_mark){lineno, im->puts, im->deletes, im->last_seq};
+	return rc;
+}
+
 /* Pass 2: applies the lines in transactions of BATCH_LINES. */
 static int import_apply(struct import *im)
 {
@@ -1420,8 +1436,8 @@ static int import_apply(struct import *im)
 	}
 	struct progress bar;
 	progress_start(&bar, "importing", (uint64_t)im->sb.st_size);
-	uint64_t lineno = 0, committed_line = 0, committed_puts = 0, committed_deletes = 0;
-	int64_t committed_seq = 0;
+	uint64_t lineno = 0;
+	struct import_mark committed = {0};
 	int in_batch = 0;
 	bool too_long;
 	char why[400] = "";
@@ -1452,27 +1468,15 @@ static int import_apply(struct import *im)
 		}
 		line_free(&l);
 		if (!rc && in_batch == BATCH_LINES) {
-			rc = store_commit(im->st);
+			rc = commit_batch(im, lineno, &committed);
 			in_batch = 0;
-			if (!rc) {
-				committed_line = lineno;
-				committed_puts = im->puts;
-				committed_deletes = im->deletes;
-				committed_seq = im->last_seq;
-			}
 		}
 		if (rc)
 			break;
 	}
 	if (rc == 0 && in_batch > 0) {
-		rc = store_commit(im->st);
+		rc = commit_batch(im, lineno, &committed);
 		in_batch = 0;
-		if (rc == 0) {
-			committed_line = lineno;
-			committed_puts = im->puts;
-			committed_deletes = im->deletes;
-			committed_seq = im->last_seq;
-		}
 	}
 	progress_end(&bar, im->rd.offset, lineno);
 	if (rc == 0) {
@@ -1487,15 +1491,15 @@ static int import_apply(struct import *im)
 		snprintf(why, sizeof(why), "%s",
 		         *store_last_error(im->st) ? store_last_error(im->st) : strerror(-rc));
 	ctl_say("import: %s:%llu: %s", im->label, (unsigned long long)lineno, why);
-	if (committed_line == 0) {
+	if (committed.line == 0) {
 		ctl_say("import stopped; nothing was imported");
 	} else {
 		ctl_say("import stopped; lines 1-%llu were imported (%llu records, %llu deleted), "
 		        "the "
 		        "rest was not; running the same import again is safe",
-		        (unsigned long long)committed_line, (unsigned long long)committed_puts,
-		        (unsigned long long)committed_deletes);
-		wait_visible(im->st, committed_seq, tree_mark(im->st));
+		        (unsigned long long)committed.line, (unsigned long long)committed.puts,
+		        (unsigned long long)committed.deletes);
+		wait_visible(im->st, committed.seq, tree_mark(im->st));
 	}
 	return EXIT_FAIL;
 }
