@@ -123,12 +123,18 @@ void ctl_catch_interrupts(void)
 
 /* ---- messages ----------------------------------------------------------- */
 
+/* Every message starts "idbmountctl: ", wherever it comes from. */
+__attribute__((format(printf, 1, 0))) static void say_prefixed(const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
 void ctl_say(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
 }
@@ -187,8 +193,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputs("\n\n", stderr);
 	va_end(ap);
 	usage(stderr);
@@ -201,8 +206,7 @@ __attribute__((format(printf, 2, 3))) static int arg_error(const char *synopsis,
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
 	fprintf(stderr, "usage: " PROG " [--data DIR] %s\n", synopsis);
