@@ -1,8 +1,8 @@
 /* worker.h - a thread with a store connection of its own that sleeps until
- * it is woken or stopped: what the checkpointer, the watch and the fs
- * notifier each are. One place for how such a thread starts and stops, so
- * that none of them can stop without waking its thread or close its store
- * while the thread still runs.
+ * it is woken or stopped: what the checkpointer, the watch, the fs notifier
+ * and the HTTP event streams each are. One place for how such a thread
+ * starts and stops, so that none of them can stop without waking its
+ * thread or close its store while the thread still runs.
  *
  * The owner embeds a struct worker, keeps its own state under `lock`, and
  * its thread loops until `stop`, waiting on `wake` while there is nothing
