@@ -22,6 +22,7 @@
 
 #include "idbmount/clock.h"
 #include "idbmount/watch.h"
+#include "idbmount/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -37,14 +38,10 @@
 
 struct notifier {
 	struct fuse_session *se;
-	struct store *st;
+	struct worker worker;
 	struct watch *watch;
 	bool changed; /* the watch saw a commit since the last catch-up */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
 	pthread_cond_t done;
-	bool stop;
 	/* Inodes FLUSH handlers asked about; served in ticket order. */
 	uint64_t *queue;
 	size_t queue_len, queue_cap;
@@ -117,7 +114,7 @@ static int drop_unheld_orphan(void *ctx, uint64_t ino)
 {
 	struct notifier *n = ctx;
 	if (inodes_count(ino) == 0)
-		store_drop_orphan(n->st, ino);
+		store_drop_orphan(n->worker.st, ino);
 	return 0;
 }
 
@@ -128,14 +125,15 @@ static bool catch_up(struct notifier *n)
 	n->dirs_len = 0;
 	int64_t got;
 	do {
-		got = store_changed_files_since(n->st, n->seq, CHANGES_PER_READ, on_change, n);
+		got = store_changed_files_since(n->worker.st, n->seq, CHANGES_PER_READ, on_change,
+		                                n);
 	} while (got == CHANGES_PER_READ);
-	store_tree_changes_since(n->st, n->tree_id, on_tree_change, n);
+	store_tree_changes_since(n->worker.st, n->tree_id, on_tree_change, n);
 	for (size_t i = 0; i < n->dirs_len; i++)
 		inval_inode(n, n->dirs[i]);
 	if (n->seq == seq0 && n->tree_id == tree0)
 		return false;
-	store_daemon_set_notified(n->st, n->seq, n->tree_id);
+	store_daemon_set_notified(n->worker.st, n->seq, n->tree_id);
 	return true;
 }
 
@@ -143,23 +141,18 @@ static bool catch_up(struct notifier *n)
 static void on_commit(void *ctx)
 {
 	struct notifier *n = ctx;
-	pthread_mutex_lock(&n->lock);
-	n->changed = true;
-	pthread_cond_signal(&n->wake);
-	pthread_mutex_unlock(&n->lock);
+	worker_wake(&n->worker, &n->changed);
 }
 
 static void *notifier_main(void *arg)
 {
 	struct notifier *n = arg;
 	int64_t next_gc = clock_mono_ms() + GC_MS;
-	pthread_mutex_lock(&n->lock);
-	while (!n->stop) {
+	pthread_mutex_lock(&n->worker.lock);
+	while (!n->worker.stop) {
 		if (n->queue_len == 0 && !n->changed) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += GC_MS / 1000;
-			pthread_cond_timedwait(&n->wake, &n->lock, &until);
+			struct timespec until = clock_deadline(CLOCK_REALTIME, GC_MS);
+			pthread_cond_timedwait(&n->worker.wake, &n->worker.lock, &until);
 		}
 		uint64_t *queue = n->queue;
 		size_t queue_len = n->queue_len;
@@ -168,7 +161,7 @@ static void *notifier_main(void *arg)
 		n->changed = false;
 		n->queue = NULL;
 		n->queue_len = n->queue_cap = 0;
-		pthread_mutex_unlock(&n->lock);
+		pthread_mutex_unlock(&n->worker.lock);
 
 		for (size_t i = 0; i < queue_len; i++)
 			inval_inode(n, queue[i]);
@@ -176,15 +169,15 @@ static void *notifier_main(void *arg)
 		if (changed)
 			catch_up(n);
 		if (clock_mono_ms() >= next_gc) {
-			store_list_orphans(n->st, drop_unheld_orphan, n);
+			store_list_orphans(n->worker.st, drop_unheld_orphan, n);
 			next_gc = clock_mono_ms() + GC_MS;
 		}
 
-		pthread_mutex_lock(&n->lock);
+		pthread_mutex_lock(&n->worker.lock);
 		n->tickets_done = ticket;
 		pthread_cond_broadcast(&n->done);
 	}
-	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&n->worker.lock);
 	return NULL;
 }
 
@@ -194,10 +187,8 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct watch *w
 	struct notifier *n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	char err[512];
-	int rc = store_open(datadir, &n->st, err, sizeof(err));
+	int rc = worker_open(&n->worker, datadir, "notifier");
 	if (rc) {
-		fprintf(stderr, "idbmount: notifier: %s\n", err);
 		free(n);
 		return rc;
 	}
@@ -206,32 +197,26 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct watch *w
 	/* A commit between reading the logs' ends below and subscribing must
 	 * not wait for the next one: look once at start. */
 	n->changed = true;
-	n->seq = store_last_seq(n->st);
-	n->tree_id = store_last_tree_id(n->st);
-	rc = store_daemon_register(n->st, (int)getpid());
+	n->seq = store_last_seq(n->worker.st);
+	n->tree_id = store_last_tree_id(n->worker.st);
+	rc = store_daemon_register(n->worker.st, (int)getpid());
 	if (rc) {
-		fprintf(stderr, "idbmount: notifier: %s\n", store_last_error(n->st));
-		store_close(n->st);
+		fprintf(stderr, "idbmount: notifier: %s\n", store_last_error(n->worker.st));
+		worker_close(&n->worker);
 		free(n);
 		return rc;
 	}
-	pthread_mutex_init(&n->lock, NULL);
-	pthread_cond_init(&n->wake, NULL);
 	pthread_cond_init(&n->done, NULL);
-	rc = -pthread_create(&n->thread, NULL, notifier_main, n);
+	rc = worker_start(&n->worker, notifier_main, n);
 	if (!rc) {
 		rc = watch_subscribe(watch, on_commit, n);
-		if (rc) {
-			pthread_mutex_lock(&n->lock);
-			n->stop = true;
-			pthread_cond_signal(&n->wake);
-			pthread_mutex_unlock(&n->lock);
-			pthread_join(n->thread, NULL);
-		}
+		if (rc)
+			worker_stop(&n->worker);
 	}
 	if (rc) {
-		store_daemon_unregister(n->st);
-		store_close(n->st);
+		store_daemon_unregister(n->worker.st);
+		worker_close(&n->worker);
+		pthread_cond_destroy(&n->done);
 		free(n);
 		return rc;
 	}
@@ -244,15 +229,9 @@ void notifier_stop(struct notifier *n)
 	if (!n)
 		return;
 	watch_unsubscribe(n->watch, on_commit, n);
-	pthread_mutex_lock(&n->lock);
-	n->stop = true;
-	pthread_cond_signal(&n->wake);
-	pthread_mutex_unlock(&n->lock);
-	pthread_join(n->thread, NULL);
-	store_daemon_unregister(n->st);
-	store_close(n->st);
-	pthread_mutex_destroy(&n->lock);
-	pthread_cond_destroy(&n->wake);
+	worker_stop(&n->worker);
+	store_daemon_unregister(n->worker.st);
+	worker_close(&n->worker);
 	pthread_cond_destroy(&n->done);
 	free(n->queue);
 	free(n->dirs);
@@ -261,12 +240,12 @@ void notifier_stop(struct notifier *n)
 
 void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
 {
-	pthread_mutex_lock(&n->lock);
+	pthread_mutex_lock(&n->worker.lock);
 	if (n->queue_len == n->queue_cap) {
 		size_t cap = n->queue_cap ? n->queue_cap * 2 : 8;
 		uint64_t *grown = realloc(n->queue, cap * sizeof(*grown));
 		if (!grown) {
-			pthread_mutex_unlock(&n->lock);
+			pthread_mutex_unlock(&n->worker.lock);
 			return;
 		}
 		n->queue = grown;
@@ -274,12 +253,10 @@ void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
 	}
 	n->queue[n->queue_len++] = ino;
 	uint64_t ticket = ++n->tickets_issued;
-	pthread_cond_signal(&n->wake);
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 1;
-	while (n->tickets_done < ticket && !n->stop)
-		if (pthread_cond_timedwait(&n->done, &n->lock, &until) == ETIMEDOUT)
+	pthread_cond_signal(&n->worker.wake);
+	struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
+	while (n->tickets_done < ticket && !n->worker.stop)
+		if (pthread_cond_timedwait(&n->done, &n->worker.lock, &until) == ETIMEDOUT)
 			break;
-	pthread_mutex_unlock(&n->lock);
+	pthread_mutex_unlock(&n->worker.lock);
 }

@@ -125,6 +125,16 @@ static struct fs *req_fs(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* This thread's connection for a request that needs one; NULL after
+ * answering the request with EIO. */
+static struct store *req_store(fuse_req_t req, struct fs *fs)
+{
+	struct store *st = thread_store(fs);
+	if (!st)
+		fuse_reply_err(req, EIO);
+	return st;
+}
+
 static struct handle *fi_handle(const struct fuse_file_info *fi)
 {
 	return fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
@@ -139,6 +149,15 @@ static void log_refusal(struct store *st, const char *op, const char *name, int 
 		return;
 	fprintf(stderr, "idbmount: %s%s%s: %s%s%s\n", op, name && *name ? " " : "",
 	        name ? name : "", strerror(-rc), *why ? ": " : "", why);
+}
+
+/* Answers `op` on `name` with its result `rc` (0 or -errno), logging a
+ * refusal first; `st` is NULL when the thread had no connection. */
+static void reply_result(fuse_req_t req, struct store *st, const char *op, const char *name, int rc)
+{
+	if (rc && st)
+		log_refusal(st, op, name, rc);
+	fuse_reply_err(req, -rc);
 }
 
 static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *stbuf)
@@ -239,11 +258,9 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	inodes_names_asked(parent);
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_lookup(st, parent, name, &n);
 	if (rc == -ENOENT) {
@@ -288,11 +305,9 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	(void)fi;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_getattr(st, ino, &n);
 	if (rc) {
@@ -534,11 +549,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
                        struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	int rc = 0;
 	/* chmod, chown and utimens succeed without effect (cp -p, rsync -a). */
 	if (to_set & FUSE_SET_ATTR_SIZE) {
@@ -599,11 +612,9 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	if (store_ino_kind(ino) != STORE_FILE) {
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -643,16 +654,13 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_create_file(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "create", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "create", name, rc);
 		return;
 	}
 	struct handle *h = handle_new(fs, n.ino, true);
@@ -677,11 +685,9 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	inodes_names_asked(parent);
 	(void)rdev;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	if (!S_ISREG(mode)) {
 		fuse_reply_err(req, EPERM);
 		return;
@@ -689,18 +695,26 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	struct store_node n;
 	int rc = store_create_file(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "mknod", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "mknod", name, rc);
 		return;
 	}
 	reply_entry(req, fs, &n);
 }
 
+/* Where a READ of `size` bytes at `off` starts in `len` bytes of content;
+ * *n is how many of them it gets (none past the end). */
+static inline size_t read_window(size_t len, size_t size, off_t off, size_t *n)
+{
+	size_t start = (uint64_t)off < len ? (size_t)off : len;
+	*n = len - start < size ? len - start : size;
+	return start;
+}
+
 /* Answers a READ from `len` bytes at `data`. */
 static void reply_range(fuse_req_t req, const char *data, size_t len, size_t size, off_t off)
 {
-	size_t start = (uint64_t)off < len ? (size_t)off : len;
-	size_t n = len - start < size ? len - start : size;
+	size_t n;
+	size_t start = read_window(len, size, off, &n);
 	fuse_reply_buf(req, data ? data + start : "", n);
 }
 
@@ -710,9 +724,8 @@ static void reply_range(fuse_req_t req, const char *data, size_t len, size_t siz
  * is still returning from the reply. */
 static void reply_slice(fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
-	size_t len = h->data.len;
-	size_t start = (uint64_t)off < len ? (size_t)off : len;
-	size_t n = len - start < size ? len - start : size;
+	size_t n;
+	size_t start = read_window(h->data.len, size, off, &n);
 	char *copy = n ? malloc(n) : NULL;
 	if (n && !copy) {
 		pthread_mutex_unlock(&h->lock);
@@ -744,12 +757,10 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
+	struct store *st = req_store(req, fs);
 	struct handle *h = fi_handle(fi);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	if (!st)
 		return;
-	}
 	if (!h) {
 		/* No-open mode: the pending copy if there is one, else the
 		 * record itself. */
@@ -857,12 +868,10 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
 	(void)datasync;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
+	struct store *st = req_store(req, fs);
 	struct handle *h = fi_handle(fi);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	if (!st)
 		return;
-	}
 	int rc = 0;
 	if (h) {
 		pthread_mutex_lock(&h->lock);
@@ -906,9 +915,7 @@ static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_unlink(st, parent, name) : -EIO;
-	if (rc && st)
-		log_refusal(st, "unlink", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "unlink", name, rc);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
@@ -922,9 +929,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		return;
 	}
 	int rc = st ? store_rename(st, parent, name, newparent, newname, flags) : -EIO;
-	if (rc && st)
-		log_refusal(st, "rename", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "rename", name, rc);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
@@ -932,16 +937,13 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	inodes_names_asked(parent);
 	(void)mode;
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct store_node n;
 	int rc = store_mkdir(st, parent, name, &n);
 	if (rc) {
-		log_refusal(st, "mkdir", name, rc);
-		fuse_reply_err(req, -rc);
+		reply_result(req, st, "mkdir", name, rc);
 		return;
 	}
 	reply_entry(req, fs, &n);
@@ -952,9 +954,7 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	inodes_names_asked(parent);
 	struct store *st = thread_store(req_fs(req));
 	int rc = st ? store_rmdir(st, parent, name) : -EIO;
-	if (rc && st)
-		log_refusal(st, "rmdir", name, rc);
-	fuse_reply_err(req, -rc);
+	reply_result(req, st, "rmdir", name, rc);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -1032,11 +1032,9 @@ static int dir_fill_child(void *ctx, const char *name, const struct store_node *
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct fs *fs = req_fs(req);
-	struct store *st = thread_store(fs);
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, fs);
+	if (!st)
 		return;
-	}
 	struct dir_fill f = {.req = req, .fs = fs, .size = size, .plus = plus};
 	f.buf = malloc(size);
 	if (!f.buf) {
@@ -1146,6 +1144,18 @@ static int collect_xattrs(struct store *st, fuse_ino_t ino, struct buf *out)
 	return 0;
 }
 
+/* The pair of collect_xattrs' output at *at, moving *at past it; false
+ * at the end. */
+static bool xattr_next(const struct buf *all, size_t *at, const char **name, const char **value)
+{
+	if (*at >= all->len)
+		return false;
+	*name = all->data + *at;
+	*value = *name + strlen(*name) + 1;
+	*at = (size_t)(*value - all->data) + strlen(*value) + 1;
+	return true;
+}
+
 static void reply_sized(fuse_req_t req, const char *data, size_t len, size_t size)
 {
 	if (size == 0)
@@ -1177,11 +1187,9 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	struct store *st = thread_store(req_fs(req));
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, req_fs(req));
+	if (!st)
 		return;
-	}
 	struct buf all;
 	buf_init(&all, 1 << 16);
 	int rc = collect_xattrs(st, ino, &all);
@@ -1190,10 +1198,8 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	for (size_t at = 0; at < all.len;) {
-		const char *n = all.data + at;
-		const char *v = n + strlen(n) + 1;
-		at = (size_t)(v - all.data) + strlen(v) + 1;
+	const char *n, *v;
+	for (size_t at = 0; xattr_next(&all, &at, &n, &v);) {
 		if (strcmp(n, name) == 0) {
 			reply_sized(req, v, strlen(v), size);
 			buf_free(&all);
@@ -1206,21 +1212,16 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	struct store *st = thread_store(req_fs(req));
-	if (!st) {
-		fuse_reply_err(req, EIO);
+	struct store *st = req_store(req, req_fs(req));
+	if (!st)
 		return;
-	}
 	struct buf all, names;
 	buf_init(&all, 1 << 16);
 	buf_init(&names, 1 << 16);
 	int rc = collect_xattrs(st, ino, &all);
-	for (size_t at = 0; rc == 0 && at < all.len;) {
-		const char *n = all.data + at;
-		const char *v = n + strlen(n) + 1;
-		at = (size_t)(v - all.data) + strlen(v) + 1;
+	const char *n, *v;
+	for (size_t at = 0; rc == 0 && xattr_next(&all, &at, &n, &v);)
 		buf_append(&names, n, strlen(n) + 1);
-	}
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else

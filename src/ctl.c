@@ -123,12 +123,18 @@ void ctl_catch_interrupts(void)
 
 /* ---- messages ----------------------------------------------------------- */
 
+/* Every message starts "idbmountctl: ", wherever it comes from. */
+__attribute__((format(printf, 1, 0))) static void say_prefixed(const char *fmt, va_list ap)
+{
+	fputs(PROG ": ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
 void ctl_say(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
 }
@@ -187,8 +193,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputs("\n\n", stderr);
 	va_end(ap);
 	usage(stderr);
@@ -201,8 +206,7 @@ __attribute__((format(printf, 2, 3))) static int arg_error(const char *synopsis,
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs(PROG ": ", stderr);
-	vfprintf(stderr, fmt, ap);
+	say_prefixed(fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
 	fprintf(stderr, "usage: " PROG " [--data DIR] %s\n", synopsis);
@@ -461,6 +465,38 @@ static int print_name(void *ctx, const char *name)
 	return ferror(stdout) ? 1 : 0;
 }
 
+/* Prints the names `list` gives (clients or pipelines), one a line. */
+static int list_names(struct ctl *c, int (*list)(struct store *, store_name_fn, void *),
+                      const char *what)
+{
+	int rc = open_store(c, false);
+	if (rc)
+		return rc;
+	rc = list(c->st, print_name, NULL);
+	return rc ? store_fail(c->st, rc, what) : finish_stdout(EXIT_OK);
+}
+
+/* Makes a client or pipeline with `add` and prints its token, which is
+ * shown this once (only its hash is kept). A client is a directory of the
+ * mount (`in_mount`): it is waited for there, whether or not the token
+ * could be printed. */
+static int add_with_token(struct ctl *c, int (*add)(struct store *, const char *, char[65]),
+                          const char *name, const char *what, bool in_mount)
+{
+	int rc = open_store(c, true);
+	if (rc)
+		return rc;
+	char token[65];
+	rc = add(c->st, name, token);
+	if (rc)
+		return store_fail(c->st, rc, what);
+	printf("%s\n", token);
+	int status = finish_stdout(EXIT_OK);
+	if (in_mount)
+		wait_visible(c->st, 0, tree_mark(c->st));
+	return status;
+}
+
 static int cmd_client(struct ctl *c, int argc, char **argv)
 {
 	if (argc < 1)
@@ -477,28 +513,12 @@ static int cmd_client(struct ctl *c, int argc, char **argv)
 			                 "client add: '%s': a client name cannot hold '/' (paths "
 			                 "here are CLIENT/DB/STORE)",
 			                 name);
-		int rc = open_store(c, true);
-		if (rc)
-			return rc;
-		char token[65];
-		rc = store_client_add(c->st, name, token);
-		if (rc)
-			return store_fail(c->st, rc, "client add");
-		printf("%s\n", token);
-		int status = finish_stdout(EXIT_OK);
-		wait_visible(c->st, 0, tree_mark(c->st));
-		return status;
+		return add_with_token(c, store_client_add, name, "client add", true);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)
 			return arg_error(SYN_CLIENT_LIST, "client list takes no arguments");
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_client_list(c->st, print_name, NULL);
-		if (rc)
-			return store_fail(c->st, rc, "client list");
-		return finish_stdout(EXIT_OK);
+		return list_names(c, store_client_list, "client list");
 	}
 	return usage_error("client: unknown subcommand '%s'", sub);
 }
@@ -521,26 +541,12 @@ static int cmd_pipeline(struct ctl *c, int argc, char **argv)
 			return arg_error(SYN_PIPELINE_ADD, "pipeline add: want exactly one NAME");
 		if (!*argv[1])
 			return arg_error(SYN_PIPELINE_ADD, "pipeline add: empty name");
-		int rc = open_store(c, true);
-		if (rc)
-			return rc;
-		char token[65];
-		rc = store_pipeline_add(c->st, argv[1], token);
-		if (rc)
-			return store_fail(c->st, rc, "pipeline add");
-		printf("%s\n", token);
-		return finish_stdout(EXIT_OK);
+		return add_with_token(c, store_pipeline_add, argv[1], "pipeline add", false);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)
 			return arg_error(SYN_PIPELINE_LIST, "pipeline list takes no arguments");
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_pipeline_list(c->st, print_name, NULL);
-		if (rc)
-			return store_fail(c->st, rc, "pipeline list");
-		return finish_stdout(EXIT_OK);
+		return list_names(c, store_pipeline_list, "pipeline list");
 	}
 	return usage_error("pipeline: unknown subcommand '%s'", sub);
 }
@@ -675,35 +681,50 @@ static int cmd_put(struct ctl *c, int argc, char **argv)
 	return status;
 }
 
+/* The CLIENT/DB/STORE and KEY arguments of get and rm, with the store
+ * opened for them. Returns 0, or the exit status after a message with
+ * nothing left to free. */
+static int record_args(struct ctl *c, char **argv, const char *synopsis, struct path *p,
+                       json_t **key)
+{
+	int status = path_parse(argv[0], 3, 3, synopsis, p);
+	if (status)
+		return status;
+	*key = key_arg(argv[1], synopsis);
+	status = *key ? open_store(c, false) : EXIT_USAGE;
+	if (status) {
+		json_decref(*key);
+		path_free(p);
+	}
+	return status;
+}
+
 static int cmd_get(struct ctl *c, int argc, char **argv)
 {
 	if (argc != 2)
 		return arg_error(SYN_GET, "get: want CLIENT/DB/STORE and KEY");
 	struct path p;
-	int status = path_parse(argv[0], 3, 3, SYN_GET, &p);
+	json_t *key = NULL;
+	int status = record_args(c, argv, SYN_GET, &p, &key);
 	if (status)
 		return status;
-	json_t *key = key_arg(argv[1], SYN_GET);
-	status = key ? open_store(c, false) : EXIT_USAGE;
-	if (!status) {
-		struct store_path sp = path_store(&p);
-		char *data = NULL;
-		size_t len = 0;
-		int64_t rev = 0;
-		char what[256];
-		what_of(what, sizeof(what), "get", &p, argv[1]);
-		int rc = store_get(c->st, &sp, key, &data, &len, &rev);
-		if (rc == -ENOENT && !*store_last_error(c->st)) {
-			ctl_say("%s: no such record", what);
-			status = EXIT_FAIL;
-		} else if (rc) {
-			status = store_fail(c->st, rc, what);
-		} else {
-			fwrite(data, 1, len, stdout);
-			status = finish_stdout(EXIT_OK);
-		}
-		free(data);
+	struct store_path sp = path_store(&p);
+	char *data = NULL;
+	size_t len = 0;
+	int64_t rev = 0;
+	char what[256];
+	what_of(what, sizeof(what), "get", &p, argv[1]);
+	int rc = store_get(c->st, &sp, key, &data, &len, &rev);
+	if (rc == -ENOENT && !*store_last_error(c->st)) {
+		ctl_say("%s: no such record", what);
+		status = EXIT_FAIL;
+	} else if (rc) {
+		status = store_fail(c->st, rc, what);
+	} else {
+		fwrite(data, 1, len, stdout);
+		status = finish_stdout(EXIT_OK);
 	}
+	free(data);
 	json_decref(key);
 	path_free(&p);
 	return status;
@@ -714,25 +735,22 @@ static int cmd_rm(struct ctl *c, int argc, char **argv)
 	if (argc != 2)
 		return arg_error(SYN_RM, "rm: want CLIENT/DB/STORE and KEY");
 	struct path p;
-	int status = path_parse(argv[0], 3, 3, SYN_RM, &p);
+	json_t *key = NULL;
+	int status = record_args(c, argv, SYN_RM, &p, &key);
 	if (status)
 		return status;
-	json_t *key = key_arg(argv[1], SYN_RM);
-	status = key ? open_store(c, false) : EXIT_USAGE;
-	if (!status) {
-		struct store_path sp = path_store(&p);
-		int64_t seq = 0;
-		char what[256];
-		what_of(what, sizeof(what), "rm", &p, argv[1]);
-		int rc = store_delete(c->st, &sp, key, ORIGIN_IMPORT, &seq);
-		if (rc) {
-			status = store_fail(c->st, rc, what);
-		} else if (seq == 0) {
-			ctl_say("%s: no such record", what);
-			status = EXIT_FAIL;
-		} else {
-			wait_visible(c->st, seq, 0);
-		}
+	struct store_path sp = path_store(&p);
+	int64_t seq = 0;
+	char what[256];
+	what_of(what, sizeof(what), "rm", &p, argv[1]);
+	int rc = store_delete(c->st, &sp, key, ORIGIN_IMPORT, &seq);
+	if (rc) {
+		status = store_fail(c->st, rc, what);
+	} else if (seq == 0) {
+		ctl_say("%s: no such record", what);
+		status = EXIT_FAIL;
+	} else {
+		wait_visible(c->st, seq, 0);
 	}
 	json_decref(key);
 	path_free(&p);
@@ -773,13 +791,8 @@ static int cmd_ls(struct ctl *c, int argc, char **argv)
 {
 	if (argc > 1)
 		return arg_error(SYN_LS, "ls: want at most one CLIENT[/DB[/STORE]]");
-	if (argc == 0) {
-		int rc = open_store(c, false);
-		if (rc)
-			return rc;
-		rc = store_client_list(c->st, print_name, NULL);
-		return rc ? store_fail(c->st, rc, "ls") : finish_stdout(EXIT_OK);
-	}
+	if (argc == 0)
+		return list_names(c, store_client_list, "ls");
 	struct path p;
 	int status = path_parse(argv[0], 1, 3, SYN_LS, &p);
 	if (status)
@@ -1274,6 +1287,26 @@ static void check_line(struct import *im, const char *text, size_t len, char *wh
 	line_free(&l);
 }
 
+/* The text of line `lineno`, just read, past the UTF-8 BOM a file may
+ * start with. Both passes take lines through here and line_is_blank, so
+ * that pass 2 applies exactly the lines pass 1 checked. */
+static const char *line_text(const struct import *im, uint64_t lineno, size_t *len)
+{
+	const char *text = im->line.data ? im->line.data : "";
+	*len = im->line.len;
+	if (lineno == 1 && *len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+		text += 3;
+		*len -= 3;
+	}
+	return text;
+}
+
+/* Blank lines (spaces, tabs) are skipped. */
+static bool line_is_blank(const char *text, size_t len)
+{
+	return strspn(text, " \t\r") == len;
+}
+
 /* Pass 1: checks every line; reports the bad ones. The checks run in
  * read batches of BATCH_LINES, as SQLite would otherwise take and drop
  * its locks for every statement. */
@@ -1288,15 +1321,13 @@ static int import_check(struct import *im)
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
 		lineno++;
 		progress_draw(&bar, im->rd.offset, lineno, false);
-		const char *text = im->line.data ? im->line.data : "";
-		size_t len = im->line.len;
-		if (lineno == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-			text += 3, len -= 3;
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
 		why[0] = '\0';
 		if (too_long) {
 			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
 			         LINE_MAX_BYTES);
-		} else if (strspn(text, " \t\r") == len) {
+		} else if (line_is_blank(text, len)) {
 			continue;
 		} else {
 			if (in_batch == 0 && (trc = store_begin(im->st)) != 0)
@@ -1383,6 +1414,22 @@ static int import_line(struct import *im, const struct line *l)
 	return 0;
 }
 
+/* How far pass 2 got in committed batches: what a failure reports. */
+struct import_mark {
+	uint64_t line, puts, deletes;
+	int64_t seq;
+};
+
+/* Commits pass 2's open batch, which ends at line `lineno`, and moves
+ * `done` up to it. Returns 0 or -errno. */
+static int commit_batch(struct import *im, uint64_t lineno, struct import_mark *done)
+{
+	int rc = store_commit(im->st);
+	if (rc == 0)
+		*done = (struct import_mark){lineno, im->puts, im->deletes, im->last_seq};
+	return rc;
+}
+
 /* Pass 2: applies the lines in transactions of BATCH_LINES. */
 static int import_apply(struct import *im)
 {
@@ -1393,8 +1440,8 @@ static int import_apply(struct import *im)
 	}
 	struct progress bar;
 	progress_start(&bar, "importing", (uint64_t)im->sb.st_size);
-	uint64_t lineno = 0, committed_line = 0, committed_puts = 0, committed_deletes = 0;
-	int64_t committed_seq = 0;
+	uint64_t lineno = 0;
+	struct import_mark committed = {0};
 	int in_batch = 0;
 	bool too_long;
 	char why[400] = "";
@@ -1406,11 +1453,9 @@ static int import_apply(struct import *im)
 			break;
 		}
 		progress_draw(&bar, im->rd.offset, lineno, false);
-		const char *text = im->line.data ? im->line.data : "";
-		size_t len = im->line.len;
-		if (lineno == 1 && len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-			text += 3, len -= 3;
-		if (!too_long && strspn(text, " \t\r") == len)
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
+		if (!too_long && line_is_blank(text, len))
 			continue;
 		if (in_batch == 0 && (rc = store_begin(im->st)) != 0)
 			break;
@@ -1427,27 +1472,15 @@ static int import_apply(struct import *im)
 		}
 		line_free(&l);
 		if (!rc && in_batch == BATCH_LINES) {
-			rc = store_commit(im->st);
+			rc = commit_batch(im, lineno, &committed);
 			in_batch = 0;
-			if (!rc) {
-				committed_line = lineno;
-				committed_puts = im->puts;
-				committed_deletes = im->deletes;
-				committed_seq = im->last_seq;
-			}
 		}
 		if (rc)
 			break;
 	}
 	if (rc == 0 && in_batch > 0) {
-		rc = store_commit(im->st);
+		rc = commit_batch(im, lineno, &committed);
 		in_batch = 0;
-		if (rc == 0) {
-			committed_line = lineno;
-			committed_puts = im->puts;
-			committed_deletes = im->deletes;
-			committed_seq = im->last_seq;
-		}
 	}
 	progress_end(&bar, im->rd.offset, lineno);
 	if (rc == 0) {
@@ -1462,15 +1495,15 @@ static int import_apply(struct import *im)
 		snprintf(why, sizeof(why), "%s",
 		         *store_last_error(im->st) ? store_last_error(im->st) : strerror(-rc));
 	ctl_say("import: %s:%llu: %s", im->label, (unsigned long long)lineno, why);
-	if (committed_line == 0) {
+	if (committed.line == 0) {
 		ctl_say("import stopped; nothing was imported");
 	} else {
 		ctl_say("import stopped; lines 1-%llu were imported (%llu records, %llu deleted), "
 		        "the "
 		        "rest was not; running the same import again is safe",
-		        (unsigned long long)committed_line, (unsigned long long)committed_puts,
-		        (unsigned long long)committed_deletes);
-		wait_visible(im->st, committed_seq, tree_mark(im->st));
+		        (unsigned long long)committed.line, (unsigned long long)committed.puts,
+		        (unsigned long long)committed.deletes);
+		wait_visible(im->st, committed.seq, tree_mark(im->st));
 	}
 	return EXIT_FAIL;
 }

@@ -174,14 +174,8 @@ static bool stopping(struct flusher *f)
  * whether it is stopping. */
 static bool wait_ms(struct flusher *f, int64_t ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	/* f->wake waits on CLOCK_MONOTONIC (flusher_new). */
+	struct timespec until = clock_deadline(CLOCK_MONOTONIC, ms);
 	pthread_mutex_lock(&f->lock);
 	while (!f->stopping) {
 		if (pthread_cond_timedwait(&f->wake, &f->lock, &until) == ETIMEDOUT)
@@ -527,6 +521,26 @@ static void park_intent(struct runner *r, const struct store_sink_intent *in, co
 	follow_cursor(r);
 }
 
+/* Has the sink do `op` (stage or deliver) on the batch of intent `in`,
+ * with the engine's retries. Returns true when it did; else *answer is
+ * run_intent's: 0 once the intent is parked (the sink refused it for
+ * good), -EAGAIN when it is left for later (the flusher stops). */
+static bool sink_did(struct runner *r, const struct store_sink_intent *in, enum op op,
+                     const struct sink_batch *view, int *answer)
+{
+	char msg[1024];
+	struct call c = {.op = op, .batch = view};
+	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
+	if (res == SINK_OK)
+		return true;
+	*answer = -EAGAIN;
+	if (res == SINK_ERROR) {
+		park_intent(r, in, msg);
+		*answer = 0;
+	}
+	return false;
+}
+
 /* Stages (unless `staged`) and delivers the batch of intent `in`. Returns
  * 0 when the intent is finished (delivered or parked), -EAGAIN when it was
  * left for later (the flusher stops), or -errno from the store. */
@@ -535,31 +549,19 @@ static int run_intent(struct runner *r, const struct store_sink_intent *in, cons
 {
 	struct sink_batch view;
 	batch_view(b, in, &view);
-	char msg[1024];
 	/* The periods that ended before this batch closed are flagged first
 	 * (none of their batches is in flight: this one is the only one). */
 	close_finished_periods(r, in->created_ms);
+	int answer;
 	if (r->type->stage && !staged) {
-		struct call c = {.op = OP_STAGE, .batch = &view};
-		enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
-		if (res == SINK_RETRY)
-			return -EAGAIN;
-		if (res == SINK_ERROR) {
-			park_intent(r, in, msg);
-			return 0;
-		}
+		if (!sink_did(r, in, OP_STAGE, &view, &answer))
+			return answer;
 		int rc = store_sink_intent_staged(r->st, in->id);
 		if (rc)
 			return rc;
 	}
-	struct call c = {.op = OP_DELIVER, .batch = &view};
-	enum sink_result res = call_with_retries(r, &c, msg, sizeof(msg));
-	if (res == SINK_RETRY)
-		return -EAGAIN;
-	if (res == SINK_ERROR) {
-		park_intent(r, in, msg);
-		return 0;
-	}
+	if (!sink_did(r, in, OP_DELIVER, &view, &answer))
+		return answer;
 	return finish_intent(r, in, b ? b->long_lines : 0);
 }
 
@@ -1125,9 +1127,7 @@ void flusher_stop(struct flusher *f)
 	pthread_mutex_unlock(&f->lock);
 	/* Each runner ships what is ready until the deadline; a sink still
 	 * busy then (a server that does not answer) is cancelled. */
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += SHUTDOWN_MS / 1000 + 1;
+	struct timespec deadline = clock_deadline(CLOCK_REALTIME, SHUTDOWN_MS + 1000);
 	for (size_t i = 0; i < f->n; i++) {
 		struct runner *r = &f->runners[i];
 		if (!r->started)

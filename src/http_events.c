@@ -29,6 +29,7 @@
 
 #include "idbmount/clock.h"
 #include "idbmount/watch.h"
+#include "idbmount/worker.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -58,13 +59,9 @@ struct stream {
 struct http_events {
 	struct http *h;
 	struct watch *watch;
-	struct store *st; /* the events thread's own */
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	struct worker worker; /* the events thread, its store and its lock */
 	pthread_cond_t gone;
 	bool changed;
-	bool stop;
 	struct stream *streams;
 	long count;
 	int64_t seen_seq;
@@ -75,10 +72,7 @@ struct http_events {
 static void on_commit(void *ctx)
 {
 	struct http_events *ev = ctx;
-	pthread_mutex_lock(&ev->lock);
-	ev->changed = true;
-	pthread_cond_signal(&ev->wake);
-	pthread_mutex_unlock(&ev->lock);
+	worker_wake(&ev->worker, &ev->changed);
 }
 
 /* Connections to resume once the lock is let go: a suspended connection
@@ -89,7 +83,7 @@ struct resume_list {
 	size_t n, cap;
 };
 
-/* With ev->lock held: whether `s` must run, noting it in `rl`. */
+/* With ev->worker.lock held: whether `s` must run, noting it in `rl`. */
 static void stream_wake(struct stream *s, struct resume_list *rl)
 {
 	if (!s->suspended)
@@ -143,30 +137,28 @@ static void *events_main(void *arg)
 	struct resume_list rl = {0};
 	struct seq_list changed = {0};
 	int64_t keepalive_ms = (int64_t)ev->h->cfg.keepalive_s * 1000;
-	pthread_mutex_lock(&ev->lock);
-	while (!ev->stop) {
+	pthread_mutex_lock(&ev->worker.lock);
+	while (!ev->worker.stop) {
 		if (!ev->changed) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_sec += 1;
-			pthread_cond_timedwait(&ev->wake, &ev->lock, &until);
+			struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
+			pthread_cond_timedwait(&ev->worker.wake, &ev->worker.lock, &until);
 		}
-		if (ev->stop)
+		if (ev->worker.stop)
 			break;
 		bool look = ev->changed;
 		ev->changed = false;
 		changed.n = 0;
 		if (look) {
-			pthread_mutex_unlock(&ev->lock);
-			int64_t high = store_sync_changed_clients(ev->st, ev->seen_seq,
+			pthread_mutex_unlock(&ev->worker.lock);
+			int64_t high = store_sync_changed_clients(ev->worker.st, ev->seen_seq,
 			                                          collect_client, &changed);
-			pthread_mutex_lock(&ev->lock);
+			pthread_mutex_lock(&ev->worker.lock);
 			if (high >= 0)
 				ev->seen_seq = high;
 			else
 				ev->changed = true; /* busy or failing: try again */
 			int64_t delivered = 0;
-			if (store_sinks_delivered(ev->st, &delivered) == 0 &&
+			if (store_sinks_delivered(ev->worker.st, &delivered) == 0 &&
 			    delivered > ev->delivered) {
 				ev->delivered = delivered;
 				for (struct stream *s = ev->streams; s; s = s->next) {
@@ -189,11 +181,11 @@ static void *events_main(void *arg)
 				stream_wake(s, &rl);
 			}
 		}
-		pthread_mutex_unlock(&ev->lock);
+		pthread_mutex_unlock(&ev->worker.lock);
 		resume_all(&rl);
-		pthread_mutex_lock(&ev->lock);
+		pthread_mutex_lock(&ev->worker.lock);
 	}
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	free(rl.conns);
 	free(changed.items);
 	return NULL;
@@ -206,26 +198,26 @@ int http_events_start(struct http *h, struct watch *watch)
 		return -ENOMEM;
 	ev->h = h;
 	ev->watch = watch;
-	char err[512];
-	int rc = store_open(h->cfg.datadir, &ev->st, err, sizeof(err));
+	int rc = worker_open(&ev->worker, h->cfg.datadir, "events");
 	if (rc) {
-		fprintf(stderr, "idbmount: events: %s\n", err);
 		free(ev);
 		return rc;
 	}
-	ev->seen_seq = store_last_seq(ev->st);
+	ev->seen_seq = store_last_seq(ev->worker.st);
 	if (ev->seen_seq < 0)
 		ev->seen_seq = 0;
-	if (store_sinks_delivered(ev->st, &ev->delivered) != 0)
+	if (store_sinks_delivered(ev->worker.st, &ev->delivered) != 0)
 		ev->delivered = 0;
-	pthread_mutex_init(&ev->lock, NULL);
-	pthread_cond_init(&ev->wake, NULL);
 	pthread_cond_init(&ev->gone, NULL);
-	rc = -pthread_create(&ev->thread, NULL, events_main, ev);
-	if (!rc && watch)
+	rc = worker_start(&ev->worker, events_main, ev);
+	if (!rc && watch) {
 		rc = watch_subscribe(watch, on_commit, ev);
+		if (rc) /* the thread must not outlive `ev` */
+			worker_stop(&ev->worker);
+	}
 	if (rc) {
-		store_close(ev->st);
+		worker_close(&ev->worker);
+		pthread_cond_destroy(&ev->gone);
 		free(ev);
 		return rc;
 	}
@@ -241,33 +233,23 @@ void http_events_stop(struct http *h)
 	if (ev->watch)
 		watch_unsubscribe(ev->watch, on_commit, ev);
 	struct resume_list rl = {0};
-	pthread_mutex_lock(&ev->lock);
-	ev->stop = true;
-	pthread_cond_signal(&ev->wake);
-	pthread_mutex_unlock(&ev->lock);
-	pthread_join(ev->thread, NULL);
+	worker_stop(&ev->worker);
 	/* End every stream: resumed, its callback ends the response. */
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	for (struct stream *s = ev->streams; s; s = s->next) {
 		s->closing = true;
 		stream_wake(s, &rl);
 	}
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	resume_all(&rl);
 	free(rl.conns);
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	int64_t deadline = clock_mono_ms() + STOP_WAIT_MS;
 	while (ev->count > 0 && clock_mono_ms() < deadline) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 50 * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&ev->gone, &ev->lock, &until);
+		struct timespec until = clock_deadline(CLOCK_REALTIME, 50);
+		pthread_cond_timedwait(&ev->gone, &ev->worker.lock, &until);
 	}
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 }
 
 void http_events_free(struct http *h)
@@ -281,9 +263,7 @@ void http_events_free(struct http *h)
 		fprintf(stderr, "idbmount: events: %ld streams did not end\n", ev->count);
 		return; /* `ev` is left allocated for them */
 	}
-	store_close(ev->st);
-	pthread_mutex_destroy(&ev->lock);
-	pthread_cond_destroy(&ev->wake);
+	worker_close(&ev->worker);
 	pthread_cond_destroy(&ev->gone);
 	free(ev);
 	h->events = NULL;
@@ -294,13 +274,13 @@ long http_events_count(struct http *h)
 	struct http_events *ev = h->events;
 	if (!ev)
 		return 0;
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	long n = ev->count;
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	return n;
 }
 
-/* With ev->lock held: puts the next message into s->out, if any. */
+/* With ev->worker.lock held: puts the next message into s->out, if any. */
 static void stream_next(struct stream *s)
 {
 	int n = 0;
@@ -331,7 +311,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	(void)pos;
 	struct stream *s = cls;
 	struct http_events *ev = s->ev;
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	if (s->out_off == s->out_len)
 		stream_next(s);
 	ssize_t n;
@@ -350,7 +330,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		MHD_suspend_connection(s->conn);
 		n = 0;
 	}
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	return n;
 }
 
@@ -362,7 +342,7 @@ static void stream_free(void *cls)
 		free(s);
 		return;
 	}
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -371,7 +351,7 @@ static void stream_free(void *cls)
 		s->next->prev = s->prev;
 	ev->count--;
 	pthread_cond_broadcast(&ev->gone);
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	free(s);
 }
 
@@ -415,9 +395,9 @@ enum MHD_Result http_events(struct http_request *r)
 	/* Registered before the store is asked, so no change falls between.
 	 * A request on a kept-alive connection can still come in while the
 	 * daemon stops (quiescing only stops new connections). */
-	pthread_mutex_lock(&ev->lock);
-	if (ev->stop) {
-		pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
+	if (ev->worker.stop) {
+		pthread_mutex_unlock(&ev->worker.lock);
 		MHD_destroy_response(resp); /* frees s */
 		return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
 		                        "the daemon is stopping");
@@ -428,11 +408,11 @@ enum MHD_Result http_events(struct http_request *r)
 		ev->streams->prev = s;
 	ev->streams = s;
 	ev->count++;
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	int64_t last = store_sync_client_last_seq(st, r->who.id);
-	pthread_mutex_lock(&ev->lock);
+	pthread_mutex_lock(&ev->worker.lock);
 	if (last > s->latest)
 		s->latest = last;
-	pthread_mutex_unlock(&ev->lock);
+	pthread_mutex_unlock(&ev->worker.lock);
 	return http_queue(r, MHD_HTTP_OK, resp);
 }

@@ -66,6 +66,12 @@ char *store_col_strdup(sqlite3_stmt *s, int i);
 int store_step_done(struct store *st, sqlite3_stmt *s);
 /* Steps a one-integer query; *out is kept when there is no row. */
 int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out);
+/* Reads the columns of the row a statement stands on into `out`. */
+typedef void (*store_row_fn)(sqlite3_stmt *s, void *out);
+/* Steps a query that answers at most one row and has `read_row` read it
+ * before the statement is reset (store_step.c). Returns 0, -ENOENT when
+ * there is no row (the error message is left to the caller) or -errno. */
+int store_step_row(struct store *st, sqlite3_stmt *s, store_row_fn read_row, void *out);
 /* Runs SQL text (several statements allowed). */
 int store_exec(struct store *st, const char *sql);
 

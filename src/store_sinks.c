@@ -56,7 +56,6 @@ enum stmt_id {
 	S_INTENT_ADD,
 	S_INTENT_STAGED,
 	S_INTENT_DELETE,
-	S_DONE_CURSOR,
 	S_DONE_STATS,
 	S_INTENT_PARK,
 	S_PARK_STATS,
@@ -102,8 +101,6 @@ static const char *const stmt_sql[STMT_COUNT] = {
                          "VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         [S_INTENT_STAGED] = "UPDATE sink_intents SET state = 1 WHERE id = ?1",
         [S_INTENT_DELETE] = "DELETE FROM sink_intents WHERE id = ?1",
-        [S_DONE_CURSOR] = "UPDATE sinks SET cursor = ?3 WHERE name = ?1 AND generation = ?2 "
-                          "AND cursor < ?3",
         [S_DONE_STATS] = "UPDATE sinks SET delivered_batches = delivered_batches + 1, "
                          "delivered_changes = delivered_changes + ?2, "
                          "delivered_bytes = delivered_bytes + ?3, long_lines = long_lines + ?4, "
@@ -156,8 +153,9 @@ static void copy_col(sqlite3_stmt *s, int i, char *out, size_t outlen)
 	snprintf(out, outlen, "%s", t ? (const char *)t : "");
 }
 
-static void sink_from_row(sqlite3_stmt *s, struct store_sink *k)
+static void sink_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_sink *k = out;
 	memset(k, 0, sizeof(*k));
 	copy_col(s, 0, k->name, sizeof(k->name));
 	copy_col(s, 1, k->type, sizeof(k->type));
@@ -222,15 +220,7 @@ int store_sink_load(struct store *st, const char *name, struct store_sink *out)
 	if (!s)
 		return -EIO;
 	store_bind_text(s, 1, name);
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		sink_from_row(s, out);
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
+	int res = store_step_row(st, s, sink_from_row, out);
 	if (res == -ENOENT)
 		store_set_error(st, "no sink named '%s' in this data directory", name);
 	return res ? res : fill_derived(st, out);
@@ -326,14 +316,8 @@ int store_sink_intent_done(struct store *st, const char *sink, const struct stor
 		sqlite3_bind_int64(s, 1, in->id);
 		rc = store_step_done(st, s);
 	}
-	if (!rc && (s = stmt(st, S_DONE_CURSOR)) == NULL)
-		rc = -EIO;
-	if (!rc) {
-		store_bind_text(s, 1, sink);
-		sqlite3_bind_int64(s, 2, in->generation);
-		sqlite3_bind_int64(s, 3, in->to_seq);
-		rc = store_step_done(st, s);
-	}
+	if (!rc)
+		rc = store_sink_advance(st, sink, in->generation, in->to_seq);
 	if (!rc && (s = stmt(st, S_DONE_STATS)) == NULL)
 		rc = -EIO;
 	if (!rc) {
@@ -362,14 +346,8 @@ int store_sink_intent_park(struct store *st, const char *sink, const struct stor
 		store_bind_text(s, 2, error);
 		rc = store_step_done(st, s);
 	}
-	if (!rc && (s = stmt(st, S_DONE_CURSOR)) == NULL)
-		rc = -EIO;
-	if (!rc) {
-		store_bind_text(s, 1, sink);
-		sqlite3_bind_int64(s, 2, in->generation);
-		sqlite3_bind_int64(s, 3, in->to_seq);
-		rc = store_step_done(st, s);
-	}
+	if (!rc)
+		rc = store_sink_advance(st, sink, in->generation, in->to_seq);
 	if (!rc && (s = stmt(st, S_PARK_STATS)) == NULL)
 		rc = -EIO;
 	if (!rc) {
@@ -381,8 +359,9 @@ int store_sink_intent_park(struct store *st, const char *sink, const struct stor
 	return store_txn_end(st, rc);
 }
 
-static void intent_from_row(sqlite3_stmt *s, struct store_sink_intent *in)
+static void intent_from_row(sqlite3_stmt *s, void *out)
 {
+	struct store_sink_intent *in = out;
 	memset(in, 0, sizeof(*in));
 	in->id = sqlite3_column_int64(s, 0);
 	in->generation = sqlite3_column_int64(s, 1);
@@ -405,16 +384,7 @@ int store_sink_intent_next(struct store *st, const char *sink, struct store_sink
 	if (!s)
 		return -EIO;
 	store_bind_text(s, 1, sink);
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		intent_from_row(s, out);
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
-	return res;
+	return store_step_row(st, s, intent_from_row, out);
 }
 
 int store_sink_intents(struct store *st, const char *sink, enum store_intent_state state,
@@ -536,22 +506,18 @@ int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)
 	return store_txn_end(st, rc);
 }
 
+static void int64_from_row(sqlite3_stmt *s, void *out)
+{
+	*(int64_t *)out = sqlite3_column_int64(s, 0);
+}
+
 int store_sink_flags_from(struct store *st, const char *sink, int64_t *ms)
 {
 	sqlite3_stmt *s = stmt(st, S_FLAGS_FROM);
 	if (!s)
 		return -EIO;
 	store_bind_text(s, 1, sink);
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		*ms = sqlite3_column_int64(s, 0);
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
-	return res;
+	return store_step_row(st, s, int64_from_row, ms);
 }
 
 int store_sink_set_flags_from(struct store *st, const char *sink, int64_t ms)

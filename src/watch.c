@@ -7,12 +7,13 @@
  */
 #include "idbmount/watch.h"
 
+#include "idbmount/clock.h"
 #include "idbmount/store.h"
+#include "idbmount/worker.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -22,11 +23,7 @@ struct subscriber {
 };
 
 struct watch {
-	struct store *st;
-	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool stop;
+	struct worker worker; /* its lock guards the subscribers */
 	struct subscriber *subs;
 	size_t nsubs, cap;
 };
@@ -34,26 +31,21 @@ struct watch {
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
-	pthread_mutex_lock(&w->lock);
-	while (!w->stop) {
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += WATCH_POLL_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&w->wake, &w->lock, &until);
-		if (w->stop)
+	struct worker *t = &w->worker;
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		struct timespec until = clock_deadline(CLOCK_REALTIME, WATCH_POLL_MS);
+		pthread_cond_timedwait(&t->wake, &t->lock, &until);
+		if (t->stop)
 			break;
 		/* The store is this thread's alone; the lock only guards the
 		 * subscriber list, so probing under it is harmless. */
-		if (!store_changed_elsewhere(w->st))
+		if (!store_changed_elsewhere(t->st))
 			continue;
 		for (size_t i = 0; i < w->nsubs; i++)
 			w->subs[i].fn(w->subs[i].ctx);
 	}
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&t->lock);
 	return NULL;
 }
 
@@ -63,21 +55,15 @@ int watch_start(const char *datadir, struct watch **out)
 	struct watch *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	char err[512];
-	int rc = store_open(datadir, &w->st, err, sizeof(err));
+	int rc = worker_open(&w->worker, datadir, "watch");
 	if (rc) {
-		fprintf(stderr, "idbmount: watch: %s\n", err);
 		free(w);
 		return rc;
 	}
-	store_changed_elsewhere(w->st);
-	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->wake, NULL);
-	rc = -pthread_create(&w->thread, NULL, watch_main, w);
+	store_changed_elsewhere(w->worker.st);
+	rc = worker_start(&w->worker, watch_main, w);
 	if (rc) {
-		store_close(w->st);
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->wake);
+		worker_close(&w->worker);
 		free(w);
 		return rc;
 	}
@@ -87,7 +73,7 @@ int watch_start(const char *datadir, struct watch **out)
 
 int watch_subscribe(struct watch *w, watch_fn fn, void *ctx)
 {
-	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&w->worker.lock);
 	int rc = 0;
 	if (w->nsubs == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 4;
@@ -101,43 +87,34 @@ int watch_subscribe(struct watch *w, watch_fn fn, void *ctx)
 	}
 	if (!rc)
 		w->subs[w->nsubs++] = (struct subscriber){fn, ctx};
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&w->worker.lock);
 	return rc;
 }
 
 void watch_unsubscribe(struct watch *w, watch_fn fn, void *ctx)
 {
-	pthread_mutex_lock(&w->lock);
+	pthread_mutex_lock(&w->worker.lock);
 	for (size_t i = 0; i < w->nsubs; i++) {
 		if (w->subs[i].fn == fn && w->subs[i].ctx == ctx) {
 			w->subs[i] = w->subs[--w->nsubs];
 			break;
 		}
 	}
-	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_unlock(&w->worker.lock);
 }
 
 void watch_poke(struct watch *w)
 {
-	if (!w)
-		return;
-	pthread_mutex_lock(&w->lock);
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
+	if (w)
+		worker_wake(&w->worker, NULL);
 }
 
 void watch_stop(struct watch *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = true;
-	pthread_cond_signal(&w->wake);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
-	store_close(w->st);
-	pthread_mutex_destroy(&w->lock);
-	pthread_cond_destroy(&w->wake);
+	worker_stop(&w->worker);
+	worker_close(&w->worker);
 	free(w->subs);
 	free(w);
 }

@@ -22,4 +22,20 @@ static inline int64_t clock_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The moment `ms` from now on `clock`, as pthread_cond_timedwait and
+ * pthread_timedjoin_np want it (on the clock their condition or call
+ * measures with). */
+static inline struct timespec clock_deadline(clockid_t clock, int64_t ms)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (ms % 1000) * 1000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	return t;
+}
+
 #endif

@@ -132,6 +132,23 @@ static const char *make_url(struct webhdfs_sink *w, const char *hdfs_path, const
 	return rc ? NULL : w->url.data;
 }
 
+/* Asks the NameNode for operation `op` on `hdfs_path` (plus `extra` query
+ * text), without a body; `what` gets "OP path" for messages. Returns false,
+ * with `msg` saying why and `r` not filled, when the URL cannot be made. */
+static bool namenode_call(struct webhdfs_sink *w, const char *method, const char *hdfs_path,
+                          const char *op, const char *extra, struct curl_response *r, char *what,
+                          size_t what_len, char *msg, size_t msg_len)
+{
+	const char *url = make_url(w, hdfs_path, op, extra);
+	if (!url) {
+		snprintf(msg, msg_len, "URL too long");
+		return false;
+	}
+	curl_client_request(&w->client, method, url, NULL, NULL, 0, r);
+	snprintf(what, what_len, "%s %s", op, hdfs_path);
+	return true;
+}
+
 static void batch_dir(const struct webhdfs_sink *w, const struct sink_batch *b, char *out,
                       size_t outlen)
 {
@@ -142,15 +159,10 @@ static enum sink_result mkdirs(struct webhdfs_sink *w, const char *dir, char *ms
 {
 	if (strcmp(w->last_dir, dir) == 0)
 		return SINK_OK;
-	const char *url = make_url(w, dir, "MKDIRS", NULL);
-	if (!url) {
-		snprintf(msg, msg_len, "URL too long");
-		return SINK_ERROR;
-	}
 	struct curl_response r;
-	curl_client_request(&w->client, "PUT", url, NULL, NULL, 0, &r);
 	char what[1200];
-	snprintf(what, sizeof(what), "MKDIRS %s", dir);
+	if (!namenode_call(w, "PUT", dir, "MKDIRS", NULL, &r, what, sizeof(what), msg, msg_len))
+		return SINK_ERROR;
 	enum sink_result res = answer(&r, what, msg, msg_len);
 	if (res == SINK_OK && !strstr(r.body.data ? r.body.data : "", "true")) {
 		snprintf(msg, msg_len, "%s: answered %s", what, r.body.data ? r.body.data : "");
@@ -228,16 +240,12 @@ static enum sink_result create_file(struct webhdfs_sink *w, const char *file, co
 static enum file_status file_status(struct webhdfs_sink *w, const char *file, char *msg,
                                     size_t msg_len)
 {
-	const char *url = make_url(w, file, "GETFILESTATUS", NULL);
-	if (!url) {
-		snprintf(msg, msg_len, "URL too long");
-		return FILE_UNKNOWN;
-	}
 	struct curl_response r;
-	curl_client_request(&w->client, "GET", url, NULL, NULL, 0, &r);
-	enum file_status st = FILE_UNKNOWN;
 	char what[1200];
-	snprintf(what, sizeof(what), "GETFILESTATUS %s", file);
+	if (!namenode_call(w, "GET", file, "GETFILESTATUS", NULL, &r, what, sizeof(what), msg,
+	                   msg_len))
+		return FILE_UNKNOWN;
+	enum file_status st = FILE_UNKNOWN;
 	if (r.code == CURLE_OK && r.status == 200)
 		st = FILE_EXISTS;
 	else if (r.code == CURLE_OK && r.status == 404)
@@ -293,16 +301,13 @@ static enum sink_result webhdfs_deliver(void *ctx, const struct sink_batch *b, c
 	buf_init(&dest, 8192);
 	buf_append_str(&dest, "&destination=");
 	curl_client_escape(&dest, final, false);
-	const char *url = make_url(w, tmp, "RENAME", dest.data);
-	buf_free(&dest);
-	if (!url) {
-		snprintf(msg, msg_len, "URL too long");
-		return SINK_ERROR;
-	}
 	struct curl_response r;
-	curl_client_request(&w->client, "PUT", url, NULL, NULL, 0, &r);
 	char what[2500];
-	snprintf(what, sizeof(what), "RENAME %s", tmp);
+	bool asked = namenode_call(w, "PUT", tmp, "RENAME", dest.data, &r, what, sizeof(what), msg,
+	                           msg_len);
+	buf_free(&dest);
+	if (!asked)
+		return SINK_ERROR;
 	enum sink_result res = answer(&r, what, msg, msg_len);
 	bool renamed = false;
 	if (res == SINK_OK) {

@@ -8,6 +8,9 @@ daemon running in the foreground, and a client `alice` with a database
 The binaries come from ctest's environment (IDBMOUNT_BIN, IDBMOUNTCTL_BIN);
 run by hand with those set, e.g.
   IDBMOUNT_BIN=build/idbmount IDBMOUNTCTL_BIN=build/idbmountctl python3 -m pytest tests/fs
+
+tests/sync and tests/sinks load this file for their daemons too (Daemon,
+ctl, wait_for), so that there is one way to start, stop and wait.
 """
 import json
 import os
@@ -32,6 +35,31 @@ def unmount(path):
     if is_mounted(path):
         subprocess.run(["fusermount3", "-u", "-z", path], check=False,
                        stderr=subprocess.DEVNULL)
+
+
+def wait_for(what, check, timeout=30, interval=0.02):
+    """Polls `check` until it returns a true value; fails after `timeout`
+    seconds with `what` (a generous deadline, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(interval)
+
+
+def ctl(data, *args, check=True, input=None, timeout=120):
+    """Runs idbmountctl on data directory `data`; fails unless it exits 0
+    (with check)."""
+    p = subprocess.run([IDBMOUNTCTL, "--data", data, *args],
+                       capture_output=True, text=True, input=input,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError("idbmountctl %s failed (%d): %s" %
+                             (" ".join(args), p.returncode, p.stderr))
+    return p
 
 
 class Daemon:
@@ -63,7 +91,7 @@ class Daemon:
         self.log_start = self.log.tell()
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not is_mounted(self.mnt):
             if self.proc.poll() is not None:
                 raise RuntimeError("idbmount exited with %d: %s" %
@@ -97,7 +125,7 @@ class Daemon:
         if is_mounted(self.mnt):
             subprocess.run(["fusermount3", "-u", self.mnt], check=False)
         try:
-            rc = self.proc.wait(timeout=20)
+            rc = self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
@@ -122,13 +150,7 @@ class Idb:
         self.daemon = Daemon(self.data, self.mnt)
 
     def ctl(self, *args, check=True, input=None):
-        p = subprocess.run([IDBMOUNTCTL, "--data", self.data, *args],
-                           capture_output=True, text=True, input=input,
-                           timeout=120)
-        if check and p.returncode != 0:
-            raise AssertionError("idbmountctl %s failed (%d): %s" %
-                                 (" ".join(args), p.returncode, p.stderr))
-        return p
+        return ctl(self.data, *args, check=check, input=input)
 
     def path(self, *parts):
         return os.path.join(self.mnt, *parts)
@@ -152,15 +174,35 @@ def sh(cmd, cwd=None, check=True, input=None, env=None):
     return p
 
 
+def stop_cleanly(daemon):
+    """A fixture's teardown: stops `daemon` if it still runs and fails
+    unless it exited 0."""
+    rc = daemon.stop() if daemon.proc else 0
+    unmount(daemon.mnt)
+    assert rc == 0, "idbmount exited with %d:\n%s" % (rc, daemon.stderr())
+
+
 @pytest.fixture
-def idb(tmp_path):
+def start_idb(tmp_path):
+    """Returns start(options=()): what `idb` gives, with the daemon mounted
+    with these -o options (for the tests of a mount option)."""
     assert os.path.exists("/dev/fuse"), \
         "/dev/fuse is missing: run mount-helpers/install-deps.sh --test"
-    i = Idb(tmp_path)
-    i.ctl("client", "add", "alice")
-    i.daemon.start()
-    os.makedirs(i.store)
-    yield i
-    rc = i.daemon.stop() if i.daemon.proc else 0
-    unmount(i.mnt)
-    assert rc == 0, "idbmount exited with %d:\n%s" % (rc, i.daemon.stderr())
+    made = []
+
+    def start(options=()):
+        i = Idb(tmp_path)
+        i.ctl("client", "add", "alice")
+        made.append(i)
+        i.daemon.start(options)
+        os.makedirs(i.store)
+        return i
+
+    yield start
+    for i in made:
+        stop_cleanly(i.daemon)
+
+
+@pytest.fixture
+def idb(start_idb):
+    return start_idb()

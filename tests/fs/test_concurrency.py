@@ -12,6 +12,16 @@ from conftest import sh
 WRITES = 1000
 
 
+def run_at_once(target, arg_tuples):
+    """Calls target(*args) for each tuple, each on a thread of its own, all
+    at once; returns when all have returned."""
+    threads = [threading.Thread(target=target, args=args) for args in arg_tuples]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def writer(store, wid, shared, errors):
     """Writes WRITES revisions: its own record in place, and a shared record
     the way careful programs replace a file others write too (a temp file,
@@ -34,12 +44,7 @@ def writer(store, wid, shared, errors):
 
 def test_four_concurrent_writers(idb):
     shared, errors = [], []
-    threads = [threading.Thread(target=writer, args=(idb.store, w, shared, errors))
-               for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(writer, [(idb.store, w, shared, errors) for w in range(4)])
     assert errors == []
     changes = idb.changes()
     assert len(changes) == 4 * WRITES
@@ -141,30 +146,18 @@ def truncating_writer(store, wid, errors):
         errors.append(e)
 
 
-def test_private_writes_commit_whole_revisions(tmp_path):
+def test_private_writes_commit_whole_revisions(start_idb):
     # With -o private_writes every open for writing has a copy of its own:
     # four processes rewriting one file at once never mix their bytes, and
     # every close commits one whole revision.
-    from conftest import Idb
-    idb = Idb(tmp_path)
-    idb.ctl("client", "add", "alice")
-    idb.daemon.start(["private_writes"])
-    try:
-        os.makedirs(idb.store)
-        errors = []
-        threads = [threading.Thread(target=truncating_writer, args=(idb.store, w, errors))
-                   for w in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        changes = idb.changes()
-        assert len(changes) == WRITES
-        assert [c["rev"] for c in changes] == list(range(1, WRITES + 1))
-        got = sorted((c["value"]["writer"], c["value"]["i"]) for c in changes)
-        assert got == sorted((w, i) for w in range(4) for i in range(WRITES // 4))
-        final = json.loads(open(os.path.join(idb.store, "shared.json")).read())
-        assert final == changes[-1]["value"]
-    finally:
-        assert idb.daemon.stop() == 0
+    idb = start_idb(["private_writes"])
+    errors = []
+    run_at_once(truncating_writer, [(idb.store, w, errors) for w in range(4)])
+    assert errors == []
+    changes = idb.changes()
+    assert len(changes) == WRITES
+    assert [c["rev"] for c in changes] == list(range(1, WRITES + 1))
+    got = sorted((c["value"]["writer"], c["value"]["i"]) for c in changes)
+    assert got == sorted((w, i) for w in range(4) for i in range(WRITES // 4))
+    final = json.loads(open(os.path.join(idb.store, "shared.json")).read())
+    assert final == changes[-1]["value"]

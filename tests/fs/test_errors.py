@@ -92,24 +92,17 @@ def test_files_only_in_store_directories(idb):
     assert "idbmountctl client add" in idb.daemon.stderr()
 
 
-def test_record_over_the_cap(tmp_path):
-    from conftest import Idb
-    idb = Idb(tmp_path)
-    idb.ctl("client", "add", "alice")
-    idb.daemon.start(["max_record=1024"])
-    try:
-        os.makedirs(idb.store)
-        path = os.path.join(idb.store, "1.json")
-        assert write_and_close(path, b'{"v": 1}') == 0
-        big = b'{"v": "' + b"x" * 2000 + b'"}'
-        assert write_and_close(path, big) == errno.EFBIG
-        assert open(path).read() == '{"v": 1}'
-        p = idb.ctl("put", "alice/shop/orders", "2", json.dumps({"v": "y" * 2000}),
-                    check=False)
-        # idbmountctl has its own (default) cap; the mount's is per daemon.
-        assert p.returncode == 0
-    finally:
-        assert idb.daemon.stop() == 0
+def test_record_over_the_cap(start_idb):
+    idb = start_idb(["max_record=1024"])
+    path = os.path.join(idb.store, "1.json")
+    assert write_and_close(path, b'{"v": 1}') == 0
+    big = b'{"v": "' + b"x" * 2000 + b'"}'
+    assert write_and_close(path, big) == errno.EFBIG
+    assert open(path).read() == '{"v": 1}'
+    p = idb.ctl("put", "alice/shop/orders", "2", json.dumps({"v": "y" * 2000}),
+                check=False)
+    # idbmountctl has its own (default) cap; the mount's is per daemon.
+    assert p.returncode == 0
 
 
 def test_full_disk(tmp_path):

@@ -239,16 +239,11 @@ def test_second_daemon_on_same_data_refused(idb, tmp_path):
     assert p.returncode == 1 and "already served" in p.stderr
 
 
-def test_allow_other_with_default_permissions(tmp_path):
-    idb = Idb(tmp_path)
-    idb.ctl("client", "add", "alice")
-    idb.daemon.start(["allow_other,default_permissions"])
-    try:
-        assert os.listdir(idb.mnt) == ["alice"]
-        opts = sh("findmnt -no OPTIONS %s" % idb.mnt).stdout
-        assert "allow_other" in opts and "default_permissions" in opts
-    finally:
-        assert idb.daemon.stop() == 0
+def test_allow_other_with_default_permissions(start_idb):
+    idb = start_idb(["allow_other,default_permissions"])
+    assert os.listdir(idb.mnt) == ["alice"]
+    opts = sh("findmnt -no OPTIONS %s" % idb.mnt).stdout
+    assert "allow_other" in opts and "default_permissions" in opts
 
 
 def test_import_progress_bar_on_a_terminal(idb, tmp_path):

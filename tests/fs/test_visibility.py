@@ -5,40 +5,34 @@ import os
 
 import pytest
 
-from conftest import Idb, sh
+from conftest import sh
 
 
 @pytest.mark.parametrize("cache", ["always", "auto", "never"])
-def test_ctl_changes_visible_at_once(tmp_path, cache):
-    idb = Idb(tmp_path)
-    idb.ctl("client", "add", "alice")
-    idb.daemon.start(["cache=" + cache])
-    try:
-        os.makedirs(idb.store)
-        path = os.path.join(idb.store, "1.json")
-        # The kernel caches a negative entry for the missing name ...
-        assert not os.path.exists(path)
-        assert os.listdir(idb.store) == []
-        idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
-        # ... and still sees the put, its listing, and its content.
-        assert os.listdir(idb.store) == ["1.json"]
-        assert json.loads(open(path).read()) == {"v": 1}
-        # A changed value: pages and size were cached, must be dropped.
-        idb.ctl("put", "alice/shop/orders", "1", json.dumps({"v": "x" * 100}))
-        assert json.loads(open(path).read()) == {"v": "x" * 100}
-        assert os.stat(path).st_size == len(open(path, "rb").read())
-        idb.ctl("put", "alice/shop/orders", "1", '{"v": 3}')
-        assert json.loads(sh("cat " + path).stdout) == {"v": 3}
-        idb.ctl("rm", "alice/shop/orders", "1")
-        assert not os.path.exists(path)
-        assert os.listdir(idb.store) == []
-        # New stores, databases and clients appear too.
-        idb.ctl("mkstore", "alice/crm/contacts", "--keypath", '"id"')
-        assert sorted(os.listdir(idb.path("alice"))) == ["crm", "shop"]
-        idb.ctl("client", "add", "bob")
-        assert sorted(os.listdir(idb.mnt)) == ["alice", "bob"]
-    finally:
-        assert idb.daemon.stop() == 0
+def test_ctl_changes_visible_at_once(start_idb, cache):
+    idb = start_idb(["cache=" + cache])
+    path = os.path.join(idb.store, "1.json")
+    # The kernel caches a negative entry for the missing name ...
+    assert not os.path.exists(path)
+    assert os.listdir(idb.store) == []
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    # ... and still sees the put, its listing, and its content.
+    assert os.listdir(idb.store) == ["1.json"]
+    assert json.loads(open(path).read()) == {"v": 1}
+    # A changed value: pages and size were cached, must be dropped.
+    idb.ctl("put", "alice/shop/orders", "1", json.dumps({"v": "x" * 100}))
+    assert json.loads(open(path).read()) == {"v": "x" * 100}
+    assert os.stat(path).st_size == len(open(path, "rb").read())
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 3}')
+    assert json.loads(sh("cat " + path).stdout) == {"v": 3}
+    idb.ctl("rm", "alice/shop/orders", "1")
+    assert not os.path.exists(path)
+    assert os.listdir(idb.store) == []
+    # New stores, databases and clients appear too.
+    idb.ctl("mkstore", "alice/crm/contacts", "--keypath", '"id"')
+    assert sorted(os.listdir(idb.path("alice"))) == ["crm", "shop"]
+    idb.ctl("client", "add", "bob")
+    assert sorted(os.listdir(idb.mnt)) == ["alice", "bob"]
 
 
 def test_open_file_survives_outside_delete(idb):

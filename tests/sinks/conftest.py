@@ -6,52 +6,31 @@ real files, real HTTP on loopback.
 the foreground. Changes are made with the real idbmountctl (put, import),
 whose writes go to the same store the daemon ships from.
 """
+import importlib.util
 import json
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
-IDBMOUNT = os.environ.get("IDBMOUNT_BIN", "build/idbmount")
-IDBMOUNTCTL = os.environ.get("IDBMOUNTCTL_BIN", "build/idbmountctl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location(
+    "fs_conftest", os.path.join(HERE, "..", "fs", "conftest.py"))
+fs_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fs_conftest)
+
+IDBMOUNT = fs_conftest.IDBMOUNT
+IDBMOUNTCTL = fs_conftest.IDBMOUNTCTL
+is_mounted = fs_conftest.is_mounted
+wait_for = fs_conftest.wait_for
 
 
-def is_mounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+class Sinks(fs_conftest.Daemon):
+    """tests/fs's Daemon, started with a config file of sinks."""
 
-
-def unmount(path):
-    if is_mounted(path):
-        subprocess.run(["fusermount3", "-u", "-z", path], check=False,
-                       stderr=subprocess.DEVNULL)
-
-
-def wait_for(what, check, timeout=30, interval=0.02):
-    """Polls `check` until it returns a true value; fails after `timeout`
-    seconds with `what` (a generous deadline, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(interval)
-
-
-class Sinks:
     def __init__(self, root):
         self.root = root
-        self.data = str(root / "data")
-        self.mnt = str(root / "mnt")
         self.config = str(root / "idbmount.ini")
-        self.log_path = str(root / "daemon.stderr")
-        self.proc = None
-        self.log = None
+        super().__init__(root / "data", root / "mnt", args=["--config", self.config])
         os.makedirs(self.mnt, exist_ok=True)
 
     # ---- the daemon ----------------------------------------------------
@@ -59,61 +38,14 @@ class Sinks:
         with open(self.config, "w") as f:
             f.write(text)
 
-    def start(self, config_text=None, wait_mount=True):
+    def start(self, config_text=None):
         if config_text is not None:
             self.write_config(config_text)
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [IDBMOUNT, "-f", "--data", self.data, "--config", self.config,
-             self.mnt], stdout=self.log, stderr=self.log,
-            stdin=subprocess.DEVNULL)
-        if wait_mount:
-            deadline = time.monotonic() + 20
-            while not is_mounted(self.mnt):
-                if self.proc.poll() is not None:
-                    raise RuntimeError("idbmount exited with %d: %s" %
-                                       (self.proc.returncode, self.stderr()))
-                if time.monotonic() > deadline:
-                    raise RuntimeError("idbmount did not mount: " + self.stderr())
-                time.sleep(0.01)
-        return self
-
-    def stderr(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        """Unmounts as a user does; the daemon must exit cleanly (0)."""
-        if self.proc is None:
-            return 0
-        if is_mounted(self.mnt):
-            subprocess.run(["fusermount3", "-u", self.mnt], check=False)
-        try:
-            rc = self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return rc
-
-    def kill(self):
-        """SIGKILL: the crash case."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-        unmount(self.mnt)
+        return super().start()
 
     # ---- idbmountctl ---------------------------------------------------
     def ctl(self, *args, check=True, input=None):
-        p = subprocess.run([IDBMOUNTCTL, "--data", self.data, *args],
-                           capture_output=True, text=True, input=input,
-                           timeout=300)
-        if check and p.returncode != 0:
-            raise AssertionError("idbmountctl %s failed (%d): %s" %
-                                 (" ".join(args), p.returncode, p.stderr))
-        return p
+        return fs_conftest.ctl(self.data, *args, check=check, input=input, timeout=300)
 
     def put(self, path, key, value):
         self.ctl("put", path, json.dumps(key), json.dumps(value))
@@ -176,6 +108,4 @@ def sinks(tmp_path):
     s = Sinks(tmp_path)
     s.token = s.ctl("client", "add", "alice").stdout.strip()  # for HTTP tests
     yield s
-    rc = s.stop() if s.proc else 0
-    unmount(s.mnt)
-    assert rc == 0, "idbmount exited with %d:\n%s" % (rc, s.stderr())
+    fs_conftest.stop_cleanly(s)

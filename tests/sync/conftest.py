@@ -24,7 +24,6 @@ _spec.loader.exec_module(fs_conftest)
 Idb = fs_conftest.Idb
 Daemon = fs_conftest.Daemon
 sh = fs_conftest.sh
-unmount = fs_conftest.unmount
 SOURCE_DIR = os.environ.get("IDBMOUNT_SOURCE_DIR",
                             os.path.abspath(os.path.join(HERE, "..", "..")))
 
@@ -171,9 +170,7 @@ def start_sync(tmp_path):
 
     yield start
     for s in made:
-        rc = s.daemon.stop() if s.daemon.proc else 0
-        unmount(s.mnt)
-        assert rc == 0, "idbmount exited with %d:\n%s" % (rc, s.daemon.stderr())
+        fs_conftest.stop_cleanly(s.daemon)
 
 
 @pytest.fixture

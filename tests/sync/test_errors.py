@@ -23,6 +23,14 @@ def unchanged(sync):
     assert os.listdir(sync.path("alice", "shop", "orders")) == ["kept.json"]
 
 
+def assert_push_refused(shop, m):
+    """A push of the one mutation `m` is a 400 bad_request and changes
+    nothing; returns the error body."""
+    body = assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    unchanged(shop)
+    return body
+
+
 def test_missing_token_is_401(shop):
     r = shop.anonymous.post("/v1/push", {"mutations": [put("x", "shop", "orders", 1, 1)]})
     assert_error(r, 401, "unauthorized")
@@ -141,35 +149,30 @@ def test_one_bad_mutation_rolls_back_the_whole_push(shop):
 def test_mutation_without_id_is_400(shop):
     m = put("x", "shop", "orders", 1, 1)
     del m["id"]
-    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
-    unchanged(shop)
+    assert_push_refused(shop, m)
 
 
 def test_mutation_with_unknown_op_is_400(shop):
     m = put("x", "shop", "orders", 1, 1)
     m["op"] = "upsert"
-    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
-    unchanged(shop)
+    assert_push_refused(shop, m)
 
 
 def test_put_without_value_is_400(shop):
     m = put("x", "shop", "orders", 1, 1)
     del m["value"]
-    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
-    unchanged(shop)
+    assert_push_refused(shop, m)
 
 
 def test_base_that_is_not_a_revision_is_400(shop):
     m = put("x", "shop", "orders", "kept", 1, base="1")
-    assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
-    unchanged(shop)
+    assert_push_refused(shop, m)
 
 
 def test_out_of_line_put_without_key_is_400(shop):
     m = {"id": "x", "db": "shop", "store": "orders", "op": "put", "value": 1}
-    body = assert_error(shop.alice.post("/v1/push", {"mutations": [m]}), 400, "bad_request")
+    body = assert_push_refused(shop, m)
     assert "needs a key" in body["detail"]
-    unchanged(shop)
 
 
 def test_inline_key_that_disagrees_with_the_value_is_400(shop):
