@@ -417,17 +417,6 @@ int store_step_done(struct store *st, sqlite3_stmt *s)
 	return out;
 }
 
-/* Runs a one-row, one-integer query; *out keeps its value when no row. */
-int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out)
-{
-	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(s, 0);
-	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
-	sqlite3_reset(s);
-	return res;
-}
-
 int store_exec(struct store *st, const char *sql)
 {
 	char *msg = NULL;
@@ -713,8 +702,9 @@ const char *store_wal_path(const struct store *st)
 
 /* ---- rows ---------------------------------------------------------------- */
 
-static void row_from_stmt(sqlite3_stmt *s, struct row *r)
+static void row_from_stmt(sqlite3_stmt *s, void *out)
 {
+	struct row *r = out;
 	r->id = sqlite3_column_int64(s, 0);
 	r->store_id = sqlite3_column_int64(s, 1);
 	r->state = (enum store_state)sqlite3_column_int(s, 2);
@@ -731,16 +721,7 @@ static void row_from_stmt(sqlite3_stmt *s, struct row *r)
 static int row_load(struct store *st, sqlite3_stmt *s, struct row *r)
 {
 	memset(r, 0, sizeof(*r));
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		row_from_stmt(s, r);
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
-	return res;
+	return store_step_row(st, s, row_from_stmt, r);
 }
 
 static int row_by_name(struct store *st, int64_t store_id, const char *name, struct row *r)
@@ -779,23 +760,25 @@ static void node_from_row(const struct row *r, struct store_node *n)
 }
 
 /* Which client and database a store belongs to. */
+/* Columns 0 and 1 as two integers. */
+static void read_two_ids(sqlite3_stmt *s, void *out)
+{
+	int64_t *ids = out;
+	ids[0] = sqlite3_column_int64(s, 0);
+	ids[1] = sqlite3_column_int64(s, 1);
+}
+
 static int store_owner(struct store *st, int64_t store_id, int64_t *client_id, int64_t *db_id)
 {
 	sqlite3_stmt *s = stmt(st, S_STORE_OWNER);
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, store_id);
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		*client_id = sqlite3_column_int64(s, 0);
-		if (db_id)
-			*db_id = sqlite3_column_int64(s, 1);
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
+	int64_t ids[2] = {0, 0};
+	int res = store_step_row(st, s, read_two_ids, ids);
+	*client_id = ids[0];
+	if (db_id)
+		*db_id = ids[1];
 	return res;
 }
 
@@ -1954,6 +1937,19 @@ done:
 	return rc;
 }
 
+/* A row's id and whether it is dropped (columns 0 and 1). */
+struct id_dropped {
+	int64_t id;
+	bool dropped;
+};
+
+static void read_id_dropped(sqlite3_stmt *s, void *out)
+{
+	struct id_dropped *d = out;
+	d->id = sqlite3_column_int64(s, 0);
+	d->dropped = sqlite3_column_int(s, 1) != 0;
+}
+
 /* Looks up database or store `name` under its parent (statement `which`:
  * S_DB_BY_NAME or S_STORE_BY_NAME). Returns 0 with *id and *dropped, or
  * -ENOENT, or a SQL error. */
@@ -1965,16 +1961,10 @@ static int child_by_name(struct store *st, int which, int64_t parent_id, const c
 		return -EIO;
 	sqlite3_bind_int64(s, 1, parent_id);
 	store_bind_text(s, 2, name);
-	int rc = sqlite3_step(s);
-	int res = -ENOENT;
-	if (rc == SQLITE_ROW) {
-		*id = sqlite3_column_int64(s, 0);
-		*dropped = sqlite3_column_int(s, 1) != 0;
-		res = 0;
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(st, rc);
-	}
-	sqlite3_reset(s);
+	struct id_dropped found = {0, false};
+	int res = store_step_row(st, s, read_id_dropped, &found);
+	*id = found.id;
+	*dropped = found.dropped;
 	return res;
 }
 
