@@ -347,9 +347,15 @@ function captureContext(tx) {
 		}
 		if (journal) {
 			const c = (ctx = { tx, journal, entries: [], last: null, commitWanted: false, wrote: false });
+			/* Every request's success and error event passes the
+			 * transaction in the capture phase (IndexedDB's event path:
+			 * request, transaction, database): two listeners per
+			 * transaction instead of two per write. */
 			c.onSettled = ev => {
 				if (ev.target === c.last) flushCapture(c);
 			};
+			tx.addEventListener('success', c.onSettled, true);
+			tx.addEventListener('error', c.onSettled, true);
 			const dbName = tx.db.name;
 			tx.addEventListener('complete', () => {
 				if (c.wrote) announceDirty(dbName);
@@ -377,8 +383,6 @@ function track(ctx, request, storeName, entry) {
 	entry.store = storeName;
 	ctx.entries.push(entry);
 	ctx.last = request;
-	request.addEventListener('success', ctx.onSettled);
-	request.addEventListener('error', ctx.onSettled);
 }
 
 /* Runs when the newest tracked request of a transaction settled: every
@@ -1930,7 +1934,10 @@ export class Sync extends EventTarget {
 		}
 		const batch = [...picked.entries()].map(([pid, m]) => ({ ...m, pid, marker: outboxIds.get(pid) }));
 		const byStore = new Map();
-		for (const m of batch) byStore.set(m.store, [...(byStore.get(m.store) || []), m]);
+		for (const m of batch) {
+			if (!byStore.has(m.store)) byStore.set(m.store, []);
+			byStore.get(m.store).push(m);
+		}
 		const runs = batch.length ? done(revs.getAll(runRange())) : null;
 		await Promise.all([...byStore].map(async ([storeName, group]) => {
 			const keys = group.map(m => m.key);
@@ -2201,7 +2208,10 @@ export class Sync extends EventTarget {
 		for (const seq of seqs) this.ownSeqs.add(seq);
 		if (synced.length) {
 			const byStore = new Map();
-			for (const m of synced) byStore.set(m.store, [...(byStore.get(m.store) || []), m.key]);
+			for (const m of synced) {
+				if (!byStore.has(m.store)) byStore.set(m.store, []);
+				byStore.get(m.store).push(m.key);
+			}
 			for (const [store, keys] of byStore) this.broadcast('state', { store, keys, state: 'synced' });
 		}
 		for (const c of resolved) {
@@ -2272,14 +2282,18 @@ export class Sync extends EventTarget {
 		const unknown = [...new Set(changes.map(c => c.store).filter(s => !db.objectStoreNames.contains(s) && !isInternalStoreName(s)))];
 		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
 		this.checkLead();
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
+		/* A page with no changes (the pull after a push, whose own changes
+		 * the checkpoint skipped) saves only the checkpoint: a transaction
+		 * of the meta store, which the app's writes (they all hold the
+		 * journal) neither wait for nor hold up. */
+		const scope = changes.length ? [JOURNAL, OUTBOX, REVS, META, ...names] : [META];
+		const tx = db.transaction(scope, 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
-		const outbox = native.txObjectStore.call(tx, OUTBOX);
-		const revs = native.txObjectStore.call(tx, REVS);
+		const revs = changes.length ? native.txObjectStore.call(tx, REVS) : null;
 		const meta = native.txObjectStore.call(tx, META);
-		const pendingNow = pendingWrites(tx); /* local writes wait: the push decides */
+		const pendingNow = changes.length ? pendingWrites(tx) : new Map(); /* local writes wait: the push decides */
 		const applied = [];
 		const decoded = [];
 		let quota = null;
@@ -2290,7 +2304,6 @@ export class Sync extends EventTarget {
 				this.reportError(new SyncError('client', `server change ${c.store}/${JSON.stringify(c.key)} cannot be decoded: ${err.message}`));
 			}
 		}
-		void outbox;
 		const pending = await pendingNow;
 		/* Echoes of this tab's own pushes need no look at the revisions. */
 		const looked = decoded.filter(d => !this.ownSeqs.has(d.c.seq));
