@@ -1195,13 +1195,13 @@ async function readMany(source, keys, prefix) {
  * record: 1,000 small puts cost ~100 ms in Chromium, one put of the run
  * ~2 ms, and that was most of an acknowledgement. Runs are folded into
  * the per-record entries ([store, key] -> {rev, seq, deleted}) when the
- * sync is idle, or inside an acknowledgement once RUN_FOLD_LIMIT of them
- * pile up, so a lookup never reads more than that many. A record's
- * revision is the newest (highest rev: the server counts each record's
- * revisions up, deletes included) of its per-record entry and its
- * entries in runs; so the order in which runs and per-record entries were
- * written does not matter, and a fold that meets a newer per-record entry
- * keeps it. */
+ * sync is idle, or (the oldest) inside an acknowledgement once
+ * RUN_FOLD_LIMIT of them pile up, so a lookup never reads more than that
+ * many. A record's revision is the newest (highest rev: the server counts
+ * each record's revisions up, deletes included) of its per-record entry
+ * and its entries in runs; so the order in which runs and per-record
+ * entries were written does not matter, and a fold that meets a newer
+ * per-record entry keeps it. */
 const RUN_FOLD_LIMIT = 16;
 /* How long the sync must be quiet before it folds runs. */
 const FOLD_IDLE_MS = 1000;
@@ -1246,22 +1246,24 @@ async function revisionsOf(revs, storeName, keys, runs = null) {
 	return records;
 }
 
-/* Folds every run into per-record entries inside `tx` (read-write, holding
- * the revisions store): a per-record entry is written only where the run's
- * revision is newer. Resolves with the number of runs folded. */
-async function foldRuns(tx) {
+/* Folds the oldest `howMany` runs (all by default) into per-record
+ * entries inside `tx` (read-write, holding the revisions store): a
+ * per-record entry is written only where the run's revision is newer; a
+ * newer revision in a run left unfolded still wins at lookup. Resolves
+ * with the number of runs folded. */
+async function foldRuns(tx, howMany = Infinity) {
 	const revs = native.txObjectStore.call(tx, REVS);
-	const runs = await done(revs.getAll(runRange()));
+	const [keys, all] = await Promise.all([done(revs.getAllKeys(runRange())), done(revs.getAll(runRange()))]);
+	const runs = all.slice(0, howMany);
 	if (!runs.length) return 0;
 	const stores = new Set(runs.map(r => r && r.store));
 	await Promise.all([...stores].map(async storeName => {
 		const newest = revisionsInRuns(runs, storeName, null);
-		const keys = [...newest.values()].map(e => e.key);
-		const now = await readMany(revs, keys, storeName);
-		for (const [id, { key, rec }] of newest)
-			if (newerRevision(now.get(id), rec) === rec) native.put.call(revs, rec, [storeName, key]);
+		const now = await readMany(revs, [...newest.values()].map(e => e.key), storeName);
+		for (const [id, { key, rec }] of newest) if (newerRevision(now.get(id), rec) === rec) native.put.call(revs, rec, [storeName, key]);
 	}));
-	native.delete.call(revs, runRange());
+	if (runs.length === all.length) native.delete.call(revs, runRange());
+	else for (const k of keys.slice(0, runs.length)) native.delete.call(revs, k);
 	return runs.length;
 }
 
@@ -2128,13 +2130,13 @@ export class Sync extends EventTarget {
 			Promise.all(batch.map(m => (m.marker !== undefined ? done(outbox.get([m.store, m.key])) : undefined))),
 			done(revs.getAllKeys(runRange())),
 		]);
-		/* Too many runs would make every lookup read them all: fold them
-		 * here first, in this transaction. */
+		/* Too many runs would make every lookup read them all: the oldest
+		 * are folded here, in this transaction, one for the one added, so
+		 * a long stream of batches costs per batch what it did before runs
+		 * (a put per record), and a burst up to the limit costs nothing
+		 * of it until the sync is idle. */
 		let nextRun = runKeys.length ? runKeys[runKeys.length - 1][1] + 1 : 1;
-		if (runKeys.length >= RUN_FOLD_LIMIT) {
-			await foldRuns(tx);
-			nextRun = 1;
-		}
+		if (runKeys.length >= RUN_FOLD_LIMIT) await foldRuns(tx, runKeys.length - RUN_FOLD_LIMIT + 1);
 		const rewritten = new Set();
 		for (const pairs of newer) for (const [store, key] of pairs) rewritten.add(pairId(store, key));
 		const markerNow = new Map(batch.map((m, i) => [m, markersNow[i]]));

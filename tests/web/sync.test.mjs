@@ -373,15 +373,30 @@ test('an acknowledgement records its revisions as one run; lookups and the fold 
 	db.close();
 });
 
-test('runs never pile up: past the limit an acknowledgement folds them first', async () => {
+test('runs never pile up: past the limit an acknowledgement folds the oldest', async () => {
 	const db = await idbm.openDatabase('manyruns', { version: 1, stores: [{ name: 'rows' }] });
 	for (let i = 0; i < 40; i++) await db.put('rows', i, i); /* 40 transactions, 40 batches of one */
 	const sync = newSync('manyruns', { batchSize: 1 });
 	await sync.cycle();
-	const revs = await revisionsStore('manyruns');
-	assert.ok(revs.runs.length >= 1 && revs.runs.length <= 16, `${revs.runs.length} runs kept`);
-	assert.equal(revs.runs.length + revs.records.size, 40, 'every revision is in a run or a per-record entry, once');
+	let revs = await revisionsStore('manyruns');
+	assert.equal(revs.runs.length, 16, 'the limit');
+	assert.deepEqual(revs.runs.map(([, r]) => r.keys[0]), Array.from({ length: 16 }, (_, i) => 24 + i), 'the newest runs are kept');
+	assert.equal(revs.records.size, 24, 'the oldest were folded');
 	assert.equal((await sync.storeState('rows')).synced, 40);
+
+	// Key 0, folded at rev 1, written again: rev 2 lives in a run; the
+	// next write of it must be based on rev 2, not on the folded rev 1.
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await db.put('rows', 'second', 0);
+	await sync.cycle();
+	revs = await revisionsStore('manyruns');
+	assert.equal(revs.records.get('rows/0').rev, 1);
+	await db.put('rows', 'third', 0);
+	await sync.cycle();
+	assert.deepEqual(conflicts, []);
+	assert.equal(fileJson('alice', 'manyruns', 'rows', '0.json'), 'third');
+	assert.equal(await sync.recordState('rows', 0), 'synced');
 	sync.stop();
 	db.close();
 });
