@@ -455,3 +455,40 @@ test('a batch of keys spread thinly over a large store reads what it needs, valu
 	sync.stop();
 	db.close();
 });
+
+test('a batch over two stores records a run for each; a delete\'s revision in a run is the base of the next put', async () => {
+	const db = await idbm.openDatabase('tworuns', { version: 1, stores: [{ name: 'a' }, { name: 'b' }] });
+	await db.transaction(['a', 'b'], 'readwrite', tx => {
+		for (let i = 0; i < 5; i++) {
+			tx.store('a').put(`a${i}`, i);
+			tx.store('b').put(`b${i}`, i);
+		}
+	});
+	const sync = newSync('tworuns');
+	await sync.cycle();
+	let revs = await revisionsStore('tworuns');
+	assert.deepEqual(revs.runs.map(([, r]) => [r.store, r.keys.length]).sort(), [['a', 5], ['b', 5]]);
+	assert.equal((await sync.storeState('a')).synced, 5);
+	assert.equal((await sync.storeState('b')).synced, 5);
+
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await db.delete('b', 3);
+	await sync.cycle();
+	assert.ok(!d.exists('alice', 'tworuns', 'b', '3.json'), 'the delete reached the mount');
+	revs = await revisionsStore('tworuns');
+	const inRun = revs.runs.map(([, r]) => r).find(r => r.store === 'b' && r.keys.includes(3) && r.deleted[r.keys.indexOf(3)]);
+	assert.ok(inRun, 'the delete\'s revision is in a run, marked deleted');
+	await db.put('b', 'b3 again', 3);
+	await sync.cycle();
+	assert.deepEqual(conflicts, [], 'the put went on top of the delete\'s revision');
+	assert.equal(fileJson('alice', 'tworuns', 'b', '3.json'), 'b3 again');
+	await sync.foldRevisions();
+	revs = await revisionsStore('tworuns');
+	assert.equal(revs.runs.length, 0);
+	assert.equal(revs.records.get('b/3').rev, 3, 'put, delete, put');
+	assert.equal(revs.records.get('a/3').rev, 1);
+	assert.equal((await sync.storeState('b')).synced, 5);
+	sync.stop();
+	db.close();
+});
