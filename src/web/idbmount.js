@@ -1338,7 +1338,7 @@ export class Sync extends EventTarget {
 		this.ownSeqs = new Set(); /* seqs of this tab's acknowledged pushes */
 		this.upgradeWait = null; /* a blocked upgrade of ours, until it runs */
 		this.installId = null;
-		this.runsWritten = null; /* unknown: runs a closed tab left are folded at the first quiet moment */
+		this.runsWritten = null; /* unknown: runs another tab left are folded at the first quiet moment */
 		ensureCaptureOf(this.database);
 	}
 
@@ -1691,6 +1691,7 @@ export class Sync extends EventTarget {
 	 * stopped); the Web Lock is held exactly as long. */
 	async lead(signal) {
 		this.setState({ leader: true });
+		this.runsWritten = null; /* another tab may have led meanwhile and left runs */
 		this.wakePending = true;
 		const events = this.followEvents(signal);
 		try {
