@@ -63,7 +63,10 @@
  *                      transactions include
  *   __idbmount_outbox  [store, key] -> {id, rejected?}   pending writes
  *   __idbmount_revs    [store, key] -> {rev, seq, deleted} last server state
- *                      the local value is based on ("base" of a push)
+ *                      the local value is based on ("base" of a push);
+ *                      [0, n] -> {store, keys, revs, seqs, deleted} the
+ *                      same for a whole acknowledged batch (a "run", see
+ *                      revisionsOf), newest revision wins
  *   __idbmount_meta    "checkpoint", "delivered", "epoch", "installId",
  *                      ["parked", store, key] (changes for missing stores)
  *
