@@ -267,6 +267,10 @@ export class Sync extends EventTarget {
 	 * known server revision. */
 	recordStates(store: string): Promise<Map<string, RecordState>>;
 	storeState(store: string): Promise<{ pending: number; rejected: number; synced: number; delivered: number }>;
+	/** Folds the revisions acknowledgements recorded as one run per batch
+	 * into per-record entries now (the syncing tab does it by itself once
+	 * it has been quiet for a second); resolves with the runs folded. */
+	foldRevisions(): Promise<number>;
 }
 
 /** Creates and starts a Sync. */

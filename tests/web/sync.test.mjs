@@ -295,3 +295,200 @@ test('the live loop follows /v1/events, survives a daemon restart and catches up
 	sync.stop();
 	db.close();
 });
+
+/* The revisions store as it is: {runs: [[runKey, run]], records: Map
+ * "store/key" -> {rev, seq, deleted}}. */
+async function revisionsStore(database) {
+	const raw = await new Promise((resolve, reject) => {
+		const r = indexedDB.open(database);
+		r.onsuccess = () => resolve(r.result);
+		r.onerror = () => reject(r.error);
+	});
+	const tx = raw.transaction([idbm.internals.REVS], 'readonly');
+	const s = tx.objectStore(idbm.internals.REVS);
+	const get = r => new Promise((resolve, reject) => {
+		r.onsuccess = () => resolve(r.result);
+		r.onerror = () => reject(r.error);
+	});
+	const [keys, values] = await Promise.all([get(s.getAllKeys()), get(s.getAll())]);
+	raw.close();
+	const runs = [];
+	const records = new Map();
+	keys.forEach((k, i) => {
+		if (typeof k[0] === 'number') runs.push([k, values[i]]);
+		else records.set(`${k[0]}/${JSON.stringify(k[1])}`, values[i]);
+	});
+	return { runs, records };
+}
+
+test('an acknowledgement records its revisions as one run; lookups and the fold see the newest revision', async () => {
+	const db = await idbm.openDatabase('runs', { version: 1, stores: [{ name: 'rows' }] });
+	for (let b = 0; b < 30; b += 10) {
+		await db.transaction(['rows'], 'readwrite', tx => {
+			for (let i = b; i < b + 10; i++) tx.store('rows').put(`v${i}`, `k${i}`);
+		});
+	}
+	const sync = newSync('runs', { batchSize: 10 });
+	await sync.cycle();
+	let revs = await revisionsStore('runs');
+	assert.equal(revs.runs.length, 3, 'three batches, three runs');
+	assert.equal(revs.records.size, 0, 'no per-record entry written by the acknowledgements');
+	assert.deepEqual(revs.runs.map(([, r]) => r.keys.length), [10, 10, 10]);
+	assert.equal(await sync.recordState('rows', 'k0'), 'synced');
+	assert.equal((await sync.storeState('rows')).synced, 30);
+
+	// A new local write is pushed on top of the revision in the run: no conflict.
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await db.put('rows', 'v0 again', 'k0');
+	await sync.cycle();
+	assert.deepEqual(conflicts, []);
+	assert.equal(fileJson('alice', 'runs', 'rows', 'k0.json'), 'v0 again');
+
+	// A change on the mount is pulled (rev 2, newer than k1's run entry) and
+	// recorded per record; the fold must keep it over the run's rev 1.
+	fs.writeFileSync(d.path('alice', 'runs', 'rows', 'k1.json'), '"from the mount"\n');
+	await sync.cycle();
+	assert.equal(await db.get('rows', 'k1'), 'from the mount');
+	assert.equal((await revisionsStore('runs')).records.get('rows/"k1"').rev, 2);
+
+	assert.equal(await sync.foldRevisions(), 4);
+	revs = await revisionsStore('runs');
+	assert.equal(revs.runs.length, 0, 'the fold leaves no run');
+	assert.equal(revs.records.size, 30);
+	assert.equal(revs.records.get('rows/"k0"').rev, 2, 'k0: the newer of its two runs');
+	assert.equal(revs.records.get('rows/"k1"').rev, 2, 'k1: the pulled revision, not the older run entry');
+	assert.equal(revs.records.get('rows/"k5"').rev, 1);
+	assert.equal((await sync.storeState('rows')).synced, 30);
+
+	// After the fold the bases still agree with the server.
+	await db.put('rows', 'k1 from the page', 'k1');
+	await db.put('rows', 'k0 third', 'k0');
+	await sync.cycle();
+	assert.deepEqual(conflicts, []);
+	assert.equal(fileJson('alice', 'runs', 'rows', 'k1.json'), 'k1 from the page');
+	assert.equal(fileJson('alice', 'runs', 'rows', 'k0.json'), 'k0 third');
+	assert.equal(await sync.outboxLength(), 0);
+	sync.stop();
+	db.close();
+});
+
+test('runs never pile up: past the limit an acknowledgement folds the oldest', async () => {
+	const db = await idbm.openDatabase('manyruns', { version: 1, stores: [{ name: 'rows' }] });
+	for (let i = 0; i < 40; i++) await db.put('rows', i, i); /* 40 transactions, 40 batches of one */
+	const sync = newSync('manyruns', { batchSize: 1 });
+	await sync.cycle();
+	let revs = await revisionsStore('manyruns');
+	assert.equal(revs.runs.length, 16, 'the limit');
+	assert.deepEqual(revs.runs.map(([, r]) => r.keys[0]), Array.from({ length: 16 }, (_, i) => 24 + i), 'the newest runs are kept');
+	assert.equal(revs.records.size, 24, 'the oldest were folded');
+	assert.equal((await sync.storeState('rows')).synced, 40);
+
+	// Key 0, folded at rev 1, written again: rev 2 lives in a run; the
+	// next write of it must be based on rev 2, not on the folded rev 1.
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await db.put('rows', 'second', 0);
+	await sync.cycle();
+	revs = await revisionsStore('manyruns');
+	assert.equal(revs.records.get('rows/0').rev, 1);
+	await db.put('rows', 'third', 0);
+	await sync.cycle();
+	assert.deepEqual(conflicts, []);
+	assert.equal(fileJson('alice', 'manyruns', 'rows', '0.json'), 'third');
+	assert.equal(await sync.recordState('rows', 0), 'synced');
+	sync.stop();
+	db.close();
+});
+
+test('a write made while its batch is on the way stays pending after that batch is acknowledged', async () => {
+	const db = await idbm.openDatabase('inflight', { version: 1, stores: [{ name: 'rows' }] });
+	await db.transaction(['rows'], 'readwrite', tx => {
+		for (let i = 0; i < 20; i++) tx.store('rows').put(`first ${i}`, `k${i}`);
+	});
+	let pushes = 0;
+	/* The first push carries k3 = "first 3"; before it reaches the server
+	 * the app writes k3 again. The second push fails (offline): the new
+	 * write must still be pending then, not taken as acknowledged. */
+	const fetchImpl = async (url, init) => {
+		if (String(url).includes('/v1/push')) {
+			pushes += 1;
+			if (pushes === 1) await db.put('rows', 'written during the push', 'k3');
+			if (pushes === 2) throw new TypeError('network down');
+		}
+		return fetch(url, init);
+	};
+	const sync = newSync('inflight', { fetch: fetchImpl });
+	await assert.rejects(sync.cycle(), e => e.kind === 'offline');
+	assert.equal(fileJson('alice', 'inflight', 'rows', 'k3.json'), 'first 3');
+	assert.equal(await sync.outboxLength(), 1);
+	assert.equal(await sync.recordState('rows', 'k3'), 'pending');
+	assert.equal(await sync.recordState('rows', 'k4'), 'synced');
+	await sync.cycle();
+	assert.equal(fileJson('alice', 'inflight', 'rows', 'k3.json'), 'written during the push');
+	assert.equal(await sync.outboxLength(), 0);
+	assert.equal(await sync.recordState('rows', 'k3'), 'synced');
+	sync.stop();
+	db.close();
+});
+
+test('a batch of keys spread thinly over a large store reads what it needs, values and bases right', async () => {
+	const db = await idbm.openDatabase('sparse', { version: 1, stores: [{ name: 'rows' }] });
+	await db.transaction(['rows'], 'readwrite', tx => {
+		for (let i = 0; i < 200; i++) tx.store('rows').put(`first ${i}`, i);
+	});
+	const sync = newSync('sparse');
+	await sync.cycle();
+	await sync.foldRevisions(); /* the bases are per-record entries now: a dense range of 200 */
+	/* Every 7th key: 29 keys over a range of 197 records, more than twice
+	 * as many, so the range read stops early and the rest is read one by
+	 * one. */
+	await db.transaction(['rows'], 'readwrite', tx => {
+		for (let i = 0; i < 200; i += 7) tx.store('rows').put(`second ${i}`, i);
+	});
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await sync.cycle();
+	assert.deepEqual(conflicts, [], 'every base was found');
+	for (let i = 0; i < 200; i++) assert.equal(fileJson('alice', 'sparse', 'rows', `${i}.json`), i % 7 === 0 ? `second ${i}` : `first ${i}`);
+	assert.equal(await sync.outboxLength(), 0);
+	sync.stop();
+	db.close();
+});
+
+test('a batch over two stores records a run for each; a delete\'s revision in a run is the base of the next put', async () => {
+	const db = await idbm.openDatabase('tworuns', { version: 1, stores: [{ name: 'a' }, { name: 'b' }] });
+	await db.transaction(['a', 'b'], 'readwrite', tx => {
+		for (let i = 0; i < 5; i++) {
+			tx.store('a').put(`a${i}`, i);
+			tx.store('b').put(`b${i}`, i);
+		}
+	});
+	const sync = newSync('tworuns');
+	await sync.cycle();
+	let revs = await revisionsStore('tworuns');
+	assert.deepEqual(revs.runs.map(([, r]) => [r.store, r.keys.length]).sort(), [['a', 5], ['b', 5]]);
+	assert.equal((await sync.storeState('a')).synced, 5);
+	assert.equal((await sync.storeState('b')).synced, 5);
+
+	const conflicts = [];
+	sync.addEventListener('conflict', ev => conflicts.push(ev.detail));
+	await db.delete('b', 3);
+	await sync.cycle();
+	assert.ok(!d.exists('alice', 'tworuns', 'b', '3.json'), 'the delete reached the mount');
+	revs = await revisionsStore('tworuns');
+	const inRun = revs.runs.map(([, r]) => r).find(r => r.store === 'b' && r.keys.includes(3) && r.deleted[r.keys.indexOf(3)]);
+	assert.ok(inRun, 'the delete\'s revision is in a run, marked deleted');
+	await db.put('b', 'b3 again', 3);
+	await sync.cycle();
+	assert.deepEqual(conflicts, [], 'the put went on top of the delete\'s revision');
+	assert.equal(fileJson('alice', 'tworuns', 'b', '3.json'), 'b3 again');
+	await sync.foldRevisions();
+	revs = await revisionsStore('tworuns');
+	assert.equal(revs.runs.length, 0);
+	assert.equal(revs.records.get('b/3').rev, 3, 'put, delete, put');
+	assert.equal(revs.records.get('a/3').rev, 1);
+	assert.equal((await sync.storeState('b')).synced, 5);
+	sync.stop();
+	db.close();
+});
