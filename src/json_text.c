@@ -718,6 +718,45 @@ static int relayout_word(struct relayout *r, const char *word, size_t n)
 	return buf_append(r->out, word, n);
 }
 
+/* Reads the opening bracket at t[i] and the spacing after it: true when
+ * `close` follows at once (read too), an empty object or array. */
+static bool relayout_list_open(struct relayout *r, char close)
+{
+	r->i++;
+	relayout_ws(r);
+	if (r->i < r->len && r->t[r->i] == close) {
+		r->i++;
+		return true;
+	}
+	return false;
+}
+
+/* After a member or element: 1 when a ',' says another follows (read,
+ * with the spacing after it), 0 when `close` ends the list (read), -1 for
+ * anything else. */
+static int relayout_list_next(struct relayout *r, char close)
+{
+	relayout_ws(r);
+	if (r->i < r->len && r->t[r->i] == ',') {
+		r->i++;
+		relayout_ws(r);
+		return 1;
+	}
+	if (r->i < r->len && r->t[r->i] == close) {
+		r->i++;
+		return 0;
+	}
+	return -1;
+}
+
+/* The end of a list that had members: a new line at the list's own depth
+ * and `close`. */
+static int relayout_list_close(struct relayout *r, int depth, char close)
+{
+	int rc = relayout_indent(r, depth);
+	return rc ? rc : buf_append_char(r->out, close);
+}
+
 /* Whether the name just written (at..out->len) is one of the names of
  * this object (from `first` on): jansson would keep one of them. */
 static bool relayout_name_repeated(const struct relayout *r, size_t first, size_t at)
@@ -742,12 +781,8 @@ static bool relayout_on_path(const struct relayout *r, size_t seg, size_t at)
  * `path_depth` on (past the end: not on the path). */
 static int relayout_object(struct relayout *r, int depth, size_t path_depth)
 {
-	r->i++;
-	relayout_ws(r);
-	if (r->i < r->len && r->t[r->i] == '}') {
-		r->i++;
+	if (relayout_list_open(r, '}'))
 		return buf_append(r->out, "{}", 2);
-	}
 	size_t first = r->nnames;
 	int rc = buf_append_char(r->out, '{');
 	for (size_t n = 0; !rc; n++) {
@@ -786,31 +821,20 @@ static int relayout_object(struct relayout *r, int depth, size_t path_depth)
 		}
 		if (rc)
 			return rc;
-		relayout_ws(r);
-		if (r->i < r->len && r->t[r->i] == ',') {
-			r->i++;
-			relayout_ws(r);
-			continue;
-		}
-		if (r->i < r->len && r->t[r->i] == '}')
+		int more = relayout_list_next(r, '}');
+		if (more < 0)
+			return 1;
+		if (!more)
 			break;
-		return 1;
 	}
-	r->i++;
 	r->nnames = first;
-	if (!rc)
-		rc = relayout_indent(r, depth);
-	return rc ? rc : buf_append_char(r->out, '}');
+	return rc ? rc : relayout_list_close(r, depth, '}');
 }
 
 static int relayout_array(struct relayout *r, int depth)
 {
-	r->i++;
-	relayout_ws(r);
-	if (r->i < r->len && r->t[r->i] == ']') {
-		r->i++;
+	if (relayout_list_open(r, ']'))
 		return buf_append(r->out, "[]", 2);
-	}
 	int rc = buf_append_char(r->out, '[');
 	for (size_t n = 0; !rc; n++) {
 		if (n)
@@ -821,20 +845,13 @@ static int relayout_array(struct relayout *r, int depth)
 			rc = relayout_value(r, depth + 1, SIZE_MAX);
 		if (rc)
 			return rc;
-		relayout_ws(r);
-		if (r->i < r->len && r->t[r->i] == ',') {
-			r->i++;
-			relayout_ws(r);
-			continue;
-		}
-		if (r->i < r->len && r->t[r->i] == ']')
+		int more = relayout_list_next(r, ']');
+		if (more < 0)
+			return 1;
+		if (!more)
 			break;
-		return 1;
 	}
-	r->i++;
-	if (!rc)
-		rc = relayout_indent(r, depth);
-	return rc ? rc : buf_append_char(r->out, ']');
+	return rc ? rc : relayout_list_close(r, depth, ']');
 }
 
 static int relayout_value(struct relayout *r, int depth, size_t path_depth)
