@@ -183,14 +183,22 @@ int json_text_pretty(struct buf *out, const json_t *value)
  * an integer of up to 18 digits, null, true, false), made without
  * jansson's parser, or NULL. A push's mutation has six such members, and
  * the parser's set-up cost more than the tokens. */
+bool json_text_plain_string(const char *t, size_t len)
+{
+	if (len < 2 || t[0] != '"' || t[len - 1] != '"')
+		return false;
+	for (size_t i = 1; i < len - 1; i++)
+		if ((unsigned char)t[i] < 0x20 || t[i] == '"' || t[i] == '\\')
+			return false;
+	return true;
+}
+
 static json_t *plain_token(const char *t, size_t len)
 {
-	if (len >= 2 && t[0] == '"' && t[len - 1] == '"') {
-		for (size_t i = 1; i < len - 1; i++)
-			if ((unsigned char)t[i] < 0x20 || t[i] == '"' || t[i] == '\\')
-				return NULL;
-		return json_stringn(t + 1, len - 2); /* NULL for bad UTF-8 */
-	}
+	if (len >= 2 && t[0] == '"')
+		return json_text_plain_string(t, len)
+		               ? json_stringn(t + 1, len - 2) /* NULL for bad UTF-8 */
+		               : NULL;
 	if (len == 4 && memcmp(t, "null", 4) == 0)
 		return json_null();
 	if (len == 4 && memcmp(t, "true", 4) == 0)

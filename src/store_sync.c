@@ -592,10 +592,9 @@ static int parse_apart_from_value(struct json_span t, json_t **m, struct json_sp
 		struct json_span lit = members[k].name;
 		const char *s = lit.text + 1;
 		size_t len = lit.len - 2;
-		json_t *name = NULL;
-		for (size_t c = 0; c < len && !name; c++)
-			if (s[c] == '\\' || (unsigned char)s[c] < 0x20)
-				name = json_text_parse(lit.text, lit.len, NULL, 0);
+		json_t *name = json_text_plain_string(lit.text, lit.len)
+		                       ? NULL
+		                       : json_text_parse(lit.text, lit.len, NULL, 0);
 		if (name) {
 			s = json_string_value(name);
 			len = json_string_length(name);

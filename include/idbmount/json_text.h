@@ -53,6 +53,11 @@ int json_text_unindent(struct buf *out, const char *text, size_t len);
 /* Appends `s` (len bytes) as a JSON string literal. */
 int json_text_string(struct buf *out, const char *s, size_t len);
 
+/* Whether `text` (len bytes) is a string literal written plainly: quotes
+ * around bytes with no escape, no control character and no other quote,
+ * so the string is those bytes (their UTF-8 still to be checked). */
+bool json_text_plain_string(const char *text, size_t len);
+
 /* Parses a whole JSON text (any value, NUL allowed in strings). Returns a new
  * reference, or NULL with "line L column C: reason" in `why`. */
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len);
