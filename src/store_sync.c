@@ -592,16 +592,17 @@ static int parse_apart_from_value(struct json_span t, json_t **m, struct json_sp
 		struct json_span lit = members[k].name;
 		const char *s = lit.text + 1;
 		size_t len = lit.len - 2;
-		json_t *name = json_text_plain_string(lit.text, lit.len)
-		                       ? NULL
-		                       : json_text_parse(lit.text, lit.len, NULL, 0);
-		if (name) {
+		bool plain = json_text_plain_string(lit.text, lit.len);
+		json_t *name = plain ? NULL : json_text_parse(lit.text, lit.len, NULL, 0);
+		if (!plain) {
 			s = json_string_value(name);
 			len = json_string_length(name);
 		}
 		json_t *v = NULL;
-		if (name && (!s || strlen(s) != len)) {
-			rc = -EINVAL; /* jansson refuses U+0000 in a member name */
+		if (!plain && (!s || strlen(s) != len)) {
+			/* a name that does not parse, or holds U+0000, which
+			 * jansson refuses in a member name */
+			rc = -EINVAL;
 		} else if (len == 5 && memcmp(s, "value", 5) == 0) {
 			/* The last one counts, as in jansson; an earlier one
 			 * must still parse. */

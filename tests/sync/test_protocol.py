@@ -452,3 +452,11 @@ def test_a_push_with_a_name_or_number_jansson_refuses_is_400(sync):
         assert r.status == 400, (bad, r)
         assert "malformed JSON" in r.json()["detail"] and "line 13" in r.json()["detail"], r
         assert sync.changes()[-1]["seq"] == seq0
+
+    # A member name of the mutation itself with an escape jansson refuses.
+    texts = list(good)
+    texts[12] = texts[12].replace('"op": "put"', '"op": "put", "i\\q": 1')
+    r = sync.alice.post("/v1/push", '{"mutations": [' + ",\n".join(texts) + "]}")
+    assert r.status == 400, r
+    assert "malformed JSON" in r.json()["detail"] and "line 13" in r.json()["detail"], r
+    assert sync.changes()[-1]["seq"] == seq0
