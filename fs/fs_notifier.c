@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,9 @@ struct notifier {
 	struct fuse_session *se;
 	struct worker worker;
 	struct watch *watch;
-	bool changed; /* the watch saw a commit since the last catch-up */
+	bool halted;         /* notifier_halt ran: the thread is gone */
+	atomic_bool halting; /* no new invalidation may start */
+	bool changed;        /* the watch saw a commit since the last catch-up */
 	pthread_cond_t done;
 	/* Inodes FLUSH handlers asked about; served in ticket order. */
 	uint64_t *queue;
@@ -70,14 +73,20 @@ static void add_dir(struct notifier *n, uint64_t ino)
 	n->dirs[n->dirs_len++] = ino;
 }
 
-/* The kernel answers -ENOENT for what it does not hold: not an error. */
+/* The kernel answers -ENOENT for what it does not hold: not an error.
+ * Once halting, nothing is sent: a stop must not wait for the rest of a
+ * long catch-up. */
 static void inval_entry(struct notifier *n, uint64_t parent, const char *name)
 {
+	if (atomic_load(&n->halting))
+		return;
 	fuse_lowlevel_notify_inval_entry(n->se, parent, name, strlen(name));
 }
 
 static void inval_inode(struct notifier *n, uint64_t ino)
 {
+	if (atomic_load(&n->halting))
+		return;
 	fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
 }
 
@@ -224,13 +233,22 @@ int notifier_start(struct fuse_session *se, const char *datadir, struct watch *w
 	return 0;
 }
 
-void notifier_stop(struct notifier *n)
+void notifier_halt(struct notifier *n)
 {
-	if (!n)
+	if (!n || n->halted)
 		return;
+	atomic_store(&n->halting, true);
 	watch_unsubscribe(n->watch, on_commit, n);
 	worker_stop(&n->worker);
 	store_daemon_unregister(n->worker.st);
+	n->halted = true;
+}
+
+void notifier_free(struct notifier *n)
+{
+	if (!n)
+		return;
+	notifier_halt(n);
 	worker_close(&n->worker);
 	pthread_cond_destroy(&n->done);
 	free(n->queue);

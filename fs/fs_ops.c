@@ -83,25 +83,6 @@ struct handle {
 	struct handle *prev, *next;
 };
 
-struct fs {
-	struct fs_config cfg;
-	struct fuse_session *se;
-	struct notifier *notifier;
-	bool mounted; /* fs_mount succeeded and fs_unmount has not run */
-	double timeout;
-	char datadir[PATH_MAX];
-	pthread_key_t store_key;
-	pthread_mutex_t writers_lock;
-	struct handle *writers;
-	bool no_open; /* cache=always and the kernel skips OPEN/RELEASE */
-	uid_t uid;
-	gid_t gid;
-};
-
-static void close_thread_store(void *st)
-{
-	store_close(st);
-}
 
 /* This thread's connection, opened on first use; NULL (logged) on failure. */
 static struct store *thread_store(struct fs *fs)
@@ -1250,7 +1231,7 @@ static void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	               strncmp(name, XATTR_PREFIX, strlen(XATTR_PREFIX)) == 0 ? EPERM : ENOTSUP);
 }
 
-static const struct fuse_lowlevel_ops fs_ops = {
+const struct fuse_lowlevel_ops fs_ops = {
         .init = fs_init,
         .lookup = fs_lookup,
         .forget = fs_forget,
@@ -1283,114 +1264,8 @@ static const struct fuse_lowlevel_ops fs_ops = {
         .create = fs_create,
 };
 
-/* ---- the session ------------------------------------------------------------ */
-
-int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out)
+void fs_free_handles(struct fs *fs)
 {
-	struct fs *fs = calloc(1, sizeof(*fs));
-	if (!fs)
-		return -ENOMEM;
-	fs->cfg = *cfg;
-	if (!realpath(cfg->datadir, fs->datadir)) {
-		int e = errno;
-		fprintf(stderr, "idbmount: data directory %s: %s\n", cfg->datadir, strerror(e));
-		free(fs);
-		return -e;
-	}
-	fs->cfg.datadir = fs->datadir;
-	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0
-	              : cfg->cache == FS_CACHE_AUTO ? 1.0
-	                                            : 0.0;
-	fs->uid = getuid();
-	fs->gid = getgid();
-	pthread_key_create(&fs->store_key, close_thread_store);
-	pthread_mutex_init(&fs->writers_lock, NULL);
-	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
-	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
-	fuse_opt_free_args(&args);
-	if (!fs->se) {
-		pthread_key_delete(fs->store_key);
-		free(fs);
-		return -EINVAL;
-	}
-	*out = fs;
-	return 0;
-}
-
-int fs_mount(struct fs *fs, const char *mountpoint)
-{
-	if (fuse_session_mount(fs->se, mountpoint) != 0)
-		return -EIO;
-	int rc = 0;
-	if (fuse_daemonize(fs->cfg.foreground) != 0) {
-		rc = -EIO;
-		goto unmount;
-	}
-	if (!fs->cfg.foreground) {
-		/* Keep the daemon's messages: in the data directory. */
-		char log[PATH_MAX + 32];
-		snprintf(log, sizeof(log), "%s/idbmount.log", fs->datadir);
-		if (!freopen(log, "a", stderr))
-			rc = -errno;
-		setvbuf(stderr, NULL, _IOLBF, 0);
-	}
-	/* Nothing can hold an orphan of an earlier mount. */
-	struct store *st = NULL;
-	char err[512];
-	if (store_open(fs->datadir, &st, err, sizeof(err)) == 0) {
-		store_drop_all_orphans(st);
-		store_close(st);
-	}
-	if (fuse_set_signal_handlers(fs->se) != 0) {
-		rc = -EIO;
-		goto unmount;
-	}
-	fs->mounted = true;
-	return 0;
-unmount:
-	fuse_session_unmount(fs->se);
-	return rc;
-}
-
-int fs_serve(struct fs *fs, struct watch *watch)
-{
-	int rc = notifier_start(fs->se, fs->datadir, watch, &fs->notifier);
-	if (rc)
-		return rc;
-	struct fuse_loop_config *loop = fuse_loop_cfg_create();
-	fuse_loop_cfg_set_clone_fd(loop, 1);
-	fuse_loop_cfg_set_max_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
-	fuse_loop_cfg_set_idle_threads(loop, fs->cfg.max_threads ? fs->cfg.max_threads : 8);
-	rc = fuse_session_loop_mt(fs->se, loop);
-	fuse_loop_cfg_destroy(loop);
-	notifier_stop(fs->notifier);
-	fs->notifier = NULL;
-	return rc < 0 ? rc : 0;
-}
-
-void fs_unmount(struct fs *fs)
-{
-	if (!fs->mounted)
-		return;
-	fuse_remove_signal_handlers(fs->se);
-	fuse_session_unmount(fs->se);
-	fs->mounted = false;
-}
-
-void fs_destroy(struct fs *fs)
-{
-	if (!fs)
-		return;
-	fuse_session_destroy(fs->se);
 	while (fs->writers)
 		handle_free(fs, fs->writers);
-	struct store *st = pthread_getspecific(fs->store_key);
-	if (st) {
-		store_close(st);
-		pthread_setspecific(fs->store_key, NULL);
-	}
-	pthread_key_delete(fs->store_key);
-	pthread_mutex_destroy(&fs->writers_lock);
-	inodes_free_all();
-	free(fs);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,4 +55,29 @@ void datadir_node_name(char *out, size_t outlen)
 	if (gethostname(out, outlen) != 0 || !*out)
 		snprintf(out, outlen, "localhost");
 	out[outlen - 1] = '\0';
+}
+
+enum process_state process_state(int pid)
+{
+	if (pid <= 0)
+		return PROCESS_GONE;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH ? PROCESS_GONE : PROCESS_ALIVE;
+	char line[1024];
+	bool read = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	/* "PID (COMM) STATE ...": COMM may hold anything, so the state is
+	 * after the last ')'. */
+	const char *close = read ? strrchr(line, ')') : NULL;
+	if (!close || close[1] != ' ')
+		return PROCESS_ALIVE;
+	char state = close[2];
+	/* A zombie leader with threads left is a process dying (a thread
+	 * stuck in the kernel keeps it); X is one being reaped. */
+	if (state == 'Z' || state == 'X')
+		return PROCESS_DYING;
+	return PROCESS_ALIVE;
 }

@@ -26,6 +26,7 @@
  * delivered what was ready (flusher.h).
  */
 #include "idbmount/checkpointer.h"
+#include "idbmount/claim.h"
 #include "idbmount/config.h"
 #include "idbmount/datadir.h"
 #include "idbmount/flusher.h"
@@ -194,8 +195,163 @@ static bool parse_mount_options(struct options *o, const char *list)
 	return ok;
 }
 
+/* Everything the daemon starts, so that one path stops it. */
+struct daemon {
+	struct claim claim;
+	struct config *cfg;
+	struct flusher *flusher;
+	struct http *http;
+	struct fs *fs;
+	struct checkpointer *checkpointer;
+	struct watch *watch;
+};
+
+/* Stops what was started, in the order that loses nothing: the mount goes
+ * first (nobody waits on a mount with no workers), then HTTP (no new
+ * changes), then the flusher delivers what is ready, then the rest. */
+static void daemon_stop(struct daemon *d)
+{
+	if (d->fs)
+		fs_unmount(d->fs);
+	http_stop(d->http);
+	flusher_stop(d->flusher);
+	config_free(d->cfg);
+	watch_stop(d->watch);
+	fs_destroy(d->fs);
+	checkpointer_stop(d->checkpointer);
+	claim_release(&d->claim);
+}
+
+/* Opens the data directory, checks the config and the HTTP address,
+ * mounts and serves until stopped. Returns the exit status: 0, 1 (could
+ * not start or serve), 2 (bad command line or config). */
+static int serve(struct options *o, struct http_config *http_cfg, const char *datadir,
+                 const char *config_path, const char *mountpoint, const char *argv0)
+{
+	struct daemon d = {.claim = {.fd = -1}};
+	int status = 1;
+	char err[8192] = "";
+	char defdir[PATH_MAX];
+	if (!datadir) {
+		int rc = datadir_default(defdir, sizeof(defdir));
+		if (rc) {
+			fprintf(stderr, "idbmount: cannot make the data directory %s: %s\n", defdir,
+			        strerror(-rc));
+			return 1;
+		}
+		datadir = defdir;
+	}
+	/* Open once here: a bad data directory fails before mounting. */
+	struct store *st = NULL;
+	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "idbmount: %s\n", err);
+		return 1;
+	}
+	store_close(st);
+	/* Detaching changes the working directory: every part gets the full
+	 * path. */
+	char realdir[PATH_MAX];
+	if (!realpath(datadir, realdir)) {
+		fprintf(stderr, "idbmount: data directory %s: %s\n", datadir, strerror(errno));
+		return 1;
+	}
+	char note[2048];
+	if (claim_take(realdir, &d.claim, err, sizeof(err), note, sizeof(note)) != 0) {
+		fprintf(stderr, "idbmount: %s\n", err);
+		return 1;
+	}
+	if (note[0])
+		fprintf(stderr, "idbmount: %s\n", note);
+	o->fs.datadir = realdir;
+	o->fs.lock_fd = d.claim.fd;
+	raise_fd_limit();
+	char node[256];
+	datadir_node_name(node, sizeof(node));
+	http_cfg->datadir = realdir;
+	http_cfg->max_record = o->fs.max_record;
+	http_cfg->node = node;
+	/* The sinks are checked before anything is mounted: a bad config file
+	 * stops the start with its FILE:LINE messages. Without a file there
+	 * is a flusher too (with no sinks): it marks the sinks of an earlier
+	 * run as removed. */
+	int rc = config_path ? config_load(config_path, &d.cfg, err, sizeof(err)) : 0;
+	if (rc == 0)
+		rc = flusher_new(d.cfg, realdir, &d.flusher, err, sizeof(err));
+	if (rc) {
+		if (config_path)
+			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", err, config_path);
+		else
+			fprintf(stderr, "idbmount: %s\n", err);
+		status = config_path ? 2 : 1;
+		goto out;
+	}
+	http_cfg->extra_metrics = flusher_metrics;
+	http_cfg->extra_metrics_ctx = d.flusher;
+	rc = http_prepare(http_cfg, &d.http, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "idbmount: %s\n", err);
+		status = rc == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
+		goto out;
+	}
+
+	char *fuse_argv[8];
+	int fuse_argc = 0;
+	fuse_argv[fuse_argc++] = (char *)argv0;
+	char base_opts[4200];
+	snprintf(base_opts, sizeof(base_opts), "fsname=idbmount,subtype=idbmount%s%s",
+	         o->fuse_opts[0] ? "," : "", o->fuse_opts);
+	fuse_argv[fuse_argc++] = "-o";
+	fuse_argv[fuse_argc++] = base_opts;
+	if (o->fs.debug)
+		fuse_argv[fuse_argc++] = "-d";
+	fuse_argv[fuse_argc] = NULL;
+	if (fs_new(&o->fs, fuse_argc, fuse_argv, &d.fs) != 0) {
+		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
+		status = 2;
+		goto out;
+	}
+	/* Threads start after fs_mount, which may detach (fork). */
+	rc = fs_mount(d.fs, mountpoint);
+	if (rc) {
+		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+		goto out;
+	}
+	rc = claim_record(&d.claim, fs_mount_id(d.fs), 1);
+	if (rc)
+		fprintf(stderr, "idbmount: cannot write the lock file: %s\n", strerror(-rc));
+	rc = checkpointer_start(realdir, &d.checkpointer);
+	if (!rc)
+		rc = watch_start(realdir, &d.watch);
+	if (!rc) {
+		rc = http_start(d.http, d.watch, err, sizeof(err));
+		if (rc)
+			fprintf(stderr, "idbmount: %s\n", err);
+	}
+	if (!rc) {
+		rc = flusher_start(d.flusher);
+		if (rc)
+			fprintf(stderr, "idbmount: cannot start the flusher: %s\n", strerror(-rc));
+	}
+	if (rc)
+		goto out;
+	if (d.http)
+		fprintf(stderr, "idbmount: serving %s://%s (port %u)\n",
+		        http_cfg->tls_cert_file ? "https" : "http", http_cfg->listen,
+		        http_port(d.http));
+	rc = fs_serve(d.fs, d.watch);
+	if (rc)
+		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+	else
+		status = 0;
+out:
+	daemon_stop(&d);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "--watchdog") == 0)
+		return fs_watchdog_main(argc, argv);
 	enum {
 		OPT_LISTEN = 256,
 		OPT_TLS_CERT,
@@ -241,6 +397,7 @@ int main(int argc, char **argv)
 	struct options o;
 	memset(&o, 0, sizeof(o));
 	o.fs.cache = FS_CACHE_ALWAYS;
+	o.fs.lock_fd = -1;
 	const char *datadir = NULL;
 	const char *config_path = NULL;
 	int c;
@@ -316,144 +473,7 @@ int main(int argc, char **argv)
 		                "kernel checks file modes for other users\n");
 		return 2;
 	}
-
-	char defdir[PATH_MAX];
-	if (!datadir) {
-		int rc = datadir_default(defdir, sizeof(defdir));
-		if (rc) {
-			fprintf(stderr, "idbmount: cannot make the data directory %s: %s\n", defdir,
-			        strerror(-rc));
-			return 1;
-		}
-		datadir = defdir;
-	}
-	/* Open once here: a bad data directory fails before mounting. */
-	struct store *st = NULL;
-	char err[512];
-	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
-		fprintf(stderr, "idbmount: %s\n", err);
-		return 1;
-	}
-	int pid = 0;
-	int64_t seq = 0, tree = 0;
-	store_daemon_status(st, &pid, &seq, &tree);
-	store_close(st);
-	if (pid > 0) {
-		fprintf(stderr, "idbmount: data directory %s is already served by pid %d\n",
-		        datadir, pid);
-		return 1;
-	}
-	o.fs.datadir = datadir;
 	if (o.listen[0])
 		http_cfg.listen = o.listen;
-
-	/* Detaching changes the working directory: every part gets the full
-	 * path. */
-	char realdir[PATH_MAX];
-	if (!realpath(datadir, realdir)) {
-		fprintf(stderr, "idbmount: data directory %s: %s\n", datadir, strerror(errno));
-		return 1;
-	}
-	raise_fd_limit();
-	char node[256];
-	datadir_node_name(node, sizeof(node));
-	http_cfg.datadir = realdir;
-	http_cfg.max_record = o.fs.max_record;
-	http_cfg.node = node;
-	/* The sinks are checked before anything is mounted: a bad config file
-	 * stops the start with its FILE:LINE messages. Without a file there
-	 * is a flusher too (with no sinks): it marks the sinks of an earlier
-	 * run as removed. */
-	struct config *cfg = NULL;
-	struct flusher *flusher = NULL;
-	{
-		char cerr[8192] = "";
-		int crc = config_path ? config_load(config_path, &cfg, cerr, sizeof(cerr)) : 0;
-		if (crc == 0)
-			crc = flusher_new(cfg, realdir, &flusher, cerr, sizeof(cerr));
-		if (crc && config_path) {
-			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", cerr, config_path);
-			config_free(cfg);
-			return 2;
-		}
-		if (crc) {
-			fprintf(stderr, "idbmount: %s\n", cerr);
-			return 1;
-		}
-	}
-	http_cfg.extra_metrics = flusher_metrics;
-	http_cfg.extra_metrics_ctx = flusher;
-	struct http *http = NULL;
-	int prepared = http_prepare(&http_cfg, &http, err, sizeof(err));
-	if (prepared) {
-		fprintf(stderr, "idbmount: %s\n", err);
-		flusher_stop(flusher);
-		config_free(cfg);
-		return prepared == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
-	}
-
-	char *fuse_argv[8];
-	int fuse_argc = 0;
-	fuse_argv[fuse_argc++] = argv[0];
-	char base_opts[4200];
-	snprintf(base_opts, sizeof(base_opts), "fsname=idbmount,subtype=idbmount%s%s",
-	         o.fuse_opts[0] ? "," : "", o.fuse_opts);
-	fuse_argv[fuse_argc++] = "-o";
-	fuse_argv[fuse_argc++] = base_opts;
-	if (o.fs.debug)
-		fuse_argv[fuse_argc++] = "-d";
-	fuse_argv[fuse_argc] = NULL;
-
-	struct fs *fs = NULL;
-	if (fs_new(&o.fs, fuse_argc, fuse_argv, &fs) != 0) {
-		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
-		http_stop(http);
-		flusher_stop(flusher);
-		config_free(cfg);
-		return 2;
-	}
-	/* Threads start after fs_mount, which may detach (fork). */
-	int rc = fs_mount(fs, mountpoint);
-	if (rc) {
-		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
-		fs_destroy(fs);
-		http_stop(http);
-		flusher_stop(flusher);
-		config_free(cfg);
-		return 1;
-	}
-	struct checkpointer *checkpointer = NULL;
-	rc = checkpointer_start(realdir, &checkpointer);
-	struct watch *watch = NULL;
-	if (!rc)
-		rc = watch_start(realdir, &watch);
-	if (!rc) {
-		rc = http_start(http, watch, err, sizeof(err));
-		if (rc)
-			fprintf(stderr, "idbmount: %s\n", err);
-	}
-	if (!rc && flusher) {
-		rc = flusher_start(flusher);
-		if (rc)
-			fprintf(stderr, "idbmount: cannot start the flusher: %s\n", strerror(-rc));
-	}
-	if (!rc) {
-		if (http)
-			fprintf(stderr, "idbmount: serving %s://%s (port %u)\n",
-			        http_cfg.tls_cert_file ? "https" : "http", http_cfg.listen,
-			        http_port(http));
-		rc = fs_serve(fs, watch);
-		if (rc)
-			fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
-	}
-	/* Unmounted or signalled: stop taking changes over HTTP, then let the
-	 * flusher deliver what is ready (its last flush), then let go. */
-	http_stop(http);
-	flusher_stop(flusher);
-	config_free(cfg);
-	watch_stop(watch);
-	fs_unmount(fs);
-	fs_destroy(fs);
-	checkpointer_stop(checkpointer);
-	return rc ? 1 : 0;
+	return serve(&o, &http_cfg, datadir, config_path, mountpoint, argv[0]);
 }

@@ -30,6 +30,7 @@
 #include "store_internal.h"
 
 #include "idbmount/buf.h"
+#include "idbmount/datadir.h"
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
 
@@ -2929,8 +2930,9 @@ int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_
 		*tree_id = sqlite3_column_int64(s, 2);
 	}
 	sqlite3_reset(s);
-	/* A daemon that died without unregistering is no daemon. */
-	if (*pid > 0 && kill(*pid, 0) != 0 && errno == ESRCH)
+	/* A daemon that died (or is dying) without unregistering is no
+	 * daemon: nothing will show a change any more. */
+	if (*pid > 0 && process_state(*pid) != PROCESS_ALIVE)
 		*pid = 0;
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
 }

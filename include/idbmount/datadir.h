@@ -12,4 +12,13 @@ int datadir_default(char *out, size_t outlen);
 /* This machine's name for the change line's "node" field. */
 void datadir_node_name(char *out, size_t outlen);
 
+/* What has become of process `pid`: gone, dying (killed, but a thread of
+ * it is still in the kernel; its main thread is a zombie) or alive. */
+enum process_state {
+	PROCESS_GONE,
+	PROCESS_DYING,
+	PROCESS_ALIVE,
+};
+enum process_state process_state(int pid);
+
 #endif

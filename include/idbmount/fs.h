@@ -2,6 +2,7 @@
 #ifndef IDBMOUNT_FS_H
 #define IDBMOUNT_FS_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -25,6 +26,9 @@ struct fs_config {
 	bool private_writes;
 	bool foreground;
 	bool debug;
+	/* The data directory's lock (claim.h), or -1. The watchdog process
+	 * keeps it until the mounts of a daemon that died are cleared. */
+	int lock_fd;
 };
 
 struct fs;
@@ -35,19 +39,67 @@ struct fs;
 int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out);
 
 /* Mounts at `mountpoint`, detaches unless foreground (stderr then goes to
- * DATADIR/idbmount.log) and installs the signal handlers. Threads are
- * started only after it: detaching forks. Returns 0 or -errno. */
+ * DATADIR/idbmount.log, 0600), blocks the signals fs_serve waits for and
+ * starts the watchdog process (fs_watchdog.c) that clears the mount if
+ * the daemon dies. Call it before starting any thread: detaching forks,
+ * and threads started later inherit the blocked signals, so only
+ * fs_serve's thread takes them. Returns 0 or -errno. */
 int fs_mount(struct fs *fs, const char *mountpoint);
 
-/* Starts the notifier on `watch` (watch.h) and serves until unmounted
- * (fusermount3 -u) or signalled (SIGTERM, SIGINT, SIGHUP). Returns 0 or
- * -errno. */
+/* The mount as the kernel lists it (valid after fs_mount). */
+const struct fs_mount_id *fs_mount_id(const struct fs *fs);
+
+/* Starts the notifier on `watch` (watch.h), runs the FUSE loop on a thread
+ * of its own and waits, on the calling thread, until the mount is
+ * unmounted (fusermount3 -u) or the daemon is told to stop (SIGTERM,
+ * SIGINT; SIGHUP with -f, where it is the terminal going away). SIGHUP
+ * without -f reopens the log file (for logrotate). Stopping ends every
+ * invalidation before the FUSE workers stop, so a stop never waits for an
+ * answer only a worker could give. Returns 0 or -errno. */
 struct watch;
 int fs_serve(struct fs *fs, struct watch *watch);
 
-/* Unmounts (when mounted) and removes the signal handlers. */
+/* Unmounts (when mounted) and lets the watchdog go. */
 void fs_unmount(struct fs *fs);
 
 void fs_destroy(struct fs *fs);
+
+/* The watchdog process's main (fs_watchdog.c): the daemon's main() calls
+ * it when run as `idbmount --watchdog ...`, which only the daemon does. */
+int fs_watchdog_main(int argc, char **argv);
+
+/* ---- mounts whose daemon died (fs_mounts.c) ----
+ * A mount is named by its canonical path and the device number the kernel
+ * gave its FUSE connection (reused by later mounts, so always checked
+ * together with the path). Nothing here looks at a path inside a mount: a
+ * hung mount would hang the caller too. */
+struct fs_mount_id {
+	unsigned major, minor;
+	char path[PATH_MAX];
+};
+
+/* A mount id as one line of text ("MAJOR:MINOR PATH", the path escaped as
+ * in mountinfo) and back, for the data directory's lock file. Return 0 or
+ * -errno. */
+int fs_mount_id_format(const struct fs_mount_id *id, char *out, size_t outlen);
+int fs_mount_id_parse(const char *text, struct fs_mount_id *out);
+
+/* `path` made absolute without resolving its last component (which may be
+ * a hung mount): realpath of its parent plus its name. Returns 0 or
+ * -errno. */
+int fs_mount_canonical_path(const char *path, char *out, size_t outlen);
+
+/* The topmost FUSE mount at `canonical_path`. Returns 0, or -ENOENT when
+ * there is none, or -errno. */
+int fs_mount_find(const char *canonical_path, struct fs_mount_id *out);
+
+/* Aborts the connection of the mount `id` (which frees every process
+ * waiting on it, and a daemon thread stuck in the kernel) and detaches it,
+ * if it is still mounted with that device number: as root with
+ * umount2(MNT_FORCE | MNT_DETACH), else through
+ * /sys/fs/fuse/connections/N/abort (where fusectl is mounted) and
+ * fusermount3 -u -z. Returns 1 when it cleared the mount, 0 when there was
+ * nothing to clear, -errno when it could not. */
+int fs_mount_clear(const struct fs_mount_id *id);
 
 #endif

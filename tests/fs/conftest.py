@@ -25,10 +25,22 @@ IDBMOUNT = os.environ.get("IDBMOUNT_BIN", "build/idbmount")
 IDBMOUNTCTL = os.environ.get("IDBMOUNTCTL_BIN", "build/idbmountctl")
 
 
-def is_mounted(path):
-    path = os.path.realpath(path)
+def mount_device(path):
+    """The device (MAJOR:MINOR) of the topmost mount at `path`, or None.
+    Reads /proc/self/mountinfo only: a hung mount cannot hang the test."""
+    path = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                        os.path.basename(os.path.abspath(path)))
+    device = None
     with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == path for line in f)
+        for line in f:
+            fields = line.split()
+            if fields[4].replace("\\040", " ") == path:
+                device = fields[2]
+    return device
+
+
+def is_mounted(path):
+    return mount_device(path) is not None
 
 
 def unmount(path):
@@ -92,7 +104,9 @@ class Daemon:
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while not is_mounted(self.mnt):
+        # A dead mount of an earlier daemon may still be there: this one's
+        # is up once the daemon has recorded it in the lock file.
+        while not (is_mounted(self.mnt) and self.recorded()):
             if self.proc.poll() is not None:
                 raise RuntimeError("idbmount exited with %d: %s" %
                                    (self.proc.returncode, self.stderr()))
@@ -100,6 +114,15 @@ class Daemon:
                 raise RuntimeError("idbmount did not mount: " + self.stderr())
             time.sleep(0.02)
         return self
+
+    def recorded(self):
+        """True once the daemon wrote its pid into DATA/idbmount.lock,
+        which it does right after mounting."""
+        try:
+            with open(os.path.join(self.data, "idbmount.lock")) as f:
+                return ("pid %d\n" % self.proc.pid) in f.read()
+        except OSError:
+            return False
 
     def port(self):
         """The HTTP port, from the daemon's "serving ... (port N)" line."""

@@ -45,8 +45,10 @@ def daemon_pids(mnt):
                 args = f.read().split(b"\0")[:-1]
         except OSError:
             continue
+        # The daemon's watchdog (`idbmount --watchdog PID DEV PATH`) is
+        # not a daemon.
         if args and os.path.basename(args[0]) == b"idbmount" and \
-                args[-1] == os.fsencode(mnt):
+                args[-1] == os.fsencode(mnt) and b"--watchdog" not in args:
             pids.append(int(entry))
     return pids
 
