@@ -76,7 +76,8 @@ struct handle {
 	bool written;  /* write() or truncate since open, not just O_TRUNC */
 	bool loaded;   /* `data` holds the content */
 	bool pending;  /* the inode's shared copy (no-open mode), not an open */
-	int failed;    /* pending: errno of a refused write, reported at FLUSH */
+	int failed;    /* errno of a refused write: the copy lost data, so it is
+	                  never committed and every FLUSH reports this */
 	bool retired;  /* pending, committed: no longer on fs->writers */
 	unsigned refs; /* pending: requests using it (under writers_lock) */
 	struct buf data;
@@ -306,6 +307,13 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* Commits a handle's copy if it changed. Returns 0 or -errno. */
 static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
 {
+	if (h->failed) {
+		/* The kernel cached the bytes that were taken: drop them, so the
+		 * file shows the stored value again. */
+		if (atomic_exchange(&h->dirty, false) && fs->notifier)
+			notifier_inval_inode_wait(fs->notifier, h->ino);
+		return -h->failed;
+	}
 	if (!h->dirty)
 		return 0;
 	bool rewritten = false;
@@ -500,9 +508,11 @@ static int pending_commit(struct fs *fs, uint64_t ino)
 	int rc = 0;
 	pthread_mutex_lock(&h->lock);
 	if (!h->retired && h->failed) {
-		/* A write was refused (EFBIG, already told to the writer): drop
-		 * the copy and make the kernel forget the size and pages it
-		 * cached, so the record shows its stored value again. */
+		/* A write was refused (EFBIG): the kernel may have told the
+		 * writer only of a short write, so close says it too. The copy
+		 * is dropped and the kernel made to forget the size and pages
+		 * it cached, so the record shows its stored value again. */
+		rc = -h->failed;
 		pending_retire(fs, h);
 		if (fs->notifier)
 			notifier_inval_inode_wait(fs->notifier, ino);
@@ -783,8 +793,10 @@ static void write_locked(fuse_req_t req, struct fs *fs, struct handle *h, const 
 	if ((uint64_t)off <= record_cap(fs) && size <= record_cap(fs) - (uint64_t)off)
 		at = buf_reserve_at(&h->data, (size_t)off, size);
 	if (!at) {
-		if (h->pending)
-			h->failed = EFBIG;
+		/* A big write() reaches us in pieces: the kernel reports the
+		 * pieces taken before this one as a short write, so the error
+		 * must also come back from close. */
+		h->failed = EFBIG;
 		pthread_mutex_unlock(&h->lock);
 		fprintf(stderr, "idbmount: write: file would be over the cap of %zu bytes\n",
 		        record_cap(fs));
@@ -840,7 +852,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	 * descriptor after dup2 before anything is written: that FLUSH must
 	 * not commit an empty record. The empty content is committed (and
 	 * refused for a record) at release if nothing is written. */
-	int rc = h->written || h->data.len ? handle_commit(fs, st, h) : 0;
+	int rc = h->failed || h->written || h->data.len ? handle_commit(fs, st, h) : 0;
 	pthread_mutex_unlock(&h->lock);
 	fuse_reply_err(req, -rc);
 }
