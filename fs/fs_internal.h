@@ -44,8 +44,6 @@ struct fs {
 	pthread_mutex_t writers_lock;
 	struct handle *writers;
 	bool no_open; /* cache=always and the kernel skips OPEN/RELEASE */
-	uid_t uid;
-	gid_t gid;
 };
 
 /* ---- the handlers (fs_ops.c) ---- */

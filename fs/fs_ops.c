@@ -84,7 +84,6 @@ struct handle {
 	struct handle *prev, *next;
 };
 
-
 /* This thread's connection, opened on first use; NULL (logged) on failure. */
 static struct store *thread_store(struct fs *fs)
 {
@@ -146,15 +145,15 @@ static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *st
 {
 	memset(stbuf, 0, sizeof(*stbuf));
 	stbuf->st_ino = n->ino;
-	stbuf->st_uid = fs->uid;
-	stbuf->st_gid = fs->gid;
+	stbuf->st_uid = fs->cfg.owner;
+	stbuf->st_gid = fs->cfg.group;
 	if (n->kind == STORE_FILE) {
-		stbuf->st_mode = S_IFREG | 0644;
+		stbuf->st_mode = S_IFREG | (0666 & ~fs->cfg.umask);
 		stbuf->st_nlink = n->state == STORE_ORPHAN ? 0 : 1;
 		stbuf->st_size = (off_t)n->size;
 		stbuf->st_blocks = (blkcnt_t)((n->size + 511) / 512);
 	} else {
-		stbuf->st_mode = S_IFDIR | 0755;
+		stbuf->st_mode = S_IFDIR | (0777 & ~fs->cfg.umask);
 		stbuf->st_nlink = 2 + n->subdirs;
 	}
 	stbuf->st_blksize = 4096;

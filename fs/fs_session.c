@@ -87,8 +87,6 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0
 	              : cfg->cache == FS_CACHE_AUTO ? 1.0
 	                                            : 0.0;
-	fs->uid = getuid();
-	fs->gid = getgid();
 	pthread_key_create(&fs->store_key, close_thread_store);
 	pthread_mutex_init(&fs->writers_lock, NULL);
 	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);

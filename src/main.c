@@ -13,7 +13,7 @@
  * the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * private_writes, listen=) are consumed here, the rest (allow_other,
+ * private_writes, listen=, uid=, gid=, umask=) are consumed here, the rest (allow_other,
  * default_permissions, fsname=, ...) go to libfuse, which refuses what it
  * does not know. allow_other is only accepted together with
  * default_permissions, so that the kernel checks file modes for the other
@@ -37,8 +37,10 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +78,10 @@ static void usage(FILE *out)
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
 	        "      max_record=BYTES          largest record file (default 16777216)\n"
 	        "      threads=N                 FUSE worker threads (default 8)\n"
+	        "      uid=USER, gid=GROUP       owner and group of every file (default:\n"
+	        "                                the daemon's)\n"
+	        "      umask=MASK                mode bits taken away (default 077: only the\n"
+	        "                                owner may read or write)\n"
 	        "      private_writes            a copy of its own for every open for\n"
 	        "                                writing (slower reads: see README)\n"
 	        "      allow_other,default_permissions and other FUSE options\n"
@@ -124,6 +130,28 @@ struct options {
 	char fuse_opts[4096];
 };
 
+/* uid=USER|NUMBER or gid=GROUP|NUMBER into cfg. */
+static bool parse_owner(const char *opt, struct fs_config *cfg)
+{
+	const char *v = opt + 4;
+	char *end = NULL;
+	errno = 0;
+	unsigned long id = strtoul(v, &end, 10);
+	bool numeric = *v && !*end && !errno && id < 0xffffffffUL && v[0] != '-';
+	if (opt[0] == 'u') {
+		struct passwd *pw = numeric ? NULL : getpwnam(v);
+		if (!numeric && !pw)
+			return false;
+		cfg->owner = numeric ? (uid_t)id : pw->pw_uid;
+	} else {
+		struct group *gr = numeric ? NULL : getgrnam(v);
+		if (!numeric && !gr)
+			return false;
+		cfg->group = numeric ? (gid_t)id : gr->gr_gid;
+	}
+	return true;
+}
+
 /* Takes one -o list apart: ours into `o`, the rest into o->fuse_opts.
  * Returns false (with a message) on a bad value. */
 static bool parse_mount_options(struct options *o, const char *list)
@@ -167,6 +195,25 @@ static bool parse_mount_options(struct options *o, const char *list)
 				fprintf(stderr, "idbmount: %s: too long\n", opt);
 				ok = false;
 			}
+			continue;
+		}
+		if (strncmp(opt, "uid=", 4) == 0 || strncmp(opt, "gid=", 4) == 0) {
+			if (!parse_owner(opt, &o->fs)) {
+				fprintf(stderr, "idbmount: %s: not a known %s or a number\n", opt,
+				        opt[0] == 'u' ? "user" : "group");
+				ok = false;
+			}
+			continue;
+		}
+		if (strncmp(opt, "umask=", 6) == 0) {
+			char *end = NULL;
+			long m = strtol(opt + 6, &end, 8);
+			if (!opt[6] || *end || m < 0 || m > 0777) {
+				fprintf(stderr,
+				        "idbmount: %s: want an octal mask, e.g. umask=027\n", opt);
+				ok = false;
+			}
+			o->fs.umask = (mode_t)m;
 			continue;
 		}
 		if (strncmp(opt, "threads=", 8) == 0) {
@@ -398,6 +445,12 @@ int main(int argc, char **argv)
 	memset(&o, 0, sizeof(o));
 	o.fs.cache = FS_CACHE_ALWAYS;
 	o.fs.lock_fd = -1;
+	/* Nothing for anybody but the owner unless granted (-o umask=, uid=,
+	 * gid=): an allow_other mount must not show every client's records
+	 * to every local user. */
+	o.fs.owner = getuid();
+	o.fs.group = getgid();
+	o.fs.umask = 077;
 	const char *datadir = NULL;
 	const char *config_path = NULL;
 	int c;

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* sshfs's cache=never|auto|always. ALWAYS (the default) keeps entries,
  * attributes, pages and listings cached for a day: safe because every change
@@ -24,6 +25,13 @@ struct fs_config {
 	 * copy), at the price of OPEN and RELEASE round trips on every open.
 	 * Off by default with cache=always: see fs_ops.c. */
 	bool private_writes;
+	/* Who every file and directory belongs to, and the mode bits taken
+	 * away from 0666 (files) and 0777 (directories), as FAT's uid=,
+	 * gid= and umask= (with default_permissions, what the kernel checks
+	 * for other users of an allow_other mount). */
+	uid_t owner;
+	gid_t group;
+	mode_t umask;
 	bool foreground;
 	bool debug;
 	/* The data directory's lock (claim.h), or -1. The watchdog process
