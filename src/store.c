@@ -278,10 +278,15 @@ err_set(char *err, size_t errlen, const char *fmt, ...)
 
 void store_set_error(struct store *st, const char *fmt, ...)
 {
+	/* Formatted aside first: an argument may be the last error itself
+	 * ("cannot become %s: %s", ..., store_last_error(st)), and
+	 * vsnprintf's source and destination must not overlap. */
+	char msg[sizeof(st->err)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(st->err, msg, sizeof(msg));
 }
 
 const char *store_last_error(const struct store *st)
