@@ -253,6 +253,53 @@ int http_query_count(struct http_request *r, const char *name, int64_t fallback,
 	return 0;
 }
 
+/* The parameters a query may hold: more is no request of this protocol. */
+#define QUERY_MAX_PARAMS 32
+
+struct query_scan {
+	const char *keys[QUERY_MAX_PARAMS];
+	size_t nkeys;
+	const char *why; /* the first problem, NULL while none */
+	char name[64];   /* the parameter it is about */
+};
+
+static enum MHD_Result scan_query_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        size_t key_size, const char *value, size_t value_size)
+{
+	(void)kind;
+	struct query_scan *q = cls;
+	const char *why = NULL;
+	if (strlen(key) != key_size || (value && strlen(value) != value_size))
+		why = "holds U+0000 (%00)";
+	for (size_t i = 0; !why && i < q->nkeys; i++)
+		if (strcmp(q->keys[i], key) == 0)
+			why = "is given more than once";
+	if (!why && q->nkeys == QUERY_MAX_PARAMS)
+		why = "is one parameter too many";
+	if (why) {
+		q->why = why;
+		snprintf(q->name, sizeof(q->name), "%s", key);
+		return MHD_NO;
+	}
+	q->keys[q->nkeys++] = key;
+	return MHD_YES;
+}
+
+/* Handlers read a parameter by name (http_query): the first of a repeated
+ * one, up to its first NUL. A query holding either is refused (400), so no
+ * check can pass on one value while the request acts on another
+ * (?client=alice&client=bob). Replies and returns false when refused. */
+static bool query_acceptable(struct http_request *r)
+{
+	struct query_scan q = {.nkeys = 0, .why = NULL};
+	MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, scan_query_param, &q);
+	if (!q.why)
+		return true;
+	http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "the query parameter '%s' %s",
+	                 q.name, q.why);
+	return false;
+}
+
 /* ---- routing ---------------------------------------------------------------------- */
 
 struct route_entry {
@@ -427,6 +474,8 @@ static enum MHD_Result on_headers(struct http_request *r)
 		r->route = ROUTE_PREFLIGHT;
 		return reply_preflight(r);
 	}
+	if (!query_acceptable(r))
+		return MHD_YES;
 	bool method_ok = false;
 	const struct route_entry *e = route_find(r->url, r->method, &method_ok);
 	if (!e) {

@@ -328,3 +328,20 @@ def test_names_holding_nul_are_400(shop, path, body):
     assert os.listdir(shop.path("alice")) == ["shop"]
     assert os.listdir(shop.path("alice", "shop")) == ["orders"]
 
+
+
+def test_a_query_parameter_holding_nul_is_400(shop):
+    detail = assert_error(shop.alice.get("/v1/pull?since=0&client=alice%00x"), 400,
+                          "bad_request")["detail"]
+    assert "U+0000" in detail, detail
+
+
+@pytest.mark.parametrize("query", ["since=0&client=alice&client=bob",
+                                   "client=bob&since=0&client=alice",
+                                   "since=0&since=5", "since=0&limit=1&limit=2", "a&a"])
+def test_a_repeated_query_parameter_is_400(shop, query):
+    """Only one value of a parameter is read: a request that gives two
+    could pass a check with one and act on the other."""
+    for path in ("/v1/pull?", "/v1/events?", "/healthz?"):
+        detail = assert_error(shop.alice.get(path + query), 400, "bad_request")["detail"]
+        assert "more than once" in detail, detail
