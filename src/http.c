@@ -10,9 +10,20 @@
  * not a thousand threads.
  *
  * Limits (decisions; DESIGN.md is silent):
+ *   - only POST routes (/v1/schema, /v1/push) take a body; any other
+ *     request that announces one is refused (413) before it is read, and
+ *     a POST's body is read only after its token passed;
  *   - a request body is read into memory up to max_body (32 MiB default,
  *     --max-body): above, 413 - at once from Content-Length when the
  *     client sent one, else once the body has been read;
+ *   - the bodies being read, all connections together, share a budget
+ *     (max_buffered, --max-buffered; default 4 x max_body, as many full
+ *     bodies as there are server threads to work on them): a body
+ *     announced past what is left is refused at once, a chunked one
+ *     once it passes it, with 503 and Retry-After (the browser library
+ *     retries with backoff). Refusing rather than waiting keeps a
+ *     connection from holding a thread or part of the budget while it
+ *     waits for the others;
  *   - a connection idle (or stalled mid-request) for timeout_s (30 s,
  *     --http-timeout) is closed; a suspended event stream does not count
  *     as idle (it is kept alive by comments every keepalive_s);
@@ -192,6 +203,8 @@ enum MHD_Result http_reply_error(struct http_request *r, unsigned status, const 
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		                        "Bearer realm=\"idbmount\"");
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 		                        r->route == ROUTE_SCHEMA || r->route == ROUTE_PUSH
@@ -436,6 +449,131 @@ static bool authorize(struct http_request *r)
 	return true;
 }
 
+/* ---- request bodies ------------------------------------------------------------------------ */
+
+/* A chunked body takes the budget in steps of this much, not per piece. */
+#define BODY_BUDGET_STEP (64u * 1024)
+
+enum body_framing { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+
+/* What the headers say of the body: none, *length bytes, or chunked (a
+ * Transfer-Encoding: libmicrohttpd takes chunked only). */
+static enum body_framing body_framing(struct http_request *r, uint64_t *length)
+{
+	*length = 0;
+	if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		return BODY_CHUNKED;
+	const char *text = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (text)
+		*length = strtoull(text, NULL, 10); /* libmicrohttpd checked it */
+	return *length ? BODY_LENGTH : BODY_NONE;
+}
+
+/* Takes `n` bytes more of the budget of bodies being read (max_buffered,
+ * every connection together) for `r`. Returns false, taking nothing, when
+ * they do not fit. */
+static bool budget_take(struct http_request *r, size_t n)
+{
+	struct http *h = r->server;
+	size_t now = atomic_load(&h->body_buffered);
+	do {
+		if (n > h->cfg.max_buffered - now)
+			return false;
+	} while (!atomic_compare_exchange_weak(&h->body_buffered, &now, now + n));
+	r->body_reserved += n;
+	return true;
+}
+
+/* Frees what `r` holds of its body and gives its part of the budget back. */
+static void body_drop(struct http_request *r)
+{
+	buf_free(&r->body);
+	atomic_fetch_sub(&r->server->body_buffered, r->body_reserved);
+	r->body_reserved = 0;
+}
+
+/* For a route that takes no body: refuses a request that announces one
+ * (413), before any of it is read. Returns whether it replied. */
+static bool refuse_body(struct http_request *r)
+{
+	uint64_t length = 0;
+	if (body_framing(r, &length) == BODY_NONE)
+		return false;
+	atomic_fetch_add(&r->server->body_rejected, 1);
+	http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+	                 "%s %s takes no request body", r->method, r->url);
+	return true;
+}
+
+/* For a route that takes a body, once its token passed: refuses one
+ * announced over max_body (413) or past what the budget has left (503,
+ * Retry-After), before any of it is read, and takes the budget for the
+ * rest. Returns whether it replied. */
+static bool admit_body(struct http_request *r)
+{
+	struct http *h = r->server;
+	uint64_t length = 0;
+	if (body_framing(r, &length) != BODY_LENGTH)
+		return false; /* none, or chunked: taken piece by piece */
+	if (length > h->cfg.max_body) {
+		atomic_fetch_add(&h->body_rejected, 1);
+		http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                 "the body is over the limit of %zu bytes", h->cfg.max_body);
+		return true;
+	}
+	if (budget_take(r, (size_t)length))
+		return false;
+	atomic_fetch_add(&h->body_deferred, 1);
+	http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	                 "the daemon is reading as many request bodies as it takes at once "
+	                 "(--max-buffered %zu bytes); retry",
+	                 h->cfg.max_buffered);
+	return true;
+}
+
+/* Appends a piece of the body, within max_body and the budget (a chunked
+ * body takes more as it comes). A body that goes past either is dropped at
+ * once, memory and budget, and the rest of it is read and thrown away;
+ * the answer (413, 503) waits for the end of the request. */
+static void body_append(struct http_request *r, const char *data, size_t n)
+{
+	struct http *h = r->server;
+	if (r->body_state != BODY_TAKEN)
+		return;
+	if (n > h->cfg.max_body - r->body.len) {
+		r->body_state = BODY_TOO_LARGE;
+	} else if (r->body.len + n > r->body_reserved) {
+		size_t want = r->body.len + n - r->body_reserved;
+		want += BODY_BUDGET_STEP - 1 - (want - 1) % BODY_BUDGET_STEP;
+		if (want > h->cfg.max_body - r->body_reserved)
+			want = h->cfg.max_body - r->body_reserved;
+		if (!budget_take(r, want))
+			r->body_state = BODY_OVER_BUDGET;
+	}
+	if (r->body_state == BODY_TAKEN && buf_append(&r->body, data, n) != 0)
+		r->body_state = BODY_OVER_BUDGET; /* out of memory: as busy */
+	if (r->body_state != BODY_TAKEN)
+		body_drop(r);
+}
+
+/* The answer to a body that body_append dropped. */
+static enum MHD_Result reply_body_dropped(struct http_request *r)
+{
+	struct http *h = r->server;
+	if (r->body_state == BODY_TOO_LARGE) {
+		atomic_fetch_add(&h->body_rejected, 1);
+		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                        "the body is over the limit of %zu bytes", h->cfg.max_body);
+	}
+	atomic_fetch_add(&h->body_deferred, 1);
+	return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	                        "the daemon was reading as many request bodies as it takes at "
+	                        "once (--max-buffered %zu bytes); retry",
+	                        h->cfg.max_buffered);
+}
+
 /* ---- the request handler ---------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(struct http_request *r)
@@ -481,26 +619,26 @@ static enum MHD_Result on_headers(struct http_request *r)
 	if (!e) {
 		bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 		r->route = get && http_static_exists(r->url) ? ROUTE_STATIC : ROUTE_NONE;
-		if (r->route == ROUTE_STATIC)
+		if (r->route == ROUTE_STATIC) {
+			refuse_body(r);
 			return MHD_YES;
+		}
 		return http_reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
 	}
 	r->route = e->route;
 	if (!method_ok)
 		return http_reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 		                        "%s takes %s", e->path, e->method);
+	/* Nothing of a body is read before its route, its size and its
+	 * token have been checked: bodies are only for POST routes, which
+	 * all need a token. */
+	bool takes_body = strcmp(e->method, "POST") == 0;
+	if (!takes_body && refuse_body(r))
+		return MHD_YES;
 	if (e->token && !authorize(r))
 		return MHD_YES;
-	if (strcmp(e->method, "POST") == 0) {
-		const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-		                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (length && strtoull(length, NULL, 10) > r->server->cfg.max_body) {
-			atomic_fetch_add(&r->server->body_rejected, 1);
-			return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-			                        "the body is over the limit of %zu bytes",
-			                        r->server->cfg.max_body);
-		}
-	}
+	if (takes_body)
+		admit_body(r);
 	/* Answered in the last call, once the request has been read whole:
 	 * an answer queued earlier closes the connection. */
 	return MHD_YES;
@@ -531,17 +669,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (*upload_data_size) {
 		atomic_fetch_add(&h->bytes_in, *upload_data_size);
-		if (!r->body_too_large && buf_append(&r->body, upload_data, *upload_data_size))
-			r->body_too_large = true;
+		body_append(r, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (r->body_too_large) {
-		atomic_fetch_add(&h->body_rejected, 1);
-		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-		                        "the body is over the limit of %zu bytes", h->cfg.max_body);
-	}
-	return dispatch(r);
+	if (r->body_state != BODY_TAKEN)
+		return reply_body_dropped(r);
+	enum MHD_Result res = dispatch(r);
+	/* Answers are copies: the body is no longer needed, and the budget
+	 * should not wait for a slow reader of the answer. */
+	body_drop(r);
+	return res;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -553,7 +691,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_request *r = *con_cls;
 	if (!r)
 		return;
-	buf_free(&r->body);
+	body_drop(r);
 	free(r);
 	*con_cls = NULL;
 }
@@ -752,10 +890,19 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 		snprintf(err, errlen, "HTTP limits must be positive");
 		return -EINVAL;
 	}
+	if (cfg->max_buffered && cfg->max_buffered < cfg->max_body) {
+		snprintf(err, errlen,
+		         "--max-buffered %zu is below --max-body %zu: a body of the largest size "
+		         "could never be read",
+		         cfg->max_buffered, cfg->max_body);
+		return -EINVAL;
+	}
 	struct http *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->cfg = *cfg;
+	if (!h->cfg.max_buffered)
+		h->cfg.max_buffered = cfg->max_body * HTTP_BUFFERED_BODIES;
 	h->listen_fd = -1;
 	int rc = parse_origins(h, err, errlen);
 	if (!rc && cfg->tls_cert_file)

@@ -3,7 +3,7 @@
  *
  *   idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT|none]
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
- *            [--max-body BYTES] [--http-timeout SECONDS]
+ *            [--max-body BYTES] [--max-buffered BYTES] [--http-timeout SECONDS]
  *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS] MOUNTPOINT
  *
  * The daemon serves the mount and the sync endpoint (src/http*.c) from one
@@ -65,6 +65,8 @@ static void usage(FILE *out)
 	        "      --allow-origin LIST  comma-separated origins that may call from other\n"
 	        "                      pages (CORS), or '*'; default: same origin only\n"
 	        "      --max-body BYTES    largest request body (default 32M)\n"
+	        "      --max-buffered BYTES  request bodies held at once, all connections\n"
+	        "                      together (default 4 x --max-body); past it 503\n"
 	        "      --http-timeout SECONDS  close idle or stalled connections (default 30)\n"
 	        "      --keepalive SECONDS     comment on quiet event streams (default 15)\n"
 	        "      --config FILE   sinks to ship every change to (INI: one\n"
@@ -202,6 +204,7 @@ int main(int argc, char **argv)
 		OPT_TLS_KEY,
 		OPT_ALLOW_ORIGIN,
 		OPT_MAX_BODY,
+		OPT_MAX_BUFFERED,
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
 		OPT_CONFIG,
@@ -215,6 +218,7 @@ int main(int argc, char **argv)
 	        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	        {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
 	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+	        {"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	        {"config", required_argument, NULL, OPT_CONFIG},
@@ -278,6 +282,14 @@ int main(int argc, char **argv)
 		case OPT_MAX_BODY:
 			if (!parse_size(optarg, &http_cfg.max_body)) {
 				fprintf(stderr, "idbmount: --max-body %s: not a size in bytes\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		case OPT_MAX_BUFFERED:
+			if (!parse_size(optarg, &http_cfg.max_buffered)) {
+				fprintf(stderr,
+				        "idbmount: --max-buffered %s: not a size in bytes\n",
 				        optarg);
 				return 2;
 			}
