@@ -342,20 +342,161 @@ static const struct route_entry *route_find(const char *url, const char *method,
 	return NULL;
 }
 
+/* ---- the Host header ------------------------------------------------------------------ */
+
+/* A name as a Host header carries it, to compare: lowercase, without the
+ * trailing dot of a fully qualified name. Returns false when it is no
+ * host name (letters, digits, '-', '_' and inner dots). */
+static bool host_name_normal(char *name)
+{
+	size_t n = strlen(name);
+	if (n && name[n - 1] == '.')
+		name[--n] = '\0';
+	if (n == 0 || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			name[i] = (char)(c - 'A' + 'a');
+		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+		           c == '_' || (c == '.' && name[i - 1] != '.')))
+			return false;
+	}
+	return true;
+}
+
+/* Splits a Host header into its name (an IPv6 literal without brackets)
+ * and port (0 when absent). Returns false when it is not NAME[:PORT] or
+ * [V6][:PORT]. */
+static bool host_split(const char *host, char *name, size_t name_len, unsigned *port, bool *v6)
+{
+	const char *end;
+	*v6 = host[0] == '[';
+	if (*v6) {
+		host++;
+		end = strchr(host, ']');
+		if (!end)
+			return false;
+	} else {
+		end = host + strcspn(host, ":");
+	}
+	size_t n = (size_t)(end - host);
+	if (n == 0 || n >= name_len)
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	const char *rest = end + (*v6 ? 1 : 0);
+	*port = 0;
+	if (!*rest)
+		return true;
+	if (*rest != ':' || !rest[1] || strlen(rest + 1) > 5 ||
+	    rest[1 + strspn(rest + 1, "0123456789")])
+		return false;
+	unsigned long p = strtoul(rest + 1, NULL, 10);
+	*port = (unsigned)p;
+	return p >= 1 && p <= 65535;
+}
+
+/* The local address the connection came in on, IPv4-mapped IPv6 as IPv4.
+ * Returns false when it cannot be read. */
+static bool local_address(struct http_request *r, struct sockaddr_storage *out)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	socklen_t len = sizeof(*out);
+	if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)out, &len) != 0)
+		return false;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+	if (out->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+		memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+		memcpy(out, &a4, sizeof(a4));
+	}
+	return true;
+}
+
+/* Whether `name` (a Host's name) is the IP literal of `local`, or
+ * "localhost" while `local` is a loopback address. */
+static bool names_local_address(char *name, bool v6, const struct sockaddr_storage *local)
+{
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)local;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)local;
+	bool loopback = local->ss_family == AF_INET ? (ntohl(a4->sin_addr.s_addr) >> 24) == 127
+	                                            : IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+	if (!v6 && host_name_normal(name) && strcmp(name, "localhost") == 0)
+		return loopback;
+	unsigned char addr[16];
+	if (v6)
+		return local->ss_family == AF_INET6 && inet_pton(AF_INET6, name, addr) == 1 &&
+		       memcmp(addr, &a6->sin6_addr, 16) == 0;
+	return local->ss_family == AF_INET && inet_pton(AF_INET, name, addr) == 1 &&
+	       memcmp(addr, &a4->sin_addr, 4) == 0;
+}
+
+/* Whether the request's Host names this daemon: one of --server-name (any
+ * port: behind a proxy the port is the proxy's), or, with the port the
+ * daemon listens on, the IP literal of the address the connection came in
+ * on (on a wildcard listen, each local address) or "localhost" on a
+ * loopback address. Anything else is another site's name, as a
+ * DNS-rebinding page sends it. */
+static bool host_names_us(struct http_request *r, const char *host)
+{
+	struct http *h = r->server;
+	char name[256];
+	unsigned port = 0;
+	bool v6 = false;
+	if (!host_split(host, name, sizeof(name), &port, &v6))
+		return false;
+	char normal[256];
+	memcpy(normal, name, sizeof(normal));
+	if (!v6 && host_name_normal(normal))
+		for (size_t i = 0; i < h->nserver_names; i++)
+			if (strcmp(h->server_names[i], normal) == 0)
+				return true;
+	unsigned default_port = h->tls_cert ? 443 : 80;
+	if ((port ? port : default_port) != h->port)
+		return false;
+	struct sockaddr_storage local;
+	return local_address(r, &local) && names_local_address(name, v6, &local);
+}
+
+/* Refuses a request whose Host does not name this daemon (421), or that
+ * has none (400). Returns whether it replied. */
+static bool refuse_host(struct http_request *r)
+{
+	const char *host =
+	        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (!host) {
+		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 "the request has no Host header");
+		return true;
+	}
+	if (host_names_us(r, host))
+		return false;
+	http_reply_error(r, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected_request",
+	                 "this server does not answer for the host '%.200s': only for the "
+	                 "address and port it listens on, localhost on a loopback address, "
+	                 "and the names of --server-name",
+	                 host);
+	return true;
+}
+
 /* ---- origins -------------------------------------------------------------------------- */
 
 /* Decides on the request's Origin header. Returns false when it is
- * refused; fills r->allow_origin for an allowed other origin. */
+ * refused; fills r->allow_origin for an allowed other origin. The Host
+ * has been checked (refuse_host): it names this daemon, so a page of
+ * that origin is its own, http or https (a proxy in front may end TLS). */
 static bool origin_allowed(struct http_request *r)
 {
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 	if (!origin)
 		return true;
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
-	if (host) {
-		char own[600];
-		snprintf(own, sizeof(own), "%s://%s", r->server->tls_cert ? "https" : "http", host);
-		if (strcasecmp(own, origin) == 0)
+	const char *schemes[] = {"http://", "https://"};
+	for (size_t i = 0; host && i < 2; i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncasecmp(origin, schemes[i], n) == 0 && strcasecmp(origin + n, host) == 0)
 			return true;
 	}
 	bool ok = r->server->any_origin;
@@ -604,6 +745,8 @@ static enum MHD_Result dispatch(struct http_request *r)
  * headers. Returns MHD_YES with r->replied set when it answered. */
 static enum MHD_Result on_headers(struct http_request *r)
 {
+	if (refuse_host(r))
+		return MHD_YES;
 	if (!origin_allowed(r))
 		return http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden_origin",
 		                        "this origin may not call the endpoint (see idbmount "
@@ -817,48 +960,79 @@ static int bind_listen(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
-static int parse_origins(struct http *h, char *err, size_t errlen)
+/* Appends a copy of `item` to the array *items of *n. */
+static int list_add(char ***items, size_t *n, const char *item)
 {
-	const char *list = h->cfg.allow_origins;
+	char **grown = realloc(*items, (*n + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	*items = grown;
+	if (!(grown[*n] = strdup(item)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+typedef int (*list_item_fn)(struct http *h, char *item, char *err, size_t errlen);
+
+/* Calls `take` on each item of the comma-separated `list` (NULL: none),
+ * trimmed of spaces, empty ones too; stops at the first failure. */
+static int each_listed(struct http *h, const char *list, list_item_fn take, char *err,
+                       size_t errlen)
+{
 	if (!list || !*list)
 		return 0;
 	char *copy = strdup(list);
 	if (!copy)
 		return -ENOMEM;
-	char *save = NULL;
 	int rc = 0;
-	for (char *o = strtok_r(copy, ",", &save); o && !rc; o = strtok_r(NULL, ",", &save)) {
-		while (*o == ' ')
-			o++;
-		size_t n = strlen(o);
-		while (n && o[n - 1] == ' ')
-			o[--n] = '\0';
-		if (strcmp(o, "*") == 0) {
-			h->any_origin = true;
-			continue;
-		}
-		if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) ||
-		    o[n - 1] == '/') {
-			snprintf(err, errlen,
-			         "--allow-origin %s: an origin is scheme://host[:port] with no "
-			         "path, "
-			         "like https://app.example.com",
-			         o);
-			rc = -EINVAL;
-			break;
-		}
-		char **grown = realloc(h->origins, (h->norigins + 1) * sizeof(*grown));
-		if (!grown || !(grown[h->norigins] = strdup(o))) {
-			if (grown)
-				h->origins = grown;
-			rc = -ENOMEM;
-			break;
-		}
-		h->origins = grown;
-		h->norigins++;
+	for (char *item = copy, *next; item && !rc; item = next) {
+		next = strchr(item, ',');
+		if (next)
+			*next++ = '\0';
+		while (*item == ' ')
+			item++;
+		size_t n = strlen(item);
+		while (n && item[n - 1] == ' ')
+			item[--n] = '\0';
+		rc = take(h, item, err, errlen);
 	}
 	free(copy);
 	return rc;
+}
+
+static int take_origin(struct http *h, char *o, char *err, size_t errlen)
+{
+	size_t n = strlen(o);
+	if (n == 0)
+		return 0;
+	if (strcmp(o, "*") == 0) {
+		h->any_origin = true;
+		return 0;
+	}
+	if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) || o[n - 1] == '/') {
+		snprintf(err, errlen,
+		         "--allow-origin %s: an origin is scheme://host[:port] with no path, like "
+		         "https://app.example.com",
+		         o);
+		return -EINVAL;
+	}
+	return list_add(&h->origins, &h->norigins, o);
+}
+
+static int take_server_name(struct http *h, char *name, char *err, size_t errlen)
+{
+	char shown[256];
+	snprintf(shown, sizeof(shown), "%s", name);
+	if (strlen(name) > 253 || !host_name_normal(name)) {
+		snprintf(
+		        err, errlen,
+		        "--server-name '%s': want host names like app.example.com, comma-separated "
+		        "(no scheme, port or path)",
+		        shown);
+		return -EINVAL;
+	}
+	return list_add(&h->server_names, &h->nserver_names, name);
 }
 
 static void http_free(struct http *h)
@@ -870,6 +1044,9 @@ static void http_free(struct http *h)
 	for (size_t i = 0; i < h->norigins; i++)
 		free(h->origins[i]);
 	free(h->origins);
+	for (size_t i = 0; i < h->nserver_names; i++)
+		free(h->server_names[i]);
+	free(h->server_names);
 	free(h->tls_cert);
 	free(h->tls_key);
 	free(h);
@@ -904,7 +1081,9 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	if (!h->cfg.max_buffered)
 		h->cfg.max_buffered = cfg->max_body * HTTP_BUFFERED_BODIES;
 	h->listen_fd = -1;
-	int rc = parse_origins(h, err, errlen);
+	int rc = each_listed(h, cfg->allow_origins, take_origin, err, errlen);
+	if (!rc)
+		rc = each_listed(h, cfg->server_names, take_server_name, err, errlen);
 	if (!rc && cfg->tls_cert_file)
 		rc = read_file(cfg->tls_cert_file, &h->tls_cert, err, errlen);
 	if (!rc && cfg->tls_key_file)

@@ -51,6 +51,8 @@ struct http {
 	char **origins; /* the allow list, split; NULL = same origin only */
 	size_t norigins;
 	bool any_origin;
+	char **server_names; /* --server-name, lowercase, no trailing dot */
+	size_t nserver_names;
 	int listen_fd;
 	unsigned port;
 	char *tls_cert, *tls_key; /* PEM text */

@@ -3,6 +3,7 @@
  *
  *   idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT|none]
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
+ *            [--server-name LIST]
  *            [--max-body BYTES] [--max-buffered BYTES] [--http-timeout SECONDS]
  *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS] MOUNTPOINT
  *
@@ -13,7 +14,7 @@
  * the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * private_writes, listen=) are consumed here, the rest (allow_other,
+ * private_writes, listen=, server_name=) are consumed here, the rest (allow_other,
  * default_permissions, fsname=, ...) go to libfuse, which refuses what it
  * does not know. allow_other is only accepted together with
  * default_permissions, so that the kernel checks file modes for the other
@@ -64,6 +65,9 @@ static void usage(FILE *out)
 	        "                      serve HTTPS with this PEM certificate and key\n"
 	        "      --allow-origin LIST  comma-separated origins that may call from other\n"
 	        "                      pages (CORS), or '*'; default: same origin only\n"
+	        "      --server-name LIST  host names (comma-separated) the daemon answers\n"
+	        "                      for besides its listen address, e.g. the public\n"
+	        "                      name behind a proxy; also -o server_name=NAME\n"
 	        "      --max-body BYTES    largest request body (default 32M)\n"
 	        "      --max-buffered BYTES  request bodies held at once, all connections\n"
 	        "                      together (default 4 x --max-body); past it 503\n"
@@ -75,6 +79,7 @@ static void usage(FILE *out)
 	        "  -o OPTIONS          comma-separated mount options:\n"
 	        "      cache=never|auto|always   kernel caching (default always)\n"
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
+	        "      server_name=NAME          as --server-name, one name each\n"
 	        "      max_record=BYTES          largest record file (default 16777216)\n"
 	        "      threads=N                 FUSE worker threads (default 8)\n"
 	        "      private_writes            a copy of its own for every open for\n"
@@ -119,11 +124,25 @@ static void raise_fd_limit(void)
 
 struct options {
 	struct fs_config fs;
-	char listen[320]; /* -o listen= */
+	char listen[320];        /* -o listen= */
+	char server_names[4096]; /* --server-name and -o server_name=, comma-separated */
 	bool allow_other;
 	bool default_permissions;
 	char fuse_opts[4096];
 };
+
+/* Adds `names` (one or a comma-separated list) to o->server_names. */
+static bool add_server_names(struct options *o, const char *names)
+{
+	size_t used = strlen(o->server_names);
+	int n = snprintf(o->server_names + used, sizeof(o->server_names) - used, "%s%s",
+	                 used ? "," : "", names);
+	if (n < 0 || (size_t)n >= sizeof(o->server_names) - used) {
+		fprintf(stderr, "idbmount: --server-name: too many names\n");
+		return false;
+	}
+	return true;
+}
 
 /* Takes one -o list apart: ours into `o`, the rest into o->fuse_opts.
  * Returns false (with a message) on a bad value. */
@@ -170,6 +189,11 @@ static bool parse_mount_options(struct options *o, const char *list)
 			}
 			continue;
 		}
+		if (strncmp(opt, "server_name=", 12) == 0) {
+			/* One name each (-o splits on commas); repeat for more. */
+			ok = add_server_names(o, opt + 12);
+			continue;
+		}
 		if (strncmp(opt, "threads=", 8) == 0) {
 			char *end = NULL;
 			long n = strtol(opt + 8, &end, 10);
@@ -205,6 +229,7 @@ int main(int argc, char **argv)
 		OPT_ALLOW_ORIGIN,
 		OPT_MAX_BODY,
 		OPT_MAX_BUFFERED,
+		OPT_SERVER_NAME,
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
 		OPT_CONFIG,
@@ -219,6 +244,7 @@ int main(int argc, char **argv)
 	        {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
 	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
 	        {"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
+	        {"server-name", required_argument, NULL, OPT_SERVER_NAME},
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	        {"config", required_argument, NULL, OPT_CONFIG},
@@ -285,6 +311,10 @@ int main(int argc, char **argv)
 				        optarg);
 				return 2;
 			}
+			break;
+		case OPT_SERVER_NAME:
+			if (!add_server_names(&o, optarg))
+				return 2;
 			break;
 		case OPT_MAX_BUFFERED:
 			if (!parse_size(optarg, &http_cfg.max_buffered)) {
@@ -358,6 +388,7 @@ int main(int argc, char **argv)
 	o.fs.datadir = datadir;
 	if (o.listen[0])
 		http_cfg.listen = o.listen;
+	http_cfg.server_names = o.server_names;
 
 	/* Detaching changes the working directory: every part gets the full
 	 * path. */

@@ -41,6 +41,10 @@ struct http_config {
 	 * from other pages (CORS), or "*" for any; NULL or "": only the
 	 * daemon's own pages (same origin). */
 	const char *allow_origins;
+	/* Comma-separated host names the daemon answers for besides the
+	 * address it listens on (the Host header behind a proxy); NULL or
+	 * "": none. */
+	const char *server_names;
 	size_t max_body;          /* bytes of a request body (413 beyond) */
 	size_t max_buffered;      /* all bodies at once (503 beyond); 0: the default */
 	size_t max_record;        /* the store's record cap (-o max_record); 0 default */
