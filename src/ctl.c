@@ -1693,6 +1693,9 @@ int main(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 	}
+	char warning[PATH_MAX * 2 + 200];
+	if (datadir_open_to_others(c.datadir, warning, sizeof(warning)))
+		ctl_say("%s", warning);
 	int status = cmd->run(&c, argc - i - 1, argv + i + 1);
 	store_close(c.st);
 	return status;

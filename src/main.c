@@ -369,6 +369,11 @@ int main(int argc, char **argv)
 		}
 		datadir = defdir;
 	}
+	/* Its files are 0600 (the store makes them so), but say so when the
+	 * directory itself lets others in. */
+	char warning[PATH_MAX * 2 + 200];
+	if (datadir_open_to_others(datadir, warning, sizeof(warning)))
+		fprintf(stderr, "idbmount: %s\n", warning);
 	/* Open once here: a bad data directory fails before mounting. */
 	struct store *st = NULL;
 	char err[512];
@@ -396,6 +401,17 @@ int main(int argc, char **argv)
 	if (!realpath(datadir, realdir)) {
 		fprintf(stderr, "idbmount: data directory %s: %s\n", datadir, strerror(errno));
 		return 1;
+	}
+	if (!o.fs.foreground) {
+		/* The log (opened by fs_mount once detached) is made 0600 here,
+		 * whatever the umask: it holds paths and names of records. */
+		char log[PATH_MAX + 32];
+		snprintf(log, sizeof(log), "%s/idbmount.log", realdir);
+		int lrc = datadir_private_file(log, true);
+		if (lrc) {
+			fprintf(stderr, "idbmount: %s: %s\n", log, strerror(-lrc));
+			return 1;
+		}
 	}
 	raise_fd_limit();
 	char node[256];

@@ -30,6 +30,7 @@
 #include "store_internal.h"
 
 #include "idbmount/buf.h"
+#include "idbmount/datadir.h"
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
 
@@ -643,10 +644,22 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 		free(st);
 		return -ENOMEM;
 	}
+	/* Only its owner may read the records and token hashes, whatever the
+	 * umask and the directory's mode: the database is made 0600 before
+	 * SQLite opens it (and makes -wal and -shm with the same mode). */
+	int res = datadir_private_file(path, true);
+	for (int i = 0; !res && i < 2; i++) {
+		char side[sizeof(path) + 8];
+		snprintf(side, sizeof(side), "%s%s", path, i ? "-shm" : "-wal");
+		res = datadir_private_file(side, false);
+	}
+	if (res) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-res));
+		goto out;
+	}
 	int rc = sqlite3_open_v2(path, &st->db,
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                         NULL);
-	int res = 0;
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", path,
 		         st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
