@@ -2686,15 +2686,57 @@ int store_token_new(char token[65])
 	return 0;
 }
 
+/* What client and pipeline names share: non-empty UTF-8 without control
+ * characters, which would split or garble the lines of a listing. */
+static const char *listed_name_problem(const char *name)
+{
+	if (!*name)
+		return "the name is empty";
+	char *escaped = name_escape(name, strlen(name));
+	free(escaped);
+	if (!escaped)
+		return "the name is not valid UTF-8";
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+			return "the name holds a control character (U+0000-U+001F or "
+			       "U+007F-U+009F)";
+	return NULL;
+}
+
+const char *store_client_name_problem(const char *name)
+{
+	const char *why = listed_name_problem(name);
+	if (why)
+		return why;
+	if (strchr(name, '/'))
+		return "the name holds '/' (paths are CLIENT/DB/STORE)";
+	char *fname = name_escape(name, strlen(name));
+	size_t len = fname ? strlen(fname) : 0;
+	free(fname);
+	if (len > KEY_NAME_MAX)
+		return "the name is too long (255 bytes at most as a directory name of the mount)";
+	return NULL;
+}
+
+const char *store_pipeline_name_problem(const char *name)
+{
+	const char *why = listed_name_problem(name);
+	if (!why && strlen(name) > 255)
+		why = "the name is longer than 255 bytes";
+	return why;
+}
+
 int store_client_add(struct store *st, const char *name, char token[65])
 {
 	st->err[0] = '\0';
-	char *fname = name_escape(name, strlen(name));
-	if (!fname || !*name || strlen(fname) > KEY_NAME_MAX) {
-		free(fname);
-		store_set_error(st, "a client name is 1 to 255 bytes of UTF-8");
+	const char *why = store_client_name_problem(name);
+	if (why) {
+		store_set_error(st, "not a client name: %s", why);
 		return -EINVAL;
 	}
+	char *fname = name_escape(name, strlen(name));
+	if (!fname)
+		return -ENOMEM;
 	if (store_token_new(token) != 0) {
 		free(fname);
 		return -EIO;

@@ -165,9 +165,9 @@ int store_sync_client_name(struct store *st, int64_t client_id, char **name)
 int store_pipeline_add(struct store *st, const char *name, char token[65])
 {
 	store_set_error(st, "%s", "");
-	size_t n = strlen(name);
-	if (n == 0 || n > 255) {
-		store_set_error(st, "a pipeline name is 1 to 255 bytes");
+	const char *why = store_pipeline_name_problem(name);
+	if (why) {
+		store_set_error(st, "not a pipeline name: %s", why);
 		return -EINVAL;
 	}
 	int rc = store_token_new(token);

@@ -61,3 +61,31 @@ def test_an_older_database_open_to_others_is_made_0600(tmp_path):
     os.chmod(data / "idbmount.db", 0o644)
     ctl(str(data), "client", "list")
     assert mode(data / "idbmount.db") == 0o600
+
+
+BAD_NAMES = ["a\nb", "a\rb", "a\tb", "a\x7fb", "a\u0085b", "\x1b[31mred", "a/b", "",
+             "x" * 256]
+
+
+def test_a_client_name_that_cannot_be_one_is_refused(tmp_path):
+    """A client name is a line of `client list`, a directory of the mount
+    and a part of CLIENT/DB/STORE paths: control characters (C0, DEL, C1)
+    and '/' cannot be in it."""
+    data = str(tmp_path / "data")
+    ctl(data, "client", "add", "alice")
+    for name in BAD_NAMES:
+        for what in ("client", "pipeline"):
+            if what == "pipeline" and name in ("a/b", "x" * 256):
+                continue  # not a path part, no directory: fine for a pipeline
+            p = ctl(data, what, "add", name, check=False)
+            assert p.returncode == 2, (what, name, p.stdout, p.stderr)
+            assert p.stdout == ""
+            assert "%s add: " % what in p.stderr and "name" in p.stderr, p.stderr
+            if name.startswith("a") and len(name) == 3 and name != "a/b":
+                assert "control character" in p.stderr, p.stderr
+    assert ctl(data, "client", "list").stdout == "alice\n"
+    assert ctl(data, "pipeline", "list").stdout == ""
+    # Anything else is a name: spaces, quotes, any script.
+    odd = "Zoë's shop \u4e2d"
+    ctl(data, "client", "add", odd)
+    assert ctl(data, "client", "list").stdout == "alice\n" + odd + "\n"
