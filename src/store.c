@@ -543,30 +543,104 @@ static int meta_put(struct store *st, const char *name, const char *value)
 	return store_step_done(st, s);
 }
 
-/* Creates the schema in a new database, or checks an existing one. */
+/* SQLite's application_id of an idbmount database: "IDBM". It tells an
+ * idbmount database from another program's (file(1) shows it too). */
+#define STORE_APPLICATION_ID 0x4944424du
+
+/* The one integer a statement of no parameters answers. */
+static int query_int(struct store *st, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	*out = 0;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	int rc = store_step_int(st, s, out);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Refuses the database of another program before anything in it changes
+ * (even its journal mode): one with another application_id, or with none
+ * and tables that are not idbmount's. One with none and idbmount's tables
+ * was made before the id was set: ensure_schema adopts it. An empty one is
+ * new. `path` is for the message. */
+static int check_identity(struct store *st, const char *path)
+{
+	int64_t id = 0;
+	int rc = query_int(st, "PRAGMA application_id", &id);
+	if (rc || (uint32_t)id == STORE_APPLICATION_ID)
+		return rc;
+	if (id != 0) {
+		store_set_error(st,
+		                "%s is not an idbmount database: its application_id 0x%08x is "
+		                "another program's (idbmount's is 0x%08x); not touching it, give "
+		                "idbmount a data directory of its own",
+		                path, (unsigned)id, STORE_APPLICATION_ID);
+		return -EPROTO;
+	}
+	/* Tables every idbmount database has had since its first version. */
+	static const char *const own[] = {"changes", "clients", "meta", "records"};
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+	                       "LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	struct buf names = BUF_INIT(300);
+	size_t tables = 0, found = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++)
+			found += strcmp(name, own[i]) == 0;
+		if (buf_printf(&names, "%s%s", tables++ ? ", " : "", name) != 0)
+			buf_append_str(&names, "..."); /* may not fit either: enough */
+	}
+	rc = step == SQLITE_DONE ? 0 : store_sql_fail(st, step);
+	sqlite3_finalize(s);
+	if (!rc && tables > 0 && found < sizeof(own) / sizeof(*own)) {
+		store_set_error(st,
+		                "%s is not an idbmount database (its tables: %s); not touching it, "
+		                "give idbmount a data directory of its own",
+		                path, names.data);
+		rc = -EPROTO;
+	}
+	buf_free(&names);
+	return rc;
+}
+
+/* Creates the schema in a new database, or checks an existing one; gives
+ * a new or adopted one idbmount's application_id. */
 static int ensure_schema(struct store *st)
 {
-	int64_t tables = 0;
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", -1,
-	                       &s, NULL) != SQLITE_OK)
-		return store_sql_fail(st, sqlite3_errcode(st->db));
-	int rc = store_step_int(st, s, &tables);
-	sqlite3_finalize(s);
+	int64_t tables = 0, id = 0;
+	int rc = query_int(st, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", &tables);
+	if (!rc)
+		rc = query_int(st, "PRAGMA application_id", &id);
 	if (rc)
 		return rc;
-	if (tables == 0) {
+	if (tables == 0 || (uint32_t)id != STORE_APPLICATION_ID) {
+		/* Looked at again inside the write transaction: another
+		 * process may be making the same new database. */
 		rc = store_txn_begin(st);
-		if (rc)
-			return rc;
+		if (!rc)
+			rc = query_int(st, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+			               &tables);
 		char epoch[17];
-		rc = store_exec(st, schema_sql);
+		if (!rc && tables == 0) {
+			rc = store_exec(st, schema_sql);
+			if (!rc)
+				rc = make_epoch(epoch);
+			if (!rc)
+				rc = meta_put(st, "schema_version", SCHEMA_VERSION);
+			if (!rc)
+				rc = meta_put(st, "epoch", epoch);
+		}
+		char pragma[64];
+		snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %u;",
+		         STORE_APPLICATION_ID);
 		if (!rc)
-			rc = make_epoch(epoch);
-		if (!rc)
-			rc = meta_put(st, "schema_version", SCHEMA_VERSION);
-		if (!rc)
-			rc = meta_put(st, "epoch", epoch);
+			rc = store_exec(st, pragma);
 		rc = store_txn_end(st, rc);
 		if (rc)
 			return rc;
@@ -645,14 +719,12 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 		return -ENOMEM;
 	}
 	/* Only its owner may read the records and token hashes, whatever the
-	 * umask and the directory's mode: the database is made 0600 before
-	 * SQLite opens it (and makes -wal and -shm with the same mode). */
-	int res = datadir_private_file(path, true);
-	for (int i = 0; !res && i < 2; i++) {
-		char side[sizeof(path) + 8];
-		snprintf(side, sizeof(side), "%s%s", path, i ? "-shm" : "-wal");
-		res = datadir_private_file(side, false);
-	}
+	 * umask and the directory's mode: a new database is made 0600 before
+	 * SQLite opens it (SQLite makes -wal and -shm with its mode); one of
+	 * an earlier version is made so once it is known to be idbmount's. */
+	struct stat sb;
+	bool existed = stat(path, &sb) == 0 && sb.st_size > 0;
+	int res = existed ? 0 : datadir_private_file(path, true);
 	if (res) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-res));
 		goto out;
@@ -668,11 +740,20 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	}
 	sqlite3_busy_timeout(st->db, 30000);
 	sqlite3_extended_result_codes(st->db, 1);
+	res = check_identity(st, path);
+	for (int i = 0; !res && existed && i < 3; i++) {
+		char file[sizeof(path) + 8];
+		snprintf(file, sizeof(file), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
+		res = datadir_private_file(file, false);
+		if (res)
+			store_set_error(st, "%s: %s", file, strerror(-res));
+	}
 	/* WAL: readers never block the writer; NORMAL sync: a committed
 	 * transaction survives a crash of the process (the OS has it), and
 	 * fsync() on a file syncs the WAL for power-loss durability. */
-	res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
+	if (!res)
+		res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+		                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
 	if (!res)
 		res = ensure_schema(st);
 	pthread_mutex_lock(&wal_delegate_lock);

@@ -2,6 +2,8 @@
 message, the exit status of its kind, and nothing changed."""
 import os
 
+import pytest
+
 from conftest import Daemon, ctl, wait_for
 
 
@@ -89,3 +91,75 @@ def test_a_client_name_that_cannot_be_one_is_refused(tmp_path):
     odd = "Zoë's shop \u4e2d"
     ctl(data, "client", "add", odd)
     assert ctl(data, "client", "list").stdout == "alice\n" + odd + "\n"
+
+
+IDBMOUNT_APPLICATION_ID = 0x4944424D  # "IDBM"
+
+
+def sqlite_info(path):
+    import sqlite3
+    db = sqlite3.connect(path)
+    try:
+        app = db.execute("PRAGMA application_id").fetchone()[0]
+        journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+        tables = sorted(r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"))
+    finally:
+        db.close()
+    return app, journal, tables
+
+
+def make_sqlite(path, sql):
+    import sqlite3
+    db = sqlite3.connect(path)
+    db.executescript(sql)
+    db.commit()
+    db.close()
+
+
+def test_a_new_data_directory_carries_the_application_id(tmp_path):
+    data = tmp_path / "data"
+    ctl(str(data), "client", "add", "alice")
+    app, journal, tables = sqlite_info(data / "idbmount.db")
+    assert app == IDBMOUNT_APPLICATION_ID and journal == "wal"
+    assert "clients" in tables and "changes" in tables
+
+
+def test_an_older_idbmount_database_is_adopted(tmp_path):
+    """A data directory made before the application_id: our tables, id 0."""
+    data = tmp_path / "data"
+    ctl(str(data), "client", "add", "alice")
+    make_sqlite(data / "idbmount.db", "PRAGMA application_id = 0;")
+    assert sqlite_info(data / "idbmount.db")[0] == 0
+    assert ctl(str(data), "client", "list").stdout == "alice\n"
+    assert sqlite_info(data / "idbmount.db")[0] == IDBMOUNT_APPLICATION_ID
+
+
+# Another program's database: no id and its own tables, or another id
+# (GeoPackage's, "GPKG"), even with a table named like one of ours.
+@pytest.mark.parametrize("sql, words", [
+    ("CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT);"
+     "INSERT INTO notes(text) VALUES ('mine');", "its tables: notes"),
+    ("PRAGMA application_id = 1196444487;", "application_id 0x47504b47"),
+    ("PRAGMA application_id = 1196444487; CREATE TABLE meta(name TEXT, value TEXT);",
+     "application_id 0x47504b47"),
+])
+def test_another_programs_database_is_left_alone(tmp_path, sql, words):
+    data = tmp_path / "data"
+    os.mkdir(data, 0o700)
+    db = data / "idbmount.db"
+    make_sqlite(db, sql)
+    os.chmod(db, 0o640)
+    before = sqlite_info(db)
+    content = db.read_bytes()
+    for args in (("client", "add", "alice"), ("client", "list"), ("status",)):
+        p = ctl(str(data), *args, check=False)
+        assert p.returncode == 1, (args, p.stderr)
+        assert "not an idbmount database" in p.stderr and words in p.stderr, p.stderr
+    d = Daemon(data, tmp_path / "mnt")
+    with pytest.raises(RuntimeError, match="not an idbmount database"):
+        d.start()
+    assert db.read_bytes() == content
+    assert sqlite_info(db) == before
+    assert mode(db) == 0o640
+    assert sorted(os.listdir(data)) == ["idbmount.db"]
