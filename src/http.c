@@ -47,6 +47,12 @@
  *     takes ?access_token=TOKEN (RFC 6750 2.3), because a browser's
  *     EventSource cannot set headers.
  *
+ * Host (decision): a request is served only when its Host names the
+ * daemon (host_names_us: the address and port it listens on, localhost on
+ * a loopback address, the names of --server-name), else 421 before
+ * anything else, so a DNS-rebinding page, whose Host is its own name,
+ * reaches nothing. Query parameters are each given once (400 otherwise).
+ *
  * CORS (decision): by default only the daemon's own pages may call it (the
  * demo page and apps served elsewhere through a proxy on the same origin).
  * --allow-origin adds origins (or "*"). A request whose Origin header is
