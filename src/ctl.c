@@ -506,13 +506,10 @@ static int cmd_client(struct ctl *c, int argc, char **argv)
 		if (argc != 2)
 			return arg_error(SYN_CLIENT_ADD, "client add: want exactly one NAME");
 		const char *name = argv[1];
-		if (!*name)
-			return arg_error(SYN_CLIENT_ADD, "client add: empty name");
-		if (strchr(name, '/'))
-			return arg_error(SYN_CLIENT_ADD,
-			                 "client add: '%s': a client name cannot hold '/' (paths "
-			                 "here are CLIENT/DB/STORE)",
-			                 name);
+		/* The name is not echoed: it may be what is wrong with it. */
+		const char *why = store_client_name_problem(name);
+		if (why)
+			return arg_error(SYN_CLIENT_ADD, "client add: not a client name: %s", why);
 		return add_with_token(c, store_client_add, name, "client add", true);
 	}
 	if (strcmp(sub, "list") == 0) {
@@ -539,8 +536,10 @@ static int cmd_pipeline(struct ctl *c, int argc, char **argv)
 	if (strcmp(sub, "add") == 0) {
 		if (argc != 2)
 			return arg_error(SYN_PIPELINE_ADD, "pipeline add: want exactly one NAME");
-		if (!*argv[1])
-			return arg_error(SYN_PIPELINE_ADD, "pipeline add: empty name");
+		const char *why = store_pipeline_name_problem(argv[1]);
+		if (why)
+			return arg_error(SYN_PIPELINE_ADD, "pipeline add: not a pipeline name: %s",
+			                 why);
 		return add_with_token(c, store_pipeline_add, argv[1], "pipeline add", false);
 	}
 	if (strcmp(sub, "list") == 0) {
@@ -1693,6 +1692,9 @@ int main(int argc, char **argv)
 			return EXIT_FAIL;
 		}
 	}
+	char warning[PATH_MAX * 2 + 200];
+	if (datadir_open_to_others(c.datadir, warning, sizeof(warning)))
+		ctl_say("%s", warning);
 	int status = cmd->run(&c, argc - i - 1, argv + i + 1);
 	store_close(c.st);
 	return status;

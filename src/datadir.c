@@ -50,6 +50,36 @@ int datadir_default(char *out, size_t outlen)
 	return make_dirs(out);
 }
 
+int datadir_private_file(const char *path, bool create)
+{
+	/* By path only, never an open(): closing any descriptor of a file
+	 * drops every POSIX lock the process holds on it, and SQLite's
+	 * connections of this process hold theirs on the database and -shm. */
+	if (create && mknod(path, S_IFREG | 0600, 0) != 0 && errno != EEXIST)
+		return -errno;
+	struct stat sb;
+	if (stat(path, &sb) != 0)
+		return errno == ENOENT && !create ? 0 : -errno;
+	/* chmod, not only the mode given to mknod: the umask may have taken
+	 * bits off 0600 too, and a file that existed keeps its mode. */
+	if ((sb.st_mode & 0777) != 0600 && chmod(path, 0600) != 0 && errno != EPERM)
+		return -errno;
+	return 0;
+}
+
+bool datadir_open_to_others(const char *dir, char *warning, size_t warning_len)
+{
+	struct stat sb;
+	if (stat(dir, &sb) != 0 || (sb.st_mode & 077) == 0)
+		return false;
+	snprintf(warning, warning_len,
+	         "warning: the data directory %s is open to other users (mode %04o); its files "
+	         "are readable by their owner only, but 'chmod 700 %s' keeps others from even "
+	         "listing it",
+	         dir, (unsigned)(sb.st_mode & 07777), dir);
+	return true;
+}
+
 void datadir_node_name(char *out, size_t outlen)
 {
 	if (gethostname(out, outlen) != 0 || !*out)

@@ -10,9 +10,20 @@
  * not a thousand threads.
  *
  * Limits (decisions; DESIGN.md is silent):
+ *   - only POST routes (/v1/schema, /v1/push) take a body; any other
+ *     request that announces one is refused (413) before it is read, and
+ *     a POST's body is read only after its token passed;
  *   - a request body is read into memory up to max_body (32 MiB default,
  *     --max-body): above, 413 - at once from Content-Length when the
  *     client sent one, else once the body has been read;
+ *   - the bodies being read, all connections together, share a budget
+ *     (max_buffered, --max-buffered; default 4 x max_body, as many full
+ *     bodies as there are server threads to work on them): a body
+ *     announced past what is left is refused at once, a chunked one
+ *     once it passes it, with 503 and Retry-After (the browser library
+ *     retries with backoff). Refusing rather than waiting keeps a
+ *     connection from holding a thread or part of the budget while it
+ *     waits for the others;
  *   - a connection idle (or stalled mid-request) for timeout_s (30 s,
  *     --http-timeout) is closed; a suspended event stream does not count
  *     as idle (it is kept alive by comments every keepalive_s);
@@ -35,6 +46,12 @@
  *   - the token is sent as "Authorization: Bearer TOKEN"; /v1/events also
  *     takes ?access_token=TOKEN (RFC 6750 2.3), because a browser's
  *     EventSource cannot set headers.
+ *
+ * Host (decision): a request is served only when its Host names the
+ * daemon (host_names_us: the address and port it listens on, localhost on
+ * a loopback address, the names of --server-name), else 421 before
+ * anything else, so a DNS-rebinding page, whose Host is its own name,
+ * reaches nothing. Query parameters are each given once (400 otherwise).
  *
  * CORS (decision): by default only the daemon's own pages may call it (the
  * demo page and apps served elsewhere through a proxy on the same origin).
@@ -192,6 +209,8 @@ enum MHD_Result http_reply_error(struct http_request *r, unsigned status, const 
 	if (status == MHD_HTTP_UNAUTHORIZED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 		                        "Bearer realm=\"idbmount\"");
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 		                        r->route == ROUTE_SCHEMA || r->route == ROUTE_PUSH
@@ -253,6 +272,53 @@ int http_query_count(struct http_request *r, const char *name, int64_t fallback,
 	return 0;
 }
 
+/* The parameters a query may hold: more is no request of this protocol. */
+#define QUERY_MAX_PARAMS 32
+
+struct query_scan {
+	const char *keys[QUERY_MAX_PARAMS];
+	size_t nkeys;
+	const char *why; /* the first problem, NULL while none */
+	char name[64];   /* the parameter it is about */
+};
+
+static enum MHD_Result scan_query_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        size_t key_size, const char *value, size_t value_size)
+{
+	(void)kind;
+	struct query_scan *q = cls;
+	const char *why = NULL;
+	if (strlen(key) != key_size || (value && strlen(value) != value_size))
+		why = "holds U+0000 (%00)";
+	for (size_t i = 0; !why && i < q->nkeys; i++)
+		if (strcmp(q->keys[i], key) == 0)
+			why = "is given more than once";
+	if (!why && q->nkeys == QUERY_MAX_PARAMS)
+		why = "is one parameter too many";
+	if (why) {
+		q->why = why;
+		snprintf(q->name, sizeof(q->name), "%s", key);
+		return MHD_NO;
+	}
+	q->keys[q->nkeys++] = key;
+	return MHD_YES;
+}
+
+/* Handlers read a parameter by name (http_query): the first of a repeated
+ * one, up to its first NUL. A query holding either is refused (400), so no
+ * check can pass on one value while the request acts on another
+ * (?client=alice&client=bob). Replies and returns false when refused. */
+static bool query_acceptable(struct http_request *r)
+{
+	struct query_scan q = {.nkeys = 0, .why = NULL};
+	MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, scan_query_param, &q);
+	if (!q.why)
+		return true;
+	http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "the query parameter '%s' %s",
+	                 q.name, q.why);
+	return false;
+}
+
 /* ---- routing ---------------------------------------------------------------------- */
 
 struct route_entry {
@@ -282,20 +348,161 @@ static const struct route_entry *route_find(const char *url, const char *method,
 	return NULL;
 }
 
+/* ---- the Host header ------------------------------------------------------------------ */
+
+/* A name as a Host header carries it, to compare: lowercase, without the
+ * trailing dot of a fully qualified name. Returns false when it is no
+ * host name (letters, digits, '-', '_' and inner dots). */
+static bool host_name_normal(char *name)
+{
+	size_t n = strlen(name);
+	if (n && name[n - 1] == '.')
+		name[--n] = '\0';
+	if (n == 0 || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			name[i] = (char)(c - 'A' + 'a');
+		else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+		           c == '_' || (c == '.' && name[i - 1] != '.')))
+			return false;
+	}
+	return true;
+}
+
+/* Splits a Host header into its name (an IPv6 literal without brackets)
+ * and port (0 when absent). Returns false when it is not NAME[:PORT] or
+ * [V6][:PORT]. */
+static bool host_split(const char *host, char *name, size_t name_len, unsigned *port, bool *v6)
+{
+	const char *end;
+	*v6 = host[0] == '[';
+	if (*v6) {
+		host++;
+		end = strchr(host, ']');
+		if (!end)
+			return false;
+	} else {
+		end = host + strcspn(host, ":");
+	}
+	size_t n = (size_t)(end - host);
+	if (n == 0 || n >= name_len)
+		return false;
+	memcpy(name, host, n);
+	name[n] = '\0';
+	const char *rest = end + (*v6 ? 1 : 0);
+	*port = 0;
+	if (!*rest)
+		return true;
+	if (*rest != ':' || !rest[1] || strlen(rest + 1) > 5 ||
+	    rest[1 + strspn(rest + 1, "0123456789")])
+		return false;
+	unsigned long p = strtoul(rest + 1, NULL, 10);
+	*port = (unsigned)p;
+	return p >= 1 && p <= 65535;
+}
+
+/* The local address the connection came in on, IPv4-mapped IPv6 as IPv4.
+ * Returns false when it cannot be read. */
+static bool local_address(struct http_request *r, struct sockaddr_storage *out)
+{
+	const union MHD_ConnectionInfo *ci =
+	        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	socklen_t len = sizeof(*out);
+	if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)out, &len) != 0)
+		return false;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+	if (out->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = a6->sin6_port};
+		memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+		memcpy(out, &a4, sizeof(a4));
+	}
+	return true;
+}
+
+/* Whether `name` (a Host's name) is the IP literal of `local`, or
+ * "localhost" while `local` is a loopback address. */
+static bool names_local_address(char *name, bool v6, const struct sockaddr_storage *local)
+{
+	const struct sockaddr_in *a4 = (const struct sockaddr_in *)local;
+	const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)local;
+	bool loopback = local->ss_family == AF_INET ? (ntohl(a4->sin_addr.s_addr) >> 24) == 127
+	                                            : IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+	if (!v6 && host_name_normal(name) && strcmp(name, "localhost") == 0)
+		return loopback;
+	unsigned char addr[16];
+	if (v6)
+		return local->ss_family == AF_INET6 && inet_pton(AF_INET6, name, addr) == 1 &&
+		       memcmp(addr, &a6->sin6_addr, 16) == 0;
+	return local->ss_family == AF_INET && inet_pton(AF_INET, name, addr) == 1 &&
+	       memcmp(addr, &a4->sin_addr, 4) == 0;
+}
+
+/* Whether the request's Host names this daemon: one of --server-name (any
+ * port: behind a proxy the port is the proxy's), or, with the port the
+ * daemon listens on, the IP literal of the address the connection came in
+ * on (on a wildcard listen, each local address) or "localhost" on a
+ * loopback address. Anything else is another site's name, as a
+ * DNS-rebinding page sends it. */
+static bool host_names_us(struct http_request *r, const char *host)
+{
+	struct http *h = r->server;
+	char name[256];
+	unsigned port = 0;
+	bool v6 = false;
+	if (!host_split(host, name, sizeof(name), &port, &v6))
+		return false;
+	char normal[256];
+	memcpy(normal, name, sizeof(normal));
+	if (!v6 && host_name_normal(normal))
+		for (size_t i = 0; i < h->nserver_names; i++)
+			if (strcmp(h->server_names[i], normal) == 0)
+				return true;
+	unsigned default_port = h->tls_cert ? 443 : 80;
+	if ((port ? port : default_port) != h->port)
+		return false;
+	struct sockaddr_storage local;
+	return local_address(r, &local) && names_local_address(name, v6, &local);
+}
+
+/* Refuses a request whose Host does not name this daemon (421), or that
+ * has none (400). Returns whether it replied. */
+static bool refuse_host(struct http_request *r)
+{
+	const char *host =
+	        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	if (!host) {
+		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 "the request has no Host header");
+		return true;
+	}
+	if (host_names_us(r, host))
+		return false;
+	http_reply_error(r, MHD_HTTP_MISDIRECTED_REQUEST, "misdirected_request",
+	                 "this server does not answer for the host '%.200s': only for the "
+	                 "address and port it listens on, localhost on a loopback address, "
+	                 "and the names of --server-name",
+	                 host);
+	return true;
+}
+
 /* ---- origins -------------------------------------------------------------------------- */
 
 /* Decides on the request's Origin header. Returns false when it is
- * refused; fills r->allow_origin for an allowed other origin. */
+ * refused; fills r->allow_origin for an allowed other origin. The Host
+ * has been checked (refuse_host): it names this daemon, so a page of
+ * that origin is its own, http or https (a proxy in front may end TLS). */
 static bool origin_allowed(struct http_request *r)
 {
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 	if (!origin)
 		return true;
 	const char *host = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Host");
-	if (host) {
-		char own[600];
-		snprintf(own, sizeof(own), "%s://%s", r->server->tls_cert ? "https" : "http", host);
-		if (strcasecmp(own, origin) == 0)
+	const char *schemes[] = {"http://", "https://"};
+	for (size_t i = 0; host && i < 2; i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncasecmp(origin, schemes[i], n) == 0 && strcasecmp(origin + n, host) == 0)
 			return true;
 	}
 	bool ok = r->server->any_origin;
@@ -389,6 +596,131 @@ static bool authorize(struct http_request *r)
 	return true;
 }
 
+/* ---- request bodies ------------------------------------------------------------------------ */
+
+/* A chunked body takes the budget in steps of this much, not per piece. */
+#define BODY_BUDGET_STEP (64u * 1024)
+
+enum body_framing { BODY_NONE, BODY_LENGTH, BODY_CHUNKED };
+
+/* What the headers say of the body: none, *length bytes, or chunked (a
+ * Transfer-Encoding: libmicrohttpd takes chunked only). */
+static enum body_framing body_framing(struct http_request *r, uint64_t *length)
+{
+	*length = 0;
+	if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                MHD_HTTP_HEADER_TRANSFER_ENCODING))
+		return BODY_CHUNKED;
+	const char *text = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+	                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (text)
+		*length = strtoull(text, NULL, 10); /* libmicrohttpd checked it */
+	return *length ? BODY_LENGTH : BODY_NONE;
+}
+
+/* Takes `n` bytes more of the budget of bodies being read (max_buffered,
+ * every connection together) for `r`. Returns false, taking nothing, when
+ * they do not fit. */
+static bool budget_take(struct http_request *r, size_t n)
+{
+	struct http *h = r->server;
+	size_t now = atomic_load(&h->body_buffered);
+	do {
+		if (n > h->cfg.max_buffered - now)
+			return false;
+	} while (!atomic_compare_exchange_weak(&h->body_buffered, &now, now + n));
+	r->body_reserved += n;
+	return true;
+}
+
+/* Frees what `r` holds of its body and gives its part of the budget back. */
+static void body_drop(struct http_request *r)
+{
+	buf_free(&r->body);
+	atomic_fetch_sub(&r->server->body_buffered, r->body_reserved);
+	r->body_reserved = 0;
+}
+
+/* For a route that takes no body: refuses a request that announces one
+ * (413), before any of it is read. Returns whether it replied. */
+static bool refuse_body(struct http_request *r)
+{
+	uint64_t length = 0;
+	if (body_framing(r, &length) == BODY_NONE)
+		return false;
+	atomic_fetch_add(&r->server->body_rejected, 1);
+	http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+	                 "%s %s takes no request body", r->method, r->url);
+	return true;
+}
+
+/* For a route that takes a body, once its token passed: refuses one
+ * announced over max_body (413) or past what the budget has left (503,
+ * Retry-After), before any of it is read, and takes the budget for the
+ * rest. Returns whether it replied. */
+static bool admit_body(struct http_request *r)
+{
+	struct http *h = r->server;
+	uint64_t length = 0;
+	if (body_framing(r, &length) != BODY_LENGTH)
+		return false; /* none, or chunked: taken piece by piece */
+	if (length > h->cfg.max_body) {
+		atomic_fetch_add(&h->body_rejected, 1);
+		http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                 "the body is over the limit of %zu bytes", h->cfg.max_body);
+		return true;
+	}
+	if (budget_take(r, (size_t)length))
+		return false;
+	atomic_fetch_add(&h->body_deferred, 1);
+	http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	                 "the daemon is reading as many request bodies as it takes at once "
+	                 "(--max-buffered %zu bytes); retry",
+	                 h->cfg.max_buffered);
+	return true;
+}
+
+/* Appends a piece of the body, within max_body and the budget (a chunked
+ * body takes more as it comes). A body that goes past either is dropped at
+ * once, memory and budget, and the rest of it is read and thrown away;
+ * the answer (413, 503) waits for the end of the request. */
+static void body_append(struct http_request *r, const char *data, size_t n)
+{
+	struct http *h = r->server;
+	if (r->body_state != BODY_TAKEN)
+		return;
+	if (n > h->cfg.max_body - r->body.len) {
+		r->body_state = BODY_TOO_LARGE;
+	} else if (r->body.len + n > r->body_reserved) {
+		size_t want = r->body.len + n - r->body_reserved;
+		want += BODY_BUDGET_STEP - 1 - (want - 1) % BODY_BUDGET_STEP;
+		if (want > h->cfg.max_body - r->body_reserved)
+			want = h->cfg.max_body - r->body_reserved;
+		if (!budget_take(r, want))
+			r->body_state = BODY_OVER_BUDGET;
+	}
+	if (r->body_state == BODY_TAKEN && buf_append(&r->body, data, n) != 0)
+		r->body_state = BODY_OVER_BUDGET; /* out of memory: as busy */
+	if (r->body_state != BODY_TAKEN)
+		body_drop(r);
+}
+
+/* The answer to a body that body_append dropped. */
+static enum MHD_Result reply_body_dropped(struct http_request *r)
+{
+	struct http *h = r->server;
+	if (r->body_state == BODY_TOO_LARGE) {
+		atomic_fetch_add(&h->body_rejected, 1);
+		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                        "the body is over the limit of %zu bytes", h->cfg.max_body);
+	}
+	atomic_fetch_add(&h->body_deferred, 1);
+	return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	                        "the daemon was reading as many request bodies as it takes at "
+	                        "once (--max-buffered %zu bytes); retry",
+	                        h->cfg.max_buffered);
+}
+
 /* ---- the request handler ---------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(struct http_request *r)
@@ -419,6 +751,8 @@ static enum MHD_Result dispatch(struct http_request *r)
  * headers. Returns MHD_YES with r->replied set when it answered. */
 static enum MHD_Result on_headers(struct http_request *r)
 {
+	if (refuse_host(r))
+		return MHD_YES;
 	if (!origin_allowed(r))
 		return http_reply_error(r, MHD_HTTP_FORBIDDEN, "forbidden_origin",
 		                        "this origin may not call the endpoint (see idbmount "
@@ -427,31 +761,33 @@ static enum MHD_Result on_headers(struct http_request *r)
 		r->route = ROUTE_PREFLIGHT;
 		return reply_preflight(r);
 	}
+	if (!query_acceptable(r))
+		return MHD_YES;
 	bool method_ok = false;
 	const struct route_entry *e = route_find(r->url, r->method, &method_ok);
 	if (!e) {
 		bool get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
 		r->route = get && http_static_exists(r->url) ? ROUTE_STATIC : ROUTE_NONE;
-		if (r->route == ROUTE_STATIC)
+		if (r->route == ROUTE_STATIC) {
+			refuse_body(r);
 			return MHD_YES;
+		}
 		return http_reply_error(r, MHD_HTTP_NOT_FOUND, "not_found", "no such endpoint");
 	}
 	r->route = e->route;
 	if (!method_ok)
 		return http_reply_error(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
 		                        "%s takes %s", e->path, e->method);
+	/* Nothing of a body is read before its route, its size and its
+	 * token have been checked: bodies are only for POST routes, which
+	 * all need a token. */
+	bool takes_body = strcmp(e->method, "POST") == 0;
+	if (!takes_body && refuse_body(r))
+		return MHD_YES;
 	if (e->token && !authorize(r))
 		return MHD_YES;
-	if (strcmp(e->method, "POST") == 0) {
-		const char *length = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-		                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (length && strtoull(length, NULL, 10) > r->server->cfg.max_body) {
-			atomic_fetch_add(&r->server->body_rejected, 1);
-			return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-			                        "the body is over the limit of %zu bytes",
-			                        r->server->cfg.max_body);
-		}
-	}
+	if (takes_body)
+		admit_body(r);
 	/* Answered in the last call, once the request has been read whole:
 	 * an answer queued earlier closes the connection. */
 	return MHD_YES;
@@ -482,17 +818,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (*upload_data_size) {
 		atomic_fetch_add(&h->bytes_in, *upload_data_size);
-		if (!r->body_too_large && buf_append(&r->body, upload_data, *upload_data_size))
-			r->body_too_large = true;
+		body_append(r, upload_data, *upload_data_size);
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (r->body_too_large) {
-		atomic_fetch_add(&h->body_rejected, 1);
-		return http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
-		                        "the body is over the limit of %zu bytes", h->cfg.max_body);
-	}
-	return dispatch(r);
+	if (r->body_state != BODY_TAKEN)
+		return reply_body_dropped(r);
+	enum MHD_Result res = dispatch(r);
+	/* Answers are copies: the body is no longer needed, and the budget
+	 * should not wait for a slow reader of the answer. */
+	body_drop(r);
+	return res;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -504,7 +840,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	struct http_request *r = *con_cls;
 	if (!r)
 		return;
-	buf_free(&r->body);
+	body_drop(r);
 	free(r);
 	*con_cls = NULL;
 }
@@ -630,48 +966,79 @@ static int bind_listen(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
-static int parse_origins(struct http *h, char *err, size_t errlen)
+/* Appends a copy of `item` to the array *items of *n. */
+static int list_add(char ***items, size_t *n, const char *item)
 {
-	const char *list = h->cfg.allow_origins;
+	char **grown = realloc(*items, (*n + 1) * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	*items = grown;
+	if (!(grown[*n] = strdup(item)))
+		return -ENOMEM;
+	(*n)++;
+	return 0;
+}
+
+typedef int (*list_item_fn)(struct http *h, char *item, char *err, size_t errlen);
+
+/* Calls `take` on each item of the comma-separated `list` (NULL: none),
+ * trimmed of spaces, empty ones too; stops at the first failure. */
+static int each_listed(struct http *h, const char *list, list_item_fn take, char *err,
+                       size_t errlen)
+{
 	if (!list || !*list)
 		return 0;
 	char *copy = strdup(list);
 	if (!copy)
 		return -ENOMEM;
-	char *save = NULL;
 	int rc = 0;
-	for (char *o = strtok_r(copy, ",", &save); o && !rc; o = strtok_r(NULL, ",", &save)) {
-		while (*o == ' ')
-			o++;
-		size_t n = strlen(o);
-		while (n && o[n - 1] == ' ')
-			o[--n] = '\0';
-		if (strcmp(o, "*") == 0) {
-			h->any_origin = true;
-			continue;
-		}
-		if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) ||
-		    o[n - 1] == '/') {
-			snprintf(err, errlen,
-			         "--allow-origin %s: an origin is scheme://host[:port] with no "
-			         "path, "
-			         "like https://app.example.com",
-			         o);
-			rc = -EINVAL;
-			break;
-		}
-		char **grown = realloc(h->origins, (h->norigins + 1) * sizeof(*grown));
-		if (!grown || !(grown[h->norigins] = strdup(o))) {
-			if (grown)
-				h->origins = grown;
-			rc = -ENOMEM;
-			break;
-		}
-		h->origins = grown;
-		h->norigins++;
+	for (char *item = copy, *next; item && !rc; item = next) {
+		next = strchr(item, ',');
+		if (next)
+			*next++ = '\0';
+		while (*item == ' ')
+			item++;
+		size_t n = strlen(item);
+		while (n && item[n - 1] == ' ')
+			item[--n] = '\0';
+		rc = take(h, item, err, errlen);
 	}
 	free(copy);
 	return rc;
+}
+
+static int take_origin(struct http *h, char *o, char *err, size_t errlen)
+{
+	size_t n = strlen(o);
+	if (n == 0)
+		return 0;
+	if (strcmp(o, "*") == 0) {
+		h->any_origin = true;
+		return 0;
+	}
+	if ((strncmp(o, "http://", 7) != 0 && strncmp(o, "https://", 8) != 0) || o[n - 1] == '/') {
+		snprintf(err, errlen,
+		         "--allow-origin %s: an origin is scheme://host[:port] with no path, like "
+		         "https://app.example.com",
+		         o);
+		return -EINVAL;
+	}
+	return list_add(&h->origins, &h->norigins, o);
+}
+
+static int take_server_name(struct http *h, char *name, char *err, size_t errlen)
+{
+	char shown[256];
+	snprintf(shown, sizeof(shown), "%s", name);
+	if (strlen(name) > 253 || !host_name_normal(name)) {
+		snprintf(
+		        err, errlen,
+		        "--server-name '%s': want host names like app.example.com, comma-separated "
+		        "(no scheme, port or path)",
+		        shown);
+		return -EINVAL;
+	}
+	return list_add(&h->server_names, &h->nserver_names, name);
 }
 
 static void http_free(struct http *h)
@@ -683,6 +1050,9 @@ static void http_free(struct http *h)
 	for (size_t i = 0; i < h->norigins; i++)
 		free(h->origins[i]);
 	free(h->origins);
+	for (size_t i = 0; i < h->nserver_names; i++)
+		free(h->server_names[i]);
+	free(h->server_names);
 	free(h->tls_cert);
 	free(h->tls_key);
 	free(h);
@@ -703,12 +1073,23 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 		snprintf(err, errlen, "HTTP limits must be positive");
 		return -EINVAL;
 	}
+	if (cfg->max_buffered && cfg->max_buffered < cfg->max_body) {
+		snprintf(err, errlen,
+		         "--max-buffered %zu is below --max-body %zu: a body of the largest size "
+		         "could never be read",
+		         cfg->max_buffered, cfg->max_body);
+		return -EINVAL;
+	}
 	struct http *h = calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	h->cfg = *cfg;
+	if (!h->cfg.max_buffered)
+		h->cfg.max_buffered = cfg->max_body * HTTP_BUFFERED_BODIES;
 	h->listen_fd = -1;
-	int rc = parse_origins(h, err, errlen);
+	int rc = each_listed(h, cfg->allow_origins, take_origin, err, errlen);
+	if (!rc)
+		rc = each_listed(h, cfg->server_names, take_server_name, err, errlen);
 	if (!rc && cfg->tls_cert_file)
 		rc = read_file(cfg->tls_cert_file, &h->tls_cert, err, errlen);
 	if (!rc && cfg->tls_key_file)

@@ -51,6 +51,8 @@ struct http {
 	char **origins; /* the allow list, split; NULL = same origin only */
 	size_t norigins;
 	bool any_origin;
+	char **server_names; /* --server-name, lowercase, no trailing dot */
+	size_t nserver_names;
 	int listen_fd;
 	unsigned port;
 	char *tls_cert, *tls_key; /* PEM text */
@@ -65,6 +67,8 @@ struct http {
 	atomic_llong connections;
 	atomic_ullong connections_total;
 	atomic_ullong body_rejected;
+	atomic_ullong body_deferred; /* 503: the budget of bodies was spent */
+	atomic_size_t body_buffered; /* bytes reserved by bodies being read */
 };
 
 struct http_request {
@@ -76,8 +80,9 @@ struct http_request {
 	char allow_origin[512]; /* echoed in Access-Control-Allow-Origin */
 	struct store_principal who;
 	struct buf body;
+	size_t body_reserved; /* of server->body_buffered, given back at the end */
 	bool replied;
-	bool body_too_large;
+	enum { BODY_TAKEN, BODY_TOO_LARGE, BODY_OVER_BUDGET } body_state;
 };
 
 /* This thread's store connection (opened on first use), or NULL after a

@@ -63,13 +63,29 @@ enum MHD_Result http_metrics(struct http_request *r)
 		                (unsigned long long)atomic_load(&h->bytes_in));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_bodies_rejected_total", "counter",
-		                 "Request bodies refused for being over the limit (413).");
+		                 "Request bodies refused for being over the limit, or sent to an "
+		                 "endpoint that takes none (413).");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_bodies_rejected_total %llu\n",
 		                (unsigned long long)atomic_load(&h->body_rejected));
 	if (!rc)
+		rc = metric_head(&b, "idbmount_http_bodies_deferred_total", "counter",
+		                 "Request bodies refused with 503 because the bodies being read at "
+		                 "once had reached --max-buffered.");
+	if (!rc)
+		rc = buf_printf(&b, "idbmount_http_bodies_deferred_total %llu\n",
+		                (unsigned long long)atomic_load(&h->body_deferred));
+	if (!rc)
+		rc = metric_head(&b, "idbmount_http_request_body_buffered_bytes", "gauge",
+		                 "Bytes of request bodies held now (announced or read), of "
+		                 "--max-buffered.");
+	if (!rc)
+		rc = buf_printf(&b, "idbmount_http_request_body_buffered_bytes %zu\n",
+		                atomic_load(&h->body_buffered));
+	if (!rc)
 		rc = metric_head(&b, "idbmount_sync_mutations_total", "counter",
-		                 "Pushed mutations answered, by status (replayed: a retried id, answered as the first time).");
+		                 "Pushed mutations answered, by status (replayed: a retried id, "
+		                 "answered as the first time).");
 	if (!rc)
 		rc = buf_printf(&b,
 		                "idbmount_sync_mutations_total{status=\"ok\"} %llu\n"

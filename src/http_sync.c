@@ -49,12 +49,17 @@ static json_t *body_object(struct http_request *r)
 }
 
 /* A body may name its client ("client"); only the token's own. Replies 403
- * and returns false otherwise. */
+ * (400 for a name holding U+0000) and returns false otherwise. */
 static bool own_client(struct http_request *r, struct store *st, const json_t *doc)
 {
 	const json_t *named = json_object_get(doc, "client");
 	if (!named)
 		return true;
+	if (json_is_string(named) && !json_text_c_string(named)) {
+		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
+		                 "the client name holds U+0000, which a name cannot hold");
+		return false;
+	}
 	char *own = NULL;
 	bool same = json_is_string(named) && store_sync_client_name(st, r->who.id, &own) == 0 &&
 	            strcmp(own, json_string_value(named)) == 0;

@@ -193,6 +193,12 @@ bool json_text_plain_string(const char *t, size_t len)
 	return true;
 }
 
+const char *json_text_c_string(const json_t *v)
+{
+	const char *s = json_string_value(v);
+	return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
 static json_t *plain_token(const char *t, size_t len)
 {
 	if (len >= 2 && t[0] == '"')

@@ -3,7 +3,8 @@
  *
  *   idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT|none]
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
- *            [--max-body BYTES] [--http-timeout SECONDS]
+ *            [--server-name LIST]
+ *            [--max-body BYTES] [--max-buffered BYTES] [--http-timeout SECONDS]
  *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS] MOUNTPOINT
  *
  * The daemon serves the mount and the sync endpoint (src/http*.c) from one
@@ -13,11 +14,10 @@
  * the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * private_writes, listen=, uid=, gid=, umask=) are consumed here, the rest (allow_other,
- * default_permissions, fsname=, ...) go to libfuse, which refuses what it
- * does not know. allow_other is only accepted together with
- * default_permissions, so that the kernel checks file modes for the other
- * users.
+ * private_writes, listen=, server_name=, uid=, gid=, umask=) are consumed here, the rest
+ * (allow_other, default_permissions, fsname=, ...) go to libfuse, which refuses what it does not
+ * know. allow_other is only accepted together with default_permissions, so that the kernel checks
+ * file modes for the other users.
  *
  * --config FILE names the sinks (config.h); it is read and every sink is
  * built before mounting, so a bad file stops the daemon at once with
@@ -67,7 +67,12 @@ static void usage(FILE *out)
 	        "                      serve HTTPS with this PEM certificate and key\n"
 	        "      --allow-origin LIST  comma-separated origins that may call from other\n"
 	        "                      pages (CORS), or '*'; default: same origin only\n"
+	        "      --server-name LIST  host names (comma-separated) the daemon answers\n"
+	        "                      for besides its listen address, e.g. the public\n"
+	        "                      name behind a proxy; also -o server_name=NAME\n"
 	        "      --max-body BYTES    largest request body (default 32M)\n"
+	        "      --max-buffered BYTES  request bodies held at once, all connections\n"
+	        "                      together (default 4 x --max-body); past it 503\n"
 	        "      --http-timeout SECONDS  close idle or stalled connections (default 30)\n"
 	        "      --keepalive SECONDS     comment on quiet event streams (default 15)\n"
 	        "      --config FILE   sinks to ship every change to (INI: one\n"
@@ -76,6 +81,7 @@ static void usage(FILE *out)
 	        "  -o OPTIONS          comma-separated mount options:\n"
 	        "      cache=never|auto|always   kernel caching (default always)\n"
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
+	        "      server_name=NAME          as --server-name, one name each\n"
 	        "      max_record=BYTES          largest record file (default 16777216)\n"
 	        "      threads=N                 FUSE worker threads (default 8)\n"
 	        "      uid=USER, gid=GROUP       owner and group of every file (default:\n"
@@ -124,7 +130,8 @@ static void raise_fd_limit(void)
 
 struct options {
 	struct fs_config fs;
-	char listen[320]; /* -o listen= */
+	char listen[320];        /* -o listen= */
+	char server_names[4096]; /* --server-name and -o server_name=, comma-separated */
 	bool allow_other;
 	bool default_permissions;
 	char fuse_opts[4096];
@@ -148,6 +155,19 @@ static bool parse_owner(const char *opt, struct fs_config *cfg)
 		if (!numeric && !gr)
 			return false;
 		cfg->group = numeric ? (gid_t)id : gr->gr_gid;
+	}
+	return true;
+}
+
+/* Adds `names` (one or a comma-separated list) to o->server_names. */
+static bool add_server_names(struct options *o, const char *names)
+{
+	size_t used = strlen(o->server_names);
+	int n = snprintf(o->server_names + used, sizeof(o->server_names) - used, "%s%s",
+	                 used ? "," : "", names);
+	if (n < 0 || (size_t)n >= sizeof(o->server_names) - used) {
+		fprintf(stderr, "idbmount: --server-name: too many names\n");
+		return false;
 	}
 	return true;
 }
@@ -216,6 +236,11 @@ static bool parse_mount_options(struct options *o, const char *list)
 			o->fs.umask = (mode_t)m;
 			continue;
 		}
+		if (strncmp(opt, "server_name=", 12) == 0) {
+			/* One name each (-o splits on commas); repeat for more. */
+			ok = add_server_names(o, opt + 12);
+			continue;
+		}
 		if (strncmp(opt, "threads=", 8) == 0) {
 			char *end = NULL;
 			long n = strtol(opt + 8, &end, 10);
@@ -277,10 +302,11 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 {
 	struct daemon d = {.claim = {.fd = -1}};
 	int status = 1;
+	int rc;
 	char err[8192] = "";
 	char defdir[PATH_MAX];
 	if (!datadir) {
-		int rc = datadir_default(defdir, sizeof(defdir));
+		rc = datadir_default(defdir, sizeof(defdir));
 		if (rc) {
 			fprintf(stderr, "idbmount: cannot make the data directory %s: %s\n", defdir,
 			        strerror(-rc));
@@ -288,6 +314,11 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		}
 		datadir = defdir;
 	}
+	/* Its files are 0600 (the store makes them so), but say so when the
+	 * directory itself lets others in. */
+	char warning[PATH_MAX * 2 + 200];
+	if (datadir_open_to_others(datadir, warning, sizeof(warning)))
+		fprintf(stderr, "idbmount: %s\n", warning);
 	/* Open once here: a bad data directory fails before mounting. */
 	struct store *st = NULL;
 	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
@@ -309,6 +340,18 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 	}
 	if (note[0])
 		fprintf(stderr, "idbmount: %s\n", note);
+	if (!o->fs.foreground) {
+		/* The log (opened by fs_mount once detached) is made 0600 here,
+		 * whatever the umask, also when it exists: it holds paths and
+		 * names of records. */
+		char log[PATH_MAX + 32];
+		snprintf(log, sizeof(log), "%s/idbmount.log", realdir);
+		rc = datadir_private_file(log, true);
+		if (rc) {
+			fprintf(stderr, "idbmount: %s: %s\n", log, strerror(-rc));
+			goto out;
+		}
+	}
 	o->fs.datadir = realdir;
 	o->fs.lock_fd = d.claim.fd;
 	raise_fd_limit();
@@ -321,7 +364,7 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 	 * stops the start with its FILE:LINE messages. Without a file there
 	 * is a flusher too (with no sinks): it marks the sinks of an earlier
 	 * run as removed. */
-	int rc = config_path ? config_load(config_path, &d.cfg, err, sizeof(err)) : 0;
+	rc = config_path ? config_load(config_path, &d.cfg, err, sizeof(err)) : 0;
 	if (rc == 0)
 		rc = flusher_new(d.cfg, realdir, &d.flusher, err, sizeof(err));
 	if (rc) {
@@ -405,6 +448,8 @@ int main(int argc, char **argv)
 		OPT_TLS_KEY,
 		OPT_ALLOW_ORIGIN,
 		OPT_MAX_BODY,
+		OPT_MAX_BUFFERED,
+		OPT_SERVER_NAME,
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
 		OPT_CONFIG,
@@ -418,6 +463,8 @@ int main(int argc, char **argv)
 	        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	        {"allow-origin", required_argument, NULL, OPT_ALLOW_ORIGIN},
 	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
+	        {"max-buffered", required_argument, NULL, OPT_MAX_BUFFERED},
+	        {"server-name", required_argument, NULL, OPT_SERVER_NAME},
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	        {"config", required_argument, NULL, OPT_CONFIG},
@@ -492,6 +539,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_SERVER_NAME:
+			if (!add_server_names(&o, optarg))
+				return 2;
+			break;
+		case OPT_MAX_BUFFERED:
+			if (!parse_size(optarg, &http_cfg.max_buffered)) {
+				fprintf(stderr,
+				        "idbmount: --max-buffered %s: not a size in bytes\n",
+				        optarg);
+				return 2;
+			}
+			break;
 		case OPT_HTTP_TIMEOUT:
 		case OPT_KEEPALIVE:
 			if (!parse_size(optarg, &seconds) || seconds > 86400 ||
@@ -528,5 +587,6 @@ int main(int argc, char **argv)
 	}
 	if (o.listen[0])
 		http_cfg.listen = o.listen;
+	http_cfg.server_names = o.server_names;
 	return serve(&o, &http_cfg, datadir, config_path, mountpoint, argv[0]);
 }

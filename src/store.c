@@ -279,10 +279,15 @@ err_set(char *err, size_t errlen, const char *fmt, ...)
 
 void store_set_error(struct store *st, const char *fmt, ...)
 {
+	/* Formatted aside first: an argument may be the last error itself
+	 * ("cannot become %s: %s", ..., store_last_error(st)), and
+	 * vsnprintf's source and destination must not overlap. */
+	char msg[sizeof(st->err)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(st->err, msg, sizeof(msg));
 }
 
 const char *store_last_error(const struct store *st)
@@ -538,30 +543,104 @@ static int meta_put(struct store *st, const char *name, const char *value)
 	return store_step_done(st, s);
 }
 
-/* Creates the schema in a new database, or checks an existing one. */
+/* SQLite's application_id of an idbmount database: "IDBM". It tells an
+ * idbmount database from another program's (file(1) shows it too). */
+#define STORE_APPLICATION_ID 0x4944424du
+
+/* The one integer a statement of no parameters answers. */
+static int query_int(struct store *st, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	*out = 0;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	int rc = store_step_int(st, s, out);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Refuses the database of another program before anything in it changes
+ * (even its journal mode): one with another application_id, or with none
+ * and tables that are not idbmount's. One with none and idbmount's tables
+ * was made before the id was set: ensure_schema adopts it. An empty one is
+ * new. `path` is for the message. */
+static int check_identity(struct store *st, const char *path)
+{
+	int64_t id = 0;
+	int rc = query_int(st, "PRAGMA application_id", &id);
+	if (rc || (uint32_t)id == STORE_APPLICATION_ID)
+		return rc;
+	if (id != 0) {
+		store_set_error(st,
+		                "%s is not an idbmount database: its application_id 0x%08x is "
+		                "another program's (idbmount's is 0x%08x); not touching it, give "
+		                "idbmount a data directory of its own",
+		                path, (unsigned)id, STORE_APPLICATION_ID);
+		return -EPROTO;
+	}
+	/* Tables every idbmount database has had since its first version. */
+	static const char *const own[] = {"changes", "clients", "meta", "records"};
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(st->db,
+	                       "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT "
+	                       "LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+	                       -1, &s, NULL) != SQLITE_OK)
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	struct buf names = BUF_INIT(300);
+	size_t tables = 0, found = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 0);
+		for (size_t i = 0; i < sizeof(own) / sizeof(*own); i++)
+			found += strcmp(name, own[i]) == 0;
+		if (buf_printf(&names, "%s%s", tables++ ? ", " : "", name) != 0)
+			buf_append_str(&names, "..."); /* may not fit either: enough */
+	}
+	rc = step == SQLITE_DONE ? 0 : store_sql_fail(st, step);
+	sqlite3_finalize(s);
+	if (!rc && tables > 0 && found < sizeof(own) / sizeof(*own)) {
+		store_set_error(st,
+		                "%s is not an idbmount database (its tables: %s); not touching it, "
+		                "give idbmount a data directory of its own",
+		                path, names.data);
+		rc = -EPROTO;
+	}
+	buf_free(&names);
+	return rc;
+}
+
+/* Creates the schema in a new database, or checks an existing one; gives
+ * a new or adopted one idbmount's application_id. */
 static int ensure_schema(struct store *st)
 {
-	int64_t tables = 0;
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", -1,
-	                       &s, NULL) != SQLITE_OK)
-		return store_sql_fail(st, sqlite3_errcode(st->db));
-	int rc = store_step_int(st, s, &tables);
-	sqlite3_finalize(s);
+	int64_t tables = 0, id = 0;
+	int rc = query_int(st, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'", &tables);
+	if (!rc)
+		rc = query_int(st, "PRAGMA application_id", &id);
 	if (rc)
 		return rc;
-	if (tables == 0) {
+	if (tables == 0 || (uint32_t)id != STORE_APPLICATION_ID) {
+		/* Looked at again inside the write transaction: another
+		 * process may be making the same new database. */
 		rc = store_txn_begin(st);
-		if (rc)
-			return rc;
+		if (!rc)
+			rc = query_int(st, "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+			               &tables);
 		char epoch[17];
-		rc = store_exec(st, schema_sql);
+		if (!rc && tables == 0) {
+			rc = store_exec(st, schema_sql);
+			if (!rc)
+				rc = make_epoch(epoch);
+			if (!rc)
+				rc = meta_put(st, "schema_version", SCHEMA_VERSION);
+			if (!rc)
+				rc = meta_put(st, "epoch", epoch);
+		}
+		char pragma[64];
+		snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %u;",
+		         STORE_APPLICATION_ID);
 		if (!rc)
-			rc = make_epoch(epoch);
-		if (!rc)
-			rc = meta_put(st, "schema_version", SCHEMA_VERSION);
-		if (!rc)
-			rc = meta_put(st, "epoch", epoch);
+			rc = store_exec(st, pragma);
 		rc = store_txn_end(st, rc);
 		if (rc)
 			return rc;
@@ -639,10 +718,20 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 		free(st);
 		return -ENOMEM;
 	}
+	/* Only its owner may read the records and token hashes, whatever the
+	 * umask and the directory's mode: a new database is made 0600 before
+	 * SQLite opens it (SQLite makes -wal and -shm with its mode); one of
+	 * an earlier version is made so once it is known to be idbmount's. */
+	struct stat sb;
+	bool existed = stat(path, &sb) == 0 && sb.st_size > 0;
+	int res = existed ? 0 : datadir_private_file(path, true);
+	if (res) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(-res));
+		goto out;
+	}
 	int rc = sqlite3_open_v2(path, &st->db,
 	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 	                         NULL);
-	int res = 0;
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", path,
 		         st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -651,11 +740,20 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	}
 	sqlite3_busy_timeout(st->db, 30000);
 	sqlite3_extended_result_codes(st->db, 1);
+	res = check_identity(st, path);
+	for (int i = 0; !res && existed && i < 3; i++) {
+		char file[sizeof(path) + 8];
+		snprintf(file, sizeof(file), "%s%s", path, (const char *[]){"", "-wal", "-shm"}[i]);
+		res = datadir_private_file(file, false);
+		if (res)
+			store_set_error(st, "%s: %s", file, strerror(-res));
+	}
 	/* WAL: readers never block the writer; NORMAL sync: a committed
 	 * transaction survives a crash of the process (the OS has it), and
 	 * fsync() on a file syncs the WAL for power-loss durability. */
-	res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
+	if (!res)
+		res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+		                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
 	if (!res)
 		res = ensure_schema(st);
 	pthread_mutex_lock(&wal_delegate_lock);
@@ -2669,15 +2767,57 @@ int store_token_new(char token[65])
 	return 0;
 }
 
+/* What client and pipeline names share: non-empty UTF-8 without control
+ * characters, which would split or garble the lines of a listing. */
+static const char *listed_name_problem(const char *name)
+{
+	if (!*name)
+		return "the name is empty";
+	char *escaped = name_escape(name, strlen(name));
+	free(escaped);
+	if (!escaped)
+		return "the name is not valid UTF-8";
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f))
+			return "the name holds a control character (U+0000-U+001F or "
+			       "U+007F-U+009F)";
+	return NULL;
+}
+
+const char *store_client_name_problem(const char *name)
+{
+	const char *why = listed_name_problem(name);
+	if (why)
+		return why;
+	if (strchr(name, '/'))
+		return "the name holds '/' (paths are CLIENT/DB/STORE)";
+	char *fname = name_escape(name, strlen(name));
+	size_t len = fname ? strlen(fname) : 0;
+	free(fname);
+	if (len > KEY_NAME_MAX)
+		return "the name is too long (255 bytes at most as a directory name of the mount)";
+	return NULL;
+}
+
+const char *store_pipeline_name_problem(const char *name)
+{
+	const char *why = listed_name_problem(name);
+	if (!why && strlen(name) > 255)
+		why = "the name is longer than 255 bytes";
+	return why;
+}
+
 int store_client_add(struct store *st, const char *name, char token[65])
 {
 	st->err[0] = '\0';
-	char *fname = name_escape(name, strlen(name));
-	if (!fname || !*name || strlen(fname) > KEY_NAME_MAX) {
-		free(fname);
-		store_set_error(st, "a client name is 1 to 255 bytes of UTF-8");
+	const char *why = store_client_name_problem(name);
+	if (why) {
+		store_set_error(st, "not a client name: %s", why);
 		return -EINVAL;
 	}
+	char *fname = name_escape(name, strlen(name));
+	if (!fname)
+		return -ENOMEM;
 	if (store_token_new(token) != 0) {
 		free(fname);
 		return -EIO;

@@ -52,7 +52,8 @@ struct store {
  * NULL (with the error set) if it does not prepare. */
 sqlite3_stmt *store_stmt(struct store *st, int slot, const char *sql);
 
-/* Sets the message store_last_error() returns. */
+/* Sets the message store_last_error() returns; the arguments may point
+ * into the message it replaces. */
 void store_set_error(struct store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Maps an SQLite result code to -errno and keeps SQLite's message. */

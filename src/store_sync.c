@@ -165,9 +165,9 @@ int store_sync_client_name(struct store *st, int64_t client_id, char **name)
 int store_pipeline_add(struct store *st, const char *name, char token[65])
 {
 	store_set_error(st, "%s", "");
-	size_t n = strlen(name);
-	if (n == 0 || n > 255) {
-		store_set_error(st, "a pipeline name is 1 to 255 bytes");
+	const char *why = store_pipeline_name_problem(name);
+	if (why) {
+		store_set_error(st, "not a pipeline name: %s", why);
 		return -EINVAL;
 	}
 	int rc = store_token_new(token);
@@ -232,6 +232,8 @@ const char *store_keypath_problem(const json_t *kp, bool autoincrement)
 	if (json_is_null(kp))
 		return NULL;
 	if (json_is_string(kp)) {
+		if (!json_text_c_string(kp))
+			return "a key path cannot hold U+0000";
 		if (!keypath_string_valid(json_string_value(kp)))
 			return "a key path is \"\" or identifiers joined by dots, like \"a.b\"";
 		if (autoincrement && !*json_string_value(kp))
@@ -246,8 +248,9 @@ const char *store_keypath_problem(const json_t *kp, bool autoincrement)
 	json_t *p;
 	json_array_foreach(kp, i, p)
 	{
-		if (!json_is_string(p) || !keypath_string_valid(json_string_value(p)))
-			return "an array keyPath holds key path strings like \"a\" or \"a.b\"";
+		if (!json_text_c_string(p) || !keypath_string_valid(json_string_value(p)))
+			return "an array keyPath holds key path strings like \"a\" or \"a.b\" "
+			       "(without U+0000)";
 	}
 	if (autoincrement)
 		return "autoIncrement cannot go with an array keyPath";
@@ -305,7 +308,14 @@ static int schema_store(struct store *st, int64_t db_id, size_t index, const jso
 		                index);
 		return -EINVAL;
 	}
-	const char *sname = json_string_value(name);
+	const char *sname = json_text_c_string(name);
+	if (!sname) {
+		store_set_error(st,
+		                "stores[%zu]: the store name holds U+0000, which a name "
+		                "cannot hold",
+		                index);
+		return -EINVAL;
+	}
 	if (ai && !json_is_boolean(ai)) {
 		store_set_error(st, "store '%s': autoIncrement is a boolean", sname);
 		return -EINVAL;
@@ -438,7 +448,11 @@ int store_sync_schema(struct store *st, int64_t client_id, const json_t *request
 		store_set_error(st, "stores is an array");
 		return -EINVAL;
 	}
-	const char *dbname = json_string_value(db);
+	const char *dbname = json_text_c_string(db);
+	if (!dbname) {
+		store_set_error(st, "the db name holds U+0000, which a name cannot hold");
+		return -EINVAL;
+	}
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
@@ -885,10 +899,14 @@ static int mutation_shape(struct push *p, size_t i, const json_t *m, bool has_va
 	else if (!json_is_string(jid) || json_string_length(jid) == 0 ||
 	         json_string_length(jid) > SYNC_MUTATION_ID_MAX)
 		why = "id is a non-empty string of at most 256 bytes";
+	else if (!json_text_c_string(jid))
+		why = "id holds U+0000 (it would be taken for the id cut there)";
 	else if (!json_is_string(db) || !json_is_string(store))
 		why = "db and store are strings";
-	else if (!json_is_string(op) || (strcmp(json_string_value(op), "put") != 0 &&
-	                                 strcmp(json_string_value(op), "delete") != 0))
+	else if (!json_text_c_string(db) || !json_text_c_string(store))
+		why = "db or store holds U+0000, which a name cannot hold";
+	else if (!json_text_c_string(op) || (strcmp(json_string_value(op), "put") != 0 &&
+	                                     strcmp(json_string_value(op), "delete") != 0))
 		why = "op is \"put\" or \"delete\"";
 	else if (base && !json_is_null(base) &&
 	         !(json_is_integer(base) && json_integer_value(base) >= 0))

@@ -7,7 +7,9 @@
 #    --test), which also makes sure /dev/fuse works: no test skips for lack
 #    of FUSE;
 # 2. builds build/ (RelWithDebInfo) and runs its ctest: unit tests and the
-#    pytest suites on a real mount;
+#    pytest suites on a real mount; also builds build-release/ (Release,
+#    -O3), not to test it but because -O3 shows GCC warnings the other
+#    builds do not (every build here treats warnings as errors: build.sh);
 # 3. builds build-asan/ (Debug, AddressSanitizer + UBSan) and runs the same
 #    ctest there, so memory errors, leaks and undefined behaviour fail the
 #    run;
@@ -60,6 +62,8 @@ bash mount-helpers/install-deps.sh --test
 
 echo "==> building build/"
 bash mount-helpers/build.sh build
+echo "==> building build-release/ (Release: built with warnings as errors, not tested)"
+bash mount-helpers/build.sh --release build-release
 if [ "$sanitize" = 1 ]; then
 	echo "==> building build-asan/ (AddressSanitizer, UBSan)"
 	bash mount-helpers/build.sh --sanitize build-asan

@@ -21,6 +21,10 @@
 #define HTTP_DEFAULT_MAX_CONNECTIONS 4096
 #define HTTP_DEFAULT_THREADS         4
 #define HTTP_DEFAULT_KEEPALIVE_S     15
+/* The default of max_buffered, the budget of all bodies being read, in
+ * bodies of max_body: as many as there are server threads to work on them.
+ * max_buffered is at least max_body. */
+#define HTTP_BUFFERED_BODIES HTTP_DEFAULT_THREADS
 
 /* Appends Prometheus text lines to `out` for /metrics (e.g. the flusher's
  * per-sink lag); returns 0 or -errno. Called on a server thread. */
@@ -37,7 +41,12 @@ struct http_config {
 	 * from other pages (CORS), or "*" for any; NULL or "": only the
 	 * daemon's own pages (same origin). */
 	const char *allow_origins;
+	/* Comma-separated host names the daemon answers for besides the
+	 * address it listens on (the Host header behind a proxy); NULL or
+	 * "": none. */
+	const char *server_names;
 	size_t max_body;          /* bytes of a request body (413 beyond) */
+	size_t max_buffered;      /* all bodies at once (503 beyond); 0: the default */
 	size_t max_record;        /* the store's record cap (-o max_record); 0 default */
 	unsigned timeout_s;       /* an idle or stalled connection is closed */
 	unsigned max_connections; /* accepted at once; more wait in the backlog */

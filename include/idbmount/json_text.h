@@ -58,6 +58,11 @@ int json_text_string(struct buf *out, const char *s, size_t len);
  * so the string is those bytes (their UTF-8 still to be checked). */
 bool json_text_plain_string(const char *text, size_t len);
 
+/* The string `v` as a C string, or NULL when `v` is not a string or holds
+ * U+0000 (which json_text_parse lets through): a name cut at its NUL would
+ * be taken for another ("shop\u0000x" for "shop"). */
+const char *json_text_c_string(const json_t *v);
+
 /* Parses a whole JSON text (any value, NUL allowed in strings). Returns a new
  * reference, or NULL with "line L column C: reason" in `why`. */
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len);

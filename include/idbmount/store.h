@@ -254,8 +254,20 @@ void store_rollback(struct store *st);
 
 /* ---- clients ------------------------------------------------------- */
 
+/* Why `name` cannot name a client, or NULL when it can. A client name is
+ * a directory of the mount (255 bytes at most, escaped), the first part
+ * of CLIENT/DB/STORE paths (no '/') and a line of `idbmountctl client
+ * list` (no control character: U+0000-U+001F, U+007F-U+009F); it is
+ * non-empty UTF-8. */
+const char *store_client_name_problem(const char *name);
+
+/* Why `name` cannot name a pipeline (a line of `pipeline list`: 1 to 255
+ * bytes of UTF-8 without control characters), or NULL when it can. */
+const char *store_pipeline_name_problem(const char *name);
+
 /* Creates client `name` and writes a new token (64 hex digits, NUL) into
- * `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL. */
+ * `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL (a
+ * name store_client_name_problem refuses). */
 int store_client_add(struct store *st, const char *name, char token[65]);
 
 /* Finds the client a token belongs to. Returns its id or -EACCES. */

@@ -61,10 +61,15 @@ struct http_sink {
 static int append_event(struct buf *out, const char *line, size_t len)
 {
 	/* The header values come from the line itself, which the one
-	 * renderer made: parse it rather than carry the fields twice. */
-	json_t *doc = json_loadb(line, len, 0, NULL);
+	 * renderer made: parse it rather than carry the fields twice. A
+	 * value may hold U+0000 (JSON_ALLOW_NUL); a line that does not
+	 * parse fails the batch rather than go out without the headers
+	 * a selector routes on. */
+	json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+	if (!doc)
+		return -EINVAL;
 	int rc = buf_append_str(out, "{\"headers\":{");
-	if (doc && !rc) {
+	if (!rc) {
 		char seq[32];
 		snprintf(seq, sizeof(seq), "%lld",
 		         (long long)json_integer_value(json_object_get(doc, "seq")));
@@ -73,12 +78,13 @@ static int append_event(struct buf *out, const char *line, size_t len)
 			rc = json_text_string(out, seq, strlen(seq));
 		static const char *const fields[] = {"client", "db", "store", "op"};
 		for (size_t i = 0; i < 4 && !rc; i++) {
-			const char *v = json_string_value(json_object_get(doc, fields[i]));
-			if (!v)
+			const json_t *v = json_object_get(doc, fields[i]);
+			if (!json_is_string(v))
 				continue;
 			rc = buf_printf(out, ",\"%s\":", fields[i]);
 			if (!rc)
-				rc = json_text_string(out, v, strlen(v));
+				rc = json_text_string(out, json_string_value(v),
+				                      json_string_length(v));
 		}
 	}
 	json_decref(doc);
@@ -121,7 +127,8 @@ static enum sink_result http_deliver(void *ctx, const struct sink_batch *b, char
 	}
 	int rc = build_body(h, b);
 	if (rc) {
-		snprintf(msg, msg_len, "building the body of %s: %s", b->name, strerror(-rc));
+		snprintf(msg, msg_len, "building the body of %s: %s", b->name,
+		         rc == -EINVAL ? "a change line does not parse as JSON" : strerror(-rc));
 		return SINK_ERROR;
 	}
 	char lines[5][300];

@@ -155,8 +155,8 @@ def bench_c_loop(tmp, values_path, n):
 def bench_event_latency(port, token, mnt_store, samples):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     # since=0: the stream first announces what is there already.
-    s.sendall(("GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
-               % token).encode())
+    s.sendall(("GET /v1/events?since=0 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (port, token)).encode())
     got = b""
     while b"event: change" not in got:
         got += s.recv(4096)

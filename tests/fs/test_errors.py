@@ -58,6 +58,24 @@ def test_inline_key_must_agree_with_name(idb):
     assert xattr(path, "rev") == "2"
 
 
+def test_rename_of_invalid_scratch_onto_a_record_says_why(idb):
+    """A scratch file that is no valid record cannot become one: rename
+    fails (EINVAL), the record keeps its value, and the log gives the whole
+    reason once (it is formatted from the store's last error)."""
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    scratch = os.path.join(idb.store, "draft.txt")
+    with open(scratch, "w") as f:
+        f.write('{"v": 2')
+    with pytest.raises(OSError) as e:
+        os.rename(scratch, os.path.join(idb.store, "1.json"))
+    assert e.value.errno == errno.EINVAL
+    assert json.loads(open(os.path.join(idb.store, "1.json")).read()) == {"v": 1}
+    lines = [line for line in idb.daemon.stderr().splitlines() if "cannot become" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].count("cannot become") == 1, lines[0]
+    assert "cannot become 1.json: invalid JSON: " in lines[0], lines[0]
+
+
 @pytest.mark.parametrize("name", [
     "%61.json",            # non-canonical escape of "a"
     "~x.json",             # unknown tag

@@ -85,15 +85,15 @@ class Mount:
         self.ctl("client", "add", "alice")
         self.ctl("put", "alice/shop/orders", "1", '{"item":"tea"}')
 
-    def run(self, args, timeout=30):
+    def run(self, args, timeout=30, umask=-1):
         """Runs a mount command; it must return once the mount is up (the
         daemon detaches), so a hang is a failure."""
         return subprocess.run(args, capture_output=True, text=True,
                               env=self.env, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, umask=umask)
 
-    def helper(self, *args, source=None):
-        return self.run(["sh", HELPER, source or self.data, self.mnt, *args])
+    def helper(self, *args, source=None, umask=-1):
+        return self.run(["sh", HELPER, source or self.data, self.mnt, *args], umask=umask)
 
     def check_mounted(self, source=None):
         assert os.path.ismount(self.mnt), "nothing mounted at " + self.mnt
@@ -231,6 +231,31 @@ def test_default_data_directory(mount):
     assert p.returncode == 0, p.stderr
     mount.check_mounted(source="idbmount")
     mount.unmount()
+
+
+def test_a_detached_daemon_keeps_its_files_private(tmp_path):
+    """Under umask 022 with a data directory made by a plain mkdir (0755,
+    as /var/lib/idbmount in the fstab example), the daemon's log and its
+    database files are still 0600, and the directory gets a warning."""
+    m = Mount(tmp_path)
+    os.mkdir(m.data, 0o755)
+    try:
+        m.seed()
+        p = m.helper("-o", "cache=auto", umask=0o022)
+        assert p.returncode == 0, p.stderr
+        assert "warning: the data directory %s is open to other users" % m.data in p.stderr
+        m.check_mounted()
+        with open(os.path.join(m.mnt, "alice", "shop", "orders", "2.json"), "w") as f:
+            f.write('{"item": "cake"}\n')
+        files = sorted(os.listdir(m.data))
+        assert files == ["idbmount.db", "idbmount.db-shm", "idbmount.db-wal",
+                         "idbmount.lock", "idbmount.log"], files
+        for name in files:
+            got = os.stat(os.path.join(m.data, name)).st_mode & 0o777
+            assert got == 0o600, (name, oct(got))
+        m.unmount()
+    finally:
+        m.finish()
 
 
 def test_refusals_mount_nothing(mount):

@@ -40,6 +40,24 @@ def test_flume_json_batches_within_the_channel_capacity(sinks):
         assert st["delivered_changes"] == 250 and st["retries"] == 0
 
 
+def test_flume_headers_of_a_value_holding_nul(sinks):
+    """A value holding U+0000 is a valid value (JSON can say \\u0000): its
+    event still carries every header, or a client could slip past a
+    Flume selector that routes on them."""
+    with FlumeHttpPeer() as peer:
+        sinks.start(http_config(peer.url, max_age="50ms"))
+        sinks.put("alice/shop/orders", 1, {"note": "a\u0000b"})
+        sinks.put("alice/shop/orders", 2, {"note": "plain"})
+        sinks.wait_caught_up("flume")
+        assert peer.errors == []
+        assert peer.events == sinks.log_lines()
+        assert json.loads(peer.events[0])["value"] == {"note": "a\u0000b"}
+        for line, headers in zip(peer.events, peer.headers):
+            change = json.loads(line)
+            assert headers == {"seq": str(change["seq"]), "client": "alice", "db": "shop",
+                               "store": "orders", "op": "put"}, line
+
+
 def test_503_5xx_and_dropped_connections_are_retried_in_order(sinks):
     with FlumeHttpPeer() as peer:
         peer.answer_next(503, 2)

@@ -307,3 +307,41 @@ def test_bad_changes_parameters_are_400(shop):
 
 def test_bad_events_since_is_400(shop):
     assert_error(shop.alice.get("/v1/events?since=minus"), 400, "bad_request")
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/schema", {"db": "shop\u0000x", "stores": [{"name": "orders"}]}),
+    ("/v1/schema", {"db": "shop", "stores": [{"name": "orders\u0000x"}]}),
+    ("/v1/schema", {"db": "shop", "stores": [{"name": "s", "keyPath": "a\u0000b"}]}),
+    ("/v1/schema", {"client": "alice\u0000x", "db": "shop"}),
+    ("/v1/push", {"mutations": [put("n1", "shop\u0000x", "orders", "k", 1)]}),
+    ("/v1/push", {"mutations": [put("n2", "shop", "orders\u0000x", "k", 1)]}),
+    ("/v1/push", {"mutations": [put("seed\u0000x", "shop", "orders", "k", 1)]}),
+    ("/v1/push", {"client": "alice\u0000x", "mutations": [put("n3", "shop", "orders", "k", 1)]}),
+])
+def test_names_holding_nul_are_400(shop, path, body):
+    """"shop\\u0000x" is not "shop": a name (or id) that holds U+0000 is
+    refused, never cut at the NUL and taken for another."""
+    detail = assert_error(shop.alice.post(path, body), 400, "bad_request")["detail"]
+    assert "U+0000" in detail, detail
+    unchanged(shop)
+    assert os.listdir(shop.path("alice")) == ["shop"]
+    assert os.listdir(shop.path("alice", "shop")) == ["orders"]
+
+
+
+def test_a_query_parameter_holding_nul_is_400(shop):
+    detail = assert_error(shop.alice.get("/v1/pull?since=0&client=alice%00x"), 400,
+                          "bad_request")["detail"]
+    assert "U+0000" in detail, detail
+
+
+@pytest.mark.parametrize("query", ["since=0&client=alice&client=bob",
+                                   "client=bob&since=0&client=alice",
+                                   "since=0&since=5", "since=0&limit=1&limit=2", "a&a"])
+def test_a_repeated_query_parameter_is_400(shop, query):
+    """Only one value of a parameter is read: a request that gives two
+    could pass a check with one and act on the other."""
+    for path in ("/v1/pull?", "/v1/events?", "/healthz?"):
+        detail = assert_error(shop.alice.get(path + query), 400, "bad_request")["detail"]
+        assert "more than once" in detail, detail

@@ -83,8 +83,8 @@ def test_naming_another_client_is_403_whether_or_not_it_exists(sync):
 def test_alices_events_do_not_fire_for_bobs_changes(sync):
     sync.alice.schema("shop", [{"name": "orders"}])
     s = socket.create_connection(("127.0.0.1", sync.port), timeout=60)
-    s.sendall(("GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
-               % sync.tokens["alice"]).encode())
+    s.sendall(("GET /v1/events?since=0 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (sync.port, sync.tokens["alice"])).encode())
     got = b""
     while b": connected" not in got:
         got += s.recv(4096)

@@ -1,4 +1,5 @@
 """The server around the protocol: timeouts, TLS, CORS, daemon options."""
+import json
 import os
 import socket
 import ssl
@@ -22,7 +23,7 @@ def wait_closed(sock):
 def test_a_client_stalled_in_its_headers_is_timed_out(start_sync):
     sync = start_sync(["--http-timeout", "2"])
     s = sync.raw(timeout=60)
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % sync.port)  # never finished
     assert wait_closed(s) == b""
     s.close()
     assert sync.anonymous.get("/healthz").status == 200
@@ -32,8 +33,9 @@ def test_a_client_stalled_in_its_body_is_timed_out(start_sync):
     sync = start_sync(["--http-timeout", "2"])
     sync.alice.schema("shop", [{"name": "orders"}])
     s = sync.raw(timeout=60)
-    s.sendall(("POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
-               "Content-Length: 1000\r\n\r\n{\"mutations\": [" % sync.tokens["alice"]).encode())
+    s.sendall(("POST /v1/push HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: 1000\r\n\r\n{\"mutations\": [" %
+               (sync.port, sync.tokens["alice"])).encode())
     got = wait_closed(s)
     assert b"200 OK" not in got
     s.close()
@@ -43,7 +45,7 @@ def test_a_client_stalled_in_its_body_is_timed_out(start_sync):
 def test_an_idle_keepalive_connection_is_closed(start_sync):
     sync = start_sync(["--http-timeout", "2"])
     s = sync.raw(timeout=60)
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % sync.port)
     got = wait_closed(s)
     assert got.startswith(b"HTTP/1.1 200 OK")
     s.close()
@@ -76,7 +78,7 @@ def test_tls_with_a_self_signed_certificate(start_sync, tmp_path):
             strict.wrap_socket(raw, server_hostname="127.0.0.1")
     # Plain HTTP on the TLS port gets no HTTP answer.
     s = sync.raw(timeout=30)
-    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % sync.port)
     try:
         got = wait_closed(s)
     except ConnectionResetError:
@@ -210,3 +212,134 @@ def test_allow_origin_with_a_path_is_refused(tmp_path):
     d = Daemon(tmp_path / "data", tmp_path / "mnt", args=["--allow-origin", APP + "/"])
     with pytest.raises(RuntimeError, match="no path"):
         d.start()
+
+
+# ---- the Host header -------------------------------------------------------
+
+
+def raw_get(port, host, path="/healthz", method="GET", headers=(), connect="127.0.0.1",
+            family=socket.AF_INET):
+    """One request with exactly this Host (None: no Host header) on a plain
+    socket; returns (status, headers, body)."""
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    if host is not None:
+        lines.append("Host: " + host)
+    lines += ["%s: %s" % h for h in headers]
+    lines.append("Connection: close")
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect((connect, port))
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        got = wait_closed(s)
+    head, _, body = got.partition(b"\r\n\r\n")
+    head = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in head[1:])}
+    return int(head[0].split()[1]), fields, body
+
+
+def assert_misdirected(answer):
+    status, fields, body = answer
+    assert status == 421, (status, body)
+    assert fields["content-type"] == "application/json"
+    doc = json.loads(body)
+    assert doc["error"] == "misdirected_request" and "--server-name" in doc["detail"], doc
+
+
+def test_a_host_that_does_not_name_the_daemon_is_421(sync):
+    """A DNS-rebinding page (rebind.example now resolving to 127.0.0.1) sends
+    its own name as Host, and as Origin: neither /healthz, /metrics nor a
+    preflight answers it."""
+    port = sync.port
+    for host in ("rebind.example:%d" % port, "rebind.example", "localhost.rebind.example:%d" % port,
+                 "127.0.0.1:%d" % (port + 1), "127.0.0.1", "127.0.0.2:%d" % port,
+                 "[::1]:%d" % port, "127.0.0.1:%d:%d" % (port, port), "127.0.0.1:", "",
+                 "127.0.0.1:%d/x" % port):
+        for path in ("/healthz", "/metrics", "/", "/v1/pull?since=0"):
+            assert_misdirected(raw_get(port, host, path, headers=[
+                ("Origin", "http://" + host),
+                ("Authorization", "Bearer " + sync.tokens["alice"])]))
+        assert_misdirected(raw_get(port, host, "/v1/push", method="OPTIONS", headers=[
+            ("Origin", "http://" + host), ("Access-Control-Request-Method", "POST")]))
+    status, _, body = raw_get(port, None)
+    assert status == 400, body
+
+
+def test_the_listen_address_and_localhost_are_served(sync):
+    port = sync.port
+    for host in ("127.0.0.1:%d" % port, "localhost:%d" % port, "LocalHost:%d" % port,
+                 "localhost.:%d" % port):
+        status, _, body = raw_get(port, host, headers=[("Origin", "http://" + host)])
+        assert status == 200, (host, body)
+    # The daemon's own page and its calls, as a browser makes them.
+    r = sync.alice.get("/v1/pull?since=0", headers={"Origin": "http://127.0.0.1:%d" % port})
+    assert r.status == 200, r
+
+
+def test_server_names_are_served_on_any_port(start_sync):
+    """Behind a proxy the Host is the public name (nginx with
+    proxy_set_header Host $host): --server-name and -o server_name= list
+    the names; a page of that name is the daemon's own origin, http or
+    https (a proxy may end TLS)."""
+    sync = start_sync(["--server-name", "app.example.com, Other.Example"])
+    port = sync.port
+    for host in ("app.example.com", "app.example.com:443", "APP.example.com:%d" % port,
+                 "other.example", "127.0.0.1:%d" % port):
+        status, _, body = raw_get(port, host)
+        assert status == 200, (host, body)
+    for origin in ("https://app.example.com", "http://app.example.com"):
+        status, fields, body = raw_get(port, "app.example.com", "/v1/pull?since=0", headers=[
+            ("Origin", origin), ("Authorization", "Bearer " + sync.tokens["alice"])])
+        assert status == 200, (origin, body)
+        assert "access-control-allow-origin" not in fields
+    status, _, _ = raw_get(port, "app.example.com", "/v1/pull?since=0", headers=[
+        ("Origin", "https://other.example"), ("Authorization", "Bearer " + sync.tokens["alice"])])
+    assert status == 403  # another name of the daemon is another origin
+    assert_misdirected(raw_get(port, "evil.example.com"))
+    assert_misdirected(raw_get(port, "example.com"))
+
+
+def test_server_name_as_a_mount_option(tmp_path):
+    d = Daemon(tmp_path / "data", tmp_path / "mnt",
+               args=["-o", "server_name=a.example,server_name=b.example"])
+    d.start()
+    try:
+        port = d.port()
+        assert raw_get(port, "a.example")[0] == 200
+        assert raw_get(port, "b.example:8443")[0] == 200
+        assert_misdirected(raw_get(port, "c.example"))
+    finally:
+        assert d.stop() == 0
+
+
+@pytest.mark.parametrize("names", ["http://app.example.com", "app.example.com/x", "a b",
+                                   "app.example.com:443", ",", "[::1]"])
+def test_bad_server_names_are_refused(tmp_path, names):
+    d = Daemon(tmp_path / "data", tmp_path / "mnt", args=["--server-name", names])
+    with pytest.raises(RuntimeError, match="--server-name .*want host names"):
+        d.start()
+
+
+def test_a_wildcard_listen_serves_the_address_each_connection_came_to(tmp_path):
+    d = Daemon(tmp_path / "data", tmp_path / "mnt", args=["--listen", "0.0.0.0:0"])
+    d.start()
+    try:
+        port = d.port()
+        for connect in ("127.0.0.1", "127.0.0.2"):
+            for host in (connect, "localhost"):
+                status, _, body = raw_get(port, "%s:%d" % (host, port), connect=connect)
+                assert status == 200, (connect, host, body)
+        assert_misdirected(raw_get(port, "127.0.0.2:%d" % port, connect="127.0.0.1"))
+        assert_misdirected(raw_get(port, "0.0.0.0:%d" % port))
+    finally:
+        assert d.stop() == 0
+    d = Daemon(tmp_path / "data", tmp_path / "mnt", args=["--listen", "[::]:0"])
+    d.start()
+    try:
+        port = d.port()
+        status, _, body = raw_get(port, "[::1]:%d" % port, connect="::1", family=socket.AF_INET6)
+        assert status == 200, body
+        status, _, body = raw_get(port, "127.0.0.1:%d" % port)  # IPv4 on the IPv6 socket
+        assert status == 200, body
+        assert_misdirected(raw_get(port, "[::2]:%d" % port, connect="::1", family=socket.AF_INET6))
+    finally:
+        assert d.stop() == 0

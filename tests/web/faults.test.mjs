@@ -95,7 +95,10 @@ function faultyProxy(target) {
 					return;
 				}
 			}
-			const up = http.request(target + req.url, { method: req.method, headers: req.headers }, r => {
+			/* As nginx's proxy_pass does by default: the Host is the
+			 * upstream's, which the daemon answers for. */
+			const headers = { ...req.headers, host: new URL(target).host };
+			const up = http.request(target + req.url, { method: req.method, headers }, r => {
 				res.writeHead(r.statusCode, r.headers);
 				r.pipe(res);
 			});

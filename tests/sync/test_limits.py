@@ -1,0 +1,209 @@
+"""What a request body may cost the daemon: a route that takes no body
+refuses one before reading it, a body is read only after its token passed,
+and all bodies being read at once share one budget (--max-buffered): a push
+past it gets 503 with Retry-After. The daemon's memory stays bounded under
+connections that send 32 MiB bodies (its VmHWM, read from /proc)."""
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+from conftest import Daemon, assert_error, put
+
+ORDERS = [{"name": "orders"}]
+MiB = 1024 * 1024
+
+
+def status_of(pid):
+    """VmRSS and VmHWM of process `pid`, in bytes."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def reset_peak(pid):
+    """Makes VmHWM start again from the current RSS (Linux clear_refs 5)."""
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
+
+
+def request_head(port, method, path, headers):
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1:%d" % port]
+    lines += ["%s: %s" % kv for kv in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock):
+    """The status and JSON body of the one answer on `sock` (the socket's
+    timeout is the deadline)."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        data = sock.recv(65536)
+        if not data:
+            break
+        got += data
+    head, _, rest = got.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, _, v in (l.partition(":") for l in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        data = sock.recv(65536)
+        if not data:
+            break
+        rest += data
+    return status, headers, rest[:length]
+
+
+def send_body(sock, size, chunked):
+    """Sends `size` bytes of body (stopping quietly once the daemon closed
+    the connection, as it may after answering early)."""
+    piece = b"x" * MiB
+    try:
+        sent = 0
+        while sent < size:
+            n = min(len(piece), size - sent)
+            if chunked:
+                sock.sendall(b"%x\r\n%s\r\n" % (n, piece[:n]))
+            else:
+                sock.sendall(piece[:n])
+            sent += n
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+    except OSError:
+        pass
+
+
+NO_BODY_ROUTES = ["/healthz", "/metrics", "/", "/idbmount.js", "/v1/pull?since=0",
+                  "/v1/changes?since=0", "/v1/events?since=0", "/nothing/here"]
+
+
+@pytest.mark.parametrize("path", NO_BODY_ROUTES)
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_route_that_takes_no_body_refuses_one_unread(sync, path, chunked):
+    """Only the headers go out: the answer comes without the body."""
+    s = sync.raw(timeout=20)
+    framing = {"Transfer-Encoding": "chunked"} if chunked else {"Content-Length": str(32 * MiB)}
+    s.sendall(request_head(sync.port, "GET", path,
+                           dict(framing, Authorization="Bearer " + sync.tokens["alice"])))
+    status, headers, body = read_answer(s)
+    s.close()
+    want = 404 if path == "/nothing/here" else 413
+    assert status == want, body
+    assert headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    assert set(doc) == {"error", "detail"}
+    if want == 413:
+        assert doc["error"] == "payload_too_large" and "no request body" in doc["detail"], doc
+
+
+def test_a_body_is_not_read_before_its_token_passed(sync):
+    s = sync.raw(timeout=20)
+    s.sendall(request_head(sync.port, "POST", "/v1/push",
+                           {"Content-Length": str(32 * MiB), "Authorization": "Bearer " + "0" * 64}))
+    status, _, body = read_answer(s)
+    s.close()
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+
+
+def test_memory_stays_bounded_under_connections_sending_32_mib_bodies(sync):
+    """16 connections at once, each sending 32 MiB (the default --max-body)
+    to a route that needs no token, or to /v1/push without one."""
+    pid = sync.daemon.proc.pid
+    kinds = [("GET", "/healthz", False), ("GET", "/idbmount.js", True),
+             ("GET", "/", False), ("POST", "/v1/push", False)]
+    answers = []
+
+    def attack(method, path, chunked):
+        s = sync.raw(timeout=60)
+        framing = {"Transfer-Encoding": "chunked"} if chunked else \
+            {"Content-Length": str(32 * MiB)}
+        s.sendall(request_head(sync.port, method, path, framing))
+        send_body(s, 32 * MiB, chunked)
+        answers.append(read_answer(s)[0])
+        s.close()
+
+    reset_peak(pid)
+    before = status_of(pid)["VmRSS"]
+    threads = [threading.Thread(target=attack, args=kinds[i % len(kinds)]) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = status_of(pid)["VmHWM"] - before
+    assert grown < 48 * MiB, "the daemon's RSS grew by %.1f MiB" % (grown / MiB)
+    assert sorted(set(answers)) == [401, 413], answers
+    assert sync.anonymous.get("/healthz").status == 200
+
+
+def push_body(mid, size):
+    """A push of one record whose body is `size` bytes long."""
+    m = put(mid, "shop", "orders", mid, "")
+    pad = size - len(json.dumps({"mutations": [m]}))
+    m["value"] = "y" * pad
+    body = json.dumps({"mutations": [m]}).encode()
+    assert len(body) == size
+    return body
+
+
+def metric(sync, name):
+    text = sync.anonymous.get("/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(name + " is not on /metrics")
+
+
+def test_bodies_being_read_share_one_budget(start_sync):
+    s = start_sync(["--max-body", "1M", "--max-buffered", "2M"])
+    s.alice.schema("shop", ORDERS)
+    auth = {"Authorization": "Bearer " + s.tokens["alice"]}
+    size = 900 * 1024
+    held = []
+    for mid in ("a", "b"):  # 1800 KiB of the 2 MiB, announced and half sent
+        body = push_body(mid, size)
+        c = s.raw(timeout=60)
+        c.sendall(request_head(s.port, "POST", "/v1/push",
+                               dict(auth, **{"Content-Length": str(size)})))
+        c.sendall(body[:size // 2])
+        held.append((c, body))
+    assert metric(s, "idbmount_http_request_body_buffered_bytes") == 2 * size
+    # A third announced body does not fit: 503 at once, nothing read.
+    c = s.raw(timeout=20)
+    c.sendall(request_head(s.port, "POST", "/v1/push", dict(auth, **{"Content-Length": str(size)})))
+    status, headers, body = read_answer(c)
+    c.close()
+    assert status == 503 and headers["retry-after"] == "1", body
+    doc = json.loads(body)
+    assert doc["error"] == "unavailable" and "--max-buffered" in doc["detail"], doc
+    # A chunked one is refused once it passes the budget.
+    c = s.raw(timeout=60)
+    c.sendall(request_head(s.port, "POST", "/v1/push",
+                           dict(auth, **{"Transfer-Encoding": "chunked"})))
+    send_body(c, size, chunked=True)
+    status, headers, body = read_answer(c)
+    c.close()
+    assert status == 503 and headers["retry-after"] == "1", body
+    # The two held pushes finish and apply; then the budget is free again.
+    for c, body in held:
+        c.sendall(body[size // 2:])
+        status, _, answer = read_answer(c)
+        c.close()
+        assert status == 200, answer
+    assert sorted(os.listdir(s.path("alice", "shop", "orders"))) == ["a.json", "b.json"]
+    assert metric(s, "idbmount_http_request_body_buffered_bytes") == 0
+    r = s.alice.post("/v1/push", push_body("c", size))
+    assert r.status == 200, r
+
+
+def test_max_buffered_below_max_body_is_refused(tmp_path):
+    d = Daemon(tmp_path / "data", tmp_path / "mnt",
+               args=["--max-body", "4M", "--max-buffered", "1M"])
+    with pytest.raises(RuntimeError, match="--max-buffered"):
+        d.start()
