@@ -38,7 +38,7 @@
 #define CHANGES_PER_READ 1000
 
 struct notifier {
-	struct fuse_session *se;
+	struct fs *fs;
 	struct worker worker;
 	struct watch *watch;
 	bool halted;         /* notifier_halt ran: the thread is gone */
@@ -76,33 +76,45 @@ static void add_dir(struct notifier *n, uint64_t ino)
 /* The kernel answers -ENOENT for what it does not hold: not an error.
  * Once halting, nothing is sent: a stop must not wait for the rest of a
  * long catch-up. */
-static void inval_entry(struct notifier *n, uint64_t parent, const char *name)
+static void inval_entry(struct notifier *n, struct fs_session *s, uint64_t parent, const char *name)
 {
-	if (atomic_load(&n->halting))
-		return;
-	fuse_lowlevel_notify_inval_entry(n->se, parent, name, strlen(name));
+	if (s->se && !atomic_load(&n->halting))
+		fuse_lowlevel_notify_inval_entry(s->se, parent, name, strlen(name));
 }
 
-static void inval_inode(struct notifier *n, uint64_t ino)
+static void inval_inode(struct notifier *n, struct fs_session *s, uint64_t ino)
 {
-	if (atomic_load(&n->halting))
-		return;
-	fuse_lowlevel_notify_inval_inode(n->se, ino, 0, 0);
+	if (s->se && !atomic_load(&n->halting))
+		fuse_lowlevel_notify_inval_inode(s->se, ino, 0, 0);
 }
 
+/* Tells one mount's kernel of a change made elsewhere. */
+static void forget_changed_file(struct notifier *n, struct fs_session *s,
+                                const struct store_changed_file *c)
+{
+	if (!s->se)
+		return;
+	bool held = c->ino && inodes_maybe_held(&s->inodes, c->ino);
+	/* A delete may have left an orphan row the kernel still holds under
+	 * this name: always drop the name then. */
+	if (held || c->deleted || inodes_names_maybe_cached(&s->inodes, c->dir))
+		inval_entry(n, s, c->dir, c->name);
+	/* The view's records get a new node with each revision (fs_view.c):
+	 * forgetting the name is enough there. */
+	if (held && !s->view)
+		inval_inode(n, s, c->ino);
+}
+
+/* Changes made through the mount are not told: its kernel saw them, and
+ * the handler that made them told the view before answering. */
 static int on_change(void *ctx, const struct store_changed_file *c)
 {
 	struct notifier *n = ctx;
 	n->seq = c->seq;
 	if (c->origin == ORIGIN_FS)
 		return 0;
-	bool held = c->ino && inodes_maybe_held(c->ino);
-	/* A delete may have left an orphan row the kernel still holds under
-	 * this name: always drop the name then. */
-	if (held || c->deleted || inodes_names_maybe_cached(c->dir))
-		inval_entry(n, c->dir, c->name);
-	if (held)
-		inval_inode(n, c->ino);
+	forget_changed_file(n, &n->fs->rw, c);
+	forget_changed_file(n, &n->fs->view, c);
 	add_dir(n, c->dir);
 	return 0;
 }
@@ -114,7 +126,8 @@ static int on_tree_change(void *ctx, int64_t id, uint64_t parent, const char *na
 	n->tree_id = id;
 	if (origin == ORIGIN_FS)
 		return 0;
-	inval_entry(n, parent, name);
+	inval_entry(n, &n->fs->rw, parent, name);
+	inval_entry(n, &n->fs->view, parent, name);
 	add_dir(n, parent);
 	return 0;
 }
@@ -122,7 +135,7 @@ static int on_tree_change(void *ctx, int64_t id, uint64_t parent, const char *na
 static int drop_unheld_orphan(void *ctx, uint64_t ino)
 {
 	struct notifier *n = ctx;
-	if (inodes_count(ino) == 0)
+	if (!fs_inode_counted(n->fs, ino))
 		store_drop_orphan(n->worker.st, ino);
 	return 0;
 }
@@ -138,8 +151,10 @@ static bool catch_up(struct notifier *n)
 		                                n);
 	} while (got == CHANGES_PER_READ);
 	store_tree_changes_since(n->worker.st, n->tree_id, on_tree_change, n);
-	for (size_t i = 0; i < n->dirs_len; i++)
-		inval_inode(n, n->dirs[i]);
+	for (size_t i = 0; i < n->dirs_len; i++) {
+		inval_inode(n, &n->fs->rw, n->dirs[i]);
+		inval_inode(n, &n->fs->view, n->dirs[i]);
+	}
 	if (n->seq == seq0 && n->tree_id == tree0)
 		return false;
 	store_daemon_set_notified(n->worker.st, n->seq, n->tree_id);
@@ -173,7 +188,7 @@ static void *notifier_main(void *arg)
 		pthread_mutex_unlock(&n->worker.lock);
 
 		for (size_t i = 0; i < queue_len; i++)
-			inval_inode(n, queue[i]);
+			inval_inode(n, &n->fs->rw, queue[i]);
 		free(queue);
 		if (changed)
 			catch_up(n);
@@ -190,18 +205,17 @@ static void *notifier_main(void *arg)
 	return NULL;
 }
 
-int notifier_start(struct fuse_session *se, const char *datadir, struct watch *watch,
-                   struct notifier **out)
+int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 	if (!n)
 		return -ENOMEM;
-	int rc = worker_open(&n->worker, datadir, "notifier");
+	int rc = worker_open(&n->worker, fs->datadir, "notifier");
 	if (rc) {
 		free(n);
 		return rc;
 	}
-	n->se = se;
+	n->fs = fs;
 	n->watch = watch;
 	/* A commit between reading the logs' ends below and subscribing must
 	 * not wait for the next one: look once at start. */

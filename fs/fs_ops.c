@@ -101,9 +101,14 @@ static struct store *thread_store(struct fs *fs)
 	return st;
 }
 
-static struct fs *req_fs(fuse_req_t req)
+static struct fs_session *req_session(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+static struct fs *req_fs(fuse_req_t req)
+{
+	return req_session(req)->fs;
 }
 
 /* This thread's connection for a request that needs one; NULL after
@@ -141,10 +146,11 @@ static void reply_result(fuse_req_t req, struct store *st, const char *op, const
 	fuse_reply_err(req, -rc);
 }
 
-static void fill_stat(struct fs *fs, const struct store_node *n, struct stat *stbuf)
+static void fill_stat(struct fs_session *s, const struct store_node *n, struct stat *stbuf)
 {
+	struct fs *fs = s->fs;
 	memset(stbuf, 0, sizeof(*stbuf));
-	stbuf->st_ino = n->ino;
+	stbuf->st_ino = session_node_id(s, n);
 	stbuf->st_uid = fs->cfg.owner;
 	stbuf->st_gid = fs->cfg.group;
 	if (n->kind == STORE_FILE) {
@@ -185,30 +191,30 @@ static bool dirty_size(struct fs *fs, uint64_t ino, uint64_t *size)
 	return found;
 }
 
-static void fill_entry(struct fs *fs, const struct store_node *n, struct fuse_entry_param *e)
+static void fill_entry(struct fs_session *s, const struct store_node *n, struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
-	e->ino = n->ino;
-	e->generation = 1;
-	e->attr_timeout = fs->timeout;
-	e->entry_timeout = fs->timeout;
-	fill_stat(fs, n, &e->attr);
+	e->ino = session_node_id(s, n);
+	e->generation = session_generation(s, n);
+	e->attr_timeout = s->timeout;
+	e->entry_timeout = s->timeout;
+	fill_stat(s, n, &e->attr);
 }
 
-static void reply_entry(fuse_req_t req, struct fs *fs, const struct store_node *n)
+static void reply_entry(fuse_req_t req, struct fs_session *s, const struct store_node *n)
 {
 	struct fuse_entry_param e;
-	fill_entry(fs, n, &e);
-	inodes_ref(n->ino);
+	fill_entry(s, n, &e);
+	inodes_ref(&s->inodes, n->ino);
 	if (fuse_reply_entry(req, &e) == -ENOENT)
-		inodes_unref(n->ino, 1); /* the request was interrupted */
+		inodes_unref(&s->inodes, n->ino, 1); /* the request was interrupted */
 }
 
 /* ---- init and lookups ---------------------------------------------------- */
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct fs *fs = userdata;
+	struct fs *fs = ((struct fs_session *)userdata)->fs;
 	/* Page cache on, but no writeback cache: every write reaches the
 	 * handle's copy before FLUSH commits it. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -235,20 +241,22 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_POSIX_ACL;
 }
 
-static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	inodes_names_asked(parent);
-	struct fs *fs = req_fs(req);
-	struct store *st = req_store(req, fs);
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
+	struct store *st = req_store(req, s->fs);
 	if (!st)
 		return;
 	struct store_node n;
 	int rc = store_lookup(st, parent, name, &n);
+	if (rc == 0 && s->view && view_hides(name, &n))
+		rc = -ENOENT;
 	if (rc == -ENOENT) {
 		/* A cached negative entry: editors probe many names. */
 		struct fuse_entry_param e;
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = fs->timeout;
+		e.entry_timeout = s->timeout;
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -256,49 +264,64 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	reply_entry(req, fs, &n);
+	reply_entry(req, s, &n);
 }
 
-static void fs_forget_one(struct fs *fs, fuse_ino_t ino, uint64_t nlookup)
+static void fs_forget_one(struct fs_session *s, fuse_ino_t node, uint64_t nlookup)
 {
-	if (inodes_unref(ino, nlookup) != 0)
+	int64_t rev;
+	uint64_t ino = session_store_ino(s, node, &rev);
+	if (inodes_unref(&s->inodes, ino, nlookup) != 0 || fs_inode_counted(s->fs, ino))
 		return;
-	struct store *st = thread_store(fs);
+	struct store *st = thread_store(s->fs);
 	if (st)
 		store_drop_orphan(st, ino);
 }
 
-static void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	fs_forget_one(req_fs(req), ino, nlookup);
+	fs_forget_one(req_session(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
-static void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
-	struct fs *fs = req_fs(req);
+	struct fs_session *s = req_session(req);
 	for (size_t i = 0; i < count; i++)
-		fs_forget_one(fs, forgets[i].ino, forgets[i].nlookup);
+		fs_forget_one(s, forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
-static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+int session_getattr(struct fs_session *s, struct store *st, uint64_t node, struct store_node *n)
+{
+	int64_t rev;
+	uint64_t ino = session_store_ino(s, node, &rev);
+	int rc = store_getattr(st, ino, n);
+	if (rc == 0 && !session_node_current(rev, n))
+		rc = -ESTALE;
+	return rc;
+}
+
+void fs_getattr(fuse_req_t req, fuse_ino_t node, struct fuse_file_info *fi)
 {
 	(void)fi;
-	struct fs *fs = req_fs(req);
+	struct fs_session *s = req_session(req);
+	struct fs *fs = s->fs;
 	struct store *st = req_store(req, fs);
 	if (!st)
 		return;
 	struct store_node n;
-	int rc = store_getattr(st, ino, &n);
+	int rc = session_getattr(s, st, node, &n);
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	dirty_size(fs, ino, &n.size);
+	/* The view shows what is committed; the mount, what is written. */
+	if (!s->view)
+		dirty_size(fs, n.ino, &n.size);
 	struct stat stbuf;
-	fill_stat(fs, &n, &stbuf);
-	fuse_reply_attr(req, &stbuf, fs->timeout);
+	fill_stat(s, &n, &stbuf);
+	fuse_reply_attr(req, &stbuf, s->timeout);
 }
 
 /* ---- commits ------------------------------------------------------------- */
@@ -324,6 +347,8 @@ static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
 	 * else (refused, or the key was added), drop it before close returns. */
 	if ((rc || rewritten) && fs->notifier)
 		notifier_inval_inode_wait(fs->notifier, h->ino);
+	if (rc == 0)
+		view_forget_content(fs, st, h->ino);
 	return rc;
 }
 
@@ -641,9 +666,10 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                       struct fuse_file_info *fi)
 {
-	inodes_names_asked(parent);
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
 	(void)mode;
-	struct fs *fs = req_fs(req);
+	struct fs *fs = s->fs;
 	struct store *st = req_store(req, fs);
 	if (!st)
 		return;
@@ -653,6 +679,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_result(req, st, "create", name, rc);
 		return;
 	}
+	view_forget_name(fs, parent, name);
 	struct handle *h = handle_new(fs, n.ino, true);
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
@@ -662,20 +689,20 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	fi->fh = (uintptr_t)h;
 	set_open_flags(fs, fi, true);
 	struct fuse_entry_param e;
-	fill_entry(fs, &n, &e);
-	inodes_ref(n.ino);
+	fill_entry(s, &n, &e);
+	inodes_ref(&s->inodes, n.ino);
 	if (fuse_reply_create(req, &e, fi) == -ENOENT) {
-		inodes_unref(n.ino, 1);
+		inodes_unref(&s->inodes, n.ino, 1);
 		handle_free(fs, h);
 	}
 }
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-	inodes_names_asked(parent);
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
 	(void)rdev;
-	struct fs *fs = req_fs(req);
-	struct store *st = req_store(req, fs);
+	struct store *st = req_store(req, s->fs);
 	if (!st)
 		return;
 	if (!S_ISREG(mode)) {
@@ -688,7 +715,8 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		reply_result(req, st, "mknod", name, rc);
 		return;
 	}
-	reply_entry(req, fs, &n);
+	view_forget_name(s->fs, parent, name);
+	reply_entry(req, s, &n);
 }
 
 /* Where a READ of `size` bytes at `off` starts in `len` bytes of content;
@@ -736,6 +764,28 @@ static void read_stored(fuse_req_t req, struct store *st, uint64_t ino, size_t s
 	char *data = NULL;
 	size_t len = 0;
 	int rc = store_read_file(st, ino, &data, &len);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_range(req, data, len, size, off);
+	free(data);
+}
+
+void fs_read_node(fuse_req_t req, uint64_t node, size_t size, off_t off)
+{
+	struct fs_session *s = req_session(req);
+	struct store *st = req_store(req, s->fs);
+	if (!st)
+		return;
+	int64_t want;
+	uint64_t ino = session_store_ino(s, node, &want);
+	char *data = NULL;
+	size_t len = 0;
+	int64_t rev = 0;
+	int rc = store_read_file_rev(st, ino, &data, &len, &rev);
+	struct store_node n = {.rev = rev};
+	if (rc == 0 && !session_node_current(want, &n))
+		rc = -ESTALE; /* a revision the view has replaced: see fs_view.c */
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -904,32 +954,40 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	inodes_names_asked(parent);
-	struct store *st = thread_store(req_fs(req));
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
+	struct store *st = thread_store(s->fs);
 	int rc = st ? store_unlink(st, parent, name) : -EIO;
+	if (rc == 0)
+		view_forget_name(s->fs, parent, name);
 	reply_result(req, st, "unlink", name, rc);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-	inodes_names_asked(parent);
-	inodes_names_asked(newparent);
-	struct store *st = thread_store(req_fs(req));
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
+	inodes_names_asked(&s->inodes, newparent);
+	struct store *st = thread_store(s->fs);
 	if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
 	int rc = st ? store_rename(st, parent, name, newparent, newname, flags) : -EIO;
+	if (rc == 0) {
+		view_forget_name(s->fs, parent, name);
+		view_forget_name(s->fs, newparent, newname);
+	}
 	reply_result(req, st, "rename", name, rc);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	inodes_names_asked(parent);
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
 	(void)mode;
-	struct fs *fs = req_fs(req);
-	struct store *st = req_store(req, fs);
+	struct store *st = req_store(req, s->fs);
 	if (!st)
 		return;
 	struct store_node n;
@@ -938,14 +996,18 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		reply_result(req, st, "mkdir", name, rc);
 		return;
 	}
-	reply_entry(req, fs, &n);
+	view_forget_name(s->fs, parent, name);
+	reply_entry(req, s, &n);
 }
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	inodes_names_asked(parent);
-	struct store *st = thread_store(req_fs(req));
+	struct fs_session *s = req_session(req);
+	inodes_names_asked(&s->inodes, parent);
+	struct store *st = thread_store(s->fs);
 	int rc = st ? store_rmdir(st, parent, name) : -EIO;
+	if (rc == 0)
+		view_forget_name(s->fs, parent, name);
 	reply_result(req, st, "rmdir", name, rc);
 }
 
@@ -985,7 +1047,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 struct dir_fill {
 	fuse_req_t req;
-	struct fs *fs;
+	struct fs_session *s;
 	char *buf;
 	size_t size;
 	size_t len;
@@ -998,11 +1060,11 @@ static bool dir_add(struct dir_fill *f, const char *name, const struct store_nod
 	size_t used;
 	if (f->plus) {
 		struct fuse_entry_param e;
-		fill_entry(f->fs, n, &e);
+		fill_entry(f->s, n, &e);
 		used = fuse_add_direntry_plus(f->req, f->buf + f->len, room, name, &e, next);
 	} else {
 		struct stat stbuf;
-		fill_stat(f->fs, n, &stbuf);
+		fill_stat(f->s, n, &stbuf);
 		used = fuse_add_direntry(f->req, f->buf + f->len, room, name, &stbuf, next);
 	}
 	if (used > room)
@@ -1014,20 +1076,22 @@ static bool dir_add(struct dir_fill *f, const char *name, const struct store_nod
 static int dir_fill_child(void *ctx, const char *name, const struct store_node *n, int64_t cursor)
 {
 	struct dir_fill *f = ctx;
+	if (f->s->view && view_hides(name, n))
+		return 0;
 	if (!dir_add(f, name, n, (off_t)(cursor + DOT_OFFSETS)))
 		return 1;
 	if (f->plus)
-		inodes_ref(n->ino);
+		inodes_ref(&f->s->inodes, n->ino);
 	return 0;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
-	struct fs *fs = req_fs(req);
-	struct store *st = req_store(req, fs);
+	struct fs_session *s = req_session(req);
+	struct store *st = req_store(req, s->fs);
 	if (!st)
 		return;
-	struct dir_fill f = {.req = req, .fs = fs, .size = size, .plus = plus};
+	struct dir_fill f = {.req = req, .s = s, .size = size, .plus = plus};
 	f.buf = malloc(size);
 	if (!f.buf) {
 		fuse_reply_err(req, ENOMEM);
@@ -1055,20 +1119,20 @@ reply:
 	free(f.buf);
 }
 
-static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                       struct fuse_file_info *fi)
+void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	(void)fi;
 	do_readdir(req, ino, size, off, false);
 }
 
-static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                           struct fuse_file_info *fi)
+void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
 {
 	(void)fi;
-	inodes_listing_begin();
+	struct inodes *in = &req_session(req)->inodes;
+	inodes_listing_begin(in);
 	do_readdir(req, ino, size, off, true);
-	inodes_listing_end();
+	inodes_listing_end(in);
 }
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1086,7 +1150,7 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 	fuse_reply_err(req, 0);
 }
 
-static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
 	struct fs *fs = req_fs(req);
@@ -1108,12 +1172,14 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- extended attributes ---------------------------------------------------- */
 
-/* Builds the xattrs of `ino` as "name\0value\0..." pairs into `out`. */
-static int collect_xattrs(struct store *st, fuse_ino_t ino, struct buf *out)
+/* Builds the xattrs of `node` as "name\0value\0..." pairs into `out`. */
+static int collect_xattrs(struct fs_session *s, struct store *st, fuse_ino_t node, struct buf *out)
 {
+	int64_t rev;
+	uint64_t ino = session_store_ino(s, node, &rev);
 	if (store_ino_kind(ino) == STORE_FILE) {
 		struct store_node n;
-		int rc = store_getattr(st, ino, &n);
+		int rc = session_getattr(s, st, node, &n);
 		if (rc)
 			return rc;
 		if (n.state != STORE_LIVE)
@@ -1168,7 +1234,7 @@ static bool xattr_namespace_unsupported(const char *name)
 	return strncmp(name, "security.", 9) == 0 || strncmp(name, "trusted.", 8) == 0;
 }
 
-static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	if (xattr_namespace_unsupported(name)) {
 		fuse_reply_err(req, ENOTSUP);
@@ -1184,7 +1250,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		return;
 	struct buf all;
 	buf_init(&all, 1 << 16);
-	int rc = collect_xattrs(st, ino, &all);
+	int rc = collect_xattrs(req_session(req), st, ino, &all);
 	if (rc) {
 		buf_free(&all);
 		fuse_reply_err(req, -rc);
@@ -1202,7 +1268,7 @@ static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	fuse_reply_err(req, ENODATA);
 }
 
-static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	struct store *st = req_store(req, req_fs(req));
 	if (!st)
@@ -1210,7 +1276,7 @@ static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct buf all, names;
 	buf_init(&all, 1 << 16);
 	buf_init(&names, 1 << 16);
-	int rc = collect_xattrs(st, ino, &all);
+	int rc = collect_xattrs(req_session(req), st, ino, &all);
 	const char *n, *v;
 	for (size_t at = 0; rc == 0 && xattr_next(&all, &at, &n, &v);)
 		buf_append(&names, n, strlen(n) + 1);

@@ -69,8 +69,55 @@ static int open_log(const char *path)
 	return rc;
 }
 
+/* Makes one session with `argv` (+ "-o ro" for the view). */
+static int session_new(struct fs *fs, struct fs_session *s, bool view, int argc, char **argv)
+{
+	s->fs = fs;
+	s->view = view;
+	s->name = view ? "view" : "mount";
+	/* The view always caches for a day: its whole point is reading at the
+	 * speed of local files, and every change reaches it as an
+	 * invalidation. */
+	s->timeout = view || fs->cfg.cache == FS_CACHE_ALWAYS ? 86400.0
+	             : fs->cfg.cache == FS_CACHE_AUTO         ? 1.0
+	                                                      : 0.0;
+	atomic_init(&s->loop_ended, false);
+	inodes_init(&s->inodes);
+	char *view_argv[16];
+	if (view) {
+		if (argc + 3 > (int)(sizeof(view_argv) / sizeof(*view_argv)))
+			return -E2BIG;
+		memcpy(view_argv, argv, sizeof(*argv) * (size_t)argc);
+		view_argv[argc] = "-o";
+		view_argv[argc + 1] = "ro";
+		view_argv[argc + 2] = NULL;
+		argv = view_argv;
+		argc += 2;
+	}
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	const struct fuse_lowlevel_ops *ops = view ? &fs_view_ops : &fs_ops;
+	s->se = fuse_session_new(&args, ops, sizeof(*ops), s);
+	fuse_opt_free_args(&args);
+	if (!s->se) {
+		inodes_destroy(&s->inodes);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void session_destroy(struct fs_session *s)
+{
+	if (!s->se)
+		return;
+	fuse_session_destroy(s->se);
+	s->se = NULL;
+	inodes_destroy(&s->inodes);
+}
+
 int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out)
 {
+	if (!cfg->mountpoint && !cfg->view)
+		return -EINVAL;
 	struct fs *fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return -ENOMEM;
@@ -84,38 +131,58 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 		return -e;
 	}
 	fs->cfg.datadir = fs->datadir;
-	fs->timeout = cfg->cache == FS_CACHE_ALWAYS ? 86400.0
-	              : cfg->cache == FS_CACHE_AUTO ? 1.0
-	                                            : 0.0;
 	pthread_key_create(&fs->store_key, close_thread_store);
 	pthread_mutex_init(&fs->writers_lock, NULL);
-	struct fuse_args args = FUSE_ARGS_INIT(fuse_argc, fuse_argv);
-	fs->se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), fs);
-	fuse_opt_free_args(&args);
-	if (!fs->se) {
+	int rc = 0;
+	if (cfg->mountpoint)
+		rc = session_new(fs, &fs->rw, false, fuse_argc, fuse_argv);
+	if (!rc && cfg->view)
+		rc = session_new(fs, &fs->view, true, fuse_argc, fuse_argv);
+	if (rc) {
+		session_destroy(&fs->rw);
 		pthread_key_delete(fs->store_key);
 		pthread_mutex_destroy(&fs->writers_lock);
 		free(fs);
-		return -EINVAL;
+		return rc;
 	}
 	*out = fs;
 	return 0;
 }
 
-int fs_mount(struct fs *fs, const char *mountpoint)
+/* Mounts one session at `path` and finds it in mountinfo. */
+static int session_mount(struct fs_session *s, const char *path)
 {
 	char canonical[PATH_MAX];
-	int rc = fs_mount_canonical_path(mountpoint, canonical, sizeof(canonical));
+	int rc = fs_mount_canonical_path(path, canonical, sizeof(canonical));
 	if (rc)
 		return rc;
-	if (fuse_session_mount(fs->se, mountpoint) != 0)
+	if (fuse_session_mount(s->se, path) != 0)
 		return -EIO;
-	rc = fs_mount_find(canonical, &fs->mount_id);
-	if (rc) {
+	s->mounted = true;
+	rc = fs_mount_find(canonical, &s->id);
+	if (rc)
 		fprintf(stderr, "idbmount: %s: mounted, but not in /proc/self/mountinfo\n",
 		        canonical);
+	return rc;
+}
+
+static void session_unmount(struct fs_session *s)
+{
+	if (!s->mounted)
+		return;
+	fuse_session_unmount(s->se);
+	s->mounted = false;
+}
+
+int fs_mount(struct fs *fs)
+{
+	int rc = 0;
+	if (fs->rw.se)
+		rc = session_mount(&fs->rw, fs->cfg.mountpoint);
+	if (!rc && fs->view.se)
+		rc = session_mount(&fs->view, fs->cfg.view);
+	if (rc)
 		goto unmount;
-	}
 	if (fuse_daemonize(fs->cfg.foreground) != 0) {
 		rc = -EIO;
 		goto unmount;
@@ -145,59 +212,75 @@ int fs_mount(struct fs *fs, const char *mountpoint)
 	sigaction(SIG_LOOP_KICK, &kick, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	fs->main_thread = pthread_self();
-	rc = fs_watchdog_start(&fs->mount_id, 1, fs->cfg.lock_fd, &fs->watchdog);
+	struct fs_mount_id ids[2];
+	size_t n = fs_mount_ids(fs, ids);
+	rc = fs_watchdog_start(ids, n, fs->cfg.lock_fd, &fs->watchdog);
 	if (rc) {
 		fprintf(stderr, "idbmount: cannot start the watchdog: %s\n", strerror(-rc));
 		goto unmount;
 	}
-	fs->mounted = true;
 	return 0;
 unmount:
-	fuse_session_unmount(fs->se);
+	session_unmount(&fs->view);
+	session_unmount(&fs->rw);
 	return rc;
 }
 
-const struct fs_mount_id *fs_mount_id(const struct fs *fs)
+size_t fs_mount_ids(const struct fs *fs, struct fs_mount_id *out)
 {
-	return &fs->mount_id;
+	size_t n = 0;
+	if (fs->rw.mounted)
+		out[n++] = fs->rw.id;
+	if (fs->view.mounted)
+		out[n++] = fs->view.id;
+	return n;
 }
 
-/* One FUSE session's loop, on its own thread. */
-struct session_loop {
-	struct fs *fs;
-	pthread_t thread;
-	int rc;
-	atomic_bool ended;
-};
+bool fs_inode_counted(struct fs *fs, uint64_t ino)
+{
+	return (fs->rw.se && inodes_count(&fs->rw.inodes, ino) > 0) ||
+	       (fs->view.se && inodes_count(&fs->view.inodes, ino) > 0);
+}
 
 static void *session_loop_main(void *arg)
 {
-	struct session_loop *l = arg;
+	struct fs_session *s = arg;
 	sigset_t kick;
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_LOOP_KICK);
 	pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
-	unsigned threads = l->fs->cfg.max_threads ? l->fs->cfg.max_threads : 8;
+	unsigned threads = s->fs->cfg.max_threads ? s->fs->cfg.max_threads : 8;
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
 	fuse_loop_cfg_set_max_threads(cfg, threads);
 	fuse_loop_cfg_set_idle_threads(cfg, threads);
-	l->rc = fuse_session_loop_mt(l->fs->se, cfg);
+	s->loop_rc = fuse_session_loop_mt(s->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
-	atomic_store(&l->ended, true);
-	pthread_kill(l->fs->main_thread, SIG_LOOP_ENDED);
+	atomic_store(&s->loop_ended, true);
+	pthread_kill(s->fs->main_thread, SIG_LOOP_ENDED);
 	return NULL;
+}
+
+static int session_loop_start(struct fs_session *s)
+{
+	if (!s->se)
+		return 0;
+	int rc = -pthread_create(&s->loop_thread, NULL, session_loop_main, s);
+	s->loop_started = rc == 0;
+	return rc;
 }
 
 /* Ends the loop (if it has not ended) and waits for its thread. libfuse
  * cancels idle workers and lets busy ones finish their request. */
-static void session_loop_stop(struct session_loop *l)
+static void session_loop_stop(struct fs_session *s)
 {
-	fuse_session_exit(l->fs->se);
+	if (!s->loop_started)
+		return;
+	fuse_session_exit(s->se);
 	for (;;) {
 		/* The kick may land just before the loop starts waiting: repeat
 		 * it until the thread is gone. */
-		pthread_kill(l->thread, SIG_LOOP_KICK);
+		pthread_kill(s->loop_thread, SIG_LOOP_KICK);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += 50 * 1000000;
@@ -205,20 +288,21 @@ static void session_loop_stop(struct session_loop *l)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000;
 		}
-		if (pthread_timedjoin_np(l->thread, NULL, &until) == 0)
-			return;
+		if (pthread_timedjoin_np(s->loop_thread, NULL, &until) == 0)
+			break;
 	}
+	s->loop_started = false;
 }
 
 /* Waits until the daemon must stop: returns the signal that says so, or 0
- * when the loop ended by itself (unmounted). */
-static int wait_for_stop(struct fs *fs, struct session_loop *l)
+ * when a loop ended by itself (its mount was unmounted: both go). */
+static int wait_for_stop(struct fs *fs)
 {
 	sigset_t set;
 	served_signals(&set);
 	sigdelset(&set, SIG_LOOP_KICK);
 	for (;;) {
-		if (atomic_load(&l->ended))
+		if (atomic_load(&fs->rw.loop_ended) || atomic_load(&fs->view.loop_ended))
 			return 0;
 		int sig = sigwaitinfo(&set, NULL);
 		if (sig < 0)
@@ -238,32 +322,38 @@ static int wait_for_stop(struct fs *fs, struct session_loop *l)
 
 int fs_serve(struct fs *fs, struct watch *watch)
 {
-	int rc = notifier_start(fs->se, fs->datadir, watch, &fs->notifier);
+	int rc = notifier_start(fs, watch, &fs->notifier);
 	if (rc)
 		return rc;
-	struct session_loop loop = {.fs = fs};
-	rc = -pthread_create(&loop.thread, NULL, session_loop_main, &loop);
-	if (rc) {
-		notifier_free(fs->notifier);
-		fs->notifier = NULL;
-		return rc;
+	rc = session_loop_start(&fs->rw);
+	if (!rc)
+		rc = session_loop_start(&fs->view);
+	if (!rc) {
+		int sig = wait_for_stop(fs);
+		if (sig)
+			fprintf(stderr, "idbmount: %s: stopping\n", strsignal(sig));
 	}
-	int sig = wait_for_stop(fs, &loop);
-	if (sig)
-		fprintf(stderr, "idbmount: %s: stopping\n", strsignal(sig));
+	/* No invalidation may be under way once a loop stops (see the top of
+	 * the file); and the read-write mount's handlers invalidate the view,
+	 * so the view's workers stop last. */
 	notifier_halt(fs->notifier);
-	session_loop_stop(&loop);
+	session_loop_stop(&fs->rw);
+	session_loop_stop(&fs->view);
 	notifier_free(fs->notifier);
 	fs->notifier = NULL;
-	return loop.rc < 0 ? loop.rc : 0;
+	if (rc)
+		return rc;
+	if (fs->rw.loop_rc < 0)
+		return fs->rw.loop_rc;
+	return fs->view.loop_rc < 0 ? fs->view.loop_rc : 0;
 }
 
 void fs_unmount(struct fs *fs)
 {
-	if (!fs->mounted)
+	if (!fs->rw.mounted && !fs->view.mounted)
 		return;
-	fuse_session_unmount(fs->se);
-	fs->mounted = false;
+	session_unmount(&fs->rw);
+	session_unmount(&fs->view);
 	fs_watchdog_release(&fs->watchdog);
 }
 
@@ -271,7 +361,8 @@ void fs_destroy(struct fs *fs)
 {
 	if (!fs)
 		return;
-	fuse_session_destroy(fs->se);
+	session_destroy(&fs->rw);
+	session_destroy(&fs->view);
 	fs_free_handles(fs);
 	struct store *st = pthread_getspecific(fs->store_key);
 	if (st) {
@@ -280,6 +371,5 @@ void fs_destroy(struct fs *fs)
 	}
 	pthread_key_delete(fs->store_key);
 	pthread_mutex_destroy(&fs->writers_lock);
-	inodes_free_all();
 	free(fs);
 }

@@ -5,7 +5,14 @@
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
  *            [--server-name LIST]
  *            [--max-body BYTES] [--max-buffered BYTES] [--http-timeout SECONDS]
- *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS] MOUNTPOINT
+ *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS]
+ *            [--view DIR] MOUNTPOINT | --view DIR
+ *
+ * MOUNTPOINT gets the read-write tree; --view DIR (or -o view=DIR) the same
+ * tree read-only, for readers at the speed of local files (fs_view.c). A
+ * daemon may serve only the view: --view DIR without MOUNTPOINT, or
+ * -o view_only with MOUNTPOINT (for fstab and mount -t, which always name
+ * one mount point).
  *
  * The daemon serves the mount and the sync endpoint (src/http*.c) from one
  * process; both follow the store through one watch thread (watch.h). The
@@ -14,10 +21,10 @@
  * the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * private_writes, listen=, server_name=, uid=, gid=, umask=) are consumed here, the rest
- * (allow_other, default_permissions, fsname=, ...) go to libfuse, which refuses what it does not
- * know. allow_other is only accepted together with default_permissions, so that the kernel checks
- * file modes for the other users.
+ * private_writes, listen=, server_name=, uid=, gid=, umask=, view=, view_only) are consumed here,
+ * the rest (allow_other, default_permissions, fsname=, ...) go to libfuse, which refuses what it
+ * does not know. allow_other is only accepted together with default_permissions, so that the kernel
+ * checks file modes for the other users.
  *
  * --config FILE names the sinks (config.h); it is read and every sink is
  * built before mounting, so a bad file stops the daemon at once with
@@ -50,12 +57,17 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT] [-o OPTIONS] "
-	        "MOUNTPOINT\n"
+	        "usage: idbmount [-f] [-d] [--data DIR] [--listen ADDR:PORT] [-o OPTIONS]\n"
+	        "                [--view DIR] MOUNTPOINT\n"
+	        "       idbmount [OPTIONS] --view DIR\n"
 	        "\n"
 	        "Mounts every client's IndexedDB stores as directories of JSON files and\n"
 	        "serves the browser sync endpoint.\n"
 	        "\n"
+	        "      --view DIR      also mount the same tree read-only at DIR, for\n"
+	        "                      readers (grep -r, jq, pipelines) at local-disk speed;\n"
+	        "                      without MOUNTPOINT, only the view; also -o view=DIR,\n"
+	        "                      or -o view_only to take MOUNTPOINT as the view\n"
 	        "  -f, --foreground    stay in the foreground (log to stderr)\n"
 	        "  -d, --debug         print every FUSE request (implies -f)\n"
 	        "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
@@ -131,6 +143,8 @@ static void raise_fd_limit(void)
 struct options {
 	struct fs_config fs;
 	char listen[320];        /* -o listen= */
+	char view[PATH_MAX];     /* --view, -o view= */
+	bool view_only;          /* -o view_only: MOUNTPOINT is the view */
 	char server_names[4096]; /* --server-name and -o server_name=, comma-separated */
 	bool allow_other;
 	bool default_permissions;
@@ -236,6 +250,18 @@ static bool parse_mount_options(struct options *o, const char *list)
 			o->fs.umask = (mode_t)m;
 			continue;
 		}
+		if (strncmp(opt, "view=", 5) == 0) {
+			if (!opt[5] || snprintf(o->view, sizeof(o->view), "%s", opt + 5) >=
+			                       (int)sizeof(o->view)) {
+				fprintf(stderr, "idbmount: %s: want a directory\n", opt);
+				ok = false;
+			}
+			continue;
+		}
+		if (strcmp(opt, "view_only") == 0) {
+			o->view_only = true;
+			continue;
+		}
 		if (strncmp(opt, "server_name=", 12) == 0) {
 			/* One name each (-o splits on commas); repeat for more. */
 			ok = add_server_names(o, opt + 12);
@@ -298,7 +324,7 @@ static void daemon_stop(struct daemon *d)
  * mounts and serves until stopped. Returns the exit status: 0, 1 (could
  * not start or serve), 2 (bad command line or config). */
 static int serve(struct options *o, struct http_config *http_cfg, const char *datadir,
-                 const char *config_path, const char *mountpoint, const char *argv0)
+                 const char *config_path, const char *argv0)
 {
 	struct daemon d = {.claim = {.fd = -1}};
 	int status = 1;
@@ -401,12 +427,15 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		goto out;
 	}
 	/* Threads start after fs_mount, which may detach (fork). */
-	rc = fs_mount(d.fs, mountpoint);
+	rc = fs_mount(d.fs);
 	if (rc) {
-		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+		fprintf(stderr, "idbmount: %s%s%s: %s\n", o->fs.mountpoint ? o->fs.mountpoint : "",
+		        o->fs.mountpoint && o->fs.view ? ", " : "", o->fs.view ? o->fs.view : "",
+		        strerror(-rc));
 		goto out;
 	}
-	rc = claim_record(&d.claim, fs_mount_id(d.fs), 1);
+	struct fs_mount_id ids[2];
+	rc = claim_record(&d.claim, ids, fs_mount_ids(d.fs, ids));
 	if (rc)
 		fprintf(stderr, "idbmount: cannot write the lock file: %s\n", strerror(-rc));
 	rc = checkpointer_start(realdir, &d.checkpointer);
@@ -430,7 +459,7 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		        http_port(d.http));
 	rc = fs_serve(d.fs, d.watch);
 	if (rc)
-		fprintf(stderr, "idbmount: %s: %s\n", mountpoint, strerror(-rc));
+		fprintf(stderr, "idbmount: serving: %s\n", strerror(-rc));
 	else
 		status = 0;
 out:
@@ -453,6 +482,7 @@ int main(int argc, char **argv)
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
 		OPT_CONFIG,
+		OPT_VIEW,
 	};
 	static const struct option longopts[] = {
 	        {"foreground", no_argument, NULL, 'f'},
@@ -468,6 +498,7 @@ int main(int argc, char **argv)
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
 	        {"config", required_argument, NULL, OPT_CONFIG},
+	        {"view", required_argument, NULL, OPT_VIEW},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -519,6 +550,12 @@ int main(int argc, char **argv)
 			break;
 		case OPT_LISTEN:
 			http_cfg.listen = optarg;
+			break;
+		case OPT_VIEW:
+			if (snprintf(o.view, sizeof(o.view), "%s", optarg) >= (int)sizeof(o.view)) {
+				fprintf(stderr, "idbmount: --view %s: too long\n", optarg);
+				return 2;
+			}
 			break;
 		case OPT_CONFIG:
 			config_path = optarg;
@@ -573,13 +610,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc - 1) {
+	if (optind < argc - 1 || (optind == argc && !o.view[0]) ||
+	    (o.view_only && (optind == argc || o.view[0]))) {
 		fprintf(stderr, "idbmount: %s\n",
-		        optind >= argc ? "missing MOUNTPOINT" : "more than one MOUNTPOINT");
+		        optind < argc - 1 ? "more than one MOUNTPOINT"
+		        : optind < argc   ? "view_only takes MOUNTPOINT as the view: no view= too"
+		        : o.view_only || !o.view[0] ? "missing MOUNTPOINT"
+		                                    : "");
 		usage(stderr);
 		return 2;
 	}
-	const char *mountpoint = argv[optind];
+	o.fs.mountpoint = optind < argc && !o.view_only ? argv[optind] : NULL;
+	o.fs.view = o.view_only ? argv[optind] : o.view[0] ? o.view : NULL;
+	if (o.fs.mountpoint && o.fs.view && strcmp(o.fs.mountpoint, o.fs.view) == 0) {
+		fprintf(stderr, "idbmount: the view needs a mount point of its own\n");
+		return 2;
+	}
 	if (o.allow_other && !o.default_permissions) {
 		fprintf(stderr, "idbmount: allow_other needs default_permissions, so that the "
 		                "kernel checks file modes for other users\n");
@@ -588,5 +634,5 @@ int main(int argc, char **argv)
 	if (o.listen[0])
 		http_cfg.listen = o.listen;
 	http_cfg.server_names = o.server_names;
-	return serve(&o, &http_cfg, datadir, config_path, mountpoint, argv[0]);
+	return serve(&o, &http_cfg, datadir, config_path, argv[0]);
 }

@@ -154,7 +154,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
                           "WHERE s.id = ?1",
         [S_REC_BY_NAME] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND name = ?2",
         [S_REC_BY_ID] = "SELECT " REC_COLS " FROM records WHERE id = ?1",
-        [S_REC_VALUE] = "SELECT value FROM records WHERE id = ?1",
+        [S_REC_VALUE] = "SELECT value, rev FROM records WHERE id = ?1",
         [S_REC_LIST] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND state <= 1 "
                        "AND id > ?2 ORDER BY id",
         /* "state <= 1" lets the partial index records_visible serve it. */
@@ -1592,6 +1592,23 @@ int store_getattr(struct store *st, uint64_t ino, struct store_node *out)
 	return rc;
 }
 
+int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name)
+{
+	if (store_ino_kind(ino) != STORE_FILE)
+		return -EINVAL;
+	struct row r;
+	int rc = row_by_id(st, store_ino_id(ino), &r);
+	if (rc == 0 && (r.state > STORE_SCRATCH || !r.name))
+		rc = -ENOENT;
+	if (rc == 0) {
+		*dir = store_ino(STORE_STORE, r.store_id);
+		*name = r.name;
+		r.name = NULL;
+	}
+	row_free(&r);
+	return rc;
+}
+
 int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_fn fn, void *ctx)
 {
 	enum store_kind kind = store_ino_kind(dir);
@@ -1678,6 +1695,11 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 
 int store_read_file(struct store *st, uint64_t ino, char **data, size_t *len)
 {
+	return store_read_file_rev(st, ino, data, len, NULL);
+}
+
+int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len, int64_t *rev)
+{
 	*data = NULL;
 	*len = 0;
 	sqlite3_stmt *s = stmt(st, S_REC_VALUE);
@@ -1695,6 +1717,8 @@ int store_read_file(struct store *st, uint64_t ino, char **data, size_t *len)
 				memcpy(*data, p, n);
 			(*data)[n] = '\0';
 			*len = n;
+			if (rev)
+				*rev = sqlite3_column_int64(s, 1);
 			res = 0;
 		} else {
 			res = -ENOMEM;

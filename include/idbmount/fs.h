@@ -18,6 +18,10 @@ enum fs_cache_mode {
 
 struct fs_config {
 	const char *datadir;
+	/* Where to mount: the read-write tree and/or the read-only view (the
+	 * same tree, for readers: fs_view.c). At least one. */
+	const char *mountpoint;
+	const char *view;
 	enum fs_cache_mode cache;
 	size_t max_record;    /* bytes; 0 = the store's default */
 	unsigned max_threads; /* FUSE worker threads */
@@ -40,10 +44,11 @@ struct fs_config {
 };
 
 struct fs;
+struct fs_mount_id;
 
-/* Builds the session from `fuse_argv` (options for libfuse, e.g.
- * "-o allow_other,default_permissions"). Returns 0 or -errno with a message
- * on stderr. */
+/* Builds the sessions from `fuse_argv` (options for libfuse, e.g.
+ * "-o allow_other,default_permissions"; the view gets "ro" on top).
+ * Returns 0 or -errno with a message on stderr. */
 int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct fs **out);
 
 /* Mounts at `mountpoint`, detaches unless foreground (stderr then goes to
@@ -52,10 +57,11 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
  * the daemon dies. Call it before starting any thread: detaching forks,
  * and threads started later inherit the blocked signals, so only
  * fs_serve's thread takes them. Returns 0 or -errno. */
-int fs_mount(struct fs *fs, const char *mountpoint);
+int fs_mount(struct fs *fs);
 
-/* The mount as the kernel lists it (valid after fs_mount). */
-const struct fs_mount_id *fs_mount_id(const struct fs *fs);
+/* The mounts as the kernel lists them (after fs_mount): up to 2 into
+ * `out`; returns how many. */
+size_t fs_mount_ids(const struct fs *fs, struct fs_mount_id *out);
 
 /* Starts the notifier on `watch` (watch.h), runs the FUSE loop on a thread
  * of its own and waits, on the calling thread, until the mount is

@@ -126,6 +126,10 @@ int store_lookup(struct store *st, uint64_t parent, const char *name, struct sto
 /* Attributes of inode `ino` (orphans included). Returns 0 or -ENOENT. */
 int store_getattr(struct store *st, uint64_t ino, struct store_node *out);
 
+/* The directory and name (malloc'd) of file `ino`. Returns 0, or -ENOENT
+ * for a removed file (tombstone or orphan). */
+int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name);
+
 /* Called once per child by store_readdir, in cursor order; returns nonzero
  * to stop (the caller's buffer is full; that child is not consumed). */
 typedef int (*store_readdir_fn)(void *ctx, const char *name, const struct store_node *node,
@@ -138,6 +142,9 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 
 /* Reads the whole content of file `ino` into a malloc'd buffer. */
 int store_read_file(struct store *st, uint64_t ino, char **data, size_t *len);
+/* The same, with the revision the content belongs to (one read: the two
+ * always agree). */
+int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len, int64_t *rev);
 
 /* ---- changes through the mount --------------------------------------- */
 

@@ -324,3 +324,36 @@ def test_quickstart_mounts_demo_data_and_serves_the_demo_page(tmp_path):
         finally:
             if p.poll() is None:
                 os.killpg(p.pid, 9)
+
+
+def test_mount_t_with_a_view(mount, sbin_helper, tmp_path):
+    """-o view=DIR through mount(8): one daemon, both mounts; unmounting
+    the read-write one takes the view with it."""
+    view = str(tmp_path / "m-view")
+    os.makedirs(view)
+    p = mount.run(["mount", "-t", "fuse.idbmount", mount.data, mount.mnt,
+                   "-o", "cache=always,view=" + view])
+    assert p.returncode == 0, p.stdout + p.stderr
+    mount.check_mounted()
+    src, fstype, options = mount_entry(view)
+    assert fstype == "fuse.idbmount" and src == mount.data and "ro" in options
+    with open(os.path.join(view, "alice", "shop", "orders", "1.json")) as f:
+        assert json.loads(f.read()) == {"item": "tea"}
+    mount.unmount(how=("umount",))
+    assert mount_entry(view) is None
+
+
+def test_fstab_line_of_a_view_alone(mount, sbin_helper, tmp_path):
+    """A machine that only analyses: an fstab line whose mount point is the
+    view (-o view_only)."""
+    fstab = tmp_path / "fstab"
+    fstab.write_text("%s  %s  fuse.idbmount  defaults,view_only,listen=none  0 0\n"
+                     % (mount.data, mount.mnt))
+    p = mount.run(["mount", "-T", str(fstab), mount.mnt])
+    assert p.returncode == 0, p.stdout + p.stderr
+    options = mount.check_mounted()
+    assert "ro" in options
+    with pytest.raises(OSError) as e:
+        open(os.path.join(mount.mnt, "alice", "shop", "orders", "2.json"), "w")
+    assert e.value.errno == errno.EROFS
+    mount.unmount()
