@@ -41,13 +41,14 @@ build_packages=(
 # What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
 # a real mount, and every tool those suites run on the mount (getfattr/
 # setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
-# openssl makes the self-signed certificate of the HTTPS test (tests/sync).
+# openssl makes the self-signed certificate of the HTTPS test (tests/sync);
+# logrotate runs mount-helpers/idbmount.logrotate in tests/fs.
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux
-	openssl
+	openssl logrotate
 )
 
 # Browser tests (tests/web): node runs them, npm installs their two npm

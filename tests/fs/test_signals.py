@@ -307,3 +307,38 @@ def test_sighup_in_the_foreground_stops(tmp_path):
     daemon.log.close()
     assert "Hangup: stopping" in daemon.stderr()
     wait_for("the mount to go", lambda: not is_mounted(mnt))
+
+
+def test_the_logrotate_snippet_rotates_a_running_daemons_log(tmp_path):
+    """mount-helpers/idbmount.logrotate, run by the real logrotate on a
+    detached daemon: the log is rotated, the daemon goes on writing into a
+    new 0600 file, and it still serves."""
+    data, mnt = str(tmp_path / "data"), str(tmp_path / "mnt")
+    os.makedirs(mnt)
+    ctl(data, "client", "add", "alice")
+    bin_dir = os.path.dirname(os.path.abspath(os.environ.get("IDBMOUNT_BIN", "build/idbmount")))
+    subprocess.run([os.path.join(bin_dir, "idbmount"), "--data", data, "--listen", "127.0.0.1:0",
+                    mnt], check=True, timeout=30)
+    pid = wait_for("the daemon's pid", lambda: recorded_pid(data))
+    # Something to rotate (the snippet skips an empty log).
+    wait_for("the first line", lambda: os.path.getsize(os.path.join(data, "idbmount.log")))
+    source = os.path.join(os.environ.get("IDBMOUNT_SOURCE_DIR", "."), "mount-helpers",
+                          "idbmount.logrotate")
+    config = tmp_path / "logrotate.conf"
+    config.write_text(open(source).read().replace("/var/lib/idbmount", data))
+    try:
+        env = dict(os.environ, PATH=bin_dir + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+        r = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(config)],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        log = os.path.join(data, "idbmount.log")
+        assert os.path.exists(log + ".1")
+        wait_for("the reopen message",
+                 lambda: "SIGHUP: reopened" in open(log).read())
+        assert os.stat(log).st_mode & 0o777 == 0o600
+        assert process_alive(pid)
+        os.mkdir(os.path.join(mnt, "alice", "crm"))
+        assert "crm" in os.listdir(os.path.join(mnt, "alice"))
+    finally:
+        subprocess.run(["fusermount3", "-u", mnt], check=False)
+        wait_for("the daemon to stop", lambda: not process_alive(pid))
