@@ -24,6 +24,7 @@ _spec.loader.exec_module(fs_conftest)
 Idb = fs_conftest.Idb
 Daemon = fs_conftest.Daemon
 sh = fs_conftest.sh
+wait_for = fs_conftest.wait_for
 SOURCE_DIR = os.environ.get("IDBMOUNT_SOURCE_DIR",
                             os.path.abspath(os.path.join(HERE, "..", "..")))
 
