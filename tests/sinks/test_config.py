@@ -151,3 +151,13 @@ def test_the_example_config_is_valid(sinks, tmp_path):
     sinks.start(text)
     names = sorted(s["name"] for s in sinks.status()["sinks"])
     assert names == ["feed", "flume", "hdfs", "nifi", "spool"]
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_webhdfs_sink_name_hdfs_refuses_stops_the_start(tmp_path, name):
+    """Its staged copies live in PATH/.idbmount-staging/NAME."""
+    cfg, p = run_daemon(tmp_path, "[sink %s]\ntype = webhdfs\nurl = http://127.0.0.1:9\n"
+                        "path = /data/idb\n" % name)
+    assert p.returncode == 2, p.stderr
+    assert "%s:1: [sink %s]: HDFS refuses '%s' as the name of its staging directory" % (
+        cfg, name, name) in p.stderr
