@@ -103,6 +103,10 @@ struct sink_type {
 	/* Whether batches are files: `prefix`, `partition` and `done_flag`
 	 * apply (and close_period must be set). */
 	bool files;
+	/* Optional, files only: what this type refuses in those three beyond
+	 * config.c's own rules (webhdfs: names HDFS never takes); false with
+	 * the reason in `why`. */
+	bool (*check_file_option)(const char *option, const char *value, char *why, size_t why_len);
 	/* The embedded default of `max_records` for this type (0: the
 	 * common default), e.g. a Flume channel's transaction capacity. */
 	int64_t default_max_records;

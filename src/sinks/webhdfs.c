@@ -65,9 +65,14 @@
  * .NAME.tmp next to the final name: a batch found staged there after an
  * upgrade is published from there.
  *
- * Errors are all RETRY: nothing in a batch's bytes can make HDFS refuse
- * it; a refusal (permissions, safe mode, quota, a wrong user) is fixed by
- * a person while the backlog waits in order.
+ * Errors are RETRY, with one exception: 400 InvalidPathException, HDFS's
+ * answer to a name it never takes (DFSUtil.isValidName: a name part
+ * holding ':', "." or "..", an empty part), parks the batch (ERROR), as
+ * no retry can change it. The config check refuses such names in path,
+ * partition and done_flag at start, so this is a batch recorded under an
+ * older config, or a cluster stricter than HDFS's rules. Any other refusal
+ * (permissions, safe mode, quota, a wrong user, a name over the cluster's
+ * length limit) is fixed by a person while the backlog waits in order.
  * RemoteException answers are shown as "HTTP 403 AccessControlException:
  * message". A 404 counts as "no such file" only with HDFS's
  * FileNotFoundException: a 404 page from a proxy says nothing about files.
@@ -80,6 +85,7 @@
 #include "curl_client.h"
 
 #include "idbmount/config.h"
+#include "idbmount/partition.h"
 #include "idbmount/sink.h"
 
 #include <errno.h>
@@ -145,25 +151,85 @@ static int pack(struct webhdfs_sink *w, const char *data, size_t len)
 	return rc;
 }
 
+/* ---- names HDFS takes --------------------------------------------------------------- */
+
+/* Whether HDFS takes the name parts of `path` (DFSUtil.isValidName): none
+ * holds ':', none is "." or "..", none is empty ("//"; a leading or
+ * trailing '/' is fine). false with the reason in `why`. */
+static bool hdfs_parts_valid(const char *path, char *why, size_t why_len)
+{
+	const char *part = path[0] == '/' ? path + 1 : path;
+	for (;;) {
+		const char *end = strchr(part, '/');
+		size_t len = end ? (size_t)(end - part) : strlen(part);
+		if (len == 0 && end) {
+			snprintf(why, why_len, "HDFS refuses an empty name part ('//')");
+			return false;
+		}
+		if ((len == 1 && part[0] == '.') ||
+		    (len == 2 && part[0] == '.' && part[1] == '.')) {
+			snprintf(why, why_len, "HDFS refuses '.' and '..' as name parts");
+			return false;
+		}
+		const char *colon = memchr(part, ':', len);
+		if (colon) {
+			snprintf(why, why_len, "HDFS refuses a name part holding ':' ('%.*s')",
+			         (int)len, part);
+			return false;
+		}
+		if (!end)
+			return true;
+		part = end + 1;
+	}
+}
+
 static bool check_hdfs_path(const char *value, char *why, size_t why_len)
 {
 	if (value[0] != '/') {
 		snprintf(why, why_len, "'%s' is not an absolute HDFS path", value);
 		return false;
 	}
-	return true;
+	size_t len = strlen(value);
+	while (len > 1 && value[len - 1] == '/')
+		len--;
+	char trimmed[1024];
+	snprintf(trimmed, sizeof(trimmed), "%.*s", (int)len, value);
+	return hdfs_parts_valid(trimmed, why, why_len);
+}
+
+/* The partition template as it renders (the variables give digits, at
+ * any time), and the done flag, as HDFS names. */
+static bool webhdfs_check_file_option(const char *option, const char *value, char *why,
+                                      size_t why_len)
+{
+	if (strcmp(option, "partition") != 0)
+		return hdfs_parts_valid(value, why, why_len);
+	char rendered[1024], reason[512];
+	partition_render(value, 0, rendered, sizeof(rendered));
+	if (hdfs_parts_valid(rendered, reason, sizeof(reason)))
+		return true;
+	snprintf(why, why_len, "gives names like '%s': %s", rendered, reason);
+	return false;
 }
 
 /* ---- requests ---------------------------------------------------------------------- */
 
-/* OK for a 2xx; else RETRY, with `msg` saying what happened (a
- * RemoteException's class and message). */
+/* HDFS's answer to a name it will never take: no retry can change it. */
+static bool refused_for_good(const char *exception)
+{
+	return strcmp(exception, "InvalidPathException") == 0;
+}
+
+/* OK for a 2xx; else RETRY or, for an answer no retry can change, ERROR,
+ * with `msg` saying what happened (a RemoteException's class and
+ * message). */
 static enum sink_result answer(const struct curl_response *r, const char *what, char *msg,
                                size_t msg_len)
 {
 	enum sink_result res = curl_client_classify(r, what, msg, msg_len);
 	if (res == SINK_OK)
 		return SINK_OK;
+	bool permanent = false;
 	if (r->code == CURLE_OK && r->body.len) {
 		json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
 		json_t *ex = json_object_get(doc, "RemoteException");
@@ -172,10 +238,11 @@ static enum sink_result answer(const struct curl_response *r, const char *what, 
 			const char *text = json_string_value(json_object_get(ex, "message"));
 			snprintf(msg, msg_len, "%s: HTTP %ld %s: %s", what, r->status,
 			         name ? name : "RemoteException", text ? text : "");
+			permanent = r->status == 400 && name && refused_for_good(name);
 		}
 		json_decref(doc);
 	}
-	return SINK_RETRY;
+	return permanent ? SINK_ERROR : SINK_RETRY;
 }
 
 /* Whether `r` is HDFS saying that the path does not exist. */
@@ -734,6 +801,7 @@ const struct sink_type sink_type_webhdfs = {
         .summary = "files in HDFS through WebHDFS or HttpFS",
         .options = webhdfs_options,
         .files = true,
+        .check_file_option = webhdfs_check_file_option,
         .init = webhdfs_init,
         .stage = webhdfs_stage,
         .deliver = webhdfs_deliver,

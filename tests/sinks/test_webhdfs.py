@@ -267,6 +267,40 @@ def test_a_datanode_write_that_completes_late_is_never_published_and_is_swept(si
         assert consumer.lines() == sinks.log_lines()
 
 
+# ---- answers that can never succeed ---------------------------------------
+
+def test_a_name_hdfs_refuses_parks_the_batch(sinks, tmp_path):
+    """HDFS answers 400 InvalidPathException for a name it will never take:
+    the batch is parked (status, /metrics), not retried for ever, and the
+    batches after it go on; unparked, it goes."""
+    from test_removed import http_port, metrics, sample  # it imports this module
+    root = tmp_path / "hdfs"
+    with WebHdfsPeer(root) as hdfs:
+        sinks.start(moving_config(hdfs.url, partition="y${YEAR}"))
+        port = http_port(sinks)
+        year_dir = "/data/idb/y%d" % time.gmtime().tm_year
+        hdfs.script_path("MKDIRS", year_dir,
+                         [(400, "InvalidPathException", "Invalid path name " + year_dir)])
+        sinks.import_lines("alice/shop/orders", records(3))
+        st = wait_for("the batch to be parked",
+                      lambda: (lambda s: s if s["parked"] == 1 else None)(sinks.sink_status("hdfs")))
+        assert st["failures"] == 1 and st["retries"] == 0
+        assert "HTTP 400 InvalidPathException: Invalid path name " + year_dir in \
+            st["parked_batches"][0]["error"]
+        assert "parked" in sinks.stderr()
+        text = metrics(port)
+        assert sample(text, "idbmount_sink_parked_batches", "hdfs") == 1
+        assert sample(text, "idbmount_sink_failures_total", "hdfs") == 1
+        sinks.import_lines("alice/shop/orders", records(2, start=3))
+        sinks.wait_caught_up("hdfs")
+        assert len(read_lines(hdfs_files(root))) == 2
+        sinks.ctl("sink", "unpark", "hdfs")
+        wait_for("the unparked batch", lambda: sinks.sink_status("hdfs")["parked"] == 0
+                 and len(hdfs_files(root)) == 2)
+        got = sorted(read_lines(hdfs_files(root)), key=lambda l: json.loads(l)["seq"])
+        assert got == sinks.log_lines()
+
+
 # ---- the staging directory -------------------------------------------------
 
 STAGING = "data/idb/.idbmount-staging/hdfs"
