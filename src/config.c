@@ -736,7 +736,9 @@ static struct sink_config *validate_section(struct reader *r, const struct raw_s
 		}
 		char why[512];
 		int64_t number;
-		if (!config_parse_value(o, l->value, &number, why, sizeof(why))) {
+		if (!config_parse_value(o, l->value, &number, why, sizeof(why)) ||
+		    (type->check_file_option && find_option(config_file_options, o->name) &&
+		     !type->check_file_option(o->name, l->value, why, sizeof(why)))) {
 			report(r, l->line, "[sink %s]: %s: %s", s->name, l->name, why);
 			continue;
 		}

@@ -39,6 +39,11 @@
  * `idbmountctl sink unpark` re-queues it, and it is then delivered again
  * out of order). Every failed attempt is logged on stderr and counted.
  *
+ * Sweeping. A sink with a `sweep` (webhdfs) removes what attempts it gave
+ * up on left where consumers never look: at start, before the unfinished
+ * intents are recovered, and every SWEEP_EVERY_MS, always between batches
+ * on the runner's thread, keeping the staged copies of STAGED intents.
+ *
  * Shutdown (SIGTERM, fusermount3 -u): each runner reads the log to its
  * end and ships its batches at once, one attempt each, for at most
  * SHUTDOWN_MS; whatever does not go stays in the change log for the next
@@ -86,6 +91,10 @@
 #define READ_CHUNK       1000
 #define ADVANCE_EVERY_MS 500
 #define SHUTDOWN_MS      5000
+/* How often a sink with a sweep looks for what given-up attempts left
+ * (after a failed look, sooner). */
+#define SWEEP_EVERY_MS (10 * 60 * 1000)
+#define SWEEP_RETRY_MS (60 * 1000)
 /* A change line holds a value of up to 2 x 16 MiB plus its fields: one
  * line always fits next to max_bytes of others. */
 #define LINE_ROOM (40u * 1024 * 1024)
@@ -139,7 +148,8 @@ struct runner {
 	enum partition_period period;
 	int64_t flags_from_ms; /* every period before has its done flag */
 	int64_t last_advance_ms;
-	bool taken_later; /* the sink reports what consumers took */
+	bool taken_later;      /* the sink reports what consumers took */
+	int64_t next_sweep_ms; /* monotonic; see sweep_leftovers */
 	struct batch open;
 	struct read_ahead ahead;
 	struct selector *selectors;
@@ -403,18 +413,25 @@ static int batch_read(struct runner *r, struct store *st, struct batch *b, int64
 
 /* ---- names and partitions ---------------------------------------------------------- */
 
-/* PREFIX-NODE-EPOCH[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20
- * digits so names sort in seq order. */
+/* PREFIX-NODE-EPOCH: how every batch name of this data directory starts
+ * (at most 100 + 63 + 16 + 2 bytes: config.c caps the prefix). */
+static void batch_owner(const struct runner *r, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s-%s-%s", r->cfg->prefix, r->name_node, r->epoch);
+}
+
+/* OWNER[.GEN]-FIRST-LAST.jsonl, the seqs zero-padded to 20 digits so
+ * names sort in seq order. */
 static void batch_name(const struct runner *r, int64_t generation, int64_t first, int64_t last,
                        char *out, size_t outlen)
 {
-	char gen[32] = "";
+	char owner[200], gen[32] = "";
+	batch_owner(r, owner, sizeof(owner));
 	if (generation > 0)
 		snprintf(gen, sizeof(gen), ".%lld", (long long)generation);
-	/* At most 100 + 63 + 16 + 21 + 2 x 20 + 10 bytes (config.c caps the
-	 * prefix): it always fits. */
-	int n = snprintf(out, outlen, "%s-%s-%s%s-%020lld-%020lld.jsonl", r->cfg->prefix,
-	                 r->name_node, r->epoch, gen, (long long)first, (long long)last);
+	/* At most 182 + 21 + 2 x 20 + 10 bytes: it always fits. */
+	int n = snprintf(out, outlen, "%s%s-%020lld-%020lld.jsonl", owner, gen, (long long)first,
+	                 (long long)last);
 	if (n < 0 || (size_t)n >= outlen)
 		out[0] = '\0';
 }
@@ -787,6 +804,68 @@ static int recover_intents(struct runner *r)
 	return rc == -ENOENT ? 0 : rc;
 }
 
+struct staged_names {
+	char (*names)[STORE_SINK_LABEL_MAX];
+	size_t n, cap;
+	bool short_of_memory; /* the list is incomplete: nothing may be swept */
+};
+
+static int collect_staged(void *ctx, const struct store_sink_intent *in)
+{
+	struct staged_names *k = ctx;
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 4;
+		char(*grown)[STORE_SINK_LABEL_MAX] = realloc(k->names, cap * sizeof(*grown));
+		if (!grown) {
+			k->short_of_memory = true;
+			return 1;
+		}
+		k->names = grown;
+		k->cap = cap;
+	}
+	snprintf(k->names[k->n++], STORE_SINK_LABEL_MAX, "%s", in->name);
+	return 0;
+}
+
+/* Lets the sink remove what its given-up attempts left (sink.h, sweep):
+ * at start, before the unfinished intents are recovered, then every
+ * SWEEP_EVERY_MS, always between batches. The staged intents' copies are
+ * kept. A failure is logged and counted like a retry; it does not hold up
+ * deliveries. */
+static void sweep_leftovers(struct runner *r)
+{
+	if (!r->type->sweep || clock_mono_ms() < r->next_sweep_ms)
+		return;
+	struct staged_names k = {0};
+	char msg[1024] = "";
+	enum sink_result res = SINK_RETRY;
+	if (store_sink_intents(r->st, r->cfg->name, STORE_INTENT_STAGED, collect_staged, &k) != 0) {
+		snprintf(msg, sizeof(msg), "%s", store_last_error(r->st));
+	} else {
+		const char **keep = k.short_of_memory ? NULL : calloc(k.n ? k.n : 1, sizeof(*keep));
+		if (keep) {
+			for (size_t i = 0; i < k.n; i++)
+				keep[i] = k.names[i];
+			char owner[200];
+			batch_owner(r, owner, sizeof(owner));
+			res = r->type->sweep(r->ctx, owner, keep, k.n, msg, sizeof(msg));
+			free(keep);
+		} else {
+			snprintf(msg, sizeof(msg), "out of memory");
+		}
+	}
+	free(k.names);
+	if (res == SINK_OK) {
+		if (msg[0])
+			logf_sink(r, "%s", msg);
+		r->next_sweep_ms = clock_mono_ms() + SWEEP_EVERY_MS;
+		return;
+	}
+	store_sink_note_retry(r->st, r->cfg->name, msg);
+	logf_sink(r, "sweep: %s (tried again in %d s)", msg, SWEEP_RETRY_MS / 1000);
+	r->next_sweep_ms = clock_mono_ms() + SWEEP_RETRY_MS;
+}
+
 /* Re-reads the sink's row: a replay (new generation) restarts reading. */
 static int sync_state(struct runner *r)
 {
@@ -847,6 +926,7 @@ static void *runner_main(void *arg)
 	unsigned errors = 0;
 	int rc = 0;
 	while (!stopping(f)) {
+		sweep_leftovers(r);
 		if (dirty || store_changed_elsewhere(r->st)) {
 			dirty = false;
 			rc = sync_state(r);

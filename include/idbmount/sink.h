@@ -29,6 +29,12 @@
  * which only a delivery can do), STAGED (the staged copy is intact: only
  * deliver it) or REDO (stage and deliver again from the change log; the
  * batch's name and content are the same, they are derived from the log).
+ * `deliver` answers OK in the same two cases (a retry after an answer that
+ * was lost): a consumer may take a published file away at any moment.
+ * For "gone" to mean "delivered", a sink keeps its staged copy where
+ * consumers never look, answers `stage` OK only once that copy is
+ * confirmed complete, and never lets a write it gave up on (a timeout)
+ * appear under the staged name later.
  *
  * A sink's context is built by init from its validated options and only
  * read after; every callback of one sink runs on that sink's own thread.
@@ -97,6 +103,10 @@ struct sink_type {
 	/* Whether batches are files: `prefix`, `partition` and `done_flag`
 	 * apply (and close_period must be set). */
 	bool files;
+	/* Optional, files only: what this type refuses in those three beyond
+	 * config.c's own rules (webhdfs: names HDFS never takes); false with
+	 * the reason in `why`. */
+	bool (*check_file_option)(const char *option, const char *value, char *why, size_t why_len);
 	/* The embedded default of `max_records` for this type (0: the
 	 * common default), e.g. a Flume channel's transaction capacity. */
 	int64_t default_max_records;
@@ -117,6 +127,15 @@ struct sink_type {
 	 * after its last batch was delivered; must be idempotent. */
 	enum sink_result (*close_period)(void *ctx, const char *partition, char *msg,
 	                                 size_t msg_len);
+	/* Optional: removes what this data directory's attempts left where
+	 * no consumer looks (webhdfs: writes given up on that completed
+	 * later). Every batch name of this data directory starts with
+	 * `owner` ("PREFIX-NODE-EPOCH") and a '-' or '.'; the staged copies
+	 * of the batches named in `keep` (intents staged, not yet delivered)
+	 * stay. Called between batches, at start and now and then; OK may
+	 * leave a message saying what was removed. */
+	enum sink_result (*sweep)(void *ctx, const char *owner, const char *const *keep,
+	                          size_t n_keep, char *msg, size_t msg_len);
 	/* Optional: for sinks that learn only after deliver that a consumer
 	 * took a batch (the dir sink watching for Flume's rename to
 	 * .COMPLETED or NiFi's delete). Returns the highest last seq of the

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define BODY_CAP (64u * 1024)
+#define BODY_CAP (64u * 1024) /* error bodies are short */
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc;
@@ -31,6 +31,7 @@ int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char 
 	c->connect_timeout_ms = (long)sink_config_number(cfg, "connect_timeout");
 	snprintf(c->ca_file, sizeof(c->ca_file), "%s", sink_config_string(cfg, "tls_ca_file"));
 	c->verify = sink_config_bool(cfg, "tls_verify");
+	c->body_max = BODY_CAP;
 	c->curl = curl_easy_init();
 	if (!c->curl) {
 		snprintf(err, err_len, "libcurl: cannot make a handle");
@@ -98,7 +99,7 @@ void curl_client_request(struct curl_client *c, const char *method, const char *
                          struct curl_response *out)
 {
 	memset(out, 0, sizeof(*out));
-	buf_init(&out->body, BODY_CAP);
+	buf_init(&out->body, c->body_max);
 	CURL *h = c->curl;
 	curl_easy_reset(h);
 	c->errbuf[0] = '\0';

@@ -43,12 +43,13 @@ struct curl_client {
 	bool verify;
 	char errbuf[CURL_ERROR_SIZE];
 	atomic_bool cancelled; /* set by curl_client_cancel from any thread */
+	size_t body_max;       /* answers are cut there (64 KiB unless set after init) */
 };
 
 struct curl_response {
 	long status;     /* 0 when no answer came */
 	CURLcode code;   /* CURLE_OK when an answer came */
-	struct buf body; /* capped: error bodies are short */
+	struct buf body; /* capped at the client's body_max */
 	char location[2048];
 	char error[CURL_ERROR_SIZE + 64]; /* for code != CURLE_OK */
 };

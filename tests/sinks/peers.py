@@ -19,14 +19,29 @@ WebHdfsPeer: a NameNode and a DataNode on two ports keeping files in a
   application/octet-stream and refuses an existing file unless
   overwrite=true (403 FileAlreadyExistsException); RENAME answers
   {"boolean":false} when the target exists, the source or the target's
-  parent is missing; errors are {"RemoteException": ...}; user.name is
-  required. `httpfs = True` makes it HttpFS: no redirect, data=true
-  required on CREATE, overwrite defaults to true.
+  parent is missing; a name HDFS's DFSUtil.isValidName refuses (a part
+  holding ':', "." or "..", "//") gets 400 InvalidPathException from
+  MKDIRS, the DataNode's CREATE, RENAME's target and GETFILESTATUS;
+  DELETE answers {"boolean":false} for a missing path and refuses a
+  non-empty directory without recursive=true; LISTSTATUS lists a
+  directory; errors are {"RemoteException": ...}, a missing path 404
+  FileNotFoundException; user.name is required. Namespace operations
+  happen one at a time. `httpfs = True` makes it HttpFS: no redirect,
+  data=true required on CREATE, overwrite defaults to true. Scripts make
+  it answer late (the operation done, the answer after the client's
+  timeout), complete a write late, fail or drop a request.
+
+HdfsConsumer: takes every file published into a WebHdfsPeer, some time
+  after the RENAME, moving it into archive/ or deleting it (Spark's
+  cleanSource=archive, NiFi GetHDFS), and notes a name published twice.
 """
+import gzip
 import json
 import os
+import shutil
 import socket
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -242,6 +257,29 @@ def _remote(exception, message):
                                 "message": message}}
 
 
+def hdfs_valid_name(path):
+    """HDFS's DFSUtil.isValidName: an absolute path none of whose components
+    is "." or ".." or holds ':', and no empty component but the first and
+    the last ("//" inside). The NameNode answers anything else with
+    InvalidPathException (MKDIRS, CREATE, RENAME's target, GETFILESTATUS)."""
+    if not path.startswith("/"):
+        return False
+    parts = path.split("/")
+    while parts and parts[-1] == "":  # Hadoop's StringUtils.split drops them
+        parts.pop()
+    for i, part in enumerate(parts):
+        if part in (".", "..") or ":" in part:
+            return False
+        if part == "" and i != 0:
+            return False
+    return True
+
+
+def _visible(hdfs_path):
+    name = hdfs_path.rstrip("/").rsplit("/", 1)[-1]
+    return not name.startswith((".", "_"))
+
+
 class _HdfsHandler(_Handler):
     def parse(self):
         u = urllib.parse.urlsplit(self.path)
@@ -257,25 +295,49 @@ class _HdfsHandler(_Handler):
         assert path.startswith(peer.root)
         return path
 
-    def common(self, method):
+    def reply(self, status, obj=None, headers=()):
+        # A late answer goes to a client that gave up and closed.
+        try:
+            super().reply(status, obj, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def invalid(self, hdfs):
+        self.reply(400, _remote("InvalidPathException", "Invalid path name " + hdfs))
+
+    def common(self, method, datanode=False):
+        """Logs the request and plays what was scripted for it. Returns
+        (hdfs path, op, query, body, timing) or None when answered."""
         peer = self.server.peer
         hdfs, op, q = self.parse()
         body = self.body()
+        keys = [op]
+        if datanode:
+            keys.insert(0, "DATANODE")
+        elif op == "RENAME" and _visible(q.get("destination", "")):
+            keys.insert(0, "PUBLISH")
         with peer.lock:
             peer.log.append((method, op, hdfs, q))
-            hang = peer.hang.get(op)
-            scripted = peer.scripted.get(op)
-            if scripted:
-                action = scripted.pop(0)
+            hang = next((peer.hang[k] for k in keys if k in peer.hang), None)
+            action = None
+            if peer.scripted_path.get((op, hdfs)):
+                action = peer.scripted_path[(op, hdfs)].pop(0)
             else:
-                action = None
+                for k in keys:
+                    if peer.scripted.get(k):
+                        action = peer.scripted[k].pop(0)
+                        break
         if hang is not None:
             hang.wait(timeout=120)
         if action == "drop":
             self.drop()
             return None
-        if action is not None:
+        if isinstance(action, int):
             self.reply(action, _remote("IOException", "scripted failure"))
+            return None
+        if isinstance(action, tuple):
+            status, exception, message = action
+            self.reply(status, _remote(exception, message))
             return None
         if hdfs is None:
             self.reply(404, _remote("IllegalArgumentException", "not a WebHDFS path"))
@@ -283,7 +345,17 @@ class _HdfsHandler(_Handler):
         if "user.name" not in q:
             self.reply(401, _remote("SecurityException", "no user.name (simple auth)"))
             return None
-        return hdfs, op, q, body
+        if action == "slow":
+            # The operation itself happens after the client gave up.
+            time.sleep(peer.late_s)
+        return hdfs, op, q, body, action
+
+    def answer(self, action, status, obj=None, headers=()):
+        """Answers, after peer.late_s for a "late" action: the operation is
+        done, its answer comes after the client's timeout."""
+        if action == "late":
+            time.sleep(self.server.peer.late_s)
+        self.reply(status, obj, headers)
 
 
 class _NameNodeHandler(_HdfsHandler):
@@ -291,78 +363,145 @@ class _NameNodeHandler(_HdfsHandler):
         got = self.common("PUT")
         if not got:
             return
-        hdfs, op, q, body = got
+        hdfs, op, q, body, action = got
         peer = self.server.peer
         path = self.local(hdfs)
         if op == "MKDIRS":
-            if os.path.isfile(path):
-                return self.reply(403, _remote("FileAlreadyExistsException", hdfs + " is a file"))
-            os.makedirs(path, exist_ok=True)
-            return self.reply(200, {"boolean": True})
+            if not hdfs_valid_name(hdfs):
+                return self.invalid(hdfs)
+            with peer.fs_lock:
+                if os.path.isfile(path):
+                    return self.answer(action, 403, _remote("FileAlreadyExistsException",
+                                                            hdfs + " is a file"))
+                os.makedirs(path, exist_ok=True)
+            return self.answer(action, 200, {"boolean": True})
         if op == "CREATE":
             if peer.httpfs:
                 if q.get("data") != "true":
                     return self.reply(400, _remote("IllegalArgumentException",
                                                    "HttpFS: CREATE needs data=true"))
-                return peer.write_file(self, hdfs, path, q, body, default_overwrite="true")
+                return peer.write_file(self, hdfs, path, q, body, "true", action)
             if body:
                 return self.reply(400, _remote("IllegalArgumentException",
                                                "data sent to the NameNode"))
+            # Like HDFS, the NameNode only picks a DataNode here; the name
+            # is checked when the DataNode creates the file.
             loc = "http://127.0.0.1:%d/webhdfs/v1%s?%s" % (
                 peer.datanode_port, urllib.parse.quote(hdfs),
                 urllib.parse.urlencode(dict(q, namenoderpcaddress="127.0.0.1:8020")))
             if q.get("noredirect") == "true":
-                return self.reply(200, {"Location": loc})
-            return self.reply(307, None, [("Location", loc)])
+                return self.answer(action, 200, {"Location": loc})
+            return self.answer(action, 307, None, [("Location", loc)])
         if op == "RENAME":
             dest = q.get("destination", "")
             if not dest.startswith("/"):
                 return self.reply(400, _remote("IllegalArgumentException", "bad destination"))
+            if not hdfs_valid_name(dest):
+                return self.invalid(dest)
             target = self.local(dest)
-            ok = (os.path.exists(path) and not os.path.exists(target)
-                  and os.path.isdir(os.path.dirname(target)))
-            if ok:
-                os.rename(path, target)
-            return self.reply(200, {"boolean": ok})
+            with peer.fs_lock:
+                ok = (os.path.exists(path) and not os.path.exists(target)
+                      and os.path.isdir(os.path.dirname(target)))
+                if ok:
+                    os.rename(path, target)
+            if ok and _visible(dest):
+                for hook in list(peer.on_publish):
+                    hook(dest)
+            return self.answer(action, 200, {"boolean": ok})
         return self.reply(400, _remote("IllegalArgumentException", "op %s not supported" % op))
+
+    def do_DELETE(self):
+        got = self.common("DELETE")
+        if not got:
+            return
+        hdfs, op, q, body, action = got
+        peer = self.server.peer
+        path = self.local(hdfs)
+        if op != "DELETE":
+            return self.reply(400, _remote("IllegalArgumentException", "op %s not supported" % op))
+        with peer.fs_lock:
+            if not os.path.lexists(path):
+                return self.answer(action, 200, {"boolean": False})
+            if os.path.isdir(path):
+                if os.listdir(path) and q.get("recursive") != "true":
+                    return self.answer(action, 403, _remote(
+                        "PathIsNotEmptyDirectoryException", hdfs + " is non empty': Directory is not empty"))
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+        return self.answer(action, 200, {"boolean": True})
+
+    @staticmethod
+    def status_of(path, suffix):
+        st = os.stat(path)
+        return {"pathSuffix": suffix, "type": "DIRECTORY" if os.path.isdir(path) else "FILE",
+                "length": 0 if os.path.isdir(path) else st.st_size,
+                "modificationTime": int(st.st_mtime * 1000), "accessTime": 0,
+                "blockSize": 134217728, "childrenNum": 0, "fileId": st.st_ino,
+                "group": "supergroup", "owner": "etl", "permission": "644",
+                "replication": 3, "storagePolicy": 0}
 
     def do_GET(self):
         got = self.common("GET")
         if not got:
             return
-        hdfs, op, q, body = got
+        hdfs, op, q, body, action = got
+        peer = self.server.peer
         path = self.local(hdfs)
         if op == "GETFILESTATUS":
-            if not os.path.exists(path):
-                return self.reply(404, _remote("FileNotFoundException",
-                                               "File does not exist: " + hdfs))
-            st = os.stat(path)
-            return self.reply(200, {"FileStatus": {
-                "length": st.st_size, "type": "DIRECTORY" if os.path.isdir(path) else "FILE",
-                "modificationTime": int(st.st_mtime * 1000), "pathSuffix": ""}})
+            if not hdfs_valid_name(hdfs):
+                return self.invalid(hdfs)
+            with peer.fs_lock:
+                if not os.path.exists(path):
+                    return self.answer(action, 404, _remote(
+                        "FileNotFoundException", "File does not exist: " + hdfs))
+                status = self.status_of(path, "")
+            return self.answer(action, 200, {"FileStatus": status})
+        if op == "LISTSTATUS":
+            with peer.fs_lock:
+                if not os.path.exists(path):
+                    return self.answer(action, 404, _remote(
+                        "FileNotFoundException", "File " + hdfs + " does not exist."))
+                if os.path.isdir(path):
+                    entries = [self.status_of(os.path.join(path, n), n)
+                               for n in sorted(os.listdir(path))]
+                else:
+                    entries = [self.status_of(path, "")]
+            return self.answer(action, 200, {"FileStatuses": {"FileStatus": entries}})
         return self.reply(400, _remote("IllegalArgumentException", "op %s not supported" % op))
 
 
 class _DataNodeHandler(_HdfsHandler):
     def do_PUT(self):
-        got = self.common("PUT")
+        got = self.common("PUT", datanode=True)
         if not got:
             return
-        hdfs, op, q, body = got
+        hdfs, op, q, body, action = got
         if op != "CREATE":
             return self.reply(400, _remote("IllegalArgumentException", "DataNode: only CREATE"))
-        self.server.peer.write_file(self, hdfs, self.local(hdfs), q, body,
-                                    default_overwrite="false")
+        self.server.peer.write_file(self, hdfs, self.local(hdfs), q, body, "false", action)
 
 
 class WebHdfsPeer(_Peer):
     def __init__(self, root, httpfs=False):
         self.root = os.path.realpath(str(root))
+        os.makedirs(self.root, exist_ok=True)
         self.httpfs = httpfs
         self.lock = threading.Lock()
+        self.fs_lock = threading.RLock()  # the namespace: one operation at a time
         self.log = []
-        self.scripted = {}   # op -> [status or "drop", ...]
-        self.hang = {}       # op -> threading.Event to wait for
+        # op -> [action, ...] for the next requests of that op: None (as
+        # usual), a status (IOException), (status, exception, message),
+        # "drop" (no answer, nothing done), "late" (done, answered after
+        # late_s), "slow" (done after late_s: a write that completes after
+        # the client gave up). "PUBLISH" is a RENAME to a visible name and
+        # "DATANODE" the DataNode's part of a CREATE; they are looked up
+        # before the op's own list.
+        self.scripted = {}
+        self.scripted_path = {}  # (op, HDFS path) -> [action, ...], looked up first
+        self.hang = {}       # op (or PUBLISH, DATANODE) -> threading.Event to wait for
+        self.late_s = 2.0
+        self.on_publish = []  # called with the HDFS path after each RENAME to a visible name
         self.datanode = self._serve(_DataNodeHandler)
         self.namenode = self._serve(_NameNodeHandler)
         self.port = self.namenode.server_address[1]
@@ -373,24 +512,37 @@ class WebHdfsPeer(_Peer):
         with self.lock:
             self.scripted.setdefault(op, []).extend([status] * count)
 
-    def write_file(self, handler, hdfs, path, q, body, default_overwrite):
+    def script(self, op, actions):
+        with self.lock:
+            self.scripted.setdefault(op, []).extend(actions)
+
+    def script_path(self, op, hdfs, actions):
+        with self.lock:
+            self.scripted_path.setdefault((op, hdfs), []).extend(actions)
+
+    def write_file(self, handler, hdfs, path, q, body, default_overwrite, action):
         ctype = handler.headers.get("Content-Type", "")
         if ctype != "application/octet-stream":
             return handler.reply(400, _remote("IllegalArgumentException",
                                               "Content-Type %r, want application/octet-stream" % ctype))
+        if not hdfs_valid_name(hdfs):
+            return handler.invalid(hdfs)
         overwrite = q.get("overwrite", default_overwrite) == "true"
-        if os.path.exists(path) and not overwrite:
-            return handler.reply(403, _remote("FileAlreadyExistsException",
-                                              "%s for client 127.0.0.1 already exists" % hdfs))
-        if not os.path.isdir(os.path.dirname(path)):
-            os.makedirs(os.path.dirname(path))
-        with open(path, "wb") as f:
-            f.write(body)
-        handler.reply(201, None, [("Location", "hdfs://127.0.0.1:8020" + hdfs)])
+        with self.fs_lock:
+            if os.path.exists(path) and not overwrite:
+                return handler.answer(action, 403, _remote(
+                    "FileAlreadyExistsException", "%s for client 127.0.0.1 already exists" % hdfs))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(body)
+        handler.answer(action, 201, None, [("Location", "hdfs://127.0.0.1:8020" + hdfs)])
 
     def ops(self, op):
         with self.lock:
             return [e for e in self.log if e[1] == op]
+
+    def publishes(self):
+        return [e for e in self.ops("RENAME") if _visible(e[3].get("destination", ""))]
 
     def close(self):
         for ev in self.hang.values():
@@ -398,3 +550,85 @@ class WebHdfsPeer(_Peer):
         for s in (self.namenode, self.datanode):
             s.shutdown()
             s.server_close()
+
+
+class HdfsConsumer:
+    """A consumer that takes each file published under `under` (Spark's
+    file source with cleanSource=archive, NiFi GetHDFS, an Oozie action
+    archiving its input): `delay` seconds after a RENAME made it visible,
+    it reads it and moves it into archive/ (mode "move") or deletes it
+    ("delete"), as an HDFS client would, one namespace operation at a time
+    with the NameNode's others. It keeps what it took, and every final name
+    published more than once."""
+
+    def __init__(self, peer, under, mode="move", delay=0.15):
+        self.peer = peer
+        self.under = under.rstrip("/") + "/"
+        self.mode = mode
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.published = {}   # HDFS path -> times published
+        self.republished = []  # HDFS paths published more than once
+        self.taken = []       # (HDFS path, bytes), in the order taken
+        self.failures = []
+        self.pending = 0
+        self.idle = threading.Condition(self.lock)
+        peer.on_publish.append(self.saw)
+
+    def saw(self, hdfs):
+        if not hdfs.startswith(self.under):
+            return
+        with self.lock:
+            self.published[hdfs] = self.published.get(hdfs, 0) + 1
+            if self.published[hdfs] > 1:
+                self.republished.append(hdfs)
+            self.pending += 1
+        t = threading.Timer(self.delay, self.take, args=(hdfs,))
+        t.daemon = True
+        t.start()
+
+    def take(self, hdfs):
+        peer = self.peer
+        path = os.path.join(peer.root, hdfs.lstrip("/"))
+        try:
+            with peer.fs_lock:
+                if not os.path.exists(path):
+                    raise FileNotFoundError(hdfs + " vanished before it was taken")
+                with open(path, "rb") as f:
+                    data = f.read()
+                if self.mode == "move":
+                    archive = os.path.join(peer.root, "archive", hdfs.lstrip("/"))
+                    os.makedirs(os.path.dirname(archive), exist_ok=True)
+                    again = 1
+                    while os.path.exists(archive):  # read (again) all the same
+                        archive = "%s.again%d" % (archive.split(".again")[0], again)
+                        again += 1
+                    os.rename(path, archive)
+                else:
+                    os.unlink(path)
+            with self.lock:
+                self.taken.append((hdfs, data))
+        except OSError as e:
+            with self.lock:
+                self.failures.append(str(e))
+        finally:
+            with self.lock:
+                self.pending -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout=60):
+        with self.lock:
+            return self.idle.wait_for(lambda: self.pending == 0, timeout=timeout)
+
+    def lines(self):
+        with self.lock:
+            taken = list(self.taken)
+        out = []
+        for hdfs, data in taken:
+            if hdfs.endswith(".gz"):
+                data = gzip.decompress(data)
+            out += data.decode("utf-8").split("\n")[:-1]
+        return out
+
+    def close(self):
+        self.peer.on_publish.remove(self.saw)

@@ -21,6 +21,7 @@ def run_daemon(tmp_path, text):
 
 
 DIR = "[sink s]\ntype = dir\npath = /tmp/idbmount-test-unused\n"
+HDFS = "[sink w]\ntype = webhdfs\nurl = http://127.0.0.1:9\npath = /data/idb\n"
 
 BAD = [
     # (config text, line, words the message must hold)
@@ -66,6 +67,22 @@ BAD = [
     ("[sink h]\ntype = http\nurl = http://x/\npartition = ${YEAR}\n", 4, "batches of this type are not files"),
     ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\npath = tmp\n", 4, "is not an absolute HDFS path"),
     ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\n", 1, "type webhdfs needs 'path'"),
+    # What HDFS refuses in a name (DFSUtil.isValidName), for webhdfs only.
+    (HDFS + "partition = ${HOUR}:${MINUTE}\n", 5,
+     "partition: gives names like '00:00': HDFS refuses a name part holding ':' ('00:00')"),
+    (HDFS + "partition = ${YEAR}/at:${HOUR}\n", 5,
+     "partition: gives names like '1970/at:00': HDFS refuses a name part holding ':' ('at:00')"),
+    (HDFS + "partition = ${YEAR}/..\n", 5, "parts starting with '.' or '_'"),
+    (HDFS + "partition = ${HOUR}\ndone_flag = _DONE:1\n", 6,
+     "done_flag: HDFS refuses a name part holding ':' ('_DONE:1')"),
+    ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\npath = /data/a:b\n", 4,
+     "path: HDFS refuses a name part holding ':' ('a:b')"),
+    ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\npath = /data/../etc\n", 4,
+     "path: HDFS refuses '.' and '..' as name parts"),
+    ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\npath = /data/./x\n", 4,
+     "path: HDFS refuses '.' and '..' as name parts"),
+    ("[sink w]\ntype = webhdfs\nurl = http://nn:9870\npath = /data//x\n", 4,
+     "path: HDFS refuses an empty name part ('//')"),
     (DIR + "this is not a setting\n", 4, "not a 'name = value' line"),
     (DIR + "timeout = 5s\n", 4, "unknown key 'timeout' for type dir"),
 ]
@@ -151,3 +168,23 @@ def test_the_example_config_is_valid(sinks, tmp_path):
     sinks.start(text)
     names = sorted(s["name"] for s in sinks.status()["sinks"])
     assert names == ["feed", "flume", "hdfs", "nifi", "spool"]
+
+
+def test_a_name_only_hdfs_refuses_is_fine_for_a_dir_sink(sinks, tmp_path):
+    """The dir sink keeps its own rules: ':' is a plain character there."""
+    spool = tmp_path / "spool"
+    sinks.start("[sink s]\ntype = dir\npath = %s\npartition = ${HOUR}:${MINUTE}\n"
+                "max_age = 20ms\n" % spool)
+    sinks.put("alice/shop/orders", 1, {"a": 1})
+    sinks.wait_caught_up("s")
+    assert [d for d in os.listdir(spool) if ":" in d]
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_webhdfs_sink_name_hdfs_refuses_stops_the_start(tmp_path, name):
+    """Its staged copies live in PATH/.idbmount-staging/NAME."""
+    cfg, p = run_daemon(tmp_path, "[sink %s]\ntype = webhdfs\nurl = http://127.0.0.1:9\n"
+                        "path = /data/idb\n" % name)
+    assert p.returncode == 2, p.stderr
+    assert "%s:1: [sink %s]: HDFS refuses '%s' as the name of its staging directory" % (
+        cfg, name, name) in p.stderr

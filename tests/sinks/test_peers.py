@@ -4,10 +4,12 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
+from conftest import wait_for
 from flume_spooldir import SpoolConsumer
-from peers import FlumeHttpPeer, WebHdfsPeer
+from peers import FlumeHttpPeer, HdfsConsumer, WebHdfsPeer, hdfs_valid_name
 
 
 def consume(tmp_path, files, max_line=2048, change=None):
@@ -168,3 +170,124 @@ def test_webhdfs_peer_is_strict(tmp_path):
         st, _, _ = req("PUT", "/d/h", "op=CREATE&data=true&user.name=u", data=b"z\n",
                        ctype="application/octet-stream")
         assert st == 201 and (tmp_path / "d" / "h").read_bytes() == b"z\n"
+
+
+def hdfs_request(hdfs, method, path, query, data=None, timeout=10):
+    url = "%s/webhdfs/v1%s?%s" % (hdfs.url, urllib.parse.quote(path), query)
+    r = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def test_webhdfs_peer_refuses_names_as_hdfs_does(tmp_path):
+    """DFSUtil.isValidName: ':' in a name part, '.' and '..', '//'."""
+    assert hdfs_valid_name("/data/idb/2026/12") and hdfs_valid_name("/data/idb/")
+    assert hdfs_valid_name("/") and hdfs_valid_name("/a/.hidden")
+    for bad in ["/data/12:30", "/data/./x", "/data/../x", "/data//x", "relative", "/a:b"]:
+        assert not hdfs_valid_name(bad), bad
+    with WebHdfsPeer(tmp_path) as hdfs:
+        st, body = hdfs_request(hdfs, "PUT", "/data/12:30", "op=MKDIRS&user.name=u", b"")
+        assert st == 400
+        assert body["RemoteException"]["exception"] == "InvalidPathException"
+        assert body["RemoteException"]["message"] == "Invalid path name /data/12:30"
+        assert not (tmp_path / "data").exists()
+        assert hdfs_request(hdfs, "PUT", "/data/x", "op=MKDIRS&user.name=u", b"") == \
+            (200, {"boolean": True})
+        (tmp_path / "data" / "f").write_text("x\n")
+        st, body = hdfs_request(hdfs, "PUT", "/data/f",
+                                "op=RENAME&destination=/data/a:b&user.name=u", b"")
+        assert st == 400 and body["RemoteException"]["exception"] == "InvalidPathException"
+        st, body = hdfs_request(hdfs, "GET", "/data/a:b", "op=GETFILESTATUS&user.name=u")
+        assert st == 400
+        # The DataNode's CREATE refuses it too (the NameNode only redirects).
+        st, _ = hdfs_request(hdfs, "PUT", "/data/c:d", "op=CREATE&noredirect=true&user.name=u",
+                             b"")
+        assert st == 200
+        loc = "http://127.0.0.1:%d/webhdfs/v1/data/c%%3Ad?op=CREATE&user.name=u" % \
+            hdfs.datanode_port
+        r = urllib.request.Request(loc, data=b"x\n", method="PUT",
+                                   headers={"Content-Type": "application/octet-stream"})
+        try:
+            urllib.request.urlopen(r, timeout=10)
+            assert False, "created a file HDFS would refuse"
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+        assert sorted(os.listdir(tmp_path / "data")) == ["f", "x"]
+
+
+def test_webhdfs_peer_lists_and_deletes(tmp_path):
+    with WebHdfsPeer(tmp_path) as hdfs:
+        (tmp_path / "d" / "sub").mkdir(parents=True)
+        (tmp_path / "d" / "a").write_text("aa\n")
+        st, body = hdfs_request(hdfs, "GET", "/d", "op=LISTSTATUS&user.name=u")
+        assert st == 200
+        entries = body["FileStatuses"]["FileStatus"]
+        assert [(e["pathSuffix"], e["type"], e["length"]) for e in entries] == \
+            [("a", "FILE", 3), ("sub", "DIRECTORY", 0)]
+        st, body = hdfs_request(hdfs, "GET", "/nope", "op=LISTSTATUS&user.name=u")
+        assert st == 404 and body["RemoteException"]["exception"] == "FileNotFoundException"
+        assert hdfs_request(hdfs, "DELETE", "/d/a", "op=DELETE&recursive=false&user.name=u") == \
+            (200, {"boolean": True})
+        assert hdfs_request(hdfs, "DELETE", "/d/a", "op=DELETE&recursive=false&user.name=u") == \
+            (200, {"boolean": False})
+        (tmp_path / "d" / "sub" / "x").write_text("x\n")
+        st, body = hdfs_request(hdfs, "DELETE", "/d", "op=DELETE&recursive=false&user.name=u")
+        assert st == 403
+        assert body["RemoteException"]["exception"] == "PathIsNotEmptyDirectoryException"
+        assert (tmp_path / "d" / "sub" / "x").exists()
+
+
+def test_webhdfs_peer_late_answers_and_slow_writes(tmp_path):
+    """"late": done at once, answered after late_s (the client has given
+    up); "slow": done after late_s."""
+    with WebHdfsPeer(tmp_path) as hdfs:
+        hdfs.late_s = 1.0
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / ".f.tmp").write_text("x\n")
+        hdfs.script("PUBLISH", ["late"])
+        try:
+            hdfs_request(hdfs, "PUT", "/d/.f.tmp", "op=RENAME&destination=/d/f&user.name=u",
+                         b"", timeout=0.3)
+            assert False, "answered in time"
+        except (TimeoutError, urllib.error.URLError):
+            pass
+        assert (tmp_path / "d" / "f").exists()  # done all the same
+        hdfs.script("DATANODE", ["slow"])
+        loc = "http://127.0.0.1:%d/webhdfs/v1/d/g?op=CREATE&user.name=u" % hdfs.datanode_port
+        r = urllib.request.Request(loc, data=b"g\n", method="PUT",
+                                   headers={"Content-Type": "application/octet-stream"})
+        try:
+            urllib.request.urlopen(r, timeout=0.3)
+            assert False, "answered in time"
+        except (TimeoutError, urllib.error.URLError):
+            pass
+        assert not (tmp_path / "d" / "g").exists()
+        wait_for("the slow write", (tmp_path / "d" / "g").exists)
+
+
+def test_hdfs_consumer_takes_published_files_and_sees_a_name_published_again(tmp_path):
+    with WebHdfsPeer(tmp_path) as hdfs:
+        consumer = HdfsConsumer(hdfs, "/d", mode="move", delay=0.1)
+        (tmp_path / "d").mkdir()
+
+        def publish(body):
+            (tmp_path / "d" / ".f.tmp").write_bytes(body)
+            assert hdfs_request(hdfs, "PUT", "/d/.f.tmp",
+                                "op=RENAME&destination=/d/f&user.name=u", b"") == \
+                (200, {"boolean": True})
+        publish(b'{"seq":1}\n')
+        assert consumer.wait_idle()
+        assert not (tmp_path / "d" / "f").exists()
+        assert (tmp_path / "archive" / "d" / "f").exists()
+        assert consumer.lines() == ['{"seq":1}'] and consumer.republished == []
+        publish(b'{"seq":1}\n')  # the same name again, after it was taken
+        assert consumer.wait_idle()
+        assert consumer.republished == ["/d/f"]
+        assert consumer.lines() == ['{"seq":1}', '{"seq":1}']
+        # Hidden names are not taken.
+        (tmp_path / "d" / ".g.tmp").write_text("x\n")
+        hdfs_request(hdfs, "PUT", "/d/.g.tmp", "op=RENAME&destination=/d/.g&user.name=u", b"")
+        assert consumer.wait_idle() and len(consumer.taken) == 2
