@@ -84,6 +84,44 @@ def free_hung_mount(mnt):
     subprocess.run(["umount", "-f", "-l", mnt], check=False, stderr=subprocess.DEVNULL)
 
 
+class Load:
+    """Round `r`'s load on a started daemon: three processes creating files
+    in the store (each logs what it closed into a log of its own, appended
+    to `logs`), and pushes into the same store."""
+
+    def __init__(self, tmp_path, daemon, token, r, logs):
+        store = os.path.join(daemon.mnt, "alice", "shop", "orders")
+        os.makedirs(store, exist_ok=True)
+        self.stop = threading.Event()
+        self.push = threading.Thread(target=pusher,
+                                     args=(daemon.port(), token, "h%d" % r, self.stop))
+        self.push.start()
+        self.logs = []
+        self.creators = []
+        for w in range(3):
+            log = str(tmp_path / ("closed-%d-%d.log" % (r, w)))
+            self.logs.append(log)
+            self.creators.append(subprocess.Popen(
+                [sys.executable, "-c", CREATOR, store, "c%d-%d" % (r, w), log]))
+        logs.extend(self.logs)
+
+    def end(self, r, mnt, what):
+        """Stops the load; fails if a writer or a push hung on the mount."""
+        self.stop.set()
+        for log in self.logs:
+            open(log + ".stop", "w").close()
+        for c in self.creators:
+            try:
+                c.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                free_hung_mount(mnt)
+                c.kill()
+                raise AssertionError("round %d: a writer hung on the mount after %s" %
+                                     (r, what))
+        self.push.join(timeout=STOP_DEADLINE)
+        assert not self.push.is_alive(), "round %d: a push hung" % r
+
+
 def run_rounds(tmp_path, sig):
     data, mnt = str(tmp_path / "data"), str(tmp_path / "mnt")
     token = ctl(data, "client", "add", "alice").stdout.strip()
@@ -91,19 +129,7 @@ def run_rounds(tmp_path, sig):
     logs = []
     for r in range(ROUNDS):
         daemon.start()
-        store = os.path.join(mnt, "alice", "shop", "orders")
-        os.makedirs(store, exist_ok=True)
-        port = daemon.port()
-        stop = threading.Event()
-        pushers = [threading.Thread(target=pusher, args=(port, token, "h%d" % r, stop))]
-        for t in pushers:
-            t.start()
-        creators = []
-        for w in range(3):
-            log = str(tmp_path / ("closed-%d-%d.log" % (r, w)))
-            logs.append(log)
-            creators.append(subprocess.Popen(
-                [sys.executable, "-c", CREATOR, store, "c%d-%d" % (r, w), log]))
+        load = Load(tmp_path, daemon, token, r, logs)
         time.sleep(random.uniform(0.3, 0.8))
         proc = daemon.proc
         proc.send_signal(sig)
@@ -119,21 +145,8 @@ def run_rounds(tmp_path, sig):
                                  (r, STOP_DEADLINE, signal.Signals(sig).name, stacks,
                                   daemon.stderr()[-3000:]))
         finally:
-            stop.set()
-            for log in logs[-3:]:
-                open(log + ".stop", "w").close()
-        # The writers must come back too: a hung mount would keep them.
-        for c in creators:
-            try:
-                c.wait(timeout=STOP_DEADLINE)
-            except subprocess.TimeoutExpired:
-                free_hung_mount(mnt)
-                c.kill()
-                raise AssertionError("round %d: a writer hung on the mount after %s" %
-                                     (r, signal.Signals(sig).name))
-        for t in pushers:
-            t.join(timeout=STOP_DEADLINE)
-            assert not t.is_alive(), "round %d: a push hung" % r
+            # The writers must come back too: a hung mount would keep them.
+            load.end(r, mnt, signal.Signals(sig).name)
         daemon.proc = None
         daemon.log.close()
         if sig == signal.SIGTERM:
@@ -217,16 +230,7 @@ def test_start_clears_what_a_killed_daemon_and_watchdog_left(tmp_path):
     for r in range(10):
         daemon.start()
         store = os.path.join(mnt, "alice", "shop", "orders")
-        os.makedirs(store, exist_ok=True)
-        stop = threading.Event()
-        push = threading.Thread(target=pusher, args=(daemon.port(), token, "h%d" % r, stop))
-        push.start()
-        creators = []
-        for w in range(3):
-            log = str(tmp_path / ("closed-%d-%d.log" % (r, w)))
-            logs.append(log)
-            creators.append(subprocess.Popen(
-                [sys.executable, "-c", CREATOR, store, "c%d-%d" % (r, w), log]))
+        load = Load(tmp_path, daemon, token, r, logs)
         time.sleep(random.uniform(0.3, 0.8))
         os.kill(watchdog_of(daemon), signal.SIGKILL)
         old = daemon.proc
@@ -242,12 +246,7 @@ def test_start_clears_what_a_killed_daemon_and_watchdog_left(tmp_path):
             free_hung_mount(mnt)
             raise AssertionError("round %d: the killed daemon is still stuck after a new "
                                  "start: %s" % (r, stuck_threads(old.pid)))
-        stop.set()
-        for log in logs[-3:]:
-            open(log + ".stop", "w").close()
-        for c in creators:
-            c.wait(timeout=STOP_DEADLINE)
-        push.join(timeout=STOP_DEADLINE)
+        load.end(r, mnt, "a start after SIGKILL")
         assert "cleared the mount %s of pid %d" % (mnt, old.pid) in daemon.stderr()
         # The new daemon serves: a write through its mount works.
         with open(os.path.join(store, "after-%d.json" % r), "w") as f:
