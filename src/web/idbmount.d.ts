@@ -238,6 +238,9 @@ export interface SyncStatus {
 	delivered: number | null;
 	/** Server stores that are not in this browser's database, and why. */
 	notApplied: { store: string; reason: string }[];
+	/** While the server fails: when the next attempt is (ms since the
+	 * epoch); writes made meanwhile wait for it. Null otherwise. */
+	retryAt: number | null;
 	storage?: StorageHealth;
 }
 
@@ -252,8 +255,10 @@ export type RecordState = 'pending' | 'rejected' | 'synced' | 'delivered' | 'loc
 /**
  * Events (each an Event with `detail`, or `status` for "status"):
  *   status    the SyncStatus changed (all tabs get the leader's)
- *   error     a SyncErrorInfo; nothing was lost, sync retries with backoff
- *             (or, for auth/forbidden, waits for setToken)
+ *   error     a SyncErrorInfo; nothing was lost, sync retries with backoff:
+ *             one attempt per step (0.5 s doubling to 30 s, jittered) per
+ *             database across tabs, new writes do not shorten it, going
+ *             online does (for auth/forbidden it waits for setToken)
  *   change    [{store, key, op, rev, seq}] server changes applied locally
  *   state     {store, keys, state, reason?} records changed sync state, or
  *             {delivered} when the delivered mark moved

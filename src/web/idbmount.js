@@ -77,6 +77,7 @@
  *                      same for a whole acknowledged batch (a "run", see
  *                      revisionsOf), newest revision wins
  *   __idbmount_meta    "checkpoint", "delivered", "epoch", "installId",
+ *                      "retry" (a backoff step under way, see noteFailure),
  *                      ["parked", store, key] (changes for missing stores),
  *                      ["generated", store] (see keysOfSet)
  *
@@ -102,6 +103,15 @@
  * Event stream transport (decision): /v1/events is read with fetch() and a
  * small Server-Sent Events parser, because EventSource cannot send the
  * Authorization header and a token in the URL would end up in logs.
+ *
+ * A failing server (decision): after a failed round (no answer, 5xx, a
+ * local error) the server is asked again only once the backoff step is
+ * over (exponential from 0.5 s up to 30 s, with jitter), whatever the app
+ * writes meanwhile: writes only wait in the outbox. The event stream does
+ * not reconnect on its own meanwhile, and the step is kept in the meta
+ * store, so the tab that takes over or the page after a reload waits it
+ * out too: one attempt per step per database, across tabs. Back online, a
+ * new token (setToken) or the event stream getting through end the wait.
  *
  * Tabs (decision): one tab per database syncs, chosen with a Web Lock
  * ("idbmount-sync:<url>:<db>"). It lets the lock go when the page is hidden
@@ -1682,11 +1692,17 @@ export class Sync extends EventTarget {
 			delivered: null,
 			epoch: null,
 			notApplied: [],
+			retryAt: null,
 		};
 		this.db = null;
 		this.stopped = true;
 		this.wakeController = new AbortController();
 		this.wakePending = false;
+		this.retryWakePending = false;
+		this.backingOff = false;
+		this.retry = null; /* {failures, at}: failing, no attempt before `at` (see noteFailure) */
+		this.reachableWaiters = [];
+		this.answers = 0; /* HTTP answers received, of any status */
 		this.authBlocked = false;
 		this.schemaSent = false;
 		this.ownSeqs = new Set(); /* seqs of this tab's acknowledged pushes */
@@ -1867,9 +1883,8 @@ export class Sync extends EventTarget {
 		if (typeof addEventListener === 'function' && typeof window === 'object') {
 			this.onOnline = () => {
 				this.setState({ online: true });
-				this.backoff.reset();
 				this.eventBackoff.reset();
-				this.wake();
+				this.retryNow();
 			};
 			this.onOffline = () => this.setState({ online: false });
 			addEventListener('online', this.onOnline, { signal });
@@ -1939,8 +1954,7 @@ export class Sync extends EventTarget {
 	setToken(token) {
 		this.token = token;
 		this.authBlocked = false;
-		this.backoff.reset();
-		this.wake();
+		this.retryNow();
 	}
 
 	/* Push and pull now (returns when the outbox was pushed and the pull
@@ -1952,24 +1966,107 @@ export class Sync extends EventTarget {
 		return true;
 	}
 
-	wake() {
+	/* Wakes the syncing loop. "work" (new writes, changes on the server)
+	 * ends an idle wait, not a backoff wait: while the server fails, writes
+	 * only wait in the outbox. "retry" (back online, a new token, the event
+	 * stream back) ends a backoff wait too. */
+	wake(kind = 'work') {
 		this.wakePending = true;
-		this.wakeController.abort();
+		if (kind === 'retry') this.retryWakePending = true;
+		if (kind === 'retry' || !this.backingOff) this.wakeController.abort();
 	}
 
-	/* Waits `ms` or until woken (or the lead ends); resolves true when the
-	 * whole time passed with nothing waking it. */
-	async waitForWake(ms) {
-		if (this.wakePending) {
-			this.wakePending = false;
+	/* Waits `ms` or until woken (or the lead ends; during a backoff wait,
+	 * only by a "retry" wake); resolves true when the whole time passed
+	 * with nothing waking it. The round that follows covers every wake. */
+	async waitForWake(ms, backoff = false) {
+		if (backoff ? this.retryWakePending : this.wakePending) {
+			this.wakePending = this.retryWakePending = false;
 			return false;
 		}
+		this.backingOff = backoff;
 		this.wakeController = new AbortController();
 		const any = AbortSignal.any ? AbortSignal.any([this.wakeController.signal, this.leaderSignal]) : this.wakeController.signal;
 		await sleep(ms, any);
-		const quiet = !this.wakePending && !any.aborted;
-		this.wakePending = false;
+		this.backingOff = false;
+		const quiet = !(backoff ? this.retryWakePending : this.wakePending) && !any.aborted;
+		this.wakePending = this.retryWakePending = false;
 		return quiet;
+	}
+
+	/* --- failing: one attempt per backoff step ----------------------------- */
+
+	/* After a failed round, or an event stream that could not connect, the
+	 * server is not asked again before the backoff step is over: writes
+	 * only wait in the outbox (their wake does not end the wait), the event
+	 * stream waits for a round that gets through instead of knocking on its
+	 * own, and the step is kept in the meta store, so a tab that takes the
+	 * lead (or the page after a reload) waits it out too. A second failure
+	 * within the same step (the stream and a round failing together) does
+	 * not lengthen it. */
+	async noteFailure() {
+		if (this.retry && this.retry.at > Date.now()) return;
+		const wait = this.backoff.next();
+		this.retry = { failures: this.backoff.failures, at: Date.now() + wait };
+		this.setState({ retryAt: this.retry.at });
+		await this.saveRetry();
+	}
+
+	/* A round got through: the wait is over for everyone. */
+	async noteSuccess() {
+		if (!this.retry && this.backoff.failures === 0) return;
+		this.retry = null;
+		this.backoff.reset();
+		this.setState({ retryAt: null });
+		for (const resolve of this.reachableWaiters.splice(0)) resolve();
+		await this.saveRetry();
+	}
+
+	/* Back online or a new token: the next attempt is now, from the first
+	 * step. */
+	retryNow() {
+		this.backoff.reset();
+		if (this.retry) this.retry.at = Date.now();
+		this.wake('retry');
+	}
+
+	/* Resolves once a round got through (at once when nothing failed) or
+	 * `signal` aborted. */
+	untilReachable(signal) {
+		return new Promise(resolve => {
+			if (!this.retry || signal.aborted) return resolve();
+			this.reachableWaiters.push(resolve);
+			signal.addEventListener('abort', resolve, { once: true });
+		});
+	}
+
+	async saveRetry() {
+		try {
+			const db = this.db || (await this.connection());
+			if (!db) return;
+			const tx = rawTransaction(db, [META], 'readwrite', RELAXED);
+			silentTransactions.add(tx);
+			const meta = native.txObjectStore.call(tx, META);
+			if (this.retry) native.put.call(meta, this.retry, 'retry');
+			else native.delete.call(meta, 'retry');
+			await finished(tx);
+		} catch {
+			/* the wait still holds in this tab */
+		}
+	}
+
+	async loadRetry() {
+		try {
+			const db = await this.connection();
+			if (!db) return;
+			const saved = await done(native.txObjectStore.call(rawTransaction(db, [META], 'readonly'), META).get('retry'));
+			if (!saved || typeof saved.at !== 'number') return;
+			this.retry = saved;
+			this.backoff.failures = saved.failures;
+			this.setState({ retryAt: saved.at });
+		} catch {
+			/* nothing saved: no wait */
+		}
 	}
 
 	fromOtherTab(msg) {
@@ -2047,12 +2144,16 @@ export class Sync extends EventTarget {
 		this.setState({ leader: true });
 		this.runsWritten = null; /* another tab may have led meanwhile and left runs */
 		this.wakePending = true;
+		await this.loadRetry(); /* a step another tab or page began */
 		const events = this.followEvents(signal);
 		try {
 			while (!signal.aborted) {
+				if (this.retry && this.retry.at > Date.now()) {
+					await this.waitForWake(this.retry.at - Date.now(), true);
+					if (signal.aborted) break;
+				}
 				try {
-					await this.cycle();
-					this.backoff.reset();
+					if (await this.cycle()) await this.noteSuccess();
 					if (this.state.lastError) this.setState({ lastError: null });
 					/* Revision runs are folded once nothing happened for a
 					 * moment, so the fold does not hold up a push. */
@@ -2064,8 +2165,13 @@ export class Sync extends EventTarget {
 				} catch (err) {
 					if (signal.aborted) break;
 					const e = this.reportError(err);
-					if (e.kind === 'auth' || e.kind === 'forbidden') this.authBlocked = true;
-					await this.waitForWake(e.kind === 'auth' || e.kind === 'forbidden' ? 3600e3 : this.backoff.next());
+					if (e.kind === 'auth' || e.kind === 'forbidden') {
+						/* Nothing to do until setToken() gives a new token. */
+						this.authBlocked = true;
+						await this.waitForWake(3600e3, true);
+					} else {
+						await this.noteFailure();
+					}
 				}
 			}
 		} finally {
@@ -2092,6 +2198,7 @@ export class Sync extends EventTarget {
 			throw new SyncError('offline', 'cannot reach the server: ' + (err?.message || err));
 		}
 		if (!this.state.online) this.setState({ online: true });
+		this.answers += 1;
 		let json = null;
 		try {
 			json = await res.json();
@@ -2136,25 +2243,29 @@ export class Sync extends EventTarget {
 
 	/* --- one round: schema, push everything, pull everything --------------- */
 
+	/* Resolves true when the server answered in this round (a round of a
+	 * database that does not exist yet asks it nothing). */
 	async cycle() {
 		/* The signal of the lead this cycle runs under; none for a cycle
 		 * called directly on a Sync that does not lead (tests, tools). */
 		this.cycleSignal = this.leaderController ? this.leaderSignal : null;
 		this.setState({ syncing: true });
+		const answersBefore = this.answers;
 		let blocked = false;
 		try {
 			/* While an upgrade is blocked every open of the database waits
 			 * behind it (IndexedDB's rule), so the sync waits too. */
 			if (this.upgradeWait) await this.upgradeWait;
 			const db = await this.connection();
-			if (!db) return;
+			if (!db) return false;
 			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
-			if ((blocked = !!this.upgradeWait)) return;
+			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await this.pushAll();
 			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
-			if ((blocked = !!this.upgradeWait)) return;
+			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await this.applyParked();
+			return this.answers > answersBefore;
 		} finally {
 			this.setState({ syncing: false, outbox: blocked ? this.state.outbox : await this.outboxLength().catch(() => null) });
 		}
@@ -2851,20 +2962,38 @@ export class Sync extends EventTarget {
 		await finished(tx2);
 	}
 
-	/* Follows /v1/events while this tab leads; each event wakes the loop. */
+	/* Follows /v1/events while this tab leads; each event wakes the loop.
+	 * A stream that cannot connect (no answer, or 5xx) counts as a failed
+	 * attempt (noteFailure); while the sync is failing the stream waits
+	 * for a round that gets through, which is the one probe per backoff
+	 * step. */
 	async followEvents(signal) {
 		const decoder = new TextDecoder();
 		while (!signal.aborted) {
+			if (this.retry) {
+				await this.untilReachable(signal);
+				continue;
+			}
+			let unreachable = false;
 			try {
 				if (this.authBlocked) {
 					await sleep(1000, signal);
 					continue;
 				}
-				const res = await this.fetchImpl(this.url + 'v1/events?since=' + encodeURIComponent(this.state.checkpoint ?? 0), {
-					headers: { Authorization: 'Bearer ' + this.token, Accept: 'text/event-stream' },
-					signal,
-				});
-				if (!res.ok || !res.body) throw new SyncError(res.status === 401 ? 'auth' : 'server', 'events answered ' + res.status, { status: res.status });
+				let res;
+				try {
+					res = await this.fetchImpl(this.url + 'v1/events?since=' + encodeURIComponent(this.state.checkpoint ?? 0), {
+						headers: { Authorization: 'Bearer ' + this.token, Accept: 'text/event-stream' },
+						signal,
+					});
+				} catch (err) {
+					unreachable = true;
+					throw err;
+				}
+				if (!res.ok || !res.body) {
+					unreachable = res.status >= 500 || res.status === 429;
+					throw new SyncError(res.status === 401 ? 'auth' : 'server', 'events answered ' + res.status, { status: res.status });
+				}
 				this.eventBackoff.reset();
 				const parser = new SSEParser(ev => {
 					if (ev.event === 'change' || ev.event === 'message') {
@@ -2881,7 +3010,9 @@ export class Sync extends EventTarget {
 					if (ev.event !== 'ping') this.wake();
 				});
 				const reader = res.body.getReader();
-				this.wake(); /* catch up on what happened while disconnected */
+				/* Catch up on what happened while disconnected; a stream that
+				 * got through while the rounds failed ends their wait. */
+				this.wake(this.retry ? 'retry' : 'work');
 				for (;;) {
 					const { value, done: end } = await reader.read();
 					if (end) break;
@@ -2891,7 +3022,13 @@ export class Sync extends EventTarget {
 				if (signal.aborted) break;
 				void err;
 			}
-			if (!signal.aborted) await sleep(this.eventBackoff.next(), signal);
+			if (signal.aborted) break;
+			if (unreachable) {
+				await this.noteFailure();
+				this.wake(); /* an idle loop starts waiting out the step, then probes */
+				continue;
+			}
+			await sleep(this.eventBackoff.next(), signal);
 		}
 	}
 }

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { chromium } from 'playwright-core';
 import { Daemon, eventually } from './daemon.mjs';
 import { AppServer } from './appserver.mjs';
@@ -221,4 +222,60 @@ test('no internal store or library version is visible on any path of the Indexed
 	assert.equal(seen.throwingUpgrade, 'AbortError');
 	assert.deepEqual(seen.afterThrow, { version: 2, db: ['items', 'more', 'tags'] });
 	await page.close();
+});
+
+/* Attempts a sync failing since `ms` ago may have made: the first one(s)
+ * that find the server gone (the event stream's reconnect and a round can
+ * both be first), then one per backoff step. Backoff(500 ms, 30 s) waits at
+ * least half of each step: 250, 500, 1000, 2000, ... ms. */
+function attemptsAllowed(ms) {
+	let n = 2;
+	for (let step = 250, at = 250; at <= ms; step *= 2, at += step) n += 1;
+	return n;
+}
+
+test('while the daemon is down, 1,000 writes in two tabs make one attempt per backoff step, and arrive once it returns', async t => {
+	for (const [name, page] of pages) if (name !== 'idb-keyval') await page.close();
+	const lib = LIBRARIES[0];
+	const a = pages.get('idb-keyval');
+	const b = await openApp(lib);
+	await eventually(() => Promise.all([a, b].map(p => p.evaluate(async () => window.sync.state.leader && (await window.sync.outboxLength()) === 0)))
+		.then(both => both.some(Boolean)), 'a syncing tab with an empty outbox');
+	await whileDown(async () => {
+		// A listener of the test's own on the daemon's port: every attempt
+		// is a connection, answered by closing it.
+		let connections = 0;
+		const listener = net.createServer(socket => {
+			connections += 1;
+			socket.destroy();
+		});
+		await new Promise(resolve => listener.listen(d.port, '127.0.0.1', resolve));
+		try {
+			const downSince = Date.now();
+			const writing = call(a, 'putMany', 'down-', 1000);
+			// Half way, the syncing tab is hidden: the other one takes over,
+			// and waits out the same backoff step.
+			await eventually(() => call(a, 'count').then(n => n > lib.writes + 500), 'half of the writes');
+			const leader = (await a.evaluate(() => window.sync.state.leader)) ? a : b;
+			await leader.evaluate(() => {
+				Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+				document.dispatchEvent(new Event('visibilitychange'));
+			});
+			const follower = leader === a ? b : a;
+			await follower.waitForFunction(() => window.sync.state.leader);
+			await writing;
+			await call(follower, 'putMany', 'down-b-', 100);
+			await new Promise(resolve => setTimeout(resolve, Math.max(0, 6000 - (Date.now() - downSince))));
+			const elapsed = Date.now() - downSince;
+			const attempts = connections;
+			t.diagnostic(`${attempts} connection attempts in ${elapsed} ms with the daemon down (at most ${attemptsAllowed(elapsed)} allowed)`);
+			assert.ok(attempts >= 1, 'the sync did try');
+			assert.ok(attempts <= attemptsAllowed(elapsed), `${attempts} attempts in ${elapsed} ms while the daemon was down; at most ${attemptsAllowed(elapsed)} (one per backoff step)`);
+			assert.ok(await follower.evaluate(() => window.sync.state.retryAt !== null), 'the status tells when the next attempt is');
+		} finally {
+			await new Promise(resolve => listener.close(resolve));
+		}
+	});
+	await eventually(() => filesOf(lib, 'down-').length === 1100, 'the writes made while the daemon was down', 60000);
+	await b.close();
 });

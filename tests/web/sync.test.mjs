@@ -571,3 +571,51 @@ test('excluded stores are neither captured nor synced, and nothing the server ha
 	sync.stop();
 	db.close();
 });
+
+/* The earliest moments at which a sync failing from time 0 may try again
+ * with `backoff`'s settings: each step waits at least half of it. */
+function attemptsAllowed(ms, baseMs, capMs) {
+	let n = 2; /* the first round and the event stream can both find it down first */
+	for (let step = baseMs, at = baseMs / 2; at <= ms; step = Math.min(capMs, step * 2), at += Math.min(capMs, step) / 2) n += 1;
+	return n;
+}
+
+test('while the server is unreachable, writes do not shorten the backoff; the next Sync waits out the same step', async () => {
+	const db = await idbm.openDatabase('hammer', { version: 1, stores: [{ name: 'notes' }] });
+	await db.put('notes', 0, 'first');
+	const attempts = [];
+	let down = true;
+	const fetchImpl = (url, init) => {
+		attempts.push(Date.now());
+		if (down) return Promise.reject(new TypeError('connection refused'));
+		return fetch(url.replace('http://unreachable.invalid/', d.url + '/'), init);
+	};
+	const options = { url: 'http://unreachable.invalid/', fetch: fetchImpl };
+	const sync = newSync('hammer', { ...options, backoff: new idbm.Backoff(400, 1600) });
+	const start = Date.now();
+	sync.start();
+	for (let i = 0; i < 300; i++) {
+		await db.put('notes', i, 'k' + i);
+		if (i % 50 === 0) await new Promise(r => setTimeout(r, 200));
+	}
+	await new Promise(r => setTimeout(r, Math.max(0, 3000 - (Date.now() - start))));
+	const elapsed = Date.now() - start;
+	assert.ok(attempts.length >= 2, 'it did try');
+	assert.ok(attempts.length <= attemptsAllowed(elapsed, 400, 1600), `${attempts.length} attempts in ${elapsed} ms`);
+	const retryAt = sync.state.retryAt;
+	assert.ok(retryAt > Date.now() - 5000, 'the status tells when the next attempt is');
+	sync.stop();
+
+	// Another Sync of the same database (the tab that takes over, a
+	// reload) does not try before the step that was saved is over.
+	const seen = attempts.length;
+	const next = newSync('hammer', { ...options, backoff: new idbm.Backoff(400, 1600) });
+	next.start();
+	await eventually(() => attempts.length > seen, 'the next attempt');
+	assert.ok(attempts[seen] >= retryAt - 5, `the first attempt of the next Sync (${attempts[seen] - retryAt} ms after the step) waits for the step`);
+	down = false;
+	await eventually(() => d.exists('alice', 'hammer', 'notes', 'k299.json'), 'the writes once the server answers', 30000);
+	await eventually(() => next.state.retryAt === null, 'the wait to end');
+	next.stop();
+	db.close();
+});
