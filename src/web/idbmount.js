@@ -380,22 +380,32 @@ function closeChannel(dbName) {
 
 const pendingDirty = new Set();
 let dirtyTimer = null;
+let lastDirtyAt = -Infinity;
+/* At most one round of "dirty" news per this many ms: an app writing one
+ * record per transaction would otherwise wake the sync (and post to the
+ * other tabs) once per write, which cost more than the capture itself. */
+const DIRTY_INTERVAL_MS = 50;
+const leadingHere = new Set(); /* databases this tab's Sync leads */
 
 /* Tells this tab's Sync and the other tabs that the journal of `dbName`
- * grew; coalesced so a loop of small transactions sends one message. Sent
- * when the journal record is written, before its transaction commits: the
- * sync's own transactions hold the journal too, so they run after it. */
+ * grew: at once after a quiet moment, then at most once per
+ * DIRTY_INTERVAL_MS while writes go on (the last ones are always told).
+ * Sent when the journal record is written, before its transaction
+ * commits: the sync's own transactions hold the journal too, so they run
+ * after it. The other tabs are told only when this one does not sync the
+ * database itself (only the syncing tab acts on it). */
 function announceDirty(dbName) {
 	pendingDirty.add(dbName);
 	if (dirtyTimer !== null) return;
 	dirtyTimer = setTimeout(() => {
 		dirtyTimer = null;
+		lastDirtyAt = Date.now();
 		for (const name of pendingDirty) {
 			for (const cb of dirtyListeners.get(name) || []) cb();
-			channelFor(name)?.postMessage({ type: 'dirty' });
+			if (!leadingHere.has(name)) channelFor(name)?.postMessage({ type: 'dirty' });
 		}
 		pendingDirty.clear();
-	}, 0);
+	}, Math.max(0, lastDirtyAt + DIRTY_INTERVAL_MS - Date.now()));
 }
 
 /* The capture context of a transaction, or null when its writes are not
@@ -413,7 +423,7 @@ function captureContext(tx) {
 			journal = null; /* only excluded stores: see the transaction patch */
 		}
 		if (journal) {
-			ctx = { tx, journal, dbName: db.name, entries: [], flushQueued: false, stores: new Map(), cursors: new Set(), heard: new WeakSet() };
+			ctx = { tx, journal, dbName: db.name, entries: [], flushQueued: false, stores: new Map(), cursors: null, heard: null };
 			/* A full disk aborts the app's transaction as a whole (its writes
 			 * and their journal record together): nothing half-written to
 			 * sync, but the app's Sync says so as an event, since a drop-in
@@ -482,7 +492,7 @@ function note(store, entry, cursorRequest = null) {
 	const info = storeInfo(ctx, store);
 	if (info.skip) return;
 	ctx.entries.push(typeof entry === 'function' ? entry(info) : entry);
-	if (cursorRequest) ctx.cursors.add(cursorRequest);
+	if (cursorRequest) (ctx.cursors ??= new Set()).add(cursorRequest);
 	if (!ctx.flushQueued) {
 		ctx.flushQueued = true;
 		queueMicrotask(() => flushCapture(ctx));
@@ -501,10 +511,10 @@ function note(store, entry, cursorRequest = null) {
 function flushCapture(ctx, now = false) {
 	ctx.flushQueued = false;
 	if (!ctx.entries.length) return;
-	if (!now)
+	if (!now && ctx.cursors)
 		for (const request of ctx.cursors)
 			if (request.readyState === 'pending') {
-				if (!ctx.heard.has(request)) {
+				if (!(ctx.heard ??= new WeakSet()).has(request)) {
 					ctx.heard.add(request);
 					const again = () => flushCapture(ctx);
 					request.addEventListener('success', again);
@@ -2124,6 +2134,7 @@ export class Sync extends EventTarget {
 	releaseLeadership() {
 		const c = this.leaderController;
 		this.leaderController = null;
+		leadingHere.delete(this.database); /* another tab may lead at once: it needs the news */
 		if (c) {
 			c.abort();
 			c.releaseLock?.();
@@ -2142,6 +2153,7 @@ export class Sync extends EventTarget {
 	 * stopped); the Web Lock is held exactly as long. */
 	async lead(signal) {
 		this.setState({ leader: true });
+		leadingHere.add(this.database);
 		this.runsWritten = null; /* another tab may have led meanwhile and left runs */
 		this.wakePending = true;
 		await this.loadRetry(); /* a step another tab or page began */
@@ -2176,6 +2188,7 @@ export class Sync extends EventTarget {
 			}
 		} finally {
 			await events.catch(() => {});
+			leadingHere.delete(this.database);
 			/* The connection stays: this tab still shows states. */
 			this.setState({ leader: false, syncing: false });
 		}
