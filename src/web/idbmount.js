@@ -422,20 +422,26 @@ function captureContext(tx) {
 		} catch {
 			journal = null; /* only excluded stores: see the transaction patch */
 		}
-		if (journal) {
-			ctx = { tx, journal, dbName: db.name, entries: [], flushQueued: false, stores: new Map(), cursors: null, heard: null };
-			/* A full disk aborts the app's transaction as a whole (its writes
-			 * and their journal record together): nothing half-written to
-			 * sync, but the app's Sync says so as an event, since a drop-in
-			 * app may not look at its transactions' errors. */
-			tx.addEventListener('abort', () => {
-				if (tx.error && tx.error.name === 'QuotaExceededError')
-					for (const cb of refusedListeners.get(ctx.dbName) || []) cb(tx.error);
-			});
-		}
+		if (journal) ctx = { tx, journal, dbName: db.name, entries: [], flushQueued: false, stores: new Map(), cursors: null, heard: null };
 	}
 	txContexts.set(tx, ctx);
 	return ctx;
+}
+
+/* Makes `db` a captured connection. A full disk aborts an app's
+ * transaction as a whole (its writes and their journal record together):
+ * nothing half-written to sync, but the app's Sync says so as an event,
+ * since a drop-in app may not look at its transactions' errors. A
+ * transaction's abort event reaches its connection (it bubbles): one
+ * listener per connection, not one per transaction. */
+function adoptConnection(db) {
+	if (capturedDatabases.has(db)) return;
+	capturedDatabases.add(db);
+	db.addEventListener('abort', ev => {
+		const tx = ev.target;
+		if (txContexts.get(tx) && tx.error && tx.error.name === 'QuotaExceededError')
+			for (const cb of refusedListeners.get(db.name) || []) cb(tx.error);
+	});
 }
 
 /* What capture needs to know of a store, once per transaction: whether its
@@ -514,12 +520,19 @@ function flushCapture(ctx, now = false) {
 	if (!now && ctx.cursors)
 		for (const request of ctx.cursors)
 			if (request.readyState === 'pending') {
-				if (!(ctx.heard ??= new WeakSet()).has(request)) {
-					ctx.heard.add(request);
-					const again = () => flushCapture(ctx);
-					request.addEventListener('success', again);
-					request.addEventListener('error', again);
+				/* (Re-)added each time, so it stays behind the listener an
+				 * app adds for each step (a promise per step, as the idb
+				 * library makes): the step's writes are in by then. */
+				const listening = (ctx.heard ??= new Map());
+				const before = listening.get(request);
+				if (before) {
+					request.removeEventListener('success', before);
+					request.removeEventListener('error', before);
 				}
+				const again = () => flushCapture(ctx);
+				listening.set(request, again);
+				request.addEventListener('success', again);
+				request.addEventListener('error', again);
 				return;
 			}
 	const entries = ctx.entries;
@@ -796,7 +809,7 @@ function openCaptured(factory, name, appVersion) {
 		nreq.onupgradeneeded = () => {
 			const db = nreq.result;
 			libraryUpgrade(db, nreq.transaction, info.exists && !info.hasOutbox);
-			capturedDatabases.add(db);
+			adoptConnection(db);
 			if (target > appCurrent) {
 				request.settle({ result: appView(db), transaction: nreq.transaction, readyState: 'done' });
 				if (!request.fire('upgradeneeded', versions)) nreq.transaction.abort();
@@ -805,7 +818,7 @@ function openCaptured(factory, name, appVersion) {
 		nreq.onblocked = () => request.fire('blocked', versions);
 		nreq.onsuccess = () => {
 			const db = nreq.result;
-			capturedDatabases.add(db);
+			adoptConnection(db);
 			knownCaptured.add(name);
 			request.settle({ result: appView(db), transaction: null, readyState: 'done' });
 			request.fire('success');
@@ -935,12 +948,12 @@ function installPatches() {
 	/* Every read-write transaction of a captured database also holds the
 	 * journal, so the record of its keys commits (or aborts) with it;
 	 * unless all its stores are excluded. */
-	D.transaction = function transaction(storeNames, mode) {
+	D.transaction = function transaction(storeNames, mode, options) {
 		if (!capturedDatabases.has(this)) return native.transaction.apply(this, arguments);
 		const names = typeof storeNames === 'string' ? [storeNames] : Array.from(storeNames);
 		for (const n of names) if (isInternalStoreName(n)) throw notFound(`transaction("${n}")`);
-		if (mode === 'readwrite' && names.some(n => !isExcluded(this.name, n))) names.push(JOURNAL);
-		return native.transaction.call(this, names, ...Array.prototype.slice.call(arguments, 1));
+		if (mode === 'readwrite' && (!exclusions.length || names.some(n => !isExcluded(this.name, n)))) names.push(JOURNAL);
+		return arguments.length > 2 ? native.transaction.call(this, names, mode, options) : native.transaction.call(this, names, mode);
 	};
 	if (typeof native.commit === 'function') {
 		T.commit = function commit() {

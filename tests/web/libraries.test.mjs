@@ -205,7 +205,7 @@ test('Dexie: two tabs at once, update, delete and where().modify(), a release wi
 	await c.close();
 });
 
-test('no internal store or library version is visible on any path of the IndexedDB API', async () => {
+test('no internal store or library version is visible on any path of the IndexedDB API; journal records per task and per cursor loop', async () => {
 	const page = await openApp({ page: 'probe' });
 	const seen = await call(page, 'run');
 	const app = ['items', 'tags'];
@@ -221,6 +221,9 @@ test('no internal store or library version is visible on any path of the Indexed
 	assert.deepEqual(seen.after, { db: ['items', 'more', 'tags'], version: 2 });
 	assert.equal(seen.throwingUpgrade, 'AbortError');
 	assert.deepEqual(seen.afterThrow, { version: 2, db: ['items', 'more', 'tags'] });
+	// The journal record rides with the writes of one task or event; a
+	// cursor loop makes one when it ends, however it is driven.
+	assert.deepEqual(await call(page, 'journalRecords'), { oneTask: 1, twoEvents: 2, handlerLoop: 1, promiseLoop: 1 });
 	await page.close();
 });
 

@@ -103,3 +103,66 @@ export async function run() {
 	third.db.close();
 	return seen;
 }
+
+/* How many journal records captured transactions append: one per task or
+ * event that wrote, and one for a whole cursor loop, whether the loop is
+ * driven by an onsuccess handler or by a promise per step (as the idb
+ * library does). Read through the library's internals: no app can. */
+export async function journalRecords() {
+	const { internals } = window.idbmount;
+	const opened = await open0();
+	const db = opened.db;
+	const count = async () => {
+		const tx = internals.transaction(db, [internals.JOURNAL], 'readonly');
+		return settled(tx.objectStore(internals.JOURNAL).count());
+	};
+	const done = tx => new Promise(resolve => (tx.oncomplete = resolve));
+	const out = {};
+	let before = await count();
+	let tx = db.transaction('rows', 'readwrite');
+	for (let i = 0; i < 200; i++) tx.objectStore('rows').put({ id: i, n: 0 });
+	await done(tx);
+	out.oneTask = (await count()) - before;
+
+	before = await count();
+	tx = db.transaction('rows', 'readwrite');
+	tx.objectStore('rows').get(1).onsuccess = () => tx.objectStore('rows').put({ id: 1, n: 1 });
+	tx.objectStore('rows').put({ id: 2, n: 1 });
+	await done(tx);
+	out.twoEvents = (await count()) - before;
+
+	before = await count();
+	tx = db.transaction('rows', 'readwrite');
+	tx.objectStore('rows').openCursor().onsuccess = ev => {
+		const c = ev.target.result;
+		if (!c) return;
+		c.update({ ...c.value, n: 2 });
+		c.continue();
+	};
+	await done(tx);
+	out.handlerLoop = (await count()) - before;
+
+	before = await count();
+	tx = db.transaction('rows', 'readwrite');
+	const finished = done(tx);
+	const request = tx.objectStore('rows').openCursor();
+	const step = () => new Promise(resolve => request.addEventListener('success', () => resolve(request.result), { once: true }));
+	for (let c = await step(); c; c = await step()) {
+		if (c.key % 2) c.delete();
+		else c.update({ ...c.value, n: 3 });
+		c.continue();
+	}
+	await finished;
+	out.promiseLoop = (await count()) - before;
+	db.close();
+	return out;
+}
+
+function open0() {
+	return new Promise((resolve, reject) => {
+		const req = indexedDB.open('probe-journal', 1);
+		req.onupgradeneeded = () => req.result.createObjectStore('rows', { keyPath: 'id' });
+		req.onsuccess = () => resolve({ db: req.result });
+		req.onerror = () => reject(req.error);
+	});
+}
