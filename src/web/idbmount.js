@@ -383,7 +383,8 @@ let dirtyTimer = null;
 let lastDirtyAt = -Infinity;
 /* At most one round of "dirty" news per this many ms: an app writing one
  * record per transaction would otherwise wake the sync (and post to the
- * other tabs) once per write, which cost more than the capture itself. */
+ * other tabs) once per write, which measured as much as the journal
+ * record itself. */
 const DIRTY_INTERVAL_MS = 50;
 const leadingHere = new Set(); /* databases this tab's Sync leads */
 
