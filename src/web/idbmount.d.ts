@@ -17,16 +17,17 @@
  *
  * Capture: every put/add/delete/clear (IDBObjectStore) and update/delete
  * (IDBCursor) on a captured database is recorded in the SAME transaction:
- * once its newest write request settled, one record listing the [store,
- * key] pairs it wrote is appended to the journal store of the same database
- * (one extra put per transaction, no read of old values, no copy of
- * values). The sync compacts the journal into the outbox - one marker per
- * key with a mutation id that survives retries - so an edit storm ships
- * once, with the value the record holds at push time. clear() and
- * key-range deletes list the affected keys first (same transaction),
- * because the server only knows keys. Writes in upgrade transactions are
- * captured too, so seed and migrated data sync. An explicit
- * transaction.commit() is held back until the journal record is written.
+ * one record listing what the writes of a task or event touched is
+ * appended to the journal store of the same database, in a microtask right
+ * behind them (no round trip of its own; a cursor loop makes one record
+ * when it ends; no read of old values, no copy of values). A key known when
+ * the write is made is listed as [store, key]; clear(), key-range deletes
+ * and keys made by a key generator are listed as key sets that the sync
+ * resolves into keys (the keys the server holds there; the new generated
+ * keys). The sync compacts the journal into the outbox - one marker per key
+ * with a mutation id that survives retries - so an edit storm ships once,
+ * with the value the record holds at push time. Writes in upgrade
+ * transactions are captured too, so seed and migrated data sync.
  *
  * Journal and outbox placement: inside the app's own database. Its real IndexedDB
  * version is `appVersion * 1024 + generation`; indexedDB.open is intercepted
@@ -34,12 +35,15 @@
  * upgradeneeded only when its own version rises. The library bumps
  * `generation` (an upgrade the app does not see) to add the outbox to a
  * database that existed before capture - its existing records are then
- * marked, so they sync - and to create stores made on the server. The app's
- * IDBDatabase is a Proxy that reports the app's version and hides the
- * internal "__idbmount_*" stores from objectStoreNames. Still visible: the
- * journal in transaction.objectStoreNames of read-write and upgrade
- * transactions, real versions in versionchange events and in
- * indexedDB.databases().
+ * marked, so they sync - and to create stores made on the server. The
+ * internal "__idbmount_*" stores and the library's share of the version
+ * are hidden on every path of the API: objectStoreNames and version of a
+ * connection and of a transaction (transaction.db, request.source, event
+ * targets, cursors lead to the same objects), versionchange events,
+ * indexedDB.databases(); a transaction or objectStore() of an internal
+ * store fails with NotFoundError. (In Node over fake-indexeddb, whose
+ * attributes are not prototype getters, only the connection open()
+ * returns hides them.)
  *
  * Default conflict policy: SERVER WINS. The server's change-log sequence
  * decides, not clocks: a push whose base revision is stale is answered
@@ -80,6 +84,11 @@ export const VERSION_FACTOR: 1024;
 export interface CaptureOptions {
 	/** Names (or a predicate) of the databases to capture; default: all. */
 	databases?: string[] | ((name: string) => boolean);
+	/** Stores of those databases that are neither captured nor synced (a
+	 * library's helper stores, e.g. localforage's
+	 * "local-forage-detect-blob-support"): they never reach the server nor
+	 * the mount, and changes the server has for them are ignored. */
+	excludeStores?: string[] | ((storeName: string, dbName: string) => boolean);
 }
 /** Installs the capture patches (once) and chooses the databases. Call it
  * before the app opens them. */
@@ -229,6 +238,9 @@ export interface SyncStatus {
 	delivered: number | null;
 	/** Server stores that are not in this browser's database, and why. */
 	notApplied: { store: string; reason: string }[];
+	/** While the server fails: when the next attempt is (ms since the
+	 * epoch); writes made meanwhile wait for it. Null otherwise. */
+	retryAt: number | null;
 	storage?: StorageHealth;
 }
 
@@ -243,8 +255,10 @@ export type RecordState = 'pending' | 'rejected' | 'synced' | 'delivered' | 'loc
 /**
  * Events (each an Event with `detail`, or `status` for "status"):
  *   status    the SyncStatus changed (all tabs get the leader's)
- *   error     a SyncErrorInfo; nothing was lost, sync retries with backoff
- *             (or, for auth/forbidden, waits for setToken)
+ *   error     a SyncErrorInfo; nothing was lost, sync retries with backoff:
+ *             one attempt per step (0.5 s doubling to 30 s, jittered) per
+ *             database across tabs, new writes do not shorten it, going
+ *             online does (for auth/forbidden it waits for setToken)
  *   change    [{store, key, op, rev, seq}] server changes applied locally
  *   state     {store, keys, state, reason?} records changed sync state, or
  *             {delivered} when the delivered mark moved

@@ -6,27 +6,33 @@
  *   capture   Patches the IndexedDB prototypes once (captureIndexedDB()) so
  *             that every write to a captured database - put, add, delete,
  *             clear through IDBObjectStore, update and delete through
- *             IDBCursor - is recorded IN THE SAME transaction: when the
- *             newest write request of a transaction has settled, ONE record
- *             listing every [store, key] it wrote is appended to the journal
- *             store of the same database. Values are not copied and old
+ *             IDBCursor - is recorded IN THE SAME transaction: ONE record
+ *             listing what the writes of a task or event touched is
+ *             appended to the journal store of the same database, in a
+ *             microtask right behind them (see note/flushCapture), so it
+ *             rides to the database with the app's own requests instead of
+ *             costing a round trip of its own; a cursor loop's writes make
+ *             one record when the loop ends. Values are not copied and old
  *             values are never read; the value that is pushed is whatever
- *             the record holds at push time. One extra put per transaction,
- *             not per write, keeps capture close to the cost of the raw
- *             writes (one extra put per write measured 1.7x in Chromium).
+ *             the record holds at push time. An entry is a [store, key]
+ *             pair where the key is known when the write is made (given,
+ *             or at the store's key path), else a "key set" the sync
+ *             resolves into keys later (keysOfSet): clear() and key-range
+ *             deletes (the keys the server is known to hold there) and
+ *             keys made by a store's key generator (the new number keys
+ *             the server does not know); so no write waits for a read.
  *             The sync pushes straight from journal records (each write's
  *             mutation id is "<install id>.<journal key>.<index>", the same
  *             on every retry; a key written twice in a batch goes once).
- *             When the journal holds an edit storm (over 64 records) it is
- *             first compacted into the outbox, which holds ONE marker per
- *             key ([store, key] -> {id}), so the storm ships once; rejected
- *             writes and conflicts to push again live there too. No write
- *             is read before it is made, and a journal record is deleted
- *             only in the transaction that records the server's answer.
- *             clear() and key-range deletes first list the
- *             affected keys (getAllKeys, same transaction): the server only
- *             knows keys. Writes in upgrade transactions are captured too,
- *             so seed and migrated data sync.
+ *             When the journal holds an edit storm (over 64 records) or key
+ *             sets it is first compacted into the outbox, which holds ONE
+ *             marker per key ([store, key] -> {id}), so the storm ships
+ *             once; rejected writes and conflicts to push again live there
+ *             too. A journal record is deleted only in the transaction that
+ *             records the server's answer or moves it into the outbox.
+ *             Writes in upgrade transactions are captured too, so seed and
+ *             migrated data sync. Stores named in excludeStores are never
+ *             captured nor synced.
  *   library   openDatabase(name, {version, stores}) - a promise API (put,
  *             add, delete, clear, get, getAll, each/cursors, transactions
  *             over several stores) built on the same captured IndexedDB.
@@ -49,17 +55,20 @@
  * outbox store yet is "legacy": its real version is the app's version. When
  * the outbox is added to a legacy database, every record already in it is
  * marked dirty in that same upgrade, so existing data syncs too.
- * The IDBDatabase the app gets is a Proxy that shows the app's version and
- * hides the internal stores from objectStoreNames (it works the same over
- * browsers' accessor properties and over fake-indexeddb's data properties).
- * Known leaks: transaction.objectStoreNames of a read-write transaction and
- * of the upgrade transaction list the journal; transaction.db is the raw
- * connection; versionchange events on the app's connection carry real
- * versions; indexedDB.databases() reports real versions.
+ * The app sees none of this (hideInternals): the IDBDatabase and
+ * IDBTransaction getters of objectStoreNames and version, the versions of
+ * versionchange events and of indexedDB.databases() are patched to show the
+ * app's stores and versions on every path (transaction.db, request.source,
+ * event targets, cursors), and a transaction, objectStore() or
+ * deleteObjectStore() of an internal store fails as for a store that does
+ * not exist. Where those attributes are data properties of each object
+ * instead of prototype getters (fake-indexeddb in Node), the connection
+ * open() returns is a Proxy doing the same for the connection only.
  *
  * Internal stores (all named "__idbmount_*", never synced):
- *   __idbmount_journal (auto key) -> [[store, key], ...]  one per captured
- *                      transaction; the only internal store that app
+ *   __idbmount_journal (auto key) -> [[store, key] | {store, op, ...}, ...]
+ *                      what captured transactions wrote (pairs and key
+ *                      sets); the only internal store that app
  *                      transactions include
  *   __idbmount_outbox  [store, key] -> {id, rejected?}   pending writes
  *   __idbmount_revs    [store, key] -> {rev, seq, deleted} last server state
@@ -68,7 +77,9 @@
  *                      same for a whole acknowledged batch (a "run", see
  *                      revisionsOf), newest revision wins
  *   __idbmount_meta    "checkpoint", "delivered", "epoch", "installId",
- *                      ["parked", store, key] (changes for missing stores)
+ *                      "retry" (a backoff step under way, see noteFailure),
+ *                      ["parked", store, key] (changes for missing stores),
+ *                      ["generated", store] (see keysOfSet)
  *
  * Values JSON cannot hold travel in the tagged forms of DESIGN.md, inside
  * values too (see encodeValue): Date {"~d": iso}, ArrayBuffer {"~b": b64url},
@@ -92,6 +103,15 @@
  * Event stream transport (decision): /v1/events is read with fetch() and a
  * small Server-Sent Events parser, because EventSource cannot send the
  * Authorization header and a token in the URL would end up in logs.
+ *
+ * A failing server (decision): after a failed round (no answer, 5xx, a
+ * local error) the server is asked again only once the backoff step is
+ * over (exponential from 0.5 s up to 30 s, with jitter), whatever the app
+ * writes meanwhile: writes only wait in the outbox. The event stream does
+ * not reconnect on its own meanwhile, and the step is kept in the meta
+ * store, so the tab that takes over or the page after a reload waits it
+ * out too: one attempt per step per database, across tabs. Back online, a
+ * new token (setToken) or the event stream getting through end the wait.
  *
  * Tabs (decision): one tab per database syncs, chosen with a Web Lock
  * ("idbmount-sync:<url>:<db>"). It lets the lock go when the page is hidden
@@ -266,12 +286,14 @@ export function decodeValue(t) {
  * Capture: the prototype patches
  * --------------------------------------------------------------------- */
 
-const native = {};                 /* the unpatched methods */
+const native = {};                 /* the unpatched methods and attribute getters */
 const capturedDatabases = new WeakSet(); /* raw IDBDatabase connections with an outbox */
 const txContexts = new WeakMap();  /* IDBTransaction -> capture context or null */
 const silentTransactions = new WeakSet(); /* the sync loop's own writes: not captured */
 let captureFilter = null;          /* null: capture nothing; else name => bool */
 const capturedNames = new Set();   /* names opened with openDatabase() */
+const knownCaptured = new Set();   /* names this page opened with an outbox */
+const exclusions = [];             /* (dbName, storeName) => bool: stores neither captured nor synced */
 const requestedStores = new Map(); /* db name -> [store definitions] the sync wants created */
 const dirtyListeners = new Map();  /* db name -> Set of callbacks (tab-local) */
 const refusedListeners = new Map(); /* db name -> Set of callbacks(error) for captured transactions the browser refused (tab-local) */
@@ -292,6 +314,45 @@ function newMutationId() {
 
 function isInternalStoreName(name) {
 	return typeof name === 'string' && name.startsWith(INTERNAL_PREFIX);
+}
+
+/* Whether store `storeName` of database `dbName` is left out of capture
+ * and sync (captureIndexedDB's excludeStores). */
+function isExcluded(dbName, storeName) {
+	for (const excluded of exclusions) if (excluded(dbName, storeName)) return true;
+	return false;
+}
+
+/* The app version inside a captured database's real version. */
+function appVersionOf(real) {
+	return Math.floor(real / VERSION_FACTOR);
+}
+
+/* What the library reads on a raw connection or transaction: the real
+ * version and every store name, internal ones included (the app's getters
+ * are patched, see hideInternals). */
+function realVersion(db) {
+	return native.dbVersion ? native.dbVersion.call(db) : db.version;
+}
+
+function realStoreNames(dbOrTx) {
+	const getter = typeof IDBTransaction === 'function' && dbOrTx instanceof IDBTransaction ? native.txStoreNames : native.dbStoreNames;
+	return Array.from(getter ? getter.call(dbOrTx) : dbOrTx.objectStoreNames);
+}
+
+const libraryTransactions = new WeakSet(); /* made by rawTransaction: internal stores reachable */
+
+/* A transaction of the library's own: any stores, internal ones included,
+ * never widened by capture. */
+function rawTransaction(db, storeNames, mode = 'readonly', options = undefined) {
+	const tx = options === undefined ? native.transaction.call(db, storeNames, mode) : native.transaction.call(db, storeNames, mode, options);
+	libraryTransactions.add(tx);
+	return tx;
+}
+
+function notFound(what) {
+	const message = `idbmount: ${what}: no such object store`;
+	return typeof DOMException === 'function' ? new DOMException(message, 'NotFoundError') : new Error(message);
 }
 
 function channelFor(dbName) {
@@ -319,117 +380,182 @@ function closeChannel(dbName) {
 
 const pendingDirty = new Set();
 let dirtyTimer = null;
+let lastDirtyAt = -Infinity;
+/* At most one round of "dirty" news per this many ms: an app writing one
+ * record per transaction would otherwise wake the sync (and post to the
+ * other tabs) once per write, which measured as much as the journal
+ * record itself. */
+const DIRTY_INTERVAL_MS = 50;
+const leadingHere = new Set(); /* databases this tab's Sync leads */
 
-/* Tells this tab's Sync and the other tabs that the outbox of `dbName`
- * grew; coalesced so a loop of small transactions sends one message. */
+/* Tells this tab's Sync and the other tabs that the journal of `dbName`
+ * grew: at once after a quiet moment, then at most once per
+ * DIRTY_INTERVAL_MS while writes go on (the last ones are always told).
+ * Sent when the journal record is written, before its transaction
+ * commits: the sync's own transactions hold the journal too, so they run
+ * after it. The other tabs are told only when this one does not sync the
+ * database itself (only the syncing tab acts on it). */
 function announceDirty(dbName) {
 	pendingDirty.add(dbName);
 	if (dirtyTimer !== null) return;
 	dirtyTimer = setTimeout(() => {
 		dirtyTimer = null;
+		lastDirtyAt = Date.now();
 		for (const name of pendingDirty) {
 			for (const cb of dirtyListeners.get(name) || []) cb();
-			channelFor(name)?.postMessage({ type: 'dirty' });
+			if (!leadingHere.has(name)) channelFor(name)?.postMessage({ type: 'dirty' });
 		}
 		pendingDirty.clear();
-	}, 0);
+	}, Math.max(0, lastDirtyAt + DIRTY_INTERVAL_MS - Date.now()));
 }
 
 /* The capture context of a transaction, or null when its writes are not
- * captured: {tx, journal, entries, last, commitWanted, wrote}. */
+ * captured: {tx, journal, dbName, entries, flushQueued, stores}. */
 function captureContext(tx) {
 	let ctx = txContexts.get(tx);
 	if (ctx !== undefined) return ctx;
 	ctx = null;
-	if (!silentTransactions.has(tx) && tx.mode !== 'readonly' && capturedDatabases.has(tx.db)) {
+	const db = tx.db;
+	if (!silentTransactions.has(tx) && tx.mode !== 'readonly' && capturedDatabases.has(db)) {
 		let journal = null;
 		try {
 			journal = native.txObjectStore.call(tx, JOURNAL);
 		} catch {
-			journal = null; /* a transaction opened around our wrapper */
+			journal = null; /* only excluded stores: see the transaction patch */
 		}
-		if (journal) {
-			const c = (ctx = { tx, journal, entries: [], last: null, commitWanted: false, wrote: false });
-			/* Every request's success and error event passes the
-			 * transaction in the capture phase (IndexedDB's event path:
-			 * request, transaction, database): two listeners per
-			 * transaction instead of two per write. */
-			c.onSettled = ev => {
-				if (ev.target === c.last) flushCapture(c);
-			};
-			tx.addEventListener('success', c.onSettled, true);
-			tx.addEventListener('error', c.onSettled, true);
-			const dbName = tx.db.name;
-			tx.addEventListener('complete', () => {
-				if (c.wrote) announceDirty(dbName);
-			});
-			/* A full disk aborts the app's transaction as a whole (its writes
-			 * and their journal record together): nothing half-written to
-			 * sync, but the app's Sync says so as an event, since a drop-in
-			 * app may not look at its transactions' errors. */
-			tx.addEventListener('abort', () => {
-				if (tx.error && tx.error.name === 'QuotaExceededError')
-					for (const cb of refusedListeners.get(dbName) || []) cb(tx.error);
-			});
-		}
+		if (journal) ctx = { tx, journal, dbName: db.name, entries: [], flushQueued: false, stores: new Map(), cursors: null, heard: null };
 	}
 	txContexts.set(tx, ctx);
 	return ctx;
 }
 
-/* Notes that `request` writes to `storeName`. `entry` says how its key is
- * found at flush time: {key} (known now), {keyOf: request} (the request's
- * result: put, add, cursor update), {keysOf: request} (a getAllKeys made
- * before a range delete or clear), {none: true} (the range delete itself,
- * tracked so the flush waits for it). */
-function track(ctx, request, storeName, entry) {
-	entry.store = storeName;
-	ctx.entries.push(entry);
-	ctx.last = request;
+/* Makes `db` a captured connection. A full disk aborts an app's
+ * transaction as a whole (its writes and their journal record together):
+ * nothing half-written to sync, but the app's Sync says so as an event,
+ * since a drop-in app may not look at its transactions' errors. A
+ * transaction's abort event reaches its connection (it bubbles): one
+ * listener per connection, not one per transaction. */
+function adoptConnection(db) {
+	if (capturedDatabases.has(db)) return;
+	capturedDatabases.add(db);
+	db.addEventListener('abort', ev => {
+		const tx = ev.target;
+		if (txContexts.get(tx) && tx.error && tx.error.name === 'QuotaExceededError')
+			for (const cb of refusedListeners.get(db.name) || []) cb(tx.error);
+	});
 }
 
-/* Runs when the newest tracked request of a transaction settled: every
- * earlier request has settled too (IndexedDB runs them in order), so all
- * keys are known. Appends them as ONE journal record, inside the
- * transaction, which is still active in the event. One extra put per
- * transaction, not per write: that keeps capture near the cost of the raw
- * writes. */
-function flushCapture(ctx) {
-	const pairs = [];
-	for (const e of ctx.entries) {
-		if (e.keyOf) {
-			if (!e.keyOf.error) pairs.push([e.store, e.keyOf.result]);
-		} else if (e.keysOf) {
-			if (!e.keysOf.error) for (const k of e.keysOf.result) pairs.push([e.store, k]);
-		} else if (!e.none) {
-			pairs.push([e.store, e.key]);
+/* What capture needs to know of a store, once per transaction: whether its
+ * writes are left out, and how a value's key is found. */
+function storeInfo(ctx, store) {
+	let info = ctx.stores.get(store);
+	if (!info) {
+		const name = store.name;
+		const keyPath = store.keyPath;
+		info = {
+			name,
+			skip: isInternalStoreName(name) || isExcluded(ctx.dbName, name),
+			keyPath: keyPath === null ? null : Array.isArray(keyPath) ? keyPath.map(p => p.split('.')) : keyPath.split('.'),
+		};
+		ctx.stores.set(store, info);
+	}
+	return info;
+}
+
+/* A key path evaluated as IndexedDB does (on the value given, which the
+ * request cloned as it was): undefined when the value has no key there. */
+function evaluateKeyPath(value, path) {
+	if (Array.isArray(path[0])) {
+		const key = [];
+		for (const part of path) {
+			const k = evaluateKeyPath(value, part);
+			if (k === undefined) return undefined;
+			key.push(k);
 		}
+		return key;
 	}
-	ctx.entries = [];
-	ctx.last = null;
-	if (pairs.length) {
-		native.put.call(ctx.journal, pairs);
-		ctx.wrote = true;
+	let v = value;
+	for (const name of path) {
+		if (name === '') continue;
+		if (v === null || (typeof v !== 'object' && typeof v !== 'string')) return undefined;
+		v = v[name];
+		if (v === undefined) return undefined;
 	}
-	if (ctx.commitWanted) {
-		ctx.commitWanted = false;
-		native.commit.call(ctx.tx);
-	}
+	return v;
 }
 
-function contextFor(store) {
-	if (isInternalStoreName(store.name)) return null;
-	return captureContext(store.transaction);
-}
-
-/* Range deletes and clear(): the server knows keys, not ranges, so the
- * affected keys are listed first, in the same transaction. */
-function captureKeysOf(store, query) {
-	const ctx = contextFor(store);
+/* Notes one write of `store` in its transaction's journal record: a
+ * [store, key] pair, or a key set ({store, op: "clear" | "range" |
+ * "generated"}) that the sync resolves into keys later (see keysOfSet).
+ * The record is written in a microtask, right behind the writes the app
+ * made in the same task or event: it travels with them to the database
+ * instead of waiting for their answers, so a transaction of one write
+ * costs one more small put in the same round trip, not one more round
+ * trip. `cursorRequest`: the request of the cursor that wrote (see
+ * flushCapture). */
+function note(store, entry, cursorRequest = null) {
+	const ctx = captureContext(store.transaction);
 	if (!ctx) return;
-	const keysRequest = native.getAllKeys.call(store, query);
-	track(ctx, keysRequest, store.name, { keysOf: keysRequest });
-	return ctx;
+	const info = storeInfo(ctx, store);
+	if (info.skip) return;
+	ctx.entries.push(typeof entry === 'function' ? entry(info) : entry);
+	if (cursorRequest) (ctx.cursors ??= new Set()).add(cursorRequest);
+	if (!ctx.flushQueued) {
+		ctx.flushQueued = true;
+		queueMicrotask(() => flushCapture(ctx));
+	}
+}
+
+/* Writes the noted entries as ONE journal record, inside the transaction
+ * (still active: microtasks run before IndexedDB deactivates it). A cursor
+ * loop's writes wait while the cursor that wrote is moving on (its request
+ * pending again: continue() was called): the transaction cannot end before
+ * that request's next event, where they are looked at again (a listener
+ * of ours, after the app's own). So a loop over 1,000 records writes one
+ * record at its end, not one per step. `now` (commit()) writes at once.
+ * Should the record be refused, the transaction is aborted: a write never
+ * commits without its journal record. */
+function flushCapture(ctx, now = false) {
+	ctx.flushQueued = false;
+	if (!ctx.entries.length) return;
+	if (!now && ctx.cursors)
+		for (const request of ctx.cursors)
+			if (request.readyState === 'pending') {
+				/* (Re-)added each time, so it stays behind the listener an
+				 * app adds for each step (a promise per step, as the idb
+				 * library makes): the step's writes are in by then. */
+				const listening = (ctx.heard ??= new Map());
+				const before = listening.get(request);
+				if (before) {
+					request.removeEventListener('success', before);
+					request.removeEventListener('error', before);
+				}
+				const again = () => flushCapture(ctx);
+				listening.set(request, again);
+				request.addEventListener('success', again);
+				request.addEventListener('error', again);
+				return;
+			}
+	const entries = ctx.entries;
+	ctx.entries = [];
+	try {
+		native.put.call(ctx.journal, entries);
+	} catch (err) {
+		try {
+			ctx.tx.abort();
+		} catch {
+			/* it is over already (the app aborted it): nothing committed */
+		}
+		return;
+	}
+	announceDirty(ctx.dbName);
+}
+
+/* The entry of a put or add: its key when it is known now (given, or
+ * found at the store's key path), else the store's generated-keys set. */
+function putEntry(info, value, key) {
+	if (key === undefined && info.keyPath !== null) key = evaluateKeyPath(value, info.keyPath);
+	return key === undefined ? { store: info.name, op: 'generated' } : [info.name, key];
 }
 
 function cursorStore(cursor) {
@@ -437,17 +563,29 @@ function cursorStore(cursor) {
 	return typeof source.objectStore === 'object' && source.objectStore ? source.objectStore : source;
 }
 
-/* A read-only view of store names without the internal ones, shaped like a
- * DOMStringList (length, item, contains, index access, iteration). */
+/* A read-only view of store names without the internal ones, shaped like
+ * the DOMStringList it stands for (length, item, contains, index access,
+ * iteration, and instanceof DOMStringList where there is one). */
 function visibleNames(list) {
 	const names = Array.from(list).filter(n => !isInternalStoreName(n));
-	const view = names.slice();
-	view.item = i => (i >= 0 && i < names.length ? names[i] : null);
-	view.contains = n => names.includes(n);
+	if (typeof DOMStringList !== 'function') {
+		const view = names.slice();
+		view.item = i => (i >= 0 && i < names.length ? names[i] : null);
+		view.contains = n => names.includes(n);
+		return Object.freeze(view);
+	}
+	const view = Object.create(DOMStringList.prototype);
+	names.forEach((n, i) => Object.defineProperty(view, i, { value: n, enumerable: true }));
+	Object.defineProperties(view, {
+		length: { value: names.length },
+		item: { value: i => (i >= 0 && i < names.length ? names[i] : null) },
+		contains: { value: n => names.includes(n) },
+		[Symbol.iterator]: { value: () => names[Symbol.iterator]() },
+	});
 	return Object.freeze(view);
 }
 
-const appViews = new WeakMap(); /* raw connection -> Proxy shown to the app */
+const appViews = new WeakMap(); /* raw connection -> Proxy shown to the app (see hideInternals) */
 const rawConnections = new WeakMap(); /* Proxy -> raw connection */
 
 /* The raw connection behind a connection handed out by open(). */
@@ -455,8 +593,14 @@ function rawOf(db) {
 	return rawConnections.get(db) || db;
 }
 
-/* The connection the app sees: the app's version and no internal stores. */
+/* The connection the app gets from open(). Where IndexedDB's attributes
+ * are accessors on the prototypes (browsers), it is the connection itself:
+ * the patched getters show the app's version and no internal store, on
+ * every path that leads to it (transaction.db, request.source, event
+ * targets). Where they are plain data properties of each object
+ * (fake-indexeddb in Node), a Proxy does that for the connection only. */
 function appView(db) {
+	if (native.dbStoreNames) return db;
 	let view = appViews.get(db);
 	if (view) return view;
 	const bound = new Map();
@@ -464,7 +608,7 @@ function appView(db) {
 		get(target, prop) {
 			if (prop === 'version') {
 				const real = target.version;
-				return capturedDatabases.has(target) ? Math.floor(real / VERSION_FACTOR) : real;
+				return capturedDatabases.has(target) ? appVersionOf(real) : real;
 			}
 			if (prop === 'objectStoreNames') return visibleNames(target.objectStoreNames);
 			const v = Reflect.get(target, prop, target);
@@ -486,29 +630,83 @@ function appView(db) {
 	return view;
 }
 
+function ownValue(value) {
+	return { value, writable: true, enumerable: true, configurable: true };
+}
+
 /* An IDBOpenDBRequest look-alike, returned at once by the intercepted
- * open() while the real open waits for the look at the database. */
+ * open() while the real open waits for the look at the database. In
+ * browsers it is an instance of IDBOpenDBRequest (its prototype chain is
+ * set in installPatches), since libraries test for that (the idb library
+ * promisifies only `instanceof IDBRequest`); its attributes are its own
+ * properties. An exception thrown by an upgradeneeded listener aborts the
+ * upgrade, as for a real request. */
 class CapturedOpenRequest extends EventTarget {
+	#wrapped = new Map();
+	#threw = false;
+
 	constructor() {
 		super();
-		this.result = undefined;
-		this.error = null;
-		this.readyState = 'pending';
-		this.source = null;
-		this.transaction = null;
-		this.onsuccess = null;
-		this.onerror = null;
-		this.onupgradeneeded = null;
-		this.onblocked = null;
+		Object.defineProperties(this, {
+			result: ownValue(undefined),
+			error: ownValue(null),
+			readyState: ownValue('pending'),
+			source: ownValue(null),
+			transaction: ownValue(null),
+			onsuccess: ownValue(null),
+			onerror: ownValue(null),
+			onupgradeneeded: ownValue(null),
+			onblocked: ownValue(null),
+		});
 	}
 
-	fire(type, props = {}) {
-		const ev = new Event(type, { cancelable: type === 'error' });
-		for (const [k, v] of Object.entries(props)) Object.defineProperty(ev, k, { value: v });
+	#invoke(listener, ev) {
+		try {
+			if (typeof listener === 'function') listener.call(this, ev);
+			else listener.handleEvent(ev);
+		} catch (err) {
+			this.#threw = true;
+			if (typeof reportError === 'function') reportError(err);
+			else queueMicrotask(() => {
+				throw err;
+			});
+		}
+	}
+
+	addEventListener(type, listener, options) {
+		if (!listener || (typeof listener !== 'function' && typeof listener.handleEvent !== 'function'))
+			return super.addEventListener(type, listener, options);
+		let wrapper = this.#wrapped.get(listener);
+		if (!wrapper) {
+			wrapper = ev => this.#invoke(listener, ev);
+			this.#wrapped.set(listener, wrapper);
+		}
+		return super.addEventListener(type, wrapper, options);
+	}
+
+	removeEventListener(type, listener, options) {
+		return super.removeEventListener(type, this.#wrapped.get(listener) || listener, options);
+	}
+
+	settle(props) {
+		Object.assign(this, props);
+	}
+
+	/* Dispatches `type` to the listeners, then the on<type> handler;
+	 * returns false when one of them threw. */
+	fire(type, versions = null) {
+		let ev;
+		if (versions && typeof IDBVersionChangeEvent === 'function' && Event.prototype.isPrototypeOf(IDBVersionChangeEvent.prototype)) {
+			ev = new IDBVersionChangeEvent(type, versions);
+		} else {
+			ev = new Event(type, { bubbles: type === 'error', cancelable: type === 'error' });
+			for (const [k, v] of Object.entries(versions || {})) Object.defineProperty(ev, k, { value: v });
+		}
+		this.#threw = false;
 		this.dispatchEvent(ev);
 		const handler = this['on' + type];
-		if (typeof handler === 'function') handler.call(this, ev);
-		return ev;
+		if (typeof handler === 'function') this.#invoke(handler, ev);
+		return !this.#threw;
 	}
 }
 
@@ -524,12 +722,8 @@ function lookAtDatabase(factory, name) {
 			};
 			req.onsuccess = () => {
 				const db = req.result;
-				const info = {
-					exists: true,
-					real: db.version,
-					hasOutbox: db.objectStoreNames.contains(OUTBOX),
-					storeNames: Array.from(db.objectStoreNames),
-				};
+				const storeNames = realStoreNames(db);
+				const info = { exists: true, real: realVersion(db), hasOutbox: storeNames.includes(OUTBOX), storeNames };
 				db.close();
 				resolve(info);
 			};
@@ -539,8 +733,8 @@ function lookAtDatabase(factory, name) {
 				else reject(req.error);
 			};
 		};
-		if (typeof factory.databases === 'function') {
-			factory.databases().then(list => {
+		if (typeof native.databases === 'function') {
+			native.databases.call(factory).then(list => {
 				if (list.some(d => d.name === name)) openIt();
 				else resolve({ exists: false, real: 0, hasOutbox: false, storeNames: [] });
 			}, openIt);
@@ -562,14 +756,15 @@ function createStore(db, def) {
 /* Creates the internal stores (and stores the sync asked for) in an upgrade
  * transaction. A legacy database gets all its existing records marked. */
 function libraryUpgrade(db, tx, legacyWithData) {
+	const existing = realStoreNames(db);
 	for (const name of INTERNAL_STORES)
-		if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, { autoIncrement: name === JOURNAL });
+		if (!existing.includes(name)) db.createObjectStore(name, { autoIncrement: name === JOURNAL });
 	for (const def of requestedStores.get(db.name) || [])
-		if (!db.objectStoreNames.contains(def.name)) createStore(db, def);
+		if (!existing.includes(def.name)) createStore(db, def);
 	if (!legacyWithData) return;
 	const outbox = native.txObjectStore.call(tx, OUTBOX);
-	for (const storeName of Array.from(db.objectStoreNames)) {
-		if (isInternalStoreName(storeName)) continue;
+	for (const storeName of existing) {
+		if (isInternalStoreName(storeName) || isExcluded(db.name, storeName)) continue;
 		const keysReq = native.getAllKeys.call(native.txObjectStore.call(tx, storeName));
 		keysReq.onsuccess = () => {
 			for (const k of keysReq.result) native.put.call(outbox, { id: newMutationId() }, [storeName, k]);
@@ -588,56 +783,137 @@ function openCaptured(factory, name, appVersion) {
 		if (!Number.isInteger(appVersion) || appVersion < 1 || appVersion * VERSION_FACTOR > Number.MAX_SAFE_INTEGER)
 			throw new TypeError('idbmount: version must be an integer from 1 to 2^53/' + VERSION_FACTOR);
 	}
+	name = String(name);
 	const request = new CapturedOpenRequest();
 	const fail = err => {
-		request.readyState = 'done';
-		request.error = err;
+		request.settle({ readyState: 'done', error: err, transaction: null });
 		request.fire('error');
 	};
-	lookAtDatabase(factory, String(name)).then(info => {
-		const appCurrent = !info.exists ? 0 : info.hasOutbox ? Math.floor(info.real / VERSION_FACTOR) : info.real;
+	/* The database may change between the look and the open (another
+	 * connection's upgrade): a VersionError then means "look again". */
+	const attempt = triesLeft => lookAtDatabase(factory, name).then(info => {
+		const appCurrent = !info.exists ? 0 : info.hasOutbox ? appVersionOf(info.real) : info.real;
 		const target = appVersion ?? Math.max(appCurrent, 1);
 		if (target < appCurrent) {
 			fail(versionError(`idbmount: the requested version (${target}) is less than the existing version (${appCurrent})`));
 			return;
 		}
-		const missing = (requestedStores.get(String(name)) || []).some(d => !info.storeNames.includes(d.name))
+		const missing = (requestedStores.get(name) || []).some(d => !info.storeNames.includes(d.name))
 			|| (info.hasOutbox && INTERNAL_STORES.some(n => !info.storeNames.includes(n)));
 		let real;
 		if (target > appCurrent) real = target * VERSION_FACTOR;
 		else if (!info.hasOutbox) real = target * VERSION_FACTOR + 1;
 		else if (missing) real = info.real + 1;
 		else real = info.real;
+		const versions = { oldVersion: appCurrent, newVersion: target };
 		const nreq = native.open.call(factory, name, real);
 		nreq.onupgradeneeded = () => {
 			const db = nreq.result;
 			libraryUpgrade(db, nreq.transaction, info.exists && !info.hasOutbox);
-			capturedDatabases.add(db);
+			adoptConnection(db);
 			if (target > appCurrent) {
-				request.result = appView(db);
-				request.transaction = nreq.transaction;
-				request.readyState = 'done';
-				request.fire('upgradeneeded', { oldVersion: appCurrent, newVersion: target });
+				request.settle({ result: appView(db), transaction: nreq.transaction, readyState: 'done' });
+				if (!request.fire('upgradeneeded', versions)) nreq.transaction.abort();
 			}
 		};
-		nreq.onblocked = () => request.fire('blocked', { oldVersion: appCurrent, newVersion: target });
+		nreq.onblocked = () => request.fire('blocked', versions);
 		nreq.onsuccess = () => {
 			const db = nreq.result;
-			capturedDatabases.add(db);
-			request.result = appView(db);
-			request.transaction = null;
-			request.readyState = 'done';
+			adoptConnection(db);
+			knownCaptured.add(name);
+			request.settle({ result: appView(db), transaction: null, readyState: 'done' });
 			request.fire('success');
 		};
 		nreq.onerror = ev => {
 			ev.preventDefault?.();
-			fail(nreq.error);
+			if (nreq.error?.name === 'VersionError' && triesLeft > 0) attempt(triesLeft - 1);
+			else fail(nreq.error);
 		};
 	}, fail);
+	attempt(3);
 	return request;
 }
 
 let captureInstalled = false;
+
+/* The getter of attribute `name` on `proto`, or null where it is a plain
+ * data property of each object (fake-indexeddb). */
+function accessorOf(proto, name) {
+	const desc = Object.getOwnPropertyDescriptor(proto, name);
+	return desc && typeof desc.get === 'function' ? desc : null;
+}
+
+function patchGetter(proto, name, desc, get) {
+	Object.defineProperty(proto, name, { ...desc, get });
+}
+
+/* Hides the internal stores and the library's share of the version from
+ * the app on every path: a connection's and a transaction's
+ * objectStoreNames, a connection's version, the versions of versionchange
+ * events on a connection and of indexedDB.databases(); a transaction over
+ * an internal store, objectStore() of one and deleteObjectStore() of one
+ * fail as for a store that does not exist. The library reads through the
+ * saved getters (realStoreNames, realVersion) and rawTransaction. */
+function hideInternals(G, native) {
+	const D = G.IDBDatabase.prototype;
+	const T = G.IDBTransaction.prototype;
+	const dbNames = accessorOf(D, 'objectStoreNames');
+	const dbVersion = accessorOf(D, 'version');
+	const txNames = accessorOf(T, 'objectStoreNames');
+	if (dbNames && dbVersion && txNames) {
+		native.dbStoreNames = dbNames.get;
+		native.dbVersion = dbVersion.get;
+		native.txStoreNames = txNames.get;
+		patchGetter(D, 'objectStoreNames', dbNames, function objectStoreNames() {
+			const names = dbNames.get.call(this);
+			return capturedDatabases.has(this) ? visibleNames(names) : names;
+		});
+		patchGetter(D, 'version', dbVersion, function version() {
+			const real = dbVersion.get.call(this);
+			return capturedDatabases.has(this) ? appVersionOf(real) : real;
+		});
+		patchGetter(T, 'objectStoreNames', txNames, function objectStoreNames() {
+			const names = txNames.get.call(this);
+			return capturedDatabases.has(this.db) ? visibleNames(names) : names;
+		});
+		const V = G.IDBVersionChangeEvent?.prototype;
+		const oldVersion = V && accessorOf(V, 'oldVersion');
+		const newVersion = V && accessorOf(V, 'newVersion');
+		if (oldVersion && newVersion) {
+			/* versionchange on an app's connection: another connection wants
+			 * a new real version (the app's own upgrade, or the library's). */
+			patchGetter(V, 'oldVersion', oldVersion, function oldVersionOf() {
+				const real = oldVersion.get.call(this);
+				return capturedDatabases.has(this.target) ? appVersionOf(real) : real;
+			});
+			patchGetter(V, 'newVersion', newVersion, function newVersionOf() {
+				const real = newVersion.get.call(this);
+				return real !== null && capturedDatabases.has(this.target) ? appVersionOf(real) : real;
+			});
+		}
+		const R = G.IDBOpenDBRequest?.prototype;
+		if (R && EventTarget.prototype.isPrototypeOf(R)) Object.setPrototypeOf(CapturedOpenRequest.prototype, R);
+	}
+	T.objectStore = function objectStore(name) {
+		if (isInternalStoreName(name) && !libraryTransactions.has(this) && capturedDatabases.has(this.db)) throw notFound(`objectStore("${name}")`);
+		return native.txObjectStore.call(this, name);
+	};
+	D.deleteObjectStore = function deleteObjectStore(name) {
+		if (isInternalStoreName(name) && capturedDatabases.has(this)) throw notFound(`deleteObjectStore("${name}")`);
+		return native.deleteObjectStore.call(this, name);
+	};
+	const F = G.IDBFactory.prototype;
+	if (typeof native.databases === 'function') {
+		F.databases = async function databases() {
+			const list = await native.databases.call(this);
+			return Promise.all(list.map(async entry => {
+				if (!captureFilter || !captureFilter(entry.name) || !(entry.version >= VERSION_FACTOR)) return entry;
+				if (!knownCaptured.has(entry.name) && !(await lookAtDatabase(this, entry.name).catch(() => ({}))).hasOutbox) return entry;
+				return { ...entry, version: appVersionOf(entry.version) };
+			}));
+		};
+	}
+}
 
 function installPatches() {
 	if (captureInstalled) return;
@@ -651,7 +927,9 @@ function installPatches() {
 	const C = G.IDBCursor.prototype;
 	Object.assign(native, {
 		open: F.open,
+		databases: F.databases,
 		transaction: D.transaction,
+		deleteObjectStore: D.deleteObjectStore,
 		txObjectStore: T.objectStore,
 		commit: T.commit,
 		put: S.put,
@@ -662,83 +940,78 @@ function installPatches() {
 		cursorUpdate: C.update,
 		cursorDelete: C.delete,
 	});
+	hideInternals(G, native);
 
 	F.open = function open(name, version) {
 		if (captureFilter && captureFilter(String(name))) return openCaptured(this, name, version);
 		return native.open.apply(this, arguments);
 	};
 	/* Every read-write transaction of a captured database also holds the
-	 * journal, so the record of its keys commits (or aborts) with it. */
+	 * journal, so the record of its keys commits (or aborts) with it;
+	 * unless all its stores are excluded. */
 	D.transaction = function transaction(storeNames, mode, options) {
-		if (mode === 'readwrite' && capturedDatabases.has(this)) {
-			const names = typeof storeNames === 'string' ? [storeNames] : Array.from(storeNames);
-			if (!names.includes(JOURNAL)) names.push(JOURNAL);
-			return native.transaction.call(this, names, mode, options);
-		}
-		return native.transaction.apply(this, arguments);
+		if (!capturedDatabases.has(this)) return native.transaction.apply(this, arguments);
+		const names = typeof storeNames === 'string' ? [storeNames] : Array.from(storeNames);
+		for (const n of names) if (isInternalStoreName(n)) throw notFound(`transaction("${n}")`);
+		if (mode === 'readwrite' && (!exclusions.length || names.some(n => !isExcluded(this.name, n)))) names.push(JOURNAL);
+		return arguments.length > 2 ? native.transaction.call(this, names, mode, options) : native.transaction.call(this, names, mode);
 	};
 	if (typeof native.commit === 'function') {
 		T.commit = function commit() {
-			/* Keys still waiting for their requests: commit once the
-			 * journal record is written (flushCapture). */
+			/* Entries noted in this task: their record goes first. */
 			const ctx = txContexts.get(this);
-			if (ctx && ctx.entries.length) {
-				ctx.commitWanted = true;
-				return;
-			}
+			if (ctx && ctx.entries.length) flushCapture(ctx, true);
 			return native.commit.call(this);
 		};
 	}
-	S.put = function put() {
+	S.put = function put(value, key) {
 		const req = native.put.apply(this, arguments);
-		const ctx = contextFor(this);
-		if (ctx) track(ctx, req, this.name, { keyOf: req });
+		note(this, info => putEntry(info, value, key));
 		return req;
 	};
-	S.add = function add() {
+	S.add = function add(value, key) {
 		const req = native.add.apply(this, arguments);
-		const ctx = contextFor(this);
-		if (ctx) track(ctx, req, this.name, { keyOf: req });
+		note(this, info => putEntry(info, value, key));
 		return req;
 	};
 	S.delete = function del(query) {
-		const isRange = typeof IDBKeyRange === 'function' && query instanceof IDBKeyRange;
-		const ctx = isRange ? captureKeysOf(this, query) : contextFor(this);
 		const req = native.delete.apply(this, arguments);
-		if (ctx) track(ctx, req, this.name, isRange ? { none: true } : { key: query });
+		if (typeof IDBKeyRange === 'function' && query instanceof IDBKeyRange)
+			note(this, info => ({ store: info.name, op: 'range', lower: query.lower, upper: query.upper, lowerOpen: query.lowerOpen, upperOpen: query.upperOpen }));
+		else note(this, info => [info.name, query]);
 		return req;
 	};
 	S.clear = function clear() {
-		const ctx = captureKeysOf(this, undefined);
 		const req = native.clear.apply(this, arguments);
-		if (ctx) track(ctx, req, this.name, { none: true });
+		note(this, info => ({ store: info.name, op: 'clear' }));
 		return req;
 	};
 	C.update = function update() {
 		const req = native.cursorUpdate.apply(this, arguments);
-		const store = cursorStore(this);
-		const ctx = contextFor(store);
-		if (ctx) track(ctx, req, store.name, { keyOf: req });
+		const key = this.primaryKey;
+		note(cursorStore(this), info => [info.name, key], this.request);
 		return req;
 	};
 	C.delete = function del() {
 		const key = this.primaryKey;
 		const req = native.cursorDelete.apply(this, arguments);
-		const store = cursorStore(this);
-		const ctx = contextFor(store);
-		if (ctx) track(ctx, req, store.name, { key });
+		note(cursorStore(this), info => [info.name, key], this.request);
 		return req;
 	};
 	captureInstalled = true;
 }
 
-/* captureIndexedDB({databases}) - drop-in capture for an app that uses the
- * plain IndexedDB API. Call it once, before the app opens its database.
- * `databases`: an array of names or a predicate; omitted: every database.
+/* captureIndexedDB({databases, excludeStores}) - drop-in capture for an app
+ * that uses the plain IndexedDB API. Call it once, before the app opens its
+ * database. `databases`: an array of names or a predicate; omitted: every
+ * database. `excludeStores`: store names (of those databases) or a
+ * predicate (storeName, dbName) => boolean, for stores that must neither
+ * be captured nor synced (a library's helper stores): they never reach the
+ * server nor the mount, and changes the server has for them are ignored.
  * From then on indexedDB.open() of such a database returns a connection
  * whose writes are captured; the app's versions and upgrade code work as
  * before (see the header comment for how). */
-export function captureIndexedDB({ databases } = {}) {
+export function captureIndexedDB({ databases, excludeStores } = {}) {
 	installPatches();
 	const previous = captureFilter;
 	let mine;
@@ -749,6 +1022,11 @@ export function captureIndexedDB({ databases } = {}) {
 		mine = n => set.has(n);
 	}
 	captureFilter = n => capturedNames.has(n) || mine(n) || (previous ? previous(n) : false);
+	if (typeof excludeStores === 'function') exclusions.push((dbName, storeName) => mine(dbName) && !!excludeStores(storeName, dbName));
+	else if (excludeStores !== undefined) {
+		const set = new Set(Array.from(excludeStores, String));
+		exclusions.push((dbName, storeName) => mine(dbName) && set.has(storeName));
+	}
 }
 
 function ensureCaptureOf(name) {
@@ -1106,17 +1384,110 @@ const DEFAULT_URL = (() => {
 	}
 })();
 
-/* Moves the journal (one record per captured transaction) into the outbox
- * (one marker per key, with a new mutation id) inside `tx`, which must hold
- * both stores and be read-write. This is where an edit storm collapses.
- * Resolves with the number of journal records moved. */
-async function compactJournal(tx) {
+/* A journal entry that is not a [store, key] pair: a key set, {store, op},
+ * noted where the keys a write touches are not known while it is made
+ * (clear(), a key-range delete, a key the store's generator makes). */
+function isKeySet(entry) {
+	return !Array.isArray(entry);
+}
+
+/* The range of the revisions store's per-record entries ([store, key])
+ * that a clear or range key set covers. */
+function revisionRangeOf(set) {
+	if (set.op === 'clear') return rangeOfStore(set.store);
+	const lower = set.lower === undefined ? [set.store] : [set.store, set.lower];
+	const upper = set.upper === undefined ? [set.store + '\u0000'] : [set.store, set.upper];
+	return IDBKeyRange.bound(lower, upper, set.lower !== undefined && !!set.lowerOpen, set.upper === undefined || !!set.upperOpen);
+}
+
+function inKeySetRange(set, key) {
+	if (set.op === 'clear') return true;
+	if (set.lower !== undefined) {
+		const c = indexedDB.cmp(key, set.lower);
+		if (c < 0 || (c === 0 && set.lowerOpen)) return false;
+	}
+	if (set.upper !== undefined) {
+		const c = indexedDB.cmp(key, set.upper);
+		if (c > 0 || (c === 0 && set.upperOpen)) return false;
+	}
+	return true;
+}
+
+/* Largest key a key generator makes (2^53). */
+const GENERATOR_MAX = 9007199254740992;
+
+/* The keys key set `set` stands for, read inside `tx` (read-write over
+ * REVS, META and, for "generated", the set's store):
+ *   clear, range  every key (in the range) the server is known to hold a
+ *                 live revision of: the revisions store's per-record
+ *                 entries and runs. Keys written here and not pushed yet
+ *                 are pending on their own. Resolved before any pulled
+ *                 change is applied after the set was noted (see
+ *                 applyChanges), so no record the server made later is
+ *                 taken for one the app deleted.
+ *   generated     the store's number keys above the highest one a
+ *                 generated set of the store was resolved to before
+ *                 (meta ["generated", store]) that have no known
+ *                 revision: the keys its generator made (a key the server
+ *                 sent has a revision; one the app wrote itself is also a
+ *                 pair of its own).
+ * `runs`: the revision runs, read once per transaction. */
+async function keysOfSet(tx, set, runs) {
+	const revs = native.txObjectStore.call(tx, REVS);
+	if (set.op === 'generated') {
+		const meta = native.txObjectStore.call(tx, META);
+		const mark = ['generated', set.store];
+		const after = await done(meta.get(mark));
+		const range = IDBKeyRange.bound(after ?? -Infinity, GENERATOR_MAX, after !== undefined, false);
+		const keys = await done(native.txObjectStore.call(tx, set.store).getAllKeys(range));
+		if (!keys.length) return [];
+		native.put.call(meta, keys[keys.length - 1], mark);
+		const known = await revisionsOf(revs, set.store, keys, runs);
+		return keys.filter(k => !known.has(JSON.stringify(encodeKey(k))));
+	}
+	const range = revisionRangeOf(set);
+	const [keys, values] = await Promise.all([done(revs.getAllKeys(range)), done(revs.getAll(range))]);
+	const newest = new Map(keys.map((k, i) => [JSON.stringify(encodeKey(k[1])), { key: k[1], rec: values[i] }]));
+	for (const [id, { key, rec }] of revisionsInRuns(runs, set.store, null)) {
+		if (!inKeySetRange(set, key)) continue;
+		const had = newest.get(id);
+		newest.set(id, { key, rec: had ? newerRevision(had.rec, rec) : rec });
+	}
+	return [...newest.values()].filter(e => e.rec && !e.rec.deleted).map(e => e.key);
+}
+
+/* Moves journal records into the outbox (one marker per key, with a new
+ * mutation id) inside `tx` (read-write over JOURNAL, OUTBOX, REVS, META
+ * and the app stores `stores`), key sets resolved (keysOfSet). A record
+ * with a generated set of a store outside `stores` stays where it is when
+ * `partial`, else that set is dropped (the store no longer exists).
+ * `records`: [[journal key, entries]]. Resolves with the pairs moved. */
+async function moveToOutbox(tx, records, stores, partial = false) {
 	const journal = native.txObjectStore.call(tx, JOURNAL);
 	const outbox = native.txObjectStore.call(tx, OUTBOX);
+	const runs = records.some(([, entries]) => entries.some(isKeySet)) ? await done(native.txObjectStore.call(tx, REVS).getAll(runRange())) : [];
+	const moved = [];
+	for (const [journalKey, entries] of records) {
+		const away = entries.some(e => isKeySet(e) && e.op === 'generated' && !stores.includes(e.store));
+		if (away && partial) continue;
+		for (const entry of entries) {
+			if (!isKeySet(entry)) moved.push(entry);
+			else if (entry.op !== 'generated' || stores.includes(entry.store))
+				for (const key of await keysOfSet(tx, entry, runs)) moved.push([entry.store, key]);
+		}
+		native.delete.call(journal, journalKey);
+	}
+	for (const pair of moved) native.put.call(outbox, { id: newMutationId() }, pair);
+	return moved;
+}
+
+/* Moves the whole journal into the outbox inside `tx` (see moveToOutbox).
+ * This is where an edit storm collapses. Resolves with the number of
+ * journal records moved. */
+async function compactJournal(tx, stores) {
+	const journal = native.txObjectStore.call(tx, JOURNAL);
 	const [keys, records] = await Promise.all([done(journal.getAllKeys()), done(journal.getAll())]);
-	if (!keys.length) return 0;
-	for (const pairs of records) for (const pair of pairs) native.put.call(outbox, { id: newMutationId() }, pair);
-	native.delete.call(journal, IDBKeyRange.bound(keys[0], keys[keys.length - 1]));
+	await moveToOutbox(tx, keys.map((k, i) => [k, records[i]]), stores);
 	return keys.length;
 }
 
@@ -1126,20 +1497,34 @@ function pairId(storeName, key) {
 }
 
 /* What is pending in `tx` (holding JOURNAL and OUTBOX): Map pairId ->
- * {store, key, marker?, journal?: true}. */
+ * {store, key, marker?, journal?: true}; a key set not resolved yet counts
+ * as one entry {store, keySet, journal: true} of its own, and the records
+ * holding one are listed in the map's `keySetRecords` ([[journal key,
+ * entries]]). */
 async function pendingWrites(tx) {
 	const journal = native.txObjectStore.call(tx, JOURNAL);
 	const outbox = native.txObjectStore.call(tx, OUTBOX);
-	const [records, mKeys, mVals] = await Promise.all([done(journal.getAll()), done(outbox.getAllKeys()), done(outbox.getAll())]);
+	const [jKeys, records, mKeys, mVals] = await Promise.all([done(journal.getAllKeys()), done(journal.getAll()),
+		done(outbox.getAllKeys()), done(outbox.getAll())]);
 	const out = new Map();
+	out.keySetRecords = [];
 	mKeys.forEach((k, i) => out.set(pairId(k[0], k[1]), { store: k[0], key: k[1], marker: mVals[i] }));
-	for (const pairs of records)
-		for (const [store, key] of pairs) {
+	records.forEach((entries, i) => {
+		let sets = false;
+		entries.forEach((entry, j) => {
+			if (isKeySet(entry)) {
+				sets = true;
+				out.set(`\u0001${jKeys[i]}.${j}`, { store: entry.store, keySet: entry, journal: true });
+				return;
+			}
+			const [store, key] = entry;
 			const id = pairId(store, key);
 			const e = out.get(id) || { store, key };
 			e.journal = true;
 			out.set(id, e);
-		}
+		});
+		if (sets) out.keySetRecords.push([jKeys[i], entries]);
+	});
 	return out;
 }
 
@@ -1331,11 +1716,17 @@ export class Sync extends EventTarget {
 			delivered: null,
 			epoch: null,
 			notApplied: [],
+			retryAt: null,
 		};
 		this.db = null;
 		this.stopped = true;
 		this.wakeController = new AbortController();
 		this.wakePending = false;
+		this.retryWakePending = false;
+		this.backingOff = false;
+		this.retry = null; /* {failures, at}: failing, no attempt before `at` (see noteFailure) */
+		this.reachableWaiters = [];
+		this.answers = 0; /* HTTP answers received, of any status */
 		this.authBlocked = false;
 		this.schemaSent = false;
 		this.ownSeqs = new Set(); /* seqs of this tab's acknowledged pushes */
@@ -1388,27 +1779,25 @@ export class Sync extends EventTarget {
 	async compact(all = false, records = null) {
 		const db = await this.connection();
 		if (!db) return null;
-		if (records === null) records = await done(native.txObjectStore.call(db.transaction([JOURNAL], 'readonly'), JOURNAL).count());
+		if (records === null) records = await done(native.txObjectStore.call(rawTransaction(db, [JOURNAL], 'readonly'), JOURNAL).count());
 		if (!this.needsCompaction(records, all)) return db;
 		this.checkLead();
-		const tx = db.transaction([JOURNAL, OUTBOX], 'readwrite', RELAXED);
+		/* The revisions, the meta store and the app's stores too: key sets
+		 * are resolved on the way (see keysOfSet). */
+		const stores = this.storeNames(db);
+		const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, META, ...stores], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
 		const journal = native.txObjectStore.call(tx, JOURNAL);
-		const outbox = native.txObjectStore.call(tx, OUTBOX);
 		const count = await done(journal.count());
 		if (all || count > STORM_RECORDS) {
-			await compactJournal(tx);
+			await compactJournal(tx, stores);
 		} else if (count && this.batchSize < this.maxBatchSize) {
 			/* Only after a 413 or 4xx shrank the batch: records larger than
 			 * it are split into markers, so one write can be singled out. */
 			const [keys, records] = await Promise.all([done(journal.getAllKeys()), done(journal.getAll())]);
-			records.forEach((pairs, i) => {
-				if (pairs.length <= this.batchSize) return;
-				for (const pair of pairs) native.put.call(outbox, { id: newMutationId() }, pair);
-				native.delete.call(journal, keys[i]);
-			});
+			await moveToOutbox(tx, keys.map((k, i) => [k, records[i]]).filter(([, entries]) => entries.length > this.batchSize), stores);
 		}
 		await end;
 		return db;
@@ -1421,7 +1810,7 @@ export class Sync extends EventTarget {
 		const db = await this.connection();
 		if (!db) return 0;
 		this.checkLead();
-		const tx = db.transaction([REVS], 'readwrite', RELAXED);
+		const tx = rawTransaction(db, [REVS], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
@@ -1438,7 +1827,7 @@ export class Sync extends EventTarget {
 	/* Number of keys with a write not yet acknowledged (pending or
 	 * rejected). */
 	async outboxLength() {
-		return this.reading(async db => (db ? (await pendingWrites(db.transaction([JOURNAL, OUTBOX], 'readonly'))).size : 0));
+		return this.reading(async db => (db ? (await pendingWrites(rawTransaction(db, [JOURNAL, OUTBOX], 'readonly'))).size : 0));
 	}
 
 	/* Runs fn(connection) for a read; once more on a fresh connection when
@@ -1474,7 +1863,7 @@ export class Sync extends EventTarget {
 	}
 
 	async readStates(db, storeName, onlyKey) {
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS], 'readonly');
+		const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS], 'readonly');
 		const range = onlyKey === undefined ? rangeOfStore(storeName) : [storeName, onlyKey];
 		const [pending, rKeys, rVals, runs] = await Promise.all([
 			pendingWrites(tx),
@@ -1483,7 +1872,9 @@ export class Sync extends EventTarget {
 			done(native.txObjectStore.call(tx, REVS).getAll(runRange())),
 		]);
 		const mine = new Map();
-		for (const p of pending.values()) if (p.store === storeName) mine.set(JSON.stringify(encodeKey(p.key)), p);
+		/* The keys of a key set are known once the syncing tab resolved it
+		 * (its next round); until then they show their earlier state. */
+		for (const p of pending.values()) if (p.store === storeName && !p.keySet) mine.set(JSON.stringify(encodeKey(p.key)), p);
 		const revs = new Map(rKeys.map((k, i) => [JSON.stringify(encodeKey(k[1])), rVals[i]]));
 		const only = onlyKey === undefined ? null : new Set([JSON.stringify(encodeKey(onlyKey))]);
 		for (const [id, { rec }] of revisionsInRuns(runs, storeName, only)) revs.set(id, newerRevision(revs.get(id), rec));
@@ -1516,9 +1907,8 @@ export class Sync extends EventTarget {
 		if (typeof addEventListener === 'function' && typeof window === 'object') {
 			this.onOnline = () => {
 				this.setState({ online: true });
-				this.backoff.reset();
 				this.eventBackoff.reset();
-				this.wake();
+				this.retryNow();
 			};
 			this.onOffline = () => this.setState({ online: false });
 			addEventListener('online', this.onOnline, { signal });
@@ -1588,8 +1978,7 @@ export class Sync extends EventTarget {
 	setToken(token) {
 		this.token = token;
 		this.authBlocked = false;
-		this.backoff.reset();
-		this.wake();
+		this.retryNow();
 	}
 
 	/* Push and pull now (returns when the outbox was pushed and the pull
@@ -1601,24 +1990,107 @@ export class Sync extends EventTarget {
 		return true;
 	}
 
-	wake() {
+	/* Wakes the syncing loop. "work" (new writes, changes on the server)
+	 * ends an idle wait, not a backoff wait: while the server fails, writes
+	 * only wait in the outbox. "retry" (back online, a new token, the event
+	 * stream back) ends a backoff wait too. */
+	wake(kind = 'work') {
 		this.wakePending = true;
-		this.wakeController.abort();
+		if (kind === 'retry') this.retryWakePending = true;
+		if (kind === 'retry' || !this.backingOff) this.wakeController.abort();
 	}
 
-	/* Waits `ms` or until woken (or the lead ends); resolves true when the
-	 * whole time passed with nothing waking it. */
-	async waitForWake(ms) {
-		if (this.wakePending) {
-			this.wakePending = false;
+	/* Waits `ms` or until woken (or the lead ends; during a backoff wait,
+	 * only by a "retry" wake); resolves true when the whole time passed
+	 * with nothing waking it. The round that follows covers every wake. */
+	async waitForWake(ms, backoff = false) {
+		if (backoff ? this.retryWakePending : this.wakePending) {
+			this.wakePending = this.retryWakePending = false;
 			return false;
 		}
+		this.backingOff = backoff;
 		this.wakeController = new AbortController();
 		const any = AbortSignal.any ? AbortSignal.any([this.wakeController.signal, this.leaderSignal]) : this.wakeController.signal;
 		await sleep(ms, any);
-		const quiet = !this.wakePending && !any.aborted;
-		this.wakePending = false;
+		this.backingOff = false;
+		const quiet = !(backoff ? this.retryWakePending : this.wakePending) && !any.aborted;
+		this.wakePending = this.retryWakePending = false;
 		return quiet;
+	}
+
+	/* --- failing: one attempt per backoff step ----------------------------- */
+
+	/* After a failed round, or an event stream that could not connect, the
+	 * server is not asked again before the backoff step is over: writes
+	 * only wait in the outbox (their wake does not end the wait), the event
+	 * stream waits for a round that gets through instead of knocking on its
+	 * own, and the step is kept in the meta store, so a tab that takes the
+	 * lead (or the page after a reload) waits it out too. A second failure
+	 * within the same step (the stream and a round failing together) does
+	 * not lengthen it. */
+	async noteFailure() {
+		if (this.retry && this.retry.at > Date.now()) return;
+		const wait = this.backoff.next();
+		this.retry = { failures: this.backoff.failures, at: Date.now() + wait };
+		this.setState({ retryAt: this.retry.at });
+		await this.saveRetry();
+	}
+
+	/* A round got through: the wait is over for everyone. */
+	async noteSuccess() {
+		if (!this.retry && this.backoff.failures === 0) return;
+		this.retry = null;
+		this.backoff.reset();
+		this.setState({ retryAt: null });
+		for (const resolve of this.reachableWaiters.splice(0)) resolve();
+		await this.saveRetry();
+	}
+
+	/* Back online or a new token: the next attempt is now, from the first
+	 * step. */
+	retryNow() {
+		this.backoff.reset();
+		if (this.retry) this.retry.at = Date.now();
+		this.wake('retry');
+	}
+
+	/* Resolves once a round got through (at once when nothing failed) or
+	 * `signal` aborted. */
+	untilReachable(signal) {
+		return new Promise(resolve => {
+			if (!this.retry || signal.aborted) return resolve();
+			this.reachableWaiters.push(resolve);
+			signal.addEventListener('abort', resolve, { once: true });
+		});
+	}
+
+	async saveRetry() {
+		try {
+			const db = this.db || (await this.connection());
+			if (!db) return;
+			const tx = rawTransaction(db, [META], 'readwrite', RELAXED);
+			silentTransactions.add(tx);
+			const meta = native.txObjectStore.call(tx, META);
+			if (this.retry) native.put.call(meta, this.retry, 'retry');
+			else native.delete.call(meta, 'retry');
+			await finished(tx);
+		} catch {
+			/* the wait still holds in this tab */
+		}
+	}
+
+	async loadRetry() {
+		try {
+			const db = await this.connection();
+			if (!db) return;
+			const saved = await done(native.txObjectStore.call(rawTransaction(db, [META], 'readonly'), META).get('retry'));
+			if (!saved || typeof saved.at !== 'number') return;
+			this.retry = saved;
+			this.backoff.failures = saved.failures;
+			this.setState({ retryAt: saved.at });
+		} catch {
+			/* nothing saved: no wait */
+		}
 	}
 
 	fromOtherTab(msg) {
@@ -1676,6 +2148,7 @@ export class Sync extends EventTarget {
 	releaseLeadership() {
 		const c = this.leaderController;
 		this.leaderController = null;
+		leadingHere.delete(this.database); /* another tab may lead at once: it needs the news */
 		if (c) {
 			c.abort();
 			c.releaseLock?.();
@@ -1694,14 +2167,19 @@ export class Sync extends EventTarget {
 	 * stopped); the Web Lock is held exactly as long. */
 	async lead(signal) {
 		this.setState({ leader: true });
+		leadingHere.add(this.database);
 		this.runsWritten = null; /* another tab may have led meanwhile and left runs */
 		this.wakePending = true;
+		await this.loadRetry(); /* a step another tab or page began */
 		const events = this.followEvents(signal);
 		try {
 			while (!signal.aborted) {
+				if (this.retry && this.retry.at > Date.now()) {
+					await this.waitForWake(this.retry.at - Date.now(), true);
+					if (signal.aborted) break;
+				}
 				try {
-					await this.cycle();
-					this.backoff.reset();
+					if (await this.cycle()) await this.noteSuccess();
 					if (this.state.lastError) this.setState({ lastError: null });
 					/* Revision runs are folded once nothing happened for a
 					 * moment, so the fold does not hold up a push. */
@@ -1713,12 +2191,18 @@ export class Sync extends EventTarget {
 				} catch (err) {
 					if (signal.aborted) break;
 					const e = this.reportError(err);
-					if (e.kind === 'auth' || e.kind === 'forbidden') this.authBlocked = true;
-					await this.waitForWake(e.kind === 'auth' || e.kind === 'forbidden' ? 3600e3 : this.backoff.next());
+					if (e.kind === 'auth' || e.kind === 'forbidden') {
+						/* Nothing to do until setToken() gives a new token. */
+						this.authBlocked = true;
+						await this.waitForWake(3600e3, true);
+					} else {
+						await this.noteFailure();
+					}
 				}
 			}
 		} finally {
 			await events.catch(() => {});
+			leadingHere.delete(this.database);
 			/* The connection stays: this tab still shows states. */
 			this.setState({ leader: false, syncing: false });
 		}
@@ -1741,6 +2225,7 @@ export class Sync extends EventTarget {
 			throw new SyncError('offline', 'cannot reach the server: ' + (err?.message || err));
 		}
 		if (!this.state.online) this.setState({ online: true });
+		this.answers += 1;
 		let json = null;
 		try {
 			json = await res.json();
@@ -1778,31 +2263,36 @@ export class Sync extends EventTarget {
 		return raw;
 	}
 
+	/* The app's stores that sync: neither internal nor excluded. */
 	storeNames(db) {
-		return Array.from(db.objectStoreNames).filter(n => !isInternalStoreName(n));
+		return realStoreNames(db).filter(n => !isInternalStoreName(n) && !isExcluded(this.database, n));
 	}
 
 	/* --- one round: schema, push everything, pull everything --------------- */
 
+	/* Resolves true when the server answered in this round (a round of a
+	 * database that does not exist yet asks it nothing). */
 	async cycle() {
 		/* The signal of the lead this cycle runs under; none for a cycle
 		 * called directly on a Sync that does not lead (tests, tools). */
 		this.cycleSignal = this.leaderController ? this.leaderSignal : null;
 		this.setState({ syncing: true });
+		const answersBefore = this.answers;
 		let blocked = false;
 		try {
 			/* While an upgrade is blocked every open of the database waits
 			 * behind it (IndexedDB's rule), so the sync waits too. */
 			if (this.upgradeWait) await this.upgradeWait;
 			const db = await this.connection();
-			if (!db) return;
+			if (!db) return false;
 			if (this.installId === null) await this.loadMeta();
 			if (!this.schemaSent) await this.sendSchema(db);
-			if ((blocked = !!this.upgradeWait)) return;
+			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await this.pushAll();
 			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
-			if ((blocked = !!this.upgradeWait)) return;
+			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await this.applyParked();
+			return this.answers > answersBefore;
 		} finally {
 			this.setState({ syncing: false, outbox: blocked ? this.state.outbox : await this.outboxLength().catch(() => null) });
 		}
@@ -1810,7 +2300,7 @@ export class Sync extends EventTarget {
 
 	async loadMeta() {
 		const db = await this.connection();
-		const tx = db.transaction([META], 'readonly');
+		const tx = rawTransaction(db, [META], 'readonly');
 		const meta = native.txObjectStore.call(tx, META);
 		const [checkpoint, delivered, epoch, installId] = await Promise.all([done(meta.get('checkpoint')), done(meta.get('delivered')),
 			done(meta.get('epoch')), done(meta.get('installId'))]);
@@ -1827,7 +2317,7 @@ export class Sync extends EventTarget {
 
 	async saveMeta(values) {
 		const db = await this.connection();
-		const tx = db.transaction([META], 'readwrite');
+		const tx = rawTransaction(db, [META], 'readwrite');
 		silentTransactions.add(tx);
 		for (const [k, v] of Object.entries(values)) native.put.call(native.txObjectStore.call(tx, META), v, k);
 		await finished(tx);
@@ -1836,7 +2326,7 @@ export class Sync extends EventTarget {
 	/* The server's data directory was made anew (another epoch). */
 	async forgetServer(epoch) {
 		const db = await this.connection();
-		const tx = db.transaction([REVS, META], 'readwrite');
+		const tx = rawTransaction(db, [REVS, META], 'readwrite');
 		silentTransactions.add(tx);
 		native.clear.call(native.txObjectStore.call(tx, REVS));
 		const meta = native.txObjectStore.call(tx, META);
@@ -1851,7 +2341,7 @@ export class Sync extends EventTarget {
 	}
 
 	async sendSchema(db) {
-		const tx = db.transaction(this.storeNames(db).length ? this.storeNames(db) : [META], 'readonly');
+		const tx = rawTransaction(db, this.storeNames(db).length ? this.storeNames(db) : [META], 'readonly');
 		const stores = this.storeNames(db).map(name => {
 			const s = tx.objectStore(name);
 			return {
@@ -1864,12 +2354,14 @@ export class Sync extends EventTarget {
 				}),
 			};
 		});
-		const answer = await this.request('POST', 'v1/schema', { db: this.database, version: Math.floor(db.version / VERSION_FACTOR), stores });
+		const answer = await this.request('POST', 'v1/schema', { db: this.database, version: appVersionOf(realVersion(db)), stores });
 		this.schemaSent = true;
 		/* A server that answers with its own store list lets stores made on
 		 * the mount arrive with their keyPath before any record does. */
 		if (answer && Array.isArray(answer.stores)) {
-			const missing = answer.stores.filter(s => s && typeof s.name === 'string' && !isInternalStoreName(s.name) && !stores.some(x => x.name === s.name));
+			const here = realStoreNames(db);
+			const missing = answer.stores.filter(s => s && typeof s.name === 'string' && !isInternalStoreName(s.name)
+				&& !isExcluded(this.database, s.name) && !here.includes(s.name));
 			if (missing.length) await this.createServerStores(missing, 'the server has these stores');
 		}
 	}
@@ -1885,7 +2377,7 @@ export class Sync extends EventTarget {
 	async readBatch(compacted = false, exclude = null) {
 		const db = await this.connection();
 		const names = this.storeNames(db);
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readonly');
+		const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, ...names], 'readonly');
 		const outbox = native.txObjectStore.call(tx, OUTBOX);
 		const journal = native.txObjectStore.call(tx, JOURNAL);
 		const revs = native.txObjectStore.call(tx, REVS);
@@ -1919,6 +2411,7 @@ export class Sync extends EventTarget {
 			return this.readBatch(true);
 		}
 		await markers;
+		let keySets = false;
 		if (picked.size < this.batchSize) {
 			await new Promise((resolve, reject) => {
 				const after = exclude?.afterJournal ?? null;
@@ -1926,6 +2419,12 @@ export class Sync extends EventTarget {
 				req.onsuccess = () => {
 					const c = req.result;
 					if (!c) return resolve();
+					/* A record with key sets is resolved into the outbox
+					 * first (compaction), never read ahead. */
+					if (c.value.some(isKeySet)) {
+						keySets = true;
+						return resolve();
+					}
 					if (journalKeys.length && picked.size + c.value.length > this.batchSize) return resolve();
 					journalKeys.push(c.key);
 					c.value.forEach(([store, key], i) => {
@@ -1938,7 +2437,12 @@ export class Sync extends EventTarget {
 				req.onerror = () => reject(req.error);
 			});
 		}
+		if (keySets && !exclude) {
+			await this.compact(true);
+			return this.readBatch(true);
+		}
 		const batch = [...picked.entries()].map(([pid, m]) => ({ ...m, pid, marker: outboxIds.get(pid) }));
+		batch.stoppedAtKeySets = keySets;
 		const byStore = new Map();
 		for (const m of batch) {
 			if (!byStore.has(m.store)) byStore.set(m.store, []);
@@ -2029,6 +2533,16 @@ export class Sync extends EventTarget {
 				if (mutation) mutation.base = m.base;
 			}
 		};
+		/* A read ahead stops at key sets: once everything in flight is
+		 * acknowledged, they are resolved (a read that is not ahead) and
+		 * pushed in the same round. */
+		const pastKeySets = async p => {
+			if (p.batch.length || !p.batch.stoppedAtKeySets) return p;
+			await acking;
+			inFlight.clear();
+			afterJournal = null;
+			return prepare(false);
+		};
 		const queueAck = (b, results) => {
 			acking = acking.then(() => this.acknowledge(b, results)).then(() => inFlight.delete(b), err => {
 				ackFailed = true;
@@ -2043,7 +2557,7 @@ export class Sync extends EventTarget {
 				if (!mutations.length) {
 					queueAck(batch, unencodable);
 					await acking;
-					p = await prepare(true);
+					p = await pastKeySets(await prepare(true));
 					continue;
 				}
 				const answer = this.request('POST', 'v1/push', { mutations });
@@ -2085,6 +2599,7 @@ export class Sync extends EventTarget {
 				this.batchSize = Math.min(this.maxBatchSize, this.batchSize * 2);
 				p = await next;
 				rebase(p);
+				p = await pastKeySets(p);
 			}
 		} finally {
 			await acking;
@@ -2116,7 +2631,7 @@ export class Sync extends EventTarget {
 		const db = await this.connection();
 		const names = this.storeNames(db);
 		this.checkLead();
-		const tx = db.transaction([JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
+		const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
@@ -2141,8 +2656,15 @@ export class Sync extends EventTarget {
 		 * of it until the sync is idle. */
 		let nextRun = runKeys.length ? runKeys[runKeys.length - 1][1] + 1 : 1;
 		if (runKeys.length >= RUN_FOLD_LIMIT) await foldRuns(tx, runKeys.length - RUN_FOLD_LIMIT + 1);
-		const rewritten = new Set();
-		for (const pairs of newer) for (const [store, key] of pairs) rewritten.add(pairId(store, key));
+		/* A newer clear() or range delete may cover any key of its store. */
+		const pids = new Set();
+		const sweptStores = new Set();
+		for (const entries of newer)
+			for (const e of entries) {
+				if (!isKeySet(e)) pids.add(pairId(e[0], e[1]));
+				else if (e.op !== 'generated') sweptStores.add(e.store);
+			}
+		const rewritten = { has: pid => pids.has(pid) || sweptStores.has(pid.slice(0, pid.indexOf('\u0000'))) };
 		const markerNow = new Map(batch.map((m, i) => [m, markersNow[i]]));
 		/* Settles m's pending write: the journal record goes as a whole
 		 * below; an outbox marker only while it is the one that was read. */
@@ -2283,17 +2805,20 @@ export class Sync extends EventTarget {
 	 * exists. */
 	async applyChanges(changes, checkpoint, delivered) {
 		const db = await this.connection();
+		/* Stores excluded from sync take nothing from the server. */
+		changes = changes.filter(c => !isInternalStoreName(c.store) && !isExcluded(this.database, c.store));
 		/* Changes for stores this database lacks are parked first (with the
 		 * checkpoint), then the stores are created; applyParked puts them in. */
-		const unknown = [...new Set(changes.map(c => c.store).filter(s => !db.objectStoreNames.contains(s) && !isInternalStoreName(s)))];
-		const names = [...new Set(changes.map(c => c.store))].filter(s => db.objectStoreNames.contains(s) && !isInternalStoreName(s));
+		const existing = realStoreNames(db);
+		const unknown = [...new Set(changes.map(c => c.store).filter(s => !existing.includes(s)))];
+		const names = [...new Set(changes.map(c => c.store))].filter(s => existing.includes(s));
 		this.checkLead();
 		/* A page with no changes (the pull after a push, whose own changes
 		 * the checkpoint skipped) saves only the checkpoint: a transaction
 		 * of the meta store, which the app's writes (they all hold the
 		 * journal) neither wait for nor hold up. */
 		const scope = changes.length ? [JOURNAL, OUTBOX, REVS, META, ...names] : [META];
-		const tx = db.transaction(scope, 'readwrite', RELAXED);
+		const tx = rawTransaction(db, scope, 'readwrite', RELAXED);
 		silentTransactions.add(tx);
 		const end = finished(tx);
 		end.catch(() => {});
@@ -2311,6 +2836,13 @@ export class Sync extends EventTarget {
 			}
 		}
 		const pending = await pendingNow;
+		/* Key sets noted before this page are resolved first, against the
+		 * revisions as they are before it (see keysOfSet): a record this
+		 * page brings is not taken for one the app cleared, and a key the
+		 * app's generator made waits for the push like any pending write. */
+		if (pending.keySetRecords?.length)
+			for (const [store, key] of await moveToOutbox(tx, pending.keySetRecords, names, true))
+				if (!pending.has(pairId(store, key))) pending.set(pairId(store, key), { store, key, journal: true });
 		/* Echoes of this tab's own pushes need no look at the revisions. */
 		const looked = decoded.filter(d => !this.ownSeqs.has(d.c.seq));
 		const [looks, runs] = await Promise.all([
@@ -2443,33 +2975,52 @@ export class Sync extends EventTarget {
 	/* Changes parked for stores that now exist are applied. */
 	async applyParked() {
 		const db = await this.connection();
-		const tx = db.transaction([META], 'readonly');
+		const tx = rawTransaction(db, [META], 'readonly');
 		const meta = native.txObjectStore.call(tx, META);
 		const range = IDBKeyRange.bound(['parked'], ['parked\u0000'], false, true);
 		const parked = await done(meta.getAll(range));
-		const ready = parked.filter(c => db.objectStoreNames.contains(c.store));
+		const existing = realStoreNames(db);
+		const ready = parked.filter(c => existing.includes(c.store));
 		if (!ready.length) return;
 		await this.applyChanges(ready, this.state.checkpoint, this.state.delivered);
-		const tx2 = db.transaction([META], 'readwrite');
+		const tx2 = rawTransaction(db, [META], 'readwrite');
 		silentTransactions.add(tx2);
 		for (const c of ready) native.delete.call(native.txObjectStore.call(tx2, META), ['parked', c.store, decodeKey(c.key)]);
 		await finished(tx2);
 	}
 
-	/* Follows /v1/events while this tab leads; each event wakes the loop. */
+	/* Follows /v1/events while this tab leads; each event wakes the loop.
+	 * A stream that cannot connect (no answer, or 5xx) counts as a failed
+	 * attempt (noteFailure); while the sync is failing the stream waits
+	 * for a round that gets through, which is the one probe per backoff
+	 * step. */
 	async followEvents(signal) {
 		const decoder = new TextDecoder();
 		while (!signal.aborted) {
+			if (this.retry) {
+				await this.untilReachable(signal);
+				continue;
+			}
+			let unreachable = false;
 			try {
 				if (this.authBlocked) {
 					await sleep(1000, signal);
 					continue;
 				}
-				const res = await this.fetchImpl(this.url + 'v1/events?since=' + encodeURIComponent(this.state.checkpoint ?? 0), {
-					headers: { Authorization: 'Bearer ' + this.token, Accept: 'text/event-stream' },
-					signal,
-				});
-				if (!res.ok || !res.body) throw new SyncError(res.status === 401 ? 'auth' : 'server', 'events answered ' + res.status, { status: res.status });
+				let res;
+				try {
+					res = await this.fetchImpl(this.url + 'v1/events?since=' + encodeURIComponent(this.state.checkpoint ?? 0), {
+						headers: { Authorization: 'Bearer ' + this.token, Accept: 'text/event-stream' },
+						signal,
+					});
+				} catch (err) {
+					unreachable = true;
+					throw err;
+				}
+				if (!res.ok || !res.body) {
+					unreachable = res.status >= 500 || res.status === 429;
+					throw new SyncError(res.status === 401 ? 'auth' : 'server', 'events answered ' + res.status, { status: res.status });
+				}
 				this.eventBackoff.reset();
 				const parser = new SSEParser(ev => {
 					if (ev.event === 'change' || ev.event === 'message') {
@@ -2486,7 +3037,9 @@ export class Sync extends EventTarget {
 					if (ev.event !== 'ping') this.wake();
 				});
 				const reader = res.body.getReader();
-				this.wake(); /* catch up on what happened while disconnected */
+				/* Catch up on what happened while disconnected; a stream that
+				 * got through while the rounds failed ends their wait. */
+				this.wake(this.retry ? 'retry' : 'work');
 				for (;;) {
 					const { value, done: end } = await reader.read();
 					if (end) break;
@@ -2496,7 +3049,13 @@ export class Sync extends EventTarget {
 				if (signal.aborted) break;
 				void err;
 			}
-			if (!signal.aborted) await sleep(this.eventBackoff.next(), signal);
+			if (signal.aborted) break;
+			if (unreachable) {
+				await this.noteFailure();
+				this.wake(); /* an idle loop starts waiting out the step, then probes */
+				continue;
+			}
+			await sleep(this.eventBackoff.next(), signal);
 		}
 	}
 }
@@ -2534,4 +3093,9 @@ export async function requestPersistence() {
 	}
 }
 
-export const internals = { JOURNAL, OUTBOX, REVS, META, INTERNAL_STORES, silentTransactions };
+/* For tests and tools: the internal store names, and a transaction over
+ * any stores of a connection, internal ones included. */
+export const internals = {
+	JOURNAL, OUTBOX, REVS, META, INTERNAL_STORES, silentTransactions,
+	transaction: (db, storeNames, mode) => rawTransaction(rawOf(db), storeNames, mode),
+};

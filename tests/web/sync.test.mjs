@@ -304,7 +304,7 @@ async function revisionsStore(database) {
 		r.onsuccess = () => resolve(r.result);
 		r.onerror = () => reject(r.error);
 	});
-	const tx = raw.transaction([idbm.internals.REVS], 'readonly');
+	const tx = idbm.internals.transaction(raw, [idbm.internals.REVS], 'readonly');
 	const s = tx.objectStore(idbm.internals.REVS);
 	const get = r => new Promise((resolve, reject) => {
 		r.onsuccess = () => resolve(r.result);
@@ -490,5 +490,132 @@ test('a batch over two stores records a run for each; a delete\'s revision in a 
 	assert.equal(revs.records.get('a/3').rev, 1);
 	assert.equal((await sync.storeState('b')).synced, 5);
 	sync.stop();
+	db.close();
+});
+
+test('clear() and a key-range delete reach the mount as deletes, keys a generator made as puts; a change pulled after a clear is neither deleted nor pushed back', async () => {
+	const db = await idbm.openDatabase('sets', { version: 1, stores: [{ name: 'notes' }, { name: 'log', autoIncrement: true }] });
+	await db.transaction(['notes', 'log'], 'readwrite', async tx => {
+		for (const k of 'abcdefgh') tx.store('notes').put({ k }, k);
+		for (let i = 0; i < 3; i++) tx.store('log').add({ i });
+	});
+	const sync = newSync('sets');
+	await sync.cycle();
+	const names = store => fs.readdirSync(d.path('alice', 'sets', store)).sort();
+	assert.deepEqual(names('notes'), [...'abcdefgh'].map(k => k + '.json'));
+	assert.deepEqual(names('log'), ['1.json', '2.json', '3.json']);
+
+	// A range delete and a generated key: noted as key sets, resolved by the sync.
+	await db.delete('notes', IDBKeyRange.bound('b', 'd'));
+	await db.add('log', { i: 3 });
+	await db.put('notes', { k: 'c again' }, 'c'); /* written again after the delete: it stays */
+	await sync.cycle();
+	assert.deepEqual(names('notes'), ['a.json', 'c.json', 'e.json', 'f.json', 'g.json', 'h.json']);
+	assert.deepEqual(names('log'), ['1.json', '2.json', '3.json', '4.json']);
+	assert.equal(await sync.outboxLength(), 0);
+
+	// A clear() not yet pushed, while the server gets a record of its own
+	// (made on the mount): the pull brings it, and the clear does not take it
+	// for one of the records it removed.
+	await db.transaction(['notes'], 'readwrite', async tx => {
+		await tx.store('notes').clear();
+		await tx.store('notes').put({ k: 'z' }, 'z');
+	});
+	fs.writeFileSync(d.path('alice', 'sets', 'notes', 'from-mount.json'), '{"k":"made on the mount"}\n');
+	while (await sync.pullPage()) { /* the pull first, before the push */ }
+	assert.deepEqual(await db.get('notes', 'from-mount'), { k: 'made on the mount' });
+	await sync.cycle();
+	assert.deepEqual(names('notes'), ['from-mount.json', 'z.json']);
+	assert.deepEqual(await db.getAllKeys('notes'), ['from-mount', 'z']);
+	assert.equal(d.changes().filter(c => c.db === 'sets' && c.key === 'from-mount').length, 1, 'the pulled record is not pushed back');
+	sync.stop();
+	db.close();
+});
+
+test('excluded stores are neither captured nor synced, and nothing the server has for them comes back', async () => {
+	idbm.captureIndexedDB({ databases: ['with-helper'], excludeStores: ['helper'] });
+	const db = await new Promise((resolve, reject) => {
+		const r = indexedDB.open('with-helper', 1);
+		r.onupgradeneeded = () => {
+			r.result.createObjectStore('data');
+			r.result.createObjectStore('helper');
+		};
+		r.onsuccess = () => resolve(r.result);
+		r.onerror = () => reject(r.error);
+	});
+	const write = (stores, fn) => new Promise((resolve, reject) => {
+		const tx = db.transaction(stores, 'readwrite');
+		fn(tx);
+		tx.oncomplete = resolve;
+		tx.onabort = () => reject(tx.error);
+	});
+	await write(['helper'], tx => tx.objectStore('helper').put('probe', 'k'));
+	await write(['data', 'helper'], tx => {
+		tx.objectStore('data').put('kept', 'x');
+		tx.objectStore('helper').put('probe 2', 'k2');
+	});
+	const sync = newSync('with-helper');
+	assert.equal(await sync.outboxLength(), 1, 'only the write to "data" is pending');
+	await sync.cycle();
+	assert.equal(d.read('alice', 'with-helper', 'data', 'x.json'), '"kept"\n');
+	assert.equal(d.exists('alice', 'with-helper', 'helper'), false, 'no directory for the excluded store');
+	// A store of that name made on the server side stays there alone.
+	fs.mkdirSync(d.path('alice', 'with-helper', 'helper'));
+	fs.writeFileSync(d.path('alice', 'with-helper', 'helper', 'k.json'), '"from the mount"\n');
+	await sync.cycle();
+	await sync.cycle();
+	const tx = db.transaction(['helper']);
+	const value = await new Promise(resolve => (tx.objectStore('helper').get('k').onsuccess = ev => resolve(ev.target.result)));
+	assert.equal(value, 'probe', 'the server\'s record of an excluded store is not applied');
+	assert.deepEqual(sync.state.notApplied, []);
+	sync.stop();
+	db.close();
+});
+
+/* The earliest moments at which a sync failing from time 0 may try again
+ * with `backoff`'s settings: each step waits at least half of it. */
+function attemptsAllowed(ms, baseMs, capMs) {
+	let n = 2; /* the first round and the event stream can both find it down first */
+	for (let step = baseMs, at = baseMs / 2; at <= ms; step = Math.min(capMs, step * 2), at += Math.min(capMs, step) / 2) n += 1;
+	return n;
+}
+
+test('while the server is unreachable, writes do not shorten the backoff; the next Sync waits out the same step', async () => {
+	const db = await idbm.openDatabase('hammer', { version: 1, stores: [{ name: 'notes' }] });
+	await db.put('notes', 0, 'first');
+	const attempts = [];
+	let down = true;
+	const fetchImpl = (url, init) => {
+		attempts.push(Date.now());
+		if (down) return Promise.reject(new TypeError('connection refused'));
+		return fetch(url.replace('http://unreachable.invalid/', d.url + '/'), init);
+	};
+	const options = { url: 'http://unreachable.invalid/', fetch: fetchImpl };
+	const sync = newSync('hammer', { ...options, backoff: new idbm.Backoff(400, 1600) });
+	const start = Date.now();
+	sync.start();
+	for (let i = 0; i < 300; i++) {
+		await db.put('notes', i, 'k' + i);
+		if (i % 50 === 0) await new Promise(r => setTimeout(r, 200));
+	}
+	await new Promise(r => setTimeout(r, Math.max(0, 3000 - (Date.now() - start))));
+	const elapsed = Date.now() - start;
+	assert.ok(attempts.length >= 2, 'it did try');
+	assert.ok(attempts.length <= attemptsAllowed(elapsed, 400, 1600), `${attempts.length} attempts in ${elapsed} ms`);
+	const retryAt = sync.state.retryAt;
+	assert.ok(retryAt > Date.now() - 5000, 'the status tells when the next attempt is');
+	sync.stop();
+
+	// Another Sync of the same database (the tab that takes over, a
+	// reload) does not try before the step that was saved is over.
+	const seen = attempts.length;
+	const next = newSync('hammer', { ...options, backoff: new idbm.Backoff(400, 1600) });
+	next.start();
+	await eventually(() => attempts.length > seen, 'the next attempt');
+	assert.ok(attempts[seen] >= retryAt - 5, `the first attempt of the next Sync (${attempts[seen] - retryAt} ms after the step) waits for the step`);
+	down = false;
+	await eventually(() => d.exists('alice', 'hammer', 'notes', 'k299.json'), 'the writes once the server answers', 30000);
+	await eventually(() => next.state.retryAt === null, 'the wait to end');
+	next.stop();
 	db.close();
 });
