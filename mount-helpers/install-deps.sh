@@ -42,13 +42,15 @@ build_packages=(
 # a real mount, and every tool those suites run on the mount (getfattr/
 # setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
 # openssl makes the self-signed certificate of the HTTPS test (tests/sync);
-# logrotate runs mount-helpers/idbmount.logrotate in tests/fs.
+# logrotate runs mount-helpers/idbmount.logrotate in tests/fs; systemd
+# brings systemd-analyze, which checks the packaged unit offline (the
+# package test; nothing makes systemd PID 1 in a container).
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux
-	openssl logrotate
+	openssl logrotate systemd
 )
 
 # Browser tests (tests/web): node runs them, npm installs their two npm

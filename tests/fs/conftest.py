@@ -12,6 +12,8 @@ run by hand with those set, e.g.
 tests/sync and tests/sinks load this file for their daemons too (Daemon,
 ctl, wait_for), so that there is one way to start, stop and wait.
 """
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -60,6 +62,79 @@ def wait_for(what, check, timeout=30, interval=0.02):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
         time.sleep(interval)
+
+
+def mount_entry(path):
+    """The (source, fstype, options) of the mount at `path`, or None."""
+    p = subprocess.run(["findmnt", "-J", "-o", "SOURCE,FSTYPE,OPTIONS",
+                        "--mountpoint", path], capture_output=True, text=True)
+    if p.returncode != 0:
+        return None
+    fs = json.loads(p.stdout)["filesystems"][-1]
+    return fs["source"], fs["fstype"], fs["options"].split(",")
+
+
+def daemon_pids(mnt):
+    """Pids of the idbmount processes serving `mnt` (its last argument)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                args = f.read().split(b"\0")[:-1]
+        except OSError:
+            continue
+        # The daemon's watchdog (`idbmount --watchdog PID DEV PATH`) is
+        # not a daemon.
+        if args and os.path.basename(args[0]) == b"idbmount" and \
+                args[-1] == os.fsencode(mnt) and b"--watchdog" not in args:
+            pids.append(int(entry))
+    return pids
+
+
+def wait_gone(pids, timeout=20):
+    """Waits for the processes `pids` to end (a zombie counts as ended);
+    returns those still running after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and
+                not open("/proc/%d/stat" % p).read().split(") ")[-1].startswith("Z")]
+        if not pids:
+            return []
+        time.sleep(0.05)
+    return pids
+
+
+# /sbin/mount.fuse.idbmount (on Debian 12 the same file as
+# /usr/sbin/mount.fuse.idbmount) is one for the whole machine: the mount(8)
+# tests of test_mount_helper.py link the source tree's helper there, and
+# test_package.py installs the Debian package, whose link it is. Each holds
+# this lock while the link is theirs, so that two test runs (two build
+# directories, two checkouts) never take it from each other.
+MOUNT_HELPER_LINK_LOCK = os.path.join(
+    "/run/lock" if os.path.isdir("/run/lock") else "/tmp", "idbmount-mount-helper.lock")
+
+
+@contextlib.contextmanager
+def mount_helper_link_lock(timeout=900):
+    """Holds MOUNT_HELPER_LINK_LOCK (a flock) for the `with` block; waits
+    for another run that holds it, up to `timeout` seconds."""
+    fd = os.open(MOUNT_HELPER_LINK_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("another test run held %s for %d s" %
+                                         (MOUNT_HELPER_LINK_LOCK, timeout))
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
 
 
 def ctl(data, *args, check=True, input=None, timeout=120):

@@ -4,7 +4,8 @@ the helper run by hand all give a working mount of the right data directory.
 The helper is run from the source tree (IDBMOUNT_SOURCE_DIR) with the built
 daemon (IDBMOUNT_BIN), both set by ctest. For `mount -t` the helper is linked
 as /sbin/mount.fuse.idbmount for the length of a test, since mount(8) looks
-for helpers in /sbin only; a different file already there is never replaced.
+for helpers in /sbin only; a different file already there (the installed
+package's link, say) is never replaced.
 """
 import errno
 import json
@@ -14,6 +15,8 @@ import time
 
 import pytest
 
+from conftest import daemon_pids, mount_entry, mount_helper_link_lock, wait_gone
+
 SOURCE_DIR = os.environ.get(
     "IDBMOUNT_SOURCE_DIR",
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -22,46 +25,6 @@ IDBMOUNT = os.path.abspath(os.environ.get("IDBMOUNT_BIN", "build/idbmount"))
 IDBMOUNTCTL = os.path.abspath(os.environ.get("IDBMOUNTCTL_BIN", "build/idbmountctl"))
 SBIN_LINK = "/sbin/mount.fuse.idbmount"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-
-
-def mount_entry(path):
-    """The (source, fstype, options) of the mount at `path`, or None."""
-    p = subprocess.run(["findmnt", "-J", "-o", "SOURCE,FSTYPE,OPTIONS",
-                        "--mountpoint", path], capture_output=True, text=True)
-    if p.returncode != 0:
-        return None
-    fs = json.loads(p.stdout)["filesystems"][-1]
-    return fs["source"], fs["fstype"], fs["options"].split(",")
-
-
-def daemon_pids(mnt):
-    """Pids of the idbmount processes serving `mnt` (its last argument)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as f:
-                args = f.read().split(b"\0")[:-1]
-        except OSError:
-            continue
-        # The daemon's watchdog (`idbmount --watchdog PID DEV PATH`) is
-        # not a daemon.
-        if args and os.path.basename(args[0]) == b"idbmount" and \
-                args[-1] == os.fsencode(mnt) and b"--watchdog" not in args:
-            pids.append(int(entry))
-    return pids
-
-
-def wait_gone(pids, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = [p for p in pids if os.path.exists("/proc/%d" % p) and
-                not open("/proc/%d/stat" % p).read().split(") ")[-1].startswith("Z")]
-        if not pids:
-            return []
-        time.sleep(0.05)
-    return pids
 
 
 class Mount:
@@ -149,24 +112,28 @@ def mount(tmp_path):
 
 @pytest.fixture
 def sbin_helper():
-    """Links the helper as /sbin/mount.fuse.idbmount for one test."""
+    """Links the helper as /sbin/mount.fuse.idbmount for one test, holding
+    the link's lock (test_package.py installs the package's link there)."""
     assert os.access(HELPER, os.X_OK), \
         HELPER + " is not executable; mount(8) runs helpers directly"
-    made = False
-    if os.path.lexists(SBIN_LINK):
-        if not (os.path.exists(SBIN_LINK) and os.path.samefile(SBIN_LINK, HELPER)):
-            pytest.fail("%s exists and is not %s; not replacing it (remove it "
-                        "or point it at this helper to run this test)" %
-                        (SBIN_LINK, HELPER))
-    else:
-        os.symlink(HELPER, SBIN_LINK)
-        made = True
-    try:
-        yield SBIN_LINK
-    finally:
-        if made and os.path.islink(SBIN_LINK) and \
-                os.readlink(SBIN_LINK) == HELPER:
-            os.unlink(SBIN_LINK)
+    with mount_helper_link_lock():
+        made = False
+        if os.path.lexists(SBIN_LINK):
+            if not (os.path.exists(SBIN_LINK) and os.path.samefile(SBIN_LINK, HELPER)):
+                owner = subprocess.run(["dpkg-query", "-S", os.path.realpath(SBIN_LINK)],
+                                       capture_output=True, text=True).stdout.strip()
+                pytest.fail("%s exists and is not %s (%s); not replacing it (remove "
+                            "it, or the package, to run this test)" %
+                            (SBIN_LINK, HELPER, owner or "no package owns it"))
+        else:
+            os.symlink(HELPER, SBIN_LINK)
+            made = True
+        try:
+            yield SBIN_LINK
+        finally:
+            if made and os.path.islink(SBIN_LINK) and \
+                    os.readlink(SBIN_LINK) == HELPER:
+                os.unlink(SBIN_LINK)
 
 
 def test_helper_mounts_and_drops_mount8_options(mount):
