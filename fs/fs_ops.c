@@ -25,9 +25,10 @@
  * record keeps its value. Files made with CREATE still get a handle of
  * their own and a RELEASE. Other cache modes, and -o private_writes, open
  * every file, so they can ask for direct_io (never) or fresh pages (auto)
- * per open, or give each writer a private copy (DESIGN.md's contract: two
- * processes rewriting one file at once each commit a whole revision, where
- * a shared copy interleaves their bytes as a local file system does).
+ * per open, or give each writer a private copy (src/DESIGN.md, "Writes
+ * from shell tools and editors": two processes rewriting one file at once
+ * each commit a whole revision, where a shared copy interleaves their bytes
+ * as a local file system does).
  *
  * Caching (cache=always, the default): a day of entry, attribute and
  * negative-entry timeouts, kept pages and cached listings. Changes made

@@ -2,7 +2,8 @@
  *
  * The store keeps each change's key as canonical key JSON and its value as
  * compact JSON, so rendering is concatenation: no parse, no re-encoding.
- * The field order is DESIGN.md's, fixed, so that lines diff and grep well.
+ * The field order is src/DESIGN.md's ("The change line"), fixed, so that
+ * lines diff and grep well.
  */
 #include "idbmount/changeline.h"
 

@@ -10,14 +10,16 @@
  * come from our own reader (ini_parse_stream), which counts the lines it
  * hands to the parser: the handler for a line runs right after it is read.
  *
- * The common options and their embedded defaults (decided here, as
- * DESIGN.md leaves the numbers open):
+ * The common options and their embedded defaults (the numbers are decided
+ * here; src/DESIGN.md, "Batches and their names" and "Retries and
+ * parking", says what they are for):
  *   max_records 10000   a batch of 10,000 changes (~4 MB at 400 B) keeps
  *                       file counts low at high rates; the http type
  *                       lowers it to Flume's memory-channel
  *                       transactionCapacity (100);
  *   max_bytes   8M      so a batch of large records stays a sane file;
- *   max_age     500ms   half of DESIGN.md's 1 s p99 end-to-end target;
+ *   max_age     500ms   half of the 1 s p99 end-to-end target
+ *                       (src/DESIGN.md, "Targets");
  *   retry_initial 200ms, retry_max 60s   the backoff of a sink that is down;
  *   max_line    2048    Flume's LINE deserializer default maxLineLength:
  *                       longer lines are counted and reported;

@@ -9,7 +9,8 @@
  * so a thousand idle browsers cost a thousand sockets and small buffers,
  * not a thousand threads.
  *
- * Limits (decisions; DESIGN.md is silent):
+ * Limits (decisions; src/DESIGN.md, "Limits, the Host check and the body
+ * budget", sums them up):
  *   - only POST routes (/v1/schema, /v1/push) take a body; any other
  *     request that announces one is refused (413) before it is read, and
  *     a POST's body is read only after its token passed;
@@ -31,7 +32,7 @@
  *     wait in the kernel's backlog. libmicrohttpd bounds each
  *     connection's header memory (32 KiB).
  *
- * Who may ask what (DESIGN.md "Sync protocol"):
+ * Who may ask what (src/DESIGN.md, "Tokens and who may ask what"):
  *   - a client token (idbmountctl client add) reaches /v1/schema, push,
  *     pull and events, for its own tree; naming another client (the
  *     optional "client" member or ?client=) is 403 whether or not that

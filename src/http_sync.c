@@ -79,11 +79,12 @@ static struct store *store_or_reply(struct http_request *r)
 	return st;
 }
 
-/* DESIGN.md: a change that arrives over HTTP is visible to the next read
- * on the mount at once. The daemon's notifier invalidates the kernel's
- * caches a few milliseconds after a commit; answer only once it has, so a
- * client that looks at the mount after the answer sees what it wrote. A
- * stuck notifier delays an answer by at most a second, never fails it. */
+/* src/DESIGN.md, "The tree": a change that arrives over HTTP is visible to
+ * the next read on the mount at once. The daemon's notifier invalidates
+ * the kernel's caches a few milliseconds after a commit; answer only once
+ * it has, so a client that looks at the mount after the answer sees what
+ * it wrote. A stuck notifier delays an answer by at most a second, never
+ * fails it. */
 #define SHOWN_IDLE_MS 1000
 
 static void wait_shown(struct http_request *r, struct store *st, int64_t seq, int64_t tree_id)

@@ -1,6 +1,7 @@
-/* changeline.h - the one renderer of the change line (DESIGN.md "The change
- * line"): what every sink receives, what `idbmountctl log` prints and what
- * /v1/changes streams. One JSON object, no newline inside, then "\n". */
+/* changeline.h - the one renderer of the change line (src/DESIGN.md, "The
+ * change line"): what every sink receives, what `idbmountctl log` prints
+ * and what /v1/changes streams. One JSON object, no newline inside, then
+ * "\n". */
 #ifndef IDBMOUNT_CHANGELINE_H
 #define IDBMOUNT_CHANGELINE_H
 

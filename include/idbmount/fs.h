@@ -25,9 +25,10 @@ struct fs_config {
 	enum fs_cache_mode cache;
 	size_t max_record;    /* bytes; 0 = the store's default */
 	unsigned max_threads; /* FUSE worker threads */
-	/* Every open for writing gets a copy of its own (DESIGN.md's private
-	 * copy), at the price of OPEN and RELEASE round trips on every open.
-	 * Off by default with cache=always: see fs_ops.c. */
+	/* Every open for writing gets a copy of its own (src/DESIGN.md,
+	 * "Writes from shell tools and editors"), at the price of OPEN and
+	 * RELEASE round trips on every open. Off by default with
+	 * cache=always: see fs_ops.c. */
 	bool private_writes;
 	/* Who every file and directory belongs to, and the mode bits taken
 	 * away from 0666 (files) and 0777 (directories), as FAT's uid=,

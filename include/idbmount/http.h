@@ -1,5 +1,5 @@
-/* http.h - the sync endpoint (DESIGN.md "Sync protocol") as the daemon's
- * main() drives it: libmicrohttpd inside the idbmount process.
+/* http.h - the sync endpoint (src/DESIGN.md, "Sync protocol") as the
+ * daemon's main() drives it: libmicrohttpd inside the idbmount process.
  *
  * Two steps, because the daemon forks when it detaches from the terminal
  * and threads do not survive a fork: http_prepare (before mounting) checks

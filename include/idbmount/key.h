@@ -12,8 +12,8 @@
  *   array   a JSON array of keys
  *
  * A file name is encode(key) + ".json"; this module deals in the part before
- * ".json" (the "stem"). See DESIGN.md "Key <-> file name". Decisions beyond
- * the table, written down here because every caller inherits them:
+ * ".json" (the "stem"). See src/DESIGN.md, "Key <-> file name". Decisions
+ * beyond the table, written down here because every caller inherits them:
  *   - the empty string key is the stem "~s" (".json" alone would be hidden);
  *   - a stem is accepted only in its canonical form: decode(stem) must
  *     encode back to the same bytes, so "%61" is not another name for "a";

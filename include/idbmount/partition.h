@@ -1,7 +1,8 @@
-/* partition.h - time partitions of file sinks (DESIGN.md "Sinks"): the
- * `partition` template (${YEAR}/${MONTH}/${DAY}/${HOUR}/${MINUTE}, UTC,
- * zero-padded, as Falcon feeds and Oozie datasets name their instances)
- * and the periods it cuts time into, for done flags (partition.c). */
+/* partition.h - time partitions of file sinks (src/DESIGN.md, "Partitions
+ * and done flags"): the `partition` template
+ * (${YEAR}/${MONTH}/${DAY}/${HOUR}/${MINUTE}, UTC, zero-padded, as Falcon
+ * feeds and Oozie datasets name their instances) and the periods it cuts
+ * time into, for done flags (partition.c). */
 #ifndef IDBMOUNT_PARTITION_H
 #define IDBMOUNT_PARTITION_H
 

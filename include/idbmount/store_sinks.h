@@ -142,9 +142,10 @@ int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *c
  * least one); both 0 when there are no sinks. */
 int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
 
-/* What the browser is told is delivered (DESIGN.md "Sinks"): every change
- * up to *seq was taken by every pipeline. -ENOENT while no pipeline has
- * taken anything (or there are no sinks): then nothing is said. */
+/* What the browser is told is delivered (src/DESIGN.md, "Delivered"):
+ * every change up to *seq was taken by every pipeline. -ENOENT while no
+ * pipeline has taken anything (or there are no sinks): then nothing is
+ * said. */
 int store_sinks_delivered(struct store *st, int64_t *seq);
 
 /* Partitioned sinks with a done flag: every period starting before *ms

@@ -1,5 +1,5 @@
 /* store_sync.h - what the sync endpoint (src/http*.c) and idbmountctl's
- * `pipeline` command ask of the store (DESIGN.md "Sync protocol").
+ * `pipeline` command ask of the store (src/DESIGN.md, "Sync protocol").
  *
  * Requests arrive as jansson values and are checked here, where the rules
  * live (a key is a key, a keyPath is a keyPath); the HTTP layer only maps
@@ -8,7 +8,7 @@
  * change that would reinterpret stored records), anything else 500. The
  * reason is in store_last_error() and never names another client's data.
  *
- * Decisions (DESIGN.md is silent on them):
+ * Decisions (src/DESIGN.md, "Endpoints", has them in short):
  *   - Mutation ids are remembered per client with the answer given, for
  *     SYNC_MUTATION_RETENTION_DAYS; a retry within that time is answered
  *     with the stored answer, whatever the retried mutation holds.

@@ -1,6 +1,6 @@
 /* dir.c - the dir sink: batches as files in a local directory, for Flume's
  * Spooling Directory source, NiFi GetFile/ListFile, Flink's FileSource and
- * any reader of files (DESIGN.md, "What each consumer demands").
+ * any reader of files (src/DESIGN.md, "What each consumer demands").
  *
  * A batch is written as ".NAME.tmp" in the directory it will live in
  * (hidden: every one of those readers skips names starting with '.'; a

@@ -60,7 +60,7 @@
 /** Any IndexedDB key. */
 export type Key = number | string | Date | ArrayBuffer | ArrayBufferView | Key[];
 
-/** A key in the tagged JSON form of DESIGN.md / src/key.c. */
+/** A key in the tagged JSON form of src/DESIGN.md ("Tagged JSON") and src/key.c. */
 export type TaggedKey = number | string | { '~d': string } | { '~b': string } | { '~n': 'Infinity' | '-Infinity' } | TaggedKey[];
 
 /** Tagged form of a key: numbers (infinities {"~n"}, -0 as 0), strings,

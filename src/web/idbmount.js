@@ -81,15 +81,15 @@
  *                      ["parked", store, key] (changes for missing stores),
  *                      ["generated", store] (see keysOfSet)
  *
- * Values JSON cannot hold travel in the tagged forms of DESIGN.md, inside
- * values too (see encodeValue): Date {"~d": iso}, ArrayBuffer {"~b": b64url},
- * typed arrays and DataView {"~b": ..., "type": "Uint8Array"} (a constructor
- * name never contains "/"), Blob/File {"~b": ..., "type": "<mime>"} (a MIME
- * type always does, or is ""), NaN/Infinity/-Infinity/-0 {"~n": "NaN"},
- * undefined {"~u": true}; a property name of a plain object that starts
- * with "~" gets one more "~" so no user object is read as a tag. Keys use
- * the key codec of src/key.c: numbers (infinities as {"~n": ...}), strings,
- * {"~d"}, {"~b"}, arrays.
+ * Values JSON cannot hold travel in the tagged forms of src/DESIGN.md
+ * ("Tagged JSON"), inside values too (see encodeValue): Date {"~d": iso},
+ * ArrayBuffer {"~b": b64url}, typed arrays and DataView {"~b": ...,
+ * "type": "Uint8Array"} (a constructor name never contains "/"), Blob/File
+ * {"~b": ..., "type": "<mime>"} (a MIME type always does, or is ""),
+ * NaN/Infinity/-Infinity/-0 {"~n": "NaN"}, undefined {"~u": true}; a
+ * property name of a plain object that starts with "~" gets one more "~"
+ * so no user object is read as a tag. Keys use the key codec of src/key.c:
+ * numbers (infinities as {"~n": ...}), strings, {"~d"}, {"~b"}, arrays.
  *
  * Conflicts (decision): the server's sequence decides. A push carries the
  * revision the local value was based on; when the server already has a

@@ -2,7 +2,7 @@
 """bench_fs.py - on-demand benchmark of idbmount's FUSE view.
 
 Not part of the test suite (not registered with ctest). Run as root, from
-anywhere, after building (see tests/bench/README.md):
+anywhere, after building (see README.md, "Benchmark"):
 
     python3 tests/bench/bench_fs.py [--records 100000] [--rss-records 1000000]
                                     [--build build] [--out RESULTS.md]
@@ -656,7 +656,7 @@ class Bench:
 
         def verdict(ok):
             return "**met**" if ok else "**MISSED**"
-        out += ["", "| target (from the issue) | measured | |", "|---|---|---|"]
+        out += ["", "| target (src/DESIGN.md, \"Targets\") | measured | |", "|---|---|---|"]
         g = lambda t, k: T.get(("grep", t), {}).get(k)
         if g("plain", "warm") and g("idb", "warm"):
             r = g("idb", "warm") / g("plain", "warm")

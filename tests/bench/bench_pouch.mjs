@@ -1,5 +1,5 @@
-// bench_pouch.mjs - the PouchDB peer comparison of issue 3, on demand (not in
-// ctest; numbers depend on the machine):
+// bench_pouch.mjs - the PouchDB peer comparison (src/DESIGN.md, "Targets"), on
+// demand (not in ctest; numbers depend on the machine):
 //
 //   cd tests/bench/pouch && npm ci --no-audit --no-fund   (pouchdb, pouchdb-server)
 //   cd tests/web && npm ci --no-audit --no-fund           (playwright-core)

@@ -28,8 +28,8 @@ What it does:
      visible spool file (the directory is polled every millisecond): p50
      and p99.
   5. Prints a markdown table (also written to --out).
-Targets (issue 4): >= 300,000 changes/s into dir files and at least half
-the plain loop's rate; p99 end-to-end <= 1 s.
+Targets (src/DESIGN.md, "Targets"): >= 300,000 changes/s into dir files and
+at least half the plain loop's rate; p99 end-to-end <= 1 s.
 """
 import argparse
 import json

@@ -1,5 +1,6 @@
 """A consumer that applies Flume's Spooling Directory source rules (and the
-Flink/NiFi ones DESIGN.md lists) to a directory while the daemon writes.
+Flink/NiFi ones src/DESIGN.md lists in "What each consumer demands") to a
+directory while the daemon writes.
 
 What real Flume does (flume-ng-core ReliableSpoolingFileEventReader):
   - skips names starting with '.', and those ending in the completed

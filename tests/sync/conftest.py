@@ -115,7 +115,8 @@ def delete(mid, db, store, key, base="absent"):
 
 
 def assert_error(reply, status, error=None):
-    """A 4xx/5xx with the JSON {error, detail} body DESIGN.md promises."""
+    """A 4xx/5xx with the JSON {error, detail} body src/DESIGN.md ("Errors")
+    promises."""
     assert reply.status == status, reply
     assert reply.header("content-type") == "application/json", reply.headers
     body = reply.json()

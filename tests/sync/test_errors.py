@@ -1,5 +1,5 @@
 """Every bad input gets a 4xx with a JSON {error, detail} body and changes
-nothing (DESIGN.md "Sync protocol"). One test per bad input."""
+nothing (src/DESIGN.md, "Errors"). One test per bad input."""
 import json
 import os
 

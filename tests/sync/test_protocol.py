@@ -1,4 +1,4 @@
-"""The sync protocol's happy paths (DESIGN.md "Sync protocol"), checked
+"""The sync protocol's happy paths (src/DESIGN.md, "Sync protocol"), checked
 against what the mount and idbmountctl show."""
 import json
 import os
@@ -59,8 +59,9 @@ def test_push_put_writes_the_file_as_idbmountctl_would(sync):
 
 
 def test_pushed_changes_show_in_the_mount_when_the_answer_comes(sync):
-    # DESIGN.md: a change over HTTP is visible to the next read at once,
-    # even where the kernel had cached the name as absent or the old pages.
+    # src/DESIGN.md, "The tree": a change over HTTP is visible to the next
+    # read at once, even where the kernel had cached the name as absent or
+    # the old pages.
     sync.alice.schema("shop", ORDERS)
     path = sync.path("alice", "shop", "orders", "9.json")
     for round_ in range(20):

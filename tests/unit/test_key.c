@@ -397,7 +397,7 @@ static void test_numbers(void **state)
 static void test_stem_examples(void **state)
 {
 	(void)state;
-	/* DESIGN.md's table. */
+	/* src/DESIGN.md's table ("Key <-> file name"). */
 	check_example("42", "42");
 	check_example("-1.5", "-1.5");
 	check_example("1e21", "1e+21");

@@ -30,7 +30,8 @@ function fileJson(...parts) {
 	return JSON.parse(text);
 }
 
-/* Every key type with the file name DESIGN.md's table gives it. */
+/* Every key type with the file name src/DESIGN.md's table ("Key <-> file
+ * name") gives it. */
 const KEYS = [
 	[42, '42.json'],
 	[-1.5, '-1.5.json'],
