@@ -40,13 +40,14 @@ build_packages=(
 
 # What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
 # a real mount, and every tool those suites run on the mount (getfattr/
-# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
+# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps,
+# strace to count what `ls -l` asks of the mount);
 # openssl makes the self-signed certificate of the HTTPS test (tests/sync).
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
-	procps mount util-linux
+	procps mount util-linux strace
 	openssl
 )
 
