@@ -127,7 +127,8 @@ int store_lookup(struct store *st, uint64_t parent, const char *name, struct sto
 int store_getattr(struct store *st, uint64_t ino, struct store_node *out);
 
 /* Called once per child by store_readdir, in cursor order; returns nonzero
- * to stop (the caller's buffer is full; that child is not consumed). */
+ * to stop (the caller's buffer is full; that child is not consumed).
+ * `name` and `node` are valid during the call only. */
 typedef int (*store_readdir_fn)(void *ctx, const char *name, const struct store_node *node,
                                 int64_t cursor);
 
