@@ -250,8 +250,8 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
 	 * ls asks no other file of the mount. With the ACL capability the
 	 * kernel would ask us once per inode it makes and again after every
 	 * readdirplus that names the file (it drops its cached ACL there):
-	 * 100,000 round trips for a cold `ls -l` of 100,000 records, 2.3 of
-	 * its 4.3 seconds. And it could not be told "not supported": with the
+	 * 100,000 round trips for a cold `ls -l` of 100,000 records, about
+	 * half its time. And it could not be told "not supported": with the
 	 * capability, permission checks read the ACL too and would fail. */
 	conn->want &= ~FUSE_CAP_POSIX_ACL;
 }
