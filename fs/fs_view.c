@@ -61,8 +61,8 @@ static void view_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
-	if (conn->capable & FUSE_CAP_POSIX_ACL)
-		conn->want |= FUSE_CAP_POSIX_ACL;
+	/* No ACLs, as on the mount (fs_init says why). */
+	conn->want &= ~FUSE_CAP_POSIX_ACL;
 }
 
 /* ENOSYS on the first OPEN, OPENDIR or FLUSH makes the kernel stop sending

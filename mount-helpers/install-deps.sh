@@ -40,7 +40,8 @@ build_packages=(
 
 # What `ctest` needs: cmocka for tests/unit, pytest for the suites that drive
 # a real mount, and every tool those suites run on the mount (getfattr/
-# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
+# setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps,
+# strace to count what `ls -l` asks of the mount);
 # openssl makes the self-signed certificate of the HTTPS test (tests/sync);
 # logrotate runs mount-helpers/idbmount.logrotate in tests/fs; systemd
 # brings systemd-analyze, which checks the packaged unit offline (the
@@ -49,7 +50,7 @@ test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
-	procps mount util-linux
+	procps mount util-linux strace
 	openssl logrotate systemd
 )
 

@@ -131,7 +131,8 @@ int store_getattr(struct store *st, uint64_t ino, struct store_node *out);
 int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name);
 
 /* Called once per child by store_readdir, in cursor order; returns nonzero
- * to stop (the caller's buffer is full; that child is not consumed). */
+ * to stop (the caller's buffer is full; that child is not consumed).
+ * `name` and `node` are valid during the call only. */
 typedef int (*store_readdir_fn)(void *ctx, const char *name, const struct store_node *node,
                                 int64_t cursor);
 

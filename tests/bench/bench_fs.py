@@ -5,7 +5,8 @@ Not part of the test suite (not registered with ctest). Run as root, from
 anywhere, after building (see README.md, "Benchmark"):
 
     python3 tests/bench/bench_fs.py [--records 100000] [--rss-records 1000000]
-                                    [--build build] [--out RESULTS.md]
+                                    [--build build] [--base-build DIR]
+                                    [--ops grep,ls,find,cat] [--out RESULTS.md]
 
 What it does:
   1. Generates N records (~400 bytes of compact JSON each: ids, names, a
@@ -15,12 +16,18 @@ What it does:
      local disk, so both hold byte-identical files.
   2. Builds libfuse's passthrough_ll example (the peer) from the copy
      Debian ships in /usr/share/doc/libfuse3-dev/examples.
-  3. For each of `grep -rc WORD .`, `ls -l` of the store and `xargs cat` of
-     10,000 records, and each target (plain files; idbmount, cache=always;
-     passthrough_ll -o cache=always; passthrough_ll with its default cache):
-     a fresh mount, `sync; echo 3 > /proc/sys/vm/drop_caches`, one cold run,
-     then the median of --runs warm runs. Output goes to /dev/null; one
-     extra untimed run checks that every target produced the same output.
+  3. For each of `grep -rc WORD .`, `ls -l` of the store, `find . -newer
+     REC` (REC a record in the middle; the plain files get the records'
+     mtimes) and `xargs cat` of 10,000 records, and each target (plain
+     files; idbmount, cache=always; with --base-build, the same from
+     another build, on its own import of the same records; passthrough_ll
+     -o cache=always; passthrough_ll with its default cache): the median
+     of --cold-runs cold runs, each after `sync; echo 3 >
+     /proc/sys/vm/drop_caches` and, for a FUSE target, a fresh mount
+     before it (unmounted, caches dropped, mounted again: the kernel holds
+     nothing of it), then --warmups untimed runs and the median of --runs
+     warm runs. Output goes to /dev/null; one extra untimed run checks
+     that every target produced the same output.
   4. Imports --rss-records records into a second data directory (timed),
      mounts it, runs `ls -l` and `grep -rc` over the store and reads the
      daemon's VmHWM from /proc/PID/status.
@@ -59,6 +66,7 @@ ENV = dict(os.environ, LC_ALL="C")  # same locale (and grep matcher) for every t
 TARGETS = [
     ("plain", "plain files"),
     ("idb", "idbmount (cache=always)"),
+    ("idb_base", "idbmount, --base-build"),
     ("pt_always", "passthrough_ll (cache=always)"),
     ("pt_default", "passthrough_ll (default cache)"),
 ]
@@ -311,7 +319,12 @@ class Bench:
         build = a.build if os.path.isabs(a.build) else os.path.join(REPO, a.build)
         self.idbmount = os.path.join(build, "idbmount")
         self.ctl = os.path.join(build, "idbmountctl")
+        base = a.base_build and (a.base_build if os.path.isabs(a.base_build)
+                                 else os.path.join(REPO, a.base_build))
+        self.base_idbmount = base and os.path.join(base, "idbmount")
+        self.base_ctl = base and os.path.join(base, "idbmountctl")
         self.data = os.path.join(self.wd, "data")
+        self.data_base = os.path.join(self.wd, "data-base")
         self.data_rss = os.path.join(self.wd, "data-rss")
         self.plain = os.path.join(self.wd, "plain")
         self.mnt = os.path.join(self.wd, "mnt")
@@ -328,8 +341,8 @@ class Bench:
     def preflight(self):
         if os.geteuid() != 0:
             sys.exit("bench_fs.py: run as root (drop_caches, FUSE mounts)")
-        for b in (self.idbmount, self.ctl):
-            if not os.access(b, os.X_OK):
+        for b in (self.idbmount, self.ctl, self.base_idbmount, self.base_ctl):
+            if b and not os.access(b, os.X_OK):
                 sys.exit("bench_fs.py: %s missing; build first:\n  cmake -S %s -B %s/build "
                          "-DCMAKE_BUILD_TYPE=RelWithDebInfo && make -C %s/build -j2" %
                          (b, REPO, REPO, REPO))
@@ -349,7 +362,7 @@ class Bench:
             if os.path.isdir(m) and is_mounted(m):
                 log("unmounting a stale mount at %s" % m)
                 subprocess.run(["fusermount3", "-u", "-z", m], timeout=30)
-        for d in (self.data, self.data_rss, self.plain):
+        for d in (self.data, self.data_base, self.data_rss, self.plain):
             if os.path.exists(d):
                 shutil.rmtree(d)
         info = self.res["info"]
@@ -364,9 +377,10 @@ class Bench:
         info["libfuse"] = r.stdout.strip()
         info["loadavg_start"] = "%.2f %.2f %.2f" % os.getloadavg()
 
-    def idb_daemon(self, data, cache="always"):
-        return Daemon("idbmount", [self.idbmount, "-f", "--data", data, "-o", "cache=" + cache,
-                                   self.mnt], self.mnt, os.path.join(data, "idbmount.log"))
+    def idb_daemon(self, data, cache="always", binary=None):
+        return Daemon("idbmount", [binary or self.idbmount, "-f", "--data", data,
+                                   "-o", "cache=" + cache, self.mnt],
+                      self.mnt, os.path.join(data, "idbmount.log"))
 
     def pt_daemon(self, cache):
         argv = [self.pt_bin, "-f", "-o", "source=" + self.plain]
@@ -375,17 +389,18 @@ class Bench:
         return Daemon("passthrough_ll", argv + [self.mnt_pt], self.mnt_pt,
                       os.path.join(self.wd, "passthrough_ll.log"))
 
-    def load(self, data, n, seed, label, plain_dir=None):
+    def load(self, data, n, seed, label, plain_dir=None, ctl=None):
         jsonl = os.path.join(self.wd, "records-%s.jsonl" % label)
         log("generating %d records into %s" % (n, jsonl))
         t0 = time.perf_counter()
         mean = write_jsonl(jsonl, n, seed, plain_dir)
         log("  %.1f s, mean value %.0f bytes of compact JSON, file %.0f MiB" %
             (time.perf_counter() - t0, mean, os.path.getsize(jsonl) / MiB))
-        run([self.ctl, "--data", data, "client", "add", CLIENT], 60, stdout=subprocess.PIPE)
+        ctl = ctl or self.ctl
+        run([ctl, "--data", data, "client", "add", CLIENT], 60, stdout=subprocess.PIPE)
         log("importing %d records with idbmountctl import" % n)
         try:
-            dt, _ = run([self.ctl, "--data", data, "import", "%s/%s/%s" % (CLIENT, DB, STORE),
+            dt, _ = run([ctl, "--data", data, "import", "%s/%s/%s" % (CLIENT, DB, STORE),
                          jsonl], self.a.timeout)
         except RuntimeError as e:
             sys.exit("bench_fs.py: idbmountctl import failed; reporting, not working around "
@@ -399,6 +414,8 @@ class Bench:
         dt, mean = self.load(self.data, n, 1, "main", plain_dir=os.path.join(self.plain, STORE_REL))
         self.res["info"]["import_main"] = (n, dt)
         self.res["info"]["mean_value_bytes"] = mean
+        if self.base_ctl:
+            self.load(self.data_base, n, 1, "base", ctl=self.base_ctl)
         self.verify_plain(n)
         step = max(1, n // self.a.cat_files)
         keys = list(range(1, n + 1, step))[: self.a.cat_files]
@@ -422,7 +439,15 @@ class Bench:
                 if set(names) != set(sizes):
                     self.warn("the mount lists %d names, the plain copy %d; %d differ" %
                               (len(names), len(sizes), len(set(names) ^ set(sizes))))
-                bad = [x for x in names if x in sizes and os.stat(os.path.join(store, x)).st_size != sizes[x]]
+                bad = []
+                for x in names:
+                    st = os.stat(os.path.join(store, x))
+                    if x in sizes and st.st_size != sizes[x]:
+                        bad.append(x)
+                    if x in sizes:  # `find -newer` then finds the same files
+                        os.utime(os.path.join(pstore, x), ns=(st.st_atime_ns, st.st_mtime_ns))
+                st = os.stat(store)  # and the same "."
+                os.utime(pstore, ns=(st.st_atime_ns, st.st_mtime_ns))
                 if bad:
                     self.warn("%d files have a different st_size on the mount than JSON.stringify"
                               "(v,null,2)+'\\n' (e.g. %s)" % (len(bad), bad[0]))
@@ -463,14 +488,20 @@ class Bench:
     OPS = [
         ("grep", "grep -rc WORD ."),
         ("ls", "ls -l STORE"),
+        ("find", "find . -newer REC"),
         ("cat", "xargs cat (N records)"),
     ]
+
+    def ops(self):
+        return [op for op, _ in self.OPS if op in self.a.ops.split(",")]
 
     def op_argv(self, op, store):
         if op == "grep":
             return ["grep", "-rc", self.a.word, "."], store, (0, 1)
         if op == "ls":
             return ["ls", "-l", store], None, (0,)
+        if op == "find":
+            return ["find", ".", "-newer", "%d.json" % (self.a.records // 2 or 1)], store, (0,)
         return ["xargs", "-a", self.cat_list, "cat"], store, (0,)
 
     def check_output(self, op, target, store, ref):
@@ -480,7 +511,7 @@ class Bench:
         if op == "ls":
             # Dates and owners may differ; names and sizes must not.
             digest = sorted((l.split()[4], l.split()[-1]) for l in out.decode().splitlines()[1:])
-        elif op == "grep":
+        elif op in ("grep", "find"):
             digest = sorted(out.decode().splitlines())
         else:
             digest = out
@@ -489,19 +520,31 @@ class Bench:
             self.warn("%s on %s gave different output than on plain files" % (op, target))
         return h
 
-    def measure(self, op, target, store, ref):
+    def measure(self, op, target, store, ref, daemon=None):
+        """Cold runs (caches dropped; a FUSE target `daemon` mounted afresh
+        first), then warm-ups and warm runs; medians."""
         argv, cwd, ok = self.op_argv(op, store)
-        drop_caches()
-        cold, _ = run(argv, self.a.timeout, cwd=cwd, ok=ok)
+        colds = []
+        for _ in range(self.a.cold_runs):
+            if daemon:
+                daemon.stop()
+            drop_caches()
+            if daemon:
+                daemon.start()
+            colds.append(run(argv, self.a.timeout, cwd=cwd, ok=ok)[0])
+        for _ in range(self.a.warmups):
+            run(argv, self.a.timeout, cwd=cwd, ok=ok)
         warm = [run(argv, self.a.timeout, cwd=cwd, ok=ok)[0] for _ in range(self.a.runs)]
-        med = statistics.median(warm)
-        log("  %-10s %-5s cold %8.3f s  warm median %8.3f s  (warm runs %s)" %
-            (target, op, cold, med, " ".join("%.3f" % w for w in warm)))
-        self.res["timings"][(op, target)] = {"cold": cold, "warm": med, "runs": warm}
+        cold, med = statistics.median(colds), statistics.median(warm)
+        log("  %-10s %-5s cold median %8.3f s (%s)  warm median %8.3f s (%s)  load %.1f" %
+            (target, op, cold, " ".join("%.3f" % c for c in colds), med,
+             " ".join("%.3f" % w for w in warm), os.getloadavg()[0]))
+        self.res["timings"][(op, target)] = {"cold": cold, "warm": med, "runs": warm,
+                                             "cold_runs": colds}
         return self.check_output(op, target, store, ref)
 
     def run_100k(self):
-        targets = ["idb", "pt_always", "pt_default"]
+        targets = ["idb"] + (["idb_base"] if self.base_idbmount else []) + ["pt_always", "pt_default"]
         # passthrough_ll holds an O_PATH descriptor for every inode the
         # kernel has looked up: a store of N files needs N descriptors.
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -510,19 +553,25 @@ class Bench:
                       "but the descriptor limit here is %d (raising the hard limit needs "
                       "CAP_SYS_RESOURCE); run again with --records %d for the comparison"
                       % (self.a.records + 1000, limit, (limit - 1000) // 1000 * 1000))
-            targets = ["idb"]
-        for op, _ in self.OPS:
+            targets = [t for t in targets if not t.startswith("pt_")]
+        for op in self.ops():
             log("measuring %s" % op)
             ref = self.measure(op, "plain", os.path.join(self.plain, STORE_REL), None)
             for target in targets:
+                check = ref
                 if target == "idb":
                     d = self.idb_daemon(self.data)
                     store = os.path.join(self.mnt, STORE_REL)
+                elif target == "idb_base":
+                    d = self.idb_daemon(self.data_base, binary=self.base_idbmount)
+                    store = os.path.join(self.mnt, STORE_REL)
+                    if op == "find":
+                        check = None  # its own import: other mtimes
                 else:
                     d = self.pt_daemon("always" if target == "pt_always" else None)
                     store = os.path.join(self.mnt_pt, STORE_REL)
                 with d:
-                    self.measure(op, target, store, ref)
+                    self.measure(op, target, store, check, daemon=d)
                     hwm = d.status("VmHWM")
                     self.res["hwm"][(op, target)] = hwm
                     log("  %s VmHWM after the %s runs: %.1f MiB" % (d.name, op, (hwm or 0) / 1024))
@@ -603,16 +652,19 @@ class Bench:
 
         names = {"grep": "`grep -rc %s` over the store" % self.a.word,
                  "ls": "`ls -l` of the store",
+                 "find": "`find . -newer %d.json` in the store" % (n // 2 or 1),
                  "cat": "`xargs cat` of %d records" % info.get("cat_files", 0)}
+        targets = [t for t in TARGETS if any(k[1] == t[0] for k in T)]
         out = ["## idbmount FUSE benchmark, %d records (mean file %.0f B, %.0f MiB)" %
                (n, info.get("mean_file_bytes", 0), info.get("total_mib", 0)), "",
-               "| measurement | %s |" % " | ".join(t[1] for t in TARGETS),
-               "|---|" + "---|" * len(TARGETS)]
-        for op, _ in self.OPS:
+               "| measurement | %s |" % " | ".join(t[1] for t in targets),
+               "|---|" + "---|" * len(targets)]
+        for op in self.ops():
             for kind in ("cold", "warm"):
-                label = "%s, %s" % (names[op], "cold" if kind == "cold" else
-                                    "warm (median of %d)" % self.a.runs)
-                out.append("| %s | %s |" % (label, " | ".join(cell(op, t[0], kind) for t in TARGETS)))
+                label = "%s, %s" % (names[op], "cold (median of %d)" % self.a.cold_runs
+                                    if kind == "cold" else "warm (median of %d after %d warm-ups)"
+                                    % (self.a.runs, self.a.warmups))
+                out.append("| %s | %s |" % (label, " | ".join(cell(op, t[0], kind) for t in targets)))
 
         def hwm_cell(target):
             vals = [(v, op) for (op, t), v in H.items() if t == target and v]
@@ -621,23 +673,27 @@ class Bench:
             v, op = max(vals)
             return "%.1f MiB" % (v / 1024)
         out.append("| daemon VmHWM after the %d-record runs (max over mounts) | %s |" %
-                   (n, " | ".join(hwm_cell(t[0]) for t in TARGETS)))
+                   (n, " | ".join(hwm_cell(t[0]) for t in targets)))
+        rest = " |" + " — |" * (len(targets) - 2)
+
+        def idb_row(label, value):
+            out.append("| %s | — | %s%s" % (label, value, rest))
         imp = info.get("import_main")
         if imp:
-            out.append("| `idbmountctl import` of %d records | — | %.1f s (%.0f records/s) | — | — |" %
-                       (imp[0], imp[1], imp[0] / imp[1]))
+            idb_row("`idbmountctl import` of %d records" % imp[0],
+                    "%.1f s (%.0f records/s)" % (imp[1], imp[0] / imp[1]))
         rss = self.res.get("rss")
         imp = info.get("import_rss")
         if imp:
-            out.append("| `idbmountctl import` of %d records | — | %.1f s (%.0f records/s) | — | — |" %
-                       (imp[0], imp[1], imp[0] / imp[1]))
+            idb_row("`idbmountctl import` of %d records" % imp[0],
+                    "%.1f s (%.0f records/s)" % (imp[1], imp[0] / imp[1]))
         if rss:
             m = self.a.rss_records
-            out.append("| `ls -l` of the %d-record store, cold | — | %.1f s | — | — |" % (m, rss["ls"]))
-            out.append("| `grep -rc` over the %d-record store, after that `ls -l` | — | %.1f s | — | — |"
-                       % (m, rss["grep"]))
-            out.append("| daemon VmHWM with %d records after `ls -l` + `grep -rc` | — | %.1f MiB | — | — |"
-                       % (m, rss["hwm"] / 1024))
+            idb_row("`ls -l` of the %d-record store, cold" % m, "%.1f s" % rss["ls"])
+            idb_row("`grep -rc` over the %d-record store, after that `ls -l`" % m,
+                    "%.1f s" % rss["grep"])
+            idb_row("daemon VmHWM with %d records after `ls -l` + `grep -rc`" % m,
+                    "%.1f MiB" % (rss["hwm"] / 1024))
 
         rt = self.res.get("rt")
         warm = T.get(("grep", "plain"), {}).get("warm")
@@ -669,6 +725,10 @@ class Bench:
         if g("plain", "cold") and g("idb", "cold"):
             r = g("idb", "cold") / g("plain", "cold")
             out.append("| cold `grep -r` within 5x of plain files | %.1fx | %s |" % (r, verdict(r <= 5)))
+        ls = lambda t: T.get(("ls", t), {}).get("cold")
+        if ls("plain") and ls("idb"):
+            r = ls("idb") / ls("plain")
+            out.append("| cold `ls -l` within 2x of plain files | %.1fx | %s |" % (r, verdict(r <= 2)))
         if rss:
             mib = rss["hwm"] / 1024
             out.append("| daemon RSS under 64 MiB with %d records | %.1f MiB | %s |" %
@@ -692,6 +752,14 @@ def main():
     p.add_argument("--workdir", default="/var/tmp/idbmount-bench",
                    help="work directory on local disk (not tmpfs)")
     p.add_argument("--runs", type=int, default=5, help="warm runs per measurement (median)")
+    p.add_argument("--cold-runs", type=int, default=5,
+                   help="cold runs per measurement (median), each after dropping caches and, "
+                        "for a mount, mounting afresh")
+    p.add_argument("--warmups", type=int, default=2, help="untimed runs before the warm runs")
+    p.add_argument("--ops", default="grep,ls,find,cat",
+                   help="which measurements, of grep,ls,find,cat")
+    p.add_argument("--base-build", help="also measure idbmount from this build directory "
+                                        "(relative to the repo or absolute), on its own import")
     p.add_argument("--cat-files", type=int, default=10000, help="records read by the cat test")
     p.add_argument("--word", default="express", help="what grep looks for")
     p.add_argument("--timeout", type=float, default=3600, help="seconds for any one command")

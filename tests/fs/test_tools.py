@@ -1,6 +1,9 @@
 """Real shell tools on a real mount: what people do with the tree."""
+import errno
 import json
 import os
+
+import pytest
 
 from conftest import sh
 
@@ -216,3 +219,29 @@ def test_getfattr(idb):
     assert p.returncode != 0 and "Operation not supported" in p.stderr, p.stderr
     p = sh("getfattr -n user.other users/5.json", cwd=idb.path("alice", "shop"), check=False)
     assert p.returncode != 0 and "No such attribute" in p.stderr, p.stderr
+
+
+def test_ls_l_asks_for_acls_once_per_listing(idb, tmp_path):
+    # The mount has no POSIX ACLs and says so: "not supported", after which
+    # `ls -l` asks no other file of the mount. "No such attribute" made it
+    # ask every file, each a round trip to the daemon: with 100,000 records
+    # more than half the time of a cold `ls -l`.
+    lines = tmp_path / "many.jsonl"
+    with open(lines, "w") as f:
+        for i in range(300):
+            f.write(json.dumps({"key": i, "value": {"n": i}}) + "\n")
+    idb.ctl("import", "alice/shop/orders", str(lines))
+    for name in ("system.posix_acl_access", "system.posix_acl_default"):
+        for path in (os.path.join(idb.store, "7.json"), idb.store):
+            with pytest.raises(OSError) as e:
+                os.getxattr(path, name)
+            assert e.value.errno == errno.ENOTSUP, (path, name)
+    trace = tmp_path / "ls.strace"
+    out = sh("strace -qq -e trace=getxattr,lgetxattr -o %s ls -l ." % trace,
+             cwd=idb.store).stdout
+    assert len(out.splitlines()) == 301  # "total" and every record
+    calls = [line for line in trace.read_text().splitlines() if "getxattr(" in line]
+    assert 1 <= len(calls) <= 2, calls  # one label, one ACL, at most
+    # what a copy that keeps ACLs does with a mount that has none
+    sh("cp -a 7.json %s" % tmp_path, cwd=idb.store)
+    assert json.loads((tmp_path / "7.json").read_text()) == {"n": 7}
