@@ -166,7 +166,10 @@ class Daemon:
     def start(self, options=None):
         if options is not None:
             self.options = list(options)
-        os.makedirs(self.mnt, exist_ok=True)
+        # A dead mount of an earlier daemon may be there (stat: ENOTCONN):
+        # the daemon clears it.
+        if not is_mounted(self.mnt):
+            os.makedirs(self.mnt, exist_ok=True)
         args = [IDBMOUNT, "-f", "--data", self.data]
         if not any(a.startswith("--listen") for a in self.args):
             args += ["--listen", "127.0.0.1:0"]

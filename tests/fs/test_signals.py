@@ -94,7 +94,8 @@ class Load:
         os.makedirs(store, exist_ok=True)
         self.stop = threading.Event()
         self.push = threading.Thread(target=pusher,
-                                     args=(daemon.port(), token, "h%d" % r, self.stop))
+                                     args=(daemon.port(), token, "h%d" % r, self.stop),
+                                     daemon=True)
         self.push.start()
         self.logs = []
         self.creators = []
@@ -104,6 +105,16 @@ class Load:
             self.creators.append(subprocess.Popen(
                 [sys.executable, "-c", CREATOR, store, "c%d-%d" % (r, w), log]))
         logs.extend(self.logs)
+
+    def close(self):
+        """Stops whatever still runs (a test's finally, also on failure)."""
+        self.stop.set()
+        for log in self.logs:
+            open(log + ".stop", "w").close()
+        for c in self.creators:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
 
     def end(self, r, mnt, what):
         """Stops the load; fails if a writer or a push hung on the mount."""
@@ -130,23 +141,25 @@ def run_rounds(tmp_path, sig):
     for r in range(ROUNDS):
         daemon.start()
         load = Load(tmp_path, daemon, token, r, logs)
-        time.sleep(random.uniform(0.3, 0.8))
-        proc = daemon.proc
-        proc.send_signal(sig)
         try:
-            proc.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            stacks = stuck_threads(proc.pid)
-            free_hung_mount(mnt)
-            proc.kill()
-            proc.wait()
-            raise AssertionError("round %d: the daemon did not stop within %d s after %s; "
-                                 "threads in D state: %s\n%s" %
-                                 (r, STOP_DEADLINE, signal.Signals(sig).name, stacks,
-                                  daemon.stderr()[-3000:]))
-        finally:
+            time.sleep(random.uniform(0.3, 0.8))
+            proc = daemon.proc
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                stacks = stuck_threads(proc.pid)
+                free_hung_mount(mnt)
+                proc.kill()
+                proc.wait()
+                raise AssertionError("round %d: the daemon did not stop within %d s after %s; "
+                                     "threads in D state: %s\n%s" %
+                                     (r, STOP_DEADLINE, signal.Signals(sig).name, stacks,
+                                      daemon.stderr()[-3000:]))
             # The writers must come back too: a hung mount would keep them.
             load.end(r, mnt, signal.Signals(sig).name)
+        finally:
+            load.close()
         daemon.proc = None
         daemon.log.close()
         if sig == signal.SIGTERM:
@@ -231,22 +244,25 @@ def test_start_clears_what_a_killed_daemon_and_watchdog_left(tmp_path):
         daemon.start()
         store = os.path.join(mnt, "alice", "shop", "orders")
         load = Load(tmp_path, daemon, token, r, logs)
-        time.sleep(random.uniform(0.3, 0.8))
-        os.kill(watchdog_of(daemon), signal.SIGKILL)
-        old = daemon.proc
-        old.send_signal(signal.SIGKILL)
-        daemon.log.close()
-        wait_for("the killed daemon to be dying", lambda: not process_alive(old.pid))
-        # The old process may be stuck dying now; its mount is dead or hung.
-        assert is_mounted(mnt)
-        daemon.start()
         try:
-            old.wait(timeout=STOP_DEADLINE)
-        except subprocess.TimeoutExpired:
-            free_hung_mount(mnt)
-            raise AssertionError("round %d: the killed daemon is still stuck after a new "
-                                 "start: %s" % (r, stuck_threads(old.pid)))
-        load.end(r, mnt, "a start after SIGKILL")
+            time.sleep(random.uniform(0.3, 0.8))
+            os.kill(watchdog_of(daemon), signal.SIGKILL)
+            old = daemon.proc
+            old.send_signal(signal.SIGKILL)
+            daemon.log.close()
+            wait_for("the killed daemon to be dying", lambda: not process_alive(old.pid))
+            # The old process may be stuck dying now; its mount is dead or hung.
+            assert is_mounted(mnt)
+            daemon.start()
+            try:
+                old.wait(timeout=STOP_DEADLINE)
+            except subprocess.TimeoutExpired:
+                free_hung_mount(mnt)
+                raise AssertionError("round %d: the killed daemon is still stuck after a new "
+                                     "start: %s" % (r, stuck_threads(old.pid)))
+            load.end(r, mnt, "a start after SIGKILL")
+        finally:
+            load.close()
         assert "cleared the mount %s of pid %d" % (mnt, old.pid) in daemon.stderr()
         # The new daemon serves: a write through its mount works.
         with open(os.path.join(store, "after-%d.json" % r), "w") as f:
