@@ -721,11 +721,6 @@ def check_spool(spool, last_seq, acked):
     return lines, problems, examples, leftovers
 
 
-def window_median(samples, start, end, index):
-    values = [s[index] for s in samples if start <= s[0] <= end]
-    return statistics.median(values) if values else None
-
-
 def slope_per_minute(samples, start, index):
     pts = [(s[0], s[index]) for s in samples if s[0] >= start]
     if len(pts) < 3:
@@ -774,7 +769,8 @@ def run(a, idbmount, idbmountctl, where):
     stats = Stats()
     acked = SeqMarks()
     clients = [Client(n, t, random.Random("%d-%s" % (a.seed, n))) for n, t in zip(names, tokens)]
-    report = {"where": where + "; spool on " + file_system(tmp), "data": data, "load_start": os.getloadavg(), "rows": [], "stats": stats,
+    report = {"where": "%s; --http-timeout %d, --keepalive %d; spool on %s" % (
+                  where, a.http_timeout, a.keepalive, file_system(tmp)), "data": data, "load_start": os.getloadavg(), "rows": [], "stats": stats,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "kernel": os.uname().release}
     daemon.start()
