@@ -623,7 +623,9 @@ def cat_loop(mnt, names, stop, stats, rng):
                 if "mid" not in json.loads(p.stdout):
                     stats.error('cat: a record without "mid"', path)
             except ValueError:
-                stats.error("cat: a record that is not JSON", "%s: %r" % (path, p.stdout[:200]))
+                out = p.stdout
+                stats.error("cat: a record that is not JSON", "%s: %d bytes, %r ... %r" % (
+                    os.path.relpath(path, mnt), len(out), out[:24], out[-48:]))
         stop.wait(0.02)
 
 
@@ -988,7 +990,7 @@ def verdict(a, r, clients_n):
     err_lines = []
     stats = r["stats"]
     for kind, n in sorted(stats.errors.items(), key=lambda kv: -kv[1]):
-        err_lines.append("| %s | %d | %s |" % (kind, n, stats.first_error[kind][:120]
+        err_lines.append("| %s | %d | %s |" % (kind, n, stats.first_error[kind][:160]
                                                .replace("|", "/")))
         if not kind.startswith(RETRIED_PREFIXES):
             failed.append("error: %s (%d)" % (kind, n))
