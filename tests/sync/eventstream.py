@@ -1,27 +1,34 @@
 """A Server-Sent Events reader on a plain socket (chunked transfer decoded by
 hand), so many streams can be held open cheaply and read without blocking
-one another."""
+one another.
+
+SseDecoder is the part without a socket: whatever reads the bytes (a
+blocking socket here, an asyncio stream in tests/bench/soak.py) feeds them
+to it. request() is the GET that opens a stream."""
+import json
 import socket
 import time
 
 
-class EventStream:
-    def __init__(self, port, token=None, since=0, headers=(), query_token=False):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        path = "/v1/events?since=%d" % since
-        lines = ["GET %s HTTP/1.1" % (path + ("&access_token=" + token if query_token else "")),
-                 "Host: 127.0.0.1:%d" % port]
-        if token and not query_token:
-            lines.append("Authorization: Bearer " + token)
-        lines += list(headers)
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+def request(port, token=None, since=0, headers=(), query_token=False):
+    """The bytes of a GET /v1/events request to the daemon on `port`."""
+    path = "/v1/events?since=%d" % since
+    lines = ["GET %s HTTP/1.1" % (path + ("&access_token=" + token if query_token else "")),
+             "Host: 127.0.0.1:%d" % port]
+    if token and not query_token:
+        lines.append("Authorization: Bearer " + token)
+    lines += list(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class SseDecoder:
+    """The response head, then the chunked body, of one event stream."""
+
+    def __init__(self):
         self.raw = b""
         self.head = None
         self.body = b""
         self.ended = False
-
-    def fileno(self):
-        return self.sock.fileno()
 
     def feed(self, data):
         """Takes bytes read from the socket (b"" = closed)."""
@@ -45,6 +52,60 @@ class EventStream:
             self.body += rest[:size]
             self.raw = rest[size + 2:]
 
+    def status_line(self):
+        return self.head.split(b"\r\n", 1)[0].decode() if self.head else None
+
+    def header(self, name):
+        for line in self.head.split(b"\r\n")[1:]:
+            k, _, v = line.decode().partition(":")
+            if k.strip().lower() == name.lower():
+                return v.strip()
+        return None
+
+    def connected(self):
+        return b": connected\n\n" in self.body
+
+    @staticmethod
+    def _parse(blocks):
+        out = []
+        for block in blocks:
+            ev = {}
+            for line in block.split("\n"):
+                if line.startswith(":") or not line:
+                    continue
+                k, _, v = line.partition(": ")
+                ev[k] = v
+            if "data" in ev:
+                out.append(ev)
+        return out
+
+    def events(self):
+        """The dispatched events: dicts with id, event, data."""
+        return self._parse(self.body.decode().split("\n\n")[:-1])
+
+    def take_events(self):
+        """The events dispatched since the last call, dropped from `body`
+        (comments with them), so a stream held open for hours keeps only
+        its unfinished block."""
+        done, sep, rest = self.body.rpartition(b"\n\n")
+        if not sep:
+            return []
+        self.body = rest
+        return self._parse(done.decode().split("\n\n"))
+
+    def seqs(self):
+        return [json.loads(e["data"])["seq"] for e in self.events()]
+
+
+class EventStream(SseDecoder):
+    def __init__(self, port, token=None, since=0, headers=(), query_token=False):
+        super().__init__()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.sendall(request(port, token, since, headers, query_token))
+
+    def fileno(self):
+        return self.sock.fileno()
+
     def pump(self, timeout=1.0):
         self.sock.settimeout(timeout)
         try:
@@ -60,37 +121,6 @@ class EventStream:
             assert time.monotonic() < deadline, "no such event: %r" % self.body
             self.pump()
         return self
-
-    def status_line(self):
-        return self.head.split(b"\r\n", 1)[0].decode() if self.head else None
-
-    def header(self, name):
-        for line in self.head.split(b"\r\n")[1:]:
-            k, _, v = line.decode().partition(":")
-            if k.strip().lower() == name.lower():
-                return v.strip()
-        return None
-
-    def connected(self):
-        return b": connected\n\n" in self.body
-
-    def events(self):
-        """The dispatched events: dicts with id, event, data."""
-        out = []
-        for block in self.body.decode().split("\n\n")[:-1]:
-            ev = {}
-            for line in block.split("\n"):
-                if line.startswith(":") or not line:
-                    continue
-                k, _, v = line.partition(": ")
-                ev[k] = v
-            if "data" in ev:
-                out.append(ev)
-        return out
-
-    def seqs(self):
-        import json
-        return [json.loads(e["data"])["seq"] for e in self.events()]
 
     def close(self):
         self.sock.close()
