@@ -169,8 +169,14 @@ static int push_body_split(const char *text, size_t len, struct http_push_body *
 		rc = -ENOMEM;
 	for (size_t i = 0; !rc && i < n; i++) {
 		json_t *name = json_text_parse(members[i].name.text, members[i].name.len, NULL, 0);
-		bool list = json_is_string(name) &&
-		            strcmp(json_string_value(name), "mutations") == 0 &&
+		/* A name holding U+0000, which jansson refuses in a name, must
+		 * not be taken for the name cut there ("mutations\u0000"). */
+		if (!json_text_c_string(name)) {
+			json_decref(name);
+			rc = -EINVAL;
+			break;
+		}
+		bool list = strcmp(json_string_value(name), "mutations") == 0 &&
 		            members[i].value.text[0] == '[';
 		if (list) {
 			/* A repeated member: the last one counts, as in jansson. */
@@ -181,7 +187,7 @@ static int push_body_split(const char *text, size_t len, struct http_push_body *
 		} else {
 			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
 			                                NULL, 0);
-			rc = json_is_string(name) && value ? 0 : -EINVAL;
+			rc = value ? 0 : -EINVAL;
 			if (!rc && strcmp(json_string_value(name), "mutations") == 0) {
 				free(b->mutations);
 				b->mutations = NULL;
