@@ -540,7 +540,8 @@ static int scan_sections(struct reader *r)
 		if (lineno == 1 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb &&
 		    (unsigned char)p[2] == 0xbf)
 			p += 3;
-		while (*p == ' ' || *p == '\t')
+		/* The blanks libinih skips before a header (isspace). */
+		while (isspace((unsigned char)*p))
 			p++;
 		if (*p != '[')
 			continue;

@@ -76,6 +76,10 @@ BAD = [
     # section before.
     pytest.param(DIR + ";" + "x" * 70000 + "\n[sink b]\ntype = dir\npath = /tmp/b\n", 4,
                  "is longer than 65535 bytes", id="long-line"),
+    # libinih takes a header after any blank (a form feed too): so must the
+    # reading of headers, or the entries under it land in the sink before.
+    pytest.param(DIR + "\f[sink b!]\ntype = dir\n", 4, "[sink b!]: a sink name is",
+                 id="form-feed"),
 ]
 
 
