@@ -64,7 +64,10 @@ bool json_text_plain_string(const char *text, size_t len);
 const char *json_text_c_string(const json_t *v);
 
 /* Parses a whole JSON text (any value, NUL allowed in strings). Returns a new
- * reference, or NULL with "line L column C: reason" in `why`. */
+ * reference, or NULL with "line L column C: reason" in `why`. A text with an
+ * integer past 64 bits (JSON.stringify writes 1e19 as 10000000000000000000)
+ * is read as JavaScript reads it: its numbers as doubles, those that are
+ * whole numbers of at most 2^53 as integers. */
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len);
 
 /* ---- splitting a text without parsing it ----
