@@ -74,6 +74,32 @@ int json_text_string(struct buf *out, const char *s, size_t len)
 	return rc;
 }
 
+static size_t utf8_sequence(const unsigned char *t, size_t len, size_t i);
+
+int json_text_string_lossy(struct buf *out, const char *s, size_t len)
+{
+	static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+	const unsigned char *t = (const unsigned char *)s;
+	int rc = buf_append_char(out, '"');
+	size_t run = 0; /* start of the pending run of valid UTF-8 */
+	for (size_t i = 0; i < len && !rc;) {
+		size_t n = t[i] < 0x80 ? 1 : utf8_sequence(t, len, i);
+		if (n) {
+			i += n;
+			continue;
+		}
+		rc = string_body(out, s + run, i - run);
+		if (!rc)
+			rc = buf_append(out, replacement, 3);
+		run = ++i;
+	}
+	if (!rc)
+		rc = string_body(out, s + run, len - run);
+	if (!rc)
+		rc = buf_append_char(out, '"');
+	return rc;
+}
+
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -280,10 +306,9 @@ json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len)
 		 * double it was. So do we; a real past the double range stays
 		 * an error. */
 		json_error_t again;
-		v = integers_again(json_loadb(text, len,
-		                              JSON_DECODE_ANY | JSON_ALLOW_NUL |
-		                                      JSON_DECODE_INT_AS_REAL,
-		                              &again));
+		v = integers_again(json_loadb(
+		        text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+		        &again));
 	}
 	if (!v && why)
 		snprintf(why, why_len, "line %d column %d: %s", error.line, error.column,

@@ -53,6 +53,11 @@ int json_text_unindent(struct buf *out, const char *text, size_t len);
 /* Appends `s` (len bytes) as a JSON string literal. */
 int json_text_string(struct buf *out, const char *s, size_t len);
 
+/* The same for text that may not be UTF-8 (a message quoting a request's
+ * bytes, or cut to a number of bytes): each byte that does not belong to
+ * a valid UTF-8 sequence is written as U+FFFD, so the JSON stays UTF-8. */
+int json_text_string_lossy(struct buf *out, const char *s, size_t len);
+
 /* Whether `text` (len bytes) is a string literal written plainly: quotes
  * around bytes with no escape, no control character and no other quote,
  * so the string is those bytes (their UTF-8 still to be checked). */
