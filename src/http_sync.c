@@ -176,23 +176,21 @@ static int push_body_split(const char *text, size_t len, struct http_push_body *
 			rc = -EINVAL;
 			break;
 		}
-		bool list = strcmp(json_string_value(name), "mutations") == 0 &&
-		            members[i].value.text[0] == '[';
-		if (list) {
-			/* A repeated member: the last one counts, as in jansson. */
-			free(b->mutations);
-			b->mutations = NULL;
+		bool mutations = strcmp(json_string_value(name), "mutations") == 0;
+		bool list = mutations && members[i].value.text[0] == '[';
+		if (mutations && b->mutations) {
+			/* Given again after an array, whose texts would never be
+			 * parsed: jansson reads the body (the last one counts),
+			 * or says what is wrong with the first. */
+			rc = -EINVAL;
+		} else if (list) {
+			/* Replaces a "mutations" that was no array, as jansson does. */
 			json_object_del(b->doc, "mutations");
 			rc = json_text_elements(members[i].value, &b->mutations, &b->count);
 		} else {
 			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
 			                                NULL, 0);
 			rc = value ? 0 : -EINVAL;
-			if (!rc && strcmp(json_string_value(name), "mutations") == 0) {
-				free(b->mutations);
-				b->mutations = NULL;
-				b->count = 0;
-			}
 			if (!rc)
 				rc = json_object_set_new(b->doc, json_string_value(name), value)
 				             ? -ENOMEM
