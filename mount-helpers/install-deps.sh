@@ -42,12 +42,16 @@ build_packages=(
 # a real mount, and every tool those suites run on the mount (getfattr/
 # setfattr from attr, vim, rsync, jq, tar, diff, mount/umount/findmnt, ps);
 # openssl makes the self-signed certificate of the HTTPS test (tests/sync).
+# clang builds the libFuzzer targets (tests/fuzz); -fsanitize=fuzzer,address
+# needs clang's runtimes (libclang_rt.fuzzer, .asan, .ubsan), which are in
+# libclang-rt-14-dev, only recommended by clang's packages.
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux
 	openssl
+	clang libclang-rt-14-dev
 )
 
 # Browser tests (tests/web): node runs them, npm installs their two npm
