@@ -14,10 +14,13 @@
  * closes a stream once its headers are in).
  *
  * In the input, "@TOKEN@" stands for the client's token, "@PIPE@" for the
- * pipeline's and "@PORT@" for the port (picked at start). Properties of
- * every response:
- *   - it is HTTP/1.x with a status, and it comes (the connection ends)
- *     within 10 s of the request, the client having sent all it had;
+ * pipeline's and "@PORT@" for the port (picked at start). The harness sends
+ * the input, half-closes, and reads until the first response is whole, the
+ * daemon ends the connection, or nothing comes for 50 ms (a request not
+ * whole yet); responses to pipelined requests are checked when they came
+ * with the first. Properties of every response:
+ *   - it is HTTP/1.x with a status, and one that keeps coming is whole
+ *     within 10 s;
  *   - an error the daemon answers itself (its responses carry
  *     X-Content-Type-Options: nosniff; libmicrohttpd's own do not) is
  *     application/json {"error": string, "detail": string} and nothing
