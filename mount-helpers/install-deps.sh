@@ -46,12 +46,16 @@ build_packages=(
 # logrotate runs mount-helpers/idbmount.logrotate in tests/fs; systemd
 # brings systemd-analyze, which checks the packaged unit offline (the
 # package test; nothing makes systemd PID 1 in a container).
+# clang builds the libFuzzer targets (tests/fuzz); -fsanitize=fuzzer,address
+# needs clang's runtimes (libclang_rt.fuzzer, .asan, .ubsan), which are in
+# libclang-rt-14-dev, only recommended by clang's packages.
 test_packages=(
 	libcmocka-dev
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux strace
 	openssl logrotate systemd
+	clang libclang-rt-14-dev
 )
 
 # Browser tests (tests/web): node runs them, npm installs their two npm

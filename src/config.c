@@ -37,7 +37,7 @@
 #include <string.h>
 
 #define MAX_ERRORS 20
-#define MAX_LINE   65536
+#define MAX_LINE   65535 /* bytes of a line, without its newline */
 
 const struct sink_type *const sink_types[] = {&sink_type_dir, &sink_type_webhdfs, &sink_type_http,
                                               NULL};
@@ -513,19 +513,37 @@ static int on_entry(struct reader *r, const char *name, const char *value, int l
 
 /* inih tells us of sections only through entries, so section headers are
  * found by a pass of our own over the raw lines; this keeps empty sections
- * and their line numbers. Returns 0 or -errno. */
+ * and their line numbers. The pass also refuses what inih would read out
+ * of step with it: a line holding a NUL byte, which inih's strings end at,
+ * and a line past MAX_LINE, which inih reads as two, so that every header
+ * after it would be a line off and its entries would land in the section
+ * before. Returns 0 or -errno. */
 static int scan_sections(struct reader *r)
 {
-	char line[MAX_LINE];
-	int lineno = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	int lineno = 0, rc = 0;
 	rewind(r->file);
-	while (fgets(line, sizeof(line), r->file)) {
+	while (!rc && (got = getline(&line, &cap, r->file)) >= 0) {
 		lineno++;
+		size_t len = (size_t)got;
+		if (len && line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (memchr(line, '\0', len)) {
+			report(r, lineno, "holds a NUL byte (is the file text?)");
+			continue;
+		}
+		if (len > MAX_LINE) {
+			report(r, lineno, "is longer than %d bytes", MAX_LINE);
+			continue;
+		}
 		char *p = line;
 		if (lineno == 1 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb &&
 		    (unsigned char)p[2] == 0xbf)
 			p += 3;
-		while (*p == ' ' || *p == '\t')
+		/* The blanks libinih skips before a header (isspace). */
+		while (isspace((unsigned char)*p))
 			p++;
 		if (*p != '[')
 			continue;
@@ -536,8 +554,10 @@ static int scan_sections(struct reader *r)
 		const char *title = p + 1;
 		struct raw_section *grown =
 		        realloc(r->sections, (r->n_sections + 1) * sizeof(*grown));
-		if (!grown)
-			return -ENOMEM;
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
 		r->sections = grown;
 		struct raw_section *s = &r->sections[r->n_sections++];
 		memset(s, 0, sizeof(*s));
@@ -548,17 +568,22 @@ static int scan_sections(struct reader *r)
 			while (*n == ' ')
 				n++;
 			s->name = strdup(n);
-			size_t len = strlen(s->name);
-			while (len && s->name[len - 1] == ' ')
-				s->name[--len] = '\0';
-		} else {
+			if (!s->name) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t nlen = strlen(s->name);
+			while (nlen && s->name[nlen - 1] == ' ')
+				s->name[--nlen] = '\0';
+		} else if (asprintf(&s->name, "\x01%s", title) < 0) {
 			/* Keeps the title for the message. */
-			if (asprintf(&s->name, "\x01%s", title) < 0)
-				return -ENOMEM;
+			s->name = NULL;
+			rc = -ENOMEM;
 		}
 	}
+	free(line);
 	rewind(r->file);
-	return 0;
+	return rc;
 }
 
 /* Section handler with sections known in advance: entries arrive in file
@@ -845,7 +870,10 @@ int config_load(const char *path, struct config **out, char *err, size_t err_len
 	}
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	int rc = cfg && (cfg->path = strdup(path)) ? scan_sections(&r) : -ENOMEM;
-	if (!rc) {
+	/* Lines inih would misread stop the reading: nothing after them is
+	 * sure. */
+	bool unreadable = r.errors != 0;
+	if (!rc && !unreadable) {
 		/* Values keep their ';' and '#' (URLs, headers); continuation
 		 * lines would hide a missing '='. The globals are Debian's
 		 * runtime switches of its libinih build. */
@@ -853,7 +881,7 @@ int config_load(const char *path, struct config **out, char *err, size_t err_len
 		ini_allow_multiline = false;
 		ini_use_stack = false;
 		ini_allow_realloc = true;
-		ini_max_line = MAX_LINE;
+		ini_max_line = MAX_LINE + 2; /* the newline and the NUL */
 		int bad = ini_parse_stream(read_line, &r, on_entry_ordered, &r);
 		if (bad == -2 || r.nomem)
 			rc = -ENOMEM;
@@ -861,7 +889,7 @@ int config_load(const char *path, struct config **out, char *err, size_t err_len
 			report(&r, bad,
 			       "not a 'name = value' line, a [section] header or a comment");
 	}
-	for (size_t i = 0; !rc && i < r.n_sections; i++) {
+	for (size_t i = 0; !rc && !unreadable && i < r.n_sections; i++) {
 		struct sink_config *c = validate_section(&r, &r.sections[i], cfg);
 		if (!c)
 			continue;

@@ -59,6 +59,7 @@
 #include "idbmount/changeline.h"
 #include "idbmount/clock.h"
 #include "idbmount/datadir.h"
+#include "idbmount/import_line.h"
 #include "idbmount/json_text.h"
 #include "idbmount/key.h"
 #include "idbmount/store.h"
@@ -1156,99 +1157,6 @@ static void progress_end(struct progress *p, uint64_t done, uint64_t lines)
 	fputc('\n', stderr);
 }
 
-/* ---- import: lines ----------------------------------------------------------- */
-
-/* Members a {"key":K,"value":V} line or a change line may hold. */
-static const char *const wrapper_members[] = {
-        "seq", "ts", "node", "client", "db", "store", "key", "op", "rev", "origin", "value",
-};
-
-/* One line, parsed and classified. */
-struct line {
-	json_t *doc;
-	bool del;
-	json_t *key;   /* borrowed; NULL: the key at the store's keyPath */
-	json_t *value; /* borrowed; NULL for a delete */
-};
-
-static void line_free(struct line *l)
-{
-	json_decref(l->doc);
-	memset(l, 0, sizeof(*l));
-}
-
-/* The first member of object `doc` that a wrapper may not hold, or NULL. */
-static const char *foreign_member(json_t *doc)
-{
-	const char *name;
-	json_t *v;
-	json_object_foreach(doc, name, v)
-	{
-		bool known = false;
-		for (size_t i = 0; i < sizeof(wrapper_members) / sizeof(*wrapper_members); i++)
-			if (strcmp(name, wrapper_members[i]) == 0)
-				known = true;
-		if (!known)
-			return name;
-	}
-	return NULL;
-}
-
-/* Parses and classifies a line (see the top comment). Returns 0 or
- * -EINVAL with the reason in `why`. */
-static int line_parse(const char *text, size_t len, bool inline_keys, struct line *l, char *why,
-                      size_t why_len)
-{
-	memset(l, 0, sizeof(*l));
-	char perr[200];
-	l->doc = json_text_parse(text, len, perr, sizeof(perr));
-	if (!l->doc) {
-		/* One line: "line 1" says nothing. */
-		const char *p = strncmp(perr, "line 1 ", 7) == 0 ? perr + 7 : perr;
-		snprintf(why, why_len, "invalid JSON: %s", p);
-		return -EINVAL;
-	}
-	json_t *doc = l->doc;
-	json_t *key = json_is_object(doc) ? json_object_get(doc, "key") : NULL;
-	json_t *value = key ? json_object_get(doc, "value") : NULL;
-	json_t *op = key ? json_object_get(doc, "op") : NULL;
-	const char *foreign = key && (value || op) ? foreign_member(doc) : "";
-	if (key && (value || op) && !foreign) {
-		const char *ops = op && json_is_string(op) ? json_string_value(op) : NULL;
-		if (op && (!ops || (strcmp(ops, "put") != 0 && strcmp(ops, "delete") != 0))) {
-			snprintf(why, why_len, "\"op\" must be \"put\" or \"delete\"");
-			return -EINVAL;
-		}
-		l->del = ops && strcmp(ops, "delete") == 0;
-		if (l->del && value) {
-			snprintf(why, why_len, "a delete line has no \"value\"");
-			return -EINVAL;
-		}
-		if (!l->del && !value) {
-			snprintf(why, why_len, "a put line needs a \"value\"");
-			return -EINVAL;
-		}
-		l->key = key;
-		l->value = value;
-		return 0;
-	}
-	if (inline_keys) {
-		l->value = doc;
-		return 0;
-	}
-	if (!json_is_object(doc) || !key)
-		snprintf(why, why_len,
-		         "not a {\"key\":K,\"value\":V} line (the store has out-of-line keys)");
-	else if (!value && !op)
-		snprintf(why, why_len, "a {\"key\":K} line needs \"value\" or \"op\":\"delete\"");
-	else
-		snprintf(why, why_len,
-		         "unknown member \"%s\" in a {\"key\":K,\"value\":V} line (the store has "
-		         "out-of-line keys)",
-		         foreign);
-	return -EINVAL;
-}
-
 /* ---- import: the two passes ------------------------------------------------- */
 
 struct import {
@@ -1267,43 +1175,13 @@ struct import {
 	int64_t last_seq;
 };
 
-/* Checks one non-blank line as pass 2 will apply it; the reason for a bad
- * one goes into `why` (left empty for a good one). */
-static void check_line(struct import *im, const char *text, size_t len, char *why, size_t why_len)
-{
-	struct line l;
-	if (line_parse(text, len, im->inline_keys, &l, why, why_len) == 0) {
-		char kwhy[200];
-		if (l.del && key_check(l.key, kwhy, sizeof(kwhy)) != 0) {
-			snprintf(why, why_len, "not a valid key: %s", kwhy);
-		} else if (!l.del) {
-			int rc = store_check_put(im->st, &im->sp, l.key, l.value, NULL);
-			const char *err = store_last_error(im->st);
-			if (rc)
-				snprintf(why, why_len, "%s", *err ? err : strerror(-rc));
-		}
-	}
-	line_free(&l);
-}
-
-/* The text of line `lineno`, just read, past the UTF-8 BOM a file may
- * start with. Both passes take lines through here and line_is_blank, so
- * that pass 2 applies exactly the lines pass 1 checked. */
+/* The text of line `lineno`, just read. Both passes take lines through
+ * here and import_line_is_blank, so that pass 2 applies exactly the lines
+ * pass 1 checked. */
 static const char *line_text(const struct import *im, uint64_t lineno, size_t *len)
 {
-	const char *text = im->line.data ? im->line.data : "";
 	*len = im->line.len;
-	if (lineno == 1 && *len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
-		text += 3;
-		*len -= 3;
-	}
-	return text;
-}
-
-/* Blank lines (spaces, tabs) are skipped. */
-static bool line_is_blank(const char *text, size_t len)
-{
-	return strspn(text, " \t\r") == len;
+	return import_line_text(im->line.data ? im->line.data : "", len, lineno);
 }
 
 /* Pass 1: checks every line; reports the bad ones. The checks run in
@@ -1326,12 +1204,13 @@ static int import_check(struct import *im)
 		if (too_long) {
 			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
 			         LINE_MAX_BYTES);
-		} else if (line_is_blank(text, len)) {
+		} else if (import_line_is_blank(text, len)) {
 			continue;
 		} else {
 			if (in_batch == 0 && (trc = store_begin(im->st)) != 0)
 				break;
-			check_line(im, text, len, why, sizeof(why));
+			import_line_check(im->st, &im->sp, im->inline_keys, text, len, why,
+			                  sizeof(why));
 			if (++in_batch == BATCH_LINES) {
 				in_batch = 0;
 				if ((trc = store_commit(im->st)) != 0)
@@ -1380,7 +1259,7 @@ static int import_check(struct import *im)
 }
 
 /* Applies one checked line. Returns 0 or a negative errno. */
-static int import_line(struct import *im, const struct line *l)
+static int apply_line(struct import *im, const struct import_line *l)
 {
 	int64_t seq = 0, rev = 0;
 	if (l->del) {
@@ -1454,22 +1333,23 @@ static int import_apply(struct import *im)
 		progress_draw(&bar, im->rd.offset, lineno, false);
 		size_t len;
 		const char *text = line_text(im, lineno, &len);
-		if (!too_long && line_is_blank(text, len))
+		if (!too_long && import_line_is_blank(text, len))
 			continue;
 		if (in_batch == 0 && (rc = store_begin(im->st)) != 0)
 			break;
 		in_batch++;
-		struct line l;
+		struct import_line l;
 		memset(&l, 0, sizeof(l));
 		if (too_long) {
 			snprintf(why, sizeof(why), "line is longer than 16 MiB");
 			rc = -EFBIG;
-		} else if (line_parse(text, len, im->inline_keys, &l, why, sizeof(why)) != 0) {
+		} else if (import_line_parse(text, len, im->inline_keys, &l, why, sizeof(why)) !=
+		           0) {
 			rc = -EINVAL;
 		} else {
-			rc = import_line(im, &l);
+			rc = apply_line(im, &l);
 		}
-		line_free(&l);
+		import_line_free(&l);
 		if (!rc && in_batch == BATCH_LINES) {
 			rc = commit_batch(im, lineno, &committed);
 			in_batch = 0;

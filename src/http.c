@@ -198,7 +198,8 @@ enum MHD_Result http_reply_error(struct http_request *r, unsigned status, const 
 	buf_append_str(&b, "{\"error\":");
 	json_text_string(&b, error, strlen(error));
 	buf_append_str(&b, ",\"detail\":");
-	json_text_string(&b, detail, strlen(detail));
+	/* The detail may quote the request (a Host, an id cut to 64 bytes). */
+	json_text_string_lossy(&b, detail, strlen(detail));
 	buf_append_str(&b, "}\n");
 	struct MHD_Response *resp =
 	        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);

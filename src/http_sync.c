@@ -20,6 +20,7 @@
 #include "idbmount/json_text.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,23 +29,32 @@
 #define PULL_SOFT_BYTES    (8u * 1024 * 1024)
 #define PULL_HARD_BYTES    (256u * 1024 * 1024)
 
-/* Parses the body as a JSON object; replies 400 and returns NULL when it is
- * not one. */
-static json_t *body_object(struct http_request *r)
+/* Parses `text` as a JSON object; NULL with the reason (for a 400's
+ * detail) in `why` when it is not one. */
+static json_t *parse_object(const char *text, size_t len, char *why, size_t why_len)
 {
-	char why[200];
-	json_t *doc =
-	        json_text_parse(r->body.data ? r->body.data : "", r->body.len, why, sizeof(why));
+	char perr[200];
+	json_t *doc = json_text_parse(text, len, perr, sizeof(perr));
 	if (!doc) {
-		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "malformed JSON: %s", why);
+		snprintf(why, why_len, "malformed JSON: %s", perr);
 		return NULL;
 	}
 	if (!json_is_object(doc)) {
 		json_decref(doc);
-		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
-		                 "the body must be a JSON object");
+		snprintf(why, why_len, "the body must be a JSON object");
 		return NULL;
 	}
+	return doc;
+}
+
+/* Parses the body as a JSON object; replies 400 and returns NULL when it is
+ * not one. */
+static json_t *body_object(struct http_request *r)
+{
+	char why[256];
+	json_t *doc = parse_object(r->body.data ? r->body.data : "", r->body.len, why, sizeof(why));
+	if (!doc)
+		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);
 	return doc;
 }
 
@@ -113,17 +123,7 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 	return res;
 }
 
-/* The body of a push, split: its members other than "mutations" parsed
- * into `doc`, and the mutations left as texts for store_sync_push to parse
- * (on two threads). */
-struct push_body {
-	json_t *doc;
-	struct json_span *mutations; /* NULL: no "mutations" array */
-	size_t count;
-	char **owned; /* texts made by push_body_from_doc */
-};
-
-static void push_body_free(struct push_body *b)
+void http_push_body_free(struct http_push_body *b)
 {
 	json_decref(b->doc);
 	if (b->owned)
@@ -136,7 +136,7 @@ static void push_body_free(struct push_body *b)
 
 /* For a body the splitter does not take but jansson does: the texts are
  * written anew from the parsed mutations. */
-static int push_body_from_doc(struct push_body *b)
+static int push_body_from_doc(struct http_push_body *b)
 {
 	json_t *list = json_object_get(b->doc, "mutations");
 	if (!json_is_array(list))
@@ -157,36 +157,41 @@ static int push_body_from_doc(struct push_body *b)
 	return 0;
 }
 
-/* Splits the body; replies 400 and returns false when it is not a JSON
- * object. */
-static bool push_body_split(struct http_request *r, struct push_body *b)
+/* Splits the body into its members without parsing the mutations. Returns
+ * 0, or -EINVAL when it does not split into members that parse (jansson
+ * then decides), -ENOMEM. */
+static int push_body_split(const char *text, size_t len, struct http_push_body *b)
 {
-	memset(b, 0, sizeof(*b));
-	const char *text = r->body.data ? r->body.data : "";
 	struct json_member *members = NULL;
 	size_t n = 0;
-	int rc = json_text_members(text, r->body.len, &members, &n);
+	int rc = json_text_members(text, len, &members, &n);
 	b->doc = rc ? NULL : json_object();
-	for (size_t i = 0; b->doc && i < n && !rc; i++) {
+	if (!rc && !b->doc)
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
 		json_t *name = json_text_parse(members[i].name.text, members[i].name.len, NULL, 0);
-		bool list = json_is_string(name) &&
-		            strcmp(json_string_value(name), "mutations") == 0 &&
-		            members[i].value.text[0] == '[';
-		if (list) {
-			/* A repeated member: the last one counts, as in jansson. */
-			free(b->mutations);
-			b->mutations = NULL;
+		/* A name holding U+0000, which jansson refuses in a name, must
+		 * not be taken for the name cut there ("mutations\u0000"). */
+		if (!json_text_c_string(name)) {
+			json_decref(name);
+			rc = -EINVAL;
+			break;
+		}
+		bool mutations = strcmp(json_string_value(name), "mutations") == 0;
+		bool list = mutations && members[i].value.text[0] == '[';
+		if (mutations && b->mutations) {
+			/* Given again after an array, whose texts would never be
+			 * parsed: jansson reads the body (the last one counts),
+			 * or says what is wrong with the first. */
+			rc = -EINVAL;
+		} else if (list) {
+			/* Replaces a "mutations" that was no array, as jansson does. */
 			json_object_del(b->doc, "mutations");
 			rc = json_text_elements(members[i].value, &b->mutations, &b->count);
 		} else {
 			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
 			                                NULL, 0);
-			rc = json_is_string(name) && value ? 0 : -EINVAL;
-			if (!rc && strcmp(json_string_value(name), "mutations") == 0) {
-				free(b->mutations);
-				b->mutations = NULL;
-				b->count = 0;
-			}
+			rc = value ? 0 : -EINVAL;
 			if (!rc)
 				rc = json_object_set_new(b->doc, json_string_value(name), value)
 				             ? -ENOMEM
@@ -197,27 +202,40 @@ static bool push_body_split(struct http_request *r, struct push_body *b)
 		json_decref(name);
 	}
 	free(members);
-	if (b->doc && !rc)
-		return true;
+	return rc;
+}
+
+int http_push_body_read(const char *text, size_t len, struct http_push_body *b, char *why,
+                        size_t why_len)
+{
+	memset(b, 0, sizeof(*b));
+	int rc = push_body_split(text, len, b);
+	if (rc != -EINVAL)
+		return rc;
 	/* Not split: jansson says why it is no JSON object, or takes it. */
-	push_body_free(b);
-	b->doc = body_object(r);
+	http_push_body_free(b);
+	b->doc = parse_object(text, len, why, why_len);
 	if (!b->doc)
-		return false;
-	if (push_body_from_doc(b) != 0) {
-		push_body_free(b);
-		http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-		return false;
-	}
-	return true;
+		return -EINVAL;
+	return push_body_from_doc(b);
 }
 
 enum MHD_Result http_sync_push(struct http_request *r)
 {
 	struct store *st = store_or_reply(r);
-	struct push_body body;
-	if (!st || !push_body_split(r, &body))
+	if (!st)
 		return MHD_YES;
+	struct http_push_body body;
+	char why[256];
+	int rc = http_push_body_read(r->body.data ? r->body.data : "", r->body.len, &body, why,
+	                             sizeof(why));
+	if (rc) {
+		http_push_body_free(&body);
+		return rc == -EINVAL
+		               ? http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why)
+		               : http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+		                                  "%s", strerror(-rc));
+	}
 	enum MHD_Result res = MHD_YES;
 	if (!own_client(r, st, body.doc)) {
 		/* replied 403 */
@@ -226,7 +244,7 @@ enum MHD_Result http_sync_push(struct http_request *r)
 		                       "want {mutations:[...]}");
 	} else {
 		struct store_push_outcome out;
-		int rc = store_sync_push(st, r->who.id, body.mutations, body.count, &out);
+		rc = store_sync_push(st, r->who.id, body.mutations, body.count, &out);
 		if (rc && out.malformed) {
 			/* jansson's reason, with the line and column in the body */
 			json_t *doc = body_object(r);
@@ -255,7 +273,7 @@ enum MHD_Result http_sync_push(struct http_request *r)
 		}
 		buf_free(&out.results);
 	}
-	push_body_free(&body);
+	http_push_body_free(&body);
 	return res;
 }
 

@@ -74,6 +74,32 @@ int json_text_string(struct buf *out, const char *s, size_t len)
 	return rc;
 }
 
+static size_t utf8_sequence(const unsigned char *t, size_t len, size_t i);
+
+int json_text_string_lossy(struct buf *out, const char *s, size_t len)
+{
+	static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+	const unsigned char *t = (const unsigned char *)s;
+	int rc = buf_append_char(out, '"');
+	size_t run = 0; /* start of the pending run of valid UTF-8 */
+	for (size_t i = 0; i < len && !rc;) {
+		size_t n = t[i] < 0x80 ? 1 : utf8_sequence(t, len, i);
+		if (n) {
+			i += n;
+			continue;
+		}
+		rc = string_body(out, s + run, i - run);
+		if (!rc)
+			rc = buf_append(out, replacement, 3);
+		run = ++i;
+	}
+	if (!rc)
+		rc = string_body(out, s + run, len - run);
+	if (!rc)
+		rc = buf_append_char(out, '"');
+	return rc;
+}
+
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
@@ -223,6 +249,48 @@ static json_t *plain_token(const char *t, size_t len)
 	return json_integer(t[0] == '-' ? -v : v);
 }
 
+/* Makes every real of `v` that is a whole number a double holds exactly
+ * (|x| <= 2^53) an integer, as jansson reads such a number written
+ * without a fraction. Returns `v`, or NULL when out of memory. */
+static json_t *integers_again(json_t *v)
+{
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (d != trunc(d) || fabs(d) > 9007199254740992.0)
+			return v;
+		json_decref(v);
+		return json_integer((json_int_t)d);
+	}
+	size_t i;
+	const char *name;
+	json_t *item;
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+		{
+			json_t *n = integers_again(json_incref(item));
+			if (!n || (n != item && json_array_set(v, i, n) != 0)) {
+				json_decref(n);
+				json_decref(v);
+				return NULL;
+			}
+			json_decref(n);
+		}
+	} else if (json_is_object(v)) {
+		void *tmp;
+		json_object_foreach_safe(v, tmp, name, item)
+		{
+			json_t *n = integers_again(json_incref(item));
+			if (!n || (n != item && json_object_set(v, name, n) != 0)) {
+				json_decref(n);
+				json_decref(v);
+				return NULL;
+			}
+			json_decref(n);
+		}
+	}
+	return v;
+}
+
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len)
 {
 	if (len <= 64) {
@@ -232,6 +300,16 @@ json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len)
 	}
 	json_error_t error;
 	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+	if (!v && json_error_code(&error) == json_error_numeric_overflow) {
+		/* An integer past 64 bits: JSON.stringify writes 1e19 as
+		 * 10000000000000000000, and JavaScript reads it back as the
+		 * double it was. So do we; a real past the double range stays
+		 * an error. */
+		json_error_t again;
+		v = integers_again(json_loadb(
+		        text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+		        &again));
+	}
 	if (!v && why)
 		snprintf(why, why_len, "line %d column %d: %s", error.line, error.column,
 		         error.text);

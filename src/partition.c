@@ -8,6 +8,13 @@
 const char *const partition_variables[] = {"YEAR",   "MONTH",  "DAY", "HOUR",
                                            "MINUTE", "SECOND", NULL};
 
+/* The second that holds `ms`: rounded down, also before 1970, where C's
+ * division would round -1 ms up into 1970. */
+static time_t second_of(int64_t ms)
+{
+	return (time_t)(ms / 1000 - (ms % 1000 < 0));
+}
+
 /* The variable at `p` ("${HOUR}..."): its index, and its length in *len;
  * -1 for anything else. */
 static int variable_at(const char *p, size_t *len)
@@ -26,7 +33,7 @@ static int variable_at(const char *p, size_t *len)
 
 void partition_render(const char *tmpl, int64_t ms, char *out, size_t outlen)
 {
-	time_t secs = (time_t)(ms / 1000);
+	time_t secs = second_of(ms);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	const int values[] = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
@@ -71,7 +78,7 @@ static int64_t period_bound(enum partition_period period, int64_t ms, int next)
 		int64_t start = ms - ((ms % len) + len) % len;
 		return next ? start + len : start;
 	}
-	time_t secs = (time_t)(ms / 1000);
+	time_t secs = second_of(ms);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	tm.tm_mday = 1;

@@ -1111,7 +1111,9 @@ static int keypath_apply(char *err, size_t errlen, const char *keypath_json, con
 			rc = -EINVAL;
 		}
 	} else if (json_is_string(kp) && *json_string_value(kp) && json_is_object(value)) {
-		json_t *k = json_loads(key, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+		/* The key codec reads its own text: 1e19's is
+		 * 10000000000000000000, which no 64-bit integer holds. */
+		json_t *k = key_from_json_text(key, strlen(key), NULL, 0);
 		rc = k ? keypath_set(value, json_string_value(kp), k) : -EINVAL;
 		json_decref(k);
 		if (rc == 0)

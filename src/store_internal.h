@@ -1,5 +1,6 @@
 /* store_internal.h - what the store's files share: the connection struct
- * and the small SQL helpers of store.c. Only src/store*.c include this: the
+ * and the small SQL helpers of store.c. Only src/store*.c include this (and
+ * the fuzz targets of tests/fuzz, which check pieces declared here): the
  * rest of idbmount sees the store through include/idbmount/store.h.
  *
  * The store is split by subject: store.c (tree, records, change log,
@@ -171,6 +172,14 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
                               const json_t *value, enum store_origin origin, store_check_fn check,
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);
+
+/* ---- a push's mutation (store_sync.c) ----
+ * Parses mutation text `t` into *m without its "value" member, whose text
+ * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
+ * can then be laid out straight from its text. Returns 0, or -EINVAL when
+ * the text is not an object whose members each parse (the push then
+ * parses it whole, and jansson decides). */
+int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *value);
 
 /* Tokens: 64 random hex digits; only their SHA-256 (hex) is stored. */
 int store_token_new(char token[65]);

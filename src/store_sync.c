@@ -586,11 +586,7 @@ static const char *resolved_keypath(struct push *p, const char *db, const char *
 	return keypath;
 }
 
-/* Parses mutation text `t` into *m without its "value" member, whose text
- * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
- * can then be laid out straight from its text. Returns 0, or -EINVAL when
- * the text is not an object whose members each parse. */
-static int parse_apart_from_value(struct json_span t, json_t **m, struct json_span *value)
+int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *value)
 {
 	struct json_member *members = NULL;
 	size_t n = 0;
@@ -661,7 +657,7 @@ static void fill_slot(struct push *p, size_t i)
 {
 	struct slot *sl = &p->slots[i];
 	struct json_span value_text;
-	if (parse_apart_from_value(p->texts[i], &sl->m, &value_text) != 0) {
+	if (store_sync_mutation_parse(p->texts[i], &sl->m, &value_text) != 0) {
 		parse_whole(p, i);
 	} else {
 		sl->has_value = value_text.text != NULL;

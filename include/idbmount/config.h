@@ -14,7 +14,8 @@
  * the daemon starts, each with "FILE:LINE: what is wrong" on stderr, so a
  * typo never silently becomes a default. Lines starting with ';' or '#'
  * are comments; there are no inline comments (a ';' belongs to the value,
- * e.g. in an HTTP header) and no continuation lines.
+ * e.g. in an HTTP header) and no continuation lines. A line longer than
+ * 65535 bytes, or holding a NUL byte, is refused.
  */
 #ifndef IDBMOUNT_CONFIG_H
 #define IDBMOUNT_CONFIG_H

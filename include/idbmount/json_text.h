@@ -53,6 +53,11 @@ int json_text_unindent(struct buf *out, const char *text, size_t len);
 /* Appends `s` (len bytes) as a JSON string literal. */
 int json_text_string(struct buf *out, const char *s, size_t len);
 
+/* The same for text that may not be UTF-8 (a message quoting a request's
+ * bytes, or cut to a number of bytes): each byte that does not belong to
+ * a valid UTF-8 sequence is written as U+FFFD, so the JSON stays UTF-8. */
+int json_text_string_lossy(struct buf *out, const char *s, size_t len);
+
 /* Whether `text` (len bytes) is a string literal written plainly: quotes
  * around bytes with no escape, no control character and no other quote,
  * so the string is those bytes (their UTF-8 still to be checked). */
@@ -64,7 +69,10 @@ bool json_text_plain_string(const char *text, size_t len);
 const char *json_text_c_string(const json_t *v);
 
 /* Parses a whole JSON text (any value, NUL allowed in strings). Returns a new
- * reference, or NULL with "line L column C: reason" in `why`. */
+ * reference, or NULL with "line L column C: reason" in `why`. A text with an
+ * integer past 64 bits (JSON.stringify writes 1e19 as 10000000000000000000)
+ * is read as JavaScript reads it: its numbers as doubles, those that are
+ * whole numbers of at most 2^53 as integers. */
 json_t *json_text_parse(const char *text, size_t len, char *why, size_t why_len);
 
 /* ---- splitting a text without parsing it ----

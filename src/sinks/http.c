@@ -61,11 +61,12 @@ struct http_sink {
 static int append_event(struct buf *out, const char *line, size_t len)
 {
 	/* The header values come from the line itself, which the one
-	 * renderer made: parse it rather than carry the fields twice. A
-	 * value may hold U+0000 (JSON_ALLOW_NUL); a line that does not
-	 * parse fails the batch rather than go out without the headers
-	 * a selector routes on. */
-	json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
+	 * renderer made: parse it rather than carry the fields twice, with
+	 * the reader that reads what the writers write (U+0000 in a value,
+	 * integers past 64 bits); a line that does not parse fails the
+	 * batch rather than go out without the headers a selector routes
+	 * on. */
+	json_t *doc = json_text_parse(line, len, NULL, 0);
 	if (!doc)
 		return -EINVAL;
 	int rc = buf_append_str(out, "{\"headers\":{");

@@ -245,3 +245,22 @@ def test_ls_l_asks_for_acls_once_per_listing(idb, tmp_path):
     # what a copy that keeps ACLs does with a mount that has none
     sh("cp -a 7.json %s" % tmp_path, cwd=idb.store)
     assert json.loads((tmp_path / "7.json").read_text()) == {"n": 7}
+
+
+def test_numbers_past_64_bit_integers_go_round(idb, tmp_path):
+    """JSON.stringify writes 1e19 as 10000000000000000000, which no 64-bit
+    integer holds; JavaScript reads it back as the double it was. So does
+    idbmount: a record file holding one is written back unchanged, and the
+    change lines `log` prints import again."""
+    idb.ctl("put", "alice/shop/orders", "1", '{"n": 1e19, "m": -12345678901234567890}')
+    path = os.path.join(idb.store, "1.json")
+    text = open(path).read()
+    assert text == '{\n  "n": 10000000000000000000,\n  "m": -12345678901234567000\n}\n'
+    with open(path, "w") as f:
+        f.write(text.replace("}", ', "k": 1}'))
+    assert json.loads(open(path).read())["k"] == 1
+    log = tmp_path / "log.jsonl"
+    log.write_text(idb.ctl("log", "--since", "0").stdout)
+    idb.ctl("import", "alice/shop/copy", str(log))
+    assert open(idb.path("alice", "shop", "copy", "1.json")).read() == (
+        '{\n  "n": 10000000000000000000,\n  "m": -12345678901234567000,\n  "k": 1\n}\n')

@@ -85,6 +85,18 @@ BAD = [
      "path: HDFS refuses an empty name part ('//')"),
     (DIR + "this is not a setting\n", 4, "not a 'name = value' line"),
     (DIR + "timeout = 5s\n", 4, "unknown key 'timeout' for type dir"),
+    # A NUL byte would end the line for the parser, and the rest of a long
+    # line would be read as a line of its own.
+    pytest.param(DIR + "select = x\0" + "y" * 300 + "\n", 4, "holds a NUL byte", id="nul"),
+    # A line past the parser's 64 KiB would be read as two, and every
+    # header after it counted a line late: entries would land in the
+    # section before.
+    pytest.param(DIR + ";" + "x" * 70000 + "\n[sink b]\ntype = dir\npath = /tmp/b\n", 4,
+                 "is longer than 65535 bytes", id="long-line"),
+    # libinih takes a header after any blank (a form feed too): so must the
+    # reading of headers, or the entries under it land in the sink before.
+    pytest.param(DIR + "\f[sink b!]\ntype = dir\n", 4, "[sink b!]: a sink name is",
+                 id="form-feed"),
 ]
 
 

@@ -58,6 +58,22 @@ def test_flume_headers_of_a_value_holding_nul(sinks):
                                "store": "orders", "op": "put"}, line
 
 
+def test_flume_event_of_a_number_past_64_bit_integers(sinks):
+    """A change line holding 10000000000000000000 (JSON.stringify's 1e19)
+    is read for its headers as JavaScript reads it, not refused: the batch
+    goes out rather than being parked."""
+    with FlumeHttpPeer() as peer:
+        sinks.start(http_config(peer.url, max_age="50ms"))
+        sinks.put("alice/shop/orders", 1, {"n": 1e19})
+        sinks.wait_caught_up("flume", timeout=30)
+        assert peer.errors == []
+        assert peer.events == sinks.log_lines()
+        assert '"value":{"n":10000000000000000000}' in peer.events[0]
+        change = json.loads(peer.events[0])
+        assert peer.headers[0] == {"seq": str(change["seq"]), "client": "alice", "db": "shop",
+                                   "store": "orders", "op": "put"}
+
+
 def test_503_5xx_and_dropped_connections_are_retried_in_order(sinks):
     with FlumeHttpPeer() as peer:
         peer.answer_next(503, 2)

@@ -329,6 +329,31 @@ def test_names_holding_nul_are_400(shop, path, body):
     assert os.listdir(shop.path("alice", "shop")) == ["orders"]
 
 
+@pytest.mark.parametrize("body", ['{"mutations\\u0000": [%s]}',
+                                  '{"mutations": [%s], "client\\u0000x": "bob"}',
+                                  '{"mut\\u0000ations": 1, "mutations": [%s]}'])
+def test_a_member_name_holding_nul_in_a_push_body_is_400(shop, body):
+    """A push body is split into its members without jansson; a member name
+    holding U+0000, which jansson refuses in a name, is refused as jansson
+    refuses it, never cut at the NUL and taken for "mutations" or
+    "client"."""
+    text = body % json.dumps(put("n4", "shop", "orders", "k", 1))
+    detail = assert_error(shop.alice.post("/v1/push", text), 400, "bad_request")["detail"]
+    assert "malformed JSON" in detail and "NUL byte in object key" in detail, detail
+    unchanged(shop)
+
+
+def test_a_bad_mutations_member_given_before_another_is_400(shop):
+    """jansson keeps the last of a member given twice, but reads the first
+    too: a push whose first "mutations" array is no JSON is refused, not
+    applied with the second."""
+    good = json.dumps(put("n5", "shop", "orders", "k", 1))
+    for text in ('{"mutations": [.1], "mutations": [%s]}' % good,
+                 '{"mutations": [{"id": tru}], "mutations": [%s]}' % good):
+        detail = assert_error(shop.alice.post("/v1/push", text), 400, "bad_request")["detail"]
+        assert "malformed JSON" in detail, detail
+        unchanged(shop)
+
 
 def test_a_query_parameter_holding_nul_is_400(shop):
     detail = assert_error(shop.alice.get("/v1/pull?since=0&client=alice%00x"), 400,

@@ -264,6 +264,25 @@ def test_a_host_that_does_not_name_the_daemon_is_421(sync):
     assert status == 400, body
 
 
+def test_an_error_body_is_utf8_json_whatever_the_request_holds(sync):
+    """A message quotes what the request said (its Host, a mutation's id,
+    cut to so many bytes); the body stays UTF-8 JSON, with U+FFFD for the
+    bytes that are not UTF-8, as a browser would show them."""
+    with socket.create_connection(("127.0.0.1", sync.port), timeout=30) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: caf\xe9.example\r\n"
+                  b"Connection: close\r\n\r\n")
+        head, _, body = wait_closed(s).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 421 "), head
+    doc = json.loads(body)  # bytes: decoded as UTF-8, strictly
+    assert "caf\ufffd.example" in doc["detail"], doc
+    # "mutation 0 (id %.64s)" cuts this id inside its 32nd "é".
+    r = sync.alice.post("/v1/push", {"mutations": [
+        {"id": "a" + "\u00e9" * 40, "db": "shop", "store": "orders", "op": "move"}]})
+    assert r.status == 400, r
+    doc = json.loads(r.body)
+    assert doc["detail"].startswith("mutation 0 (id a" + "\u00e9" * 31 + "\ufffd)"), doc
+
+
 def test_the_listen_address_and_localhost_are_served(sync):
     port = sync.port
     for host in ("127.0.0.1:%d" % port, "localhost:%d" % port, "LocalHost:%d" % port,

@@ -4,7 +4,9 @@
  * jansson refuses, it must decline. Checked on hand-picked edges (escapes,
  * surrogates, numbers at the limits, bad UTF-8, member names given twice)
  * and on 20,000 random texts with random spacing and escapes, each also
- * with random bytes damaged. It must also lay out every ordinary text
+ * with random bytes damaged. json_text_parse reads what jansson reads, and
+ * a text with an integer past 64 bits, which jansson refuses, as
+ * JavaScript reads it. It must also lay out every ordinary text
  * itself (a fast path that declined everything would pass the rest). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,19 +22,59 @@
 
 #include <errno.h>
 
+/* Whether `a` and `b` are one value, numbers compared as doubles. */
+static bool same_numbers(const json_t *a, const json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b))
+		return json_number_value(a) == json_number_value(b);
+	if (json_typeof(a) != json_typeof(b))
+		return false;
+	if (json_is_array(a)) {
+		if (json_array_size(a) != json_array_size(b))
+			return false;
+		for (size_t i = 0; i < json_array_size(a); i++)
+			if (!same_numbers(json_array_get(a, i), json_array_get(b, i)))
+				return false;
+		return true;
+	}
+	if (json_is_object(a)) {
+		const char *k;
+		json_t *va;
+		if (json_object_size(a) != json_object_size(b))
+			return false;
+		json_object_foreach((json_t *)a, k, va)
+		{
+			if (!json_object_get(b, k) || !same_numbers(va, json_object_get(b, k)))
+				return false;
+		}
+		return true;
+	}
+	return json_equal(a, b);
+}
+
 /* Checks the contract on one text; returns whether it was laid out. */
 static bool agrees_with_jansson(const char *text, size_t len)
 {
 	struct buf fast = BUF_INIT(SIZE_MAX / 2), slow = BUF_INIT(SIZE_MAX / 2);
 	assert_int_equal(buf_append(&fast, "x", 1), 0); /* appends after what is there */
 	int rc = json_text_pretty_text(&fast, text, len, NULL);
-	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	json_error_t error;
+	json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
 	/* json_text_parse reads plain tokens itself: the same value, or the
-	 * same refusal. */
+	 * same refusal; an integer past 64 bits as JavaScript reads it. */
 	json_t *parsed = json_text_parse(text, len, NULL, 0);
-	if (!v != !parsed ||
-	    (v && (json_typeof(v) != json_typeof(parsed) || !json_equal(v, parsed))))
+	if (!v && json_error_code(&error) == json_error_numeric_overflow) {
+		json_t *js = json_loadb(text, len,
+		                        JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+		                        NULL);
+		if (!js != !parsed || (js && !same_numbers(js, parsed)))
+			fail_msg("json_text_parse does not read as JavaScript: %.*s", (int)len,
+			         text);
+		json_decref(js);
+	} else if (!v != !parsed ||
+	           (v && (json_typeof(v) != json_typeof(parsed) || !json_equal(v, parsed)))) {
 		fail_msg("json_text_parse and jansson differ on: %.*s", (int)len, text);
+	}
 	json_decref(parsed);
 	int slow_rc = v ? json_text_pretty(&slow, v) : -EINVAL;
 	if (rc == 0) {

@@ -113,6 +113,28 @@ static void test_periods_tile_time(void **state)
 	}
 }
 
+/* Before 1970 a millisecond belongs to the second that starts before it,
+ * as after: -1 is 1969-12-31T23:59:59.999Z, not 1970. */
+static void test_times_before_1970(void **state)
+{
+	(void)state;
+	char out[64];
+	partition_render("${YEAR}/${MONTH}/${DAY}/${HOUR}/${MINUTE}/${SECOND}", -1, out,
+	                 sizeof(out));
+	assert_string_equal(out, "1969/12/31/23/59/59");
+	/* 0031-09-09T01:59:59.999Z, the last millisecond of its hour. */
+	partition_render("${HOUR}", -61167218400001LL, out, sizeof(out));
+	assert_string_equal(out, "01");
+	for (int p = PARTITION_YEAR; p <= PARTITION_SECOND; p++) {
+		int64_t start = partition_period_start((enum partition_period)p, -1);
+		int64_t end = partition_period_end((enum partition_period)p, -1);
+		assert_true(start <= -1);
+		assert_int_equal(end, 0);
+	}
+	assert_int_equal(partition_period_start(PARTITION_YEAR, -1), -31536000000LL);
+	assert_int_equal(partition_period_start(PARTITION_MONTH, -1), -2678400000LL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -121,6 +143,7 @@ int main(void)
 	        cmocka_unit_test(test_bounds_at_the_end_of_a_year),
 	        cmocka_unit_test(test_a_leap_february),
 	        cmocka_unit_test(test_periods_tile_time),
+	        cmocka_unit_test(test_times_before_1970),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

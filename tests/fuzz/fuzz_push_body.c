@@ -1,0 +1,108 @@
+/* fuzz_push_body.c - the push body splitter (src/http_sync.c,
+ * http_push_body_read) against the reading of the whole body by
+ * json_text_parse (jansson's, and JavaScript's for integers past 64 bits;
+ * fuzz_json_text holds it to those).
+ *
+ * POST /v1/push does not parse its body whole: it splits it into members,
+ * parses those but "mutations", and leaves each mutation as text for
+ * store_sync_push, which reports one that does not parse as a malformed
+ * body. Together they must decide as a reading of the whole body would:
+ *   - a body read whole as an object is read, and its members and the
+ *     parsed mutation texts make exactly that object;
+ *   - a body the whole reading refuses is refused, or holds a mutation
+ *     text that does not parse (so the push is refused as malformed);
+ *   - a body that is no object is refused with a reason;
+ *   - the mutations are found exactly when the "mutations" member is an
+ *     array.
+ */
+#include "fuzz.h"
+
+#include "http_internal.h"
+
+#include "idbmount/json_text.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Whether `a` and `b` are one value to JavaScript (numbers as doubles). */
+static bool same_to_javascript(const json_t *a, const json_t *b)
+{
+	if (json_is_number(a) && json_is_number(b))
+		return json_number_value(a) == json_number_value(b);
+	if (json_typeof(a) != json_typeof(b))
+		return false;
+	if (json_is_array(a)) {
+		if (json_array_size(a) != json_array_size(b))
+			return false;
+		for (size_t i = 0; i < json_array_size(a); i++)
+			if (!same_to_javascript(json_array_get(a, i), json_array_get(b, i)))
+				return false;
+		return true;
+	}
+	if (json_is_object(a)) {
+		if (json_object_size(a) != json_object_size(b))
+			return false;
+		const char *k;
+		json_t *va;
+		json_object_foreach((json_t *)a, k, va)
+		{
+			const json_t *vb = json_object_get(b, k);
+			if (!vb || !same_to_javascript(va, vb))
+				return false;
+		}
+		return true;
+	}
+	return json_equal(a, b);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *text = (const char *)data;
+	json_error_t error;
+	json_t *v = json_loadb(text, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
+	/* With an integer past 64 bits every number is read as a double, in
+	 * the whole as in each piece that holds one: compare as JavaScript. */
+	bool overflow = !v && json_error_code(&error) == json_error_numeric_overflow;
+	if (overflow)
+		v = json_text_parse(text, size, NULL, 0);
+	struct http_push_body b;
+	char why[256] = "";
+	int rc = http_push_body_read(text, size, &b, why, sizeof(why));
+	FUZZ_CHECK(rc == 0 || rc == -EINVAL, "rc %d", rc);
+	if (rc) {
+		FUZZ_CHECK(!json_is_object(v), "refused an object the whole reading reads: %s",
+		           why);
+		FUZZ_CHECK(why[0], "refused without a reason");
+		http_push_body_free(&b);
+		json_decref(v);
+		return 0;
+	}
+	FUZZ_CHECK(json_is_object(b.doc), "read without a document");
+	json_t *built = json_deep_copy(b.doc);
+	FUZZ_CHECK(built, "out of memory");
+	FUZZ_CHECK(!json_object_get(built, "mutations") || !b.mutations,
+	           "mutations both split and parsed");
+	json_t *list = b.mutations ? json_array() : NULL;
+	bool all_parse = true;
+	for (size_t i = 0; b.mutations && i < b.count; i++) {
+		json_t *m = json_text_parse(b.mutations[i].text, b.mutations[i].len, NULL, 0);
+		all_parse = all_parse && m;
+		if (m)
+			json_array_append_new(list, m);
+	}
+	if (list)
+		json_object_set_new(built, "mutations", list);
+	if (!all_parse) {
+		FUZZ_CHECK(!v, "the whole body is read, but a mutation text does not parse");
+	} else {
+		FUZZ_CHECK(v, "took a body the whole reading refuses");
+		FUZZ_CHECK(overflow ? same_to_javascript(built, v) : json_equal(built, v),
+		           "the split body differs from the whole body's object");
+		FUZZ_CHECK(!b.mutations == !json_is_array(json_object_get(v, "mutations")),
+		           "mutations found: %d", b.mutations != NULL);
+	}
+	json_decref(built);
+	http_push_body_free(&b);
+	json_decref(v);
+	return 0;
+}
