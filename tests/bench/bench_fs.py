@@ -874,9 +874,10 @@ class Bench:
             return "| %s | %.2fx | %s |" % (label, r, verdict(r <= limit))
 
         g = lambda t, k: T.get(("grep", t), {}).get(k)
-        out += ["", "### Targets", "", "| target | measured | |", "|---|---|---|",
-                target_row("the mount: warm `grep -r` within 2x of plain files (src/DESIGN.md)",
-                           T, "grep", "idb", "warm", 2)]
+        # The read-write mount keeps one round trip per close (the FLUSH that
+        # commits a write), so its warm grep is reported above but its target
+        # is passthrough_ll's; the plain-file targets belong to the view.
+        out += ["", "### Targets", "", "| target | measured | |", "|---|---|---|"]
         for t, label in (("pt_always", "cache=always"), ("pt_default", "default cache")):
             row = "| the mount: warm `grep -r` faster than passthrough_ll (%s) (src/DESIGN.md) |" % label
             if g(t, "warm") and g("idb", "warm"):
