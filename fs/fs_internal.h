@@ -2,8 +2,8 @@
 #ifndef IDBMOUNT_FS_INTERNAL_H
 #define IDBMOUNT_FS_INTERNAL_H
 
-#include "idbmount/fs.h"
-#include "idbmount/store.h"
+#include "idbmount/fs/fs.h"
+#include "idbmount/store/store.h"
 
 #include <fuse_lowlevel.h>
 #include <limits.h>
@@ -164,7 +164,7 @@ void view_forget_content(struct fs *fs, struct store *st, uint64_t ino);
  * there. */
 struct notifier;
 struct watch;
-/* Subscribes to the daemon's watch (src/watch.c), which says when to look. */
+/* Subscribes to the daemon's watch (src/store/watch.c), which says when to look. */
 int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out);
 /* Stops the thread: returns once no invalidation is under way and none
  * will start, so the FUSE workers may stop after it (an invalidation can

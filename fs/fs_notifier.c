@@ -6,7 +6,7 @@
  * idbmountctl (another process) or by the HTTP endpoint (another thread).
  * This thread is the one place that tells it.
  *
- * The daemon's one watch thread (src/watch.c) polls SQLite's data_version
+ * The daemon's one watch thread (src/store/watch.c) polls SQLite's data_version
  * and wakes this thread when any connection committed; it then reads the
  * change log and the tree log past what it has seen. For each change not made through the
  * mount it drops the name's dentry (also a cached negative one), the
@@ -20,9 +20,9 @@
  */
 #include "fs_internal.h"
 
-#include "idbmount/clock.h"
-#include "idbmount/watch.h"
-#include "idbmount/worker.h"
+#include "idbmount/util/clock.h"
+#include "idbmount/store/watch.h"
+#include "idbmount/util/worker.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -37,9 +37,9 @@
  */
 #include "fs_internal.h"
 
-#include "idbmount/buf.h"
-#include "idbmount/fs.h"
-#include "idbmount/store.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/fs/fs.h"
+#include "idbmount/store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

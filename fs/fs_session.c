@@ -15,8 +15,8 @@
  */
 #include "fs_internal.h"
 
-#include "idbmount/fs.h"
-#include "idbmount/store.h"
+#include "idbmount/fs/fs.h"
+#include "idbmount/store/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -27,7 +27,7 @@
  */
 #include "fs_internal.h"
 
-#include "idbmount/fs.h"
+#include "idbmount/fs/fs.h"
 
 #include <errno.h>
 #include <fcntl.h>

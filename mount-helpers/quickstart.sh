@@ -24,7 +24,7 @@ bash "$root/mount-helpers/build.sh" "$root/build"
 idbmount="$root/build/idbmount"
 idbmountctl="$root/build/idbmountctl"
 
-# The same default as the programs' own (src/datadir.c), made explicit so
+# The same default as the programs' own (src/util/datadir.c), made explicit so
 # that the daemon, idbmountctl and this script agree.
 if [ -z "${IDBMOUNT_DATA:-}" ]; then
 	home=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}

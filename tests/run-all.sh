@@ -22,7 +22,7 @@
 #    is not repeated here, to keep the whole run well under 20 minutes.
 # 5. builds build-fuzz/ (clang, libFuzzer, ASan, UBSan) and runs each
 #    fuzz target of tests/fuzz for 15 s on its seed corpus
-#    (tests/fuzz/run.sh, about 3 minutes in all): a crash, a sanitizer
+#    (tests/fuzz/run-fuzzers.sh, about 3 minutes in all): a crash, a sanitizer
 #    report or a violated property fails the run and prints the
 #    reproducer's path.
 #    (Steps 3, 4 and 5 are skipped with --no-sanitize, for a quick local
@@ -90,6 +90,6 @@ if [ "$sanitize" = 1 ]; then
 	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 	PYTEST_ADDOPTS="-k 'not test_a_thousand_idle_streams'" run_ctest build-tsan -R '^sync$'
 	unset TSAN_OPTIONS
-	echo "==> fuzzing (tests/fuzz/run.sh)"
-	bash tests/fuzz/run.sh --seconds 15 --build-dir build-fuzz
+	echo "==> fuzzing (tests/fuzz/run-fuzzers.sh)"
+	bash tests/fuzz/run-fuzzers.sh --seconds 15 --build-dir build-fuzz
 fi

@@ -6,8 +6,8 @@
 #ifndef IDBMOUNT_SINKS_CURL_CLIENT_H
 #define IDBMOUNT_SINKS_CURL_CLIENT_H
 
-#include "idbmount/buf.h"
-#include "idbmount/config.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/sinks/config.h"
 
 #include <curl/curl.h>
 #include <stdatomic.h>

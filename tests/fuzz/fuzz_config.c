@@ -1,4 +1,4 @@
-/* fuzz_config.c - the configuration file reader (src/config.c), on any
+/* fuzz_config.c - the configuration file reader (src/sinks/config.c), on any
  * text, read from a memory file (memfd) through config_load.
  *
  * Properties:
@@ -20,8 +20,8 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/buf.h"
-#include "idbmount/config.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/sinks/config.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,5 +1,5 @@
 /* fuzz_http.c - the sync endpoint as a client meets it: the daemon's own
- * HTTP server (src/http*.c, http_prepare and http_start, libmicrohttpd's
+ * HTTP server (src/http/, http_prepare and http_start, libmicrohttpd's
  * threads) on 127.0.0.1 with a store in a temporary data directory, sent
  * the input as the bytes of a connection.
  *
@@ -33,10 +33,10 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/buf.h"
-#include "idbmount/http.h"
-#include "idbmount/store.h"
-#include "idbmount/store_sync.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/http/http.h"
+#include "idbmount/store/store.h"
+#include "idbmount/store/store_sync.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* fuzz_import_line.c - one line of `idbmountctl import` (src/import_line.c),
+/* fuzz_import_line.c - one line of `idbmountctl import` (src/codec/import_line.c),
  * read and checked against a real store in a temporary data directory.
  *
  * The store has one client, "fuzz", and four object stores: "plain"
@@ -19,12 +19,12 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/buf.h"
-#include "idbmount/changeline.h"
-#include "idbmount/import_line.h"
-#include "idbmount/json_text.h"
-#include "idbmount/key.h"
-#include "idbmount/store.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/codec/changeline.h"
+#include "idbmount/codec/import_line.h"
+#include "idbmount/codec/json_text.h"
+#include "idbmount/codec/key.h"
+#include "idbmount/store/store.h"
 
 #include <ftw.h>
 #include <string.h>

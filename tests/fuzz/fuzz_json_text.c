@@ -1,4 +1,4 @@
-/* fuzz_json_text.c - src/json_text.c against jansson, on any text.
+/* fuzz_json_text.c - src/codec/json_text.c against jansson, on any text.
  *
  * Properties (jansson's reading, JSON_DECODE_ANY | JSON_ALLOW_NUL, is the
  * reference, as in tests/unit/test_json_text.c):
@@ -26,7 +26,7 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/json_text.h"
+#include "idbmount/codec/json_text.h"
 
 #include <errno.h>
 #include <stdbool.h>

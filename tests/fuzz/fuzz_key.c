@@ -1,4 +1,4 @@
-/* fuzz_key.c - the key codec (src/key.c), file names both ways.
+/* fuzz_key.c - the key codec (src/codec/key.c), file names both ways.
  *
  * The input is read five ways, each with its properties:
  *   - as a file name stem: a stem that decodes encodes back to the very
@@ -19,7 +19,7 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/key.h"
+#include "idbmount/codec/key.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 /* fuzz_mutation.c - a push's mutation text, as store_sync_push reads it
- * (src/store_sync.c) and prepares its put (src/store.c), without SQL.
+ * (src/store/store_sync.c) and prepares its put (src/store/store.c), without SQL.
  *
  * The input is one mutation's text. Properties:
  *   - store_sync_mutation_parse, which parses every member but "value" and
@@ -23,8 +23,8 @@
 
 #include "store_internal.h"
 
-#include "idbmount/json_text.h"
-#include "idbmount/key.h"
+#include "idbmount/codec/json_text.h"
+#include "idbmount/codec/key.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* fuzz_partition.c - the partition template renderer and its periods
- * (src/partition.c).
+ * (src/sinks/partition.c).
  *
  * The input is 8 bytes of time (ms since the epoch, folded into the years
  * 0000 to 9999, which a four-digit ${YEAR} can name), 1 byte of output
@@ -16,8 +16,8 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/config.h"
-#include "idbmount/partition.h"
+#include "idbmount/sinks/config.h"
+#include "idbmount/sinks/partition.h"
 
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* fuzz_push_body.c - the push body splitter (src/http_sync.c,
+/* fuzz_push_body.c - the push body splitter (src/http/http_sync.c,
  * http_push_body_read) against the reading of the whole body by
  * json_text_parse (jansson's, and JavaScript's for integers past 64 bits;
  * fuzz_json_text holds it to those).
@@ -19,7 +19,7 @@
 
 #include "http_internal.h"
 
-#include "idbmount/json_text.h"
+#include "idbmount/codec/json_text.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* test_json_text.c - json_text_pretty_text (src/json_text.c) against
+/* test_json_text.c - json_text_pretty_text (src/codec/json_text.c) against
  * jansson: for every text it lays out, jansson must parse the same text
  * and json_text_pretty must write the same bytes for that value; every text
  * jansson refuses, it must decline. Checked on hand-picked edges (escapes,
@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "idbmount/json_text.h"
+#include "idbmount/codec/json_text.h"
 
 #include <errno.h>
 

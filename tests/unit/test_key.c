@@ -1,4 +1,4 @@
-/* test_key.c - unit tests of the key codec (src/key.c).
+/* test_key.c - unit tests of the key codec (src/codec/key.c).
  *
  * Three kinds of test: tables of exact examples (stems, number texts,
  * rejected names), a seeded random round trip of every key type through
@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "idbmount/key.h"
+#include "idbmount/codec/key.h"
 
 #define RANDOM_KEYS 100000
 

@@ -1,4 +1,4 @@
-/* test_partition.c - unit tests of time partitions (src/partition.c): the
+/* test_partition.c - unit tests of time partitions (src/sinks/partition.c): the
  * template's rendering, its period, and period bounds at the edges of the
  * calendar (a year's last millisecond, a leap February), plus a seeded
  * sweep showing that consecutive periods leave no gap and never overlap,
@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "idbmount/partition.h"
+#include "idbmount/sinks/partition.h"
 
 /* 2026-12-31T23:59:59.999Z, the last millisecond of a year. */
 #define YEAR_END_MS (1798761599000LL + 999)

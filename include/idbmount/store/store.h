@@ -1,0 +1,374 @@
+/* store.h - the store: the only code that speaks SQL.
+ *
+ * One `struct store` is one SQLite connection on a data directory; it is not
+ * thread-safe, so every thread (each FUSE worker, the notifier, idbmountctl)
+ * opens its own. The database runs in WAL mode, so readers never wait for the
+ * writer and a SIGKILL loses no committed transaction.
+ *
+ * The tree the mount shows is made of nodes, each with a 64-bit number that
+ * is its inode: the kind in the top bits, the row id below (rows use
+ * AUTOINCREMENT, so a number is never reused for something else).
+ *
+ *   root  /                           kind ROOT, always inode 1
+ *   /<client>                         kind CLIENT    (clients row)
+ *   /<client>/<db>                    kind DATABASE  (dbs row)
+ *   /<client>/<db>/<store>            kind STORE     (stores row)
+ *   /<client>/<db>/<store>/<file>     kind FILE      (records row)
+ *
+ * A records row is in one of four states:
+ *   LIVE       a record: "<stem>.json", synced, in the change log;
+ *   SCRATCH    a file that is not a record: a name not ending in ".json"
+ *              (editor swap files, sed -i temp files) or a ".json" file
+ *              created and not yet written with valid JSON; never synced;
+ *   TOMBSTONE  a deleted record's name and revision, kept for sync;
+ *              invisible in the mount;
+ *   ORPHAN     a row the kernel may still hold (an open file that was
+ *              removed or replaced); nameless, deleted once forgotten.
+ *
+ * Every change of a record (put or delete, whatever its origin) appends one
+ * row to the change log in the same transaction; its `seq` is global.
+ *
+ * Functions return 0 or a negative errno; the reason for a failure a person
+ * must act on is also written with store_set_error() and readable with
+ * store_last_error().
+ */
+#ifndef IDBMOUNT_STORE_H
+#define IDBMOUNT_STORE_H
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* ---- data directory and connection ------------------------------------ */
+
+/* Default cap on one record's size (bytes of its file). */
+#define STORE_DEFAULT_MAX_RECORD (16u * 1024 * 1024)
+
+/* Opens (creating if needed) the store in `datadir`. The first open of a new
+ * directory creates the schema and a random store epoch. Returns 0 or a
+ * negative errno; `err` receives a message for stderr. */
+int store_open(const char *datadir, struct store **out, char *err, size_t errlen);
+void store_close(struct store *st);
+
+/* The message for the last failure on this connection ("" if none). */
+const char *store_last_error(const struct store *st);
+
+/* Sets the record size cap for this connection (default above). */
+void store_set_max_record(struct store *st, size_t bytes);
+
+/* The store epoch: 16 hex digits made when the data directory was made. */
+const char *store_epoch(const struct store *st);
+
+/* Path of the database's WAL file (for fsync). */
+const char *store_wal_path(const struct store *st);
+
+/* ---- nodes ---------------------------------------------------------- */
+
+enum store_kind {
+	STORE_ROOT = 0,
+	STORE_CLIENT = 1,
+	STORE_DATABASE = 2,
+	STORE_STORE = 3,
+	STORE_FILE = 4,
+};
+
+#define STORE_ROOT_INO   1u
+#define STORE_KIND_SHIFT 60
+static inline uint64_t store_ino(enum store_kind kind, int64_t id)
+{
+	return kind == STORE_ROOT ? STORE_ROOT_INO
+	                          : ((uint64_t)kind << STORE_KIND_SHIFT) | (uint64_t)id;
+}
+static inline enum store_kind store_ino_kind(uint64_t ino)
+{
+	return ino == STORE_ROOT_INO ? STORE_ROOT : (enum store_kind)(ino >> STORE_KIND_SHIFT);
+}
+static inline int64_t store_ino_id(uint64_t ino)
+{
+	return (int64_t)(ino & ((1ull << STORE_KIND_SHIFT) - 1));
+}
+
+enum store_state {
+	STORE_LIVE = 0,
+	STORE_SCRATCH = 1,
+	STORE_TOMBSTONE = 2,
+	STORE_ORPHAN = 3,
+};
+
+enum store_origin {
+	ORIGIN_BROWSER = 0,
+	ORIGIN_FS = 1,
+	ORIGIN_IMPORT = 2, /* idbmountctl put / import */
+};
+const char *store_origin_name(enum store_origin origin);
+
+/* What getattr, lookup and readdirplus need to know about a node. */
+struct store_node {
+	uint64_t ino;
+	uint64_t parent; /* parent's inode (0 for an orphan) */
+	enum store_kind kind;
+	enum store_state state; /* FILE only */
+	uint64_t size;          /* FILE: bytes of the file; dirs: 0 */
+	int64_t mtime_ns;       /* last change */
+	int64_t rev;            /* FILE: record revision */
+	int64_t seq;            /* FILE: seq of its last change */
+	enum store_origin origin;
+	uint32_t subdirs; /* dirs: number of child directories (for nlink) */
+};
+
+/* Looks `name` up in directory `parent`. Returns 0, -ENOENT, or -ENOTDIR. */
+int store_lookup(struct store *st, uint64_t parent, const char *name, struct store_node *out);
+
+/* Attributes of inode `ino` (orphans included). Returns 0 or -ENOENT. */
+int store_getattr(struct store *st, uint64_t ino, struct store_node *out);
+
+/* The directory and name (malloc'd) of file `ino`. Returns 0, or -ENOENT
+ * for a removed file (tombstone or orphan). */
+int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name);
+
+/* Called once per child by store_readdir, in cursor order; returns nonzero
+ * to stop (the caller's buffer is full; that child is not consumed).
+ * `name` and `node` are valid during the call only. */
+typedef int (*store_readdir_fn)(void *ctx, const char *name, const struct store_node *node,
+                                int64_t cursor);
+
+/* Lists directory `dir` from just after `cursor` (0 = from the start).
+ * The cursor given to `fn` is the child's row id: one indexed range query,
+ * stable while entries come and go. Returns 0 or a negative errno. */
+int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_fn fn, void *ctx);
+
+/* Reads the whole content of file `ino` into a malloc'd buffer. */
+int store_read_file(struct store *st, uint64_t ino, char **data, size_t *len);
+/* The same, with the revision the content belongs to (one read: the two
+ * always agree). */
+int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len, int64_t *rev);
+
+/* ---- changes through the mount --------------------------------------- */
+
+/* Creates an empty file `name` in store directory `dir`: a SCRATCH row (a
+ * ".json" name must decode to a key; a tombstone of that name is revived so
+ * the record keeps its revision history). Returns 0, -EEXIST, -EINVAL (not
+ * a key, or a hand-made "~h" name), -EPERM (not a store directory),
+ * -ENAMETOOLONG. */
+int store_create_file(struct store *st, uint64_t dir, const char *name, struct store_node *out);
+
+/* Commits new content for file `ino`. For a ".json" file: the content must
+ * be valid JSON, within the size cap, and agree with the store's inline
+ * keyPath (a missing inline key is added); the row becomes LIVE with
+ * rev + 1 and one change is logged. Scratch files just take the content.
+ * `rewritten` is set when the stored content differs from `data` (the key
+ * was added), so the caller must drop cached pages.
+ * Returns 0, -EINVAL (bad JSON or key), -EFBIG, -ENOSPC, -EIO. */
+int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t len, bool *rewritten,
+                      struct store_node *out);
+
+/* Removes file `name` from `dir`: a record gets a tombstone and a delete
+ * change; the row itself becomes an ORPHAN. Returns 0, -ENOENT, -EISDIR. */
+int store_unlink(struct store *st, uint64_t dir, const char *name);
+
+/* Renames within the mount. A ".json" target is committed as that record
+ * (a scratch source must hold valid JSON: -EINVAL otherwise). Flags are
+ * RENAME_NOREPLACE / RENAME_EXCHANGE. Moving between stores is allowed;
+ * directories cannot be renamed (-EPERM). */
+int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newdir,
+                 const char *newname, unsigned int flags);
+
+/* mkdir: a client (at the root), a database, or a store (out-of-line keys,
+ * no autoIncrement). Returns 0, -EEXIST, -EINVAL, -EPERM. */
+int store_mkdir(struct store *st, uint64_t parent, const char *name, struct store_node *out);
+
+/* rmdir of an empty store, database or client. -ENOTEMPTY otherwise. */
+int store_rmdir(struct store *st, uint64_t parent, const char *name);
+
+/* Deletes an ORPHAN row (no-op for any other state). */
+int store_drop_orphan(struct store *st, uint64_t ino);
+
+/* Calls `fn` with the inode of every ORPHAN row (until it returns nonzero). */
+typedef int (*store_ino_fn)(void *ctx, uint64_t ino);
+int store_list_orphans(struct store *st, store_ino_fn fn, void *ctx);
+
+/* Deletes every ORPHAN row: at mount time nothing can refer to them. */
+int store_drop_all_orphans(struct store *st);
+
+/* Store directory facts for the xattrs: keyPath as JSON text ("null" when
+ * out-of-line) and autoIncrement. `keypath` is malloc'd. */
+int store_store_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement);
+
+/* Totals for statfs. */
+int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes);
+
+/* ---- changes by key (idbmountctl, HTTP) ------------------------------ */
+
+/* A path CLIENT/DB/STORE, by the unescaped names. */
+struct store_path {
+	const char *client;
+	const char *db;
+	const char *store;
+};
+
+/* Puts `value` (any JSON) under `key` (tagged form). With `create_missing`
+ * the database and store are made (out-of-line keys) when absent. Returns
+ * 0 with the new revision and seq in *rev / *seq, -ENOENT (no such client or
+ * store), -EINVAL (bad key, keyPath disagreement), -EFBIG. */
+int store_put(struct store *st, const struct store_path *path, const json_t *key,
+              const json_t *value, enum store_origin origin, bool create_missing, int64_t *rev,
+              int64_t *seq);
+
+/* Deletes the record under `key`. Returns 0 (also when already absent:
+ * nothing is logged then, *seq is 0), -ENOENT for an unknown store. */
+int store_delete(struct store *st, const struct store_path *path, const json_t *key,
+                 enum store_origin origin, int64_t *seq);
+
+/* Reads a record's file content (malloc'd) and revision. -ENOENT if absent. */
+int store_get(struct store *st, const struct store_path *path, const json_t *key, char **data,
+              size_t *len, int64_t *rev);
+
+/* Checks, without writing, what store_put(path, key, value) with
+ * create_missing would check: a valid key, agreement with the store's
+ * inline keyPath, the size cap. A store (or database) that does not exist
+ * is checked as the out-of-line store create_missing would make. With
+ * `key` NULL the key is the one at the store's inline keyPath of `value`;
+ * it is returned in *key_out (a new reference) when `key_out` is not NULL.
+ * Names are not checked. Returns 0, -ENOENT (no such client), -EINVAL
+ * (with the reason), -EFBIG. */
+int store_check_put(struct store *st, const struct store_path *path, const json_t *key,
+                    const json_t *value, json_t **key_out);
+
+/* Called by store_list_keys with a record's canonical key JSON and its
+ * row id as the cursor; returns nonzero to stop. */
+typedef int (*store_key_fn)(void *ctx, const char *key, int64_t cursor);
+
+/* Lists the keys of the LIVE records of `path` from just after `cursor`
+ * (0 = from the start), in row-id order (one indexed range query). Returns
+ * 0, -ENOENT (no such client, database or store). */
+int store_list_keys(struct store *st, const struct store_path *path, int64_t cursor,
+                    store_key_fn fn, void *ctx);
+
+/* Creates a store with a keyPath (JSON text: null, "a.b" or ["a","b"])
+ * and autoIncrement, making the database when absent. -EEXIST if present. */
+int store_make_store(struct store *st, const struct store_path *path, const char *keypath_json,
+                     bool autoincrement);
+
+/* Transactions grouping many calls (an import batch). Calls nest: only the
+ * outermost begin/commit touches SQLite. store_rollback undoes everything
+ * since the outermost begin. */
+int store_begin(struct store *st);
+int store_commit(struct store *st);
+void store_rollback(struct store *st);
+
+/* ---- clients ------------------------------------------------------- */
+
+/* Why `name` cannot name a client, or NULL when it can. A client name is
+ * a directory of the mount (255 bytes at most, escaped), the first part
+ * of CLIENT/DB/STORE paths (no '/') and a line of `idbmountctl client
+ * list` (no control character: U+0000-U+001F, U+007F-U+009F); it is
+ * non-empty UTF-8. */
+const char *store_client_name_problem(const char *name);
+
+/* Why `name` cannot name a pipeline (a line of `pipeline list`: 1 to 255
+ * bytes of UTF-8 without control characters), or NULL when it can. */
+const char *store_pipeline_name_problem(const char *name);
+
+/* Creates client `name` and writes a new token (64 hex digits, NUL) into
+ * `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL (a
+ * name store_client_name_problem refuses). */
+int store_client_add(struct store *st, const char *name, char token[65]);
+
+/* Finds the client a token belongs to. Returns its id or -EACCES. */
+int64_t store_client_by_token(struct store *st, const char *token);
+
+typedef int (*store_name_fn)(void *ctx, const char *name);
+int store_client_list(struct store *st, store_name_fn fn, void *ctx);
+
+/* ---- checkpoints --------------------------------------------------------
+ * By default a connection copies the WAL back into the database inside the
+ * commit that makes it pass 1,000 pages: one push in ten paid for it. The
+ * daemon delegates instead (src/store/checkpointer.c): stores opened afterwards skip the
+ * automatic checkpoint and, after a commit that leaves the WAL at `pages`
+ * or more, call `fn` on the committing thread (it must only wake someone),
+ * whose thread then calls store_checkpoint. idbmountctl keeps the default.
+ * `fn` NULL ends the delegation (stores already open then leave the WAL to
+ * the last close). */
+typedef void (*store_wal_fn)(void *ctx);
+void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages);
+/* A passive checkpoint: copies what it can without waiting for anyone. */
+int store_checkpoint(struct store *st);
+
+/* ---- the change log -------------------------------------------------- */
+
+/* One change as every reader sees it (fields borrowed for the callback). */
+struct store_change {
+	int64_t seq;
+	int64_t ts_ms;
+	const char *client;
+	const char *db;
+	const char *store;
+	const char *key; /* canonical key JSON */
+	bool deleted;    /* op: delete (else put) */
+	int64_t rev;
+	enum store_origin origin;
+	const char *value; /* compact JSON, NULL for a delete */
+	const char *name;  /* the record's file name */
+	int64_t store_id;
+};
+
+typedef int (*store_change_fn)(void *ctx, const struct store_change *change);
+
+/* Calls `fn` for up to `limit` changes with seq > `since`, in order; stops
+ * early when `fn` returns nonzero. `client_id` > 0 restricts to one client.
+ * Returns the number delivered or a negative errno. */
+int64_t store_changes_since(struct store *st, int64_t since, int64_t limit, int64_t client_id,
+                            store_change_fn fn, void *ctx);
+
+/* One change as the mount's notifier needs it: which directory entry and
+ * which inode the kernel may hold stale. */
+struct store_changed_file {
+	int64_t seq;
+	uint64_t dir;     /* the store's directory inode */
+	const char *name; /* the record's file name (borrowed) */
+	uint64_t ino;     /* the live record's inode, 0 when there is none */
+	bool deleted;
+	enum store_origin origin;
+};
+
+typedef int (*store_changed_file_fn)(void *ctx, const struct store_changed_file *f);
+
+/* Like store_changes_since, without values: for invalidating caches. */
+int64_t store_changed_files_since(struct store *st, int64_t since, int64_t limit,
+                                  store_changed_file_fn fn, void *ctx);
+
+/* The highest seq in the change log (0 when empty). */
+int64_t store_last_seq(struct store *st);
+
+/* ---- the tree log: directory changes (for kernel invalidation) --------- */
+
+typedef int (*store_tree_fn)(void *ctx, int64_t id, uint64_t parent, const char *name,
+                             enum store_origin origin);
+/* Directory creations/removals with id > since. Returns the last id seen. */
+int64_t store_tree_changes_since(struct store *st, int64_t since, store_tree_fn fn, void *ctx);
+
+/* Whether another connection committed since the last call (cheap). */
+bool store_changed_elsewhere(struct store *st);
+
+/* The mounted daemon's progress in invalidating kernel caches, so that
+ * idbmountctl can wait until what it wrote shows in the mount. */
+int store_daemon_register(struct store *st, int pid);
+int store_daemon_unregister(struct store *st);
+int store_daemon_set_notified(struct store *st, int64_t seq, int64_t tree_id);
+/* Returns the live daemon's pid (0 when none) and how far it notified. */
+int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_id);
+/* Waits until the daemon serving this data directory shows change `seq` and
+ * tree-log entry `tree_id` in the mount (its notifier has invalidated the
+ * kernel's caches for them), polling every millisecond or two. Returns 0
+ * once shown or when no daemon runs; -ETIMEDOUT when the daemon made no
+ * progress for idle_ms; -EINTR when *stop became set. For idbmountctl and
+ * the sync endpoint: what they changed is visible to the next read. */
+int store_daemon_wait_shown(struct store *st, int64_t seq, int64_t tree_id, int idle_ms,
+                            const volatile sig_atomic_t *stop);
+int64_t store_last_tree_id(struct store *st);
+
+#endif

@@ -1,0 +1,129 @@
+/* store_sync.h - what the sync endpoint (src/http/) and idbmountctl's
+ * `pipeline` command ask of the store (src/DESIGN.md, "Sync protocol").
+ *
+ * Requests arrive as jansson values and are checked here, where the rules
+ * live (a key is a key, a keyPath is a keyPath); the HTTP layer only maps
+ * the returned -errno to a status: -EINVAL 400, -ENOENT 404 (a database or
+ * store this client does not have), -EFBIG 413, -EEXIST 409 (a schema
+ * change that would reinterpret stored records), anything else 500. The
+ * reason is in store_last_error() and never names another client's data.
+ *
+ * Decisions (src/DESIGN.md, "Endpoints", has them in short):
+ *   - Mutation ids are remembered per client with the answer given, for
+ *     SYNC_MUTATION_RETENTION_DAYS; a retry within that time is answered
+ *     with the stored answer, whatever the retried mutation holds.
+ *     Conflicts are remembered too: resolving one is a new mutation.
+ *   - `base` absent means "write whatever is there" (no check); null means
+ *     "I saw no record" (a live record is a conflict; a tombstone is not);
+ *     a number N means "I saw revision N" (anything else is a conflict; a
+ *     record never stored has revision 0).
+ *   - A push is all or nothing for errors (400/404/413 roll back the whole
+ *     batch); conflicts are answers, not errors: the other mutations apply.
+ *   - autoIncrement: a put without a key (absent or null) in an
+ *     autoIncrement store gets the store's next number, skipping numbers
+ *     already used by a live record (keys written through the mount or
+ *     idbmountctl do not advance the generator, so it steps over them);
+ *     an explicit number advances it as IndexedDB does. The answer then
+ *     carries the "key". With an inline keyPath the key is taken from the
+ *     value when the value has one, and put into it when generated.
+ *   - Pull: since=0 is a snapshot (live records only, no tombstones); any
+ *     pull sends each record's latest change only, so history that was
+ *     overwritten is not replayed. The checkpoint is a change seq.
+ */
+#ifndef IDBMOUNT_STORE_SYNC_H
+#define IDBMOUNT_STORE_SYNC_H
+
+#include "idbmount/util/buf.h"
+#include "idbmount/codec/json_text.h"
+#include "idbmount/store/store.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SYNC_MUTATION_RETENTION_DAYS 30
+#define SYNC_MUTATION_ID_MAX         256 /* bytes of a mutation id */
+
+/* ---- tokens ---------------------------------------------------------- */
+
+enum store_principal_kind {
+	PRINCIPAL_CLIENT = 1,   /* a browser client: its own tree only */
+	PRINCIPAL_PIPELINE = 2, /* a pipeline: /v1/changes only */
+};
+
+struct store_principal {
+	enum store_principal_kind kind;
+	int64_t id;
+};
+
+/* Finds who a bearer token belongs to. Returns 0 or -EACCES. */
+int store_sync_auth(struct store *st, const char *token, struct store_principal *out);
+
+/* The name of client `client_id` (malloc'd). Returns 0 or -ENOENT. */
+int store_sync_client_name(struct store *st, int64_t client_id, char **name);
+
+/* Creates pipeline `name` and writes its new token (64 hex digits, NUL)
+ * into `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL. */
+int store_pipeline_add(struct store *st, const char *name, char token[65]);
+int store_pipeline_list(struct store *st, store_name_fn fn, void *ctx);
+
+/* ---- schema ---------------------------------------------------------- */
+
+/* Why `keypath` (JSON) cannot be an object store's keyPath together with
+ * `autoincrement`, or NULL when it can (IndexedDB's rules). */
+const char *store_keypath_problem(const json_t *keypath, bool autoincrement);
+
+/* POST /v1/schema: `request` is {db, version, stores:[{name, keyPath,
+ * autoIncrement, indexes}]}. Makes the database and the stores it lacks,
+ * sets indexes, never deletes a store. *answer (new reference) is the
+ * database's whole schema as the server has it: {db, version, stores},
+ * including stores made on the mount or with idbmountctl; version is the
+ * highest of the browser's and the server's (which counts stores made
+ * elsewhere). A store that exists with another keyPath or autoIncrement
+ * is changed only while it holds no record (-EEXIST otherwise). */
+int store_sync_schema(struct store *st, int64_t client_id, const json_t *request, json_t **answer);
+
+/* ---- push -------------------------------------------------------------- */
+
+/* What a push did. The answers are JSON text, made once: the same bytes
+ * are remembered for a retry and sent (a push of 1,000 built, dumped and
+ * freed 2,000 jansson objects before). */
+struct store_push_outcome {
+	struct buf results; /* the array of answers; the caller frees it */
+	int64_t ok, conflicts;
+	int64_t replayed; /* retried ids answered from memory */
+	bool malformed;   /* the error is a mutation's text that does not parse */
+	int64_t last_seq; /* the highest seq applied (0 when none) */
+};
+
+/* POST /v1/push: applies `count` mutations (each one JSON text, an element
+ * of the body's array, json_text_elements) in one transaction with origin
+ * "browser". outcome->results is the array of answers, one per mutation in
+ * order: {id, status:"ok", rev, seq[, key]} or
+ * {id, status:"conflict", current:{rev, value, deleted}}. On an error
+ * nothing is applied, the outcome is empty (but for `malformed`: a text
+ * did not parse), and the reason names the mutation by index and id.
+ * From PUSH_AHEAD_MIN mutations on, a second thread parses and prepares
+ * the next mutations while this one writes. */
+int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
+                    size_t count, struct store_push_outcome *outcome);
+
+/* ---- pull and events ------------------------------------------------- */
+
+/* Calls `fn` (fields borrowed, client left NULL) for up to `limit` changes
+ * of client `client_id` after `since`, each record's latest change only, in
+ * seq order; at since 0 without deletes. *checkpoint is where the next pull
+ * starts, *more whether it has more to fetch. Returns 0 or -errno. */
+int store_sync_pull(struct store *st, int64_t client_id, int64_t since, int64_t limit,
+                    store_change_fn fn, void *ctx, int64_t *checkpoint, bool *more);
+
+/* The seq of client `client_id`'s last change (0 when none), or -errno. */
+int64_t store_sync_client_last_seq(struct store *st, int64_t client_id);
+
+/* Calls `fn` once per client with changes after `since`, with that client's
+ * last seq. Returns the highest seq seen (`since` when none) or -errno. */
+typedef int (*store_client_seq_fn)(void *ctx, int64_t client_id, int64_t last_seq);
+int64_t store_sync_changed_clients(struct store *st, int64_t since, store_client_seq_fn fn,
+                                   void *ctx);
+
+#endif

@@ -1,0 +1,418 @@
+/* http_events.c - GET /v1/events: Server-Sent Events telling a browser
+ * that its client's tree changed, so it pulls at once.
+ *
+ * Design. A stream is a chunked response whose content callback hands out
+ * what is pending for it; with nothing pending it suspends its connection
+ * (libmicrohttpd then neither polls nor times it out) and returns 0. One
+ * events thread does the rest: the watch (watch.h) wakes it when anything
+ * committed; it asks the store which clients have changes past what it saw
+ * (one grouped query over the new part of the change log), marks those
+ * clients' streams and resumes them. Every keepalive_s it also resumes the
+ * quiet ones with a comment, which keeps proxies from closing them and lets
+ * the server notice clients that went away (the write fails). So idle
+ * streams cost no thread and no polling of their own.
+ *
+ * What a stream sends:
+ *   retry: 2000                      once, first (reconnect after 2 s)
+ *   : connected                      once, first: the stream is registered
+ *   id: SEQ / event: change / data: {"seq":SEQ[,"delivered":D]}
+ *                                    when the client's last change passes
+ *                                    what was announced, or when every
+ *                                    pipeline has taken more (D, as in
+ *                                    pull); bursts coalesce into one event
+ *                                    with the latest seq
+ *   : keep-alive                     after keepalive_s without output
+ * The start is ?since=SEQ (or the Last-Event-ID a reconnecting EventSource
+ * sends, whichever is later): a change already past it is announced at once.
+ */
+#include "http_internal.h"
+
+#include "idbmount/util/clock.h"
+#include "idbmount/store/watch.h"
+#include "idbmount/util/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STOP_WAIT_MS 5000
+
+struct stream {
+	struct stream *next, *prev;
+	struct http_events *ev;
+	struct MHD_Connection *conn;
+	int64_t client_id;
+	int64_t announced; /* last seq sent */
+	int64_t latest;    /* the client's last change seq known */
+	char out[256];     /* bytes being sent */
+	size_t out_len, out_off;
+	int64_t last_output_ms;
+	bool keepalive_due;
+	bool delivered_due; /* ev->delivered rose since the last event */
+	bool suspended;
+	bool closing;
+	bool registered; /* on ev->streams */
+};
+
+struct http_events {
+	struct http *h;
+	struct watch *watch;
+	struct worker worker; /* the events thread, its store and its lock */
+	pthread_cond_t gone;
+	bool changed;
+	struct stream *streams;
+	long count;
+	int64_t seen_seq;
+	int64_t delivered; /* every pipeline has taken the changes up to it */
+};
+
+/* Called by the watch thread. */
+static void on_commit(void *ctx)
+{
+	struct http_events *ev = ctx;
+	worker_wake(&ev->worker, &ev->changed);
+}
+
+/* Connections to resume once the lock is let go: a suspended connection
+ * cannot finish (so cannot be freed) until it is resumed, so resuming
+ * outside the lock is safe and keeps libmicrohttpd's locks apart from ours. */
+struct resume_list {
+	struct MHD_Connection **conns;
+	size_t n, cap;
+};
+
+/* With ev->worker.lock held: whether `s` must run, noting it in `rl`. */
+static void stream_wake(struct stream *s, struct resume_list *rl)
+{
+	if (!s->suspended)
+		return;
+	if (rl->n == rl->cap) {
+		size_t cap = rl->cap ? rl->cap * 2 : 64;
+		struct MHD_Connection **grown = realloc(rl->conns, cap * sizeof(*grown));
+		if (!grown)
+			return; /* it will be woken by the next keep-alive */
+		rl->conns = grown;
+		rl->cap = cap;
+	}
+	s->suspended = false;
+	rl->conns[rl->n++] = s->conn;
+}
+
+static void resume_all(struct resume_list *rl)
+{
+	for (size_t i = 0; i < rl->n; i++)
+		MHD_resume_connection(rl->conns[i]);
+	rl->n = 0;
+}
+
+struct client_seq {
+	int64_t client_id, seq;
+};
+
+struct seq_list {
+	struct client_seq *items;
+	size_t n, cap;
+};
+
+static int collect_client(void *ctx, int64_t client_id, int64_t last_seq)
+{
+	struct seq_list *l = ctx;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		struct client_seq *grown = realloc(l->items, cap * sizeof(*grown));
+		if (!grown)
+			return 1;
+		l->items = grown;
+		l->cap = cap;
+	}
+	l->items[l->n++] = (struct client_seq){client_id, last_seq};
+	return 0;
+}
+
+static void *events_main(void *arg)
+{
+	struct http_events *ev = arg;
+	struct resume_list rl = {0};
+	struct seq_list changed = {0};
+	int64_t keepalive_ms = (int64_t)ev->h->cfg.keepalive_s * 1000;
+	pthread_mutex_lock(&ev->worker.lock);
+	while (!ev->worker.stop) {
+		if (!ev->changed) {
+			struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
+			pthread_cond_timedwait(&ev->worker.wake, &ev->worker.lock, &until);
+		}
+		if (ev->worker.stop)
+			break;
+		bool look = ev->changed;
+		ev->changed = false;
+		changed.n = 0;
+		if (look) {
+			pthread_mutex_unlock(&ev->worker.lock);
+			int64_t high = store_sync_changed_clients(ev->worker.st, ev->seen_seq,
+			                                          collect_client, &changed);
+			pthread_mutex_lock(&ev->worker.lock);
+			if (high >= 0)
+				ev->seen_seq = high;
+			else
+				ev->changed = true; /* busy or failing: try again */
+			int64_t delivered = 0;
+			if (store_sinks_delivered(ev->worker.st, &delivered) == 0 &&
+			    delivered > ev->delivered) {
+				ev->delivered = delivered;
+				for (struct stream *s = ev->streams; s; s = s->next) {
+					s->delivered_due = true;
+					stream_wake(s, &rl);
+				}
+			}
+		}
+		int64_t now = clock_mono_ms();
+		for (struct stream *s = ev->streams; s; s = s->next) {
+			for (size_t i = 0; i < changed.n; i++) {
+				if (changed.items[i].client_id == s->client_id &&
+				    changed.items[i].seq > s->latest) {
+					s->latest = changed.items[i].seq;
+					stream_wake(s, &rl);
+				}
+			}
+			if (now - s->last_output_ms >= keepalive_ms) {
+				s->keepalive_due = true;
+				stream_wake(s, &rl);
+			}
+		}
+		pthread_mutex_unlock(&ev->worker.lock);
+		resume_all(&rl);
+		pthread_mutex_lock(&ev->worker.lock);
+	}
+	pthread_mutex_unlock(&ev->worker.lock);
+	free(rl.conns);
+	free(changed.items);
+	return NULL;
+}
+
+int http_events_start(struct http *h, struct watch *watch)
+{
+	struct http_events *ev = calloc(1, sizeof(*ev));
+	if (!ev)
+		return -ENOMEM;
+	ev->h = h;
+	ev->watch = watch;
+	int rc = worker_open(&ev->worker, h->cfg.datadir, "events");
+	if (rc) {
+		free(ev);
+		return rc;
+	}
+	ev->seen_seq = store_last_seq(ev->worker.st);
+	if (ev->seen_seq < 0)
+		ev->seen_seq = 0;
+	if (store_sinks_delivered(ev->worker.st, &ev->delivered) != 0)
+		ev->delivered = 0;
+	pthread_cond_init(&ev->gone, NULL);
+	rc = worker_start(&ev->worker, events_main, ev);
+	if (!rc && watch) {
+		rc = watch_subscribe(watch, on_commit, ev);
+		if (rc) /* the thread must not outlive `ev` */
+			worker_stop(&ev->worker);
+	}
+	if (rc) {
+		worker_close(&ev->worker);
+		pthread_cond_destroy(&ev->gone);
+		free(ev);
+		return rc;
+	}
+	h->events = ev;
+	return 0;
+}
+
+void http_events_stop(struct http *h)
+{
+	struct http_events *ev = h->events;
+	if (!ev)
+		return;
+	if (ev->watch)
+		watch_unsubscribe(ev->watch, on_commit, ev);
+	struct resume_list rl = {0};
+	worker_stop(&ev->worker);
+	/* End every stream: resumed, its callback ends the response. */
+	pthread_mutex_lock(&ev->worker.lock);
+	for (struct stream *s = ev->streams; s; s = s->next) {
+		s->closing = true;
+		stream_wake(s, &rl);
+	}
+	pthread_mutex_unlock(&ev->worker.lock);
+	resume_all(&rl);
+	free(rl.conns);
+	pthread_mutex_lock(&ev->worker.lock);
+	int64_t deadline = clock_mono_ms() + STOP_WAIT_MS;
+	while (ev->count > 0 && clock_mono_ms() < deadline) {
+		struct timespec until = clock_deadline(CLOCK_REALTIME, 50);
+		pthread_cond_timedwait(&ev->gone, &ev->worker.lock, &until);
+	}
+	pthread_mutex_unlock(&ev->worker.lock);
+}
+
+void http_events_free(struct http *h)
+{
+	struct http_events *ev = h->events;
+	if (!ev)
+		return;
+	/* Called once no request runs (libmicrohttpd has stopped, or never
+	 * started): every stream's free callback has run, unless one is stuck. */
+	if (ev->count > 0) {
+		fprintf(stderr, "idbmount: events: %ld streams did not end\n", ev->count);
+		return; /* `ev` is left allocated for them */
+	}
+	worker_close(&ev->worker);
+	pthread_cond_destroy(&ev->gone);
+	free(ev);
+	h->events = NULL;
+}
+
+long http_events_count(struct http *h)
+{
+	struct http_events *ev = h->events;
+	if (!ev)
+		return 0;
+	pthread_mutex_lock(&ev->worker.lock);
+	long n = ev->count;
+	pthread_mutex_unlock(&ev->worker.lock);
+	return n;
+}
+
+/* With ev->worker.lock held: puts the next message into s->out, if any. */
+static void stream_next(struct stream *s)
+{
+	int n = 0;
+	if (s->latest > s->announced || s->delivered_due) {
+		if (s->ev->delivered > 0)
+			n = snprintf(
+			        s->out, sizeof(s->out),
+			        "id: %lld\nevent: change\ndata: {\"seq\":%lld,\"delivered\":%lld}"
+			        "\n\n",
+			        (long long)s->latest, (long long)s->latest,
+			        (long long)s->ev->delivered);
+		else
+			n = snprintf(s->out, sizeof(s->out),
+			             "id: %lld\nevent: change\ndata: {\"seq\":%lld}\n\n",
+			             (long long)s->latest, (long long)s->latest);
+		s->announced = s->latest;
+		s->delivered_due = false;
+	} else if (s->keepalive_due) {
+		n = snprintf(s->out, sizeof(s->out), ": keep-alive\n\n");
+	}
+	s->keepalive_due = false;
+	s->out_len = n > 0 ? (size_t)n : 0;
+	s->out_off = 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct stream *s = cls;
+	struct http_events *ev = s->ev;
+	pthread_mutex_lock(&ev->worker.lock);
+	if (s->out_off == s->out_len)
+		stream_next(s);
+	ssize_t n;
+	if (s->out_off < s->out_len) {
+		size_t take = s->out_len - s->out_off;
+		if (take > max)
+			take = max;
+		memcpy(buf, s->out + s->out_off, take);
+		s->out_off += take;
+		s->last_output_ms = clock_mono_ms();
+		n = (ssize_t)take;
+	} else if (s->closing) {
+		n = MHD_CONTENT_READER_END_OF_STREAM;
+	} else {
+		s->suspended = true;
+		MHD_suspend_connection(s->conn);
+		n = 0;
+	}
+	pthread_mutex_unlock(&ev->worker.lock);
+	return n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	struct http_events *ev = s->ev;
+	if (!s->registered) {
+		free(s);
+		return;
+	}
+	pthread_mutex_lock(&ev->worker.lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		ev->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	ev->count--;
+	pthread_cond_broadcast(&ev->gone);
+	pthread_mutex_unlock(&ev->worker.lock);
+	free(s);
+}
+
+enum MHD_Result http_events(struct http_request *r)
+{
+	struct http_events *ev = r->server->events;
+	int64_t since = 0, last_id = 0;
+	if (http_query_count(r, "since", 0, INT64_MAX, &since))
+		return MHD_YES;
+	const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	if (header) {
+		char *end = NULL;
+		long long v = strtoll(header, &end, 10);
+		if (*header && !*end && v > 0)
+			last_id = v;
+	}
+	if (last_id > since)
+		since = last_id;
+	struct store *st = http_store(r->server);
+	if (!st || !ev)
+		return http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+		                        "the store cannot be opened");
+	struct stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return MHD_NO;
+	s->ev = ev;
+	s->conn = r->conn;
+	s->client_id = r->who.id;
+	s->announced = s->latest = since;
+	s->last_output_ms = clock_mono_ms();
+	s->out_len = (size_t)snprintf(s->out, sizeof(s->out), "retry: 2000\n: connected\n\n");
+	struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 1024,
+	                                                              stream_read, s, stream_free);
+	if (!resp) {
+		free(s);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	/* Registered before the store is asked, so no change falls between.
+	 * A request on a kept-alive connection can still come in while the
+	 * daemon stops (quiescing only stops new connections). */
+	pthread_mutex_lock(&ev->worker.lock);
+	if (ev->worker.stop) {
+		pthread_mutex_unlock(&ev->worker.lock);
+		MHD_destroy_response(resp); /* frees s */
+		return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+		                        "the daemon is stopping");
+	}
+	s->registered = true;
+	s->next = ev->streams;
+	if (ev->streams)
+		ev->streams->prev = s;
+	ev->streams = s;
+	ev->count++;
+	pthread_mutex_unlock(&ev->worker.lock);
+	int64_t last = store_sync_client_last_seq(st, r->who.id);
+	pthread_mutex_lock(&ev->worker.lock);
+	if (last > s->latest)
+		s->latest = last;
+	pthread_mutex_unlock(&ev->worker.lock);
+	return http_queue(r, MHD_HTTP_OK, resp);
+}

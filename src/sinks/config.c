@@ -1,0 +1,922 @@
+/* config.c - reads and validates the configuration file (see config.h).
+ *
+ * Design. libinih does the lexing; this file collects each [sink NAME]
+ * section's lines as given, with their line numbers, and validates a
+ * section only once the file is read, because `type` (which decides what
+ * keys are valid) may come after other keys. Every problem is collected,
+ * not just the first, so one run of the daemon shows them all.
+ *
+ * Debian builds libinih without INI_HANDLER_LINENO, so the line numbers
+ * come from our own reader (ini_parse_stream), which counts the lines it
+ * hands to the parser: the handler for a line runs right after it is read.
+ *
+ * The common options and their embedded defaults (the numbers are decided
+ * here; src/DESIGN.md, "Batches and their names" and "Retries and
+ * parking", says what they are for):
+ *   max_records 10000   a batch of 10,000 changes (~4 MB at 400 B) keeps
+ *                       file counts low at high rates; the http type
+ *                       lowers it to Flume's memory-channel
+ *                       transactionCapacity (100);
+ *   max_bytes   8M      so a batch of large records stays a sane file;
+ *   max_age     500ms   half of the 1 s p99 end-to-end target
+ *                       (src/DESIGN.md, "Targets");
+ *   retry_initial 200ms, retry_max 60s   the backoff of a sink that is down;
+ *   max_line    2048    Flume's LINE deserializer default maxLineLength:
+ *                       longer lines are counted and reported;
+ *   prefix      idbmount, partition none, done_flag none.
+ */
+#include "idbmount/sinks/config.h"
+#include "idbmount/sinks/partition.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ERRORS 20
+#define MAX_LINE   65535 /* bytes of a line, without its newline */
+
+const struct sink_type *const sink_types[] = {&sink_type_dir, &sink_type_webhdfs, &sink_type_http,
+                                              NULL};
+
+const struct sink_type *sink_type_find(const char *name)
+{
+	for (size_t i = 0; sink_types[i]; i++)
+		if (strcmp(sink_types[i]->name, name) == 0)
+			return sink_types[i];
+	return NULL;
+}
+
+/* ---- value checks ---------------------------------------------------------- */
+
+bool config_glob_match(const char *pattern, const char *text)
+{
+	/* Iterative '*' matching with one backtrack point: linear enough. */
+	const char *star = NULL, *resume = NULL;
+	while (*text) {
+		if (*pattern == '*') {
+			star = pattern++;
+			resume = text;
+		} else if (*pattern == *text) {
+			pattern++;
+			text++;
+		} else if (star) {
+			pattern = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pattern == '*')
+		pattern++;
+	return *pattern == '\0';
+}
+
+/* Splits a select value into patterns: separated by commas or blanks. */
+static int split_select(const char *value, char ***out, size_t *n, char *why, size_t why_len)
+{
+	*out = NULL;
+	*n = 0;
+	char *copy = strdup(value);
+	if (!copy)
+		return -ENOMEM;
+	int rc = 0;
+	char *save = NULL;
+	for (char *p = strtok_r(copy, ", \t", &save); p && !rc; p = strtok_r(NULL, ", \t", &save)) {
+		int parts = 1;
+		for (const char *q = p; *q; q++)
+			parts += *q == '/';
+		const char *end = p;
+		bool empty = false;
+		for (const char *q = p;; q++) {
+			if (*q == '/' || *q == '\0') {
+				empty |= q == end;
+				end = q + 1;
+			}
+			if (!*q)
+				break;
+		}
+		if (parts > 3 || empty) {
+			snprintf(why, why_len,
+			         "'%s' is not a CLIENT[/DB[/STORE]] pattern (use * as a wildcard)",
+			         p);
+			rc = -EINVAL;
+			break;
+		}
+		char **grown = realloc(*out, (*n + 1) * sizeof(*grown));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		*out = grown;
+		/* A missing level selects everything under it. */
+		if (asprintf(&(*out)[*n], "%s%s", p,
+		             parts == 1   ? "/*/*"
+		             : parts == 2 ? "/*"
+		                          : "") < 0) {
+			rc = -ENOMEM;
+			break;
+		}
+		(*n)++;
+	}
+	free(copy);
+	if (!rc && *n == 0) {
+		snprintf(why, why_len, "no pattern given (the default selects everything: */*/*)");
+		rc = -EINVAL;
+	}
+	return rc;
+}
+
+static bool check_select(const char *value, char *why, size_t why_len)
+{
+	char **patterns = NULL;
+	size_t n = 0;
+	int rc = split_select(value, &patterns, &n, why, why_len);
+	for (size_t i = 0; i < n; i++)
+		free(patterns[i]);
+	free(patterns);
+	return rc == 0;
+}
+
+/* A file name part: no '/', not hidden from the readers ('.' and '_' make
+ * Flume, NiFi, Flink and Hive skip a file), printable ASCII only. */
+static bool check_prefix(const char *value, char *why, size_t why_len)
+{
+	if (!*value || value[0] == '.' || value[0] == '_') {
+		snprintf(why, why_len,
+		         "must not be empty or start with '.' or '_' (readers skip "
+		         "such names)");
+		return false;
+	}
+	for (const char *p = value; *p; p++) {
+		if (!isalnum((unsigned char)*p) && !strchr("-_.+", *p)) {
+			snprintf(why, why_len, "may hold only letters, digits and - _ . +");
+			return false;
+		}
+	}
+	if (strlen(value) > 100) {
+		snprintf(why, why_len, "is longer than 100 characters");
+		return false;
+	}
+	return true;
+}
+
+/* The done flag: one plain name; "_SUCCESS" is what Falcon and Oozie wait
+ * for. It may start with '_' (readers skip it, which is the point). */
+static bool check_done_flag(const char *value, char *why, size_t why_len)
+{
+	if (!*value)
+		return true;
+	if (value[0] == '.' || strchr(value, '/') || strlen(value) > 200) {
+		snprintf(why, why_len, "must be a plain file name such as _SUCCESS");
+		return false;
+	}
+	for (const char *p = value; *p; p++) {
+		if ((unsigned char)*p < 0x21 || *p == 0x7f) {
+			snprintf(why, why_len, "must not hold blanks or control characters");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A relative path of ${YEAR} ${MONTH} ${DAY} ${HOUR} ${MINUTE} ${SECOND} and
+ * text. */
+static bool check_partition(const char *value, char *why, size_t why_len)
+{
+	if (!*value)
+		return true;
+	if (value[0] == '/' || value[strlen(value) - 1] == '/') {
+		snprintf(why, why_len, "must be a relative path without a leading or trailing '/'");
+		return false;
+	}
+	const char *component = value;
+	for (const char *p = value;; p++) {
+		if (*p == '/' || *p == '\0') {
+			size_t len = (size_t)(p - component);
+			if (len == 0 || component[0] == '.' || component[0] == '_') {
+				snprintf(why, why_len,
+				         "empty path parts and parts starting with '.' or '_' are "
+				         "not allowed (readers skip such directories)");
+				return false;
+			}
+			component = p + 1;
+		}
+		if (!*p)
+			break;
+		if ((unsigned char)*p < 0x20 || *p == '\\') {
+			snprintf(why, why_len, "must not hold control characters or '\\'");
+			return false;
+		}
+		if (*p == '$') {
+			bool known = false;
+			for (size_t i = 0; partition_variables[i] && !known; i++) {
+				size_t n = strlen(partition_variables[i]);
+				if (p[1] == '{' && strncmp(p + 2, partition_variables[i], n) == 0 &&
+				    p[2 + n] == '}') {
+					known = true;
+					p += 2 + n;
+				}
+			}
+			if (!known) {
+				snprintf(why, why_len,
+				         "unknown variable at '%s': use ${YEAR}, "
+				         "${MONTH}, ${DAY}, ${HOUR}, ${MINUTE}, ${SECOND}",
+				         p);
+				return false;
+			}
+		}
+	}
+	if (!strstr(value, "${")) {
+		snprintf(why, why_len,
+		         "has no ${...} time variable: every batch would land in "
+		         "one directory and its period never closes");
+		return false;
+	}
+	return true;
+}
+
+const struct sink_option config_common_options[] = {
+        {"type", SINK_OPT_CHOICE, NULL, "the sink type", "dir|webhdfs|http", false, NULL},
+        {"select", SINK_OPT_STRING, "*/*/*",
+         "CLIENT[/DB[/STORE]] patterns, comma-separated, * matches any run of characters", NULL,
+         false, check_select},
+        {"max_records", SINK_OPT_COUNT, "10000", "a batch closes at this many changes", NULL, false,
+         NULL},
+        {"max_bytes", SINK_OPT_SIZE, "8M", "... or at this many bytes of change lines", NULL, false,
+         NULL},
+        {"max_age", SINK_OPT_DURATION, "500ms", "... or when its first change is this old", NULL,
+         false, NULL},
+        {"retry_initial", SINK_OPT_DURATION, "200ms",
+         "first wait after a failed attempt (then doubled, with jitter)", NULL, false, NULL},
+        {"retry_max", SINK_OPT_DURATION, "60s", "the longest wait between attempts", NULL, false,
+         NULL},
+        {"max_line", SINK_OPT_COUNT, "2048",
+         "lines longer than this many characters are counted and reported (Flume's "
+         "maxLineLength); 0 turns the check off",
+         NULL, false, NULL},
+        {NULL, 0, NULL, NULL, NULL, false, NULL},
+};
+
+const struct sink_option config_file_options[] = {
+        {"prefix", SINK_OPT_STRING, "idbmount",
+         "file names are PREFIX-NODE-EPOCH-FIRSTSEQ-LASTSEQ.jsonl", NULL, false, check_prefix},
+        {"partition", SINK_OPT_STRING, "",
+         "subdirectory template in UTC, e.g. ${YEAR}/${MONTH}/${DAY}/${HOUR}", NULL, false,
+         check_partition},
+        {"done_flag", SINK_OPT_STRING, "",
+         "empty file (e.g. _SUCCESS) written in a partition once its period closed and its "
+         "last batch landed",
+         NULL, false, check_done_flag},
+        {"flag_empty_periods", SINK_OPT_BOOL, "true",
+         "with done_flag: a period without any batch still gets its directory and flag when it "
+         "closes (from the sink's first period on), as Falcon feeds and Oozie datasets expect; "
+         "false: flags only where batches landed",
+         NULL, false, NULL},
+        {NULL, 0, NULL, NULL, NULL, false, NULL},
+};
+
+/* Parses digits into *out; false on anything else or overflow. */
+static bool parse_digits(const char *text, size_t len, int64_t *out)
+{
+	if (len == 0 || len > 15)
+		return false;
+	int64_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+		v = v * 10 + (text[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+bool config_parse_value(const struct sink_option *opt, const char *text, int64_t *number, char *why,
+                        size_t why_len)
+{
+	size_t len = strlen(text);
+	int64_t v = 0;
+	*number = 0;
+	switch (opt->kind) {
+	case SINK_OPT_STRING:
+		break;
+	case SINK_OPT_COUNT:
+		if (!parse_digits(text, len, &v) || v > 1000000000) {
+			snprintf(why, why_len, "'%s' is not a whole number from 0 to 1000000000",
+			         text);
+			return false;
+		}
+		*number = v;
+		break;
+	case SINK_OPT_SIZE: {
+		int64_t mult = 1;
+		size_t digits = len;
+		if (len && strchr("kKMG", text[len - 1])) {
+			char s = text[len - 1];
+			mult = s == 'G' ? 1 << 30 : s == 'M' ? 1 << 20 : 1 << 10;
+			digits--;
+		}
+		if (!parse_digits(text, digits, &v) || v == 0 || v > (INT64_C(1) << 40) / mult) {
+			snprintf(why, why_len,
+			         "'%s' is not a size: a number of bytes above 0, optionally "
+			         "with k, M or G",
+			         text);
+			return false;
+		}
+		*number = v * mult;
+		break;
+	}
+	case SINK_OPT_DURATION: {
+		size_t digits = 0;
+		while (digits < len && text[digits] >= '0' && text[digits] <= '9')
+			digits++;
+		const char *unit = text + digits;
+		int64_t mult = strcmp(unit, "ms") == 0  ? 1
+		               : strcmp(unit, "s") == 0 ? 1000
+		               : strcmp(unit, "m") == 0 ? 60000
+		               : strcmp(unit, "h") == 0 ? 3600000
+		                                        : 0;
+		if (!mult || !parse_digits(text, digits, &v) || v == 0 ||
+		    v > INT64_C(30) * 86400000 / mult) {
+			snprintf(why, why_len,
+			         "'%s' is not a duration: a number above 0 with a unit, ms, s, m "
+			         "or h (e.g. 500ms, 30s)",
+			         text);
+			return false;
+		}
+		*number = v * mult;
+		break;
+	}
+	case SINK_OPT_BOOL:
+		if (!strcmp(text, "true") || !strcmp(text, "yes") || !strcmp(text, "on") ||
+		    !strcmp(text, "1"))
+			*number = 1;
+		else if (!strcmp(text, "false") || !strcmp(text, "no") || !strcmp(text, "off") ||
+		         !strcmp(text, "0"))
+			*number = 0;
+		else {
+			snprintf(why, why_len, "'%s' is not true or false", text);
+			return false;
+		}
+		break;
+	case SINK_OPT_CHOICE: {
+		bool found = false;
+		for (const char *c = opt->choices; c && *c && !found;) {
+			const char *bar = strchr(c, '|');
+			size_t n = bar ? (size_t)(bar - c) : strlen(c);
+			found = n == len && strncmp(c, text, n) == 0;
+			c = bar ? bar + 1 : c + n;
+		}
+		if (!found) {
+			snprintf(why, why_len, "'%s' is not one of %s", text, opt->choices);
+			return false;
+		}
+		break;
+	}
+	case SINK_OPT_URL:
+		if ((strncmp(text, "http://", 7) != 0 && strncmp(text, "https://", 8) != 0) ||
+		    strpbrk(text, " \t\"<>\\^`{|}") || len < 9) {
+			snprintf(why, why_len, "'%s' is not an http:// or https:// URL", text);
+			return false;
+		}
+		break;
+	case SINK_OPT_PATH:
+		if (text[0] != '/') {
+			snprintf(why, why_len, "'%s' is not an absolute path", text);
+			return false;
+		}
+		break;
+	}
+	if (opt->check && !opt->check(text, why, why_len))
+		return false;
+	return true;
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+struct raw_line {
+	char *name;
+	char *value;
+	int line;
+};
+
+struct raw_section {
+	char *name; /* the sink's name */
+	int line;
+	struct raw_line *lines;
+	size_t n_lines;
+};
+
+struct problem {
+	int line;
+	char msg[512];
+};
+
+struct reader {
+	const char *path;
+	FILE *file;
+	int lines_done; /* lines read completely */
+	int current;    /* the line the parser is on */
+	struct raw_section *sections;
+	size_t n_sections;
+	struct raw_section *open; /* the section of the current line */
+	char *err;
+	size_t err_len;
+	struct problem problems[MAX_ERRORS];
+	size_t n_problems;
+	int errors;
+	int last_error_line;
+	bool nomem;
+};
+
+__attribute__((format(printf, 3, 4))) static void report(struct reader *r, int line,
+                                                         const char *fmt, ...)
+{
+	r->errors++;
+	r->last_error_line = line;
+	if (r->n_problems == MAX_ERRORS)
+		return;
+	struct problem *p = &r->problems[r->n_problems++];
+	p->line = line;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* The problems in line order (stable), one "FILE:LINE: message" each. */
+static void write_problems(struct reader *r)
+{
+	for (size_t i = 1; i < r->n_problems; i++) {
+		struct problem keep = r->problems[i];
+		size_t k = i;
+		for (; k > 0 && r->problems[k - 1].line > keep.line; k--)
+			r->problems[k] = r->problems[k - 1];
+		r->problems[k] = keep;
+	}
+	size_t used = 0;
+	r->err[0] = '\0';
+	for (size_t i = 0; i < r->n_problems && used + 1 < r->err_len; i++) {
+		int n = snprintf(r->err + used, r->err_len - used, "%s%s:%d: %s", used ? "\n" : "",
+		                 r->path, r->problems[i].line, r->problems[i].msg);
+		if (n < 0)
+			break;
+		used += (size_t)n < r->err_len - used ? (size_t)n : r->err_len - used - 1;
+	}
+	if (r->errors > MAX_ERRORS && used + 1 < r->err_len)
+		snprintf(r->err + used, r->err_len - used, "\n%s: ... and %d more problems",
+		         r->path, r->errors - MAX_ERRORS);
+}
+
+/* fgets for the parser, counting lines. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct reader *r = stream;
+	r->current = r->lines_done + 1;
+	char *got = fgets(str, num, r->file);
+	if (got && strchr(got, '\n'))
+		r->lines_done++;
+	return got;
+}
+
+static bool valid_sink_name(const char *name)
+{
+	if (!*name || strlen(name) > 64)
+		return false;
+	for (const char *p = name; *p; p++)
+		if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+			return false;
+	return true;
+}
+
+/* Appends a name = value line to the open section. */
+static int on_entry(struct reader *r, const char *name, const char *value, int line)
+{
+	struct raw_section *s = r->open;
+	struct raw_line *grown = realloc(s->lines, (s->n_lines + 1) * sizeof(*grown));
+	if (!grown) {
+		r->nomem = true;
+		return 0;
+	}
+	s->lines = grown;
+	s->lines[s->n_lines].name = strdup(name);
+	s->lines[s->n_lines].value = strdup(value);
+	s->lines[s->n_lines].line = line;
+	if (!s->lines[s->n_lines].name || !s->lines[s->n_lines].value)
+		r->nomem = true;
+	s->n_lines++;
+	return 1;
+}
+
+/* inih tells us of sections only through entries, so section headers are
+ * found by a pass of our own over the raw lines; this keeps empty sections
+ * and their line numbers. The pass also refuses what inih would read out
+ * of step with it: a line holding a NUL byte, which inih's strings end at,
+ * and a line past MAX_LINE, which inih reads as two, so that every header
+ * after it would be a line off and its entries would land in the section
+ * before. Returns 0 or -errno. */
+static int scan_sections(struct reader *r)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+	int lineno = 0, rc = 0;
+	rewind(r->file);
+	while (!rc && (got = getline(&line, &cap, r->file)) >= 0) {
+		lineno++;
+		size_t len = (size_t)got;
+		if (len && line[len - 1] == '\n')
+			line[--len] = '\0';
+		if (memchr(line, '\0', len)) {
+			report(r, lineno, "holds a NUL byte (is the file text?)");
+			continue;
+		}
+		if (len > MAX_LINE) {
+			report(r, lineno, "is longer than %d bytes", MAX_LINE);
+			continue;
+		}
+		char *p = line;
+		if (lineno == 1 && (unsigned char)p[0] == 0xef && (unsigned char)p[1] == 0xbb &&
+		    (unsigned char)p[2] == 0xbf)
+			p += 3;
+		/* The blanks libinih skips before a header (isspace). */
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p != '[')
+			continue;
+		char *close = strchr(p, ']');
+		if (!close)
+			continue; /* inih reports it */
+		*close = '\0';
+		const char *title = p + 1;
+		struct raw_section *grown =
+		        realloc(r->sections, (r->n_sections + 1) * sizeof(*grown));
+		if (!grown) {
+			rc = -ENOMEM;
+			break;
+		}
+		r->sections = grown;
+		struct raw_section *s = &r->sections[r->n_sections++];
+		memset(s, 0, sizeof(*s));
+		s->line = lineno;
+		s->name = NULL;
+		if (strncmp(title, "sink ", 5) == 0) {
+			const char *n = title + 5;
+			while (*n == ' ')
+				n++;
+			s->name = strdup(n);
+			if (!s->name) {
+				rc = -ENOMEM;
+				break;
+			}
+			size_t nlen = strlen(s->name);
+			while (nlen && s->name[nlen - 1] == ' ')
+				s->name[--nlen] = '\0';
+		} else if (asprintf(&s->name, "\x01%s", title) < 0) {
+			/* Keeps the title for the message. */
+			s->name = NULL;
+			rc = -ENOMEM;
+		}
+	}
+	free(line);
+	rewind(r->file);
+	return rc;
+}
+
+/* Section handler with sections known in advance: entries arrive in file
+ * order, so the open section is the last header before the entry's line. */
+static int on_entry_ordered(void *user, const char *section, const char *name, const char *value)
+{
+	struct reader *r = user;
+	(void)section;
+	int line = r->current;
+	struct raw_section *s = NULL;
+	for (size_t i = 0; i < r->n_sections; i++)
+		if (r->sections[i].line < line)
+			s = &r->sections[i];
+	if (!s) {
+		report(r, line, "'%s' is outside any section: put it under [sink NAME]", name);
+		return 1;
+	}
+	if (s->name[0] == '\x01')
+		return 1; /* reported once, for the header */
+	r->open = s;
+	return on_entry(r, name, value, line);
+}
+
+/* ---- validating --------------------------------------------------------------- */
+
+static const struct sink_option *find_option(const struct sink_option *table, const char *name)
+{
+	for (size_t i = 0; table && table[i].name; i++)
+		if (strcmp(table[i].name, name) == 0)
+			return &table[i];
+	return NULL;
+}
+
+/* The option `name` of a sink of `type` (common, file, or the type's). */
+static const struct sink_option *option_for(const struct sink_type *type, const char *name)
+{
+	const struct sink_option *o = find_option(config_common_options, name);
+	if (!o && type->files)
+		o = find_option(config_file_options, name);
+	if (!o)
+		o = find_option(type->options, name);
+	return o;
+}
+
+static const struct sink_setting *setting_of(const struct sink_config *cfg, const char *name)
+{
+	const struct sink_setting *found = NULL;
+	for (size_t i = 0; i < cfg->n_settings; i++)
+		if (strcmp(cfg->settings[i].option->name, name) == 0)
+			found = &cfg->settings[i];
+	return found;
+}
+
+static const char *value_or_default(const struct sink_config *cfg, const char *name)
+{
+	const struct sink_setting *s = setting_of(cfg, name);
+	if (s)
+		return s->value;
+	const struct sink_option *o = option_for(cfg->type, name);
+	return o && o->default_value ? o->default_value : "";
+}
+
+const char *sink_config_string(const struct sink_config *cfg, const char *name)
+{
+	return value_or_default(cfg, name);
+}
+
+int64_t sink_config_number(const struct sink_config *cfg, const char *name)
+{
+	const struct sink_option *o = option_for(cfg->type, name);
+	int64_t v = 0;
+	char why[256];
+	if (o)
+		config_parse_value(o, value_or_default(cfg, name), &v, why, sizeof(why));
+	return v;
+}
+
+bool sink_config_bool(const struct sink_config *cfg, const char *name)
+{
+	return sink_config_number(cfg, name) != 0;
+}
+
+const char *sink_config_value_at(const struct sink_config *cfg, const char *name, size_t i)
+{
+	for (size_t k = 0; k < cfg->n_settings; k++) {
+		if (strcmp(cfg->settings[k].option->name, name) != 0)
+			continue;
+		if (i == 0)
+			return cfg->settings[k].value;
+		i--;
+	}
+	return NULL;
+}
+
+static void sink_config_free(struct sink_config *c)
+{
+	if (!c)
+		return;
+	free(c->name);
+	for (size_t i = 0; i < c->n_settings; i++)
+		free(c->settings[i].value);
+	free(c->settings);
+	for (size_t i = 0; i < c->n_select; i++)
+		free(c->select[i]);
+	free(c->select);
+	free(c);
+}
+
+/* Builds and checks one sink from its raw section. */
+static struct sink_config *validate_section(struct reader *r, const struct raw_section *s,
+                                            struct config *cfg)
+{
+	if (s->name[0] == '\x01') {
+		report(r, s->line, "unknown section [%s]: sections are [sink NAME]", s->name + 1);
+		return NULL;
+	}
+	if (!valid_sink_name(s->name)) {
+		report(r, s->line,
+		       "[sink %s]: a sink name is 1 to 64 letters, digits, '-', '_' or '.'",
+		       s->name);
+		return NULL;
+	}
+	for (const struct raw_section *e = r->sections; e < s; e++) {
+		if (strcmp(e->name, s->name) == 0) {
+			report(r, s->line, "[sink %s] is defined twice (first on line %d)", s->name,
+			       e->line);
+			return NULL;
+		}
+	}
+	const struct raw_line *type_line = NULL;
+	for (size_t i = 0; i < s->n_lines; i++)
+		if (strcmp(s->lines[i].name, "type") == 0)
+			type_line = &s->lines[i];
+	if (!type_line) {
+		report(r, s->line, "[sink %s] has no 'type = ' (one of dir, webhdfs, http)",
+		       s->name);
+		return NULL;
+	}
+	const struct sink_type *type = sink_type_find(type_line->value);
+	if (!type) {
+		report(r, type_line->line, "type '%s' is not a sink type (dir, webhdfs, http)",
+		       type_line->value);
+		return NULL;
+	}
+	struct sink_config *c = calloc(1, sizeof(*c));
+	if (!c) {
+		r->nomem = true;
+		return NULL;
+	}
+	c->name = strdup(s->name);
+	c->type = type;
+	c->file = cfg->path;
+	c->line = s->line;
+	c->settings = calloc(s->n_lines ? s->n_lines : 1, sizeof(*c->settings));
+	if (!c->name || !c->settings) {
+		r->nomem = true;
+		sink_config_free(c);
+		return NULL;
+	}
+	int before = r->errors;
+	for (size_t i = 0; i < s->n_lines; i++) {
+		const struct raw_line *l = &s->lines[i];
+		const struct sink_option *o = option_for(type, l->name);
+		if (!o) {
+			bool other = find_option(config_file_options, l->name) != NULL;
+			report(r, l->line, "[sink %s]: unknown key '%s' for type %s%s", s->name,
+			       l->name, type->name,
+			       other ? " (batches of this type are not files)"
+			             : " ('idbmountctl sink list' shows the keys)");
+			continue;
+		}
+		const struct sink_setting *dup = setting_of(c, o->name);
+		if (dup && !o->repeatable) {
+			report(r, l->line, "[sink %s]: '%s' is set twice (first on line %d)",
+			       s->name, l->name, dup->line);
+			continue;
+		}
+		char why[512];
+		int64_t number;
+		if (!config_parse_value(o, l->value, &number, why, sizeof(why)) ||
+		    (type->check_file_option && find_option(config_file_options, o->name) &&
+		     !type->check_file_option(o->name, l->value, why, sizeof(why)))) {
+			report(r, l->line, "[sink %s]: %s: %s", s->name, l->name, why);
+			continue;
+		}
+		c->settings[c->n_settings].option = o;
+		c->settings[c->n_settings].value = strdup(l->value);
+		c->settings[c->n_settings].line = l->line;
+		if (!c->settings[c->n_settings].value)
+			r->nomem = true;
+		c->n_settings++;
+	}
+	/* Required options of the type (a bad value was reported already). */
+	for (size_t i = 0; type->options && type->options[i].name; i++) {
+		bool given = false;
+		for (size_t k = 0; k < s->n_lines && !given; k++)
+			given = strcmp(s->lines[k].name, type->options[i].name) == 0;
+		if (!type->options[i].default_value && !given)
+			report(r, s->line, "[sink %s]: type %s needs '%s' (%s)", s->name,
+			       type->name, type->options[i].name, type->options[i].help);
+	}
+	if (r->errors != before) {
+		sink_config_free(c);
+		return NULL;
+	}
+	char why[512];
+	if (split_select(value_or_default(c, "select"), &c->select, &c->n_select, why,
+	                 sizeof(why)) != 0) {
+		report(r, s->line, "[sink %s]: select: %s", s->name, why);
+		sink_config_free(c);
+		return NULL;
+	}
+	c->max_records = setting_of(c, "max_records") || !type->default_max_records
+	                         ? sink_config_number(c, "max_records")
+	                         : type->default_max_records;
+	c->max_bytes = sink_config_number(c, "max_bytes");
+	c->max_age_ms = sink_config_number(c, "max_age");
+	c->retry_initial_ms = sink_config_number(c, "retry_initial");
+	c->retry_max_ms = sink_config_number(c, "retry_max");
+	c->max_line = sink_config_number(c, "max_line");
+	c->prefix = type->files ? value_or_default(c, "prefix") : "idbmount";
+	c->partition = type->files ? value_or_default(c, "partition") : "";
+	c->done_flag = type->files ? value_or_default(c, "done_flag") : "";
+	c->flag_empty_periods = type->files && sink_config_bool(c, "flag_empty_periods");
+	if (c->max_records == 0) {
+		const struct sink_setting *m = setting_of(c, "max_records");
+		report(r, m ? m->line : s->line, "[sink %s]: max_records must be at least 1",
+		       s->name);
+	}
+	if (c->retry_initial_ms > c->retry_max_ms)
+		report(r, s->line,
+		       "[sink %s]: retry_initial (%lld ms) is above retry_max (%lld ms)", s->name,
+		       (long long)c->retry_initial_ms, (long long)c->retry_max_ms);
+	if (*c->done_flag && !*c->partition)
+		report(r, s->line,
+		       "[sink %s]: done_flag needs a partition (a flag marks a closed period)",
+		       s->name);
+	if (r->errors != before) {
+		sink_config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < cfg->n_sinks; i++)
+		sink_config_free(cfg->sinks[i]);
+	free(cfg->sinks);
+	free(cfg->path);
+	free(cfg);
+}
+
+static void free_reader(struct reader *r)
+{
+	for (size_t i = 0; i < r->n_sections; i++) {
+		struct raw_section *s = &r->sections[i];
+		for (size_t k = 0; k < s->n_lines; k++) {
+			free(s->lines[k].name);
+			free(s->lines[k].value);
+		}
+		free(s->lines);
+		free(s->name);
+	}
+	free(r->sections);
+}
+
+int config_load(const char *path, struct config **out, char *err, size_t err_len)
+{
+	*out = NULL;
+	err[0] = '\0';
+	struct reader r;
+	memset(&r, 0, sizeof(r));
+	r.path = path;
+	r.err = err;
+	r.err_len = err_len;
+	r.file = fopen(path, "r");
+	if (!r.file) {
+		int e = errno;
+		snprintf(err, err_len, "%s: cannot read the configuration: %s", path, strerror(e));
+		return -e;
+	}
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	int rc = cfg && (cfg->path = strdup(path)) ? scan_sections(&r) : -ENOMEM;
+	/* Lines inih would misread stop the reading: nothing after them is
+	 * sure. */
+	bool unreadable = r.errors != 0;
+	if (!rc && !unreadable) {
+		/* Values keep their ';' and '#' (URLs, headers); continuation
+		 * lines would hide a missing '='. The globals are Debian's
+		 * runtime switches of its libinih build. */
+		ini_allow_inline_comments = false;
+		ini_allow_multiline = false;
+		ini_use_stack = false;
+		ini_allow_realloc = true;
+		ini_max_line = MAX_LINE + 2; /* the newline and the NUL */
+		int bad = ini_parse_stream(read_line, &r, on_entry_ordered, &r);
+		if (bad == -2 || r.nomem)
+			rc = -ENOMEM;
+		else if (bad > 0 && r.last_error_line != bad)
+			report(&r, bad,
+			       "not a 'name = value' line, a [section] header or a comment");
+	}
+	for (size_t i = 0; !rc && !unreadable && i < r.n_sections; i++) {
+		struct sink_config *c = validate_section(&r, &r.sections[i], cfg);
+		if (!c)
+			continue;
+		struct sink_config **grown =
+		        realloc(cfg->sinks, (cfg->n_sinks + 1) * sizeof(*grown));
+		if (!grown) {
+			sink_config_free(c);
+			rc = -ENOMEM;
+			break;
+		}
+		cfg->sinks = grown;
+		cfg->sinks[cfg->n_sinks++] = c;
+	}
+	if (r.nomem)
+		rc = -ENOMEM;
+	fclose(r.file);
+	free_reader(&r);
+	if (!rc && r.errors) {
+		write_problems(&r);
+		rc = -EINVAL;
+	}
+	if (rc == -ENOMEM)
+		snprintf(err, err_len, "%s: out of memory reading the configuration", path);
+	if (rc) {
+		config_free(cfg);
+		return rc;
+	}
+	*out = cfg;
+	return 0;
+}

@@ -1,0 +1,442 @@
+/* dir.c - the dir sink: batches as files in a local directory, for Flume's
+ * Spooling Directory source, NiFi GetFile/ListFile, Flink's FileSource and
+ * any reader of files (src/DESIGN.md, "What each consumer demands").
+ *
+ * A batch is written as ".NAME.tmp" in the directory it will live in
+ * (hidden: every one of those readers skips names starting with '.'; a
+ * staging subdirectory would not do, NiFi GetFile recurses into it), then
+ * fsynced: that is `stage`. `deliver` sets the file's mtime to now (NiFi
+ * ListFile tracks mtimes, and a rename keeps the old one), renames it to
+ * NAME without replacing anything (RENAME_NOREPLACE) and fsyncs the
+ * directory. The file is never touched again. NAME is unique for ever and
+ * the flusher never makes an empty batch, and change lines hold no blank
+ * lines and end in "\n" only.
+ *
+ * Recovery (see sink.h): the final name, or the name a consumer gave it
+ * after taking it (NAME + completed_suffix, Flume's ".COMPLETED"), means
+ * delivered. A staged intent whose temp file is gone was delivered too
+ * (only the rename removes it: readers do not touch hidden files), and
+ * then possibly taken and deleted (NiFi GetFile). A pending intent's temp
+ * file may be partial: it is removed and the batch written again.
+ *
+ * Taken. With `acknowledge = rename` (Flume renames what it took to
+ * NAME.COMPLETED) or `= delete` (NiFi GetFile deletes it), the sink
+ * watches its directories with inotify and reports the highest last seq of
+ * the batches that were taken (poll_taken); the store keeps it as the
+ * sink's delivered seq. At start, `rename` also looks for NAME.COMPLETED
+ * files taken while the daemon was down. With `publish` (the default) a
+ * batch counts as taken when it is published.
+ *
+ * Errors are all RETRY: a full disk, a missing permission or a directory
+ * removed by hand are fixed by a person, and the backlog waits in order
+ * in the change log meanwhile. Nothing in a batch's content can make it
+ * undeliverable here.
+ */
+#include "idbmount/sinks/config.h"
+#include "idbmount/sinks/sink.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum acknowledge {
+	ACK_PUBLISH,
+	ACK_RENAME,
+	ACK_DELETE,
+};
+
+struct dir_sink {
+	char path[PATH_MAX];
+	char completed_suffix[64];
+	char done_flag[256];
+	bool fsync;
+	enum acknowledge acknowledge;
+	int inotify;   /* -1 unless acknowledge is rename or delete */
+	int64_t taken; /* found at start, reported by the first poll */
+};
+
+/* The last seq of a batch name "...-<20 digits>.jsonl" (with `suffix`
+ * after it), or 0 for another name. */
+static int64_t last_seq_of(const char *name, const char *suffix)
+{
+	size_t len = strlen(name), slen = strlen(suffix), tail = 6 + slen;
+	if (name[0] == '.' || len < 21 + tail || strcmp(name + len - slen, suffix) != 0 ||
+	    strncmp(name + len - tail, ".jsonl", 6) != 0 || name[len - tail - 21] != '-')
+		return 0;
+	int64_t v = 0;
+	for (const char *p = name + len - tail - 20; p < name + len - tail; p++) {
+		if (*p < '0' || *p > '9')
+			return 0;
+		v = v * 10 + (*p - '0');
+	}
+	return v;
+}
+
+/* The highest last seq among NAME + completed_suffix files under `dir`
+ * (partitions included, a few levels deep). */
+static int64_t scan_completed(const struct dir_sink *d, const char *dir, int depth)
+{
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return 0;
+	int64_t best = 0;
+	struct dirent *e;
+	while ((e = readdir(dh)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (e->d_type == DT_DIR && depth < 6) {
+			char sub[PATH_MAX];
+			if (snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(sub)) {
+				int64_t v = scan_completed(d, sub, depth + 1);
+				best = v > best ? v : best;
+			}
+			continue;
+		}
+		int64_t v = last_seq_of(e->d_name, d->completed_suffix);
+		best = v > best ? v : best;
+	}
+	closedir(dh);
+	return best;
+}
+
+static void watch_dir(struct dir_sink *d, const char *dir)
+{
+	if (d->inotify < 0)
+		return;
+	/* Watching a directory twice returns the same watch. */
+	inotify_add_watch(d->inotify, dir,
+	                  d->acknowledge == ACK_RENAME ? IN_MOVED_FROM : IN_DELETE);
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) == 0 ? 0 : -errno;
+	close(fd);
+	return rc;
+}
+
+/* mkdir -p `dir` (below the sink's path, which exists); a directory made
+ * here is fsynced into its parent, so a batch inside it survives a crash. */
+static int make_dirs(struct dir_sink *d, const char *dir)
+{
+	struct stat sb;
+	if (stat(dir, &sb) == 0)
+		return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+	char copy[PATH_MAX];
+	snprintf(copy, sizeof(copy), "%s", dir);
+	for (char *p = copy + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(copy, 0755) == 0) {
+			char *slash = strrchr(copy, '/');
+			*slash = '\0';
+			int rc = d->fsync ? fsync_dir(copy) : 0;
+			*slash = '/';
+			if (rc)
+				return rc;
+		} else if (errno != EEXIST) {
+			return -errno;
+		}
+		*p = '/';
+	}
+	if (mkdir(copy, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	char *slash = strrchr(copy, '/');
+	*slash = '\0';
+	return d->fsync ? fsync_dir(copy) : 0;
+}
+
+/* The batch's directory, temp and final paths. */
+static int batch_paths(const struct dir_sink *d, const struct sink_batch *b, char *dir, char *tmp,
+                       char *final)
+{
+	int n = snprintf(dir, PATH_MAX, "%s%s%s", d->path, b->partition[0] ? "/" : "",
+	                 b->partition);
+	int t = snprintf(tmp, PATH_MAX, "%s/.%s.tmp", dir, b->name);
+	int f = snprintf(final, PATH_MAX, "%s/%s", dir, b->name);
+	return n >= PATH_MAX || t >= PATH_MAX || f >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static enum sink_result fail(char *msg, size_t msg_len, const char *what, const char *path, int err)
+{
+	snprintf(msg, msg_len, "%s %s: %s", what, path, strerror(err));
+	return SINK_RETRY;
+}
+
+static enum sink_result write_temp(struct dir_sink *d, const struct sink_batch *b, const char *dir,
+                                   const char *tmp, char *msg, size_t msg_len)
+{
+	if (!b->data || b->len == 0) {
+		snprintf(msg, msg_len, "refusing to write an empty batch %s", b->name);
+		return SINK_ERROR;
+	}
+	int rc = make_dirs(d, dir);
+	if (rc)
+		return fail(msg, msg_len, "making", dir, -rc);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return fail(msg, msg_len, "creating", tmp, errno);
+	size_t done = 0;
+	int err = 0;
+	while (done < b->len) {
+		ssize_t n = write(fd, b->data + done, b->len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			err = n < 0 ? errno : EIO;
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (!err && d->fsync && fsync(fd) != 0)
+		err = errno;
+	if (close(fd) != 0 && !err)
+		err = errno;
+	if (err) {
+		/* A partial temp file helps nobody and takes space. */
+		unlink(tmp);
+		return fail(msg, msg_len, "writing", tmp, err);
+	}
+	return SINK_OK;
+}
+
+static enum sink_result dir_stage(void *ctx, const struct sink_batch *b, char *msg, size_t msg_len)
+{
+	struct dir_sink *d = ctx;
+	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+	if (batch_paths(d, b, dir, tmp, final)) {
+		snprintf(msg, msg_len, "%s: path too long", b->name);
+		return SINK_ERROR;
+	}
+	return write_temp(d, b, dir, tmp, msg, msg_len);
+}
+
+static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char *msg,
+                                    size_t msg_len)
+{
+	struct dir_sink *d = ctx;
+	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+	if (batch_paths(d, b, dir, tmp, final)) {
+		snprintf(msg, msg_len, "%s: path too long", b->name);
+		return SINK_ERROR;
+	}
+	if (access(tmp, F_OK) != 0) {
+		/* Staged, then removed by hand: write it again from the log. */
+		enum sink_result res = write_temp(d, b, dir, tmp, msg, msg_len);
+		if (res != SINK_OK)
+			return res;
+	}
+	/* NiFi ListFile goes by mtime, which a rename would keep. */
+	if (utimensat(AT_FDCWD, tmp, NULL, 0) != 0)
+		return fail(msg, msg_len, "setting the time of", tmp, errno);
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) != 0) {
+		int err = errno;
+		if (err != EEXIST)
+			return fail(msg, msg_len, "renaming to", final, err);
+		/* The name is this batch's alone: it is already there. */
+		unlink(tmp);
+	}
+	if (d->fsync) {
+		int rc = fsync_dir(dir);
+		if (rc)
+			return fail(msg, msg_len, "syncing", dir, -rc);
+	}
+	watch_dir(d, dir);
+	return SINK_OK;
+}
+
+static int64_t dir_poll_taken(void *ctx)
+{
+	struct dir_sink *d = ctx;
+	if (d->acknowledge == ACK_PUBLISH)
+		return -1;
+	int64_t best = d->taken;
+	d->taken = 0;
+	char events[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(d->inotify, events, sizeof(events));
+		if (n <= 0)
+			break;
+		for (char *p = events; p < events + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if (ev->len) {
+				int64_t v = last_seq_of(ev->name, "");
+				best = v > best ? v : best;
+			}
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+	return best;
+}
+
+static enum sink_result dir_recover(void *ctx, const struct sink_batch *b, bool staged,
+                                    enum sink_recovery *found, char *msg, size_t msg_len)
+{
+	struct dir_sink *d = ctx;
+	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX], completed[PATH_MAX + 64];
+	if (batch_paths(d, b, dir, tmp, final)) {
+		snprintf(msg, msg_len, "%s: path too long", b->name);
+		return SINK_ERROR;
+	}
+	snprintf(completed, sizeof(completed), "%s%s", final, d->completed_suffix);
+	struct stat sb;
+	if (stat(final, &sb) == 0 || (d->completed_suffix[0] && stat(completed, &sb) == 0)) {
+		*found = SINK_RECOVER_DELIVERED;
+		if (unlink(tmp) != 0 && errno != ENOENT)
+			return fail(msg, msg_len, "removing", tmp, errno);
+		return SINK_OK;
+	}
+	bool have_tmp = stat(tmp, &sb) == 0;
+	if (!have_tmp && errno != ENOENT)
+		return fail(msg, msg_len, "checking", tmp, errno);
+	if (staged) {
+		*found = have_tmp ? SINK_RECOVER_STAGED : SINK_RECOVER_DELIVERED;
+		return SINK_OK;
+	}
+	if (have_tmp && unlink(tmp) != 0)
+		return fail(msg, msg_len, "removing", tmp, errno);
+	*found = SINK_RECOVER_REDO;
+	return SINK_OK;
+}
+
+static enum sink_result dir_close_period(void *ctx, const char *partition, char *msg,
+                                         size_t msg_len)
+{
+	struct dir_sink *d = ctx;
+	char dir[PATH_MAX], flag[PATH_MAX + 300];
+	int n = snprintf(dir, sizeof(dir), "%s/%s", d->path, partition);
+	if (n < 0 || (size_t)n >= sizeof(dir)) {
+		snprintf(msg, msg_len, "%s: path too long", partition);
+		return SINK_ERROR;
+	}
+	snprintf(flag, sizeof(flag), "%s/%s", dir, d->done_flag);
+	int rc = make_dirs(d, dir);
+	if (rc)
+		return fail(msg, msg_len, "making", dir, -rc);
+	int fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		if (errno == EEXIST)
+			return SINK_OK;
+		return fail(msg, msg_len, "creating", flag, errno);
+	}
+	close(fd);
+	if (d->fsync && (rc = fsync_dir(dir)) != 0)
+		return fail(msg, msg_len, "syncing", dir, -rc);
+	return SINK_OK;
+}
+
+static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
+{
+	struct dir_sink *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	snprintf(d->path, sizeof(d->path), "%s", sink_config_string(cfg, "path"));
+	size_t len = strlen(d->path);
+	while (len > 1 && d->path[len - 1] == '/')
+		d->path[--len] = '\0';
+	snprintf(d->completed_suffix, sizeof(d->completed_suffix), "%s",
+	         sink_config_string(cfg, "completed_suffix"));
+	snprintf(d->done_flag, sizeof(d->done_flag), "%s", cfg->done_flag);
+	d->fsync = sink_config_bool(cfg, "fsync");
+	const char *ack = sink_config_string(cfg, "acknowledge");
+	d->acknowledge = strcmp(ack, "rename") == 0   ? ACK_RENAME
+	                 : strcmp(ack, "delete") == 0 ? ACK_DELETE
+	                                              : ACK_PUBLISH;
+	d->inotify = -1;
+	/* The directory itself is made here, with its parents, so that a
+	 * path that cannot be made stops the daemon at start. */
+	char copy[PATH_MAX];
+	snprintf(copy, sizeof(copy), "%s", d->path);
+	for (char *p = copy + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+			snprintf(err, err_len, "cannot make %s: %s", copy, strerror(errno));
+			free(d);
+			return -EINVAL;
+		}
+		*p = c;
+		if (!c)
+			break;
+	}
+	if (access(d->path, W_OK | X_OK) != 0) {
+		snprintf(err, err_len, "cannot write into %s: %s", d->path, strerror(errno));
+		free(d);
+		return -EACCES;
+	}
+	if (d->acknowledge != ACK_PUBLISH) {
+		d->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (d->inotify < 0) {
+			snprintf(err, err_len, "inotify: %s", strerror(errno));
+			free(d);
+			return -EIO;
+		}
+		watch_dir(d, d->path);
+		if (d->acknowledge == ACK_RENAME && d->completed_suffix[0])
+			d->taken = scan_completed(d, d->path, 0);
+	}
+	*ctx = d;
+	return 0;
+}
+
+static void dir_close(void *ctx)
+{
+	struct dir_sink *d = ctx;
+	if (d && d->inotify >= 0)
+		close(d->inotify);
+	free(d);
+}
+
+static bool check_suffix(const char *value, char *why, size_t why_len)
+{
+	if (strchr(value, '/')) {
+		snprintf(why, why_len, "must not hold '/'");
+		return false;
+	}
+	return true;
+}
+
+static const struct sink_option dir_options[] = {
+        {"path", SINK_OPT_PATH, NULL, "the directory the batches go to (made if missing)", NULL,
+         false, NULL},
+        {"completed_suffix", SINK_OPT_STRING, ".COMPLETED",
+         "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a batch "
+         "found under that name counts as delivered after a crash",
+         NULL, false, check_suffix},
+        {"acknowledge", SINK_OPT_CHOICE, "publish",
+         "when a batch counts as taken (the delivered seq): when published, when a consumer "
+         "renames it (Flume), or deletes it (NiFi GetFile)",
+         "publish|rename|delete", false, NULL},
+        {"fsync", SINK_OPT_BOOL, "true",
+         "fsync each file and its directory before it counts as delivered", NULL, false, NULL},
+        {NULL, 0, NULL, NULL, NULL, false, NULL},
+};
+
+const struct sink_type sink_type_dir = {
+        .name = "dir",
+        .summary = "files in a local directory (Flume spooldir, NiFi GetFile/ListFile, Flink "
+                   "FileSource)",
+        .options = dir_options,
+        .files = true,
+        .init = dir_init,
+        .stage = dir_stage,
+        .deliver = dir_deliver,
+        .recover = dir_recover,
+        .close_period = dir_close_period,
+        .poll_taken = dir_poll_taken,
+        .close = dir_close,
+};
