@@ -2,7 +2,7 @@
 """bench_fs.py - on-demand benchmark of idbmount's FUSE mounts against plain files.
 
 Not part of the test suite (not registered with ctest). Run as root, from
-anywhere, after building (see README.md, "Benchmark"):
+anywhere, after building (results: tests/bench/RESULTS.md):
 
     python3 tests/bench/bench_fs.py [--records 100000] [--rss-records 1000000]
                                     [--build build] [--base-build DIR]

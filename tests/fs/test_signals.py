@@ -1,12 +1,12 @@
 """A signal at any moment stops the daemon without hanging it or its mount,
 and loses no write that close() acknowledged.
 
-The load is the one that used to hang a stop: three processes creating
-files in a store as fast as they can (each create holds the directory's
-lock in the kernel until the daemon answers), HTTP pushes writing into the
-same store (each makes the notifier invalidate names in that directory,
-which needs the same lock), and a SIGTERM or SIGKILL every 0.3-0.8 s, with
-a restart after each.
+The load is the one that can hang a stop done in the wrong order: three
+processes creating files in a store as fast as they can (each create holds
+the directory's lock in the kernel until the daemon answers), HTTP pushes
+writing into the same store (each makes the notifier invalidate names in
+that directory, which needs the same lock), and a SIGTERM or SIGKILL every
+0.3-0.8 s, with a restart after each.
 """
 import http.client
 import json
