@@ -7,12 +7,17 @@
 #    --test), which also makes sure /dev/fuse works: no test skips for lack
 #    of FUSE;
 # 2. builds build/ (RelWithDebInfo) and runs its ctest: unit tests and the
-#    pytest suites on a real mount; also builds build-release/ (Release,
-#    -O3), not to test it but because -O3 shows GCC warnings the other
-#    builds do not (every build here treats warnings as errors: build.sh);
+#    pytest suites on a real mount, two at a time (they mostly wait on
+#    mounts, sockets and flush timers, and each uses its own directories
+#    and a port the kernel picks, so two share 2 CPUs well); also builds
+#    build-release/ (Release, -O3), not to test it but because -O3 shows
+#    GCC warnings the other builds do not (every build here treats
+#    warnings as errors: build.sh);
 # 3. builds build-asan/ (Debug, AddressSanitizer + UBSan) and runs the same
 #    ctest there, so memory errors, leaks and undefined behaviour fail the
-#    run;
+#    run; its stress tests (signals under load, kills during deliveries)
+#    run at a quarter of their rounds (IDBMOUNT_STRESS=0.25): the same
+#    paths, with fewer repeats;
 # 4. builds build-tsan/ (ThreadSanitizer) and runs the sync suite there:
 #    a push is parsed on two threads, next to the notifier, the watch, the
 #    checkpointer and the event streams, so a data race fails the run. One
@@ -77,13 +82,13 @@ if [ "$sanitize" = 1 ]; then
 	bash mount-helpers/build.sh --tsan build-tsan
 fi
 
-run_ctest build
+run_ctest build -j2
 if [ "$sanitize" = 1 ]; then
 	# Leaks and undefined behaviour end the process with an error, which the
 	# tests see as a failing daemon or tool.
 	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1}
 	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-	run_ctest build-asan
+	IDBMOUNT_STRESS=0.25 run_ctest build-asan -j2
 	unset ASAN_OPTIONS UBSAN_OPTIONS
 	# The first race reported ends the daemon (halt_on_error), which the
 	# tests see as a failing daemon.
