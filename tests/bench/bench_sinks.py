@@ -4,7 +4,7 @@
 Not part of the test suite. Run as root after building:
 
     /usr/bin/python3 tests/bench/bench_sinks.py [--changes 1000000] [--size 400]
-                                               [--build build] [--out RESULTS.md]
+                                               [--build build] [--out FILE]
 
 What it does:
   1. Imports --changes records (about --size bytes of JSON each) with
@@ -27,7 +27,8 @@ What it does:
      apart, each timed from just before the put until its line is in a
      visible spool file (the directory is polled every millisecond): p50
      and p99.
-  5. Prints a markdown table (also written to --out).
+  5. Prints a markdown table (also written to --out FILE, which it
+     replaces: copy the table into tests/bench/RESULTS.md by hand).
 Targets (src/DESIGN.md, "Targets"): >= 300,000 changes/s into dir files and
 at least half the plain loop's rate; p99 end-to-end <= 1 s.
 """
