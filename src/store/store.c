@@ -863,7 +863,7 @@ static void node_from_row(const struct row *r, struct store_node *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->ino = store_ino(STORE_FILE, r->id);
-	n->parent = r->state == STORE_ORPHAN ? 0 : store_ino(STORE_STORE, r->store_id);
+	n->parent = r->state == STORE_ORPHAN ? 0 : store_ino(STORE_OBJSTORE, r->store_id);
 	n->kind = STORE_FILE;
 	n->state = r->state;
 	n->size = r->size;
@@ -1478,7 +1478,7 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 	case STORE_DATABASE:
 		s = stmt(st, S_DB_BY_ID);
 		break;
-	case STORE_STORE:
+	case STORE_OBJSTORE:
 		s = stmt(st, S_STORE_BY_ID);
 		break;
 	default:
@@ -1565,7 +1565,7 @@ static enum store_kind child_kind(enum store_kind parent)
 {
 	return parent == STORE_ROOT       ? STORE_CLIENT
 	       : parent == STORE_CLIENT   ? STORE_DATABASE
-	       : parent == STORE_DATABASE ? STORE_STORE
+	       : parent == STORE_DATABASE ? STORE_OBJSTORE
 	                                  : STORE_FILE;
 }
 
@@ -1575,7 +1575,7 @@ int store_lookup(struct store *st, uint64_t parent, const char *name, struct sto
 	enum store_kind pk = store_ino_kind(parent);
 	if (pk == STORE_FILE)
 		return -ENOTDIR;
-	if (pk == STORE_STORE) {
+	if (pk == STORE_OBJSTORE) {
 		struct row r;
 		int rc = row_by_name(st, store_ino_id(parent), name, &r);
 		if (rc == 0 && r.state > STORE_SCRATCH)
@@ -1618,7 +1618,7 @@ int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name)
 	if (rc == 0 && (r.state > STORE_SCRATCH || !r.name))
 		rc = -ENOENT;
 	if (rc == 0) {
-		*dir = store_ino(STORE_STORE, r.store_id);
+		*dir = store_ino(STORE_OBJSTORE, r.store_id);
 		*name = r.name;
 		r.name = NULL;
 	}
@@ -1640,7 +1640,7 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 	case STORE_DATABASE:
 		s = stmt(st, S_STORE_LIST);
 		break;
-	case STORE_STORE:
+	case STORE_OBJSTORE:
 		s = stmt(st, S_REC_LIST);
 		break;
 	default:
@@ -1658,7 +1658,7 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 	 * directory's node runs other statements. Records stream, their
 	 * names passed as SQLite holds them (no copy per record). */
 	int res = 0;
-	if (kind == STORE_STORE) {
+	if (kind == STORE_OBJSTORE) {
 		int rc;
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 			int64_t id = sqlite3_column_int64(s, 0);
@@ -1763,7 +1763,7 @@ int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len
 
 static int check_store_dir(struct store *st, uint64_t dir, const char *what)
 {
-	if (store_ino_kind(dir) == STORE_STORE)
+	if (store_ino_kind(dir) == STORE_OBJSTORE)
 		return 0;
 	store_set_error(st, "%s: files live only in store directories (CLIENT/DB/STORE/)", what);
 	return store_ino_kind(dir) == STORE_FILE ? -ENOTDIR : -EPERM;
@@ -1901,7 +1901,7 @@ int store_unlink(struct store *st, uint64_t dir, const char *name)
 {
 	st->err[0] = '\0';
 	enum store_kind kind = store_ino_kind(dir);
-	if (kind != STORE_STORE) {
+	if (kind != STORE_OBJSTORE) {
 		struct store_node n;
 		int rc = store_lookup(st, dir, name, &n);
 		return rc ? rc : -EISDIR;
@@ -2013,7 +2013,7 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 {
 	st->err[0] = '\0';
 	const unsigned int noreplace = 1, exchange = 2; /* RENAME_NOREPLACE, _EXCHANGE */
-	if (store_ino_kind(dir) != STORE_STORE || store_ino_kind(newdir) != STORE_STORE) {
+	if (store_ino_kind(dir) != STORE_OBJSTORE || store_ino_kind(newdir) != STORE_OBJSTORE) {
 		store_set_error(st, "only files inside store directories can be renamed");
 		return -EPERM;
 	}
@@ -2231,7 +2231,7 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 		store_set_error(st, "clients are made with 'idbmountctl client add NAME'");
 		return -EPERM;
 	}
-	if (pk == STORE_STORE || pk == STORE_FILE) {
+	if (pk == STORE_OBJSTORE || pk == STORE_FILE) {
 		store_set_error(st, "%s: a store directory holds only files", name);
 		return pk == STORE_FILE ? -ENOTDIR : -EPERM;
 	}
@@ -2275,7 +2275,7 @@ int store_rmdir(struct store *st, uint64_t parent, const char *name)
 		store_set_error(st, "clients are removed with idbmountctl");
 		return -EPERM;
 	}
-	if (pk == STORE_STORE) {
+	if (pk == STORE_OBJSTORE) {
 		struct row r;
 		int rc = row_by_name(st, store_ino_id(parent), name, &r);
 		row_free(&r);
@@ -2358,9 +2358,9 @@ int store_drop_all_orphans(struct store *st)
 	return store_exec(st, "DELETE FROM records WHERE state = 3");
 }
 
-int store_store_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement)
+int store_objstore_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement)
 {
-	if (store_ino_kind(store_dir) != STORE_STORE)
+	if (store_ino_kind(store_dir) != STORE_OBJSTORE)
 		return -ENODATA;
 	return store_keypath(st, store_ino_id(store_dir), keypath, autoincrement);
 }
@@ -2411,10 +2411,10 @@ static int path_resolve(struct store *st, const struct store_path *path, bool cr
 	if (rc == -ENOENT && !st->err[0])
 		store_set_error(st, "client '%s' has no database '%s'", path->client, path->db);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->store, "null", false, create, false,
+		rc = store_ensure(st, db_id, path->objstore, "null", false, create, false,
 		                  ORIGIN_IMPORT, store_id);
 	if (rc == -ENOENT && !st->err[0])
-		store_set_error(st, "database '%s' has no store '%s'", path->db, path->store);
+		store_set_error(st, "database '%s' has no store '%s'", path->db, path->objstore);
 	return rc;
 }
 
@@ -2445,7 +2445,7 @@ int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bo
 	return store_keypath(st, store_id, keypath_json, autoincrement);
 }
 
-int store_make_store(struct store *st, const struct store_path *path, const char *keypath_json,
+int store_make_objstore(struct store *st, const struct store_path *path, const char *keypath_json,
                      bool autoincrement)
 {
 	st->err[0] = '\0';
@@ -2464,10 +2464,10 @@ int store_make_store(struct store *st, const struct store_path *path, const char
 	if (rc == 0)
 		rc = db_ensure(st, client_id, path->db, true, ORIGIN_IMPORT, &db_id);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->store, keypath_json, autoincrement, true, true,
+		rc = store_ensure(st, db_id, path->objstore, keypath_json, autoincrement, true, true,
 		                  ORIGIN_IMPORT, &store_id);
 	if (rc == -EEXIST)
-		store_set_error(st, "store '%s' already exists", path->store);
+		store_set_error(st, "store '%s' already exists", path->objstore);
 	return store_txn_end(st, rc);
 }
 
@@ -2740,7 +2740,7 @@ int store_check_put(struct store *st, const struct store_path *path, const json_
 		return rc;
 	rc = db_ensure(st, client_id, path->db, false, ORIGIN_IMPORT, &db_id);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->store, "null", false, false, false,
+		rc = store_ensure(st, db_id, path->objstore, "null", false, false, false,
 		                  ORIGIN_IMPORT, &store_id);
 	/* A missing store is what create_missing would make: out-of-line. */
 	char *keypath = NULL;
@@ -2953,14 +2953,14 @@ int64_t store_changes_since(struct store *st, int64_t since, int64_t limit, int6
 		        .ts_ms = sqlite3_column_int64(s, 1),
 		        .client = (const char *)sqlite3_column_text(s, 2),
 		        .db = (const char *)sqlite3_column_text(s, 3),
-		        .store = (const char *)sqlite3_column_text(s, 4),
+		        .objstore = (const char *)sqlite3_column_text(s, 4),
 		        .key = (const char *)sqlite3_column_text(s, 5),
 		        .deleted = sqlite3_column_int(s, 6) != 0,
 		        .rev = sqlite3_column_int64(s, 7),
 		        .origin = (enum store_origin)sqlite3_column_int(s, 8),
 		        .value = (const char *)sqlite3_column_text(s, 9),
 		        .name = (const char *)sqlite3_column_text(s, 10),
-		        .store_id = sqlite3_column_int64(s, 11),
+		        .objstore_id = sqlite3_column_int64(s, 11),
 		};
 		n++;
 		if (fn(ctx, &c))
@@ -2985,7 +2985,7 @@ int64_t store_changed_files_since(struct store *st, int64_t since, int64_t limit
 		int64_t row_id = sqlite3_column_int64(s, 5); /* 0 for NULL */
 		struct store_changed_file f = {
 		        .seq = sqlite3_column_int64(s, 0),
-		        .dir = store_ino(STORE_STORE, sqlite3_column_int64(s, 1)),
+		        .dir = store_ino(STORE_OBJSTORE, sqlite3_column_int64(s, 1)),
 		        .name = (const char *)sqlite3_column_text(s, 2),
 		        .deleted = sqlite3_column_int(s, 3) != 0,
 		        .origin = (enum store_origin)sqlite3_column_int(s, 4),

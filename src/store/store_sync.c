@@ -1167,14 +1167,14 @@ int store_sync_pull(struct store *st, int64_t client_id, int64_t since, int64_t 
 		        .seq = sqlite3_column_int64(s, 0),
 		        .ts_ms = sqlite3_column_int64(s, 1),
 		        .db = (const char *)sqlite3_column_text(s, 2),
-		        .store = (const char *)sqlite3_column_text(s, 3),
+		        .objstore = (const char *)sqlite3_column_text(s, 3),
 		        .key = (const char *)sqlite3_column_text(s, 4),
 		        .deleted = sqlite3_column_int(s, 5) != 0,
 		        .rev = sqlite3_column_int64(s, 6),
 		        .origin = (enum store_origin)sqlite3_column_int(s, 7),
 		        .value = (const char *)sqlite3_column_text(s, 8),
 		        .name = (const char *)sqlite3_column_text(s, 9),
-		        .store_id = sqlite3_column_int64(s, 10),
+		        .objstore_id = sqlite3_column_int64(s, 10),
 		};
 		n++;
 		last = c.seq;
