@@ -72,16 +72,16 @@ enum stmt_id {
 	S_DB_COUNT_STORES,
 	S_DB_DROP,
 	S_DB_BUMP_VERSION,
-	S_STORE_BY_FNAME,
-	S_STORE_BY_NAME,
-	S_STORE_BY_ID,
-	S_STORE_INSERT,
-	S_STORE_REVIVE,
-	S_STORE_LIST,
-	S_STORE_DROP,
-	S_STORE_COUNT_VISIBLE,
-	S_STORE_TOUCH,
-	S_STORE_OWNER,
+	S_OBJSTORE_BY_FNAME,
+	S_OBJSTORE_BY_NAME,
+	S_OBJSTORE_BY_ID,
+	S_OBJSTORE_INSERT,
+	S_OBJSTORE_REVIVE,
+	S_OBJSTORE_LIST,
+	S_OBJSTORE_DROP,
+	S_OBJSTORE_COUNT_VISIBLE,
+	S_OBJSTORE_TOUCH,
+	S_OBJSTORE_OWNER,
 	S_REC_BY_NAME,
 	S_REC_BY_ID,
 	S_REC_VALUE,
@@ -136,21 +136,21 @@ static const char *const stmt_sql[STMT_COUNT] = {
         [S_DB_COUNT_STORES] = "SELECT count(*) FROM stores WHERE db_id = ?1 AND dropped = 0",
         [S_DB_DROP] = "UPDATE dbs SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
         [S_DB_BUMP_VERSION] = "UPDATE dbs SET version = version + 1, mtime_ns = ?2 WHERE id = ?1",
-        [S_STORE_BY_FNAME] = "SELECT id, mtime_ns, dropped FROM stores WHERE db_id = ?1 AND "
+        [S_OBJSTORE_BY_FNAME] = "SELECT id, mtime_ns, dropped FROM stores WHERE db_id = ?1 AND "
                              "fname = ?2",
-        [S_STORE_BY_NAME] = "SELECT id, dropped FROM stores WHERE db_id = ?1 AND name = ?2",
-        [S_STORE_BY_ID] = "SELECT id, mtime_ns, db_id, dropped, keypath, auto_increment "
+        [S_OBJSTORE_BY_NAME] = "SELECT id, dropped FROM stores WHERE db_id = ?1 AND name = ?2",
+        [S_OBJSTORE_BY_ID] = "SELECT id, mtime_ns, db_id, dropped, keypath, auto_increment "
                           "FROM stores WHERE id = ?1",
-        [S_STORE_INSERT] = "INSERT INTO stores(db_id, name, fname, keypath, auto_increment, "
+        [S_OBJSTORE_INSERT] = "INSERT INTO stores(db_id, name, fname, keypath, auto_increment, "
                            "mtime_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        [S_STORE_REVIVE] = "UPDATE stores SET dropped = 0, keypath = ?2, auto_increment = ?3, "
+        [S_OBJSTORE_REVIVE] = "UPDATE stores SET dropped = 0, keypath = ?2, auto_increment = ?3, "
                            "mtime_ns = ?4 WHERE id = ?1",
-        [S_STORE_LIST] = "SELECT id, fname, mtime_ns FROM stores WHERE db_id = ?1 AND dropped = 0 "
+        [S_OBJSTORE_LIST] = "SELECT id, fname, mtime_ns FROM stores WHERE db_id = ?1 AND dropped = 0 "
                          "AND id > ?2 ORDER BY id",
-        [S_STORE_DROP] = "UPDATE stores SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
-        [S_STORE_COUNT_VISIBLE] = "SELECT count(*) FROM records WHERE store_id = ?1 AND state <= 1",
-        [S_STORE_TOUCH] = "UPDATE stores SET mtime_ns = ?2 WHERE id = ?1",
-        [S_STORE_OWNER] = "SELECT d.client_id, d.id FROM stores s JOIN dbs d ON d.id = s.db_id "
+        [S_OBJSTORE_DROP] = "UPDATE stores SET dropped = 1, mtime_ns = ?2 WHERE id = ?1",
+        [S_OBJSTORE_COUNT_VISIBLE] = "SELECT count(*) FROM records WHERE store_id = ?1 AND state <= 1",
+        [S_OBJSTORE_TOUCH] = "UPDATE stores SET mtime_ns = ?2 WHERE id = ?1",
+        [S_OBJSTORE_OWNER] = "SELECT d.client_id, d.id FROM stores s JOIN dbs d ON d.id = s.db_id "
                           "WHERE s.id = ?1",
         [S_REC_BY_NAME] = "SELECT " REC_COLS " FROM records WHERE store_id = ?1 AND name = ?2",
         [S_REC_BY_ID] = "SELECT " REC_COLS " FROM records WHERE id = ?1",
@@ -238,7 +238,7 @@ static const char schema_sql[] =
 /* A records row as the functions below pass it around. */
 struct row {
 	int64_t id;
-	int64_t store_id;
+	int64_t objstore_id;
 	enum store_state state;
 	char *name; /* NULL for an orphan */
 	char *key;  /* canonical key JSON, NULL for scratch files */
@@ -613,7 +613,7 @@ static int check_identity(struct store *st, const char *path)
  * a row holds its record's value too, and reading the rows read the whole
  * table, 66 MB for 100,000 records of 400 bytes, where the index is about
  * 4 MB. Data directories made before it get it at their next open; the
- * index it replaces held (store_id, id) only. Updates of a record already
+ * index it replaces held (objstore_id, id) only. Updates of a record already
  * rewrote an entry of that index (they set `state`), so writes pay little
  * more. Made if missing, so no schema version change: an older idbmount
  * uses it too. */
@@ -820,7 +820,7 @@ static void row_from_stmt(sqlite3_stmt *s, void *out)
 {
 	struct row *r = out;
 	r->id = sqlite3_column_int64(s, 0);
-	r->store_id = sqlite3_column_int64(s, 1);
+	r->objstore_id = sqlite3_column_int64(s, 1);
 	r->state = (enum store_state)sqlite3_column_int(s, 2);
 	r->name = store_col_strdup(s, 3);
 	r->key = store_col_strdup(s, 4);
@@ -838,13 +838,13 @@ static int row_load(struct store *st, sqlite3_stmt *s, struct row *r)
 	return store_step_row(st, s, row_from_stmt, r);
 }
 
-static int row_by_name(struct store *st, int64_t store_id, const char *name, struct row *r)
+static int row_by_name(struct store *st, int64_t objstore_id, const char *name, struct row *r)
 {
 	memset(r, 0, sizeof(*r));
 	sqlite3_stmt *s = stmt(st, S_REC_BY_NAME);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 1, objstore_id);
 	store_bind_text(s, 2, name);
 	return row_load(st, s, r);
 }
@@ -863,7 +863,7 @@ static void node_from_row(const struct row *r, struct store_node *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->ino = store_ino(STORE_FILE, r->id);
-	n->parent = r->state == STORE_ORPHAN ? 0 : store_ino(STORE_OBJSTORE, r->store_id);
+	n->parent = r->state == STORE_ORPHAN ? 0 : store_ino(STORE_OBJSTORE, r->objstore_id);
 	n->kind = STORE_FILE;
 	n->state = r->state;
 	n->size = r->size;
@@ -882,12 +882,12 @@ static void read_two_ids(sqlite3_stmt *s, void *out)
 	ids[1] = sqlite3_column_int64(s, 1);
 }
 
-static int store_owner(struct store *st, int64_t store_id, int64_t *client_id, int64_t *db_id)
+static int objstore_owner(struct store *st, int64_t objstore_id, int64_t *client_id, int64_t *db_id)
 {
-	sqlite3_stmt *s = stmt(st, S_STORE_OWNER);
+	sqlite3_stmt *s = stmt(st, S_OBJSTORE_OWNER);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 1, objstore_id);
 	int64_t ids[2] = {0, 0};
 	int res = store_step_row(st, s, read_two_ids, ids);
 	*client_id = ids[0];
@@ -907,44 +907,44 @@ static int tree_log(struct store *st, uint64_t parent, const char *name, enum st
 	return store_step_done(st, s);
 }
 
-static int store_touch(struct store *st, int64_t store_id, int64_t mtime)
+static int objstore_touch(struct store *st, int64_t objstore_id, int64_t mtime)
 {
-	sqlite3_stmt *s = stmt(st, S_STORE_TOUCH);
+	sqlite3_stmt *s = stmt(st, S_OBJSTORE_TOUCH);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 1, objstore_id);
 	sqlite3_bind_int64(s, 2, mtime);
 	return store_step_done(st, s);
 }
 
-/* store_touch for a record made by a put: once per store and transaction
+/* objstore_touch for a record made by a put: once per store and transaction
  * (a push of 1,000 new records touched its store 1,000 times); the store's
  * mtime is then the time of the transaction's first new record. */
-static int store_touch_once(struct store *st, int64_t store_id)
+static int objstore_touch_once(struct store *st, int64_t objstore_id)
 {
-	if (st->txn_depth > 0 && st->touched_txn == st->txn_serial && st->touched_store == store_id)
+	if (st->txn_depth > 0 && st->touched_txn == st->txn_serial && st->touched_objstore == objstore_id)
 		return 0;
-	int rc = store_touch(st, store_id, store_now_ns());
+	int rc = objstore_touch(st, objstore_id, store_now_ns());
 	if (rc == 0) {
 		st->touched_txn = st->txn_serial;
-		st->touched_store = store_id;
+		st->touched_objstore = objstore_id;
 	}
 	return rc;
 }
 
 /* Appends one change; returns its seq in *seq. */
-static int change_append(struct store *st, int64_t store_id, const char *name, const char *key,
+static int change_append(struct store *st, int64_t objstore_id, const char *name, const char *key,
                          bool deleted, int64_t rev, enum store_origin origin, const char *compact,
                          int64_t *seq)
 {
 	/* A store never changes owner: the last answer is remembered, which
 	 * spares a query per change in a batch. */
-	int64_t client_id = st->owner_store == store_id ? st->owner_client : 0;
+	int64_t client_id = st->owner_objstore == objstore_id ? st->owner_client : 0;
 	if (!client_id) {
-		int rc = store_owner(st, store_id, &client_id, NULL);
+		int rc = objstore_owner(st, objstore_id, &client_id, NULL);
 		if (rc)
 			return rc;
-		st->owner_store = store_id;
+		st->owner_objstore = objstore_id;
 		st->owner_client = client_id;
 	}
 	int rc;
@@ -953,7 +953,7 @@ static int change_append(struct store *st, int64_t store_id, const char *name, c
 		return -EIO;
 	sqlite3_bind_int64(s, 1, store_now_ns() / 1000000);
 	sqlite3_bind_int64(s, 2, client_id);
-	sqlite3_bind_int64(s, 3, store_id);
+	sqlite3_bind_int64(s, 3, objstore_id);
 	store_bind_text(s, 4, name);
 	store_bind_text(s, 5, key);
 	sqlite3_bind_int(s, 6, deleted ? 1 : 0);
@@ -1181,12 +1181,12 @@ static int keypath_extract(struct store *st, const char *keypath_json, json_t *v
 	return rc;
 }
 
-static int store_keypath(struct store *st, int64_t store_id, char **keypath, bool *autoinc)
+static int objstore_keypath(struct store *st, int64_t objstore_id, char **keypath, bool *autoinc)
 {
-	sqlite3_stmt *s = stmt(st, S_STORE_BY_ID);
+	sqlite3_stmt *s = stmt(st, S_OBJSTORE_BY_ID);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 1, objstore_id);
 	int rc = sqlite3_step(s);
 	int res = -ENOENT;
 	if (rc == SQLITE_ROW) {
@@ -1316,12 +1316,12 @@ static int prepare_value_keypath(size_t max_record, char *err, size_t errlen, co
 	return rc;
 }
 
-/* prepare_value_keypath with the key path of store `store_id`. */
-static int prepare_value(struct store *st, int64_t store_id, const char *key, const char *text,
+/* prepare_value_keypath with the key path of store `objstore_id`. */
+static int prepare_value(struct store *st, int64_t objstore_id, const char *key, const char *text,
                          size_t len, const json_t *value_in, struct prepared_value *out)
 {
 	char *keypath = NULL;
-	int rc = store_keypath(st, store_id, &keypath, NULL);
+	int rc = objstore_keypath(st, objstore_id, &keypath, NULL);
 	if (!rc)
 		rc = prepare_value_keypath(st->max_record, st->err, sizeof(st->err), keypath, key,
 		                           text, len, value_in, out);
@@ -1340,7 +1340,7 @@ static int record_write(struct store *st, struct row *r, const char *key, int64_
 {
 	int64_t new_rev = base_rev + 1;
 	int64_t new_seq = 0;
-	int rc = change_append(st, r->store_id, r->name, key, false, new_rev, origin,
+	int rc = change_append(st, r->objstore_id, r->name, key, false, new_rev, origin,
 	                       p->compact.data, &new_seq);
 	if (rc)
 		return rc;
@@ -1393,7 +1393,7 @@ static int row_insert(struct store *st, struct row *r, const void *value, size_t
 	sqlite3_stmt *s = stmt(st, S_REC_INSERT);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, r->store_id);
+	sqlite3_bind_int64(s, 1, r->objstore_id);
 	sqlite3_bind_int(s, 2, r->state);
 	store_bind_text(s, 3, r->name);
 	store_bind_text(s, 4, r->key);
@@ -1423,15 +1423,15 @@ static int row_simple(struct store *st, enum stmt_id id, int64_t row_id)
 
 /* Leaves a tombstone for record `r` (which has just given up its name) and
  * logs the delete. */
-static int tombstone_add(struct store *st, int64_t store_id, const char *name, const char *key,
+static int tombstone_add(struct store *st, int64_t objstore_id, const char *name, const char *key,
                          int64_t old_rev, enum store_origin origin, int64_t *seq)
 {
 	int64_t new_seq = 0;
-	int rc = change_append(st, store_id, name, key, true, old_rev + 1, origin, NULL, &new_seq);
+	int rc = change_append(st, objstore_id, name, key, true, old_rev + 1, origin, NULL, &new_seq);
 	if (rc)
 		return rc;
 	struct row t = {
-	        .store_id = store_id,
+	        .objstore_id = objstore_id,
 	        .state = STORE_TOMBSTONE,
 	        .name = (char *)name,
 	        .key = (char *)key,
@@ -1479,7 +1479,7 @@ static int dir_node(struct store *st, uint64_t ino, struct store_node *out)
 		s = stmt(st, S_DB_BY_ID);
 		break;
 	case STORE_OBJSTORE:
-		s = stmt(st, S_STORE_BY_ID);
+		s = stmt(st, S_OBJSTORE_BY_ID);
 		break;
 	default:
 		return -ENOENT;
@@ -1536,7 +1536,7 @@ static int dir_child(struct store *st, uint64_t parent, const char *fname, int64
 		q = S_DB_BY_FNAME;
 		break;
 	case STORE_DATABASE:
-		q = S_STORE_BY_FNAME;
+		q = S_OBJSTORE_BY_FNAME;
 		break;
 	default:
 		return -ENOTDIR;
@@ -1618,7 +1618,7 @@ int store_file_name(struct store *st, uint64_t ino, uint64_t *dir, char **name)
 	if (rc == 0 && (r.state > STORE_SCRATCH || !r.name))
 		rc = -ENOENT;
 	if (rc == 0) {
-		*dir = store_ino(STORE_OBJSTORE, r.store_id);
+		*dir = store_ino(STORE_OBJSTORE, r.objstore_id);
 		*name = r.name;
 		r.name = NULL;
 	}
@@ -1638,7 +1638,7 @@ int store_readdir(struct store *st, uint64_t dir, int64_t cursor, store_readdir_
 		s = stmt(st, S_DB_LIST);
 		break;
 	case STORE_DATABASE:
-		s = stmt(st, S_STORE_LIST);
+		s = stmt(st, S_OBJSTORE_LIST);
 		break;
 	case STORE_OBJSTORE:
 		s = stmt(st, S_REC_LIST);
@@ -1761,7 +1761,7 @@ int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len
 
 /* ---- changes through the mount ------------------------------------------ */
 
-static int check_store_dir(struct store *st, uint64_t dir, const char *what)
+static int check_objstore_dir(struct store *st, uint64_t dir, const char *what)
 {
 	if (store_ino_kind(dir) == STORE_OBJSTORE)
 		return 0;
@@ -1772,17 +1772,17 @@ static int check_store_dir(struct store *st, uint64_t dir, const char *what)
 int store_create_file(struct store *st, uint64_t dir, const char *name, struct store_node *out)
 {
 	st->err[0] = '\0';
-	int rc = check_store_dir(st, dir, name);
+	int rc = check_objstore_dir(st, dir, name);
 	if (rc)
 		return rc;
 	if (strlen(name) > KEY_NAME_MAX)
 		return -ENAMETOOLONG;
-	int64_t store_id = store_ino_id(dir);
+	int64_t objstore_id = store_ino_id(dir);
 	rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row r;
-	int found = row_by_name(st, store_id, name, &r);
+	int found = row_by_name(st, objstore_id, name, &r);
 	if (found == 0 && r.state != STORE_TOMBSTONE) {
 		rc = -EEXIST;
 	} else if (found == 0) {
@@ -1806,7 +1806,7 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 			rc = store_step_done(st, s);
 		}
 	} else if (found == -ENOENT) {
-		r.store_id = store_id;
+		r.objstore_id = objstore_id;
 		r.state = STORE_SCRATCH;
 		r.name = strdup(name);
 		r.mtime_ns = store_now_ns();
@@ -1820,7 +1820,7 @@ int store_create_file(struct store *st, uint64_t dir, const char *name, struct s
 		rc = found;
 	}
 	if (!rc)
-		rc = store_touch(st, store_id, r.mtime_ns);
+		rc = objstore_touch(st, objstore_id, r.mtime_ns);
 	rc = store_txn_end(st, rc);
 	if (!rc)
 		node_from_row(&r, out);
@@ -1843,12 +1843,12 @@ int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t l
 	bool record = rc == 0 && r.state != STORE_ORPHAN && ends_with_json(r.name);
 	if (rc == 0 && record) {
 		struct prepared_value p;
-		rc = prepare_value(st, r.store_id, r.key, data ? data : "", len, NULL, &p);
+		rc = prepare_value(st, r.objstore_id, r.key, data ? data : "", len, NULL, &p);
 		if (rc == 0) {
 			bool created = r.state != STORE_LIVE;
 			rc = record_write(st, &r, r.key, r.rev, &p, ORIGIN_FS, NULL, NULL);
 			if (rc == 0 && created)
-				rc = store_touch(st, r.store_id, r.mtime_ns);
+				rc = objstore_touch(st, r.objstore_id, r.mtime_ns);
 			*rewritten = p.rewritten;
 			prepared_free(&p);
 		}
@@ -1891,9 +1891,9 @@ static int unlink_row(struct store *st, struct row *r, enum store_origin origin,
 	bool record = r->state == STORE_LIVE;
 	int rc = row_simple(st, S_REC_ORPHAN, r->id);
 	if (!rc && record)
-		rc = tombstone_add(st, r->store_id, r->name, r->key, r->rev, origin, seq);
+		rc = tombstone_add(st, r->objstore_id, r->name, r->key, r->rev, origin, seq);
 	if (!rc)
-		rc = store_touch(st, r->store_id, store_now_ns());
+		rc = objstore_touch(st, r->objstore_id, store_now_ns());
 	return rc;
 }
 
@@ -1920,17 +1920,17 @@ int store_unlink(struct store *st, uint64_t dir, const char *name)
 	return rc;
 }
 
-/* Gives row `r` the name `name` in store `store_id`, whose previous holder
+/* Gives row `r` the name `name` in store `objstore_id`, whose previous holder
  * had revision `prev_rev`: as a record if the name ends in ".json" (the
  * content must then be valid JSON for that key), else as a scratch file. */
-static int bind_row(struct store *st, struct row *r, int64_t store_id, const char *name,
+static int bind_row(struct store *st, struct row *r, int64_t objstore_id, const char *name,
                     const char *key, int64_t prev_rev)
 {
 	sqlite3_stmt *s = stmt(st, S_REC_MOVE);
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, r->id);
-	sqlite3_bind_int64(s, 2, store_id);
+	sqlite3_bind_int64(s, 2, objstore_id);
 	store_bind_text(s, 3, name);
 	store_bind_text(s, 4, key);
 	int rc = store_step_done(st, s);
@@ -1940,7 +1940,7 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 	free(r->key);
 	r->name = strdup(name);
 	r->key = key ? strdup(key) : NULL;
-	r->store_id = store_id;
+	r->objstore_id = objstore_id;
 	if (!r->name)
 		return -ENOMEM;
 	if (!key) {
@@ -1987,7 +1987,7 @@ static int bind_row(struct store *st, struct row *r, int64_t store_id, const cha
 	if (rc)
 		return rc;
 	struct prepared_value p;
-	rc = prepare_value(st, store_id, key, data, len, NULL, &p);
+	rc = prepare_value(st, objstore_id, key, data, len, NULL, &p);
 	free(data);
 	if (rc) {
 		if (rc == -EINVAL)
@@ -2019,17 +2019,17 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 	}
 	if (strlen(newname) > KEY_NAME_MAX)
 		return -ENAMETOOLONG;
-	int64_t src_store = store_ino_id(dir), dst_store = store_ino_id(newdir);
+	int64_t src_objstore = store_ino_id(dir), dst_objstore = store_ino_id(newdir);
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	struct row src, dst;
 	memset(&dst, 0, sizeof(dst));
 	char *src_key = NULL, *dst_key = NULL;
-	rc = row_by_name(st, src_store, name, &src);
+	rc = row_by_name(st, src_objstore, name, &src);
 	if (rc == 0 && src.state > STORE_SCRATCH)
 		rc = -ENOENT;
-	int dst_found = rc ? rc : row_by_name(st, dst_store, newname, &dst);
+	int dst_found = rc ? rc : row_by_name(st, dst_objstore, newname, &dst);
 	bool dst_visible = dst_found == 0 && dst.state <= STORE_SCRATCH;
 	if (rc == 0 && dst_found != 0 && dst_found != -ENOENT)
 		rc = dst_found;
@@ -2052,9 +2052,9 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 		if (!rc)
 			rc = row_simple(st, S_REC_ORPHAN, dst.id);
 		if (!rc)
-			rc = bind_row(st, &src, dst_store, newname, dst_key, dst_rev);
+			rc = bind_row(st, &src, dst_objstore, newname, dst_key, dst_rev);
 		if (!rc)
-			rc = bind_row(st, &dst, src_store, name, src_key, src_rev);
+			rc = bind_row(st, &dst, src_objstore, name, src_key, src_rev);
 		goto done;
 	}
 	if (rc == 0 && dst_found == 0) {
@@ -2069,17 +2069,17 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 		char *old_key = src.key ? strdup(src.key) : NULL;
 		int64_t old_rev = src.rev;
 		int64_t prev_rev = dst_found == 0 && dst_key ? dst.rev : 0;
-		rc = bind_row(st, &src, dst_store, newname, dst_key, prev_rev);
+		rc = bind_row(st, &src, dst_objstore, newname, dst_key, prev_rev);
 		if (rc == 0 && src_was_record)
-			rc = tombstone_add(st, src_store, old_name, old_key, old_rev, ORIGIN_FS,
+			rc = tombstone_add(st, src_objstore, old_name, old_key, old_rev, ORIGIN_FS,
 			                   NULL);
 		free(old_name);
 		free(old_key);
 	}
 	if (rc == 0)
-		rc = store_touch(st, src_store, store_now_ns());
-	if (rc == 0 && dst_store != src_store)
-		rc = store_touch(st, dst_store, store_now_ns());
+		rc = objstore_touch(st, src_objstore, store_now_ns());
+	if (rc == 0 && dst_objstore != src_objstore)
+		rc = objstore_touch(st, dst_objstore, store_now_ns());
 done:
 	rc = store_txn_end(st, rc);
 	row_free(&src);
@@ -2103,7 +2103,7 @@ static void read_id_dropped(sqlite3_stmt *s, void *out)
 }
 
 /* Looks up database or store `name` under its parent (statement `which`:
- * S_DB_BY_NAME or S_STORE_BY_NAME). Returns 0 with *id and *dropped, or
+ * S_DB_BY_NAME or S_OBJSTORE_BY_NAME). Returns 0 with *id and *dropped, or
  * -ENOENT, or a SQL error. */
 static int child_by_name(struct store *st, int which, int64_t parent_id, const char *name,
                          int64_t *id, bool *dropped)
@@ -2175,12 +2175,12 @@ static int db_ensure(struct store *st, int64_t client_id, const char *name, bool
 }
 
 /* Resolves or makes a store; *id receives its row id. */
-static int store_ensure(struct store *st, int64_t db_id, const char *name, const char *keypath,
+static int objstore_ensure(struct store *st, int64_t db_id, const char *name, const char *keypath,
                         bool autoinc, bool create, bool must_be_new, enum store_origin origin,
                         int64_t *id)
 {
 	bool dropped = false;
-	int res = child_by_name(st, S_STORE_BY_NAME, db_id, name, id, &dropped);
+	int res = child_by_name(st, S_OBJSTORE_BY_NAME, db_id, name, id, &dropped);
 	if (res == 0 && !dropped)
 		return must_be_new ? -EEXIST : 0;
 	if ((res != 0 && res != -ENOENT) || !create)
@@ -2192,14 +2192,14 @@ static int store_ensure(struct store *st, int64_t db_id, const char *name, const
 	sqlite3_stmt *s;
 	int64_t now = store_now_ns();
 	if (res == 0) {
-		s = stmt(st, S_STORE_REVIVE);
+		s = stmt(st, S_OBJSTORE_REVIVE);
 		sqlite3_bind_int64(s, 1, *id);
 		store_bind_text(s, 2, keypath);
 		sqlite3_bind_int(s, 3, autoinc);
 		sqlite3_bind_int64(s, 4, now);
 		res = store_step_done(st, s);
 	} else {
-		s = stmt(st, S_STORE_INSERT);
+		s = stmt(st, S_OBJSTORE_INSERT);
 		sqlite3_bind_int64(s, 1, db_id);
 		store_bind_text(s, 2, name);
 		store_bind_text(s, 3, fname);
@@ -2257,7 +2257,7 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 	} else if (pk == STORE_CLIENT) {
 		rc = db_ensure(st, store_ino_id(parent), raw, true, ORIGIN_FS, &id);
 	} else {
-		rc = store_ensure(st, store_ino_id(parent), raw, "null", false, true, true,
+		rc = objstore_ensure(st, store_ino_id(parent), raw, "null", false, true, true,
 		                  ORIGIN_FS, &id);
 	}
 	rc = store_txn_end(st, rc);
@@ -2291,14 +2291,14 @@ int store_rmdir(struct store *st, uint64_t parent, const char *name)
 		rc = -ENOENT;
 	sqlite3_stmt *s = NULL;
 	if (rc == 0) {
-		s = stmt(st, pk == STORE_CLIENT ? S_DB_COUNT_STORES : S_STORE_COUNT_VISIBLE);
+		s = stmt(st, pk == STORE_CLIENT ? S_DB_COUNT_STORES : S_OBJSTORE_COUNT_VISIBLE);
 		sqlite3_bind_int64(s, 1, id);
 		rc = store_step_int(st, s, &n);
 	}
 	if (rc == 0 && n > 0)
 		rc = -ENOTEMPTY;
 	if (rc == 0) {
-		s = stmt(st, pk == STORE_CLIENT ? S_DB_DROP : S_STORE_DROP);
+		s = stmt(st, pk == STORE_CLIENT ? S_DB_DROP : S_OBJSTORE_DROP);
 		sqlite3_bind_int64(s, 1, id);
 		sqlite3_bind_int64(s, 2, store_now_ns());
 		rc = store_step_done(st, s);
@@ -2358,11 +2358,11 @@ int store_drop_all_orphans(struct store *st)
 	return store_exec(st, "DELETE FROM records WHERE state = 3");
 }
 
-int store_objstore_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement)
+int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath, bool *autoincrement)
 {
-	if (store_ino_kind(store_dir) != STORE_OBJSTORE)
+	if (store_ino_kind(objstore_dir) != STORE_OBJSTORE)
 		return -ENODATA;
-	return store_keypath(st, store_ino_id(store_dir), keypath, autoincrement);
+	return objstore_keypath(st, store_ino_id(objstore_dir), keypath, autoincrement);
 }
 
 int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes)
@@ -2402,7 +2402,7 @@ static int client_id_by_name(struct store *st, const char *name, int64_t *id)
 /* Resolves CLIENT/DB/STORE to a store id, making the database and store
  * when `create` is set. */
 static int path_resolve(struct store *st, const struct store_path *path, bool create,
-                        int64_t *store_id)
+                        int64_t *objstore_id)
 {
 	int64_t client_id = 0, db_id = 0;
 	int rc = client_id_by_name(st, path->client, &client_id);
@@ -2411,8 +2411,8 @@ static int path_resolve(struct store *st, const struct store_path *path, bool cr
 	if (rc == -ENOENT && !st->err[0])
 		store_set_error(st, "client '%s' has no database '%s'", path->client, path->db);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->objstore, "null", false, create, false,
-		                  ORIGIN_IMPORT, store_id);
+		rc = objstore_ensure(st, db_id, path->objstore, "null", false, create, false,
+		                  ORIGIN_IMPORT, objstore_id);
 	if (rc == -ENOENT && !st->err[0])
 		store_set_error(st, "database '%s' has no store '%s'", path->db, path->objstore);
 	return rc;
@@ -2428,10 +2428,10 @@ int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool
 
 int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
                            const char *keypath_json, bool autoincrement, bool create,
-                           enum store_origin origin, int64_t *store_id)
+                           enum store_origin origin, int64_t *objstore_id)
 {
-	return store_ensure(st, db_id, name, keypath_json, autoincrement, create, false, origin,
-	                    store_id);
+	return objstore_ensure(st, db_id, name, keypath_json, autoincrement, create, false, origin,
+	                    objstore_id);
 }
 
 int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value,
@@ -2440,9 +2440,9 @@ int store_keypath_extract(struct store *st, const char *keypath_json, const json
 	return keypath_extract(st, keypath_json, (json_t *)value, key_out);
 }
 
-int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bool *autoincrement)
+int store_keypath_of(struct store *st, int64_t objstore_id, char **keypath_json, bool *autoincrement)
 {
-	return store_keypath(st, store_id, keypath_json, autoincrement);
+	return objstore_keypath(st, objstore_id, keypath_json, autoincrement);
 }
 
 int store_make_objstore(struct store *st, const struct store_path *path, const char *keypath_json,
@@ -2459,13 +2459,13 @@ int store_make_objstore(struct store *st, const struct store_path *path, const c
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
-	int64_t client_id = 0, db_id = 0, store_id = 0;
+	int64_t client_id = 0, db_id = 0, objstore_id = 0;
 	rc = client_id_by_name(st, path->client, &client_id);
 	if (rc == 0)
 		rc = db_ensure(st, client_id, path->db, true, ORIGIN_IMPORT, &db_id);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->objstore, keypath_json, autoincrement, true, true,
-		                  ORIGIN_IMPORT, &store_id);
+		rc = objstore_ensure(st, db_id, path->objstore, keypath_json, autoincrement, true, true,
+		                  ORIGIN_IMPORT, &objstore_id);
 	if (rc == -EEXIST)
 		store_set_error(st, "store '%s' already exists", path->objstore);
 	return store_txn_end(st, rc);
@@ -2539,7 +2539,7 @@ void store_put_prep_free(struct store_put_prep *p)
 	memset(p, 0, sizeof(*p));
 }
 
-int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,
+int store_record_put_prepared(struct store *st, int64_t objstore_id, struct store_put_prep *p,
                               const json_t *value, enum store_origin origin, store_check_fn check,
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq)
@@ -2550,7 +2550,7 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
 	}
 	struct row r;
 	memset(&r, 0, sizeof(r));
-	int found = row_by_name(st, store_id, p->name, &r);
+	int found = row_by_name(st, objstore_id, p->name, &r);
 	int rc = found != 0 && found != -ENOENT ? found : 0;
 	if (rc == 0 && check) {
 		struct store_record_state state;
@@ -2568,15 +2568,15 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
 		rc = p->value_rc;
 	}
 	if (rc == 0 && !p->prepared) {
-		rc = prepare_value(st, store_id, p->canon, NULL, 0, value, &p->value);
+		rc = prepare_value(st, objstore_id, p->canon, NULL, 0, value, &p->value);
 		p->prepared = rc == 0;
 	}
 	if (rc == 0 && found == -ENOENT) {
 		/* record_write makes the row. */
-		r.store_id = store_id;
+		r.objstore_id = objstore_id;
 		r.name = strdup(p->name);
 		r.key = strdup(p->canon);
-		rc = r.name && r.key ? store_touch_once(st, store_id) : -ENOMEM;
+		rc = r.name && r.key ? objstore_touch_once(st, objstore_id) : -ENOMEM;
 	}
 	if (rc == 0)
 		rc = record_write(st, &r, p->canon, r.rev, &p->value, origin, rev, seq);
@@ -2584,15 +2584,15 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
 	return rc;
 }
 
-/* The core of store_put: writes record `key` of store `store_id`, inside
+/* The core of store_put: writes record `key` of store `objstore_id`, inside
  * the caller's transaction. */
-int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+int store_record_put(struct store *st, int64_t objstore_id, const char *keypath, const json_t *key,
                      const json_t *value, enum store_origin origin, store_check_fn check,
                      void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq)
 {
 	struct store_put_prep p;
 	store_put_prepare(st->max_record, keypath, key, value, &p);
-	int rc = store_record_put_prepared(st, store_id, &p, value, origin, check, check_ctx, now,
+	int rc = store_record_put_prepared(st, objstore_id, &p, value, origin, check, check_ctx, now,
 	                                   rev, seq);
 	store_put_prep_free(&p);
 	return rc;
@@ -2611,16 +2611,16 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
-	int64_t store_id = 0;
-	rc = path_resolve(st, path, create_missing, &store_id);
+	int64_t objstore_id = 0;
+	rc = path_resolve(st, path, create_missing, &objstore_id);
 	if (rc == 0)
-		rc = store_record_put(st, store_id, NULL, key, value, origin, NULL, NULL, NULL, rev,
+		rc = store_record_put(st, objstore_id, NULL, key, value, origin, NULL, NULL, NULL, rev,
 		                      seq);
 	return store_txn_end(st, rc);
 }
 
 /* The core of store_delete, inside the caller's transaction. */
-int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
+int store_record_delete(struct store *st, int64_t objstore_id, const json_t *key,
                         enum store_origin origin, store_check_fn check, void *check_ctx,
                         struct store_record_state *now, int64_t *rev, int64_t *seq)
 {
@@ -2636,7 +2636,7 @@ int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
 	if (!name)
 		return -ENOMEM;
 	struct row r;
-	int rc = row_by_name(st, store_id, name, &r);
+	int rc = row_by_name(st, objstore_id, name, &r);
 	if ((rc == 0 || rc == -ENOENT) && check) {
 		struct store_record_state state;
 		state_of_row(&r, rc == 0, &state);
@@ -2675,15 +2675,15 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
-	int64_t store_id = 0;
-	rc = path_resolve(st, path, false, &store_id);
+	int64_t objstore_id = 0;
+	rc = path_resolve(st, path, false, &objstore_id);
 	if (rc == 0)
-		rc = store_record_delete(st, store_id, key, origin, NULL, NULL, NULL, NULL, seq);
+		rc = store_record_delete(st, objstore_id, key, origin, NULL, NULL, NULL, NULL, seq);
 	return store_txn_end(st, rc);
 }
 
-/* What record `key` of store `store_id` is now (see store_internal.h). */
-int store_record_state(struct store *st, int64_t store_id, const json_t *key,
+/* What record `key` of store `objstore_id` is now (see store_internal.h). */
+int store_record_state(struct store *st, int64_t objstore_id, const json_t *key,
                        struct store_record_state *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -2691,7 +2691,7 @@ int store_record_state(struct store *st, int64_t store_id, const json_t *key,
 	if (!name)
 		return -EINVAL;
 	struct row r;
-	int rc = row_by_name(st, store_id, name, &r);
+	int rc = row_by_name(st, objstore_id, name, &r);
 	if (rc == 0 || rc == -ENOENT) {
 		state_of_row(&r, rc == 0, out);
 		rc = 0;
@@ -2711,12 +2711,12 @@ int store_get(struct store *st, const struct store_path *path, const json_t *key
 		store_set_error(st, "not a valid key");
 		return -EINVAL;
 	}
-	int64_t store_id = 0;
-	int rc = path_resolve(st, path, false, &store_id);
+	int64_t objstore_id = 0;
+	int rc = path_resolve(st, path, false, &objstore_id);
 	struct row r;
 	memset(&r, 0, sizeof(r));
 	if (rc == 0)
-		rc = row_by_name(st, store_id, name, &r);
+		rc = row_by_name(st, objstore_id, name, &r);
 	if (rc == 0 && r.state != STORE_LIVE)
 		rc = -ENOENT;
 	if (rc == 0) {
@@ -2734,18 +2734,18 @@ int store_check_put(struct store *st, const struct store_path *path, const json_
 	st->err[0] = '\0';
 	if (key_out)
 		*key_out = NULL;
-	int64_t client_id = 0, db_id = 0, store_id = 0;
+	int64_t client_id = 0, db_id = 0, objstore_id = 0;
 	int rc = client_id_by_name(st, path->client, &client_id);
 	if (rc)
 		return rc;
 	rc = db_ensure(st, client_id, path->db, false, ORIGIN_IMPORT, &db_id);
 	if (rc == 0)
-		rc = store_ensure(st, db_id, path->objstore, "null", false, false, false,
-		                  ORIGIN_IMPORT, &store_id);
+		rc = objstore_ensure(st, db_id, path->objstore, "null", false, false, false,
+		                  ORIGIN_IMPORT, &objstore_id);
 	/* A missing store is what create_missing would make: out-of-line. */
 	char *keypath = NULL;
 	if (rc == 0)
-		rc = store_keypath(st, store_id, &keypath, NULL);
+		rc = objstore_keypath(st, objstore_id, &keypath, NULL);
 	else if (rc == -ENOENT)
 		rc = (keypath = strdup("null")) ? 0 : -ENOMEM;
 	if (rc)
@@ -2781,14 +2781,14 @@ int store_list_keys(struct store *st, const struct store_path *path, int64_t cur
                     store_key_fn fn, void *ctx)
 {
 	st->err[0] = '\0';
-	int64_t store_id = 0;
-	int rc = path_resolve(st, path, false, &store_id);
+	int64_t objstore_id = 0;
+	int rc = path_resolve(st, path, false, &objstore_id);
 	if (rc)
 		return rc;
 	sqlite3_stmt *s = stmt(st, S_REC_KEYS);
 	if (!s)
 		return -EIO;
-	sqlite3_bind_int64(s, 1, store_id);
+	sqlite3_bind_int64(s, 1, objstore_id);
 	sqlite3_bind_int64(s, 2, cursor);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (fn(ctx, (const char *)sqlite3_column_text(s, 1), sqlite3_column_int64(s, 0)))

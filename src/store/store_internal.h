@@ -41,9 +41,9 @@ struct store {
 	size_t max_record;
 	int txn_depth;
 	int64_t txn_serial;                 /* counts outermost transactions */
-	int64_t touched_txn, touched_store; /* store_touch_once's memory */
+	int64_t touched_txn, touched_objstore; /* objstore_touch_once's memory */
 	int64_t data_version;
-	int64_t owner_store, owner_client; /* the last store_owner answer */
+	int64_t owner_objstore, owner_client; /* the last objstore_owner answer */
 	char epoch[17];
 	char *wal_path;
 	char err[512];
@@ -96,9 +96,9 @@ int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool
  * `keypath_json` and `autoincrement`, an existing one is left as it is. */
 int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
                            const char *keypath_json, bool autoincrement, bool create,
-                           enum store_origin origin, int64_t *store_id);
+                           enum store_origin origin, int64_t *objstore_id);
 /* An object store's keyPath (JSON text, malloc'd) and autoIncrement. */
-int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bool *autoincrement);
+int store_keypath_of(struct store *st, int64_t objstore_id, char **keypath_json, bool *autoincrement);
 
 /* The key at inline keyPath `keypath_json` of `value` (a new reference).
  * Returns 0 or -EINVAL with the reason (out-of-line, none there, invalid). */
@@ -115,7 +115,7 @@ struct store_record_state {
 	int64_t seq;
 	int64_t row_id;
 };
-int store_record_state(struct store *st, int64_t store_id, const json_t *key,
+int store_record_state(struct store *st, int64_t objstore_id, const json_t *key,
                        struct store_record_state *out);
 
 /* Decides, from the record's state, whether a write may go on (the sync
@@ -125,18 +125,18 @@ typedef bool (*store_check_fn)(void *ctx, const struct store_record_state *now);
 /* What store_record_put/_delete return when `check` refused the write. */
 #define STORE_REFUSED 1
 
-/* Puts / deletes record `key` of store `store_id` as store_put and
+/* Puts / deletes record `key` of store `objstore_id` as store_put and
  * store_delete do, inside the caller's transaction, after `check` (when not
  * NULL) approved the record's state, which is also copied to *now. Return
  * 0, STORE_REFUSED (nothing written) or -errno. store_record_delete of an
  * absent record logs nothing (*seq 0) and gives the tombstone's revision
  * (or 0) in *rev. `keypath` is the store's keyPath JSON when the caller
  * knows it (a batch), NULL to look it up. */
-int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+int store_record_put(struct store *st, int64_t objstore_id, const char *keypath, const json_t *key,
                      const json_t *value, enum store_origin origin, store_check_fn check,
                      void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq);
 
-int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
+int store_record_delete(struct store *st, int64_t objstore_id, const json_t *key,
                         enum store_origin origin, store_check_fn check, void *check_ctx,
                         struct store_record_state *now, int64_t *rev, int64_t *seq);
 
@@ -168,7 +168,7 @@ int store_put_prepare_text(size_t max_record, const char *keypath, const json_t 
                            struct json_span value, struct store_put_prep *out);
 void store_put_prep_free(struct store_put_prep *p);
 /* The rest of store_record_put, with `value` the same as prepared. */
-int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,
+int store_record_put_prepared(struct store *st, int64_t objstore_id, struct store_put_prep *p,
                               const json_t *value, enum store_origin origin, store_check_fn check,
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);

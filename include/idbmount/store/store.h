@@ -196,7 +196,7 @@ int store_drop_all_orphans(struct store *st);
 
 /* Store directory facts for the xattrs: keyPath as JSON text ("null" when
  * out-of-line) and autoIncrement. `keypath` is malloc'd. */
-int store_objstore_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement);
+int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath, bool *autoincrement);
 
 /* Totals for statfs. */
 int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes);
