@@ -12,8 +12,8 @@
  *   root  /                           kind ROOT, always inode 1
  *   /<client>                         kind CLIENT    (clients row)
  *   /<client>/<db>                    kind DATABASE  (dbs row)
- *   /<client>/<db>/<store>            kind STORE     (stores row)
- *   /<client>/<db>/<store>/<file>     kind FILE      (records row)
+ *   /<client>/<db>/<objstore>         kind OBJSTORE  (stores row)
+ *   /<client>/<db>/<objstore>/<file>  kind FILE      (records row)
  *
  * A records row is in one of four states:
  *   LIVE       a record: "<stem>.json", synced, in the change log;
@@ -149,7 +149,7 @@ int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len
 
 /* ---- changes through the mount --------------------------------------- */
 
-/* Creates an empty file `name` in store directory `dir`: a SCRATCH row (a
+/* Creates an empty file `name` in object store directory `dir`: a SCRATCH row (a
  * ".json" name must decode to a key; a tombstone of that name is revived so
  * the record keeps its revision history). Returns 0, -EEXIST, -EINVAL (not
  * a key, or a hand-made "~h" name), -EPERM (not a store directory),
@@ -177,7 +177,7 @@ int store_unlink(struct store *st, uint64_t dir, const char *name);
 int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newdir,
                  const char *newname, unsigned int flags);
 
-/* mkdir: a client (at the root), a database, or a store (out-of-line keys,
+/* mkdir: a client (at the root), a database, or an object store (out-of-line keys,
  * no autoIncrement). Returns 0, -EEXIST, -EINVAL, -EPERM. */
 int store_mkdir(struct store *st, uint64_t parent, const char *name, struct store_node *out);
 
@@ -196,7 +196,8 @@ int store_drop_all_orphans(struct store *st);
 
 /* Store directory facts for the xattrs: keyPath as JSON text ("null" when
  * out-of-line) and autoIncrement. `keypath` is malloc'd. */
-int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath, bool *autoincrement);
+int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath,
+                        bool *autoincrement);
 
 /* Totals for statfs. */
 int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes);
