@@ -2,7 +2,7 @@
  * store_internal.h for how the store is split, store_sync.h for the
  * contract and the decisions).
  *
- * Design. Writes go through store.c's record functions (store_record_put /
+ * Design. Writes go through store_records.c's functions (store_record_put /
  * store_record_delete), so a browser's put is the same transaction shape as
  * one from idbmountctl: the row, the change log entry, the pretty file.
  * This file adds what only sync needs: tokens of pipelines, remembered
@@ -102,6 +102,8 @@ static const char *const sync_sql[Q_COUNT] = {
         [Q_CHANGED_CLIENTS] = "SELECT client_id, max(seq) FROM changes NOT INDEXED "
                               "WHERE seq > ?1 GROUP BY client_id",
 };
+
+STORE_SLOTS_FIT(SYNC, Q_COUNT);
 
 static sqlite3_stmt *sync_stmt(struct store *st, enum sync_stmt id)
 {
