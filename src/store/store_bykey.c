@@ -29,8 +29,8 @@ static sqlite3_stmt *stmt(struct store *st, enum stmt_id id)
 	return store_stmt(st, STORE_SLOTS_BYKEY + (int)id, stmt_sql[id]);
 }
 
-/* Resolves CLIENT/DB/STORE to an object store id, making the database and object store
- * when `create` is set. */
+/* Resolves CLIENT/DB/STORE to an object store id, making the database
+ * and the object store when `create` is set. */
 static int path_resolve(struct store *st, const struct store_path *path, bool create,
                         int64_t *objstore_id)
 {
