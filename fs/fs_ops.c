@@ -1192,10 +1192,10 @@ static int collect_xattrs(struct fs_session *s, struct store *st, fuse_ino_t nod
 		buf_printf(out, "%s%c%s%c", XATTR_ORIGIN, 0, store_origin_name(n.origin), 0);
 		return 0;
 	}
-	if (store_ino_kind(ino) == STORE_STORE) {
+	if (store_ino_kind(ino) == STORE_OBJSTORE) {
 		char *keypath = NULL;
 		bool autoinc = false;
-		int rc = store_store_info(st, ino, &keypath, &autoinc);
+		int rc = store_objstore_info(st, ino, &keypath, &autoinc);
 		if (rc)
 			return rc;
 		buf_printf(out, "%s%c%s%c", XATTR_KEYPATH, 0, keypath, 0);

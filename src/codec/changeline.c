@@ -101,7 +101,7 @@ int changeline_render(struct buf *out, const struct store_change *c, const char 
 	if (!rc)
 		rc = field_string(out, ",\"db\":", c->db);
 	if (!rc)
-		rc = field_string(out, ",\"store\":", c->store);
+		rc = field_string(out, ",\"store\":", c->objstore);
 	if (!rc)
 		rc = buf_append_str(out, ",\"key\":");
 	if (!rc)

@@ -341,7 +341,7 @@ static int path_parse(const char *arg, int min, int max, const char *synopsis, s
 
 static struct store_path path_store(const struct path *p)
 {
-	struct store_path sp = {.client = p->part[0], .db = p->part[1], .store = p->part[2]};
+	struct store_path sp = {.client = p->part[0], .db = p->part[1], .objstore = p->part[2]};
 	return sp;
 }
 
@@ -604,7 +604,7 @@ static int cmd_mkstore(struct ctl *c, int argc, char **argv)
 	int status = open_store(c, false);
 	if (!status) {
 		struct store_path sp = path_store(&p);
-		rc = store_make_store(c->st, &sp, compact.data, autoincrement);
+		rc = store_make_objstore(c->st, &sp, compact.data, autoincrement);
 		if (rc) {
 			char what[64 + PATH_MAX];
 			snprintf(what, sizeof(what), "mkstore %s", p.text);
@@ -1430,7 +1430,7 @@ static int cmd_import(struct ctl *c, int argc, char **argv)
 	if (!status && im.found == 3) {
 		char *keypath = NULL;
 		bool autoinc = false;
-		int rc = store_store_info(im.st, ino[2], &keypath, &autoinc);
+		int rc = store_objstore_info(im.st, ino[2], &keypath, &autoinc);
 		if (rc)
 			status = store_fail(im.st, rc, what);
 		else

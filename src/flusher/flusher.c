@@ -322,7 +322,7 @@ static bool selected(const struct runner *r, const struct store_change *c)
 		const struct selector *s = &r->selectors[i];
 		if (s->all || (config_glob_match(s->level[0], c->client) &&
 		               config_glob_match(s->level[1], c->db) &&
-		               config_glob_match(s->level[2], c->store)))
+		               config_glob_match(s->level[2], c->objstore)))
 			return true;
 	}
 	return false;

@@ -298,7 +298,7 @@ static int pull_change(void *ctx, const struct store_change *c)
 	if (!rc)
 		rc = pull_field(b, "\"db\":", c->db);
 	if (!rc)
-		rc = pull_field(b, ",\"store\":", c->store);
+		rc = pull_field(b, ",\"store\":", c->objstore);
 	if (!rc)
 		rc = buf_append_str(b, ",\"key\":");
 	if (!rc)

@@ -1,21 +1,36 @@
-/* store_internal.h - what the store's files share: the connection struct
- * and the small SQL helpers of store.c. Only src/store/ include this (and
- * the fuzz targets of tests/fuzz, which check pieces declared here): the
- * rest of idbmount sees the store through include/idbmount/store/store.h.
+/* store_internal.h - what the store's files share: the connection struct,
+ * the SQL helpers of store_db.c and what each file lends the others. Only
+ * src/store/ include this (and the fuzz targets of tests/fuzz, which check
+ * pieces declared here): the rest of idbmount sees the store through
+ * include/idbmount/store/store.h.
  *
- * The store is split by subject: store.c (tree, records, change log,
- * clients), store_sync.c (what the sync endpoint needs), store_sinks.c
- * (what the flusher needs). Each file keeps its own table of statements in
- * its own range of slots of the per-connection statement cache, and its
- * own schema text, run by store_open with CREATE ... IF NOT EXISTS.
+ * The store is split by subject, each file calling only those above it in
+ * this list (so no two files call each other):
+ *   store_db.c         the connection: statement cache, errors, transactions
+ *   store_keys.c       keys, key paths and values laid out (no SQL)
+ *   store_changes.c    the change log, the tree log, the daemon's progress
+ *   store_rows.c       rows of the records table
+ *   store_objstores.c  databases and object stores by name, their keyPath
+ *   store_tree.c       the mount's tree: lookup, getattr, readdir, mkdir, rmdir
+ *   store_records.c    records and revisions: put, delete, tombstones
+ *   store_files.c      files created, written, removed, renamed; orphans
+ *   store_clients.c    clients and their tokens
+ *   store_bykey.c      records by CLIENT/DB/STORE path and key
+ *   store_sync.c       what the sync endpoint needs
+ *   store_sinks.c      what the flusher needs
+ *   store_open.c       opening a data directory: schema, settings, checkpoints
+ * Each file keeps its own table of statements in its own range of slots of
+ * the per-connection statement cache; store_open runs every file's schema
+ * text (CREATE ... IF NOT EXISTS).
  */
 #ifndef IDBMOUNT_STORE_INTERNAL_H
 #define IDBMOUNT_STORE_INTERNAL_H
 
-#include "idbmount/util/buf.h"
 #include "idbmount/codec/json_text.h"
 #include "idbmount/store/store.h"
+#include "idbmount/util/buf.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -29,21 +44,62 @@ struct prepared_value {
 	bool rewritten;
 };
 
-/* Statement cache slots, a range per file. */
-#define STORE_SLOTS_CORE  0   /* store.c */
-#define STORE_SLOTS_SYNC  96  /* store_sync.c */
-#define STORE_SLOTS_SINKS 160 /* store_sinks.c */
-#define STORE_STMT_SLOTS  224
+/* Statement cache slots: a range per file, [STORE_SLOTS_X,
+ * STORE_SLOTS_X_END), each ending where the next begins. */
+#define STORE_SLOTS_DB        0   /* store_db.c */
+#define STORE_SLOTS_OPEN      4   /* store_open.c */
+#define STORE_SLOTS_CHANGES   8   /* store_changes.c */
+#define STORE_SLOTS_ROWS      24  /* store_rows.c */
+#define STORE_SLOTS_OBJSTORES 36  /* store_objstores.c */
+#define STORE_SLOTS_TREE      52  /* store_tree.c */
+#define STORE_SLOTS_FILES     72  /* store_files.c */
+#define STORE_SLOTS_CLIENTS   80  /* store_clients.c */
+#define STORE_SLOTS_BYKEY     88  /* store_bykey.c */
+#define STORE_SLOTS_SYNC      96  /* store_sync.c */
+#define STORE_SLOTS_SINKS     160 /* store_sinks.c */
+#define STORE_STMT_SLOTS      224
+
+#define STORE_SLOTS_DB_END        STORE_SLOTS_OPEN
+#define STORE_SLOTS_OPEN_END      STORE_SLOTS_CHANGES
+#define STORE_SLOTS_CHANGES_END   STORE_SLOTS_ROWS
+#define STORE_SLOTS_ROWS_END      STORE_SLOTS_OBJSTORES
+#define STORE_SLOTS_OBJSTORES_END STORE_SLOTS_TREE
+#define STORE_SLOTS_TREE_END      STORE_SLOTS_FILES
+#define STORE_SLOTS_FILES_END     STORE_SLOTS_CLIENTS
+#define STORE_SLOTS_CLIENTS_END   STORE_SLOTS_BYKEY
+#define STORE_SLOTS_BYKEY_END     STORE_SLOTS_SYNC
+#define STORE_SLOTS_SYNC_END      STORE_SLOTS_SINKS
+#define STORE_SLOTS_SINKS_END     STORE_STMT_SLOTS
+
+/* The ranges follow each other in order, so no two overlap. */
+static_assert(STORE_SLOTS_DB == 0 && STORE_SLOTS_DB < STORE_SLOTS_DB_END &&
+                      STORE_SLOTS_OPEN < STORE_SLOTS_OPEN_END &&
+                      STORE_SLOTS_CHANGES < STORE_SLOTS_CHANGES_END &&
+                      STORE_SLOTS_ROWS < STORE_SLOTS_ROWS_END &&
+                      STORE_SLOTS_OBJSTORES < STORE_SLOTS_OBJSTORES_END &&
+                      STORE_SLOTS_TREE < STORE_SLOTS_TREE_END &&
+                      STORE_SLOTS_FILES < STORE_SLOTS_FILES_END &&
+                      STORE_SLOTS_CLIENTS < STORE_SLOTS_CLIENTS_END &&
+                      STORE_SLOTS_BYKEY < STORE_SLOTS_BYKEY_END &&
+                      STORE_SLOTS_SYNC < STORE_SLOTS_SYNC_END &&
+                      STORE_SLOTS_SINKS < STORE_SLOTS_SINKS_END,
+              "the statement cache's slot ranges must follow each other in order");
+
+/* Written after a file's table of `count` statements: they fit the file's
+ * range (`range` is DB, OPEN, ... as above), or the build stops. */
+#define STORE_SLOTS_FIT(range, count)                                                              \
+	static_assert((count) <= STORE_SLOTS_##range##_END - STORE_SLOTS_##range,                  \
+	              "the statements of " #range " overflow its statement cache slots")
 
 struct store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[STORE_STMT_SLOTS];
 	size_t max_record;
 	int txn_depth;
-	int64_t txn_serial;                 /* counts outermost transactions */
-	int64_t touched_txn, touched_store; /* store_touch_once's memory */
+	int64_t txn_serial;                    /* counts outermost transactions */
+	int64_t touched_txn, touched_objstore; /* store_objstore_touch_once's memory */
 	int64_t data_version;
-	int64_t owner_store, owner_client; /* the last store_owner answer */
+	int64_t owner_objstore, owner_client; /* the last objstore_owner answer */
 	char epoch[17];
 	char *wal_path;
 	char err[512];
@@ -71,7 +127,7 @@ int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out);
 /* Reads the columns of the row a statement stands on into `out`. */
 typedef void (*store_row_fn)(sqlite3_stmt *s, void *out);
 /* Steps a query that answers at most one row and has `read_row` read it
- * before the statement is reset (store_step.c). Returns 0, -ENOENT when
+ * before the statement is reset. Returns 0, -ENOENT when
  * there is no row (the error message is left to the caller) or -errno. */
 int store_step_row(struct store *st, sqlite3_stmt *s, store_row_fn read_row, void *out);
 /* Runs SQL text (several statements allowed). */
@@ -86,24 +142,127 @@ int store_txn_end(struct store *st, int rc);
 /* Wall-clock time in ns. */
 int64_t store_now_ns(void);
 
-/* ---- what store.c lends the other store files ---- */
+/* ---- store_keys.c: keys, key paths, values (no SQL) ---- */
 
-/* Resolves (or with `create` makes) database `name` of a client. Returns 0,
- * -ENOENT, -EINVAL (bad name). */
-int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool create,
-                     enum store_origin origin, int64_t *db_id);
-/* Resolves (or makes) object store `name` of a database; a new one gets
- * `keypath_json` and `autoincrement`, an existing one is left as it is. */
-int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
-                           const char *keypath_json, bool autoincrement, bool create,
-                           enum store_origin origin, int64_t *store_id);
-/* An object store's keyPath (JSON text, malloc'd) and autoIncrement. */
-int store_keypath_of(struct store *st, int64_t store_id, char **keypath_json, bool *autoincrement);
+/* Whether `name` is a record's (ends in ".json"), not a scratch file's. */
+bool store_is_record_name(const char *name);
+
+/* The key a ".json" name stands for (canonical JSON, malloc'd). A "~h"
+ * name maps back only through the row that holds it: `known_key` is that
+ * row's key (NULL when no row holds the name). Returns 0 or -EINVAL. */
+int store_key_for_name(struct store *st, const char *name, const char *known_key, char **key);
+
+/* The file name for a key (malloc'd) or NULL for an invalid key. */
+char *store_name_for_key(const json_t *key);
 
 /* The key at inline keyPath `keypath_json` of `value` (a new reference).
  * Returns 0 or -EINVAL with the reason (out-of-line, none there, invalid). */
 int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value,
                           json_t **key_out);
+
+/* Prepares a value for record `key` (canonical JSON) under `keypath` (the
+ * object store's keyPath, JSON text). `text` (len bytes, may be NULL) is
+ * file content to keep verbatim unless the key must be added; otherwise
+ * `value` is laid out pretty. The reason of a failure goes to `err`.
+ * Returns 0, -EINVAL, -EFBIG. */
+int store_prepare_value_keypath(size_t max_record, char *err, size_t errlen, const char *keypath,
+                                const char *key, const char *text, size_t len, const json_t *value,
+                                struct prepared_value *out);
+void store_prepared_free(struct prepared_value *p);
+
+/* ---- store_changes.c: the logs ---- */
+
+/* Appends one change of record `name` (`key`: canonical JSON) of object
+ * store `objstore_id`; `compact` is the value (NULL for a delete). Returns
+ * 0 with its seq in *seq, or -errno. */
+int store_change_append(struct store *st, int64_t objstore_id, const char *name, const char *key,
+                        bool deleted, int64_t rev, enum store_origin origin, const char *compact,
+                        int64_t *seq);
+/* Appends a directory made or removed under `parent` to the tree log. */
+int store_tree_log(struct store *st, uint64_t parent, const char *name, enum store_origin origin);
+
+/* ---- store_rows.c: rows of the records table ---- */
+
+/* A records row as the store's files pass it around. */
+struct store_row {
+	int64_t id;
+	int64_t objstore_id;
+	enum store_state state;
+	char *name; /* NULL for an orphan */
+	char *key;  /* canonical key JSON, NULL for scratch files */
+	uint64_t size;
+	int64_t rev;
+	int64_t seq;
+	int64_t mtime_ns;
+	enum store_origin origin;
+};
+
+void store_row_free(struct store_row *r);
+/* Load a row (*r is zeroed first, so store_row_free is always safe).
+ * Return 0, -ENOENT or -errno. */
+int store_row_by_name(struct store *st, int64_t objstore_id, const char *name, struct store_row *r);
+int store_row_by_id(struct store *st, int64_t id, struct store_row *r);
+/* The node getattr and lookup show for a row. */
+void store_row_node(const struct store_row *r, struct store_node *n);
+/* Inserts row `r` with content `value` (len bytes; NULL for none) as its
+ * file; fills r->id. */
+int store_row_insert(struct store *st, struct store_row *r, const void *value, size_t len);
+/* Writes r's state, rev, seq, mtime and origin and content `value` (len
+ * bytes) to the row r->id. */
+int store_row_update(struct store *st, const struct store_row *r, const void *value, size_t len);
+/* Makes row `id` a nameless ORPHAN. */
+int store_row_orphan(struct store *st, int64_t id);
+/* Deletes row `id`. */
+int store_row_delete(struct store *st, int64_t id);
+
+/* ---- store_objstores.c: databases and object stores ---- */
+
+/* Resolves (or with `create` makes) database `name` of a client. Returns 0,
+ * -ENOENT, -EINVAL (bad name). */
+int store_db_resolve(struct store *st, int64_t client_id, const char *name, bool create,
+                     enum store_origin origin, int64_t *db_id);
+/* A database's schema version goes up (an object store came or went). */
+int store_db_bump_version(struct store *st, int64_t db_id, int64_t mtime);
+/* Resolves (or with `create` makes) object store `name` of a database; a
+ * new one gets `keypath_json` and `autoincrement`, an existing one is left
+ * as it is, or with `must_be_new` is -EEXIST. */
+int store_objstore_ensure(struct store *st, int64_t db_id, const char *name,
+                          const char *keypath_json, bool autoincrement, bool create,
+                          bool must_be_new, enum store_origin origin, int64_t *objstore_id);
+/* store_objstore_ensure of an object store that may exist. */
+int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
+                           const char *keypath_json, bool autoincrement, bool create,
+                           enum store_origin origin, int64_t *objstore_id);
+/* An object store's keyPath (JSON text, malloc'd) and, when
+ * `autoincrement` is not NULL, its autoIncrement. */
+int store_keypath_of(struct store *st, int64_t objstore_id, char **keypath_json,
+                     bool *autoincrement);
+/* Sets the mtime an object store's directory shows. */
+int store_objstore_touch(struct store *st, int64_t objstore_id, int64_t mtime);
+/* store_objstore_touch to now, once per object store and transaction. */
+int store_objstore_touch_once(struct store *st, int64_t objstore_id);
+
+/* ---- store_records.c: records and revisions ---- */
+
+/* store_prepare_value_keypath with the keyPath of object store
+ * `objstore_id`; the reason of a failure goes to the store's error. */
+int store_prepare_value(struct store *st, int64_t objstore_id, const char *key, const char *text,
+                        size_t len, const json_t *value, struct prepared_value *out);
+/* Makes row `r` (already holding its final object store and name, r->id 0
+ * for a row still to make) the LIVE record `key` with content `p`,
+ * revision `base_rev` + 1, and logs the put; *rev and *seq (when not NULL)
+ * receive the new revision and seq. */
+int store_record_write(struct store *st, struct store_row *r, const char *key, int64_t base_rev,
+                       const struct prepared_value *p, enum store_origin origin, int64_t *rev,
+                       int64_t *seq);
+/* Leaves a tombstone of record `name` whose last revision was `old_rev`
+ * (its row has just given up the name) and logs the delete. */
+int store_tombstone_add(struct store *st, int64_t objstore_id, const char *name, const char *key,
+                        int64_t old_rev, enum store_origin origin, int64_t *seq);
+/* Takes row `r` out of the namespace: a record leaves a tombstone and a
+ * delete change; the row becomes an ORPHAN. */
+int store_record_unlink(struct store *st, struct store_row *r, enum store_origin origin,
+                        int64_t *seq);
 
 /* A record's current state, for conflict checks: `exists` once it was ever
  * committed (a tombstone exists but is not live); its row's id, whose file
@@ -115,7 +274,7 @@ struct store_record_state {
 	int64_t seq;
 	int64_t row_id;
 };
-int store_record_state(struct store *st, int64_t store_id, const json_t *key,
+int store_record_state(struct store *st, int64_t objstore_id, const json_t *key,
                        struct store_record_state *out);
 
 /* Decides, from the record's state, whether a write may go on (the sync
@@ -125,18 +284,18 @@ typedef bool (*store_check_fn)(void *ctx, const struct store_record_state *now);
 /* What store_record_put/_delete return when `check` refused the write. */
 #define STORE_REFUSED 1
 
-/* Puts / deletes record `key` of store `store_id` as store_put and
+/* Puts / deletes record `key` of object store `objstore_id` as store_put and
  * store_delete do, inside the caller's transaction, after `check` (when not
  * NULL) approved the record's state, which is also copied to *now. Return
  * 0, STORE_REFUSED (nothing written) or -errno. store_record_delete of an
  * absent record logs nothing (*seq 0) and gives the tombstone's revision
- * (or 0) in *rev. `keypath` is the store's keyPath JSON when the caller
+ * (or 0) in *rev. `keypath` is the object store's keyPath JSON when the caller
  * knows it (a batch), NULL to look it up. */
-int store_record_put(struct store *st, int64_t store_id, const char *keypath, const json_t *key,
+int store_record_put(struct store *st, int64_t objstore_id, const char *keypath, const json_t *key,
                      const json_t *value, enum store_origin origin, store_check_fn check,
                      void *check_ctx, struct store_record_state *now, int64_t *rev, int64_t *seq);
 
-int store_record_delete(struct store *st, int64_t store_id, const json_t *key,
+int store_record_delete(struct store *st, int64_t objstore_id, const json_t *key,
                         enum store_origin origin, store_check_fn check, void *check_ctx,
                         struct store_record_state *now, int64_t *rev, int64_t *seq);
 
@@ -168,7 +327,7 @@ int store_put_prepare_text(size_t max_record, const char *keypath, const json_t 
                            struct json_span value, struct store_put_prep *out);
 void store_put_prep_free(struct store_put_prep *p);
 /* The rest of store_record_put, with `value` the same as prepared. */
-int store_record_put_prepared(struct store *st, int64_t store_id, struct store_put_prep *p,
+int store_record_put_prepared(struct store *st, int64_t objstore_id, struct store_put_prep *p,
                               const json_t *value, enum store_origin origin, store_check_fn check,
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);
@@ -180,6 +339,11 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
  * the text is not an object whose members each parse (the push then
  * parses it whole, and jansson decides). */
 int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *value);
+
+/* ---- store_clients.c ---- */
+
+/* The id of client `name`: 0, or -ENOENT with the reason. */
+int store_client_id_by_name(struct store *st, const char *name, int64_t *id);
 
 /* Tokens: 64 random hex digits; only their SHA-256 (hex) is stored. */
 int store_token_new(char token[65]);

@@ -137,6 +137,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
                      "replay_to = ?3 WHERE name = ?1",
 };
 
+STORE_SLOTS_FIT(SINKS, STMT_COUNT);
+
 static sqlite3_stmt *stmt(struct store *st, enum stmt_id id)
 {
 	return store_stmt(st, STORE_SLOTS_SINKS + (int)id, stmt_sql[id]);

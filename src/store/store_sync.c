@@ -2,7 +2,7 @@
  * store_internal.h for how the store is split, store_sync.h for the
  * contract and the decisions).
  *
- * Design. Writes go through store.c's record functions (store_record_put /
+ * Design. Writes go through store_records.c's functions (store_record_put /
  * store_record_delete), so a browser's put is the same transaction shape as
  * one from idbmountctl: the row, the change log entry, the pretty file.
  * This file adds what only sync needs: tokens of pipelines, remembered
@@ -102,6 +102,8 @@ static const char *const sync_sql[Q_COUNT] = {
         [Q_CHANGED_CLIENTS] = "SELECT client_id, max(seq) FROM changes NOT INDEXED "
                               "WHERE seq > ?1 GROUP BY client_id",
 };
+
+STORE_SLOTS_FIT(SYNC, Q_COUNT);
 
 static sqlite3_stmt *sync_stmt(struct store *st, enum sync_stmt id)
 {
@@ -1167,14 +1169,14 @@ int store_sync_pull(struct store *st, int64_t client_id, int64_t since, int64_t 
 		        .seq = sqlite3_column_int64(s, 0),
 		        .ts_ms = sqlite3_column_int64(s, 1),
 		        .db = (const char *)sqlite3_column_text(s, 2),
-		        .store = (const char *)sqlite3_column_text(s, 3),
+		        .objstore = (const char *)sqlite3_column_text(s, 3),
 		        .key = (const char *)sqlite3_column_text(s, 4),
 		        .deleted = sqlite3_column_int(s, 5) != 0,
 		        .rev = sqlite3_column_int64(s, 6),
 		        .origin = (enum store_origin)sqlite3_column_int(s, 7),
 		        .value = (const char *)sqlite3_column_text(s, 8),
 		        .name = (const char *)sqlite3_column_text(s, 9),
-		        .store_id = sqlite3_column_int64(s, 10),
+		        .objstore_id = sqlite3_column_int64(s, 10),
 		};
 		n++;
 		last = c.seq;

@@ -86,7 +86,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_CHECK(store_client_add(st, "fuzz", client_token) == 0, "client add");
 	FUZZ_CHECK(store_pipeline_add(st, "pipe", pipeline_token) == 0, "pipeline add");
 	struct store_path orders = {"fuzz", "shop", "orders"};
-	FUZZ_CHECK(store_make_store(st, &orders, "\"id\"", true) == 0, "mkstore");
+	FUZZ_CHECK(store_make_objstore(st, &orders, "\"id\"", true) == 0, "mkstore");
 	store_close(st);
 
 	struct http_config cfg;

@@ -76,8 +76,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	FUZZ_CHECK(store_client_add(st, "fuzz", token) == 0, "client add");
 	for (size_t i = 0; i < sizeof(stores) / sizeof(*stores); i++) {
 		struct store_path path = {"fuzz", "db", stores[i].name};
-		FUZZ_CHECK(store_make_store(st, &path, stores[i].keypath, false) == 0, "mkstore %s",
-		           stores[i].name);
+		FUZZ_CHECK(store_make_objstore(st, &path, stores[i].keypath, false) == 0,
+		           "mkstore %s", stores[i].name);
 	}
 	return 0;
 }
@@ -186,7 +186,7 @@ static void check_change_line(const struct import_line *l)
 	                         .ts_ms = 1795428307123LL,
 	                         .client = "fuzz",
 	                         .db = "db",
-	                         .store = "plain",
+	                         .objstore = "plain",
 	                         .key = canon,
 	                         .deleted = l->del,
 	                         .rev = 2,

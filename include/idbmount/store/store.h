@@ -12,8 +12,8 @@
  *   root  /                           kind ROOT, always inode 1
  *   /<client>                         kind CLIENT    (clients row)
  *   /<client>/<db>                    kind DATABASE  (dbs row)
- *   /<client>/<db>/<store>            kind STORE     (stores row)
- *   /<client>/<db>/<store>/<file>     kind FILE      (records row)
+ *   /<client>/<db>/<objstore>         kind OBJSTORE  (stores row)
+ *   /<client>/<db>/<objstore>/<file>  kind FILE      (records row)
  *
  * A records row is in one of four states:
  *   LIVE       a record: "<stem>.json", synced, in the change log;
@@ -72,7 +72,7 @@ enum store_kind {
 	STORE_ROOT = 0,
 	STORE_CLIENT = 1,
 	STORE_DATABASE = 2,
-	STORE_STORE = 3,
+	STORE_OBJSTORE = 3,
 	STORE_FILE = 4,
 };
 
@@ -149,7 +149,7 @@ int store_read_file_rev(struct store *st, uint64_t ino, char **data, size_t *len
 
 /* ---- changes through the mount --------------------------------------- */
 
-/* Creates an empty file `name` in store directory `dir`: a SCRATCH row (a
+/* Creates an empty file `name` in object store directory `dir`: a SCRATCH row (a
  * ".json" name must decode to a key; a tombstone of that name is revived so
  * the record keeps its revision history). Returns 0, -EEXIST, -EINVAL (not
  * a key, or a hand-made "~h" name), -EPERM (not a store directory),
@@ -177,7 +177,7 @@ int store_unlink(struct store *st, uint64_t dir, const char *name);
 int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newdir,
                  const char *newname, unsigned int flags);
 
-/* mkdir: a client (at the root), a database, or a store (out-of-line keys,
+/* mkdir: a client (at the root), a database, or an object store (out-of-line keys,
  * no autoIncrement). Returns 0, -EEXIST, -EINVAL, -EPERM. */
 int store_mkdir(struct store *st, uint64_t parent, const char *name, struct store_node *out);
 
@@ -196,7 +196,8 @@ int store_drop_all_orphans(struct store *st);
 
 /* Store directory facts for the xattrs: keyPath as JSON text ("null" when
  * out-of-line) and autoIncrement. `keypath` is malloc'd. */
-int store_store_info(struct store *st, uint64_t store_dir, char **keypath, bool *autoincrement);
+int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath,
+                        bool *autoincrement);
 
 /* Totals for statfs. */
 int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes);
@@ -207,7 +208,7 @@ int store_count_files(struct store *st, uint64_t *files, uint64_t *bytes);
 struct store_path {
 	const char *client;
 	const char *db;
-	const char *store;
+	const char *objstore;
 };
 
 /* Puts `value` (any JSON) under `key` (tagged form). With `create_missing`
@@ -250,8 +251,8 @@ int store_list_keys(struct store *st, const struct store_path *path, int64_t cur
 
 /* Creates a store with a keyPath (JSON text: null, "a.b" or ["a","b"])
  * and autoIncrement, making the database when absent. -EEXIST if present. */
-int store_make_store(struct store *st, const struct store_path *path, const char *keypath_json,
-                     bool autoincrement);
+int store_make_objstore(struct store *st, const struct store_path *path, const char *keypath_json,
+                        bool autoincrement);
 
 /* Transactions grouping many calls (an import batch). Calls nest: only the
  * outermost begin/commit touches SQLite. store_rollback undoes everything
@@ -306,14 +307,14 @@ struct store_change {
 	int64_t ts_ms;
 	const char *client;
 	const char *db;
-	const char *store;
+	const char *objstore;
 	const char *key; /* canonical key JSON */
 	bool deleted;    /* op: delete (else put) */
 	int64_t rev;
 	enum store_origin origin;
 	const char *value; /* compact JSON, NULL for a delete */
 	const char *name;  /* the record's file name */
-	int64_t store_id;
+	int64_t objstore_id;
 };
 
 typedef int (*store_change_fn)(void *ctx, const struct store_change *change);

@@ -1,0 +1,562 @@
+/* test_store.c - unit tests of the store (src/store/) on a data directory
+ * of its own in a temporary directory: no mount, no HTTP.
+ *
+ * Records by key (put, get, replace, delete), their revisions through
+ * tombstones, the change log (one change per write, in order, seq only
+ * growing, nothing for a write that fails or is rolled back), files
+ * through the tree as the mount uses it (create, commit, unlink, rename),
+ * and clients (add, token, names refused, listing).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "idbmount/codec/key.h"
+#include "idbmount/store/store.h"
+
+/* ---------------------------------------------------------------------------
+ * Fixture: a store in a fresh data directory with client "alice" and the
+ * object store alice/shop/orders (out-of-line keys).
+ * ------------------------------------------------------------------------ */
+
+struct fixture {
+	char dir[64];
+	struct store *st;
+	char token[65];
+};
+
+static const struct store_path orders = {.client = "alice", .db = "shop", .objstore = "orders"};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_store.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	char err[512] = "";
+	int rc = store_open(f->dir, &f->st, err, sizeof(err));
+	if (rc)
+		fail_msg("store_open: %s", err);
+	assert_int_equal(store_client_add(f->st, "alice", f->token), 0);
+	assert_int_equal(store_make_objstore(f->st, &orders, "null", false), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	store_close(f->st);
+	DIR *d = opendir(f->dir);
+	if (d) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			char path[512];
+			snprintf(path, sizeof(path), "%s/%s", f->dir, e->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static json_t *key_of(const char *json_text)
+{
+	json_t *k = key_from_json_text(json_text, strlen(json_text), NULL, 0);
+	if (!k)
+		fail_msg("not a key: %s", json_text);
+	return k;
+}
+
+static json_t *value_of(const char *json_text)
+{
+	json_t *v = json_loads(json_text, JSON_DECODE_ANY, NULL);
+	if (!v)
+		fail_msg("not JSON: %s", json_text);
+	return v;
+}
+
+/* Puts `value` under `key` of alice/shop/orders; asserts success. */
+static void put(struct fixture *f, const char *key, const char *value, int64_t *rev, int64_t *seq)
+{
+	json_t *k = key_of(key), *v = value_of(value);
+	int rc = store_put(f->st, &orders, k, v, ORIGIN_IMPORT, false, rev, seq);
+	if (rc)
+		fail_msg("store_put(%s): %d %s", key, rc, store_last_error(f->st));
+	json_decref(k);
+	json_decref(v);
+}
+
+/* The record's content (malloc'd) and revision, or NULL when absent. */
+static char *get(struct fixture *f, const char *key, int64_t *rev)
+{
+	json_t *k = key_of(key);
+	char *data = NULL;
+	size_t len = 0;
+	int rc = store_get(f->st, &orders, k, &data, &len, rev);
+	json_decref(k);
+	if (rc == -ENOENT)
+		return NULL;
+	assert_int_equal(rc, 0);
+	assert_int_equal(strlen(data), len);
+	return data;
+}
+
+static int64_t del(struct fixture *f, const char *key)
+{
+	json_t *k = key_of(key);
+	int64_t seq = -1;
+	assert_int_equal(store_delete(f->st, &orders, k, ORIGIN_IMPORT, &seq), 0);
+	json_decref(k);
+	return seq;
+}
+
+/* The change log as the tests look at it. */
+#define MAX_CHANGES 32
+struct logged {
+	int64_t seq;
+	char client[32], db[32], objstore[32], key[64], name[64];
+	char value[128]; /* "" for a delete */
+	bool deleted;
+	int64_t rev;
+	enum store_origin origin;
+};
+
+struct log {
+	size_t n;
+	struct logged c[MAX_CHANGES];
+};
+
+static int collect(void *ctx, const struct store_change *c)
+{
+	struct log *log = ctx;
+	assert_true(log->n < MAX_CHANGES);
+	struct logged *l = &log->c[log->n++];
+	l->seq = c->seq;
+	snprintf(l->client, sizeof(l->client), "%s", c->client);
+	snprintf(l->db, sizeof(l->db), "%s", c->db);
+	snprintf(l->objstore, sizeof(l->objstore), "%s", c->objstore);
+	snprintf(l->key, sizeof(l->key), "%s", c->key);
+	snprintf(l->name, sizeof(l->name), "%s", c->name);
+	snprintf(l->value, sizeof(l->value), "%s", c->value ? c->value : "");
+	l->deleted = c->deleted;
+	l->rev = c->rev;
+	l->origin = c->origin;
+	return 0;
+}
+
+static void read_log(struct fixture *f, int64_t since, struct log *log)
+{
+	memset(log, 0, sizeof(*log));
+	int64_t n = store_changes_since(f->st, since, MAX_CHANGES, 0, collect, log);
+	assert_int_equal(n, (int64_t)log->n);
+}
+
+/* The inode of directory alice/shop/orders, found as the mount finds it. */
+static uint64_t orders_dir(struct fixture *f)
+{
+	struct store_node n;
+	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "alice", &n), 0);
+	assert_int_equal(n.kind, STORE_CLIENT);
+	assert_int_equal(store_lookup(f->st, n.ino, "shop", &n), 0);
+	assert_int_equal(n.kind, STORE_DATABASE);
+	assert_int_equal(store_lookup(f->st, n.ino, "orders", &n), 0);
+	assert_int_equal(n.kind, STORE_OBJSTORE);
+	return n.ino;
+}
+
+/* ---------------------------------------------------------------------------
+ * Records by key.
+ * ------------------------------------------------------------------------ */
+
+static void test_put_get(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev = 0, seq = 0;
+	put(f, "1", "{\"item\":\"tea\",\"qty\":2}", &rev, &seq);
+	assert_int_equal(rev, 1);
+	assert_true(seq > 0);
+	int64_t got_rev = 0;
+	char *data = get(f, "1", &got_rev);
+	assert_non_null(data);
+	/* Laid out as JSON.stringify(value, null, 2) plus a newline. */
+	assert_string_equal(data, "{\n  \"item\": \"tea\",\n  \"qty\": 2\n}\n");
+	assert_int_equal(got_rev, 1);
+	free(data);
+	/* Another key is another record; an absent key is -ENOENT. */
+	put(f, "\"b\"", "[1,2]", &rev, &seq);
+	assert_int_equal(rev, 1);
+	assert_null(get(f, "2", &got_rev));
+}
+
+static void test_replace(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev = 0, seq1 = 0, seq2 = 0;
+	put(f, "7", "\"first\"", &rev, &seq1);
+	assert_int_equal(rev, 1);
+	put(f, "7", "\"second\"", &rev, &seq2);
+	assert_int_equal(rev, 2);
+	assert_true(seq2 > seq1);
+	int64_t got_rev = 0;
+	char *data = get(f, "7", &got_rev);
+	assert_string_equal(data, "\"second\"\n");
+	assert_int_equal(got_rev, 2);
+	free(data);
+}
+
+static void test_delete_and_tombstone(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev = 0, seq = 0;
+	put(f, "5", "{\"a\":1}", &rev, &seq);
+	put(f, "5", "{\"a\":2}", &rev, &seq);
+	assert_int_equal(rev, 2);
+	int64_t del_seq = del(f, "5");
+	assert_true(del_seq > seq);
+	assert_null(get(f, "5", &rev));
+
+	/* The tombstone is not in the mount, nor among the keys. */
+	struct store_node n;
+	assert_int_equal(store_lookup(f->st, orders_dir(f), "5.json", &n), -ENOENT);
+	int64_t last = store_last_seq(f->st);
+	assert_int_equal(last, del_seq);
+
+	/* Deleting what is absent succeeds and logs nothing. */
+	assert_int_equal(del(f, "5"), 0);
+	assert_int_equal(del(f, "404"), 0);
+	assert_int_equal(store_last_seq(f->st), last);
+
+	/* A new record of the same key goes on from the tombstone's
+	 * revision (3, the delete's), so a syncing browser sees it as
+	 * newer than anything it had. */
+	put(f, "5", "{\"a\":3}", &rev, &seq);
+	assert_int_equal(rev, 4);
+	struct log log;
+	read_log(f, 0, &log);
+	assert_int_equal(log.n, 4);
+	assert_true(log.c[2].deleted);
+	assert_int_equal(log.c[2].rev, 3);
+	assert_int_equal(log.c[3].rev, 4);
+	assert_false(log.c[3].deleted);
+}
+
+static int count_key(void *ctx, const char *key, int64_t cursor)
+{
+	(void)key;
+	assert_true(cursor > 0);
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_list_keys_skips_tombstones(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev, seq;
+	put(f, "1", "1", &rev, &seq);
+	put(f, "2", "2", &rev, &seq);
+	put(f, "3", "3", &rev, &seq);
+	del(f, "2");
+	/* Nor are scratch files records. */
+	struct store_node node;
+	assert_int_equal(store_create_file(f->st, orders_dir(f), "notes.txt", &node), 0);
+	assert_int_equal(store_create_file(f->st, orders_dir(f), "8.json", &node), 0);
+	int n = 0;
+	assert_int_equal(store_list_keys(f->st, &orders, 0, count_key, &n), 0);
+	assert_int_equal(n, 2);
+}
+
+static void test_bad_writes_log_nothing(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev = 0, seq = 0;
+	put(f, "1", "1", &rev, &seq);
+	int64_t last = store_last_seq(f->st);
+
+	/* Not a key (a boolean). */
+	json_t *bad = json_true(), *v = value_of("{}");
+	assert_int_equal(store_put(f->st, &orders, bad, v, ORIGIN_IMPORT, false, &rev, &seq),
+	                 -EINVAL);
+	/* No such object store, and create_missing not given. */
+	const struct store_path none = {.client = "alice", .db = "shop", .objstore = "nope"};
+	json_t *k = key_of("1");
+	assert_int_equal(store_put(f->st, &none, k, v, ORIGIN_IMPORT, false, &rev, &seq), -ENOENT);
+	/* A value whose inline key disagrees with the record's. */
+	const struct store_path inline_keys = {.client = "alice", .db = "shop", .objstore = "ids"};
+	assert_int_equal(store_make_objstore(f->st, &inline_keys, "\"id\"", false), 0);
+	json_t *disagrees = value_of("{\"id\":2}");
+	assert_int_equal(
+	        store_put(f->st, &inline_keys, k, disagrees, ORIGIN_IMPORT, false, &rev, &seq),
+	        -EINVAL);
+	assert_true(strstr(store_last_error(f->st), "keyPath") != NULL);
+	/* Over the size cap. */
+	store_set_max_record(f->st, 8);
+	json_t *big = value_of("\"a value longer than eight bytes\"");
+	assert_int_equal(store_put(f->st, &orders, k, big, ORIGIN_IMPORT, false, &rev, &seq),
+	                 -EFBIG);
+	store_set_max_record(f->st, STORE_DEFAULT_MAX_RECORD);
+
+	assert_int_equal(store_last_seq(f->st), last);
+	int64_t got = 0;
+	char *data = get(f, "1", &got);
+	assert_string_equal(data, "1\n");
+	assert_int_equal(got, 1);
+	free(data);
+	json_decref(bad);
+	json_decref(v);
+	json_decref(k);
+	json_decref(disagrees);
+	json_decref(big);
+}
+
+static void test_rollback_undoes_writes(void **state)
+{
+	struct fixture *f = *state;
+	int64_t rev, seq;
+	put(f, "1", "\"kept\"", &rev, &seq);
+	int64_t last = store_last_seq(f->st);
+	assert_int_equal(store_begin(f->st), 0);
+	put(f, "1", "\"dropped\"", &rev, &seq);
+	put(f, "2", "\"dropped\"", &rev, &seq);
+	assert_true(store_last_seq(f->st) > last);
+	store_rollback(f->st);
+	assert_int_equal(store_last_seq(f->st), last);
+	char *data = get(f, "1", &rev);
+	assert_string_equal(data, "\"kept\"\n");
+	free(data);
+	assert_null(get(f, "2", &rev));
+}
+
+/* ---------------------------------------------------------------------------
+ * The change log.
+ * ------------------------------------------------------------------------ */
+
+static void test_change_log(void **state)
+{
+	struct fixture *f = *state;
+	assert_int_equal(store_last_seq(f->st), 0);
+	int64_t rev, seq[4];
+	put(f, "1", "{\"x\": 1.50}", &rev, &seq[0]);
+	put(f, "\"k\"", "[true]", &rev, &seq[1]);
+	put(f, "1", "null", &rev, &seq[2]);
+	seq[3] = del(f, "\"k\"");
+
+	struct log log;
+	read_log(f, 0, &log);
+	assert_int_equal(log.n, 4); /* one change per write */
+	for (size_t i = 0; i < log.n; i++) {
+		assert_int_equal(log.c[i].seq, seq[i]); /* in the order written */
+		if (i > 0)
+			assert_true(log.c[i].seq > log.c[i - 1].seq);
+		assert_string_equal(log.c[i].client, "alice");
+		assert_string_equal(log.c[i].db, "shop");
+		assert_string_equal(log.c[i].objstore, "orders");
+		assert_int_equal(log.c[i].origin, ORIGIN_IMPORT);
+	}
+	assert_int_equal(store_last_seq(f->st), seq[3]);
+
+	assert_string_equal(log.c[0].key, "1");
+	assert_string_equal(log.c[0].name, "1.json");
+	assert_string_equal(log.c[0].value, "{\"x\":1.5}"); /* compact */
+	assert_int_equal(log.c[0].rev, 1);
+	assert_string_equal(log.c[1].key, "\"k\"");
+	assert_string_equal(log.c[1].value, "[true]");
+	assert_string_equal(log.c[2].value, "null");
+	assert_int_equal(log.c[2].rev, 2);
+	assert_true(log.c[3].deleted);
+	assert_string_equal(log.c[3].value, "");
+	assert_int_equal(log.c[3].rev, 2);
+
+	/* Reading from a seq gives what follows it, up to the limit. */
+	read_log(f, seq[1], &log);
+	assert_int_equal(log.n, 2);
+	assert_int_equal(log.c[0].seq, seq[2]);
+	struct log two;
+	memset(&two, 0, sizeof(two));
+	assert_int_equal(store_changes_since(f->st, 0, 2, 0, collect, &two), 2);
+	assert_int_equal(two.c[1].seq, seq[1]);
+}
+
+static void test_change_log_per_client(void **state)
+{
+	struct fixture *f = *state;
+	char token[65];
+	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	const struct store_path bobs = {.client = "bob", .db = "shop", .objstore = "orders"};
+	json_t *k = key_of("1"), *v = value_of("\"bob's\"");
+	int64_t rev, seq_bob, seq_alice;
+	assert_int_equal(store_put(f->st, &bobs, k, v, ORIGIN_BROWSER, true, &rev, &seq_bob), 0);
+	put(f, "1", "\"alice's\"", &rev, &seq_alice);
+	json_decref(k);
+	json_decref(v);
+
+	int64_t bob_id = store_client_by_token(f->st, token);
+	assert_true(bob_id > 0);
+	struct log log;
+	memset(&log, 0, sizeof(log));
+	assert_int_equal(store_changes_since(f->st, 0, MAX_CHANGES, bob_id, collect, &log), 1);
+	assert_int_equal(log.c[0].seq, seq_bob);
+	assert_string_equal(log.c[0].client, "bob");
+	assert_int_equal(log.c[0].origin, ORIGIN_BROWSER);
+	read_log(f, 0, &log);
+	assert_int_equal(log.n, 2);
+}
+
+/* ---------------------------------------------------------------------------
+ * Files, as the mount changes them.
+ * ------------------------------------------------------------------------ */
+
+static void test_files_through_the_tree(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t dir = orders_dir(f);
+	struct store_node n;
+	bool rewritten = false;
+
+	/* A ".json" file is created empty (scratch), then committed. */
+	assert_int_equal(store_create_file(f->st, dir, "9.json", &n), 0);
+	assert_int_equal(n.state, STORE_SCRATCH);
+	assert_int_equal(store_last_seq(f->st), 0);
+	const char *text = "{ \"kept\" : \"as written\" }";
+	assert_int_equal(store_commit_file(f->st, n.ino, text, strlen(text), &rewritten, &n), 0);
+	assert_false(rewritten);
+	assert_int_equal(n.state, STORE_LIVE);
+	assert_int_equal(n.rev, 1);
+	char *data = NULL;
+	size_t len = 0;
+	assert_int_equal(store_read_file(f->st, n.ino, &data, &len), 0);
+	assert_string_equal(data, text); /* the exact bytes */
+	free(data);
+	assert_int_equal(store_create_file(f->st, dir, "9.json", &n), -EEXIST);
+	/* Invalid JSON is refused and changes nothing. */
+	assert_int_equal(store_commit_file(f->st, n.ino, "{", 1, &rewritten, &n), -EINVAL);
+
+	/* A rename to another key: the old key is deleted, the new one put,
+	 * and the inode follows the file. */
+	uint64_t ino = n.ino;
+	assert_int_equal(store_rename(f->st, dir, "9.json", dir, "10.json", 0), 0);
+	assert_int_equal(store_lookup(f->st, dir, "9.json", &n), -ENOENT);
+	assert_int_equal(store_lookup(f->st, dir, "10.json", &n), 0);
+	assert_int_equal(n.ino, ino);
+	assert_int_equal(n.rev, 1);
+
+	/* A rename to a scratch name takes the record away. */
+	assert_int_equal(store_rename(f->st, dir, "10.json", dir, "10.json.swp", 0), 0);
+	assert_int_equal(store_lookup(f->st, dir, "10.json.swp", &n), 0);
+	assert_int_equal(n.state, STORE_SCRATCH);
+	assert_int_equal(n.rev, 0);
+
+	/* unlink of a record leaves a tombstone; a file created under that
+	 * name again takes its revision history. */
+	assert_int_equal(store_rename(f->st, dir, "10.json.swp", dir, "10.json", 0), 0);
+	assert_int_equal(store_lookup(f->st, dir, "10.json", &n), 0);
+	assert_int_equal(n.state, STORE_LIVE);
+	int64_t rev_before = n.rev;
+	assert_int_equal(store_unlink(f->st, dir, "10.json"), 0);
+	assert_int_equal(store_lookup(f->st, dir, "10.json", &n), -ENOENT);
+	assert_int_equal(store_create_file(f->st, dir, "10.json", &n), 0);
+	assert_int_equal(n.state, STORE_SCRATCH);
+	assert_int_equal(store_commit_file(f->st, n.ino, "true", 4, &rewritten, &n), 0);
+	assert_int_equal(n.rev, rev_before + 2);
+
+	struct log log;
+	read_log(f, 0, &log);
+	/* put 9, delete 9 + put 10 (rename), delete 10 (to scratch),
+	 * put 10 (back), delete 10 (unlink), put 10 (commit). */
+	assert_int_equal(log.n, 7);
+	const char *names[] = {"9.json",  "10.json", "9.json", "10.json",
+	                       "10.json", "10.json", "10.json"};
+	const bool deleted[] = {false, false, true, true, false, true, false};
+	for (size_t i = 0; i < log.n; i++) {
+		assert_string_equal(log.c[i].name, names[i]);
+		assert_int_equal(log.c[i].deleted, deleted[i]);
+		assert_int_equal(log.c[i].origin, ORIGIN_FS);
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * Clients.
+ * ------------------------------------------------------------------------ */
+
+struct names {
+	char text[128];
+};
+
+static int collect_name(void *ctx, const char *name)
+{
+	struct names *names = ctx;
+	size_t used = strlen(names->text);
+	int n = snprintf(names->text + used, sizeof(names->text) - used, "%s;", name);
+	assert_true(n > 0 && (size_t)n < sizeof(names->text) - used);
+	return 0;
+}
+
+static void test_clients(void **state)
+{
+	struct fixture *f = *state;
+	/* The fixture's token: 64 hex digits, and it finds its client. */
+	assert_int_equal(strlen(f->token), 64);
+	assert_int_equal(strspn(f->token, "0123456789abcdef"), 64);
+	int64_t alice = store_client_by_token(f->st, f->token);
+	assert_true(alice > 0);
+
+	char token[65];
+	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	assert_string_not_equal(token, f->token);
+	int64_t bob = store_client_by_token(f->st, token);
+	assert_true(bob > 0);
+	assert_true(bob != alice);
+
+	/* A token that is not one, or one changed by a digit, finds no one. */
+	assert_int_equal(store_client_by_token(f->st, "nope"), -EACCES);
+	token[0] = token[0] == '0' ? '1' : '0';
+	assert_int_equal(store_client_by_token(f->st, token), -EACCES);
+
+	/* Names: taken, empty, with '/', with a control character. */
+	assert_int_equal(store_client_add(f->st, "bob", token), -EEXIST);
+	assert_int_equal(store_client_add(f->st, "", token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "a/b", token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "tab\there", token), -EINVAL);
+	assert_non_null(store_client_name_problem("a/b"));
+	assert_null(store_client_name_problem("Zoë"));
+
+	struct names names = {""};
+	assert_int_equal(store_client_list(f->st, collect_name, &names), 0);
+	assert_string_equal(names.text, "alice;bob;");
+
+	/* A client is a directory at the root of the tree. */
+	struct store_node n;
+	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "bob", &n), 0);
+	assert_int_equal(n.kind, STORE_CLIENT);
+	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "carol", &n), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_delete_and_tombstone, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_list_keys_skips_tombstones, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_bad_writes_log_nothing, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_rollback_undoes_writes, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_change_log, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_change_log_per_client, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_files_through_the_tree, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
