@@ -34,6 +34,7 @@
  */
 #include "idbmount/sinks/config.h"
 #include "idbmount/sinks/sink.h"
+#include "idbmount/util/mkdirs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -128,34 +129,12 @@ static int fsync_dir(const char *dir)
 
 /* mkdir -p `dir` (below the sink's path, which exists); a directory made
  * here is fsynced into its parent, so a batch inside it survives a crash. */
-static int make_dirs(struct dir_sink *d, const char *dir)
+static int make_dirs(const struct dir_sink *d, const char *dir)
 {
 	struct stat sb;
 	if (stat(dir, &sb) == 0)
 		return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
-	char copy[PATH_MAX];
-	snprintf(copy, sizeof(copy), "%s", dir);
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, 0755) == 0) {
-			char *slash = strrchr(copy, '/');
-			*slash = '\0';
-			int rc = d->fsync ? fsync_dir(copy) : 0;
-			*slash = '/';
-			if (rc)
-				return rc;
-		} else if (errno != EEXIST) {
-			return -errno;
-		}
-		*p = '/';
-	}
-	if (mkdir(copy, 0755) != 0 && errno != EEXIST)
-		return -errno;
-	char *slash = strrchr(copy, '/');
-	*slash = '\0';
-	return d->fsync ? fsync_dir(copy) : 0;
+	return mkdirs(dir, 0755, d->fsync, NULL, 0);
 }
 
 /* The batch's directory, temp and final paths. */
@@ -167,6 +146,13 @@ static int batch_paths(const struct dir_sink *d, const struct sink_batch *b, cha
 	int t = snprintf(tmp, PATH_MAX, "%s/.%s.tmp", dir, b->name);
 	int f = snprintf(final, PATH_MAX, "%s/%s", dir, b->name);
 	return n >= PATH_MAX || t >= PATH_MAX || f >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* A batch or partition whose path does not fit: no retry can change it. */
+static enum sink_result too_long(char *msg, size_t msg_len, const char *name)
+{
+	snprintf(msg, msg_len, "%s: path too long", name);
+	return SINK_ERROR;
 }
 
 static enum sink_result fail(char *msg, size_t msg_len, const char *what, const char *path, int err)
@@ -216,10 +202,8 @@ static enum sink_result dir_stage(void *ctx, const struct sink_batch *b, char *m
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	return write_temp(d, b, dir, tmp, msg, msg_len);
 }
 
@@ -228,10 +212,8 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	if (access(tmp, F_OK) != 0) {
 		/* Staged, then removed by hand: write it again from the log. */
 		enum sink_result res = write_temp(d, b, dir, tmp, msg, msg_len);
@@ -286,10 +268,8 @@ static enum sink_result dir_recover(void *ctx, const struct sink_batch *b, bool 
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX], completed[PATH_MAX + 64];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	snprintf(completed, sizeof(completed), "%s%s", final, d->completed_suffix);
 	struct stat sb;
 	if (stat(final, &sb) == 0 || (d->completed_suffix[0] && stat(completed, &sb) == 0)) {
@@ -317,10 +297,8 @@ static enum sink_result dir_close_period(void *ctx, const char *partition, char 
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], flag[PATH_MAX + 300];
 	int n = snprintf(dir, sizeof(dir), "%s/%s", d->path, partition);
-	if (n < 0 || (size_t)n >= sizeof(dir)) {
-		snprintf(msg, msg_len, "%s: path too long", partition);
-		return SINK_ERROR;
-	}
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return too_long(msg, msg_len, partition);
 	snprintf(flag, sizeof(flag), "%s/%s", dir, d->done_flag);
 	int rc = make_dirs(d, dir);
 	if (rc)
@@ -357,21 +335,12 @@ static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t
 	d->inotify = -1;
 	/* The directory itself is made here, with its parents, so that a
 	 * path that cannot be made stops the daemon at start. */
-	char copy[PATH_MAX];
-	snprintf(copy, sizeof(copy), "%s", d->path);
-	for (char *p = copy + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-			snprintf(err, err_len, "cannot make %s: %s", copy, strerror(errno));
-			free(d);
-			return -EINVAL;
-		}
-		*p = c;
-		if (!c)
-			break;
+	char failed[PATH_MAX];
+	int rc = mkdirs(d->path, 0755, false, failed, sizeof(failed));
+	if (rc) {
+		snprintf(err, err_len, "cannot make %s: %s", failed, strerror(-rc));
+		free(d);
+		return -EINVAL;
 	}
 	if (access(d->path, W_OK | X_OK) != 0) {
 		snprintf(err, err_len, "cannot write into %s: %s", d->path, strerror(errno));
