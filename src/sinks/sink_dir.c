@@ -47,6 +47,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* In the order of the option's choices. */
 enum acknowledge {
 	ACK_PUBLISH,
 	ACK_RENAME,
@@ -54,11 +55,14 @@ enum acknowledge {
 };
 
 struct dir_sink {
-	char path[PATH_MAX];
-	char completed_suffix[64];
-	char done_flag[256];
+	/* Bound from the options (dir_options). */
+	const char *configured_path;
+	const char *completed_suffix;
 	bool fsync;
-	enum acknowledge acknowledge;
+	int acknowledge; /* enum acknowledge */
+
+	char path[PATH_MAX]; /* configured_path without trailing slashes */
+	const char *done_flag;
 	int inotify;   /* -1 unless acknowledge is rename or delete */
 	int64_t taken; /* found at start, reported by the first poll */
 };
@@ -315,23 +319,53 @@ static enum sink_result dir_close_period(void *ctx, const char *partition, char 
 	return SINK_OK;
 }
 
+static bool check_suffix(const char *value, char *why, size_t why_len)
+{
+	if (strchr(value, '/')) {
+		snprintf(why, why_len, "must not hold '/'");
+		return false;
+	}
+	return true;
+}
+
+static const struct sink_option dir_options[] = {
+        {.name = "path",
+         .kind = SINK_OPT_PATH,
+         .help = "the directory the batches go to (made if missing)",
+         SINK_BIND(struct dir_sink, configured_path)},
+        {.name = "completed_suffix",
+         .kind = SINK_OPT_STRING,
+         .default_value = ".COMPLETED",
+         .help = "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a "
+                 "batch found under that name counts as delivered after a crash",
+         .check = check_suffix,
+         SINK_BIND(struct dir_sink, completed_suffix)},
+        {.name = "acknowledge",
+         .kind = SINK_OPT_CHOICE,
+         .default_value = "publish",
+         .help = "when a batch counts as taken (the delivered seq): when published, when a "
+                 "consumer renames it (Flume), or deletes it (NiFi GetFile)",
+         .choices = "publish|rename|delete",
+         SINK_BIND(struct dir_sink, acknowledge)},
+        {.name = "fsync",
+         .kind = SINK_OPT_BOOL,
+         .default_value = "true",
+         .help = "fsync each file and its directory before it counts as delivered",
+         SINK_BIND(struct dir_sink, fsync)},
+        {0},
+};
+
 static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
 {
 	struct dir_sink *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	snprintf(d->path, sizeof(d->path), "%s", sink_config_string(cfg, "path"));
+	sink_options_bind(cfg, dir_options, d);
+	snprintf(d->path, sizeof(d->path), "%s", d->configured_path);
 	size_t len = strlen(d->path);
 	while (len > 1 && d->path[len - 1] == '/')
 		d->path[--len] = '\0';
-	snprintf(d->completed_suffix, sizeof(d->completed_suffix), "%s",
-	         sink_config_string(cfg, "completed_suffix"));
-	snprintf(d->done_flag, sizeof(d->done_flag), "%s", cfg->done_flag);
-	d->fsync = sink_config_bool(cfg, "fsync");
-	const char *ack = sink_config_string(cfg, "acknowledge");
-	d->acknowledge = strcmp(ack, "rename") == 0   ? ACK_RENAME
-	                 : strcmp(ack, "delete") == 0 ? ACK_DELETE
-	                                              : ACK_PUBLISH;
+	d->done_flag = cfg->done_flag;
 	d->inotify = -1;
 	/* The directory itself is made here, with its parents, so that a
 	 * path that cannot be made stops the daemon at start. */
@@ -369,31 +403,6 @@ static void dir_close(void *ctx)
 		close(d->inotify);
 	free(d);
 }
-
-static bool check_suffix(const char *value, char *why, size_t why_len)
-{
-	if (strchr(value, '/')) {
-		snprintf(why, why_len, "must not hold '/'");
-		return false;
-	}
-	return true;
-}
-
-static const struct sink_option dir_options[] = {
-        {"path", SINK_OPT_PATH, NULL, "the directory the batches go to (made if missing)", NULL,
-         false, NULL},
-        {"completed_suffix", SINK_OPT_STRING, ".COMPLETED",
-         "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a batch "
-         "found under that name counts as delivered after a crash",
-         NULL, false, check_suffix},
-        {"acknowledge", SINK_OPT_CHOICE, "publish",
-         "when a batch counts as taken (the delivered seq): when published, when a consumer "
-         "renames it (Flume), or deletes it (NiFi GetFile)",
-         "publish|rename|delete", false, NULL},
-        {"fsync", SINK_OPT_BOOL, "true",
-         "fsync each file and its directory before it counts as delivered", NULL, false, NULL},
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
-};
 
 const struct sink_type sink_type_dir = {
         .name = "dir",
