@@ -51,7 +51,7 @@
  * sweep    LISTSTATUS of the staging directory, DELETE of this data
  *          directory's attempts and of its staged copies that no staged
  *          intent needs (a parked batch is written again when unparked):
- *          at start and every 10 minutes, between batches (flusher.c).
+ *          at start and every 10 minutes, between batches (src/flusher/sweep.c).
  *          Names of other nodes and data directories are left alone.
  * close_period  CREATE of the empty done flag with overwrite=false; an
  *          existing flag (FileAlreadyExistsException) is fine.
