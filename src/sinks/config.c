@@ -240,43 +240,77 @@ static bool check_partition(const char *value, char *why, size_t why_len)
 }
 
 const struct sink_option config_common_options[] = {
-        {"type", SINK_OPT_CHOICE, NULL, "the sink type", "dir|webhdfs|http", false, NULL},
-        {"select", SINK_OPT_STRING, "*/*/*",
-         "CLIENT[/DB[/STORE]] patterns, comma-separated, * matches any run of characters", NULL,
-         false, check_select},
-        {"max_records", SINK_OPT_COUNT, "10000", "a batch closes at this many changes", NULL, false,
-         NULL},
-        {"max_bytes", SINK_OPT_SIZE, "8M", "... or at this many bytes of change lines", NULL, false,
-         NULL},
-        {"max_age", SINK_OPT_DURATION, "500ms", "... or when its first change is this old", NULL,
-         false, NULL},
-        {"retry_initial", SINK_OPT_DURATION, "200ms",
-         "first wait after a failed attempt (then doubled, with jitter)", NULL, false, NULL},
-        {"retry_max", SINK_OPT_DURATION, "60s", "the longest wait between attempts", NULL, false,
-         NULL},
-        {"max_line", SINK_OPT_COUNT, "2048",
-         "lines longer than this many characters are counted and reported (Flume's "
-         "maxLineLength); 0 turns the check off",
-         NULL, false, NULL},
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
+        {.name = "type",
+         .kind = SINK_OPT_CHOICE,
+         .help = "the sink type",
+         .choices = "dir|webhdfs|http"},
+        {.name = "select",
+         .kind = SINK_OPT_STRING,
+         .default_value = "*/*/*",
+         .help = "CLIENT[/DB[/STORE]] patterns, comma-separated, * matches any run of characters",
+         .check = check_select},
+        {.name = "max_records",
+         .kind = SINK_OPT_COUNT,
+         .default_value = "10000",
+         .help = "a batch closes at this many changes",
+         SINK_BIND(struct sink_config, max_records)},
+        {.name = "max_bytes",
+         .kind = SINK_OPT_SIZE,
+         .default_value = "8M",
+         .help = "... or at this many bytes of change lines",
+         SINK_BIND(struct sink_config, max_bytes)},
+        {.name = "max_age",
+         .kind = SINK_OPT_DURATION,
+         .default_value = "500ms",
+         .help = "... or when its first change is this old",
+         SINK_BIND(struct sink_config, max_age_ms)},
+        {.name = "retry_initial",
+         .kind = SINK_OPT_DURATION,
+         .default_value = "200ms",
+         .help = "first wait after a failed attempt (then doubled, with jitter)",
+         SINK_BIND(struct sink_config, retry_initial_ms)},
+        {.name = "retry_max",
+         .kind = SINK_OPT_DURATION,
+         .default_value = "60s",
+         .help = "the longest wait between attempts",
+         SINK_BIND(struct sink_config, retry_max_ms)},
+        {.name = "max_line",
+         .kind = SINK_OPT_COUNT,
+         .default_value = "2048",
+         .help = "lines longer than this many characters are counted and reported (Flume's "
+                 "maxLineLength); 0 turns the check off",
+         SINK_BIND(struct sink_config, max_line)},
+        {0},
 };
 
 const struct sink_option config_file_options[] = {
-        {"prefix", SINK_OPT_STRING, "idbmount",
-         "file names are PREFIX-NODE-EPOCH-FIRSTSEQ-LASTSEQ.jsonl", NULL, false, check_prefix},
-        {"partition", SINK_OPT_STRING, "",
-         "subdirectory template in UTC, e.g. ${YEAR}/${MONTH}/${DAY}/${HOUR}", NULL, false,
-         check_partition},
-        {"done_flag", SINK_OPT_STRING, "",
-         "empty file (e.g. _SUCCESS) written in a partition once its period closed and its "
-         "last batch landed",
-         NULL, false, check_done_flag},
-        {"flag_empty_periods", SINK_OPT_BOOL, "true",
-         "with done_flag: a period without any batch still gets its directory and flag when it "
-         "closes (from the sink's first period on), as Falcon feeds and Oozie datasets expect; "
-         "false: flags only where batches landed",
-         NULL, false, NULL},
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
+        {.name = "prefix",
+         .kind = SINK_OPT_STRING,
+         .default_value = "idbmount",
+         .help = "file names are PREFIX-NODE-EPOCH-FIRSTSEQ-LASTSEQ.jsonl",
+         .check = check_prefix,
+         SINK_BIND(struct sink_config, prefix)},
+        {.name = "partition",
+         .kind = SINK_OPT_STRING,
+         .default_value = "",
+         .help = "subdirectory template in UTC, e.g. ${YEAR}/${MONTH}/${DAY}/${HOUR}",
+         .check = check_partition,
+         SINK_BIND(struct sink_config, partition)},
+        {.name = "done_flag",
+         .kind = SINK_OPT_STRING,
+         .default_value = "",
+         .help = "empty file (e.g. _SUCCESS) written in a partition once its period closed and "
+                 "its last batch landed",
+         .check = check_done_flag,
+         SINK_BIND(struct sink_config, done_flag)},
+        {.name = "flag_empty_periods",
+         .kind = SINK_OPT_BOOL,
+         .default_value = "true",
+         .help = "with done_flag: a period without any batch still gets its directory and flag "
+                 "when it closes (from the sink's first period on), as Falcon feeds and Oozie "
+                 "datasets expect; false: flags only where batches landed",
+         SINK_BIND(struct sink_config, flag_empty_periods)},
+        {0},
 };
 
 /* Parses digits into *out; false on anything else or overflow. */
@@ -628,54 +662,98 @@ static const struct sink_option *option_for(const struct sink_type *type, const 
 	return o;
 }
 
-static const struct sink_setting *setting_of(const struct sink_config *cfg, const char *name)
+/* The last setting of option `o` in `cfg`, or NULL. */
+static const struct sink_setting *setting_of(const struct sink_config *cfg,
+                                             const struct sink_option *o)
 {
 	const struct sink_setting *found = NULL;
 	for (size_t i = 0; i < cfg->n_settings; i++)
-		if (strcmp(cfg->settings[i].option->name, name) == 0)
+		if (cfg->settings[i].option == o)
 			found = &cfg->settings[i];
 	return found;
 }
 
-static const char *value_or_default(const struct sink_config *cfg, const char *name)
+static const char *value_or_default(const struct sink_config *cfg, const struct sink_option *o)
 {
-	const struct sink_setting *s = setting_of(cfg, name);
+	const struct sink_setting *s = setting_of(cfg, o);
 	if (s)
 		return s->value;
-	const struct sink_option *o = option_for(cfg->type, name);
-	return o && o->default_value ? o->default_value : "";
+	return o->default_value ? o->default_value : "";
 }
 
-const char *sink_config_string(const struct sink_config *cfg, const char *name)
+/* The index of `text` among the choices "a|b|c" of `o` (checked valid). */
+static int choice_index(const struct sink_option *o, const char *text)
 {
-	return value_or_default(cfg, name);
-}
-
-int64_t sink_config_number(const struct sink_config *cfg, const char *name)
-{
-	const struct sink_option *o = option_for(cfg->type, name);
-	int64_t v = 0;
-	char why[256];
-	if (o)
-		config_parse_value(o, value_or_default(cfg, name), &v, why, sizeof(why));
-	return v;
-}
-
-bool sink_config_bool(const struct sink_config *cfg, const char *name)
-{
-	return sink_config_number(cfg, name) != 0;
-}
-
-const char *sink_config_value_at(const struct sink_config *cfg, const char *name, size_t i)
-{
-	for (size_t k = 0; k < cfg->n_settings; k++) {
-		if (strcmp(cfg->settings[k].option->name, name) != 0)
-			continue;
-		if (i == 0)
-			return cfg->settings[k].value;
-		i--;
+	size_t len = strlen(text);
+	int index = 0;
+	for (const char *c = o->choices; c && *c; index++) {
+		const char *bar = strchr(c, '|');
+		size_t n = bar ? (size_t)(bar - c) : strlen(c);
+		if (n == len && strncmp(c, text, n) == 0)
+			return index;
+		c = bar ? bar + 1 : c + n;
 	}
-	return NULL;
+	return 0;
+}
+
+/* Collects every value of repeatable option `o`, in file order. */
+static int bind_list(const struct sink_config *cfg, const struct sink_option *o,
+                     struct sink_strings *out)
+{
+	out->values = calloc(cfg->n_settings ? cfg->n_settings : 1, sizeof(*out->values));
+	out->n = 0;
+	if (!out->values)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_settings; i++)
+		if (cfg->settings[i].option == o)
+			out->values[out->n++] = cfg->settings[i].value;
+	return 0;
+}
+
+int sink_options_bind(const struct sink_config *cfg, const struct sink_option *table, void *ctx)
+{
+	for (const struct sink_option *o = table; o && o->name; o++) {
+		void *at = (char *)ctx + o->offset;
+		const char *text = value_or_default(cfg, o);
+		int64_t number = 0;
+		char why[256];
+		/* Checked when the file was read: this parse cannot fail. */
+		if (o->field == SINK_FIELD_NUMBER || o->field == SINK_FIELD_BOOL)
+			config_parse_value(o, text, &number, why, sizeof(why));
+		switch (o->field) {
+		case SINK_FIELD_NONE:
+			break;
+		case SINK_FIELD_STRING:
+			*(const char **)at = text;
+			break;
+		case SINK_FIELD_NUMBER:
+			*(int64_t *)at = number;
+			break;
+		case SINK_FIELD_BOOL:
+			*(bool *)at = number != 0;
+			break;
+		case SINK_FIELD_CHOICE:
+			*(int *)at = choice_index(o, text);
+			break;
+		case SINK_FIELD_LIST:
+			if (bind_list(cfg, o, at) != 0)
+				return -ENOMEM;
+			break;
+		}
+	}
+	return 0;
+}
+
+void sink_options_unbind(const struct sink_option *table, void *ctx)
+{
+	for (const struct sink_option *o = table; o && o->name; o++) {
+		if (o->field != SINK_FIELD_LIST)
+			continue;
+		struct sink_strings *list = (struct sink_strings *)((char *)ctx + o->offset);
+		free(list->values);
+		list->values = NULL;
+		list->n = 0;
+	}
 }
 
 static void sink_config_free(struct sink_config *c)
@@ -755,7 +833,7 @@ static struct sink_config *validate_section(struct reader *r, const struct raw_s
 			             : " ('idbmountctl sink list' shows the keys)");
 			continue;
 		}
-		const struct sink_setting *dup = setting_of(c, o->name);
+		const struct sink_setting *dup = setting_of(c, o);
 		if (dup && !o->repeatable) {
 			report(r, l->line, "[sink %s]: '%s' is set twice (first on line %d)",
 			       s->name, l->name, dup->line);
@@ -789,27 +867,30 @@ static struct sink_config *validate_section(struct reader *r, const struct raw_s
 		sink_config_free(c);
 		return NULL;
 	}
+	const struct sink_option *select = find_option(config_common_options, "select");
+	const struct sink_option *max_records = find_option(config_common_options, "max_records");
 	char why[512];
-	if (split_select(value_or_default(c, "select"), &c->select, &c->n_select, why,
-	                 sizeof(why)) != 0) {
+	if (split_select(value_or_default(c, select), &c->select, &c->n_select, why, sizeof(why)) !=
+	    0) {
 		report(r, s->line, "[sink %s]: select: %s", s->name, why);
 		sink_config_free(c);
 		return NULL;
 	}
-	c->max_records = setting_of(c, "max_records") || !type->default_max_records
-	                         ? sink_config_number(c, "max_records")
-	                         : type->default_max_records;
-	c->max_bytes = sink_config_number(c, "max_bytes");
-	c->max_age_ms = sink_config_number(c, "max_age");
-	c->retry_initial_ms = sink_config_number(c, "retry_initial");
-	c->retry_max_ms = sink_config_number(c, "retry_max");
-	c->max_line = sink_config_number(c, "max_line");
-	c->prefix = type->files ? value_or_default(c, "prefix") : "idbmount";
-	c->partition = type->files ? value_or_default(c, "partition") : "";
-	c->done_flag = type->files ? value_or_default(c, "done_flag") : "";
-	c->flag_empty_periods = type->files && sink_config_bool(c, "flag_empty_periods");
+	/* The common options are bound into the sink's config once, here, as
+	 * a sink binds its own into its context. */
+	sink_options_bind(c, config_common_options, c);
+	if (!setting_of(c, max_records) && type->default_max_records)
+		c->max_records = type->default_max_records;
+	if (type->files) {
+		sink_options_bind(c, config_file_options, c);
+	} else {
+		c->prefix = "idbmount";
+		c->partition = "";
+		c->done_flag = "";
+		c->flag_empty_periods = false;
+	}
 	if (c->max_records == 0) {
-		const struct sink_setting *m = setting_of(c, "max_records");
+		const struct sink_setting *m = setting_of(c, max_records);
 		report(r, m ? m->line : s->line, "[sink %s]: max_records must be at least 1",
 		       s->name);
 	}

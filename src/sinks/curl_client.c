@@ -17,20 +17,14 @@ static void global_init(void)
 	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char *err,
-                     size_t err_len)
+int curl_client_init(struct curl_client *c, char *err, size_t err_len)
 {
-	memset(c, 0, sizeof(*c));
 	atomic_init(&c->cancelled, false);
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK) {
 		snprintf(err, err_len, "libcurl: %s", curl_easy_strerror(global_rc));
 		return -EIO;
 	}
-	c->timeout_ms = (long)sink_config_number(cfg, "timeout");
-	c->connect_timeout_ms = (long)sink_config_number(cfg, "connect_timeout");
-	snprintf(c->ca_file, sizeof(c->ca_file), "%s", sink_config_string(cfg, "tls_ca_file"));
-	c->verify = sink_config_bool(cfg, "tls_verify");
 	c->body_max = BODY_CAP;
 	c->curl = curl_easy_init();
 	if (!c->curl) {
@@ -107,12 +101,12 @@ void curl_client_request(struct curl_client *c, const char *method, const char *
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, c->verify ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, c->verify ? 2L : 0L);
-	if (c->ca_file[0])
+	if (c->ca_file && c->ca_file[0])
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);

@@ -6,41 +6,46 @@
 #ifndef IDBMOUNT_SINKS_CURL_CLIENT_H
 #define IDBMOUNT_SINKS_CURL_CLIENT_H
 
-#include "idbmount/util/buf.h"
 #include "idbmount/sinks/config.h"
+#include "idbmount/util/buf.h"
 
 #include <curl/curl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
-/* The options every libcurl sink has, for its option table. */
-#define CURL_CLIENT_OPTIONS                                                                        \
-	{"timeout", SINK_OPT_DURATION, "30s", "longest time for one request", NULL, false, NULL},  \
-	        {"connect_timeout",                                                                \
-	         SINK_OPT_DURATION,                                                                \
-	         "5s",                                                                             \
-	         "longest time to connect",                                                        \
-	         NULL,                                                                             \
-	         false,                                                                            \
-	         NULL},                                                                            \
-	        {"tls_ca_file",                                                                    \
-	         SINK_OPT_STRING,                                                                  \
-	         "",                                                                               \
-	         "CA certificates (PEM) to check the server with, instead of the system's",        \
-	         NULL,                                                                             \
-	         false,                                                                            \
-	         NULL},                                                                            \
+/* The options every libcurl sink has, for the option table of `type`, a
+ * sink context holding its struct curl_client as `client`. */
+#define CURL_CLIENT_OPTIONS(type)                                                                  \
+	{.name = "timeout",                                                                        \
+	 .kind = SINK_OPT_DURATION,                                                                \
+	 .default_value = "30s",                                                                   \
+	 .help = "longest time for one request",                                                   \
+	 SINK_BIND(type, client.timeout_ms)},                                                      \
+	        {.name = "connect_timeout",                                                        \
+	         .kind = SINK_OPT_DURATION,                                                        \
+	         .default_value = "5s",                                                            \
+	         .help = "longest time to connect",                                                \
+	         SINK_BIND(type, client.connect_timeout_ms)},                                      \
+	        {.name = "tls_ca_file",                                                            \
+	         .kind = SINK_OPT_STRING,                                                          \
+	         .default_value = "",                                                              \
+	         .help = "CA certificates (PEM) to check the server with, instead of the "         \
+	                 "system's",                                                               \
+	         SINK_BIND(type, client.ca_file)},                                                 \
 	{                                                                                          \
-		"tls_verify", SINK_OPT_BOOL, "true",                                               \
-		        "check the server's certificate and name (https)", NULL, false, NULL       \
+		.name = "tls_verify", .kind = SINK_OPT_BOOL, .default_value = "true",              \
+		.help = "check the server's certificate and name (https)",                         \
+		SINK_BIND(type, client.verify)                                                     \
 	}
 
 struct curl_client {
-	CURL *curl;
-	long timeout_ms;
-	long connect_timeout_ms;
-	char ca_file[1024];
+	/* Bound from CURL_CLIENT_OPTIONS before curl_client_init. */
+	int64_t timeout_ms;
+	int64_t connect_timeout_ms;
+	const char *ca_file;
 	bool verify;
+
+	CURL *curl;
 	char errbuf[CURL_ERROR_SIZE];
 	atomic_bool cancelled; /* set by curl_client_cancel from any thread */
 	size_t body_max;       /* answers are cut there (64 KiB unless set after init) */
@@ -54,9 +59,8 @@ struct curl_response {
 	char error[CURL_ERROR_SIZE + 64]; /* for code != CURLE_OK */
 };
 
-/* Reads the common options and makes the handle. 0 or -errno. */
-int curl_client_init(struct curl_client *c, const struct sink_config *cfg, char *err,
-                     size_t err_len);
+/* Makes the handle of `c`, whose options are bound. 0 or -errno. */
+int curl_client_init(struct curl_client *c, char *err, size_t err_len);
 void curl_client_cleanup(struct curl_client *c);
 
 /* Makes the request in progress, and every later one, fail at once

@@ -34,6 +34,7 @@
  */
 #include "idbmount/sinks/config.h"
 #include "idbmount/sinks/sink.h"
+#include "idbmount/util/mkdirs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +47,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* In the order of the option's choices. */
 enum acknowledge {
 	ACK_PUBLISH,
 	ACK_RENAME,
@@ -53,11 +55,14 @@ enum acknowledge {
 };
 
 struct dir_sink {
-	char path[PATH_MAX];
-	char completed_suffix[64];
-	char done_flag[256];
+	/* Bound from the options (dir_options). */
+	const char *configured_path;
+	const char *completed_suffix;
 	bool fsync;
-	enum acknowledge acknowledge;
+	int acknowledge; /* enum acknowledge */
+
+	char path[PATH_MAX]; /* configured_path without trailing slashes */
+	const char *done_flag;
 	int inotify;   /* -1 unless acknowledge is rename or delete */
 	int64_t taken; /* found at start, reported by the first poll */
 };
@@ -128,34 +133,12 @@ static int fsync_dir(const char *dir)
 
 /* mkdir -p `dir` (below the sink's path, which exists); a directory made
  * here is fsynced into its parent, so a batch inside it survives a crash. */
-static int make_dirs(struct dir_sink *d, const char *dir)
+static int make_dirs(const struct dir_sink *d, const char *dir)
 {
 	struct stat sb;
 	if (stat(dir, &sb) == 0)
 		return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
-	char copy[PATH_MAX];
-	snprintf(copy, sizeof(copy), "%s", dir);
-	for (char *p = copy + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(copy, 0755) == 0) {
-			char *slash = strrchr(copy, '/');
-			*slash = '\0';
-			int rc = d->fsync ? fsync_dir(copy) : 0;
-			*slash = '/';
-			if (rc)
-				return rc;
-		} else if (errno != EEXIST) {
-			return -errno;
-		}
-		*p = '/';
-	}
-	if (mkdir(copy, 0755) != 0 && errno != EEXIST)
-		return -errno;
-	char *slash = strrchr(copy, '/');
-	*slash = '\0';
-	return d->fsync ? fsync_dir(copy) : 0;
+	return mkdirs(dir, 0755, d->fsync, NULL, 0);
 }
 
 /* The batch's directory, temp and final paths. */
@@ -167,6 +150,13 @@ static int batch_paths(const struct dir_sink *d, const struct sink_batch *b, cha
 	int t = snprintf(tmp, PATH_MAX, "%s/.%s.tmp", dir, b->name);
 	int f = snprintf(final, PATH_MAX, "%s/%s", dir, b->name);
 	return n >= PATH_MAX || t >= PATH_MAX || f >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* A batch or partition whose path does not fit: no retry can change it. */
+static enum sink_result too_long(char *msg, size_t msg_len, const char *name)
+{
+	snprintf(msg, msg_len, "%s: path too long", name);
+	return SINK_ERROR;
 }
 
 static enum sink_result fail(char *msg, size_t msg_len, const char *what, const char *path, int err)
@@ -216,10 +206,8 @@ static enum sink_result dir_stage(void *ctx, const struct sink_batch *b, char *m
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	return write_temp(d, b, dir, tmp, msg, msg_len);
 }
 
@@ -228,10 +216,8 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	if (access(tmp, F_OK) != 0) {
 		/* Staged, then removed by hand: write it again from the log. */
 		enum sink_result res = write_temp(d, b, dir, tmp, msg, msg_len);
@@ -286,10 +272,8 @@ static enum sink_result dir_recover(void *ctx, const struct sink_batch *b, bool 
 {
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX], completed[PATH_MAX + 64];
-	if (batch_paths(d, b, dir, tmp, final)) {
-		snprintf(msg, msg_len, "%s: path too long", b->name);
-		return SINK_ERROR;
-	}
+	if (batch_paths(d, b, dir, tmp, final))
+		return too_long(msg, msg_len, b->name);
 	snprintf(completed, sizeof(completed), "%s%s", final, d->completed_suffix);
 	struct stat sb;
 	if (stat(final, &sb) == 0 || (d->completed_suffix[0] && stat(completed, &sb) == 0)) {
@@ -317,10 +301,8 @@ static enum sink_result dir_close_period(void *ctx, const char *partition, char 
 	struct dir_sink *d = ctx;
 	char dir[PATH_MAX], flag[PATH_MAX + 300];
 	int n = snprintf(dir, sizeof(dir), "%s/%s", d->path, partition);
-	if (n < 0 || (size_t)n >= sizeof(dir)) {
-		snprintf(msg, msg_len, "%s: path too long", partition);
-		return SINK_ERROR;
-	}
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return too_long(msg, msg_len, partition);
 	snprintf(flag, sizeof(flag), "%s/%s", dir, d->done_flag);
 	int rc = make_dirs(d, dir);
 	if (rc)
@@ -337,41 +319,62 @@ static enum sink_result dir_close_period(void *ctx, const char *partition, char 
 	return SINK_OK;
 }
 
+static bool check_suffix(const char *value, char *why, size_t why_len)
+{
+	if (strchr(value, '/')) {
+		snprintf(why, why_len, "must not hold '/'");
+		return false;
+	}
+	return true;
+}
+
+static const struct sink_option dir_options[] = {
+        {.name = "path",
+         .kind = SINK_OPT_PATH,
+         .help = "the directory the batches go to (made if missing)",
+         SINK_BIND(struct dir_sink, configured_path)},
+        {.name = "completed_suffix",
+         .kind = SINK_OPT_STRING,
+         .default_value = ".COMPLETED",
+         .help = "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a "
+                 "batch found under that name counts as delivered after a crash",
+         .check = check_suffix,
+         SINK_BIND(struct dir_sink, completed_suffix)},
+        {.name = "acknowledge",
+         .kind = SINK_OPT_CHOICE,
+         .default_value = "publish",
+         .help = "when a batch counts as taken (the delivered seq): when published, when a "
+                 "consumer renames it (Flume), or deletes it (NiFi GetFile)",
+         .choices = "publish|rename|delete",
+         SINK_BIND(struct dir_sink, acknowledge)},
+        {.name = "fsync",
+         .kind = SINK_OPT_BOOL,
+         .default_value = "true",
+         .help = "fsync each file and its directory before it counts as delivered",
+         SINK_BIND(struct dir_sink, fsync)},
+        {0},
+};
+
 static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
 {
 	struct dir_sink *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	snprintf(d->path, sizeof(d->path), "%s", sink_config_string(cfg, "path"));
+	sink_options_bind(cfg, dir_options, d);
+	snprintf(d->path, sizeof(d->path), "%s", d->configured_path);
 	size_t len = strlen(d->path);
 	while (len > 1 && d->path[len - 1] == '/')
 		d->path[--len] = '\0';
-	snprintf(d->completed_suffix, sizeof(d->completed_suffix), "%s",
-	         sink_config_string(cfg, "completed_suffix"));
-	snprintf(d->done_flag, sizeof(d->done_flag), "%s", cfg->done_flag);
-	d->fsync = sink_config_bool(cfg, "fsync");
-	const char *ack = sink_config_string(cfg, "acknowledge");
-	d->acknowledge = strcmp(ack, "rename") == 0   ? ACK_RENAME
-	                 : strcmp(ack, "delete") == 0 ? ACK_DELETE
-	                                              : ACK_PUBLISH;
+	d->done_flag = cfg->done_flag;
 	d->inotify = -1;
 	/* The directory itself is made here, with its parents, so that a
 	 * path that cannot be made stops the daemon at start. */
-	char copy[PATH_MAX];
-	snprintf(copy, sizeof(copy), "%s", d->path);
-	for (char *p = copy + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
-			snprintf(err, err_len, "cannot make %s: %s", copy, strerror(errno));
-			free(d);
-			return -EINVAL;
-		}
-		*p = c;
-		if (!c)
-			break;
+	char failed[PATH_MAX];
+	int rc = mkdirs(d->path, 0755, false, failed, sizeof(failed));
+	if (rc) {
+		snprintf(err, err_len, "cannot make %s: %s", failed, strerror(-rc));
+		free(d);
+		return -EINVAL;
 	}
 	if (access(d->path, W_OK | X_OK) != 0) {
 		snprintf(err, err_len, "cannot write into %s: %s", d->path, strerror(errno));
@@ -400,31 +403,6 @@ static void dir_close(void *ctx)
 		close(d->inotify);
 	free(d);
 }
-
-static bool check_suffix(const char *value, char *why, size_t why_len)
-{
-	if (strchr(value, '/')) {
-		snprintf(why, why_len, "must not hold '/'");
-		return false;
-	}
-	return true;
-}
-
-static const struct sink_option dir_options[] = {
-        {"path", SINK_OPT_PATH, NULL, "the directory the batches go to (made if missing)", NULL,
-         false, NULL},
-        {"completed_suffix", SINK_OPT_STRING, ".COMPLETED",
-         "what a consumer appends to a file it took (Flume spooldir's fileSuffix); a batch "
-         "found under that name counts as delivered after a crash",
-         NULL, false, check_suffix},
-        {"acknowledge", SINK_OPT_CHOICE, "publish",
-         "when a batch counts as taken (the delivered seq): when published, when a consumer "
-         "renames it (Flume), or deletes it (NiFi GetFile)",
-         "publish|rename|delete", false, NULL},
-        {"fsync", SINK_OPT_BOOL, "true",
-         "fsync each file and its directory before it counts as delivered", NULL, false, NULL},
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
-};
 
 const struct sink_type sink_type_dir = {
         .name = "dir",

@@ -34,8 +34,8 @@
  */
 #include "curl_client.h"
 
-#include "idbmount/sinks/config.h"
 #include "idbmount/codec/json_text.h"
+#include "idbmount/sinks/config.h"
 #include "idbmount/sinks/sink.h"
 
 #include <errno.h>
@@ -44,15 +44,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* In the order of the option's choices. */
 enum http_format {
 	FORMAT_FLUME_JSON,
 	FORMAT_JSONL,
 };
 
 struct http_sink {
+	/* Bound from the options (http_options), with the client's. */
 	struct curl_client client;
-	char *url;
-	enum http_format format;
+	const char *url;
+	int format; /* enum http_format */
+	struct sink_strings header_lines;
+
 	struct curl_slist *headers; /* configured ones and Content-Type */
 	struct buf body;
 };
@@ -181,65 +185,6 @@ static enum sink_result http_recover(void *ctx, const struct sink_batch *b, bool
 	return SINK_OK;
 }
 
-static void http_cancel(void *ctx)
-{
-	struct http_sink *h = ctx;
-	curl_client_cancel(&h->client);
-}
-
-static void http_close(void *ctx)
-{
-	struct http_sink *h = ctx;
-	if (!h)
-		return;
-	curl_client_cleanup(&h->client);
-	curl_slist_free_all(h->headers);
-	buf_free(&h->body);
-	free(h->url);
-	free(h);
-}
-
-static int http_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
-{
-	struct http_sink *h = calloc(1, sizeof(*h));
-	if (!h)
-		return -ENOMEM;
-	int rc = curl_client_init(&h->client, cfg, err, err_len);
-	if (rc) {
-		free(h);
-		return rc;
-	}
-	h->url = strdup(sink_config_string(cfg, "url"));
-	h->format = strcmp(sink_config_string(cfg, "format"), "jsonl") == 0 ? FORMAT_JSONL
-	                                                                    : FORMAT_FLUME_JSON;
-	/* The body of a batch is at most max_bytes of lines, each escaped
-	 * (at most 6 bytes per byte) and wrapped with its headers. */
-	buf_init(&h->body,
-	         (size_t)cfg->max_bytes * 6 + (size_t)cfg->max_records * 1024 + 64u * 1024 * 1024);
-	h->headers = curl_slist_append(NULL, h->format == FORMAT_JSONL
-	                                             ? "Content-Type: application/x-ndjson"
-	                                             : "Content-Type: application/json; "
-	                                               "charset=UTF-8");
-	for (size_t i = 0; h->headers; i++) {
-		const char *v = sink_config_value_at(cfg, "header", i);
-		if (!v)
-			break;
-		struct curl_slist *more = curl_slist_append(h->headers, v);
-		if (!more) {
-			curl_slist_free_all(h->headers);
-			h->headers = NULL;
-		}
-		h->headers = more;
-	}
-	if (!h->url || !h->headers) {
-		http_close(h);
-		snprintf(err, err_len, "out of memory");
-		return -ENOMEM;
-	}
-	*ctx = h;
-	return 0;
-}
-
 /* "Name: value": a token, a colon, and no line breaks. */
 static bool check_header(const char *value, char *why, size_t why_len)
 {
@@ -255,16 +200,84 @@ static bool check_header(const char *value, char *why, size_t why_len)
 }
 
 static const struct sink_option http_options[] = {
-        {"url", SINK_OPT_URL, NULL, "where batches are POSTed, e.g. http://flume:5140/", NULL,
-         false, NULL},
-        {"format", SINK_OPT_CHOICE, "flume-json",
-         "flume-json: Flume JSONHandler events; jsonl: the change lines", "flume-json|jsonl", false,
-         NULL},
-        {"header", SINK_OPT_STRING, "", "an extra request header 'Name: value' (repeatable)", NULL,
-         true, check_header},
-        CURL_CLIENT_OPTIONS,
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
+        {.name = "url",
+         .kind = SINK_OPT_URL,
+         .help = "where batches are POSTed, e.g. http://flume:5140/",
+         SINK_BIND(struct http_sink, url)},
+        {.name = "format",
+         .kind = SINK_OPT_CHOICE,
+         .default_value = "flume-json",
+         .help = "flume-json: Flume JSONHandler events; jsonl: the change lines",
+         .choices = "flume-json|jsonl",
+         SINK_BIND(struct http_sink, format)},
+        {.name = "header",
+         .kind = SINK_OPT_STRING,
+         .default_value = "",
+         .help = "an extra request header 'Name: value' (repeatable)",
+         .repeatable = true,
+         .check = check_header,
+         SINK_BIND(struct http_sink, header_lines)},
+        CURL_CLIENT_OPTIONS(struct http_sink),
+        {0},
 };
+
+static void http_cancel(void *ctx)
+{
+	struct http_sink *h = ctx;
+	curl_client_cancel(&h->client);
+}
+
+static void http_close(void *ctx)
+{
+	struct http_sink *h = ctx;
+	if (!h)
+		return;
+	curl_client_cleanup(&h->client);
+	curl_slist_free_all(h->headers);
+	buf_free(&h->body);
+	sink_options_unbind(http_options, h);
+	free(h);
+}
+
+static int http_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
+{
+	struct http_sink *h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	int rc = sink_options_bind(cfg, http_options, h);
+	if (!rc)
+		rc = curl_client_init(&h->client, err, err_len);
+	if (rc) {
+		if (rc == -ENOMEM)
+			snprintf(err, err_len, "out of memory");
+		sink_options_unbind(http_options, h);
+		free(h);
+		return rc;
+	}
+	/* The body of a batch is at most max_bytes of lines, each escaped
+	 * (at most 6 bytes per byte) and wrapped with its headers. */
+	buf_init(&h->body,
+	         (size_t)cfg->max_bytes * 6 + (size_t)cfg->max_records * 1024 + 64u * 1024 * 1024);
+	h->headers = curl_slist_append(NULL, h->format == FORMAT_JSONL
+	                                             ? "Content-Type: application/x-ndjson"
+	                                             : "Content-Type: application/json; "
+	                                               "charset=UTF-8");
+	for (size_t i = 0; h->headers && i < h->header_lines.n; i++) {
+		struct curl_slist *more = curl_slist_append(h->headers, h->header_lines.values[i]);
+		if (!more) {
+			curl_slist_free_all(h->headers);
+			h->headers = NULL;
+		}
+		h->headers = more;
+	}
+	if (!h->headers) {
+		http_close(h);
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	*ctx = h;
+	return 0;
+}
 
 const struct sink_type sink_type_http = {
         .name = "http",

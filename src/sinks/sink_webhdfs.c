@@ -51,7 +51,7 @@
  * sweep    LISTSTATUS of the staging directory, DELETE of this data
  *          directory's attempts and of its staged copies that no staged
  *          intent needs (a parked batch is written again when unparked):
- *          at start and every 10 minutes, between batches (flusher.c).
+ *          at start and every 10 minutes, between batches (src/flusher/sweep.c).
  *          Names of other nodes and data directories are left alone.
  * close_period  CREATE of the empty done flag with overwrite=false; an
  *          existing flag (FileAlreadyExistsException) is fine.
@@ -104,15 +104,27 @@
  * attempts in flight, litter of daemons that are gone). */
 #define LIST_MAX (16u * 1024 * 1024)
 
+/* In the order of the option's choices. */
+enum compression {
+	COMPRESSION_NONE,
+	COMPRESSION_GZIP,
+};
+
 struct webhdfs_sink {
+	/* Bound from the options (webhdfs_options), with the client's. */
 	struct curl_client client;
+	const char *configured_url;
+	const char *configured_path;
+	const char *configured_user; /* "" for the daemon's user */
+	bool httpfs;
+	bool noredirect;
+	int compression; /* enum compression */
+
 	char base[1024];    /* the URL up to and including /webhdfs/v1 */
 	char path[1024];    /* the HDFS directory */
 	char staging[1200]; /* PATH/.idbmount-staging/SINK */
 	char user[256];
-	char done_flag[256];
-	bool httpfs;
-	bool noredirect;
+	const char *done_flag;
 	bool gzip;
 	char last_dir[2048]; /* made by MKDIRS already */
 	/* The batch recover found staged where versions before the staging
@@ -726,12 +738,50 @@ static void webhdfs_close(void *ctx)
 	free(w);
 }
 
+static const struct sink_option webhdfs_options[] = {
+        {.name = "url",
+         .kind = SINK_OPT_URL,
+         .help = "the NameNode's (or HttpFS's) HTTP address, e.g. http://namenode:9870",
+         SINK_BIND(struct webhdfs_sink, configured_url)},
+        {.name = "path",
+         .kind = SINK_OPT_STRING,
+         .help = "the HDFS directory the batches go to",
+         .check = check_hdfs_path,
+         SINK_BIND(struct webhdfs_sink, configured_path)},
+        {.name = "user",
+         .kind = SINK_OPT_STRING,
+         .default_value = "",
+         .help = "user.name to act as (default: the daemon's user)",
+         SINK_BIND(struct webhdfs_sink, configured_user)},
+        {.name = "httpfs",
+         .kind = SINK_OPT_BOOL,
+         .default_value = "false",
+         .help = "the server is HttpFS: send the data with the first PUT (data=true), no "
+                 "redirect",
+         SINK_BIND(struct webhdfs_sink, httpfs)},
+        {.name = "noredirect",
+         .kind = SINK_OPT_BOOL,
+         .default_value = "false",
+         .help = "ask the NameNode for the DataNode's address as JSON (noredirect=true) "
+                 "instead of a 307",
+         SINK_BIND(struct webhdfs_sink, noredirect)},
+        {.name = "compression",
+         .kind = SINK_OPT_CHOICE,
+         .default_value = "none",
+         .help = "gzip writes NAME.gz files",
+         .choices = "none|gzip",
+         SINK_BIND(struct webhdfs_sink, compression)},
+        CURL_CLIENT_OPTIONS(struct webhdfs_sink),
+        {0},
+};
+
 static int webhdfs_init(const struct sink_config *cfg, void **ctx, char *err, size_t err_len)
 {
 	struct webhdfs_sink *w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	int rc = curl_client_init(&w->client, cfg, err, err_len);
+	sink_options_bind(cfg, webhdfs_options, w);
+	int rc = curl_client_init(&w->client, err, err_len);
 	if (rc) {
 		free(w);
 		return rc;
@@ -739,12 +789,11 @@ static int webhdfs_init(const struct sink_config *cfg, void **ctx, char *err, si
 	buf_init(&w->url, 16384);
 	/* deflateBound of a batch: max_bytes and one line over it, and a bit. */
 	buf_init(&w->packed, (size_t)cfg->max_bytes * 2 + 96u * 1024 * 1024);
-	const char *url = sink_config_string(cfg, "url");
-	size_t len = strlen(url);
-	while (len && url[len - 1] == '/')
+	size_t len = strlen(w->configured_url);
+	while (len && w->configured_url[len - 1] == '/')
 		len--;
-	snprintf(w->base, sizeof(w->base), "%.*s/webhdfs/v1", (int)len, url);
-	snprintf(w->path, sizeof(w->path), "%s", sink_config_string(cfg, "path"));
+	snprintf(w->base, sizeof(w->base), "%.*s/webhdfs/v1", (int)len, w->configured_url);
+	snprintf(w->path, sizeof(w->path), "%s", w->configured_path);
 	len = strlen(w->path);
 	while (len > 1 && w->path[len - 1] == '/')
 		w->path[--len] = '\0';
@@ -762,39 +811,17 @@ static int webhdfs_init(const struct sink_config *cfg, void **ctx, char *err, si
 	w->client.body_max = LIST_MAX;
 	if (getrandom(&w->token_seed, sizeof(w->token_seed), 0) != (ssize_t)sizeof(w->token_seed))
 		w->token_seed = (uint32_t)getpid() ^ (uint32_t)time(NULL);
-	const char *user = sink_config_string(cfg, "user");
+	const char *user = w->configured_user;
 	if (!*user) {
 		struct passwd *pw = getpwuid(geteuid());
 		user = pw ? pw->pw_name : "idbmount";
 	}
 	snprintf(w->user, sizeof(w->user), "%s", user);
-	snprintf(w->done_flag, sizeof(w->done_flag), "%s", cfg->done_flag);
-	w->httpfs = sink_config_bool(cfg, "httpfs");
-	w->noredirect = sink_config_bool(cfg, "noredirect");
-	w->gzip = strcmp(sink_config_string(cfg, "compression"), "gzip") == 0;
+	w->done_flag = cfg->done_flag;
+	w->gzip = w->compression == COMPRESSION_GZIP;
 	*ctx = w;
 	return 0;
 }
-
-static const struct sink_option webhdfs_options[] = {
-        {"url", SINK_OPT_URL, NULL,
-         "the NameNode's (or HttpFS's) HTTP address, e.g. http://namenode:9870", NULL, false, NULL},
-        {"path", SINK_OPT_STRING, NULL, "the HDFS directory the batches go to", NULL, false,
-         check_hdfs_path},
-        {"user", SINK_OPT_STRING, "", "user.name to act as (default: the daemon's user)", NULL,
-         false, NULL},
-        {"httpfs", SINK_OPT_BOOL, "false",
-         "the server is HttpFS: send the data with the first PUT (data=true), no redirect", NULL,
-         false, NULL},
-        {"noredirect", SINK_OPT_BOOL, "false",
-         "ask the NameNode for the DataNode's address as JSON (noredirect=true) instead of a "
-         "307",
-         NULL, false, NULL},
-        {"compression", SINK_OPT_CHOICE, "none", "gzip writes NAME.gz files", "none|gzip", false,
-         NULL},
-        CURL_CLIENT_OPTIONS,
-        {NULL, 0, NULL, NULL, NULL, false, NULL},
-};
 
 const struct sink_type sink_type_webhdfs = {
         .name = "webhdfs",

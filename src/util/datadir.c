@@ -2,6 +2,7 @@
  * programs use it, so `idbmount MNT` and `idbmountctl` agree with no
  * configuration at all. */
 #include "idbmount/util/datadir.h"
+#include "idbmount/util/mkdirs.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -11,23 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* mkdir -p for the parents of and the directory `path` itself. */
-static int make_dirs(char *path)
-{
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		int rc = mkdir(path, 0700);
-		*p = '/';
-		if (rc != 0 && errno != EEXIST)
-			return -errno;
-	}
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 int datadir_default(char *out, size_t outlen)
 {
@@ -47,7 +31,7 @@ int datadir_default(char *out, size_t outlen)
 		n = snprintf(out, outlen, "%s/.local/share/idbmount", home);
 	if (n < 0 || (size_t)n >= outlen)
 		return -ENAMETOOLONG;
-	return make_dirs(out);
+	return mkdirs(out, 0700, false, NULL, 0);
 }
 
 int datadir_private_file(const char *path, bool create)

@@ -69,13 +69,13 @@ struct config {
 int config_load(const char *path, struct config **out, char *err, size_t err_len);
 void config_free(struct config *cfg);
 
-/* A type option's value, or its default ("" when it has none). */
-const char *sink_config_string(const struct sink_config *cfg, const char *name);
-/* A COUNT, SIZE (bytes) or DURATION (ms) option's value, or its default. */
-int64_t sink_config_number(const struct sink_config *cfg, const char *name);
-bool sink_config_bool(const struct sink_config *cfg, const char *name);
-/* The values of a repeatable option, in file order: the i-th, or NULL. */
-const char *sink_config_value_at(const struct sink_config *cfg, const char *name, size_t i);
+/* Fills the fields of `ctx` that the options of `table` are bound to
+ * (SINK_BIND, sink.h), each from its value in `cfg` or its default, as the
+ * config check parsed it. A sink's init calls it once; nothing looks an
+ * option up by name after. Returns 0 or -ENOMEM. */
+int sink_options_bind(const struct sink_config *cfg, const struct sink_option *table, void *ctx);
+/* Frees what binding `table` into `ctx` allocated (the lists). */
+void sink_options_unbind(const struct sink_option *table, void *ctx);
 
 /* The options every sink has, and those of file-writing types; each ends
  * with {NULL}. For `idbmountctl sink list`. */

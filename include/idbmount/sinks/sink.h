@@ -2,8 +2,10 @@
  *
  * A sink type is one file under src/sinks/ that ends in one exported
  * `const struct sink_type`: a table of its options (name, default, kind,
- * help), which config.c validates a config file against and `idbmountctl
- * sink list` prints, and a handful of callbacks. The flusher (flusher.c),
+ * help, and the field of the sink's context each one fills), which config.c
+ * validates a config file against, `idbmountctl sink list` prints and the
+ * sink's init binds into its context in one call (sink_options_bind,
+ * config.h), as Fluent Bit's config map does; and a handful of callbacks. The flusher (flusher.c),
  * not the sink, owns cursors, batching, selectors, the change-line
  * rendering, retries and backoff: a callback makes one attempt and answers
  *
@@ -72,6 +74,36 @@ enum sink_option_kind {
 	SINK_OPT_PATH,     /* an absolute file system path */
 };
 
+/* The C type of the context field an option is bound to (SINK_BIND). */
+enum sink_field {
+	SINK_FIELD_NONE,   /* not bound */
+	SINK_FIELD_STRING, /* const char *: the value or default, owned by the config */
+	SINK_FIELD_NUMBER, /* int64_t: a COUNT, a SIZE in bytes, a DURATION in ms */
+	SINK_FIELD_BOOL,   /* bool */
+	SINK_FIELD_CHOICE, /* int: the value's index in `choices` */
+	SINK_FIELD_LIST,   /* struct sink_strings: every value of a repeatable option */
+};
+
+/* The values of a repeatable option, in file order (sink_options_unbind
+ * frees the array, not the strings: the config owns those). */
+struct sink_strings {
+	const char **values;
+	size_t n;
+};
+
+/* The field kind of an lvalue: a field of another C type does not compile. */
+#define SINK_FIELD_OF(lvalue)                                                                      \
+	_Generic((lvalue),                                                                         \
+	        const char *: SINK_FIELD_STRING,                                                   \
+	        int64_t: SINK_FIELD_NUMBER,                                                        \
+	        bool: SINK_FIELD_BOOL,                                                             \
+	        int: SINK_FIELD_CHOICE,                                                            \
+	        struct sink_strings: SINK_FIELD_LIST)
+
+/* In an option's initializer: binds it to `member` of the context `type`. */
+#define SINK_BIND(type, member)                                                                    \
+	.field = SINK_FIELD_OF(((type *)0)->member), .offset = offsetof(type, member)
+
 struct sink_option {
 	const char *name;
 	enum sink_option_kind kind;
@@ -83,6 +115,10 @@ struct sink_option {
 	bool repeatable;     /* may be given several times (http headers) */
 	/* Further checks beyond the kind; false with the reason in `why`. */
 	bool (*check)(const char *value, char *why, size_t why_len);
+	/* Where sink_options_bind puts the value (SINK_BIND); SINK_FIELD_NONE
+	 * for an option the engine reads otherwise (type, select). */
+	enum sink_field field;
+	size_t offset;
 };
 
 /* One batch as the callbacks see it. */
