@@ -39,13 +39,13 @@ static struct store_change change(int64_t seq, int64_t ts_ms)
 	        .ts_ms = ts_ms,
 	        .client = "alice",
 	        .db = "shop",
-	        .store = "orders",
+	        .objstore = "orders",
 	        .key = "1",
 	        .rev = 1,
 	        .origin = ORIGIN_IMPORT,
 	        .value = "{\"n\":1}",
 	        .name = "1.json",
-	        .store_id = 1,
+	        .objstore_id = 1,
 	};
 	return c;
 }
