@@ -15,11 +15,11 @@
 #ifndef IDBMOUNT_HTTP_INTERNAL_H
 #define IDBMOUNT_HTTP_INTERNAL_H
 
-#include "idbmount/util/buf.h"
 #include "idbmount/http/http.h"
 #include "idbmount/store/store.h"
 #include "idbmount/store/store_sinks.h"
 #include "idbmount/store/store_sync.h"
+#include "idbmount/util/buf.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -89,6 +89,11 @@ struct http_request {
  * message on stderr. */
 struct store *http_store(struct http *h);
 
+/* The server's configuration, for handlers. */
+const struct http_config *http_server_config(const struct http *h);
+/* Counts pushed mutations for /metrics. */
+void http_count_mutations(struct http *h, int64_t ok, int64_t conflicts, int64_t replayed);
+
 /* ---- replies (http.c) ---- each queues exactly one response. */
 
 /* Adds the headers every response carries: CORS for an allowed origin,
@@ -112,26 +117,6 @@ const char *http_query(struct http_request *r, const char *name);
  * absent), -EINVAL after replying 400. */
 int http_query_count(struct http_request *r, const char *name, int64_t fallback, int64_t max,
                      int64_t *out);
-
-/* ---- a push's body (http_sync.c) ----
- * A push body of 1,000 mutations is split, not parsed whole: its members
- * other than "mutations" are parsed into `doc`, and the mutations are left
- * as texts for store_sync_push to parse (on two threads), which reports a
- * text that does not parse as a malformed body. */
-struct http_push_body {
-	json_t *doc;
-	struct json_span *mutations; /* NULL: no "mutations" array */
-	size_t count;
-	char **owned; /* texts written anew from jansson's value, when not split */
-};
-
-/* Reads the body `text` (len bytes) of a push. A body the splitter does
- * not take is parsed whole by jansson, which decides. Returns 0, -EINVAL
- * when the body is no JSON object (the 400's detail in `why`), -ENOMEM.
- * Free *b with http_push_body_free in every case. */
-int http_push_body_read(const char *text, size_t len, struct http_push_body *b, char *why,
-                        size_t why_len);
-void http_push_body_free(struct http_push_body *b);
 
 /* ---- handlers ---- */
 enum MHD_Result http_sync_schema(struct http_request *r);

@@ -121,6 +121,18 @@ struct store *http_store(struct http *h)
 	return st;
 }
 
+const struct http_config *http_server_config(const struct http *h)
+{
+	return &h->cfg;
+}
+
+void http_count_mutations(struct http *h, int64_t ok, int64_t conflicts, int64_t replayed)
+{
+	atomic_fetch_add(&h->mutations_ok, (unsigned long long)ok);
+	atomic_fetch_add(&h->mutations_conflict, (unsigned long long)conflicts);
+	atomic_fetch_add(&h->mutations_replayed, (unsigned long long)replayed);
+}
+
 /* ---- replies ----------------------------------------------------------------- */
 
 static enum http_status_class status_class(unsigned status)

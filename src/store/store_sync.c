@@ -19,9 +19,9 @@
 
 #include "store_internal.h"
 
-#include "idbmount/util/buf.h"
 #include "idbmount/codec/json_text.h"
 #include "idbmount/codec/key.h"
+#include "idbmount/util/buf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -35,8 +35,18 @@ const char store_sync_schema_sql[] =
         "CREATE TABLE IF NOT EXISTS sync_pipelines(id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,"
         " created_ms INTEGER NOT NULL);"
-        /* The answer given to each mutation id, as compact JSON. Rows are
-         * in time order by rowid, so pruning looks at the oldest only. */
+        /* The result given to each mutation id (store_push_result), per
+         * client. Rows are in time order by rowid, so pruning looks at the
+         * oldest only. */
+        "CREATE TABLE IF NOT EXISTS sync_results(id INTEGER PRIMARY KEY,"
+        " client_id INTEGER NOT NULL, mutation_id TEXT NOT NULL,"
+        " conflict INTEGER NOT NULL, rev INTEGER NOT NULL, seq INTEGER NOT NULL,"
+        " key INTEGER, deleted INTEGER NOT NULL, value TEXT, ts_ms INTEGER NOT NULL,"
+        " UNIQUE(client_id, mutation_id));"
+        /* Before sync_results, the answers as the endpoint sent them
+         * (compact JSON). Data directories made then may hold some for
+         * SYNC_MUTATION_RETENTION_DAYS; they are read (Q_RESULT_GET_OLD)
+         * and pruned, never written. */
         "CREATE TABLE IF NOT EXISTS sync_mutations(id INTEGER PRIMARY KEY,"
         " client_id INTEGER NOT NULL, mutation_id TEXT NOT NULL, result TEXT NOT NULL,"
         " ts_ms INTEGER NOT NULL, UNIQUE(client_id, mutation_id));";
@@ -47,9 +57,13 @@ enum sync_stmt {
 	Q_PIPELINE_BY_TOKEN,
 	Q_CLIENT_BY_TOKEN,
 	Q_CLIENT_NAME,
-	Q_MUTATION_GET,
-	Q_MUTATION_PUT,
-	Q_MUTATION_PRUNE,
+	Q_RESULT_GET,
+	Q_RESULT_PUT,
+	Q_RESULT_PRUNE,
+	Q_RESULT_OLD_ANY,
+	Q_RESULT_GET_OLD,
+	Q_RESULT_PRUNE_OLD,
+	Q_RECORD_VALUE,
 	Q_DB_VERSION,
 	Q_DB_SET_VERSION,
 	Q_DB_STORES,
@@ -71,12 +85,28 @@ static const char *const sync_sql[Q_COUNT] = {
         [Q_PIPELINE_BY_TOKEN] = "SELECT id FROM sync_pipelines WHERE token_hash = ?1",
         [Q_CLIENT_BY_TOKEN] = "SELECT id FROM clients WHERE token_hash = ?1",
         [Q_CLIENT_NAME] = "SELECT name FROM clients WHERE id = ?1",
-        [Q_MUTATION_GET] = "SELECT result FROM sync_mutations WHERE client_id = ?1 AND "
-                           "mutation_id = ?2",
-        [Q_MUTATION_PUT] = "INSERT INTO sync_mutations(client_id, mutation_id, result, ts_ms) "
-                           "VALUES (?1, ?2, ?3, ?4)",
-        [Q_MUTATION_PRUNE] = "DELETE FROM sync_mutations WHERE id IN (SELECT id FROM "
-                             "sync_mutations ORDER BY id LIMIT 1000) AND ts_ms < ?1",
+        [Q_RESULT_GET] = "SELECT conflict, rev, seq, key, deleted, value FROM sync_results "
+                         "WHERE client_id = ?1 AND mutation_id = ?2",
+        [Q_RESULT_PUT] = "INSERT INTO sync_results(client_id, mutation_id, conflict, rev, seq, "
+                         "key, deleted, value, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        [Q_RESULT_PRUNE] = "DELETE FROM sync_results WHERE id IN (SELECT id FROM "
+                           "sync_results ORDER BY id LIMIT 1000) AND ts_ms < ?1",
+        [Q_RESULT_OLD_ANY] = "SELECT EXISTS (SELECT 1 FROM sync_mutations)",
+        /* The columns of Q_RESULT_GET, read out of an answer's JSON text
+         * ({id, status:"ok", rev, seq[, key]} or {id, status:"conflict",
+         * current:{rev, value, deleted}}); `->` keeps the value's text as
+         * it was written (numbers past 64 bits too). */
+        [Q_RESULT_GET_OLD] = "SELECT result ->> '$.status' = 'conflict', "
+                             "coalesce(result ->> '$.rev', result ->> '$.current.rev', 0), "
+                             "coalesce(result ->> '$.seq', 0), result ->> '$.key', "
+                             "coalesce(result ->> '$.current.deleted', 0), "
+                             "result -> '$.current.value' FROM sync_mutations "
+                             "WHERE client_id = ?1 AND mutation_id = ?2",
+        [Q_RESULT_PRUNE_OLD] = "DELETE FROM sync_mutations WHERE id IN (SELECT id FROM "
+                               "sync_mutations ORDER BY id LIMIT 1000) AND ts_ms < ?1",
+        /* A live record's value is its last change's (the change log is
+         * never cut), compact: no need to read and parse its file. */
+        [Q_RECORD_VALUE] = "SELECT value FROM changes WHERE seq = ?1 AND op = 0",
         [Q_DB_VERSION] = "SELECT version FROM dbs WHERE id = ?1",
         [Q_DB_SET_VERSION] = "UPDATE dbs SET version = ?2 WHERE id = ?1",
         [Q_DB_STORES] = "SELECT name, keypath, auto_increment, indexes FROM stores "
@@ -542,7 +572,10 @@ struct push {
 	size_t back; /* the writer's next slot to fill, from the back */
 	atomic_bool stop;
 	struct store_push_outcome *outcome;
-	struct buf *out; /* outcome->results: the answers, as JSON text */
+	store_push_result_fn result_fn;
+	void *result_ctx;
+	struct buf value; /* the value of the result being handed over */
+	bool old_results; /* sync_mutations holds rows (Q_RESULT_GET_OLD) */
 };
 
 static void slot_clear(struct slot *sl)
@@ -797,41 +830,103 @@ static int push_target(struct push *p, const char *db, const char *store, struct
 	return rc;
 }
 
-/* Appends the remembered answer to mutation `id` to p->out, if there is
- * one: *found says so. */
-static int remembered(struct push *p, const char *id, bool *found)
+/* Copies `len` bytes of a column into p->value, where res->value then
+ * points (until the next mutation). */
+static int value_copy(struct push *p, sqlite3_stmt *s, int col, struct store_push_result *res)
 {
-	*found = false;
-	sqlite3_stmt *s = sync_stmt(p->st, Q_MUTATION_GET);
+	buf_reset(&p->value);
+	int rc = buf_append(&p->value, sqlite3_column_text(s, col),
+	                    (size_t)sqlite3_column_bytes(s, col));
+	res->value = p->value.data;
+	res->value_len = p->value.len;
+	return rc;
+}
+
+/* Reads a row of Q_RESULT_GET or Q_RESULT_GET_OLD into `res`. */
+static int result_of_row(struct push *p, sqlite3_stmt *s, struct store_push_result *res)
+{
+	res->status = sqlite3_column_int(s, 0) ? STORE_PUSH_CONFLICT : STORE_PUSH_OK;
+	res->rev = sqlite3_column_int64(s, 1);
+	res->seq = sqlite3_column_int64(s, 2);
+	res->has_key = sqlite3_column_type(s, 3) != SQLITE_NULL;
+	res->key = sqlite3_column_int64(s, 3);
+	res->deleted = sqlite3_column_int(s, 4) != 0;
+	res->replayed = true;
+	if (sqlite3_column_type(s, 5) == SQLITE_NULL)
+		return 0;
+	return value_copy(p, s, 5, res);
+}
+
+/* Looks up the result remembered for mutation `id` in `q`; *found says
+ * whether there is one. */
+static int recall_in(struct push *p, enum sync_stmt q, const char *id,
+                     struct store_push_result *res, bool *found)
+{
+	sqlite3_stmt *s = sync_stmt(p->st, q);
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, p->client_id);
 	store_bind_text(s, 2, id);
 	int rc = sqlite3_step(s);
-	int res = 0;
-	if (rc == SQLITE_ROW) {
-		*found = true;
-		p->outcome->replayed++;
-		res = buf_append(p->out, sqlite3_column_text(s, 0),
-		                 (size_t)sqlite3_column_bytes(s, 0));
-	} else if (rc != SQLITE_DONE) {
-		res = store_sql_fail(p->st, rc);
-	}
+	int out = 0;
+	*found = rc == SQLITE_ROW;
+	if (rc == SQLITE_ROW)
+		out = result_of_row(p, s, res);
+	else if (rc != SQLITE_DONE)
+		out = store_sql_fail(p->st, rc);
 	sqlite3_reset(s);
-	return res;
+	return out;
 }
 
-/* Remembers the answer p->out holds from offset `at` on. */
-static int remember(struct push *p, const char *id, size_t at)
+/* Fills `res` with the result remembered for mutation `id`, if there is
+ * one: *found says so. */
+static int recall(struct push *p, const char *id, struct store_push_result *res, bool *found)
 {
-	sqlite3_stmt *s = sync_stmt(p->st, Q_MUTATION_PUT);
+	int rc = recall_in(p, Q_RESULT_GET, id, res, found);
+	if (!rc && !*found && p->old_results)
+		rc = recall_in(p, Q_RESULT_GET_OLD, id, res, found);
+	if (!rc && *found)
+		p->outcome->replayed++;
+	return rc;
+}
+
+/* Remembers result `res` of mutation `id`. */
+static int remember(struct push *p, const char *id, const struct store_push_result *res)
+{
+	sqlite3_stmt *s = sync_stmt(p->st, Q_RESULT_PUT);
 	if (!s)
 		return -EIO;
 	sqlite3_bind_int64(s, 1, p->client_id);
 	store_bind_text(s, 2, id);
-	sqlite3_bind_text(s, 3, p->out->data + at, (int)(p->out->len - at), SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, p->now_ms);
+	sqlite3_bind_int(s, 3, res->status == STORE_PUSH_CONFLICT);
+	sqlite3_bind_int64(s, 4, res->rev);
+	sqlite3_bind_int64(s, 5, res->seq);
+	if (res->has_key)
+		sqlite3_bind_int64(s, 6, res->key);
+	sqlite3_bind_int(s, 7, res->deleted);
+	if (res->value)
+		sqlite3_bind_text(s, 8, res->value, (int)res->value_len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 9, p->now_ms);
 	return store_step_done(p->st, s);
+}
+
+/* Drops the results remembered longer than SYNC_MUTATION_RETENTION_DAYS,
+ * the oldest thousand at most (a push at a time keeps up). */
+static int forget_old(struct push *p)
+{
+	int64_t before = p->now_ms - (int64_t)SYNC_MUTATION_RETENTION_DAYS * 86400000;
+	int rc = 0;
+	for (int old = 0; old < 2 && !rc; old++) {
+		if (old && !p->old_results)
+			break;
+		sqlite3_stmt *s = sync_stmt(p->st, old ? Q_RESULT_PRUNE_OLD : Q_RESULT_PRUNE);
+		rc = s ? 0 : -EIO;
+		if (!rc) {
+			sqlite3_bind_int64(s, 1, before);
+			rc = store_step_done(p->st, s);
+		}
+	}
+	return rc;
 }
 
 /* Moves the store's key generator past number key `key` (IndexedDB:
@@ -937,49 +1032,45 @@ static bool base_agrees(void *ctx, const struct store_record_state *now)
 	return json_integer_value(base) == (now->exists ? now->rev : 0);
 }
 
-/* The answer to a mutation whose base disagrees: the record as it is. */
-static int conflict_answer(struct push *p, const char *id, const struct store_record_state *now)
+/* The result of a mutation whose base disagrees: the record as it is. */
+static int conflict_result(struct push *p, const struct store_record_state *now,
+                           struct store_push_result *res)
 {
-	json_t *value = NULL;
-	char *content = NULL;
-	size_t len = 0;
-	if (now->live &&
-	    store_read_file(p->st, store_ino(STORE_FILE, now->row_id), &content, &len) == 0)
-		value = json_text_parse(content, len, NULL, 0);
-	free(content);
-	if (!value)
-		value = json_null();
-	json_t *answer = json_pack("{s:s, s:s, s:{s:I, s:o, s:b}}", "id", id, "status", "conflict",
-	                           "current", "rev", (json_int_t)(now->exists ? now->rev : 0),
-	                           "value", value, "deleted", !now->live);
-	int rc = answer ? json_text_compact(p->out, answer) : -ENOMEM;
-	json_decref(answer);
+	res->status = STORE_PUSH_CONFLICT;
+	res->rev = now->exists ? now->rev : 0;
+	res->deleted = !now->live;
 	p->outcome->conflicts++;
-	return rc;
+	if (!now->live)
+		return 0;
+	sqlite3_stmt *s = sync_stmt(p->st, Q_RECORD_VALUE);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, now->seq);
+	int rc = sqlite3_step(s);
+	int out = 0;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+		out = value_copy(p, s, 0, res);
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		out = store_sql_fail(p->st, rc);
+	sqlite3_reset(s);
+	return out;
 }
 
-/* The answer to a mutation that was applied. */
-static int ok_answer(struct push *p, const char *id, int64_t rev, int64_t seq,
-                     const json_t *generated_key)
+/* The result of a mutation that was applied. */
+static void ok_result(struct push *p, int64_t rev, int64_t seq, const json_t *generated_key,
+                      struct store_push_result *res)
 {
-	int rc = buf_append_str(p->out, "{\"id\":");
-	if (!rc)
-		rc = json_text_string(p->out, id, strlen(id));
-	if (!rc)
-		rc = buf_printf(p->out, ",\"status\":\"ok\",\"rev\":%lld,\"seq\":%lld",
-		                (long long)rev, (long long)seq);
-	if (!rc && generated_key)
-		rc = buf_printf(p->out, ",\"key\":%lld",
-		                (long long)json_integer_value(generated_key));
-	if (!rc)
-		rc = buf_append_char(p->out, '}');
+	res->status = STORE_PUSH_OK;
+	res->rev = rev;
+	res->seq = seq;
+	res->has_key = generated_key != NULL;
+	res->key = generated_key ? (int64_t)json_integer_value(generated_key) : 0;
 	p->outcome->ok++;
 	if (seq > p->outcome->last_seq)
 		p->outcome->last_seq = seq;
-	return rc;
 }
 
-/* Applies mutation number `i` and appends its answer to p->out. */
+/* Applies mutation number `i` and fills its result. */
 static int push_one(struct push *p, size_t i)
 {
 	struct slot *sl = take_slot(p, i);
@@ -987,6 +1078,9 @@ static int push_one(struct push *p, size_t i)
 	if (!m) {
 		store_set_error(p->st, "malformed JSON: mutation %zu: %s", i, sl->why);
 		p->outcome->malformed = true;
+		p->outcome->malformed_index = i;
+		snprintf(p->outcome->malformed_why, sizeof(p->outcome->malformed_why), "%s",
+		         sl->why);
 		return -EINVAL;
 	}
 	const char *id = NULL;
@@ -994,11 +1088,13 @@ static int push_one(struct push *p, size_t i)
 	int rc = mutation_shape(p, i, m, sl->has_value, &id, &put);
 	if (rc)
 		return rc;
+	struct store_push_result res = {.id = id, .id_len = strlen(id)};
 	bool known = false;
-	rc = remembered(p, id, &known);
+	rc = recall(p, id, &res, &known);
+	if (!rc && known)
+		rc = p->result_fn(p->result_ctx, i, &res);
 	if (rc || known)
 		return rc;
-	size_t at = p->out->len;
 	struct target *t = NULL;
 	rc = push_target(p, json_string_value(json_object_get(m, "db")),
 	                 json_string_value(json_object_get(m, "store")), &t);
@@ -1044,12 +1140,17 @@ static int push_one(struct push *p, size_t i)
 		                         &now, &rev, &seq);
 	}
 	if (rc == STORE_REFUSED)
-		rc = conflict_answer(p, id, &now);
+		rc = conflict_result(p, &now, &res);
 	else if (!rc)
-		rc = ok_answer(p, id, rev, seq, generated ? key : NULL);
+		ok_result(p, rev, seq, generated ? key : NULL, &res);
 	json_decref(key);
 	if (!rc)
-		rc = remember(p, id, at);
+		rc = remember(p, id, &res);
+	if (!rc) {
+		rc = p->result_fn(p->result_ctx, i, &res);
+		if (rc)
+			return rc; /* the callback's reason, not the store's */
+	}
 	if (rc) {
 		/* Name the mutation in the reason. */
 		char reason[sizeof(((struct store *)0)->err)];
@@ -1061,11 +1162,11 @@ static int push_one(struct push *p, size_t i)
 }
 
 int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
-                    size_t count, struct store_push_outcome *outcome)
+                    size_t count, store_push_result_fn fn, void *ctx,
+                    struct store_push_outcome *outcome)
 {
 	store_set_error(st, "%s", "");
 	memset(outcome, 0, sizeof(*outcome));
-	buf_init(&outcome->results, SIZE_MAX / 2);
 	struct push p = {.st = st,
 	                 .client_id = client_id,
 	                 .now_ms = store_now_ns() / 1000000,
@@ -1073,12 +1174,15 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	                 .count = count,
 	                 .back = count,
 	                 .outcome = outcome,
-	                 .out = &outcome->results};
+	                 .result_fn = fn,
+	                 .result_ctx = ctx,
+	                 /* a record's compact form (prepared_value) */
+	                 .value = BUF_INIT(st->max_record * 2 + 64)};
 	pthread_mutex_init(&p.targets_lock, NULL);
 	pthread_mutex_init(&p.ready_lock, NULL);
 	pthread_cond_init(&p.ready, NULL);
 	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
-	int rc = p.slots ? buf_append_char(p.out, '[') : -ENOMEM;
+	int rc = p.slots ? 0 : -ENOMEM;
 	/* Started before the transaction: while this thread waits for the
 	 * write lock (another push writing), the next mutations get parsed. */
 	pthread_t ahead;
@@ -1086,20 +1190,15 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	        !rc && count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
 	if (!rc)
 		rc = store_txn_begin(st);
-	if (rc) {
-		atomic_store(&p.stop, true);
-		if (ahead_runs)
-			pthread_join(ahead, NULL);
-		push_free(&p);
-		buf_free(p.out);
-		return rc;
+	bool in_txn = !rc;
+	if (!rc) {
+		sqlite3_stmt *s = sync_stmt(st, Q_RESULT_OLD_ANY);
+		int64_t any = 0;
+		rc = s ? store_step_int(st, s, &any) : -EIO;
+		p.old_results = any != 0;
 	}
-	for (size_t i = 0; i < count && !rc; i++) {
-		if (i > 0)
-			rc = buf_append_char(p.out, ',');
-		if (!rc)
-			rc = push_one(&p, i);
-	}
+	for (size_t i = 0; i < count && !rc; i++)
+		rc = push_one(&p, i);
 	atomic_store(&p.stop, true);
 	if (ahead_runs)
 		pthread_join(ahead, NULL);
@@ -1107,23 +1206,17 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	 * ended: freeing its allocations while it allocates made both threads
 	 * fight over its malloc arena (twice the CPU time, and slower). */
 	if (!rc)
-		rc = buf_append_char(p.out, ']');
-	if (!rc) {
-		sqlite3_stmt *s = sync_stmt(st, Q_MUTATION_PRUNE);
-		rc = s ? 0 : -EIO;
-		if (!rc) {
-			sqlite3_bind_int64(
-			        s, 1, p.now_ms - (int64_t)SYNC_MUTATION_RETENTION_DAYS * 86400000);
-			rc = store_step_done(st, s);
-		}
-	}
-	rc = store_txn_end(st, rc);
+		rc = forget_old(&p);
+	if (in_txn)
+		rc = store_txn_end(st, rc);
 	push_free(&p);
+	buf_free(&p.value);
 	if (rc) {
-		bool malformed = outcome->malformed;
-		buf_free(p.out);
+		struct store_push_outcome failed = *outcome;
 		memset(outcome, 0, sizeof(*outcome));
-		outcome->malformed = malformed;
+		outcome->malformed = failed.malformed;
+		outcome->malformed_index = failed.malformed_index;
+		memcpy(outcome->malformed_why, failed.malformed_why, sizeof(failed.malformed_why));
 	}
 	return rc;
 }

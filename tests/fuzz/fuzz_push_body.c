@@ -17,7 +17,7 @@
  */
 #include "fuzz.h"
 
-#include "http_internal.h"
+#include "http_push_body.h"
 
 #include "idbmount/codec/json_text.h"
 
