@@ -4,7 +4,8 @@
  * rest of idbmount sees the store through include/idbmount/store/store.h.
  *
  * The store is split by subject: store.c (tree, records, change log,
- * clients), store_sync.c (what the sync endpoint needs), store_sinks.c
+ * clients), store_sync*.c and store_push*.c (what the sync endpoint needs,
+ * store_sync.c tells which file does what), store_sinks.c
  * (what the flusher needs). Each file keeps its own table of statements in
  * its own range of slots of the per-connection statement cache, and its
  * own schema text, run by store_open with CREATE ... IF NOT EXISTS.
@@ -31,7 +32,7 @@ struct prepared_value {
 
 /* Statement cache slots, a range per file. */
 #define STORE_SLOTS_CORE  0   /* store.c */
-#define STORE_SLOTS_SYNC  96  /* store_sync.c */
+#define STORE_SLOTS_SYNC  96  /* store_sync.c, for the sync files */
 #define STORE_SLOTS_SINKS 160 /* store_sinks.c */
 #define STORE_STMT_SLOTS  224
 
@@ -173,7 +174,7 @@ int store_record_put_prepared(struct store *st, int64_t store_id, struct store_p
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);
 
-/* ---- a push's mutation (store_sync.c) ----
+/* ---- a push's mutation (store_push_ahead.c) ----
  * Parses mutation text `t` into *m without its "value" member, whose text
  * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
  * can then be laid out straight from its text. Returns 0, or -EINVAL when
