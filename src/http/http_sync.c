@@ -13,7 +13,7 @@
  * Pull's limit: 500 by default, at most 10000 changes, and an answer stops
  * growing past PULL_SOFT_BYTES (more is then true).
  */
-#include "http_internal.h"
+#include "http_handlers.h"
 #include "http_push_body.h"
 
 #include "idbmount/store/watch.h"
@@ -85,7 +85,7 @@ static struct store *store_or_reply(struct http_request *r)
 
 static void wait_shown(struct http_request *r, struct store *st, int64_t seq, int64_t tree_id)
 {
-	watch_poke(r->server->watch);
+	watch_poke(http_server_watch(r->server));
 	store_daemon_wait_shown(st, seq, tree_id, SHOWN_IDLE_MS, NULL);
 }
 
