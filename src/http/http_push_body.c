@@ -150,19 +150,28 @@ void http_push_body_malformed(const char *text, const struct http_push_body *b, 
 		return;
 	}
 	/* jansson counts lines from 1 and, within a line, characters (UTF-8
-	 * lead bytes) up to and including the one it stopped at. */
+	 * lead bytes, not NUL) up to and including the one it stopped at. */
 	long lines_before = 0, columns_before = 0;
 	for (const char *c = text; c < start; c++) {
 		if (*c == '\n') {
 			lines_before++;
 			columns_before = 0;
-		} else if ((unsigned char)*c < 0x80 ||
+		} else if ((*c && (unsigned char)*c < 0x80) ||
 		           ((unsigned char)*c >= 0xC2 && (unsigned char)*c <= 0xF4)) {
 			columns_before++;
 		}
 	}
 	if (line == 1)
 		column += columns_before;
-	snprintf(why, why_len, "malformed JSON: line %ld column %ld: %s", line + lines_before,
-	         column, rest);
+	/* A text that holds more than one value stops jansson where the body's
+	 * reading stops too, but there the array goes on: ',' or ']' were
+	 * wanted, which jansson words as "']' expected". */
+	const char *trailing = "end of file expected";
+	const char *in_array = "";
+	if (strncmp(rest, trailing, strlen(trailing)) == 0) {
+		rest += strlen(trailing);
+		in_array = "']' expected";
+	}
+	snprintf(why, why_len, "malformed JSON: line %ld column %ld: %s%s", line + lines_before,
+	         column, in_array, rest);
 }
