@@ -37,9 +37,8 @@ static int render_line(void *ctx, const struct store_change *c)
 	struct changes_stream *cs = ctx;
 	if (c->seq > cs->until)
 		return 1;
-	if (changeline_render(&cs->out, c,
-	                      http_server_config(cs->h)->node ? http_server_config(cs->h)->node
-	                                                      : "idbmount")) {
+	const char *node = http_server_config(cs->h)->node;
+	if (changeline_render(&cs->out, c, node ? node : "idbmount")) {
 		cs->failed = true;
 		return 1;
 	}

@@ -11,7 +11,10 @@
  * epoch changes only when the data directory is made anew, so a browser
  * that sees another epoch knows its checkpoint means nothing here.
  * Pull's limit: 500 by default, at most 10000 changes, and an answer stops
- * growing past PULL_SOFT_BYTES (more is then true).
+ * growing past PULL_SOFT_BYTES (more is then true). A push's answer is
+ * rendered here from the store's results (store_push_result), the first
+ * time and on a retry alike, and may take PUSH_ANSWER_BODIES x --max-body:
+ * past that the push is 413 and nothing of it is applied.
  */
 #include "http_handlers.h"
 #include "http_push_body.h"
