@@ -10,7 +10,7 @@
  * the last line's seq. The answer ends at the log's end as it was when the
  * request came, so a busy log cannot keep one answer open for ever.
  */
-#include "http_internal.h"
+#include "http_handlers.h"
 
 #include "idbmount/codec/changeline.h"
 
@@ -37,7 +37,8 @@ static int render_line(void *ctx, const struct store_change *c)
 	struct changes_stream *cs = ctx;
 	if (c->seq > cs->until)
 		return 1;
-	if (changeline_render(&cs->out, c, cs->h->cfg.node ? cs->h->cfg.node : "idbmount")) {
+	const char *node = http_server_config(cs->h)->node;
+	if (changeline_render(&cs->out, c, node ? node : "idbmount")) {
 		cs->failed = true;
 		return 1;
 	}

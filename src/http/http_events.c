@@ -25,10 +25,10 @@
  * The start is ?since=SEQ (or the Last-Event-ID a reconnecting EventSource
  * sends, whichever is later): a change already past it is announced at once.
  */
-#include "http_internal.h"
+#include "http_handlers.h"
 
-#include "idbmount/util/clock.h"
 #include "idbmount/store/watch.h"
+#include "idbmount/util/clock.h"
 #include "idbmount/util/worker.h"
 
 #include <errno.h>
@@ -57,7 +57,7 @@ struct stream {
 };
 
 struct http_events {
-	struct http *h;
+	unsigned keepalive_s; /* a comment on a stream quiet this long */
 	struct watch *watch;
 	struct worker worker; /* the events thread, its store and its lock */
 	pthread_cond_t gone;
@@ -136,7 +136,7 @@ static void *events_main(void *arg)
 	struct http_events *ev = arg;
 	struct resume_list rl = {0};
 	struct seq_list changed = {0};
-	int64_t keepalive_ms = (int64_t)ev->h->cfg.keepalive_s * 1000;
+	int64_t keepalive_ms = (int64_t)ev->keepalive_s * 1000;
 	pthread_mutex_lock(&ev->worker.lock);
 	while (!ev->worker.stop) {
 		if (!ev->changed) {
@@ -191,14 +191,16 @@ static void *events_main(void *arg)
 	return NULL;
 }
 
-int http_events_start(struct http *h, struct watch *watch)
+int http_events_start(const char *datadir, unsigned keepalive_s, struct watch *watch,
+                      struct http_events **out)
 {
+	*out = NULL;
 	struct http_events *ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return -ENOMEM;
-	ev->h = h;
+	ev->keepalive_s = keepalive_s;
 	ev->watch = watch;
-	int rc = worker_open(&ev->worker, h->cfg.datadir, "events");
+	int rc = worker_open(&ev->worker, datadir, "events");
 	if (rc) {
 		free(ev);
 		return rc;
@@ -221,13 +223,12 @@ int http_events_start(struct http *h, struct watch *watch)
 		free(ev);
 		return rc;
 	}
-	h->events = ev;
+	*out = ev;
 	return 0;
 }
 
-void http_events_stop(struct http *h)
+void http_events_stop(struct http_events *ev)
 {
-	struct http_events *ev = h->events;
 	if (!ev)
 		return;
 	if (ev->watch)
@@ -252,9 +253,8 @@ void http_events_stop(struct http *h)
 	pthread_mutex_unlock(&ev->worker.lock);
 }
 
-void http_events_free(struct http *h)
+void http_events_free(struct http_events *ev)
 {
-	struct http_events *ev = h->events;
 	if (!ev)
 		return;
 	/* Called once no request runs (libmicrohttpd has stopped, or never
@@ -266,12 +266,10 @@ void http_events_free(struct http *h)
 	worker_close(&ev->worker);
 	pthread_cond_destroy(&ev->gone);
 	free(ev);
-	h->events = NULL;
 }
 
-long http_events_count(struct http *h)
+long http_events_count(struct http_events *ev)
 {
-	struct http_events *ev = h->events;
 	if (!ev)
 		return 0;
 	pthread_mutex_lock(&ev->worker.lock);
@@ -357,7 +355,7 @@ static void stream_free(void *cls)
 
 enum MHD_Result http_events(struct http_request *r)
 {
-	struct http_events *ev = r->server->events;
+	struct http_events *ev = http_server_events(r->server);
 	int64_t since = 0, last_id = 0;
 	if (http_query_count(r, "since", 0, INT64_MAX, &since))
 		return MHD_YES;

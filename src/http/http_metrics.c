@@ -6,7 +6,7 @@
  * who can reach the port who the clients are). The daemon listens on
  * loopback by default; exposing the port exposes these totals.
  */
-#include "http_internal.h"
+#include "http_handlers.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +28,8 @@ static int metric_head(struct buf *b, const char *name, const char *type, const 
 enum MHD_Result http_metrics(struct http_request *r)
 {
 	struct http *h = r->server;
+	const struct http_config *cfg = http_server_config(h);
+	struct http_counters *n = http_server_counters(h);
 	struct buf b;
 	buf_init(&b, 4u * 1024 * 1024);
 	int rc = metric_head(&b, "idbmount_http_requests_total", "counter",
@@ -37,51 +39,52 @@ enum MHD_Result http_metrics(struct http_request *r)
 			rc = buf_printf(
 			        &b, "idbmount_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
 			        route_label[route], class_label[c],
-			        (unsigned long long)atomic_load(&h->requests[route][c]));
+			        (unsigned long long)atomic_load(&n->requests[route][c]));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_connections", "gauge",
 		                 "HTTP connections open now.");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_connections %lld\n",
-		                (long long)atomic_load(&h->connections));
+		                (long long)atomic_load(&n->connections));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_connections_total", "counter",
 		                 "HTTP connections accepted.");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_connections_total %llu\n",
-		                (unsigned long long)atomic_load(&h->connections_total));
+		                (unsigned long long)atomic_load(&n->connections_total));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_event_streams", "gauge",
 		                 "Server-Sent Event streams open now.");
 	if (!rc)
-		rc = buf_printf(&b, "idbmount_http_event_streams %ld\n", http_events_count(h));
+		rc = buf_printf(&b, "idbmount_http_event_streams %ld\n",
+		                http_events_count(http_server_events(h)));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_request_body_bytes_total", "counter",
 		                 "Bytes of request bodies received.");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_request_body_bytes_total %llu\n",
-		                (unsigned long long)atomic_load(&h->bytes_in));
+		                (unsigned long long)atomic_load(&n->bytes_in));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_bodies_rejected_total", "counter",
 		                 "Request bodies refused for being over the limit, or sent to an "
 		                 "endpoint that takes none (413).");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_bodies_rejected_total %llu\n",
-		                (unsigned long long)atomic_load(&h->body_rejected));
+		                (unsigned long long)atomic_load(&n->body_rejected));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_bodies_deferred_total", "counter",
 		                 "Request bodies refused with 503 because the bodies being read at "
 		                 "once had reached --max-buffered.");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_bodies_deferred_total %llu\n",
-		                (unsigned long long)atomic_load(&h->body_deferred));
+		                (unsigned long long)atomic_load(&n->body_deferred));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_http_request_body_buffered_bytes", "gauge",
 		                 "Bytes of request bodies held now (announced or read), of "
 		                 "--max-buffered.");
 	if (!rc)
 		rc = buf_printf(&b, "idbmount_http_request_body_buffered_bytes %zu\n",
-		                atomic_load(&h->body_buffered));
+		                atomic_load(&n->body_buffered));
 	if (!rc)
 		rc = metric_head(&b, "idbmount_sync_mutations_total", "counter",
 		                 "Pushed mutations answered, by status (replayed: a retried id, "
@@ -91,9 +94,9 @@ enum MHD_Result http_metrics(struct http_request *r)
 		                "idbmount_sync_mutations_total{status=\"ok\"} %llu\n"
 		                "idbmount_sync_mutations_total{status=\"conflict\"} %llu\n"
 		                "idbmount_sync_mutations_total{status=\"replayed\"} %llu\n",
-		                (unsigned long long)atomic_load(&h->mutations_ok),
-		                (unsigned long long)atomic_load(&h->mutations_conflict),
-		                (unsigned long long)atomic_load(&h->mutations_replayed));
+		                (unsigned long long)atomic_load(&n->mutations_ok),
+		                (unsigned long long)atomic_load(&n->mutations_conflict),
+		                (unsigned long long)atomic_load(&n->mutations_replayed));
 	struct store *st = http_store(h);
 	int64_t seq = st ? store_last_seq(st) : -1;
 	if (!rc && seq >= 0) {
@@ -102,8 +105,8 @@ enum MHD_Result http_metrics(struct http_request *r)
 		if (!rc)
 			rc = buf_printf(&b, "idbmount_changes_last_seq %lld\n", (long long)seq);
 	}
-	if (!rc && h->cfg.extra_metrics)
-		rc = h->cfg.extra_metrics(h->cfg.extra_metrics_ctx, &b);
+	if (!rc && cfg->extra_metrics)
+		rc = cfg->extra_metrics(cfg->extra_metrics_ctx, &b);
 	enum MHD_Result res;
 	if (rc)
 		res = http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",

@@ -11,7 +11,7 @@
  * browser revalidate cheaply (304) and never run a stale library after the
  * daemon was upgraded.
  */
-#include "http_internal.h"
+#include "http_handlers.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -11,9 +11,13 @@
  * epoch changes only when the data directory is made anew, so a browser
  * that sees another epoch knows its checkpoint means nothing here.
  * Pull's limit: 500 by default, at most 10000 changes, and an answer stops
- * growing past PULL_SOFT_BYTES (more is then true).
+ * growing past PULL_SOFT_BYTES (more is then true). A push's answer is
+ * rendered here from the store's results (store_push_result), the first
+ * time and on a retry alike, and may take PUSH_ANSWER_BODIES x --max-body:
+ * past that the push is 413 and nothing of it is applied.
  */
-#include "http_internal.h"
+#include "http_handlers.h"
+#include "http_push_body.h"
 
 #include "idbmount/store/watch.h"
 
@@ -28,31 +32,16 @@
 #define PULL_MAX_LIMIT     10000
 #define PULL_SOFT_BYTES    (8u * 1024 * 1024)
 #define PULL_HARD_BYTES    (256u * 1024 * 1024)
-
-/* Parses `text` as a JSON object; NULL with the reason (for a 400's
- * detail) in `why` when it is not one. */
-static json_t *parse_object(const char *text, size_t len, char *why, size_t why_len)
-{
-	char perr[200];
-	json_t *doc = json_text_parse(text, len, perr, sizeof(perr));
-	if (!doc) {
-		snprintf(why, why_len, "malformed JSON: %s", perr);
-		return NULL;
-	}
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		snprintf(why, why_len, "the body must be a JSON object");
-		return NULL;
-	}
-	return doc;
-}
+/* A push's answer may take this many of --max-body. */
+#define PUSH_ANSWER_BODIES 4
 
 /* Parses the body as a JSON object; replies 400 and returns NULL when it is
  * not one. */
 static json_t *body_object(struct http_request *r)
 {
 	char why[256];
-	json_t *doc = parse_object(r->body.data ? r->body.data : "", r->body.len, why, sizeof(why));
+	json_t *doc =
+	        http_parse_object(r->body.data ? r->body.data : "", r->body.len, why, sizeof(why));
 	if (!doc)
 		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);
 	return doc;
@@ -99,7 +88,7 @@ static struct store *store_or_reply(struct http_request *r)
 
 static void wait_shown(struct http_request *r, struct store *st, int64_t seq, int64_t tree_id)
 {
-	watch_poke(r->server->watch);
+	watch_poke(http_server_watch(r->server));
 	store_daemon_wait_shown(st, seq, tree_id, SHOWN_IDLE_MS, NULL);
 }
 
@@ -123,101 +112,80 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 	return res;
 }
 
-void http_push_body_free(struct http_push_body *b)
-{
-	json_decref(b->doc);
-	if (b->owned)
-		for (size_t i = 0; i < b->count; i++)
-			free(b->owned[i]);
-	free(b->owned);
-	free(b->mutations);
-	memset(b, 0, sizeof(*b));
-}
+/* A push's answer, {"results":[...]}, rendered as the store hands over
+ * each result. */
+struct push_answer {
+	struct buf b;
+	bool full; /* an append passed the cap */
+};
 
-/* For a body the splitter does not take but jansson does: the texts are
- * written anew from the parsed mutations. */
-static int push_body_from_doc(struct http_push_body *b)
+/* Renders one result: {id, status:"ok", rev, seq[, key]} or
+ * {id, status:"conflict", current:{rev, value, deleted}}. */
+static int push_result(void *ctx, size_t index, const struct store_push_result *res)
 {
-	json_t *list = json_object_get(b->doc, "mutations");
-	if (!json_is_array(list))
-		return 0;
-	size_t n = json_array_size(list);
-	b->mutations = calloc(n ? n : 1, sizeof(*b->mutations));
-	b->owned = calloc(n ? n : 1, sizeof(*b->owned));
-	if (!b->mutations || !b->owned)
-		return -ENOMEM;
-	for (b->count = 0; b->count < n; b->count++) {
-		char *text = json_dumps(json_array_get(list, b->count), JSON_ENCODE_ANY);
-		if (!text)
-			return -ENOMEM;
-		b->owned[b->count] = text;
-		b->mutations[b->count] = (struct json_span){text, strlen(text)};
-	}
-	json_object_del(b->doc, "mutations");
-	return 0;
-}
-
-/* Splits the body into its members without parsing the mutations. Returns
- * 0, or -EINVAL when it does not split into members that parse (jansson
- * then decides), -ENOMEM. */
-static int push_body_split(const char *text, size_t len, struct http_push_body *b)
-{
-	struct json_member *members = NULL;
-	size_t n = 0;
-	int rc = json_text_members(text, len, &members, &n);
-	b->doc = rc ? NULL : json_object();
-	if (!rc && !b->doc)
-		rc = -ENOMEM;
-	for (size_t i = 0; !rc && i < n; i++) {
-		json_t *name = json_text_parse(members[i].name.text, members[i].name.len, NULL, 0);
-		/* A name holding U+0000, which jansson refuses in a name, must
-		 * not be taken for the name cut there ("mutations\u0000"). */
-		if (!json_text_c_string(name)) {
-			json_decref(name);
-			rc = -EINVAL;
-			break;
-		}
-		bool mutations = strcmp(json_string_value(name), "mutations") == 0;
-		bool list = mutations && members[i].value.text[0] == '[';
-		if (mutations && b->mutations) {
-			/* Given again after an array, whose texts would never be
-			 * parsed: jansson reads the body (the last one counts),
-			 * or says what is wrong with the first. */
-			rc = -EINVAL;
-		} else if (list) {
-			/* Replaces a "mutations" that was no array, as jansson does. */
-			json_object_del(b->doc, "mutations");
-			rc = json_text_elements(members[i].value, &b->mutations, &b->count);
-		} else {
-			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
-			                                NULL, 0);
-			rc = value ? 0 : -EINVAL;
-			if (!rc)
-				rc = json_object_set_new(b->doc, json_string_value(name), value)
-				             ? -ENOMEM
-				             : 0;
-			else
-				json_decref(value);
-		}
-		json_decref(name);
-	}
-	free(members);
+	struct push_answer *a = ctx;
+	struct buf *b = &a->b;
+	int rc = buf_append_str(b, index ? ",{\"id\":" : "{\"id\":");
+	if (!rc)
+		rc = json_text_string(b, res->id, res->id_len);
+	if (!rc && res->status == STORE_PUSH_OK)
+		rc = buf_printf(b, ",\"status\":\"ok\",\"rev\":%lld,\"seq\":%lld",
+		                (long long)res->rev, (long long)res->seq);
+	if (!rc && res->status == STORE_PUSH_OK && res->has_key)
+		rc = buf_printf(b, ",\"key\":%lld", (long long)res->key);
+	if (!rc && res->status == STORE_PUSH_CONFLICT)
+		rc = buf_printf(b, ",\"status\":\"conflict\",\"current\":{\"rev\":%lld,\"value\":",
+		                (long long)res->rev);
+	if (!rc && res->status == STORE_PUSH_CONFLICT)
+		rc = res->value ? buf_append(b, res->value, res->value_len)
+		                : buf_append_str(b, "null");
+	if (!rc && res->status == STORE_PUSH_CONFLICT)
+		rc = buf_printf(b, ",\"deleted\":%s}", res->deleted ? "true" : "false");
+	if (!rc)
+		rc = buf_append_char(b, '}');
+	a->full = rc == -EFBIG;
 	return rc;
 }
 
-int http_push_body_read(const char *text, size_t len, struct http_push_body *b, char *why,
-                        size_t why_len)
+/* Applies the mutations and answers. The answer is capped (a conflict
+ * carries its record's value, up to the record cap, so an answer is not
+ * bounded by the body): past PUSH_ANSWER_BODIES request bodies' worth,
+ * the push is refused (413) and nothing is applied. */
+static enum MHD_Result push_apply(struct http_request *r, struct store *st,
+                                  const struct http_push_body *body)
 {
-	memset(b, 0, sizeof(*b));
-	int rc = push_body_split(text, len, b);
-	if (rc != -EINVAL)
-		return rc;
-	/* Not split: jansson says why it is no JSON object, or takes it. */
-	http_push_body_free(b);
-	b->doc = parse_object(text, len, why, why_len);
-	if (!b->doc)
-		return -EINVAL;
-	return push_body_from_doc(b);
+	size_t max_body = http_server_config(r->server)->max_body;
+	struct push_answer answer = {.b = BUF_INIT(max_body * PUSH_ANSWER_BODIES)};
+	struct store_push_outcome out;
+	int rc = buf_append_str(&answer.b, "{\"results\":[");
+	if (!rc)
+		rc = store_sync_push(st, r->who.id, body->mutations, body->count, push_result,
+		                     &answer, &out);
+	if (!rc) {
+		rc = buf_append_str(&answer.b, "]}\n");
+		answer.full = rc == -EFBIG;
+	}
+	enum MHD_Result res;
+	if (answer.full) {
+		res = http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
+		                       "the answer to these %zu mutations would be over %zu bytes "
+		                       "(the values of conflicting records); nothing was applied: "
+		                       "push fewer mutations at once",
+		                       body->count, answer.b.max);
+	} else if (rc && out.malformed) {
+		char why[256];
+		http_push_body_malformed(r->body.data, body, out.malformed_index, out.malformed_why,
+		                         why, sizeof(why));
+		res = http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);
+	} else if (rc) {
+		res = http_reply_store_error(r, st, rc);
+	} else {
+		http_count_mutations(r->server, out.ok, out.conflicts, out.replayed);
+		wait_shown(r, st, out.last_seq, 0);
+		res = http_reply(r, MHD_HTTP_OK, "application/json", answer.b.data, answer.b.len);
+	}
+	buf_free(&answer.b);
+	return res;
 }
 
 enum MHD_Result http_sync_push(struct http_request *r)
@@ -237,42 +205,13 @@ enum MHD_Result http_sync_push(struct http_request *r)
 		                                  "%s", strerror(-rc));
 	}
 	enum MHD_Result res = MHD_YES;
-	if (!own_client(r, st, body.doc)) {
-		/* replied 403 */
-	} else if (!body.mutations) {
+	if (!own_client(r, st, body.doc))
+		; /* replied 403 */
+	else if (!body.mutations)
 		res = http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
 		                       "want {mutations:[...]}");
-	} else {
-		struct store_push_outcome out;
-		rc = store_sync_push(st, r->who.id, body.mutations, body.count, &out);
-		if (rc && out.malformed) {
-			/* jansson's reason, with the line and column in the body */
-			json_t *doc = body_object(r);
-			if (doc)
-				res = http_reply_store_error(r, st, rc);
-			json_decref(doc);
-		} else if (rc) {
-			res = http_reply_store_error(r, st, rc);
-		} else {
-			atomic_fetch_add(&r->server->mutations_ok, (unsigned long long)out.ok);
-			atomic_fetch_add(&r->server->mutations_conflict,
-			                 (unsigned long long)out.conflicts);
-			atomic_fetch_add(&r->server->mutations_replayed,
-			                 (unsigned long long)out.replayed);
-			wait_shown(r, st, out.last_seq, 0);
-			struct buf answer = BUF_INIT(SIZE_MAX / 2);
-			rc = buf_append_str(&answer, "{\"results\":");
-			if (!rc)
-				rc = buf_append(&answer, out.results.data, out.results.len);
-			if (!rc)
-				rc = buf_append_str(&answer, "}\n");
-			res = rc ? http_reply_store_error(r, st, rc)
-			         : http_reply(r, MHD_HTTP_OK, "application/json", answer.data,
-			                      answer.len);
-			buf_free(&answer);
-		}
-		buf_free(&out.results);
-	}
+	else
+		res = push_apply(r, st, &body);
 	http_push_body_free(&body);
 	return res;
 }

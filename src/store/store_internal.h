@@ -16,7 +16,9 @@
  *   store_files.c      files created, written, removed, renamed; orphans
  *   store_clients.c    clients and their tokens
  *   store_bykey.c      records by CLIENT/DB/STORE path and key
- *   store_sync.c       what the sync endpoint needs
+ *   store_sync*.c      what the sync endpoint needs: tokens, pull, schema
+ *   store_push*.c      pushes: writes, parsing ahead, results (store_sync.c
+ *                      tells which file does what)
  *   store_sinks.c      what the flusher needs
  *   store_open.c       opening a data directory: schema, settings, checkpoints
  * Each file keeps its own table of statements in its own range of slots of
@@ -332,7 +334,7 @@ int store_record_put_prepared(struct store *st, int64_t objstore_id, struct stor
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);
 
-/* ---- a push's mutation (store_sync.c) ----
+/* ---- a push's mutation (store_push_ahead.c) ----
  * Parses mutation text `t` into *m without its "value" member, whose text
  * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
  * can then be laid out straight from its text. Returns 0, or -EINVAL when

@@ -1,5 +1,5 @@
 /* fuzz_mutation.c - a push's mutation text, as store_sync_push reads it
- * (src/store/store_sync.c) and prepares its put (src/store/store_keys.c),
+ * (src/store/store_push_ahead.c) and prepares its put (src/store/store_keys.c),
  * without SQL.
  *
  * The input is one mutation's text. Properties:

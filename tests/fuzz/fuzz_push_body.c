@@ -13,11 +13,17 @@
  *     text that does not parse (so the push is refused as malformed);
  *   - a body that is no object is refused with a reason;
  *   - the mutations are found exactly when the "mutations" member is an
- *     array.
+ *     array;
+ *   - the reason given for the first mutation text that does not parse
+ *     (http_push_body_malformed, from that text's own reason) is the
+ *     whole reading's reason, word for word, line and column in the body
+ *     (but when the whole reading stops first at an integer past 64 bits,
+ *     which it then reads again as JavaScript does and reports where the
+ *     first reading stopped).
  */
 #include "fuzz.h"
 
-#include "http_internal.h"
+#include "http_push_body.h"
 
 #include "idbmount/codec/json_text.h"
 
@@ -53,6 +59,29 @@ static bool same_to_javascript(const json_t *a, const json_t *b)
 		return true;
 	}
 	return json_equal(a, b);
+}
+
+/* The first mutation text that does not parse is reported as the whole
+ * body's reading reports it. */
+static void check_malformed(const char *text, size_t size, const struct http_push_body *b,
+                            bool overflow)
+{
+	char mutation_why[200] = "", whole_why[256] = "", why[256] = "";
+	size_t i = 0;
+	for (; i < b->count; i++) {
+		json_t *m = json_text_parse(b->mutations[i].text, b->mutations[i].len, mutation_why,
+		                            sizeof(mutation_why));
+		json_decref(m);
+		if (!m)
+			break;
+	}
+	FUZZ_CHECK(i < b->count, "no mutation text fails");
+	json_t *whole = http_parse_object(text, size, whole_why, sizeof(whole_why));
+	FUZZ_CHECK(!whole, "the whole body parses");
+	http_push_body_malformed(text, b, i, mutation_why, why, sizeof(why));
+	if (!overflow)
+		FUZZ_CHECK(strcmp(why, whole_why) == 0,
+		           "mutation %zu's reason:\n%s\nthe whole body's:\n%s", i, why, whole_why);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -94,6 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		json_object_set_new(built, "mutations", list);
 	if (!all_parse) {
 		FUZZ_CHECK(!v, "the whole body is read, but a mutation text does not parse");
+		check_malformed(text, size, &b, overflow);
 	} else {
 		FUZZ_CHECK(v, "took a body the whole reading refuses");
 		FUZZ_CHECK(overflow ? same_to_javascript(built, v) : json_equal(built, v),

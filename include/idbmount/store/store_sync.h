@@ -9,9 +9,9 @@
  * reason is in store_last_error() and never names another client's data.
  *
  * Decisions (src/DESIGN.md, "Endpoints", has them in short):
- *   - Mutation ids are remembered per client with the answer given, for
- *     SYNC_MUTATION_RETENTION_DAYS; a retry within that time is answered
- *     with the stored answer, whatever the retried mutation holds.
+ *   - Mutation ids are remembered per client with the result given, for
+ *     SYNC_MUTATION_RETENTION_DAYS; a retry within that time is given the
+ *     stored result, whatever the retried mutation holds.
  *     Conflicts are remembered too: resolving one is a new mutation.
  *   - `base` absent means "write whatever is there" (no check); null means
  *     "I saw no record" (a live record is a conflict; a tombstone is not);
@@ -23,7 +23,7 @@
  *     autoIncrement store gets the store's next number, skipping numbers
  *     already used by a live record (keys written through the mount or
  *     idbmountctl do not advance the generator, so it steps over them);
- *     an explicit number advances it as IndexedDB does. The answer then
+ *     an explicit number advances it as IndexedDB does. The result then
  *     carries the "key". With an inline keyPath the key is taken from the
  *     value when the value has one, and put into it when generated.
  *   - Pull: since=0 is a snapshot (live records only, no tombstones); any
@@ -33,9 +33,9 @@
 #ifndef IDBMOUNT_STORE_SYNC_H
 #define IDBMOUNT_STORE_SYNC_H
 
-#include "idbmount/util/buf.h"
 #include "idbmount/codec/json_text.h"
 #include "idbmount/store/store.h"
+#include "idbmount/util/buf.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -85,28 +85,60 @@ int store_sync_schema(struct store *st, int64_t client_id, const json_t *request
 
 /* ---- push -------------------------------------------------------------- */
 
-/* What a push did. The answers are JSON text, made once: the same bytes
- * are remembered for a retry and sent (a push of 1,000 built, dumped and
- * freed 2,000 jansson objects before). */
+enum store_push_status {
+	STORE_PUSH_OK,       /* applied */
+	STORE_PUSH_CONFLICT, /* refused: the base disagrees with the record */
+};
+
+/* What the store says of one mutation; src/http/ renders it. A retry is
+ * given the result remembered for its id (`replayed`), with the values of
+ * the first time. The texts are borrowed for the call that hands it over. */
+struct store_push_result {
+	enum store_push_status status;
+	bool replayed;
+	const char *id; /* the mutation's id, NUL-terminated, id_len bytes */
+	size_t id_len;
+	/* ok: the revision written; conflict: the record's (0: never stored) */
+	int64_t rev;
+	int64_t seq; /* ok: its change (0: the delete of an absent record) */
+	bool has_key;
+	int64_t key;  /* ok, has_key: the key the server generated */
+	bool deleted; /* conflict: the record is deleted or was never stored */
+	/* conflict: the record's value as compact JSON (as the change log and
+	 * a pull carry it), value_len bytes; NULL when it has none */
+	const char *value;
+	size_t value_len;
+};
+
+/* Takes the result of mutation `index`, in order, inside the push's
+ * transaction. Returns 0, or -errno to fail the push (nothing applied):
+ * -EFBIG when the answer would be too large. */
+typedef int (*store_push_result_fn)(void *ctx, size_t index, const struct store_push_result *res);
+
+/* What a push did, in sum. */
 struct store_push_outcome {
-	struct buf results; /* the array of answers; the caller frees it */
 	int64_t ok, conflicts;
 	int64_t replayed; /* retried ids answered from memory */
-	bool malformed;   /* the error is a mutation's text that does not parse */
 	int64_t last_seq; /* the highest seq applied (0 when none) */
+	/* The error is mutation `malformed_index`'s text, which does not
+	 * parse: `malformed_why` is json_text_parse's reason, its line and
+	 * column counted in that text. */
+	bool malformed;
+	size_t malformed_index;
+	char malformed_why[200];
 };
 
 /* POST /v1/push: applies `count` mutations (each one JSON text, an element
  * of the body's array, json_text_elements) in one transaction with origin
- * "browser". outcome->results is the array of answers, one per mutation in
- * order: {id, status:"ok", rev, seq[, key]} or
- * {id, status:"conflict", current:{rev, value, deleted}}. On an error
- * nothing is applied, the outcome is empty (but for `malformed`: a text
- * did not parse), and the reason names the mutation by index and id.
- * From PUSH_AHEAD_MIN mutations on, a second thread parses and prepares
- * the next mutations while this one writes. */
+ * "browser", handing each one's result to `fn`. On an error (`fn`'s
+ * included) nothing is applied, the outcome is zero (but for `malformed`:
+ * a text did not parse), and the reason names the mutation by index and
+ * id (but for `fn`'s own, which `fn` knows). From PUSH_AHEAD_MIN mutations
+ * on, a second thread parses and prepares the next mutations while this
+ * one writes. */
 int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
-                    size_t count, struct store_push_outcome *outcome);
+                    size_t count, store_push_result_fn fn, void *ctx,
+                    struct store_push_outcome *outcome);
 
 /* ---- pull and events ------------------------------------------------- */
 

@@ -1,0 +1,338 @@
+/* store_push.c - POST /v1/push in the store (store_sync.h): a push's
+ * mutations checked, their targets resolved, their keys generated for
+ * autoIncrement stores, and each applied in one transaction through
+ * store.c's record functions after the `base` check. The mutations are
+ * parsed ahead on a second thread (store_push_ahead.c); what each one did
+ * is said and remembered by store_push_results.c.
+ */
+#include "idbmount/store/store_sync.h"
+
+#include "store_internal.h"
+#include "store_sync_internal.h"
+
+#include "idbmount/codec/json_text.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void push_free(struct push *p)
+{
+	push_slots_free(p);
+	for (size_t i = 0; i < p->ntargets; i++) {
+		free(p->targets[i].db);
+		free(p->targets[i].store);
+		free(p->targets[i].keypath);
+	}
+	free(p->targets);
+	pthread_mutex_destroy(&p->targets_lock);
+	pthread_mutex_destroy(&p->ready_lock);
+	pthread_cond_destroy(&p->ready);
+}
+
+/* Finds or resolves the target of a mutation. -ENOENT for a database or
+ * store this client does not have. */
+static int push_target(struct push *p, const char *db, const char *store, struct target **out)
+{
+	for (size_t i = 0; i < p->ntargets; i++) {
+		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0) {
+			*out = &p->targets[i];
+			return 0;
+		}
+	}
+	struct target t = {0};
+	int64_t db_id = 0;
+	int rc = store_db_resolve(p->st, p->client_id, db, false, ORIGIN_BROWSER, &db_id);
+	if (!rc)
+		rc = store_objstore_resolve(p->st, db_id, store, "null", false, false,
+		                            ORIGIN_BROWSER, &t.store_id);
+	if (rc == -ENOENT) {
+		store_set_error(p->st, "no store '%s' in database '%s' (POST /v1/schema first)",
+		                store, db);
+		return rc;
+	}
+	if (!rc)
+		rc = store_keypath_of(p->st, t.store_id, &t.keypath, &t.autoincrement);
+	if (rc)
+		return rc;
+	t.db = strdup(db);
+	t.store = strdup(store);
+	pthread_mutex_lock(&p->targets_lock);
+	if (t.db && t.store && p->ntargets == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 8;
+		struct target *grown = realloc(p->targets, cap * sizeof(*grown));
+		if (grown) {
+			p->targets = grown;
+			p->cap = cap;
+		}
+	}
+	if (t.db && t.store && p->ntargets < p->cap) {
+		p->targets[p->ntargets] = t;
+		*out = &p->targets[p->ntargets++];
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&p->targets_lock);
+	if (rc) {
+		free(t.db);
+		free(t.store);
+		free(t.keypath);
+	}
+	return rc;
+}
+
+/* Moves the store's key generator past number key `key` (IndexedDB:
+ * an explicit number key >= the generator sets it to floor(key) + 1). */
+static int advance_generator(struct push *p, struct target *t, const json_t *key)
+{
+	if (!t->autoincrement || !json_is_number(key))
+		return 0;
+	double k = json_number_value(key);
+	int64_t next = 0;
+	int rc = store_sync_step_int(p->st, Q_STORE_NEXT_KEY, t->store_id, &next);
+	if (rc || !(k >= (double)next))
+		return rc;
+	double want = floor(k) + 1;
+	next = want > 9007199254740992.0 ? INT64_MAX : (int64_t)want;
+	sqlite3_stmt *s = store_sync_stmt(p->st, Q_STORE_SET_NEXT_KEY);
+	if (!s)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, t->store_id);
+	sqlite3_bind_int64(s, 2, next);
+	return store_step_done(p->st, s);
+}
+
+/* Makes the next key of an autoIncrement store, stepping over numbers a
+ * live record already holds. */
+static int generate_key(struct push *p, struct target *t, json_t **key)
+{
+	int64_t next = 1;
+	int rc = store_sync_step_int(p->st, Q_STORE_NEXT_KEY, t->store_id, &next);
+	while (!rc) {
+		if (next > 9007199254740992LL) {
+			store_set_error(p->st, "the key generator of store '%s' is exhausted",
+			                t->store);
+			return -EINVAL;
+		}
+		json_t *k = json_integer(next);
+		struct store_record_state now;
+		rc = store_record_state(p->st, t->store_id, k, &now);
+		if (!rc && !now.live) {
+			*key = k;
+			return advance_generator(p, t, k);
+		}
+		json_decref(k);
+		next++;
+	}
+	return rc;
+}
+
+/* Checks the shape of mutation `m` (number `i`). */
+static int mutation_shape(struct push *p, size_t i, const json_t *m, bool has_value,
+                          const char **id, bool *put)
+{
+	const json_t *jid = json_object_get(m, "id");
+	const json_t *db = json_object_get(m, "db");
+	const json_t *store = json_object_get(m, "store");
+	const json_t *op = json_object_get(m, "op");
+	const json_t *base = json_object_get(m, "base");
+	const char *why = NULL;
+	if (!json_is_object(m))
+		why = "a mutation is an object {id, db, store, key, op, value, base}";
+	else if (!json_is_string(jid) || json_string_length(jid) == 0 ||
+	         json_string_length(jid) > SYNC_MUTATION_ID_MAX)
+		why = "id is a non-empty string of at most 256 bytes";
+	else if (!json_text_c_string(jid))
+		why = "id holds U+0000 (it would be taken for the id cut there)";
+	else if (!json_is_string(db) || !json_is_string(store))
+		why = "db and store are strings";
+	else if (!json_text_c_string(db) || !json_text_c_string(store))
+		why = "db or store holds U+0000, which a name cannot hold";
+	else if (!json_text_c_string(op) || (strcmp(json_string_value(op), "put") != 0 &&
+	                                     strcmp(json_string_value(op), "delete") != 0))
+		why = "op is \"put\" or \"delete\"";
+	else if (base && !json_is_null(base) &&
+	         !(json_is_integer(base) && json_integer_value(base) >= 0))
+		why = "base is null or a revision number";
+	else if (strcmp(json_string_value(op), "put") == 0 && !has_value)
+		why = "a put needs a value";
+	else if (strcmp(json_string_value(op), "delete") == 0 &&
+	         json_is_null(json_object_get(m, "key")))
+		why = "a delete needs a key";
+	if (why) {
+		if (json_is_string(jid))
+			store_set_error(p->st, "mutation %zu (id %.64s): %s", i,
+			                json_string_value(jid), why);
+		else
+			store_set_error(p->st, "mutation %zu: %s", i, why);
+		return -EINVAL;
+	}
+	*id = json_string_value(jid);
+	*put = strcmp(json_string_value(op), "put") == 0;
+	return 0;
+}
+
+/* Whether the record's state is what `base` (the mutation's member, or
+ * NULL when absent) says the browser saw: the write may go on. */
+static bool base_agrees(void *ctx, const struct store_record_state *now)
+{
+	const json_t *base = ctx;
+	if (!base)
+		return true;
+	if (json_is_null(base))
+		return !now->live;
+	return json_integer_value(base) == (now->exists ? now->rev : 0);
+}
+
+/* Applies mutation number `i` and fills its result. */
+static int push_one(struct push *p, size_t i)
+{
+	struct slot *sl = push_take_slot(p, i);
+	const json_t *m = sl->m;
+	if (!m) {
+		store_set_error(p->st, "malformed JSON: mutation %zu: %s", i, sl->why);
+		p->outcome->malformed = true;
+		p->outcome->malformed_index = i;
+		snprintf(p->outcome->malformed_why, sizeof(p->outcome->malformed_why), "%s",
+		         sl->why);
+		return -EINVAL;
+	}
+	const char *id = NULL;
+	bool put = false;
+	int rc = mutation_shape(p, i, m, sl->has_value, &id, &put);
+	if (rc)
+		return rc;
+	struct store_push_result res = {.id = id, .id_len = strlen(id)};
+	bool known = false;
+	rc = push_recall(p, id, &res, &known);
+	if (!rc && known)
+		rc = p->result_fn(p->result_ctx, i, &res);
+	if (rc || known)
+		return rc;
+	struct target *t = NULL;
+	rc = push_target(p, json_string_value(json_object_get(m, "db")),
+	                 json_string_value(json_object_get(m, "store")), &t);
+	const json_t *given = json_object_get(m, "key");
+	json_t *key = NULL;
+	const json_t *value = sl->value; /* NULL when prepared from its text */
+	bool generated = false;
+	if (!rc && (!given || json_is_null(given))) {
+		bool inline_keys = strcmp(t->keypath, "null") != 0;
+		if (inline_keys && store_keypath_extract(p->st, t->keypath, value, &key) == 0) {
+			/* the key is in the value */
+		} else if (t->autoincrement) {
+			rc = generate_key(p, t, &key);
+			generated = rc == 0;
+		} else {
+			if (!inline_keys)
+				store_set_error(p->st,
+				                "store '%s' has out-of-line keys and no "
+				                "key generator: "
+				                "the mutation needs a key",
+				                t->store);
+			rc = -EINVAL;
+		}
+	} else if (!rc) {
+		key = json_incref((json_t *)given);
+	}
+	struct store_record_state now = {0};
+	json_t *base = json_object_get(m, "base");
+	int64_t rev = 0, seq = 0;
+	if (!rc && put && sl->prepped) {
+		/* push_ahead did the key and the value (the key was given). */
+		rc = store_record_put_prepared(p->st, t->store_id, &sl->prep, value, ORIGIN_BROWSER,
+		                               base_agrees, base, &now, &rev, &seq);
+		if (!rc)
+			rc = advance_generator(p, t, key);
+	} else if (!rc && put) {
+		rc = store_record_put(p->st, t->store_id, t->keypath, key, value, ORIGIN_BROWSER,
+		                      base_agrees, base, &now, &rev, &seq);
+		if (!rc && !generated)
+			rc = advance_generator(p, t, key);
+	} else if (!rc) {
+		rc = store_record_delete(p->st, t->store_id, key, ORIGIN_BROWSER, base_agrees, base,
+		                         &now, &rev, &seq);
+	}
+	if (rc == STORE_REFUSED)
+		rc = push_conflict_result(p, &now, &res);
+	else if (!rc)
+		push_ok_result(p, rev, seq, generated ? key : NULL, &res);
+	json_decref(key);
+	if (!rc)
+		rc = push_remember(p, id, &res);
+	if (!rc) {
+		rc = p->result_fn(p->result_ctx, i, &res);
+		if (rc)
+			return rc; /* the callback's reason, not the store's */
+	}
+	if (rc) {
+		/* Name the mutation in the reason. */
+		char reason[sizeof(((struct store *)0)->err)];
+		snprintf(reason, sizeof(reason), "%s", store_last_error(p->st));
+		store_set_error(p->st, "mutation %zu (id %.64s): %s", i, id,
+		                reason[0] ? reason : strerror(-rc));
+	}
+	return rc;
+}
+
+int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
+                    size_t count, store_push_result_fn fn, void *ctx,
+                    struct store_push_outcome *outcome)
+{
+	store_set_error(st, "%s", "");
+	memset(outcome, 0, sizeof(*outcome));
+	struct push p = {.st = st,
+	                 .client_id = client_id,
+	                 .now_ms = store_now_ns() / 1000000,
+	                 .texts = mutations,
+	                 .count = count,
+	                 .back = count,
+	                 .outcome = outcome,
+	                 .result_fn = fn,
+	                 .result_ctx = ctx,
+	                 /* a record's compact form (prepared_value) */
+	                 .value = BUF_INIT(st->max_record * 2 + 64)};
+	pthread_mutex_init(&p.targets_lock, NULL);
+	pthread_mutex_init(&p.ready_lock, NULL);
+	pthread_cond_init(&p.ready, NULL);
+	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
+	int rc = p.slots ? 0 : -ENOMEM;
+	/* Started before the transaction: while this thread waits for the
+	 * write lock (another push writing), the next mutations get parsed. */
+	pthread_t ahead;
+	bool ahead_runs =
+	        !rc && count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	if (!rc)
+		rc = store_txn_begin(st);
+	bool in_txn = !rc;
+	if (!rc) {
+		sqlite3_stmt *s = store_sync_stmt(st, Q_RESULT_OLD_ANY);
+		int64_t any = 0;
+		rc = s ? store_step_int(st, s, &any) : -EIO;
+		p.old_results = any != 0;
+	}
+	for (size_t i = 0; i < count && !rc; i++)
+		rc = push_one(&p, i);
+	atomic_store(&p.stop, true);
+	if (ahead_runs)
+		pthread_join(ahead, NULL);
+	/* The slots are freed only now, by push_free, once push_ahead has
+	 * ended: freeing its allocations while it allocates made both threads
+	 * fight over its malloc arena (twice the CPU time, and slower). */
+	if (!rc)
+		rc = push_forget_old(&p);
+	if (in_txn)
+		rc = store_txn_end(st, rc);
+	push_free(&p);
+	buf_free(&p.value);
+	if (rc) {
+		struct store_push_outcome failed = *outcome;
+		memset(outcome, 0, sizeof(*outcome));
+		outcome->malformed = failed.malformed;
+		outcome->malformed_index = failed.malformed_index;
+		memcpy(outcome->malformed_why, failed.malformed_why, sizeof(failed.malformed_why));
+	}
+	return rc;
+}

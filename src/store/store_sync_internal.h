@@ -1,0 +1,126 @@
+/* store_sync_internal.h - what the store's sync files share (see
+ * store_sync.c): their statements, and a push under way (store_push.c
+ * writes it, store_push_ahead.c parses ahead of it, store_push_results.c
+ * says and remembers what each mutation did).
+ */
+#ifndef IDBMOUNT_STORE_SYNC_INTERNAL_H
+#define IDBMOUNT_STORE_SYNC_INTERNAL_H
+
+#include "store_internal.h"
+
+#include "idbmount/store/store_sync.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+/* The sync files' statements, one table (store_sync.c), in the store's
+ * range of slots STORE_SLOTS_SYNC. */
+enum sync_stmt {
+	Q_PIPELINE_INSERT,
+	Q_PIPELINE_LIST,
+	Q_PIPELINE_BY_TOKEN,
+	Q_CLIENT_BY_TOKEN,
+	Q_CLIENT_NAME,
+	Q_RESULT_GET,
+	Q_RESULT_PUT,
+	Q_RESULT_PRUNE,
+	Q_RESULT_OLD_ANY,
+	Q_RESULT_GET_OLD,
+	Q_RESULT_PRUNE_OLD,
+	Q_RECORD_VALUE,
+	Q_DB_VERSION,
+	Q_DB_SET_VERSION,
+	Q_DB_STORES,
+	Q_STORE_SET_SHAPE,
+	Q_STORE_SET_INDEXES,
+	Q_STORE_COUNT_LIVE,
+	Q_STORE_NEXT_KEY,
+	Q_STORE_SET_NEXT_KEY,
+	Q_CLIENT_LAST_SEQ,
+	Q_PULL,
+	Q_CHANGED_CLIENTS,
+	Q_COUNT
+};
+
+/* The statement `id`, reset (NULL with the error set when it does not
+ * prepare). */
+sqlite3_stmt *store_sync_stmt(struct store *st, enum sync_stmt id);
+/* Steps one-integer query `id` with ?1 = `a`; *out is kept when there is no
+ * row. Returns 0 or -errno. */
+int store_sync_step_int(struct store *st, enum sync_stmt id, int64_t a, int64_t *out);
+
+/* ---- a push under way ---- */
+
+/* A (db, store) of this push, resolved once. */
+struct target {
+	char *db;
+	char *store;
+	int64_t store_id;
+	char *keypath;
+	bool autoincrement;
+};
+
+/* A push of at least this many mutations is parsed and prepared ahead on a
+ * second thread (push_ahead) while this one writes: on two CPUs the JSON
+ * work and the SQL work overlap. A small push is done in line. */
+#define PUSH_AHEAD_MIN 16
+
+enum slot_state { SLOT_FREE, SLOT_TAKEN, SLOT_READY };
+
+/* One mutation, parsed and, when it can be done without SQL, prepared. */
+struct slot {
+	atomic_int state;
+	json_t *m;      /* the parsed mutation but its value, NULL when it does not parse */
+	bool has_value; /* whether it has a "value" member */
+	json_t *value;  /* the value, parsed: NULL when laid out straight from its text */
+	char why[200];  /* why it does not parse */
+	bool prepped;
+	struct store_put_prep prep; /* for a put with a key, when prepped */
+};
+
+/* A push under way (store_sync_push). */
+struct push {
+	struct store *st;
+	int64_t client_id;
+	int64_t now_ms;
+	const struct json_span *texts;
+	size_t count;
+	struct slot *slots;
+	/* targets grows on this thread and is read by push_ahead. */
+	pthread_mutex_t targets_lock;
+	struct target *targets;
+	size_t ntargets, cap;
+	atomic_size_t next;         /* push_ahead's next slot, from the front */
+	pthread_mutex_t ready_lock; /* with `ready`: push_ahead filled a slot */
+	pthread_cond_t ready;
+	size_t back; /* the writer's next slot to fill, from the back */
+	atomic_bool stop;
+	struct store_push_outcome *outcome;
+	store_push_result_fn result_fn;
+	void *result_ctx;
+	struct buf value; /* the value of the result being handed over */
+	bool old_results; /* sync_mutations holds rows (Q_RESULT_GET_OLD) */
+};
+
+/* Parsing ahead (store_push_ahead.c). push_ahead is the second thread's
+ * body; take_slot gives slot `i` filled, by this thread when push_ahead has
+ * not taken it; push_slots_free frees the slots once push_ahead has
+ * ended. */
+void *push_ahead(void *arg);
+struct slot *push_take_slot(struct push *p, size_t i);
+void push_slots_free(struct push *p);
+
+/* Results (store_push_results.c). push_recall fills `res` with the result
+ * remembered for mutation `id`, if any (*found); push_remember remembers
+ * one; push_forget_old drops those past SYNC_MUTATION_RETENTION_DAYS. */
+int push_recall(struct push *p, const char *id, struct store_push_result *res, bool *found);
+int push_remember(struct push *p, const char *id, const struct store_push_result *res);
+int push_forget_old(struct push *p);
+/* The result of a mutation whose base disagrees: the record as it is. */
+int push_conflict_result(struct push *p, const struct store_record_state *now,
+                         struct store_push_result *res);
+/* The result of a mutation that was applied. */
+void push_ok_result(struct push *p, int64_t rev, int64_t seq, const json_t *generated_key,
+                    struct store_push_result *res);
+
+#endif
