@@ -1,7 +1,7 @@
 /* store_push.c - POST /v1/push in the store (store_sync.h): a push's
  * mutations checked, their targets resolved, their keys generated for
  * autoIncrement stores, and each applied in one transaction through
- * store.c's record functions after the `base` check. The mutations are
+ * store_records.c's record functions after the `base` check. The mutations are
  * parsed ahead on a second thread (store_push_ahead.c); what each one did
  * is said and remembered by store_push_results.c.
  */
