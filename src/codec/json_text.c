@@ -6,7 +6,7 @@
  */
 #include "idbmount/codec/json_text.h"
 
-#include "idbmount/codec/key.h"
+#include "idbmount/codec/number_text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,61 +17,54 @@
 #include <string.h>
 
 /* Appends the characters of a string literal for `s`: as JSON.stringify
- * writes them, raw UTF-8 with only '"', '\\' and controls escaped. */
-static int string_body(struct buf *out, const char *s, size_t len)
+ * writes them, raw UTF-8 with only '"', '\\' and controls escaped. Like
+ * every writer here it leaves a failure in the buffer's sticky error. */
+static void string_body(struct buf *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
-	int rc = 0;
 	size_t run = 0; /* start of the pending run of plain bytes */
-	for (size_t i = 0; i < len && !rc; i++) {
+	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c >= 0x20 && c != '"' && c != '\\')
 			continue;
-		rc = buf_append(out, s + run, i - run);
+		buf_append(out, s + run, i - run);
 		run = i + 1;
-		if (rc)
-			break;
 		switch (c) {
 		case '"':
-			rc = buf_append(out, "\\\"", 2);
+			buf_append(out, "\\\"", 2);
 			break;
 		case '\\':
-			rc = buf_append(out, "\\\\", 2);
+			buf_append(out, "\\\\", 2);
 			break;
 		case '\n':
-			rc = buf_append(out, "\\n", 2);
+			buf_append(out, "\\n", 2);
 			break;
 		case '\r':
-			rc = buf_append(out, "\\r", 2);
+			buf_append(out, "\\r", 2);
 			break;
 		case '\t':
-			rc = buf_append(out, "\\t", 2);
+			buf_append(out, "\\t", 2);
 			break;
 		case '\b':
-			rc = buf_append(out, "\\b", 2);
+			buf_append(out, "\\b", 2);
 			break;
 		case '\f':
-			rc = buf_append(out, "\\f", 2);
+			buf_append(out, "\\f", 2);
 			break;
 		default: {
 			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-			rc = buf_append(out, esc, sizeof(esc));
+			buf_append(out, esc, sizeof(esc));
 		}
 		}
 	}
-	if (!rc)
-		rc = buf_append(out, s + run, len - run);
-	return rc;
+	buf_append(out, s + run, len - run);
 }
 
 int json_text_string(struct buf *out, const char *s, size_t len)
 {
-	int rc = buf_append_char(out, '"');
-	if (!rc)
-		rc = string_body(out, s, len);
-	if (!rc)
-		rc = buf_append_char(out, '"');
-	return rc;
+	buf_append_char(out, '"');
+	string_body(out, s, len);
+	return buf_append_char(out, '"');
 }
 
 static size_t utf8_sequence(const unsigned char *t, size_t len, size_t i);
@@ -80,24 +73,20 @@ int json_text_string_lossy(struct buf *out, const char *s, size_t len)
 {
 	static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
 	const unsigned char *t = (const unsigned char *)s;
-	int rc = buf_append_char(out, '"');
+	buf_append_char(out, '"');
 	size_t run = 0; /* start of the pending run of valid UTF-8 */
-	for (size_t i = 0; i < len && !rc;) {
+	for (size_t i = 0; i < len;) {
 		size_t n = t[i] < 0x80 ? 1 : utf8_sequence(t, len, i);
 		if (n) {
 			i += n;
 			continue;
 		}
-		rc = string_body(out, s + run, i - run);
-		if (!rc)
-			rc = buf_append(out, replacement, 3);
+		string_body(out, s + run, i - run);
+		buf_append(out, replacement, 3);
 		run = ++i;
 	}
-	if (!rc)
-		rc = string_body(out, s + run, len - run);
-	if (!rc)
-		rc = buf_append_char(out, '"');
-	return rc;
+	string_body(out, s + run, len - run);
+	return buf_append_char(out, '"');
 }
 
 static bool is_digit(char c)
@@ -105,104 +94,115 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static int newline_indent(struct buf *out, int indent, int depth)
+static void newline_indent(struct buf *out, int indent, int depth)
 {
 	if (!indent)
-		return 0;
-	int rc = buf_append_char(out, '\n');
-	for (int i = 0; i < indent * depth && !rc; i++)
-		rc = buf_append_char(out, ' ');
-	return rc;
+		return;
+	buf_append_char(out, '\n');
+	for (int i = 0; i < indent * depth; i++)
+		buf_append_char(out, ' ');
 }
 
-static int write_value(struct buf *out, const json_t *v, int indent, int depth)
+/* Stops early once the buffer failed: a value may be large. */
+static void write_value(struct buf *out, const json_t *v, int indent, int depth)
 {
 	char num[32];
-	int rc = 0;
 	switch (json_typeof(v)) {
 	case JSON_NULL:
-		return buf_append(out, "null", 4);
+		buf_append(out, "null", 4);
+		return;
 	case JSON_TRUE:
-		return buf_append(out, "true", 4);
+		buf_append(out, "true", 4);
+		return;
 	case JSON_FALSE:
-		return buf_append(out, "false", 5);
+		buf_append(out, "false", 5);
+		return;
 	case JSON_INTEGER:
-		return buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		buf_printf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		return;
 	case JSON_REAL: {
 		double d = json_real_value(v);
-		if (!isfinite(d))
-			return -EINVAL;
-		int n = key_number_to_string(d, num);
-		return buf_append(out, num, (size_t)n);
+		if (!isfinite(d)) {
+			buf_fail(out, -EINVAL);
+			return;
+		}
+		int n = number_text_format(d, num);
+		buf_append(out, num, (size_t)n);
+		return;
 	}
 	case JSON_STRING:
-		return json_text_string(out, json_string_value(v), json_string_length(v));
+		json_text_string(out, json_string_value(v), json_string_length(v));
+		return;
 	case JSON_ARRAY: {
 		size_t n = json_array_size(v);
-		if (n == 0)
-			return buf_append(out, "[]", 2);
-		rc = buf_append_char(out, '[');
-		for (size_t i = 0; i < n && !rc; i++) {
-			if (i)
-				rc = buf_append_char(out, ',');
-			if (!rc)
-				rc = newline_indent(out, indent, depth + 1);
-			if (!rc)
-				rc = write_value(out, json_array_get(v, i), indent, depth + 1);
+		if (n == 0) {
+			buf_append(out, "[]", 2);
+			return;
 		}
-		if (!rc)
-			rc = newline_indent(out, indent, depth);
-		return rc ? rc : buf_append_char(out, ']');
+		buf_append_char(out, '[');
+		for (size_t i = 0; i < n && !buf_error(out); i++) {
+			if (i)
+				buf_append_char(out, ',');
+			newline_indent(out, indent, depth + 1);
+			write_value(out, json_array_get(v, i), indent, depth + 1);
+		}
+		newline_indent(out, indent, depth);
+		buf_append_char(out, ']');
+		return;
 	}
 	case JSON_OBJECT: {
-		if (json_object_size(v) == 0)
-			return buf_append(out, "{}", 2);
-		rc = buf_append_char(out, '{');
+		if (json_object_size(v) == 0) {
+			buf_append(out, "{}", 2);
+			return;
+		}
+		buf_append_char(out, '{');
 		const char *k;
 		json_t *item;
 		bool first = true;
 		json_object_foreach((json_t *)v, k, item)
 		{
-			if (rc)
+			if (buf_error(out))
 				break;
 			if (!first)
-				rc = buf_append_char(out, ',');
+				buf_append_char(out, ',');
 			first = false;
-			if (!rc)
-				rc = newline_indent(out, indent, depth + 1);
-			if (!rc)
-				rc = json_text_string(out, k, strlen(k));
-			if (!rc)
-				rc = buf_append(out, indent ? ": " : ":", indent ? 2 : 1);
-			if (!rc)
-				rc = write_value(out, item, indent, depth + 1);
+			newline_indent(out, indent, depth + 1);
+			json_text_string(out, k, strlen(k));
+			buf_append(out, indent ? ": " : ":", indent ? 2 : 1);
+			write_value(out, item, indent, depth + 1);
 		}
-		if (!rc)
-			rc = newline_indent(out, indent, depth);
-		return rc ? rc : buf_append_char(out, '}');
+		newline_indent(out, indent, depth);
+		buf_append_char(out, '}');
+		return;
 	}
 	}
-	return -EINVAL;
+	buf_fail(out, -EINVAL);
+}
+
+/* Writes `value`, and "\n" after it if `newline`; on failure rolls the
+ * buffer back to where it was. */
+static int write_text(struct buf *out, const json_t *value, int indent, bool newline)
+{
+	if (buf_error(out))
+		return buf_error(out);
+	size_t mark = out->len;
+	write_value(out, value, indent, 0);
+	if (newline)
+		buf_append_char(out, '\n');
+	int rc = buf_error(out);
+	if (rc)
+		buf_set_len(out, mark);
+	return rc;
 }
 
 int json_text_compact(struct buf *out, const json_t *value)
 {
-	size_t mark = out->len;
-	int rc = write_value(out, value, 0, 0);
-	if (rc)
-		buf_set_len(out, mark);
-	return rc;
+	return write_text(out, value, 0, false);
 }
 
 int json_text_pretty(struct buf *out, const json_t *value)
 {
-	size_t mark = out->len;
-	int rc = write_value(out, value, 2, 0);
-	if (!rc)
-		rc = buf_append_char(out, '\n');
-	if (rc)
-		buf_set_len(out, mark);
-	return rc;
+	return write_text(out, value, 2, true);
 }
 
 /* The value of a text that is one plain token (a string without escapes,
@@ -322,14 +322,13 @@ static size_t string_end(const char *t, size_t len, size_t i);
 int json_text_unindent(struct buf *out, const char *text, size_t len)
 {
 	size_t run = 0; /* start of the pending run of kept bytes */
-	int rc = 0;
-	for (size_t i = 0; i < len && !rc;) {
+	for (size_t i = 0; i < len;) {
 		char c = text[i];
 		if (c == '"') {
 			size_t e = string_end(text, len, i);
 			i = e ? e : len;
 		} else if (is_ws(c)) {
-			rc = buf_append(out, text + run, i - run);
+			buf_append(out, text + run, i - run);
 			while (i < len && is_ws(text[i]))
 				i++;
 			run = i;
@@ -337,9 +336,9 @@ int json_text_unindent(struct buf *out, const char *text, size_t len)
 			i++;
 		}
 	}
-	if (!rc && run < len)
-		rc = buf_append(out, text + run, len - run);
-	return rc;
+	if (run < len)
+		buf_append(out, text + run, len - run);
+	return buf_error(out);
 }
 
 /* ---- splitting ----------------------------------------------------------- */
@@ -616,7 +615,8 @@ static int relayout_code_point(struct relayout *r, unsigned cp)
 {
 	if (cp < 0x80) {
 		char c = (char)cp;
-		return string_body(r->out, &c, 1);
+		string_body(r->out, &c, 1);
+		return buf_error(r->out);
 	}
 	char u[4];
 	size_t n = cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
@@ -713,7 +713,7 @@ static int relayout_string(struct relayout *r, bool name)
  * those digits (DBL_DIG), so ECMAScript's shortest form is the token less
  * the fraction's trailing zeros, in fixed notation while the first digit
  * is at most 6 places after the point. Returns 1 for any other decimal
- * (and writes nothing): key_number_to_string does those. */
+ * (and writes nothing): number_text_format does those. */
 static int relayout_short_decimal(struct relayout *r, size_t start, size_t dot, size_t end)
 {
 	const char *t = r->t;
@@ -798,7 +798,7 @@ static int relayout_number(struct relayout *r)
 	double d = strtod(token, NULL);
 	if (!isfinite(d))
 		return 1;
-	int n = key_number_to_string(d, num);
+	int n = number_text_format(d, num);
 	return buf_append(r->out, num, (size_t)n);
 }
 
@@ -999,6 +999,9 @@ int json_text_pretty_text(struct buf *out, const char *text, size_t len,
 	r->nnames = 0;
 	r->find = find;
 	r->nseg = 0;
+	/* The rollback below would clear an error the buffer came with. */
+	if (buf_error(out))
+		return JSON_TEXT_DECLINED;
 	buf_init(&r->segments, 4096);
 	size_t mark = out->len;
 	int rc = 0;
