@@ -160,7 +160,7 @@ void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *v
                  int flags);
 void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
-/* ---- the handlers (fs_ops.c) ----
+/* ---- the handlers (fs_ops.c, fs_files.c, fs_dirs.c, fs_xattrs.c) ----
  * The read-write mount's table, and the handlers the view shares with it
  * (reads of the tree that do not depend on how the mount caches). */
 extern const struct fuse_lowlevel_ops fs_ops;
