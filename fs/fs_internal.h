@@ -109,7 +109,58 @@ struct fs {
  * deleted only when none does). */
 bool fs_inode_counted(struct fs *fs, uint64_t ino);
 
-/* ---- the handlers (fs_ops.c) ----
+/* ---- what every handler uses (fs_ops.c) ---- */
+struct fs_session *req_session(fuse_req_t req);
+struct fs *req_fs(fuse_req_t req);
+/* This thread's connection, opened on first use; NULL (logged) on failure. */
+struct store *fs_thread_store(struct fs *fs);
+/* This thread's connection for a request that needs one; NULL after
+ * answering the request with EIO. */
+struct store *req_store(fuse_req_t req, struct fs *fs);
+/* Logs why an operation was refused: the only message the person who ran
+ * `cp` or `vim` gets beyond the errno. */
+void fs_log_refusal(struct store *st, const char *op, const char *name, int rc);
+/* Answers an operation that has no result but its errno (logged if any). */
+void fs_reply_result(fuse_req_t req, struct store *st, const char *op, const char *name, int rc);
+void fs_fill_stat(struct fs_session *s, const struct store_node *n, struct stat *stbuf);
+void fs_fill_entry(struct fs_session *s, const struct store_node *n, struct fuse_entry_param *e);
+/* Answers with the entry of `n`, which the kernel then holds. */
+void fs_reply_entry(fuse_req_t req, struct fs_session *s, const struct store_node *n);
+
+/* ---- the handlers of files (fs_files.c) ---- */
+/* The size of unflushed writes on `ino`, if any handle has them. */
+bool fs_dirty_size(struct fs *fs, uint64_t ino, uint64_t *size);
+void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                struct fuse_file_info *fi);
+void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+               struct fuse_file_info *fi);
+void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev);
+void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_write(fuse_req_t req, fuse_ino_t ino, const char *data, size_t size, off_t off,
+              struct fuse_file_info *fi);
+void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* ---- the handlers of names and directories (fs_dirs.c) ---- */
+void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+               const char *newname, unsigned int flags);
+void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode);
+void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name);
+void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name);
+void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname);
+void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+
+/* ---- the handlers of extended attributes (fs_xattrs.c) ---- */
+void fs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+                 int flags);
+void fs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
+/* ---- the handlers (fs_ops.c, fs_files.c, fs_dirs.c, fs_xattrs.c) ----
  * The read-write mount's table, and the handlers the view shares with it
  * (reads of the tree that do not depend on how the mount caches). */
 extern const struct fuse_lowlevel_ops fs_ops;

@@ -20,8 +20,8 @@
  */
 #include "fs_internal.h"
 
-#include "idbmount/util/clock.h"
 #include "idbmount/store/watch.h"
+#include "idbmount/util/clock.h"
 #include "idbmount/util/worker.h"
 
 #include <errno.h>
@@ -44,6 +44,7 @@ struct notifier {
 	bool halted;         /* notifier_halt ran: the thread is gone */
 	atomic_bool halting; /* no new invalidation may start */
 	bool changed;        /* the watch saw a commit since the last catch-up */
+	int64_t next_gc;     /* clock_mono_ms of the next orphan sweep */
 	pthread_cond_t done;
 	/* Inodes FLUSH handlers asked about; served in ticket order. */
 	uint64_t *queue;
@@ -168,41 +169,33 @@ static void on_commit(void *ctx)
 	worker_wake(&n->worker, &n->changed);
 }
 
-static void *notifier_main(void *arg)
+/* Each time a commit or a FLUSH handler wakes it, and every GC_MS. */
+static void notifier_round(struct worker *w, bool woken, void *arg)
 {
 	struct notifier *n = arg;
-	int64_t next_gc = clock_mono_ms() + GC_MS;
-	pthread_mutex_lock(&n->worker.lock);
-	while (!n->worker.stop) {
-		if (n->queue_len == 0 && !n->changed) {
-			struct timespec until = clock_deadline(CLOCK_REALTIME, GC_MS);
-			pthread_cond_timedwait(&n->worker.wake, &n->worker.lock, &until);
-		}
-		uint64_t *queue = n->queue;
-		size_t queue_len = n->queue_len;
-		uint64_t ticket = n->tickets_issued;
-		bool changed = n->changed;
-		n->changed = false;
-		n->queue = NULL;
-		n->queue_len = n->queue_cap = 0;
-		pthread_mutex_unlock(&n->worker.lock);
+	(void)woken;
+	uint64_t *queue = n->queue;
+	size_t queue_len = n->queue_len;
+	uint64_t ticket = n->tickets_issued;
+	bool changed = n->changed;
+	n->changed = false;
+	n->queue = NULL;
+	n->queue_len = n->queue_cap = 0;
+	pthread_mutex_unlock(&w->lock);
 
-		for (size_t i = 0; i < queue_len; i++)
-			inval_inode(n, &n->fs->rw, queue[i]);
-		free(queue);
-		if (changed)
-			catch_up(n);
-		if (clock_mono_ms() >= next_gc) {
-			store_list_orphans(n->worker.st, drop_unheld_orphan, n);
-			next_gc = clock_mono_ms() + GC_MS;
-		}
-
-		pthread_mutex_lock(&n->worker.lock);
-		n->tickets_done = ticket;
-		pthread_cond_broadcast(&n->done);
+	for (size_t i = 0; i < queue_len; i++)
+		inval_inode(n, &n->fs->rw, queue[i]);
+	free(queue);
+	if (changed)
+		catch_up(n);
+	if (clock_mono_ms() >= n->next_gc) {
+		store_list_orphans(w->st, drop_unheld_orphan, n);
+		n->next_gc = clock_mono_ms() + GC_MS;
 	}
-	pthread_mutex_unlock(&n->worker.lock);
-	return NULL;
+
+	pthread_mutex_lock(&w->lock);
+	n->tickets_done = ticket;
+	pthread_cond_broadcast(&n->done);
 }
 
 int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
@@ -219,7 +212,7 @@ int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 	n->watch = watch;
 	/* A commit between reading the logs' ends below and subscribing must
 	 * not wait for the next one: look once at start. */
-	n->changed = true;
+	worker_wake(&n->worker, &n->changed);
 	n->seq = store_last_seq(n->worker.st);
 	n->tree_id = store_last_tree_id(n->worker.st);
 	rc = store_daemon_register(n->worker.st, (int)getpid());
@@ -230,7 +223,8 @@ int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 		return rc;
 	}
 	pthread_cond_init(&n->done, NULL);
-	rc = worker_start(&n->worker, notifier_main, n);
+	n->next_gc = clock_mono_ms() + GC_MS;
+	rc = worker_start_rounds(&n->worker, GC_MS, notifier_round, n);
 	if (!rc) {
 		rc = watch_subscribe(watch, on_commit, n);
 		if (rc)
@@ -254,6 +248,11 @@ void notifier_halt(struct notifier *n)
 	atomic_store(&n->halting, true);
 	watch_unsubscribe(n->watch, on_commit, n);
 	worker_stop(&n->worker);
+	/* A FLUSH handler still waiting must not wait for its deadline: its
+	 * ticket will not be served, and it looks at `stop` when woken. */
+	pthread_mutex_lock(&n->worker.lock);
+	pthread_cond_broadcast(&n->done);
+	pthread_mutex_unlock(&n->worker.lock);
 	store_daemon_unregister(n->worker.st);
 	n->halted = true;
 }
@@ -285,7 +284,7 @@ void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
 	}
 	n->queue[n->queue_len++] = ino;
 	uint64_t ticket = ++n->tickets_issued;
-	pthread_cond_signal(&n->worker.wake);
+	worker_wake_locked(&n->worker);
 	struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
 	while (n->tickets_done < ticket && !n->worker.stop)
 		if (pthread_cond_timedwait(&n->done, &n->worker.lock, &until) == ETIMEDOUT)

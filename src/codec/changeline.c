@@ -75,14 +75,17 @@ static char *put_text(char *p, const char *text)
 	return p + n;
 }
 
-static int field_string(struct buf *out, const char *name, const char *value)
+static void field_string(struct buf *out, const char *name, const char *value)
 {
-	int rc = buf_append_str(out, name);
-	return rc ? rc : json_text_string(out, value, strlen(value));
+	buf_append_str(out, name);
+	json_text_string(out, value, strlen(value));
 }
 
 int changeline_render(struct buf *out, const struct store_change *c, const char *node)
 {
+	/* The rollback below would clear an error the buffer came with. */
+	if (buf_error(out))
+		return buf_error(out);
 	size_t mark = out->len;
 	/* The fixed-size parts are put together on the stack, without
 	 * printf: this runs once per change a sink ships. */
@@ -93,36 +96,26 @@ int changeline_render(struct buf *out, const struct store_change *c, const char 
 	changeline_format_time(c->ts_ms, p);
 	p += strlen(p);
 	*p++ = '"';
-	int rc = buf_append(out, head, (size_t)(p - head));
-	if (!rc)
-		rc = field_string(out, ",\"node\":", node);
-	if (!rc)
-		rc = field_string(out, ",\"client\":", c->client);
-	if (!rc)
-		rc = field_string(out, ",\"db\":", c->db);
-	if (!rc)
-		rc = field_string(out, ",\"store\":", c->objstore);
-	if (!rc)
-		rc = buf_append_str(out, ",\"key\":");
-	if (!rc)
-		rc = buf_append_str(out, c->key);
-	if (!rc) {
-		p = put_text(head, ",\"op\":\"");
-		p = put_text(p, c->deleted ? "delete" : "put");
-		p = put_text(p, "\",\"rev\":");
-		p = put_int(p, c->rev);
-		p = put_text(p, ",\"origin\":\"");
-		p = put_text(p, store_origin_name(c->origin));
-		*p++ = '"';
-		rc = buf_append(out, head, (size_t)(p - head));
+	buf_append(out, head, (size_t)(p - head));
+	field_string(out, ",\"node\":", node);
+	field_string(out, ",\"client\":", c->client);
+	field_string(out, ",\"db\":", c->db);
+	field_string(out, ",\"store\":", c->objstore);
+	buf_append_str(out, ",\"key\":");
+	buf_append_str(out, c->key);
+	p = put_text(head, ",\"op\":\"");
+	p = put_text(p, c->deleted ? "delete" : "put");
+	p = put_text(p, "\",\"rev\":");
+	p = put_int(p, c->rev);
+	p = put_text(p, ",\"origin\":\"");
+	p = put_text(p, store_origin_name(c->origin));
+	*p++ = '"';
+	buf_append(out, head, (size_t)(p - head));
+	if (!c->deleted && c->value) {
+		buf_append_str(out, ",\"value\":");
+		buf_append_str(out, c->value);
 	}
-	if (!rc && !c->deleted && c->value) {
-		rc = buf_append_str(out, ",\"value\":");
-		if (!rc)
-			rc = buf_append_str(out, c->value);
-	}
-	if (!rc)
-		rc = buf_append(out, "}\n", 2);
+	int rc = buf_append(out, "}\n", 2);
 	if (rc)
 		buf_set_len(out, mark);
 	return rc;

@@ -1,6 +1,6 @@
 /* import_line.c - one line of `idbmountctl import` (see import_line.h).
  *
- * Apart from ctl.c so that a line can be read and checked on its own
+ * Apart from ctl_import.c so that a line can be read and checked on its own
  * (tests/fuzz/fuzz_import_line.c does, on any text).
  */
 #include "idbmount/codec/import_line.h"

@@ -8,12 +8,13 @@
  * Output for programs (status --json) goes to stdout, messages to stderr.
  */
 #include "ctl_sinks.h"
+#include "ctl_common.h"
 
-#include "idbmount/util/clock.h"
 #include "idbmount/sinks/config.h"
 #include "idbmount/sinks/sink.h"
 #include "idbmount/store/store.h"
 #include "idbmount/store/store_sinks.h"
+#include "idbmount/util/clock.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -28,18 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROG           "idbmountctl"
 #define REPLAY_POLL_MS 100
-
-const char ctl_sinks_usage[] =
-        "  status [--json]                 per sink: lag (changes, seconds), deliveries,\n"
-        "                                  retries, failures, the last error\n"
-        "  sink list                       the sinks of this data directory, then every\n"
-        "                                  sink type with its keys and defaults\n"
-        "  sink replay NAME --from SEQ [--no-wait]\n"
-        "                                  ship the changes from SEQ on again (new file\n"
-        "                                  names); waits with a progress bar on a terminal\n"
-        "  sink unpark NAME [--id ID]      send parked batches (or one) again\n";
 
 static int usage_error(const char *synopsis, const char *what)
 {

@@ -11,19 +11,4 @@ int ctl_sink_command(const char *datadir, int argc, char **argv);
 /* status [--json] */
 int ctl_status_command(const char *datadir, int argc, char **argv);
 
-/* The usage lines of these commands, for idbmountctl --help. */
-extern const char ctl_sinks_usage[];
-
-/* Shared with ctl.c, which defines them. */
-
-#include <signal.h>
-
-/* "idbmountctl: MESSAGE" on stderr. */
-__attribute__((format(printf, 1, 2))) void ctl_say(const char *fmt, ...);
-
-/* Set once SIGINT or SIGTERM arrived after ctl_catch_interrupts(): long
- * commands (import, waiting for a replay) then stop cleanly. */
-extern volatile sig_atomic_t ctl_interrupted;
-void ctl_catch_interrupts(void);
-
 #endif

@@ -32,15 +32,15 @@
  * process once the mount is up and stop after the FUSE loop ends, having
  * delivered what was ready (flusher.h).
  */
-#include "idbmount/store/checkpointer.h"
 #include "idbmount/daemon/claim.h"
-#include "idbmount/sinks/config.h"
-#include "idbmount/util/datadir.h"
 #include "idbmount/flusher/flusher.h"
 #include "idbmount/fs/fs.h"
 #include "idbmount/http/http.h"
+#include "idbmount/sinks/config.h"
+#include "idbmount/store/checkpointer.h"
 #include "idbmount/store/store.h"
 #include "idbmount/store/watch.h"
+#include "idbmount/util/datadir.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -293,6 +293,15 @@ static bool parse_mount_options(struct options *o, const char *list)
 	return ok;
 }
 
+/* What the command line says. */
+struct command_line {
+	struct options o;
+	struct http_config http;
+	const char *datadir;     /* NULL: the default */
+	const char *config_path; /* NULL: no sinks */
+	const char *argv0;
+};
+
 /* Everything the daemon starts, so that one path stops it. */
 struct daemon {
 	struct claim claim;
@@ -302,6 +311,8 @@ struct daemon {
 	struct fs *fs;
 	struct checkpointer *checkpointer;
 	struct watch *watch;
+	char realdir[PATH_MAX]; /* the data directory, as every part is given it */
+	char node[256];         /* this host's name in change lines */
 };
 
 /* Stops what was started, in the order that loses nothing: the mount goes
@@ -320,13 +331,15 @@ static void daemon_stop(struct daemon *d)
 	claim_release(&d->claim);
 }
 
-/* Opens the data directory, checks the config and the HTTP address,
- * mounts and serves until stopped. Returns the exit status: 0, 1 (could
- * not start or serve), 2 (bad command line or config). */
-static int serve(struct options *o, struct http_config *http_cfg, const char *datadir,
-                 const char *config_path, const char *argv0)
+/* Opens the data directory, checks the config and the HTTP address, mounts
+ * and starts the threads. Returns 0 when the daemon is up, else the exit
+ * status: 1 (could not start), 2 (bad command line or config); what was
+ * started is daemon_stop's to stop either way. */
+static int daemon_start(struct daemon *d, struct command_line *cl)
 {
-	struct daemon d = {.claim = {.fd = -1}};
+	struct options *o = &cl->o;
+	struct http_config *http_cfg = &cl->http;
+	const char *datadir = cl->datadir;
 	int status = 1;
 	int rc;
 	char err[8192] = "";
@@ -354,13 +367,13 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 	store_close(st);
 	/* Detaching changes the working directory: every part gets the full
 	 * path. */
-	char realdir[PATH_MAX];
+	char *realdir = d->realdir;
 	if (!realpath(datadir, realdir)) {
 		fprintf(stderr, "idbmount: data directory %s: %s\n", datadir, strerror(errno));
 		return 1;
 	}
 	char note[2048];
-	if (claim_take(realdir, &d.claim, err, sizeof(err), note, sizeof(note)) != 0) {
+	if (claim_take(realdir, &d->claim, err, sizeof(err), note, sizeof(note)) != 0) {
 		fprintf(stderr, "idbmount: %s\n", err);
 		return 1;
 	}
@@ -375,14 +388,14 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		rc = datadir_private_file(log, true);
 		if (rc) {
 			fprintf(stderr, "idbmount: %s: %s\n", log, strerror(-rc));
-			goto out;
+			return status;
 		}
 	}
 	o->fs.datadir = realdir;
-	o->fs.lock_fd = d.claim.fd;
+	o->fs.lock_fd = d->claim.fd;
 	raise_fd_limit();
-	char node[256];
-	datadir_node_name(node, sizeof(node));
+	char *node = d->node;
+	datadir_node_name(node, sizeof(d->node));
 	http_cfg->datadir = realdir;
 	http_cfg->max_record = o->fs.max_record;
 	http_cfg->node = node;
@@ -390,29 +403,30 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 	 * stops the start with its FILE:LINE messages. Without a file there
 	 * is a flusher too (with no sinks): it marks the sinks of an earlier
 	 * run as removed. */
-	rc = config_path ? config_load(config_path, &d.cfg, err, sizeof(err)) : 0;
+	rc = cl->config_path ? config_load(cl->config_path, &d->cfg, err, sizeof(err)) : 0;
 	if (rc == 0)
-		rc = flusher_new(d.cfg, realdir, &d.flusher, err, sizeof(err));
+		rc = flusher_new(d->cfg, realdir, &d->flusher, err, sizeof(err));
 	if (rc) {
-		if (config_path)
-			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", err, config_path);
+		if (cl->config_path)
+			fprintf(stderr, "%s\nidbmount: not started: fix %s\n", err,
+			        cl->config_path);
 		else
 			fprintf(stderr, "idbmount: %s\n", err);
-		status = config_path ? 2 : 1;
-		goto out;
+		status = cl->config_path ? 2 : 1;
+		return status;
 	}
 	http_cfg->extra_metrics = flusher_metrics;
-	http_cfg->extra_metrics_ctx = d.flusher;
-	rc = http_prepare(http_cfg, &d.http, err, sizeof(err));
+	http_cfg->extra_metrics_ctx = d->flusher;
+	rc = http_prepare(http_cfg, &d->http, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "idbmount: %s\n", err);
 		status = rc == -EINVAL ? 2 : 1; /* 2: the command line is wrong */
-		goto out;
+		return status;
 	}
 
 	char *fuse_argv[8];
 	int fuse_argc = 0;
-	fuse_argv[fuse_argc++] = (char *)argv0;
+	fuse_argv[fuse_argc++] = (char *)cl->argv0;
 	char base_opts[4200];
 	snprintf(base_opts, sizeof(base_opts), "fsname=idbmount,subtype=idbmount%s%s",
 	         o->fuse_opts[0] ? "," : "", o->fuse_opts);
@@ -421,56 +435,61 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 	if (o->fs.debug)
 		fuse_argv[fuse_argc++] = "-d";
 	fuse_argv[fuse_argc] = NULL;
-	if (fs_new(&o->fs, fuse_argc, fuse_argv, &d.fs) != 0) {
+	if (fs_new(&o->fs, fuse_argc, fuse_argv, &d->fs) != 0) {
 		fprintf(stderr, "idbmount: bad mount options: %s\n", base_opts);
 		status = 2;
-		goto out;
+		return status;
 	}
 	/* Threads start after fs_mount, which may detach (fork). */
-	rc = fs_mount(d.fs);
+	rc = fs_mount(d->fs);
 	if (rc) {
 		fprintf(stderr, "idbmount: %s%s%s: %s\n", o->fs.mountpoint ? o->fs.mountpoint : "",
 		        o->fs.mountpoint && o->fs.view ? ", " : "", o->fs.view ? o->fs.view : "",
 		        strerror(-rc));
-		goto out;
+		return status;
 	}
 	struct fs_mount_id ids[2];
-	rc = claim_record(&d.claim, ids, fs_mount_ids(d.fs, ids));
+	rc = claim_record(&d->claim, ids, fs_mount_ids(d->fs, ids));
 	if (rc)
 		fprintf(stderr, "idbmount: cannot write the lock file: %s\n", strerror(-rc));
-	rc = checkpointer_start(realdir, &d.checkpointer);
+	rc = checkpointer_start(realdir, &d->checkpointer);
 	if (!rc)
-		rc = watch_start(realdir, &d.watch);
+		rc = watch_start(realdir, &d->watch);
 	if (!rc) {
-		rc = http_start(d.http, d.watch, err, sizeof(err));
+		rc = http_start(d->http, d->watch, err, sizeof(err));
 		if (rc)
 			fprintf(stderr, "idbmount: %s\n", err);
 	}
 	if (!rc) {
-		rc = flusher_start(d.flusher);
+		rc = flusher_start(d->flusher);
 		if (rc)
 			fprintf(stderr, "idbmount: cannot start the flusher: %s\n", strerror(-rc));
 	}
 	if (rc)
-		goto out;
-	if (d.http)
+		return status;
+	if (d->http)
 		fprintf(stderr, "idbmount: serving %s://%s (port %u)\n",
 		        http_cfg->tls_cert_file ? "https" : "http", http_cfg->listen,
-		        http_port(d.http));
-	rc = fs_serve(d.fs, d.watch);
-	if (rc)
-		fprintf(stderr, "idbmount: serving: %s\n", strerror(-rc));
-	else
-		status = 0;
-out:
-	daemon_stop(&d);
-	return status;
+		        http_port(d->http));
+	return 0;
 }
 
-int main(int argc, char **argv)
+/* Serves the mounts until an unmount or a signal. Returns the exit status:
+ * 0, or 1 when serving failed. */
+static int daemon_run(struct daemon *d)
 {
-	if (argc > 1 && strcmp(argv[1], "--watchdog") == 0)
-		return fs_watchdog_main(argc, argv);
+	int rc = fs_serve(d->fs, d->watch);
+	if (rc) {
+		fprintf(stderr, "idbmount: serving: %s\n", strerror(-rc));
+		return 1;
+	}
+	return 0;
+}
+
+/* Reads the command line into `cl`. Returns -1 to go on, else the exit
+ * status: 0 after --help, 2 for a bad command line (after a message). */
+static int parse_command_line(int argc, char **argv, struct command_line *cl)
+{
 	enum {
 		OPT_LISTEN = 256,
 		OPT_TLS_CERT,
@@ -502,86 +521,77 @@ int main(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	/* A push of 1,000 records allocates and frees a few MiB on two
-	 * threads. With glibc's defaults each thread's heap was given back to
-	 * the kernel after every push and faulted in again by the next (twice
-	 * the page faults, ~15% of a push's CPU time). Keep up to 8 MiB free
-	 * per heap instead, and serve bodies under 4 MiB from the heap. The
-	 * daemon's RSS target (64 MiB with 1,000,000 records) leaves room. */
-	mallopt(M_TRIM_THRESHOLD, 8 << 20);
-	mallopt(M_TOP_PAD, 1 << 20);
-	mallopt(M_MMAP_THRESHOLD, 4 << 20);
-	struct http_config http_cfg;
-	http_config_defaults(&http_cfg);
+	memset(cl, 0, sizeof(*cl));
+	cl->argv0 = argv[0];
+	struct options *o = &cl->o;
+	struct http_config *http_cfg = &cl->http;
+	http_config_defaults(http_cfg);
 	/* $IDBMOUNT_LISTEN sets the default, as $IDBMOUNT_DATA does for --data
 	 * (the test suites use 127.0.0.1:0 so parallel runs never collide). */
 	const char *env_listen = getenv("IDBMOUNT_LISTEN");
 	if (env_listen && *env_listen)
-		http_cfg.listen = env_listen;
+		http_cfg->listen = env_listen;
 	size_t seconds = 0;
-	struct options o;
-	memset(&o, 0, sizeof(o));
-	o.fs.cache = FS_CACHE_ALWAYS;
-	o.fs.lock_fd = -1;
+	o->fs.cache = FS_CACHE_ALWAYS;
+	o->fs.lock_fd = -1;
 	/* Nothing for anybody but the owner unless granted (-o umask=, uid=,
 	 * gid=): an allow_other mount must not show every client's records
 	 * to every local user. */
-	o.fs.owner = getuid();
-	o.fs.group = getgid();
-	o.fs.umask = 077;
-	const char *datadir = NULL;
-	const char *config_path = NULL;
+	o->fs.owner = getuid();
+	o->fs.group = getgid();
+	o->fs.umask = 077;
 	int c;
 	while ((c = getopt_long(argc, argv, "+fdo:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			o.fs.foreground = true;
+			o->fs.foreground = true;
 			break;
 		case 'd':
-			o.fs.debug = true;
-			o.fs.foreground = true;
+			o->fs.debug = true;
+			o->fs.foreground = true;
 			break;
 		case 'D':
-			datadir = optarg;
+			cl->datadir = optarg;
 			break;
 		case 'o':
-			if (!parse_mount_options(&o, optarg))
+			if (!parse_mount_options(o, optarg))
 				return 2;
 			break;
 		case OPT_LISTEN:
-			http_cfg.listen = optarg;
+			http_cfg->listen = optarg;
 			break;
 		case OPT_VIEW:
-			if (snprintf(o.view, sizeof(o.view), "%s", optarg) >= (int)sizeof(o.view)) {
+			if (snprintf(o->view, sizeof(o->view), "%s", optarg) >=
+			    (int)sizeof(o->view)) {
 				fprintf(stderr, "idbmount: --view %s: too long\n", optarg);
 				return 2;
 			}
 			break;
 		case OPT_CONFIG:
-			config_path = optarg;
+			cl->config_path = optarg;
 			break;
 		case OPT_TLS_CERT:
-			http_cfg.tls_cert_file = optarg;
+			http_cfg->tls_cert_file = optarg;
 			break;
 		case OPT_TLS_KEY:
-			http_cfg.tls_key_file = optarg;
+			http_cfg->tls_key_file = optarg;
 			break;
 		case OPT_ALLOW_ORIGIN:
-			http_cfg.allow_origins = optarg;
+			http_cfg->allow_origins = optarg;
 			break;
 		case OPT_MAX_BODY:
-			if (!parse_size(optarg, &http_cfg.max_body)) {
+			if (!parse_size(optarg, &http_cfg->max_body)) {
 				fprintf(stderr, "idbmount: --max-body %s: not a size in bytes\n",
 				        optarg);
 				return 2;
 			}
 			break;
 		case OPT_SERVER_NAME:
-			if (!add_server_names(&o, optarg))
+			if (!add_server_names(o, optarg))
 				return 2;
 			break;
 		case OPT_MAX_BUFFERED:
-			if (!parse_size(optarg, &http_cfg.max_buffered)) {
+			if (!parse_size(optarg, &http_cfg->max_buffered)) {
 				fprintf(stderr,
 				        "idbmount: --max-buffered %s: not a size in bytes\n",
 				        optarg);
@@ -598,9 +608,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			if (c == OPT_KEEPALIVE)
-				http_cfg.keepalive_s = (unsigned)seconds;
+				http_cfg->keepalive_s = (unsigned)seconds;
 			else
-				http_cfg.timeout_s = (unsigned)seconds;
+				http_cfg->timeout_s = (unsigned)seconds;
 			break;
 		case 'h':
 			usage(stdout);
@@ -610,29 +620,60 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc - 1 || (optind == argc && !o.view[0]) ||
-	    (o.view_only && (optind == argc || o.view[0]))) {
+	if (optind < argc - 1 || (optind == argc && !o->view[0]) ||
+	    (o->view_only && (optind == argc || o->view[0]))) {
 		fprintf(stderr, "idbmount: %s\n",
 		        optind < argc - 1 ? "more than one MOUNTPOINT"
 		        : optind < argc   ? "view_only takes MOUNTPOINT as the view: no view= too"
-		        : o.view_only || !o.view[0] ? "missing MOUNTPOINT"
-		                                    : "");
+		        : o->view_only || !o->view[0] ? "missing MOUNTPOINT"
+		                                      : "");
 		usage(stderr);
 		return 2;
 	}
-	o.fs.mountpoint = optind < argc && !o.view_only ? argv[optind] : NULL;
-	o.fs.view = o.view_only ? argv[optind] : o.view[0] ? o.view : NULL;
-	if (o.fs.mountpoint && o.fs.view && strcmp(o.fs.mountpoint, o.fs.view) == 0) {
+	o->fs.mountpoint = optind < argc && !o->view_only ? argv[optind] : NULL;
+	o->fs.view = o->view_only ? argv[optind] : o->view[0] ? o->view : NULL;
+	if (o->fs.mountpoint && o->fs.view && strcmp(o->fs.mountpoint, o->fs.view) == 0) {
 		fprintf(stderr, "idbmount: the view needs a mount point of its own\n");
 		return 2;
 	}
-	if (o.allow_other && !o.default_permissions) {
+	if (o->allow_other && !o->default_permissions) {
 		fprintf(stderr, "idbmount: allow_other needs default_permissions, so that the "
 		                "kernel checks file modes for other users\n");
 		return 2;
 	}
-	if (o.listen[0])
-		http_cfg.listen = o.listen;
-	http_cfg.server_names = o.server_names;
-	return serve(&o, &http_cfg, datadir, config_path, argv[0]);
+	if (o->listen[0])
+		http_cfg->listen = o->listen;
+	http_cfg->server_names = o->server_names;
+	return -1;
+}
+
+/* The allocator's tuning for the daemon's pattern of allocation. */
+static void tune_malloc(void)
+{
+	/* A push of 1,000 records allocates and frees a few MiB on two
+	 * threads. With glibc's defaults each thread's heap was given back to
+	 * the kernel after every push and faulted in again by the next (twice
+	 * the page faults, ~15% of a push's CPU time). Keep up to 8 MiB free
+	 * per heap instead, and serve bodies under 4 MiB from the heap. The
+	 * daemon's RSS target (64 MiB with 1,000,000 records) leaves room. */
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_TOP_PAD, 1 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--watchdog") == 0)
+		return fs_watchdog_main(argc, argv);
+	tune_malloc();
+	struct command_line cl;
+	int status = parse_command_line(argc, argv, &cl);
+	if (status >= 0)
+		return status;
+	struct daemon d = {.claim = {.fd = -1}};
+	status = daemon_start(&d, &cl);
+	if (status == 0)
+		status = daemon_run(&d);
+	daemon_stop(&d);
+	return status;
 }

@@ -5,40 +5,31 @@
 #include "idbmount/util/worker.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 struct checkpointer {
 	struct worker worker;
-	bool due; /* under worker.lock */
 };
 
 /* Called by SQLite's commit hook in whichever thread committed. */
 static void on_wal_long(void *ctx)
 {
 	struct checkpointer *c = ctx;
-	worker_wake(&c->worker, &c->due);
+	worker_wake(&c->worker, NULL);
 }
 
-static void *checkpointer_main(void *arg)
+/* A round runs only when woken: the WAL has grown past the threshold. */
+static void checkpoint_round(struct worker *w, bool woken, void *arg)
 {
-	struct checkpointer *c = arg;
-	struct worker *w = &c->worker;
-	pthread_mutex_lock(&w->lock);
-	while (!w->stop) {
-		if (!c->due) {
-			pthread_cond_wait(&w->wake, &w->lock);
-			continue;
-		}
-		c->due = false;
-		pthread_mutex_unlock(&w->lock);
-		if (store_checkpoint(w->st) != 0)
-			fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
-		pthread_mutex_lock(&w->lock);
-	}
+	(void)woken;
+	(void)arg;
 	pthread_mutex_unlock(&w->lock);
-	return NULL;
+	if (store_checkpoint(w->st) != 0)
+		fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
+	pthread_mutex_lock(&w->lock);
 }
 
 int checkpointer_start(const char *datadir, struct checkpointer **out)
@@ -52,7 +43,7 @@ int checkpointer_start(const char *datadir, struct checkpointer **out)
 		free(c);
 		return rc;
 	}
-	rc = worker_start(&c->worker, checkpointer_main, c);
+	rc = worker_start_rounds(&c->worker, 0, checkpoint_round, NULL);
 	if (rc) {
 		worker_close(&c->worker);
 		free(c);
@@ -68,7 +59,6 @@ void checkpointer_stop(struct checkpointer *c)
 	if (!c)
 		return;
 	store_checkpoints_elsewhere(NULL, NULL, 0);
-	worker_stop(&c->worker);
-	worker_close(&c->worker);
+	worker_finish(&c->worker);
 	free(c);
 }

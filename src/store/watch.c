@@ -7,7 +7,6 @@
  */
 #include "idbmount/store/watch.h"
 
-#include "idbmount/util/clock.h"
 #include "idbmount/store/store.h"
 #include "idbmount/util/worker.h"
 
@@ -15,7 +14,6 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
 struct subscriber {
 	watch_fn fn;
@@ -28,25 +26,17 @@ struct watch {
 	size_t nsubs, cap;
 };
 
-static void *watch_main(void *arg)
+/* Every WATCH_POLL_MS, or sooner when poked. */
+static void watch_round(struct worker *t, bool woken, void *arg)
 {
 	struct watch *w = arg;
-	struct worker *t = &w->worker;
-	pthread_mutex_lock(&t->lock);
-	while (!t->stop) {
-		struct timespec until = clock_deadline(CLOCK_REALTIME, WATCH_POLL_MS);
-		pthread_cond_timedwait(&t->wake, &t->lock, &until);
-		if (t->stop)
-			break;
-		/* The store is this thread's alone; the lock only guards the
-		 * subscriber list, so probing under it is harmless. */
-		if (!store_changed_elsewhere(t->st))
-			continue;
-		for (size_t i = 0; i < w->nsubs; i++)
-			w->subs[i].fn(w->subs[i].ctx);
-	}
-	pthread_mutex_unlock(&t->lock);
-	return NULL;
+	(void)woken;
+	/* The store is this thread's alone; the lock only guards the
+	 * subscriber list, so probing under it is harmless. */
+	if (!store_changed_elsewhere(t->st))
+		return;
+	for (size_t i = 0; i < w->nsubs; i++)
+		w->subs[i].fn(w->subs[i].ctx);
 }
 
 int watch_start(const char *datadir, struct watch **out)
@@ -61,7 +51,7 @@ int watch_start(const char *datadir, struct watch **out)
 		return rc;
 	}
 	store_changed_elsewhere(w->worker.st);
-	rc = worker_start(&w->worker, watch_main, w);
+	rc = worker_start_rounds(&w->worker, WATCH_POLL_MS, watch_round, w);
 	if (rc) {
 		worker_close(&w->worker);
 		free(w);
@@ -113,8 +103,7 @@ void watch_stop(struct watch *w)
 {
 	if (!w)
 		return;
-	worker_stop(&w->worker);
-	worker_close(&w->worker);
+	worker_finish(&w->worker);
 	free(w->subs);
 	free(w);
 }

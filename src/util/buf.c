@@ -12,6 +12,7 @@ void buf_init(struct buf *b, size_t max)
 	b->len = 0;
 	b->cap = 0;
 	b->max = max;
+	b->err = 0;
 }
 
 void buf_free(struct buf *b)
@@ -19,11 +20,13 @@ void buf_free(struct buf *b)
 	free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 }
 
 void buf_reset(struct buf *b)
 {
 	b->len = 0;
+	b->err = 0;
 	if (b->data)
 		b->data[0] = '\0';
 }
@@ -48,13 +51,22 @@ static int buf_grow(struct buf *b, size_t need)
 	return 0;
 }
 
+int buf_fail(struct buf *b, int err)
+{
+	if (!b->err)
+		b->err = err;
+	return b->err;
+}
+
 int buf_append_growing(struct buf *b, const void *data, size_t len)
 {
+	if (b->err)
+		return b->err;
 	if (len > b->max - b->len)
-		return -EFBIG;
+		return buf_fail(b, -EFBIG);
 	int rc = buf_grow(b, b->len + len);
 	if (rc)
-		return rc;
+		return buf_fail(b, rc);
 	if (len)
 		memcpy(b->data + b->len, data, len);
 	b->len += len;
@@ -67,23 +79,24 @@ int buf_append_str(struct buf *b, const char *s)
 	return buf_append(b, s, strlen(s));
 }
 
-
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
+	if (b->err)
+		return b->err;
 	va_list ap;
 	va_start(ap, fmt);
 	char small[256];
 	int n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
 	if (n < 0)
-		return -EINVAL;
+		return buf_fail(b, -EINVAL);
 	if ((size_t)n < sizeof(small))
 		return buf_append(b, small, (size_t)n);
 	if ((size_t)n > b->max - b->len)
-		return -EFBIG;
+		return buf_fail(b, -EFBIG);
 	int rc = buf_grow(b, b->len + (size_t)n);
 	if (rc)
-		return rc;
+		return buf_fail(b, rc);
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -114,6 +127,7 @@ int buf_set_len(struct buf *b, size_t len)
 		return 0;
 	}
 	b->len = len;
+	b->err = 0;
 	if (b->data)
 		b->data[len] = '\0';
 	return 0;
@@ -121,12 +135,15 @@ int buf_set_len(struct buf *b, size_t len)
 
 char *buf_take(struct buf *b, size_t *len)
 {
-	if (!b->data && buf_grow(b, 0))
+	if (b->err || (!b->data && buf_grow(b, 0))) {
+		buf_free(b);
 		return NULL;
+	}
 	char *p = b->data;
 	if (len)
 		*len = b->len;
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->err = 0;
 	return p;
 }

@@ -2,8 +2,10 @@
 #include "idbmount/util/worker.h"
 
 #include "idbmount/store/store.h"
+#include "idbmount/util/clock.h"
 
 #include <stdio.h>
+#include <time.h>
 
 int worker_open(struct worker *w, const char *datadir, const char *who)
 {
@@ -14,9 +16,44 @@ int worker_open(struct worker *w, const char *datadir, const char *who)
 		return rc;
 	}
 	w->stop = false;
+	w->woken = false;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
 	return 0;
+}
+
+static void *worker_rounds_main(void *arg)
+{
+	struct worker *w = arg;
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		if (!w->woken) {
+			if (w->period_ms > 0) {
+				struct timespec until =
+				        clock_deadline(CLOCK_REALTIME, w->period_ms);
+				pthread_cond_timedwait(&w->wake, &w->lock, &until);
+			} else {
+				pthread_cond_wait(&w->wake, &w->lock);
+			}
+			if (w->stop)
+				break;
+		}
+		bool woken = w->woken;
+		w->woken = false;
+		/* A wait without a wake and without a period is spurious. */
+		if (woken || w->period_ms > 0)
+			w->round(w, woken, w->arg);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+int worker_start_rounds(struct worker *w, int period_ms, worker_round_fn *round, void *arg)
+{
+	w->period_ms = period_ms;
+	w->round = round;
+	w->arg = arg;
+	return -pthread_create(&w->thread, NULL, worker_rounds_main, w);
 }
 
 int worker_start(struct worker *w, void *(*thread_main)(void *), void *arg)
@@ -24,12 +61,18 @@ int worker_start(struct worker *w, void *(*thread_main)(void *), void *arg)
 	return -pthread_create(&w->thread, NULL, thread_main, arg);
 }
 
+void worker_wake_locked(struct worker *w)
+{
+	w->woken = true;
+	pthread_cond_signal(&w->wake);
+}
+
 void worker_wake(struct worker *w, bool *flag)
 {
 	pthread_mutex_lock(&w->lock);
 	if (flag)
 		*flag = true;
-	pthread_cond_signal(&w->wake);
+	worker_wake_locked(w);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -45,4 +88,10 @@ void worker_close(struct worker *w)
 	w->st = NULL;
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->wake);
+}
+
+void worker_finish(struct worker *w)
+{
+	worker_stop(w);
+	worker_close(w);
 }

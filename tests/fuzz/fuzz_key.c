@@ -14,12 +14,13 @@
  *   - as a name: name_escape refuses exactly what jansson refuses as
  *     UTF-8, and name_unescape gives the bytes back; a name that unescapes
  *     escapes back to itself;
- *   - its first 8 bytes as a double: key_number_to_string reads back as the
+ *   - its first 8 bytes as a double: number_text_format reads back as the
  *     same number, with no shorter correctly rounded form that does.
  */
 #include "fuzz.h"
 
 #include "idbmount/codec/key.h"
+#include "idbmount/codec/number_text.h"
 
 #include <errno.h>
 #include <math.h>
@@ -201,7 +202,7 @@ static void check_number(double d)
 	if (isnan(d))
 		return;
 	char text[32];
-	int n = key_number_to_string(d, text);
+	int n = number_text_format(d, text);
 	FUZZ_CHECK(n > 0 && n < 32 && (size_t)n == strlen(text), "length %d", n);
 	if (isinf(d)) {
 		FUZZ_CHECK(strcmp(text, d > 0 ? "Infinity" : "-Infinity") == 0, "%s", text);

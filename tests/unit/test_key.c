@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "idbmount/codec/key.h"
+#include "idbmount/codec/number_text.h"
 
 #define RANDOM_KEYS 100000
 
@@ -110,7 +111,7 @@ static void check_rejected_stem(const char *stem, size_t len)
 static void check_number(double d, const char *want)
 {
 	char out[32];
-	int len = key_number_to_string(d, out);
+	int len = number_text_format(d, out);
 
 	if (strcmp(out, want) != 0)
 		fail_msg("%.17g: got %s, want %s", d, out, want);
@@ -260,7 +261,7 @@ static json_t *random_string_key(void)
 	switch (rng_below(20)) {
 	case 0:
 	case 1: /* reads as a number */
-		key_number_to_string(random_double(), num);
+		number_text_format(random_double(), num);
 		return json_string(num);
 	case 2:
 		return json_string(special[rng_below(sizeof(special) / sizeof(special[0]))]);

@@ -65,10 +65,6 @@ char *key_canonical_json(const json_t *key);
  * with the reason in `why`. */
 json_t *key_from_json_text(const char *text, size_t len, char *why, size_t why_len);
 
-/* ECMAScript Number::toString of a finite or infinite double (never NaN),
- * -0 as "0". Writes at most 32 bytes including the NUL; returns the length. */
-int key_number_to_string(double d, char out[32]);
-
 /* Name escaping for client, database and store names: the string-key rules
  * ('%', '/', 0x00-0x1F, 0x7F as %XX; a leading '.', '~', '%' or a name that
  * reads as a number escaped; "" as "~s"). Returns malloc'd text or NULL when

@@ -1,0 +1,644 @@
+/* ctl_import.c - idbmountctl import: loading JSON lines into a store, with
+ * a progress bar on a terminal (see ctl_commands.h).
+ *
+ * Import. `import CLIENT/DB/STORE FILE` loads JSON lines, all or nothing:
+ *   - {"key":K,"value":V} puts V under K; {"key":K,"op":"delete"} deletes;
+ *     the change lines `log` prints (and /v1/pull changes) import too:
+ *     a line is read this way when it is an object with "key" and with
+ *     "value" or "op", and no members but seq, ts, node, client, db, store,
+ *     key, op, rev, origin and value (all but key, op and value are
+ *     ignored: the target is the one on the command line);
+ *   - any other line, when the store has an inline keyPath, is a record
+ *     whose key is at the keyPath (records coming back from a Hadoop job).
+ *     A record whose own members look like the above (keyPath "key" and
+ *     only key and value members) is read as {"key":K,"value":V}; wrap it;
+ *   - blank lines are skipped, a UTF-8 BOM and "\r\n" endings are accepted;
+ *     lines apply in file order, so a later line for a key wins.
+ * Pass 1 reads every line and checks it as the store would (json_text_parse,
+ * the key, the keyPath agreement and the 16 MiB record cap, through
+ * store_check_put; lines over 16 MiB are errors). If any line is bad it
+ * prints "FILE:LINE: reason" for the first 20 and how many more, imports
+ * nothing and exits 1: after fixing the file a rerun is simple and nothing
+ * is half-applied. Pass 2 applies the lines in transactions of 1000
+ * (origin import, database and store made when missing, out-of-line), so
+ * the daemon and browsers are never locked out for long. Should pass 2
+ * still fail (disk full, the store changed meanwhile, ctl_interrupted), the
+ * batches committed so far stay and the message says up to which line;
+ * importing the same file again is then safe, as puts of the same values
+ * and deletes repeat harmlessly. Standard input ('-') and other files that
+ * cannot be read twice (pipes, <(zcat x.gz)) are first copied to an
+ * unlinked temp file in $TMPDIR. On a terminal both passes draw a progress
+ * bar on stderr (bytes, lines, rate; at most 10 redraws a second).
+ */
+#include "ctl_commands.h"
+#include "ctl_common.h"
+
+#include "idbmount/codec/import_line.h"
+#include "idbmount/codec/json_text.h"
+#include "idbmount/store/store.h"
+#include "idbmount/util/buf.h"
+#include "idbmount/util/clock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES (16u * 1024 * 1024)
+#define READ_BLOCK     (256u * 1024)
+#define BATCH_LINES    1000
+#define MAX_REPORTED   20
+#define PROGRESS_MS    100
+
+/* ---- import: reading lines -------------------------------------------------- */
+
+#define SYN_IMPORT "import CLIENT/DB/STORE FILE|-"
+
+/* Reads lines from a file descriptor, block by block. */
+struct reader {
+	int fd;
+	char *block;
+	size_t pos, end;
+	bool eof;
+	uint64_t offset; /* bytes consumed */
+};
+
+/* Reads the next line into `line` (without "\n" and a trailing "\r").
+ * Returns 1 for a line, 0 at the end, -errno on a read error. A line over
+ * LINE_MAX_BYTES is consumed whole and reported with *too_long. */
+static int reader_next(struct reader *r, struct buf *line, bool *too_long)
+{
+	buf_reset(line);
+	*too_long = false;
+	bool any = false;
+	for (;;) {
+		if (r->pos == r->end) {
+			if (r->eof)
+				break;
+			ssize_t n = read(r->fd, r->block, READ_BLOCK);
+			if (n < 0) {
+				if (errno == EINTR && !ctl_interrupted)
+					continue;
+				return -errno;
+			}
+			r->pos = 0;
+			r->end = (size_t)n;
+			r->eof = n == 0;
+			continue;
+		}
+		any = true;
+		char *start = r->block + r->pos;
+		char *nl = memchr(start, '\n', r->end - r->pos);
+		size_t chunk = nl ? (size_t)(nl - start) : r->end - r->pos;
+		if (!*too_long && buf_append(line, start, chunk) != 0)
+			*too_long = true;
+		r->pos += chunk + (nl ? 1 : 0);
+		r->offset += chunk + (nl ? 1 : 0);
+		if (nl)
+			break;
+	}
+	if (!any)
+		return 0;
+	if (!*too_long && line->len && line->data[line->len - 1] == '\r')
+		buf_set_len(line, line->len - 1);
+	if (line->len > LINE_MAX_BYTES)
+		*too_long = true;
+	return 1;
+}
+
+static int reader_rewind(struct reader *r)
+{
+	if (lseek(r->fd, 0, SEEK_SET) < 0)
+		return -errno;
+	r->pos = r->end = 0;
+	r->eof = false;
+	r->offset = 0;
+	return 0;
+}
+
+/* Copies `in` to an unlinked temp file in $TMPDIR; *out is its fd. */
+static int spool_to_temp(int in, const char *label, int *out)
+{
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	char tmpl[PATH_MAX];
+	if (snprintf(tmpl, sizeof(tmpl), "%s/idbmountctl-import-XXXXXX", dir) >=
+	    (int)sizeof(tmpl)) {
+		ctl_say("import: $TMPDIR is too long");
+		return EXIT_FAIL;
+	}
+	int fd = mkstemp(tmpl);
+	if (fd < 0) {
+		ctl_say("import: cannot make a temp file in %s to buffer %s: %s", dir, label,
+		        strerror(errno));
+		return EXIT_FAIL;
+	}
+	unlink(tmpl);
+	char *block = malloc(READ_BLOCK);
+	if (!block) {
+		close(fd);
+		ctl_say("out of memory");
+		return EXIT_FAIL;
+	}
+	int status = EXIT_OK;
+	for (;;) {
+		ssize_t n = read(in, block, READ_BLOCK);
+		if (n < 0 && errno == EINTR && !ctl_interrupted)
+			continue;
+		if (n < 0) {
+			ctl_say("import: cannot read %s: %s", label,
+			        ctl_interrupted ? "ctl_interrupted" : strerror(errno));
+			status = EXIT_FAIL;
+			break;
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; done < n;) {
+			ssize_t w = write(fd, block + done, (size_t)(n - done));
+			if (w < 0 && errno == EINTR && !ctl_interrupted)
+				continue;
+			if (w < 0) {
+				ctl_say("import: cannot buffer %s in %s: %s", label, dir,
+				        strerror(errno));
+				status = EXIT_FAIL;
+				break;
+			}
+			done += w;
+		}
+		if (status)
+			break;
+	}
+	free(block);
+	if (status) {
+		close(fd);
+		return status;
+	}
+	*out = fd;
+	return EXIT_OK;
+}
+
+/* ---- import: the progress bar ----------------------------------------------- */
+
+struct progress {
+	bool on;
+	const char *label;
+	uint64_t total;
+	int64_t start_ms, last_ms;
+	int tier;  /* how much the text after the bar says (see progress_tail) */
+	int width; /* of the bar; 0 for none */
+};
+
+static void human_bytes(uint64_t n, char *out, size_t outlen)
+{
+	static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB"};
+	if (n < 1024) {
+		snprintf(out, outlen, "%llu B", (unsigned long long)n);
+		return;
+	}
+	double v = (double)n / 1024;
+	int u = 0;
+	while (v >= 1024 && u < 3) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, outlen, "%.1f %s", v, unit[u]);
+}
+
+static void human_rate(double per_sec, char *out, size_t outlen)
+{
+	if (per_sec >= 1e6)
+		snprintf(out, outlen, "%.1fM", per_sec / 1e6);
+	else if (per_sec >= 1e3)
+		snprintf(out, outlen, "%.1fk", per_sec / 1e3);
+	else
+		snprintf(out, outlen, "%.0f", per_sec);
+}
+
+static int terminal_columns(void)
+{
+	struct winsize ws;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
+}
+
+/* The text after the bar: tier 0 with the byte rate, 1 without, 2 short. */
+static int progress_tail(const struct progress *p, int tier, uint64_t done, uint64_t lines,
+                         double secs, char *out, size_t outlen)
+{
+	int pct = p->total ? (int)(done * 100 / p->total) : 100;
+	char sdone[32], stotal[32], lrate[32], brate[32];
+	human_bytes(done, sdone, sizeof(sdone));
+	human_bytes(p->total, stotal, sizeof(stotal));
+	human_rate((double)lines / secs, lrate, sizeof(lrate));
+	human_bytes((uint64_t)((double)done / secs), brate, sizeof(brate));
+	unsigned long long n = lines;
+	if (tier == 0)
+		return snprintf(out, outlen, " %3d%% %s / %s  %llu lines  %s lines/s  %s/s", pct,
+		                sdone, stotal, n, lrate, brate);
+	if (tier == 1)
+		return snprintf(out, outlen, " %3d%% %s / %s  %llu lines  %s lines/s", pct, sdone,
+		                stotal, n, lrate);
+	return snprintf(out, outlen, " %3d%% %llu lines", pct, n);
+}
+
+/* Starts a bar on stderr if it is a terminal. The layout is chosen once,
+ * for the widest text the import can show, so the bar does not jitter. */
+static void progress_start(struct progress *p, const char *label, uint64_t total)
+{
+	p->on = isatty(STDERR_FILENO) == 1;
+	p->label = label;
+	p->total = total;
+	p->start_ms = clock_mono_ms();
+	p->last_ms = p->start_ms; /* the first draw after PROGRESS_MS */
+	int cols = terminal_columns() - 1;
+	int fixed = (int)strlen(label) + 3; /* label, " [", "]" */
+	char tail[200];
+	for (p->tier = 0; p->tier < 3; p->tier++) {
+		/* Widest: 7-digit line counts, 3-digit rates (0.001 s). */
+		int len = progress_tail(p, p->tier, total ? total : 1023, 9999999, 0.01, tail,
+		                        sizeof(tail));
+		p->width = cols - fixed - len;
+		if (p->width >= 10 || p->tier == 2)
+			break;
+	}
+	if (p->width > 40)
+		p->width = 40;
+	if (p->width < 5)
+		p->width = 0;
+}
+
+/* Redraws the bar, at most every PROGRESS_MS unless `force`. */
+static void progress_draw(struct progress *p, uint64_t done, uint64_t lines, bool force)
+{
+	if (!p->on)
+		return;
+	int64_t now = clock_mono_ms();
+	if (!force && now - p->last_ms < PROGRESS_MS)
+		return;
+	p->last_ms = now;
+	double secs = (double)(now - p->start_ms) / 1000;
+	char tail[200], bar[64];
+	progress_tail(p, p->tier, done, lines, secs < 0.001 ? 0.001 : secs, tail, sizeof(tail));
+	if (p->width) {
+		int filled =
+		        p->total ? (int)((double)done / (double)p->total * p->width) : p->width;
+		for (int i = 0; i < p->width; i++)
+			bar[i] = i < filled ? '#' : '.';
+		bar[p->width] = '\0';
+		fprintf(stderr, "\r%s [%s]%s\033[K", p->label, bar, tail);
+	} else {
+		fprintf(stderr, "\r%s%s\033[K", p->label, tail);
+	}
+	fflush(stderr);
+}
+
+static void progress_end(struct progress *p, uint64_t done, uint64_t lines)
+{
+	if (!p->on)
+		return;
+	progress_draw(p, done, lines, true);
+	fputc('\n', stderr);
+}
+
+/* ---- import: the two passes ------------------------------------------------- */
+
+struct import {
+	struct store *st;
+	struct ctl_path path;
+	struct store_path sp;
+	const char *label; /* FILE, or "<stdin>" */
+	int fd;
+	struct stat sb; /* of fd when pass 1 began */
+	bool inline_keys;
+	int found; /* levels of the path that existed */
+	struct reader rd;
+	struct buf line;
+	/* pass 2 */
+	uint64_t puts, deletes, absent;
+	int64_t last_seq;
+};
+
+/* The text of line `lineno`, just read. Both passes take lines through
+ * here and import_line_is_blank, so that pass 2 applies exactly the lines
+ * pass 1 checked. */
+static const char *line_text(const struct import *im, uint64_t lineno, size_t *len)
+{
+	*len = im->line.len;
+	return import_line_text(im->line.data ? im->line.data : "", len, lineno);
+}
+
+/* Pass 1: checks every line; reports the bad ones. The checks run in
+ * read batches of BATCH_LINES, as SQLite would otherwise take and drop
+ * its locks for every statement. */
+static int import_check(struct import *im)
+{
+	struct progress bar;
+	progress_start(&bar, "checking ", (uint64_t)im->sb.st_size);
+	uint64_t lineno = 0, bad = 0;
+	char why[400];
+	int rc, trc = 0, in_batch = 0;
+	bool too_long;
+	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
+		lineno++;
+		progress_draw(&bar, im->rd.offset, lineno, false);
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
+		why[0] = '\0';
+		if (too_long) {
+			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
+			         LINE_MAX_BYTES);
+		} else if (import_line_is_blank(text, len)) {
+			continue;
+		} else {
+			if (in_batch == 0 && (trc = store_begin(im->st)) != 0)
+				break;
+			import_line_check(im->st, &im->sp, im->inline_keys, text, len, why,
+			                  sizeof(why));
+			if (++in_batch == BATCH_LINES) {
+				in_batch = 0;
+				if ((trc = store_commit(im->st)) != 0)
+					break;
+			}
+		}
+		if (why[0] && ++bad <= MAX_REPORTED) {
+			if (bar.on)
+				fputs("\r\033[K", stderr);
+			fprintf(stderr, "%s:%llu: %s\n", im->label, (unsigned long long)lineno,
+			        why);
+		}
+	}
+	if (in_batch > 0 && !trc)
+		trc = store_commit(im->st);
+	progress_end(&bar, im->rd.offset, lineno);
+	if (trc) {
+		store_rollback(im->st);
+		ctl_store_fail(im->st, trc, "import: checking");
+		return EXIT_FAIL;
+	}
+	if (ctl_interrupted) {
+		ctl_say("import: ctl_interrupted; nothing was imported");
+		return EXIT_FAIL;
+	}
+	if (rc < 0) {
+		ctl_say("import: cannot read %s: %s", im->label, strerror(-rc));
+		return EXIT_FAIL;
+	}
+	if (bad > MAX_REPORTED)
+		fprintf(stderr, "... and %llu more\n", (unsigned long long)(bad - MAX_REPORTED));
+	if (bad) {
+		ctl_say("import: %llu bad line%s in %s; nothing was imported",
+		        (unsigned long long)bad, bad == 1 ? "" : "s", im->label);
+		return EXIT_FAIL;
+	}
+	struct stat now;
+	if (fstat(im->fd, &now) == 0 &&
+	    (now.st_size != im->sb.st_size || now.st_mtim.tv_sec != im->sb.st_mtim.tv_sec ||
+	     now.st_mtim.tv_nsec != im->sb.st_mtim.tv_nsec)) {
+		ctl_say("import: %s changed while it was being checked; nothing was imported",
+		        im->label);
+		return EXIT_FAIL;
+	}
+	return EXIT_OK;
+}
+
+/* Applies one checked line. Returns 0 or a negative errno. */
+static int apply_line(struct import *im, const struct import_line *l)
+{
+	int64_t seq = 0, rev = 0;
+	if (l->del) {
+		int rc = store_delete(im->st, &im->sp, l->key, ORIGIN_IMPORT, &seq);
+		if (rc == -ENOENT) /* no such store yet: nothing to delete */
+			rc = 0;
+		if (rc)
+			return rc;
+		if (seq)
+			im->deletes++;
+		else
+			im->absent++;
+	} else {
+		json_t *extracted = NULL;
+		const json_t *key = l->key;
+		if (!key) {
+			int rc = store_check_put(im->st, &im->sp, NULL, l->value, &extracted);
+			if (rc)
+				return rc;
+			key = extracted;
+		}
+		int rc = store_put(im->st, &im->sp, key, l->value, ORIGIN_IMPORT, true, &rev, &seq);
+		json_decref(extracted);
+		if (rc)
+			return rc;
+		im->puts++;
+	}
+	if (seq > im->last_seq)
+		im->last_seq = seq;
+	return 0;
+}
+
+/* How far pass 2 got in committed batches: what a failure reports. */
+struct import_mark {
+	uint64_t line, puts, deletes;
+	int64_t seq;
+};
+
+/* Commits pass 2's open batch, which ends at line `lineno`, and moves
+ * `done` up to it. Returns 0 or -errno. */
+static int commit_batch(struct import *im, uint64_t lineno, struct import_mark *done)
+{
+	int rc = store_commit(im->st);
+	if (rc == 0)
+		*done = (struct import_mark){lineno, im->puts, im->deletes, im->last_seq};
+	return rc;
+}
+
+/* Pass 2: applies the lines in transactions of BATCH_LINES. */
+static int import_apply(struct import *im)
+{
+	int rc = reader_rewind(&im->rd);
+	if (rc) {
+		ctl_say("import: cannot reread %s: %s", im->label, strerror(-rc));
+		return EXIT_FAIL;
+	}
+	struct progress bar;
+	progress_start(&bar, "importing", (uint64_t)im->sb.st_size);
+	uint64_t lineno = 0;
+	struct import_mark committed = {0};
+	int in_batch = 0;
+	bool too_long;
+	char why[400] = "";
+	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
+		lineno++;
+		if (ctl_interrupted) {
+			snprintf(why, sizeof(why), "ctl_interrupted before this line");
+			rc = -EINTR;
+			break;
+		}
+		progress_draw(&bar, im->rd.offset, lineno, false);
+		size_t len;
+		const char *text = line_text(im, lineno, &len);
+		if (!too_long && import_line_is_blank(text, len))
+			continue;
+		if (in_batch == 0 && (rc = store_begin(im->st)) != 0)
+			break;
+		in_batch++;
+		struct import_line l;
+		memset(&l, 0, sizeof(l));
+		if (too_long) {
+			snprintf(why, sizeof(why), "line is longer than 16 MiB");
+			rc = -EFBIG;
+		} else if (import_line_parse(text, len, im->inline_keys, &l, why, sizeof(why)) !=
+		           0) {
+			rc = -EINVAL;
+		} else {
+			rc = apply_line(im, &l);
+		}
+		import_line_free(&l);
+		if (!rc && in_batch == BATCH_LINES) {
+			rc = commit_batch(im, lineno, &committed);
+			in_batch = 0;
+		}
+		if (rc)
+			break;
+	}
+	if (rc == 0 && in_batch > 0) {
+		rc = commit_batch(im, lineno, &committed);
+		in_batch = 0;
+	}
+	progress_end(&bar, im->rd.offset, lineno);
+	if (rc == 0) {
+		if (im->puts > 0)
+			ctl_note_created(&im->path, im->found);
+		ctl_wait_visible(im->st, im->last_seq, im->found < 3 ? ctl_tree_mark(im->st) : 0);
+		return EXIT_OK;
+	}
+	if (in_batch > 0)
+		store_rollback(im->st);
+	if (!why[0])
+		snprintf(why, sizeof(why), "%s",
+		         *store_last_error(im->st) ? store_last_error(im->st) : strerror(-rc));
+	ctl_say("import: %s:%llu: %s", im->label, (unsigned long long)lineno, why);
+	if (committed.line == 0) {
+		ctl_say("import stopped; nothing was imported");
+	} else {
+		ctl_say("import stopped; lines 1-%llu were imported (%llu records, %llu deleted), "
+		        "the "
+		        "rest was not; running the same import again is safe",
+		        (unsigned long long)committed.line, (unsigned long long)committed.puts,
+		        (unsigned long long)committed.deletes);
+		ctl_wait_visible(im->st, committed.seq, ctl_tree_mark(im->st));
+	}
+	return EXIT_FAIL;
+}
+
+int ctl_cmd_import(struct ctl *c, int argc, char **argv)
+{
+	if (argc != 2)
+		return ctl_arg_error(SYN_IMPORT, "import: want CLIENT/DB/STORE and FILE (or - for "
+		                                 "standard input)");
+	struct import im;
+	memset(&im, 0, sizeof(im));
+	im.fd = -1;
+	int status = ctl_path_parse(argv[0], 3, 3, SYN_IMPORT, &im.path);
+	if (status)
+		return status;
+	im.sp = ctl_path_store(&im.path);
+	const char *file = argv[1];
+	bool from_stdin = strcmp(file, "-") == 0;
+	im.label = from_stdin ? "<stdin>" : file;
+	buf_init(&im.line, LINE_MAX_BYTES + 1);
+	im.rd.block = malloc(READ_BLOCK);
+	char what[64 + PATH_MAX];
+	snprintf(what, sizeof(what), "import %s", im.path.text);
+
+	ctl_catch_interrupts();
+
+	if (!im.rd.block) {
+		ctl_say("out of memory");
+		status = EXIT_FAIL;
+	}
+	if (!status)
+		status = ctl_open_store(c, false);
+	im.st = c->st;
+	/* The target: its client must exist; its keyPath decides the lines. */
+	uint64_t ino[3];
+	if (!status) {
+		int rc = ctl_path_lookup(im.st, &im.path, &im.found, ino);
+		if (rc) {
+			status = ctl_store_fail(im.st, rc, what);
+		} else if (im.found == 0) {
+			ctl_path_missing(what, &im.path, 0);
+			status = EXIT_FAIL;
+		}
+	}
+	if (!status && im.found == 3) {
+		char *keypath = NULL;
+		bool autoinc = false;
+		int rc = store_objstore_info(im.st, ino[2], &keypath, &autoinc);
+		if (rc)
+			status = ctl_store_fail(im.st, rc, what);
+		else
+			im.inline_keys = strcmp(keypath, "null") != 0;
+		free(keypath);
+	}
+	/* The input, as a regular file that can be read twice. */
+	if (!status) {
+		int in = from_stdin ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
+		struct stat sb;
+		if (in < 0) {
+			ctl_say("import: cannot open %s: %s", file, strerror(errno));
+			status = EXIT_FAIL;
+		} else if (fstat(in, &sb) != 0) {
+			ctl_say("import: %s: %s", im.label, strerror(errno));
+			status = EXIT_FAIL;
+		} else if (S_ISDIR(sb.st_mode)) {
+			ctl_say("import: %s is a directory", im.label);
+			status = EXIT_FAIL;
+		} else if (S_ISREG(sb.st_mode) && !from_stdin) {
+			im.fd = in;
+			in = -1;
+		} else {
+			status = spool_to_temp(in, im.label, &im.fd);
+		}
+		if (in >= 0 && !from_stdin)
+			close(in);
+	}
+	if (!status && fstat(im.fd, &im.sb) != 0) {
+		ctl_say("import: %s: %s", im.label, strerror(errno));
+		status = EXIT_FAIL;
+	}
+	if (!status) {
+		im.rd.fd = im.fd;
+		status = reader_rewind(&im.rd) ? EXIT_FAIL : EXIT_OK;
+		if (status)
+			ctl_say("import: cannot read %s: %s", im.label, strerror(errno));
+	}
+	if (!status)
+		status = import_check(&im);
+	if (!status)
+		status = import_apply(&im);
+	if (!status) {
+		printf("imported %llu records into %s/%s/%s", (unsigned long long)im.puts,
+		       im.path.part[0], im.path.part[1], im.path.part[2]);
+		if (im.deletes || im.absent)
+			printf(", deleted %llu (%llu already absent)",
+			       (unsigned long long)im.deletes, (unsigned long long)im.absent);
+		printf("\n");
+		status = ctl_finish_stdout(EXIT_OK);
+	}
+	if (im.fd >= 0)
+		close(im.fd);
+	free(im.rd.block);
+	buf_free(&im.line);
+	ctl_path_free(&im.path);
+	return status;
+}
