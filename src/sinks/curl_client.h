@@ -1,4 +1,4 @@
-/* curl_client.h - what the libcurl sinks (http.c, webhdfs.c) share: one
+/* curl_client.h - what the libcurl sinks (sink_http.c, sink_webhdfs.c) share: one
  * request at a time on one easy handle (connections are reused), the
  * timeout and TLS options, and the reading of a response. Internal to
  * src/sinks/.

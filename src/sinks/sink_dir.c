@@ -1,4 +1,4 @@
-/* dir.c - the dir sink: batches as files in a local directory, for Flume's
+/* sink_dir.c - the dir sink: batches as files in a local directory, for Flume's
  * Spooling Directory source, NiFi GetFile/ListFile, Flink's FileSource and
  * any reader of files (src/DESIGN.md, "What each consumer demands").
  *

@@ -1,4 +1,4 @@
-/* http.c - the http sink: one POST per batch, for Flume's HTTP source
+/* sink_http.c - the http sink: one POST per batch, for Flume's HTTP source
  * (JSONHandler), NiFi ListenHTTP and any HTTP collector (libcurl).
  *
  * format = flume-json: the body is what Flume's JSONHandler reads, a JSON

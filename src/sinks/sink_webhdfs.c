@@ -1,4 +1,4 @@
-/* webhdfs.c - the webhdfs sink: batches as files in HDFS, through WebHDFS
+/* sink_webhdfs.c - the webhdfs sink: batches as files in HDFS, through WebHDFS
  * (the NameNode's REST API) or HttpFS (libcurl).
  *
  * Where a batch lives. NAME (NAME.gz with compression = gzip) is published

@@ -4,7 +4,7 @@
  * the input as the bytes of a connection.
  *
  * What runs: everything from the socket on, in this process: libmicrohttpd
- * parses the request; http.c checks the Host (the address literal with
+ * parses the request; http_host.c checks the Host (the address literal with
  * the port, localhost, and the --server-name "fuzz.example"), the Origin
  * (--allow-origin "https://app.example"), the query (repeated or %00
  * parameters), routes, refuses bodies, reads them within --max-body and
