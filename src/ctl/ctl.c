@@ -53,6 +53,7 @@
  * unlinked temp file in $TMPDIR. On a terminal both passes draw a progress
  * bar on stderr (bytes, lines, rate; at most 10 redraws a second).
  */
+#include "ctl_backup.h"
 #include "ctl_sinks.h"
 
 #include "idbmount/util/buf.h"
@@ -175,7 +176,7 @@ static void usage(FILE *out)
 	        "                                  {\"key\":K,\"value\":V}, {\"key\":K,\"op\":"
 	        "\"delete\"},\n"
 	        "                                  change lines, or records with an inline key\n"
-	        "%s"
+	        "%s%s"
 	        "\n"
 	        "KEY is an IndexedDB key as JSON in tagged form: 5, \"alice\",\n"
 	        "{\"~d\":\"2026-01-02T03:04:05.000Z\"}, {\"~b\":\"AAEC\"}, [\"u1\",7].\n"
@@ -187,7 +188,7 @@ static void usage(FILE *out)
 	        "  -h, --help   this text\n"
 	        "\n"
 	        "exit status: 0 ok, 1 the operation failed, 2 usage error\n",
-	        ctl_sinks_usage);
+	        ctl_sinks_usage, ctl_backup_usage);
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -1508,11 +1509,24 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	return ctl_status_command(c->datadir, argc, argv);
 }
 
+/* Backup and restore live in ctl_backup.c. */
+static int cmd_backup(struct ctl *c, int argc, char **argv)
+{
+	return ctl_backup_command(c->datadir, argc, argv);
+}
+
+static int cmd_restore(struct ctl *c, int argc, char **argv)
+{
+	(void)c;
+	return ctl_restore_command(argc, argv);
+}
+
 static const struct command commands[] = {
         {"client", cmd_client}, {"pipeline", cmd_pipeline}, {"mkstore", cmd_mkstore},
         {"put", cmd_put},       {"get", cmd_get},           {"rm", cmd_rm},
         {"ls", cmd_ls},         {"log", cmd_log},           {"import", cmd_import},
-        {"sink", cmd_sink},     {"status", cmd_status},
+        {"sink", cmd_sink},     {"status", cmd_status},     {"backup", cmd_backup},
+        {"restore", cmd_restore},
 };
 
 int main(int argc, char **argv)
@@ -1554,6 +1568,9 @@ int main(int argc, char **argv)
 			return finish_stdout(EXIT_OK);
 		}
 	}
+	/* A restore makes its own data directory: no other is looked for. */
+	if (cmd->run == cmd_restore)
+		return ctl_restore_command(argc - i - 1, argv + i + 1);
 
 	struct ctl c;
 	memset(&c, 0, sizeof(c));

@@ -40,6 +40,7 @@
 #include "idbmount/fs/fs.h"
 #include "idbmount/http/http.h"
 #include "idbmount/store/store.h"
+#include "idbmount/store/store_backup.h"
 #include "idbmount/store/watch.h"
 
 #include <errno.h>
@@ -320,6 +321,20 @@ static void daemon_stop(struct daemon *d)
 	claim_release(&d->claim);
 }
 
+/* The lines a start logs about the data directory: a migration of its
+ * schema, that it was restored from a backup. */
+static void start_notes(struct store *st, char *out, size_t outlen)
+{
+	char restored[1024];
+	int n = 0;
+	if (*store_open_notice(st))
+		n = snprintf(out, outlen, "idbmount: %s\n", store_open_notice(st));
+	if (n < 0 || (size_t)n >= outlen)
+		return;
+	if (store_restore_note(st, restored, sizeof(restored)) == 0 && restored[0])
+		snprintf(out + n, outlen - (size_t)n, "idbmount: %s\n", restored);
+}
+
 /* Opens the data directory, checks the config and the HTTP address,
  * mounts and serves until stopped. Returns the exit status: 0, 1 (could
  * not start or serve), 2 (bad command line or config). */
@@ -351,6 +366,11 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		fprintf(stderr, "idbmount: %s\n", err);
 		return 1;
 	}
+	/* What the operator must hear of this data directory (a migration, a
+	 * restore) goes to stderr now and, once detached, into the log too. */
+	char notes[2048] = "";
+	start_notes(st, notes, sizeof(notes));
+	fputs(notes, stderr);
 	store_close(st);
 	/* Detaching changes the working directory: every part gets the full
 	 * path. */
@@ -434,6 +454,8 @@ static int serve(struct options *o, struct http_config *http_cfg, const char *da
 		        strerror(-rc));
 		goto out;
 	}
+	if (!o->fs.foreground)
+		fputs(notes, stderr);
 	struct fs_mount_id ids[2];
 	rc = claim_record(&d.claim, ids, fs_mount_ids(d.fs, ids));
 	if (rc)
