@@ -1522,10 +1522,10 @@ static int cmd_restore(struct ctl *c, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-        {"client", cmd_client}, {"pipeline", cmd_pipeline}, {"mkstore", cmd_mkstore},
-        {"put", cmd_put},       {"get", cmd_get},           {"rm", cmd_rm},
-        {"ls", cmd_ls},         {"log", cmd_log},           {"import", cmd_import},
-        {"sink", cmd_sink},     {"status", cmd_status},     {"backup", cmd_backup},
+        {"client", cmd_client},   {"pipeline", cmd_pipeline}, {"mkstore", cmd_mkstore},
+        {"put", cmd_put},         {"get", cmd_get},           {"rm", cmd_rm},
+        {"ls", cmd_ls},           {"log", cmd_log},           {"import", cmd_import},
+        {"sink", cmd_sink},       {"status", cmd_status},     {"backup", cmd_backup},
         {"restore", cmd_restore},
 };
 
