@@ -282,3 +282,36 @@ def test_restore_refuses_bad_backups_and_used_directories(ops, tmp_path):
     refused_restore(good, new_dir, "is not empty (it holds idbmount.db)")
     p = run_ctl("restore", good)
     assert p.returncode == 2 and "usage:" in p.stderr
+
+
+def test_restore_renames_intents_to_the_new_epoch(ops, tmp_path):
+    """The intents of a backup (here three parked batches of the version-0
+    fixture) keep their seqs under names of the new epoch, so unparking one
+    never writes a name of the old epoch again."""
+    from test_upgrade import load_fixture
+    a = ops.node("a")
+    load_fixture(a.data)
+    dest = str(tmp_path / "backup.idbm")
+    assert run_ctl("backup", dest, data=a.data).returncode == 0
+    old = epoch_of(a.data)
+    b = ops.node("b")
+    p = run_ctl("restore", dest, b.data)
+    assert p.returncode == 0, p.stderr
+    assert "3 unfinished or parked batches" in p.stderr
+    new = epoch_of(b.data)
+
+    def intents(data):
+        db = sqlite3.connect("file:%s/idbmount.db?mode=ro" % data, uri=True)
+        try:
+            return db.execute("SELECT id, state, from_seq, to_seq, name FROM sink_intents "
+                              "ORDER BY id").fetchall()
+        finally:
+            db.close()
+
+    before, after = intents(a.data), intents(b.data)
+    assert len(before) == 3 and all(old in i[4] for i in before)
+    assert [i[:4] for i in after] == [i[:4] for i in before]
+    assert [i[4] for i in after] == [i[4].replace(old, new) for i in before]
+    meta = dict(sqlite3.connect("file:%s/idbmount.db?mode=ro" % b.data, uri=True)
+                .execute("SELECT name, value FROM meta").fetchall())
+    assert meta["restored_from_epoch"] == old and meta["restored_last_seq"] == "21"
