@@ -16,9 +16,10 @@
  * `client add`, which makes it, so a mistyped --data creates nothing.
  *
  * This file is the command line and the command table; the commands live
- * in ctl_records.c, ctl_import.c and ctl_sinks.c, what they share in
- * ctl_common.c.
+ * in ctl_records.c, ctl_import.c, ctl_sinks.c and ctl_backup.c, what they
+ * share in ctl_common.c.
  */
+#include "ctl_backup.h"
 #include "ctl_commands.h"
 #include "ctl_common.h"
 #include "ctl_sinks.h"
@@ -50,11 +51,24 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
 	return ctl_status_command(c->datadir, argc, argv);
 }
 
+/* Backup and restore live in ctl_backup.c. */
+static int cmd_backup(struct ctl *c, int argc, char **argv)
+{
+	return ctl_backup_command(c->datadir, argc, argv);
+}
+
+static int cmd_restore(struct ctl *c, int argc, char **argv)
+{
+	(void)c;
+	return ctl_restore_command(argc, argv);
+}
+
 static const struct command commands[] = {
         {"client", ctl_cmd_client}, {"pipeline", ctl_cmd_pipeline}, {"mkstore", ctl_cmd_mkstore},
         {"put", ctl_cmd_put},       {"get", ctl_cmd_get},           {"rm", ctl_cmd_rm},
         {"ls", ctl_cmd_ls},         {"log", ctl_cmd_log},           {"import", ctl_cmd_import},
-        {"sink", cmd_sink},         {"status", cmd_status},
+        {"sink", cmd_sink},         {"status", cmd_status},         {"backup", cmd_backup},
+        {"restore", cmd_restore},
 };
 
 int main(int argc, char **argv)
@@ -96,6 +110,9 @@ int main(int argc, char **argv)
 			return ctl_finish_stdout(EXIT_OK);
 		}
 	}
+	/* A restore makes its own data directory: no other is looked for. */
+	if (cmd->run == cmd_restore)
+		return ctl_restore_command(argc - i - 1, argv + i + 1);
 
 	struct ctl c;
 	memset(&c, 0, sizeof(c));

@@ -39,6 +39,7 @@
 #include "idbmount/sinks/config.h"
 #include "idbmount/store/checkpointer.h"
 #include "idbmount/store/store.h"
+#include "idbmount/store/store_backup.h"
 #include "idbmount/store/watch.h"
 #include "idbmount/util/datadir.h"
 
@@ -331,6 +332,20 @@ static void daemon_stop(struct daemon *d)
 	claim_release(&d->claim);
 }
 
+/* The lines a start logs about the data directory: a migration of its
+ * schema, that it was restored from a backup. */
+static void start_notes(struct store *st, char *out, size_t outlen)
+{
+	char restored[1024];
+	int n = 0;
+	if (*store_open_notice(st))
+		n = snprintf(out, outlen, "idbmount: %s\n", store_open_notice(st));
+	if (n < 0 || (size_t)n >= outlen)
+		return;
+	if (store_restore_note(st, restored, sizeof(restored)) == 0 && restored[0])
+		snprintf(out + n, outlen - (size_t)n, "idbmount: %s\n", restored);
+}
+
 /* Opens the data directory, checks the config and the HTTP address, mounts
  * and starts the threads. Returns 0 when the daemon is up, else the exit
  * status: 1 (could not start), 2 (bad command line or config); what was
@@ -364,6 +379,11 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
 		fprintf(stderr, "idbmount: %s\n", err);
 		return 1;
 	}
+	/* What the operator must hear of this data directory (a migration, a
+	 * restore) goes to stderr now and, once detached, into the log too. */
+	char notes[2048] = "";
+	start_notes(st, notes, sizeof(notes));
+	fputs(notes, stderr);
 	store_close(st);
 	/* Detaching changes the working directory: every part gets the full
 	 * path. */
@@ -448,6 +468,8 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
 		        strerror(-rc));
 		return status;
 	}
+	if (!o->fs.foreground)
+		fputs(notes, stderr);
 	struct fs_mount_id ids[2];
 	rc = claim_record(&d->claim, ids, fs_mount_ids(d->fs, ids));
 	if (rc)

@@ -182,6 +182,17 @@ int store_step_done(struct store *st, sqlite3_stmt *s)
 	return out;
 }
 
+int store_query_int(struct store *st, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	*out = 0;
+	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return store_sql_fail(st, sqlite3_errcode(st->db));
+	int rc = store_step_int(st, s, out);
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int store_exec(struct store *st, const char *sql)
 {
 	char *msg = NULL;

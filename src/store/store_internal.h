@@ -20,7 +20,9 @@
  *   store_push*.c      pushes: writes, parsing ahead, results (store_sync.c
  *                      tells which file does what)
  *   store_sinks.c      what the flusher needs
- *   store_open.c       opening a data directory: schema, settings, checkpoints
+ *   store_schema.c     the schema, its version and the migrations between versions
+ *   store_backup.c     backup and restore of a data directory
+ *   store_open.c       opening a data directory: identity, settings, checkpoints
  * Each file keeps its own table of statements in its own range of slots of
  * the per-connection statement cache; store_open runs every file's schema
  * text (CREATE ... IF NOT EXISTS).
@@ -49,7 +51,7 @@ struct prepared_value {
 /* Statement cache slots: a range per file, [STORE_SLOTS_X,
  * STORE_SLOTS_X_END), each ending where the next begins. */
 #define STORE_SLOTS_DB        0   /* store_db.c */
-#define STORE_SLOTS_OPEN      4   /* store_open.c */
+#define STORE_SLOTS_OPEN      4   /* store_schema.c (the meta table, at open) */
 #define STORE_SLOTS_CHANGES   8   /* store_changes.c */
 #define STORE_SLOTS_ROWS      24  /* store_rows.c */
 #define STORE_SLOTS_OBJSTORES 36  /* store_objstores.c */
@@ -103,6 +105,7 @@ struct store {
 	int64_t data_version;
 	int64_t owner_objstore, owner_client; /* the last objstore_owner answer */
 	char epoch[17];
+	char notice[600]; /* store_open_notice: what opening changed */
 	char *wal_path;
 	char err[512];
 };
@@ -134,6 +137,9 @@ typedef void (*store_row_fn)(sqlite3_stmt *s, void *out);
 int store_step_row(struct store *st, sqlite3_stmt *s, store_row_fn read_row, void *out);
 /* Runs SQL text (several statements allowed). */
 int store_exec(struct store *st, const char *sql);
+/* The one integer that `sql` (no parameters, prepared once) answers, 0
+ * when no row; for statements run once per open, not per call. */
+int store_query_int(struct store *st, const char *sql, int64_t *out);
 
 /* Transactions: BEGIN IMMEDIATE at the outermost level, SAVEPOINTs inside.
  * store_txn_end commits when rc is 0 and rolls back otherwise; returns rc
@@ -354,5 +360,26 @@ void store_token_hash(const char *token, char out[65]);
 /* Schema texts of the other store files (CREATE ... IF NOT EXISTS). */
 extern const char store_sync_schema_sql[];
 extern const char store_sinks_schema_sql[];
+
+/* ---- store_schema.c ---- */
+
+/* SQLite's application_id of an idbmount database: "IDBM". It tells an
+ * idbmount database from another program's (file(1) shows it too). */
+#define STORE_APPLICATION_ID 0x4944424du
+
+/* The schema version this idbmount writes (PRAGMA user_version). */
+int store_schema_latest(void);
+/* Refuses, before anything in it changes, a database whose schema version
+ * is newer than this idbmount knows; `path` is for the message. */
+int store_schema_check(struct store *st, const char *path);
+/* Makes the schema of a new database, or migrates an older one to the
+ * latest version in one transaction (noting it for store_open_notice,
+ * with `datadir` in the message); then loads the store epoch. */
+int store_schema_ensure(struct store *st, const char *datadir);
+/* A new store epoch: 16 random hex digits. */
+int store_epoch_new(char out[17]);
+/* The meta table's rows: 0, -ENOENT or -errno. */
+int store_meta_get(struct store *st, const char *name, char *out, size_t outlen);
+int store_meta_put(struct store *st, const char *name, const char *value);
 
 #endif

@@ -54,6 +54,10 @@ struct store;
 int store_open(const char *datadir, struct store **out, char *err, size_t errlen);
 void store_close(struct store *st);
 
+/* What store_open changed that the operator should hear of, "" when
+ * nothing: "migrated DIR from schema 0 to 1". */
+const char *store_open_notice(const struct store *st);
+
 /* The message for the last failure on this connection ("" if none). */
 const char *store_last_error(const struct store *st);
 
