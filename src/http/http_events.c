@@ -18,8 +18,9 @@
  * streams in the order of their last output and stops at the first one
  * that spoke within keepalive_s. A new `delivered` is the exception: it
  * goes to every stream. Resuming is one call per woken stream; each
- * libmicrohttpd thread then walks its list of suspended connections once
- * per batch of resumes (libmicrohttpd 0.9.75), not once per stream.
+ * libmicrohttpd thread then takes up the resumed connections in one pass
+ * over its suspended ones per batch (as we read libmicrohttpd's code, not
+ * measured apart), not one pass per stream.
  *
  * What a stream sends:
  *   retry: 2000                      once, first (reconnect after 2 s)
