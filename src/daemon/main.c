@@ -5,7 +5,8 @@
  *            [--tls-cert FILE --tls-key FILE] [--allow-origin LIST]
  *            [--server-name LIST]
  *            [--max-body BYTES] [--max-buffered BYTES] [--http-timeout SECONDS]
- *            [--keepalive SECONDS] [--config FILE] [-o OPTIONS]
+ *            [--keepalive SECONDS] [--max-connections N] [--config FILE]
+ *            [-o OPTIONS]
  *            [--view DIR] MOUNTPOINT | --view DIR
  *
  * MOUNTPOINT gets the read-write tree; --view DIR (or -o view=DIR) the same
@@ -88,6 +89,9 @@ static void usage(FILE *out)
 	        "                      together (default 4 x --max-body); past it 503\n"
 	        "      --http-timeout SECONDS  close idle or stalled connections (default 30)\n"
 	        "      --keepalive SECONDS     comment on quiet event streams (default 15)\n"
+	        "      --max-connections N  HTTP connections (event streams too) open at once;\n"
+	        "                      more are answered 503 (default: the descriptor limit\n"
+	        "                      less 576; the log says the figure at start)\n"
 	        "      --config FILE   sinks to ship every change to (INI: one\n"
 	        "                      [sink NAME] section each; 'idbmountctl sink list'\n"
 	        "                      shows the types and their keys); default: none\n"
@@ -522,6 +526,7 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 		OPT_SERVER_NAME,
 		OPT_HTTP_TIMEOUT,
 		OPT_KEEPALIVE,
+		OPT_MAX_CONNECTIONS,
 		OPT_CONFIG,
 		OPT_VIEW,
 	};
@@ -538,6 +543,7 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 	        {"server-name", required_argument, NULL, OPT_SERVER_NAME},
 	        {"http-timeout", required_argument, NULL, OPT_HTTP_TIMEOUT},
 	        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+	        {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
 	        {"config", required_argument, NULL, OPT_CONFIG},
 	        {"view", required_argument, NULL, OPT_VIEW},
 	        {"help", no_argument, NULL, 'h'},
@@ -620,6 +626,17 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 				return 2;
 			}
 			break;
+		case OPT_MAX_CONNECTIONS: {
+			size_t n = 0;
+			if (!parse_size(optarg, &n) || n > 1000000 ||
+			    optarg[strspn(optarg, "0123456789")]) {
+				fprintf(stderr, "idbmount: --max-connections %s: want 1 to 1000000\n",
+				        optarg);
+				return 2;
+			}
+			http_cfg.max_connections = (unsigned)n;
+			break;
+		}
 		case OPT_HTTP_TIMEOUT:
 		case OPT_KEEPALIVE:
 			if (!parse_size(optarg, &seconds) || seconds > 86400 ||

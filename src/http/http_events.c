@@ -12,6 +12,16 @@
  * the server notice clients that went away (the write fails). So idle
  * streams cost no thread and no polling of their own.
  *
+ * Cost with many streams (10,000 and more). A pass of the events thread
+ * looks only at the streams it wakes: a change finds its client's streams
+ * through a hash of chains by client id, and the keep-alive pass walks the
+ * streams in the order of their last output and stops at the first one
+ * that spoke within keepalive_s. A new `delivered` is the exception: it
+ * goes to every stream. Resuming is one call per woken stream; each
+ * libmicrohttpd thread then takes up the resumed connections in one pass
+ * over its suspended ones per batch (as we read libmicrohttpd's code, not
+ * measured apart), not one pass per stream.
+ *
  * What a stream sends:
  *   retry: 2000                      once, first (reconnect after 2 s)
  *   : connected                      once, first: the stream is registered
@@ -40,7 +50,12 @@
 #define STOP_WAIT_MS 5000
 
 struct stream {
+	/* On ev->streams, oldest output first: the keep-alive pass stops at
+	 * the first stream that spoke within keepalive_s. */
 	struct stream *next, *prev;
+	/* On its client's chain in ev->by_client, so a change wakes the
+	 * streams of its client without looking at the others. */
+	struct stream *same_next, *same_prev;
 	struct http_events *ev;
 	struct MHD_Connection *conn;
 	int64_t client_id;
@@ -53,8 +68,10 @@ struct stream {
 	bool delivered_due; /* ev->delivered rose since the last event */
 	bool suspended;
 	bool closing;
-	bool registered; /* on ev->streams */
+	bool registered; /* on ev->streams and ev->by_client */
 };
+
+#define FIRST_BUCKETS 1024
 
 struct http_events {
 	unsigned keepalive_s; /* a comment on a stream quiet this long */
@@ -62,11 +79,80 @@ struct http_events {
 	struct worker worker; /* the events thread, its store and its lock */
 	pthread_cond_t gone;
 	bool changed;
-	struct stream *streams;
+	struct stream *streams, *streams_tail; /* oldest output first */
+	struct stream **by_client;             /* chains by client id */
+	size_t nbuckets;                       /* a power of two */
 	long count;
 	int64_t seen_seq;
 	int64_t delivered; /* every pipeline has taken the changes up to it */
 };
+
+/* ---- the lists of streams (with ev->worker.lock held) ---- */
+
+static size_t bucket_of(const struct http_events *ev, int64_t client_id)
+{
+	uint64_t x = (uint64_t)client_id * 0x9e3779b97f4a7c15ull; /* Fibonacci hashing */
+	return (size_t)(x >> 32) & (ev->nbuckets - 1);
+}
+
+static void chain_add(struct http_events *ev, struct stream *s)
+{
+	struct stream **head = &ev->by_client[bucket_of(ev, s->client_id)];
+	s->same_prev = NULL;
+	s->same_next = *head;
+	if (*head)
+		(*head)->same_prev = s;
+	*head = s;
+}
+
+static void chain_remove(struct http_events *ev, struct stream *s)
+{
+	if (s->same_prev)
+		s->same_prev->same_next = s->same_next;
+	else
+		ev->by_client[bucket_of(ev, s->client_id)] = s->same_next;
+	if (s->same_next)
+		s->same_next->same_prev = s->same_prev;
+}
+
+/* Doubles the buckets when the streams outnumber them, so a chain stays
+ * about one client long. Failing to grow only makes chains longer. */
+static void maybe_grow(struct http_events *ev)
+{
+	if ((size_t)ev->count < ev->nbuckets)
+		return;
+	struct stream **grown = calloc(ev->nbuckets * 2, sizeof(*grown));
+	if (!grown)
+		return;
+	free(ev->by_client);
+	ev->by_client = grown;
+	ev->nbuckets *= 2;
+	for (struct stream *s = ev->streams; s; s = s->next)
+		chain_add(ev, s);
+}
+
+static void order_append(struct http_events *ev, struct stream *s)
+{
+	s->next = NULL;
+	s->prev = ev->streams_tail;
+	if (ev->streams_tail)
+		ev->streams_tail->next = s;
+	else
+		ev->streams = s;
+	ev->streams_tail = s;
+}
+
+static void order_remove(struct http_events *ev, struct stream *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		ev->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	else
+		ev->streams_tail = s->prev;
+}
 
 /* Called by the watch thread. */
 static void on_commit(void *ctx)
@@ -167,19 +253,22 @@ static void *events_main(void *arg)
 				}
 			}
 		}
-		int64_t now = clock_mono_ms();
-		for (struct stream *s = ev->streams; s; s = s->next) {
-			for (size_t i = 0; i < changed.n; i++) {
-				if (changed.items[i].client_id == s->client_id &&
-				    changed.items[i].seq > s->latest) {
-					s->latest = changed.items[i].seq;
+		for (size_t i = 0; i < changed.n; i++) {
+			const struct client_seq *c = &changed.items[i];
+			for (struct stream *s = ev->by_client[bucket_of(ev, c->client_id)]; s;
+			     s = s->same_next) {
+				if (s->client_id == c->client_id && c->seq > s->latest) {
+					s->latest = c->seq;
 					stream_wake(s, &rl);
 				}
 			}
-			if (now - s->last_output_ms >= keepalive_ms) {
-				s->keepalive_due = true;
-				stream_wake(s, &rl);
-			}
+		}
+		/* Oldest output first: only the streams due are looked at. */
+		int64_t now = clock_mono_ms();
+		for (struct stream *s = ev->streams; s && now - s->last_output_ms >= keepalive_ms;
+		     s = s->next) {
+			s->keepalive_due = true;
+			stream_wake(s, &rl);
 		}
 		pthread_mutex_unlock(&ev->worker.lock);
 		resume_all(&rl);
@@ -200,8 +289,15 @@ int http_events_start(const char *datadir, unsigned keepalive_s, struct watch *w
 		return -ENOMEM;
 	ev->keepalive_s = keepalive_s;
 	ev->watch = watch;
+	ev->nbuckets = FIRST_BUCKETS;
+	ev->by_client = calloc(ev->nbuckets, sizeof(*ev->by_client));
+	if (!ev->by_client) {
+		free(ev);
+		return -ENOMEM;
+	}
 	int rc = worker_open(&ev->worker, datadir, "events");
 	if (rc) {
+		free(ev->by_client);
 		free(ev);
 		return rc;
 	}
@@ -220,6 +316,7 @@ int http_events_start(const char *datadir, unsigned keepalive_s, struct watch *w
 	if (rc) {
 		worker_close(&ev->worker);
 		pthread_cond_destroy(&ev->gone);
+		free(ev->by_client);
 		free(ev);
 		return rc;
 	}
@@ -265,6 +362,7 @@ void http_events_free(struct http_events *ev)
 	}
 	worker_close(&ev->worker);
 	pthread_cond_destroy(&ev->gone);
+	free(ev->by_client);
 	free(ev);
 }
 
@@ -320,6 +418,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		memcpy(buf, s->out + s->out_off, take);
 		s->out_off += take;
 		s->last_output_ms = clock_mono_ms();
+		if (s->registered) { /* now the newest output */
+			order_remove(ev, s);
+			order_append(ev, s);
+		}
 		n = (ssize_t)take;
 	} else if (s->closing) {
 		n = MHD_CONTENT_READER_END_OF_STREAM;
@@ -341,12 +443,8 @@ static void stream_free(void *cls)
 		return;
 	}
 	pthread_mutex_lock(&ev->worker.lock);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		ev->streams = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	order_remove(ev, s);
+	chain_remove(ev, s);
 	ev->count--;
 	pthread_cond_broadcast(&ev->gone);
 	pthread_mutex_unlock(&ev->worker.lock);
@@ -401,11 +499,11 @@ enum MHD_Result http_events(struct http_request *r)
 		                        "the daemon is stopping");
 	}
 	s->registered = true;
-	s->next = ev->streams;
-	if (ev->streams)
-		ev->streams->prev = s;
-	ev->streams = s;
+	s->last_output_ms = clock_mono_ms(); /* under the lock: keeps the order */
+	order_append(ev, s);
+	chain_add(ev, s);
 	ev->count++;
+	maybe_grow(ev);
 	pthread_mutex_unlock(&ev->worker.lock);
 	int64_t last = store_sync_client_last_seq(st, r->who.id);
 	pthread_mutex_lock(&ev->worker.lock);

@@ -53,6 +53,18 @@ enum MHD_Result http_metrics(struct http_request *r)
 		rc = buf_printf(&b, "idbmount_http_connections_total %llu\n",
 		                (unsigned long long)atomic_load(&n->connections_total));
 	if (!rc)
+		rc = metric_head(&b, "idbmount_http_connections_refused_total", "counter",
+		                 "HTTP connections past --max-connections, answered 503 and "
+		                 "closed.");
+	if (!rc)
+		rc = buf_printf(&b, "idbmount_http_connections_refused_total %llu\n",
+		                (unsigned long long)atomic_load(&n->connections_refused));
+	if (!rc)
+		rc = metric_head(&b, "idbmount_http_max_connections", "gauge",
+		                 "The cap of HTTP connections open at once (--max-connections).");
+	if (!rc)
+		rc = buf_printf(&b, "idbmount_http_max_connections %u\n", cfg->max_connections);
+	if (!rc)
 		rc = metric_head(&b, "idbmount_http_event_streams", "gauge",
 		                 "Server-Sent Event streams open now.");
 	if (!rc)

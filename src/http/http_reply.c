@@ -40,6 +40,8 @@ enum MHD_Result http_queue(struct http_request *r, unsigned status, struct MHD_R
 	if (!resp)
 		return MHD_NO;
 	http_common_headers(r, resp);
+	if (r->close_connection)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	enum MHD_Result res = MHD_queue_response(r->conn, status, resp);
 	MHD_destroy_response(resp);
 	if (res == MHD_YES) {

@@ -47,6 +47,7 @@ struct http_counters {
 	atomic_ullong bytes_in;
 	atomic_llong connections;
 	atomic_ullong connections_total;
+	atomic_ullong connections_refused; /* 503: past --max-connections */
 	atomic_ullong body_rejected;
 	atomic_ullong body_deferred; /* 503: the budget of bodies was spent */
 	atomic_size_t body_buffered; /* bytes reserved by bodies being read */
@@ -67,6 +68,7 @@ struct http_request {
 	struct buf body;
 	size_t body_reserved; /* of the server's body_buffered, given back at the end */
 	bool replied;
+	bool close_connection; /* the answer says Connection: close */
 	enum { BODY_TAKEN, BODY_TOO_LARGE, BODY_OVER_BUDGET } body_state;
 };
 

@@ -21,9 +21,26 @@
  *   - a connection idle (or stalled mid-request) for timeout_s (30 s,
  *     --http-timeout) is closed; a suspended event stream does not count
  *     as idle (it is kept alive by comments every keepalive_s);
- *   - at most max_connections (4096) connections at once; further ones
- *     wait in the kernel's backlog. libmicrohttpd bounds each
- *     connection's header memory (32 KiB).
+ *   - at most max_connections connections at once (--max-connections;
+ *     by default what the descriptor limit leaves, see below). A
+ *     connection past the cap is still accepted, up to OVER_CAP_SLOTS of
+ *     them at once, and its request is answered 503 {"error":"busy"}
+ *     with Retry-After and Connection: close, and counted on /metrics;
+ *     past those slots too, connections wait in the kernel's backlog.
+ *     libmicrohttpd bounds each connection's header memory (32 KiB).
+ *
+ * Descriptors. Every connection, an event stream too, holds one socket
+ * descriptor; libmicrohttpd uses no other per connection (epoll). The
+ * rest of the daemon needs about a hundred whatever the connections: 2
+ * for each SQLite connection (the database and its WAL; the shared memory
+ * file is one for the process), so 3 for a FUSE worker (with its
+ * /dev/fuse clone; up to threads= workers per mount), 2 for each server
+ * thread (and its epoll and eventfd), for the events, watch and
+ * checkpoint threads and for each sink, which holds its output too. An
+ * idle daemon with a view held 49. FD_RESERVE keeps 512 of the limit
+ * (RLIMIT_NOFILE, which main() raises to the hard limit) for them, so the
+ * default cap is the limit less FD_RESERVE and OVER_CAP_SLOTS: 19,424
+ * with a limit of 20,000. The log says the figures at start.
  */
 #include "http_handlers.h"
 #include "http_server_internal.h"
@@ -35,11 +52,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define LISTEN_BACKLOG 1024
-#define TLS_FILE_MAX   (1024 * 1024)
+#define FD_RESERVE     512
+#define OVER_CAP_SLOTS 64
+/* Our socket context of a connection past the cap (on_connection). */
+static char over_cap;
+#define TLS_FILE_MAX (1024 * 1024)
 
 void http_config_defaults(struct http_config *cfg)
 {
@@ -121,6 +143,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->url = url;
 		buf_init(&r->body, h->cfg.max_body);
 		*con_cls = r;
+		const union MHD_ConnectionInfo *ci =
+		        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		if (ci && ci->socket_context == &over_cap) {
+			atomic_fetch_add(&h->counters.connections_refused, 1);
+			r->close_connection = true;
+			return http_reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+			                        "the server has its %u connections open "
+			                        "(--max-connections); try again later",
+			                        h->cfg.max_connections);
+		}
 		return http_on_headers(r);
 	}
 	if (r->replied) {
@@ -160,11 +192,12 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode code)
 {
 	(void)conn;
-	(void)socket_context;
 	struct http *h = cls;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		atomic_fetch_add(&h->counters.connections, 1);
+		long long open = atomic_fetch_add(&h->counters.connections, 1) + 1;
 		atomic_fetch_add(&h->counters.connections_total, 1);
+		if (open > (long long)h->cfg.max_connections)
+			*socket_context = &over_cap;
 	} else {
 		atomic_fetch_sub(&h->counters.connections, 1);
 	}
@@ -277,6 +310,38 @@ static int bind_listen(struct http *h, char *err, size_t errlen)
 	return 0;
 }
 
+/* Sets cfg.max_connections from the descriptor limit when it is 0 (the
+ * default), or checks the one given against it. */
+static int fit_descriptor_limit(struct http *h, char *err, size_t errlen)
+{
+	struct rlimit rl;
+	rlim_t limit = 1024;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		limit = rl.rlim_cur;
+	if (limit > (1u << 24)) /* RLIM_INFINITY or more than any node serves */
+		limit = 1u << 24;
+	unsigned reserve = limit / 2 < FD_RESERVE ? (unsigned)limit / 2 : FD_RESERVE;
+	unsigned over = limit / 16 < OVER_CAP_SLOTS ? (unsigned)limit / 16 : OVER_CAP_SLOTS;
+	unsigned most = (unsigned)limit - reserve - over;
+	h->fd_limit = (unsigned)limit;
+	h->fd_reserve = reserve;
+	h->over_cap_slots = over;
+	if (!h->cfg.max_connections) {
+		h->cfg.max_connections = most;
+		return 0;
+	}
+	if (h->cfg.max_connections > most) {
+		snprintf(err, errlen,
+		         "--max-connections %u: the descriptor limit %u allows at most %u (one "
+		         "descriptor a connection, %u kept for SQLite, FUSE and sinks, %u for "
+		         "answering 503 past the cap); raise the limit (ulimit -n, systemd's "
+		         "LimitNOFILE=) or ask for fewer",
+		         h->cfg.max_connections, h->fd_limit, most, reserve, over);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Appends a copy of `item` to the array *items of *n. */
 static int list_add(char ***items, size_t *n, const char *item)
 {
@@ -379,8 +444,7 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 		snprintf(err, errlen, "--tls-cert and --tls-key go together");
 		return -EINVAL;
 	}
-	if (cfg->threads < 1 || cfg->max_connections < 1 || cfg->timeout_s < 1 ||
-	    cfg->keepalive_s < 1 || cfg->max_body < 1) {
+	if (cfg->threads < 1 || cfg->timeout_s < 1 || cfg->keepalive_s < 1 || cfg->max_body < 1) {
 		snprintf(err, errlen, "HTTP limits must be positive");
 		return -EINVAL;
 	}
@@ -398,7 +462,9 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	if (!h->cfg.max_buffered)
 		h->cfg.max_buffered = cfg->max_body * HTTP_BUFFERED_BODIES;
 	h->listen_fd = -1;
-	int rc = each_listed(h, cfg->allow_origins, take_origin, err, errlen);
+	int rc = fit_descriptor_limit(h, err, errlen);
+	if (!rc)
+		rc = each_listed(h, cfg->allow_origins, take_origin, err, errlen);
 	if (!rc)
 		rc = each_listed(h, cfg->server_names, take_server_name, err, errlen);
 	if (!rc && cfg->tls_cert_file)
@@ -446,7 +512,7 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 	h->mhd = MHD_start_daemon(
 	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
 	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
-	        (unsigned)h->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+	        h->cfg.max_connections + h->over_cap_slots, MHD_OPTION_CONNECTION_TIMEOUT,
 	        (unsigned)h->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY,
 	        h->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
@@ -459,6 +525,11 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 		return -EIO;
 	}
 	h->listen_fd = -1; /* libmicrohttpd owns it now */
+	fprintf(stderr,
+	        "idbmount: http: connections capped at %u (descriptor limit %u: one descriptor "
+	        "a connection or event stream, %u kept for SQLite, FUSE and sinks, %u for "
+	        "answering 503 past the cap)\n",
+	        h->cfg.max_connections, h->fd_limit, h->fd_reserve, h->over_cap_slots);
 	return 0;
 }
 

@@ -25,6 +25,9 @@ struct http {
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
 	struct http_counters counters;
+	unsigned fd_limit;       /* RLIMIT_NOFILE when prepared */
+	unsigned fd_reserve;     /* of it, kept for all but connections */
+	unsigned over_cap_slots; /* connections past the cap answered 503 */
 };
 
 /* ---- Host and origin (http_host.c) ---- */

@@ -18,7 +18,7 @@
 #define HTTP_DEFAULT_LISTEN          "127.0.0.1:8750"
 #define HTTP_DEFAULT_MAX_BODY        (32u * 1024 * 1024)
 #define HTTP_DEFAULT_TIMEOUT_S       30
-#define HTTP_DEFAULT_MAX_CONNECTIONS 4096
+#define HTTP_DEFAULT_MAX_CONNECTIONS 0 /* what the descriptor limit leaves */
 #define HTTP_DEFAULT_THREADS         4
 #define HTTP_DEFAULT_KEEPALIVE_S     15
 /* The default of max_buffered, the budget of all bodies being read, in
@@ -49,7 +49,10 @@ struct http_config {
 	size_t max_buffered;      /* all bodies at once (503 beyond); 0: the default */
 	size_t max_record;        /* the store's record cap (-o max_record); 0 default */
 	unsigned timeout_s;       /* an idle or stalled connection is closed */
-	unsigned max_connections; /* accepted at once; more wait in the backlog */
+	/* Connections open at once; more are answered 503 and closed. 0: the
+	 * descriptor limit (RLIMIT_NOFILE) less what the daemon keeps for
+	 * SQLite, FUSE and sinks. http_prepare fails when it is over that. */
+	unsigned max_connections;
 	unsigned threads;         /* polling threads, each with its own SQLite */
 	unsigned keepalive_s;     /* comment on idle event streams */
 	const char *node;         /* this machine in change lines */
