@@ -634,7 +634,7 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 				        optarg);
 				return 2;
 			}
-			http_cfg.max_connections = (unsigned)n;
+			http_cfg->max_connections = (unsigned)n;
 			break;
 		}
 		case OPT_HTTP_TIMEOUT:
