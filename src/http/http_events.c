@@ -73,6 +73,23 @@ struct stream {
 
 #define FIRST_BUCKETS 1024
 
+/* Connections to resume once the lock is let go: a suspended connection
+ * cannot finish (so cannot be freed) until it is resumed, so resuming
+ * outside the lock is safe and keeps libmicrohttpd's locks apart from ours. */
+struct resume_list {
+	struct MHD_Connection **conns;
+	size_t n, cap;
+};
+
+struct client_seq {
+	int64_t client_id, seq;
+};
+
+struct seq_list {
+	struct client_seq *items;
+	size_t n, cap;
+};
+
 struct http_events {
 	unsigned keepalive_s; /* a comment on a stream quiet this long */
 	struct watch *watch;
@@ -85,6 +102,9 @@ struct http_events {
 	long count;
 	int64_t seen_seq;
 	int64_t delivered; /* every pipeline has taken the changes up to it */
+	/* The events thread's own lists, kept from round to round. */
+	struct resume_list resume;
+	struct seq_list changed_clients;
 };
 
 /* ---- the lists of streams (with ev->worker.lock held) ---- */
@@ -161,14 +181,6 @@ static void on_commit(void *ctx)
 	worker_wake(&ev->worker, &ev->changed);
 }
 
-/* Connections to resume once the lock is let go: a suspended connection
- * cannot finish (so cannot be freed) until it is resumed, so resuming
- * outside the lock is safe and keeps libmicrohttpd's locks apart from ours. */
-struct resume_list {
-	struct MHD_Connection **conns;
-	size_t n, cap;
-};
-
 /* With ev->worker.lock held: whether `s` must run, noting it in `rl`. */
 static void stream_wake(struct stream *s, struct resume_list *rl)
 {
@@ -193,15 +205,6 @@ static void resume_all(struct resume_list *rl)
 	rl->n = 0;
 }
 
-struct client_seq {
-	int64_t client_id, seq;
-};
-
-struct seq_list {
-	struct client_seq *items;
-	size_t n, cap;
-};
-
 static int collect_client(void *ctx, int64_t client_id, int64_t last_seq)
 {
 	struct seq_list *l = ctx;
@@ -217,67 +220,61 @@ static int collect_client(void *ctx, int64_t client_id, int64_t last_seq)
 	return 0;
 }
 
-static void *events_main(void *arg)
+/* One round of the events thread (worker_start_rounds, with the lock
+ * held): woken by a commit, or once a second for the keep-alives. Finds the
+ * clients whose tree changed and resumes their streams, and the streams due
+ * a keep-alive; the resuming is done without the lock. */
+static void events_round(struct worker *w, bool woken, void *arg)
 {
+	(void)woken; /* ev->changed says whether to look */
 	struct http_events *ev = arg;
-	struct resume_list rl = {0};
-	struct seq_list changed = {0};
-	int64_t keepalive_ms = (int64_t)ev->keepalive_s * 1000;
-	pthread_mutex_lock(&ev->worker.lock);
-	while (!ev->worker.stop) {
-		if (!ev->changed) {
-			struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
-			pthread_cond_timedwait(&ev->worker.wake, &ev->worker.lock, &until);
+	struct resume_list *rl = &ev->resume;
+	struct seq_list *changed = &ev->changed_clients;
+	bool look = ev->changed;
+	ev->changed = false;
+	changed->n = 0;
+	if (look) {
+		pthread_mutex_unlock(&w->lock);
+		int64_t high =
+		        store_sync_changed_clients(w->st, ev->seen_seq, collect_client, changed);
+		pthread_mutex_lock(&w->lock);
+		if (high >= 0) {
+			ev->seen_seq = high;
+		} else {
+			/* Busy or failing: look again at once. */
+			ev->changed = true;
+			worker_wake_locked(w);
 		}
-		if (ev->worker.stop)
-			break;
-		bool look = ev->changed;
-		ev->changed = false;
-		changed.n = 0;
-		if (look) {
-			pthread_mutex_unlock(&ev->worker.lock);
-			int64_t high = store_sync_changed_clients(ev->worker.st, ev->seen_seq,
-			                                          collect_client, &changed);
-			pthread_mutex_lock(&ev->worker.lock);
-			if (high >= 0)
-				ev->seen_seq = high;
-			else
-				ev->changed = true; /* busy or failing: try again */
-			int64_t delivered = 0;
-			if (store_sinks_delivered(ev->worker.st, &delivered) == 0 &&
-			    delivered > ev->delivered) {
-				ev->delivered = delivered;
-				for (struct stream *s = ev->streams; s; s = s->next) {
-					s->delivered_due = true;
-					stream_wake(s, &rl);
-				}
+		int64_t delivered = 0;
+		if (store_sinks_delivered(w->st, &delivered) == 0 && delivered > ev->delivered) {
+			ev->delivered = delivered;
+			for (struct stream *s = ev->streams; s; s = s->next) {
+				s->delivered_due = true;
+				stream_wake(s, rl);
 			}
 		}
-		for (size_t i = 0; i < changed.n; i++) {
-			const struct client_seq *c = &changed.items[i];
-			for (struct stream *s = ev->by_client[bucket_of(ev, c->client_id)]; s;
-			     s = s->same_next) {
-				if (s->client_id == c->client_id && c->seq > s->latest) {
-					s->latest = c->seq;
-					stream_wake(s, &rl);
-				}
-			}
-		}
-		/* Oldest output first: only the streams due are looked at. */
-		int64_t now = clock_mono_ms();
-		for (struct stream *s = ev->streams; s && now - s->last_output_ms >= keepalive_ms;
-		     s = s->next) {
-			s->keepalive_due = true;
-			stream_wake(s, &rl);
-		}
-		pthread_mutex_unlock(&ev->worker.lock);
-		resume_all(&rl);
-		pthread_mutex_lock(&ev->worker.lock);
 	}
-	pthread_mutex_unlock(&ev->worker.lock);
-	free(rl.conns);
-	free(changed.items);
-	return NULL;
+	for (size_t i = 0; i < changed->n; i++) {
+		const struct client_seq *c = &changed->items[i];
+		for (struct stream *s = ev->by_client[bucket_of(ev, c->client_id)]; s;
+		     s = s->same_next) {
+			if (s->client_id == c->client_id && c->seq > s->latest) {
+				s->latest = c->seq;
+				stream_wake(s, rl);
+			}
+		}
+	}
+	/* Oldest output first: only the streams due are looked at. */
+	int64_t keepalive_ms = (int64_t)ev->keepalive_s * 1000;
+	int64_t now = clock_mono_ms();
+	for (struct stream *s = ev->streams; s && now - s->last_output_ms >= keepalive_ms;
+	     s = s->next) {
+		s->keepalive_due = true;
+		stream_wake(s, rl);
+	}
+	pthread_mutex_unlock(&w->lock);
+	resume_all(rl);
+	pthread_mutex_lock(&w->lock);
 }
 
 int http_events_start(const char *datadir, unsigned keepalive_s, struct watch *watch,
@@ -307,7 +304,7 @@ int http_events_start(const char *datadir, unsigned keepalive_s, struct watch *w
 	if (store_sinks_delivered(ev->worker.st, &ev->delivered) != 0)
 		ev->delivered = 0;
 	pthread_cond_init(&ev->gone, NULL);
-	rc = worker_start(&ev->worker, events_main, ev);
+	rc = worker_start_rounds(&ev->worker, 1000, events_round, ev);
 	if (!rc && watch) {
 		rc = watch_subscribe(watch, on_commit, ev);
 		if (rc) /* the thread must not outlive `ev` */
@@ -362,6 +359,8 @@ void http_events_free(struct http_events *ev)
 	}
 	worker_close(&ev->worker);
 	pthread_cond_destroy(&ev->gone);
+	free(ev->resume.conns);
+	free(ev->changed_clients.items);
 	free(ev->by_client);
 	free(ev);
 }

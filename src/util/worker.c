@@ -56,11 +56,6 @@ int worker_start_rounds(struct worker *w, int period_ms, worker_round_fn *round,
 	return -pthread_create(&w->thread, NULL, worker_rounds_main, w);
 }
 
-int worker_start(struct worker *w, void *(*thread_main)(void *), void *arg)
-{
-	return -pthread_create(&w->thread, NULL, thread_main, arg);
-}
-
 void worker_wake_locked(struct worker *w)
 {
 	w->woken = true;

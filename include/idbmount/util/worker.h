@@ -5,7 +5,7 @@
  * without waking its thread or close its store while the thread still runs.
  *
  * The owner embeds a struct worker and keeps its own state under `lock`.
- * With worker_start_rounds the loop is this file's: the thread calls the
+ * The loop is this file's (worker_start_rounds): the thread calls the
  * owner's round each time it is woken or its period passes, until it is
  * stopped. The connection belongs to the thread once it runs.
  */
@@ -48,10 +48,6 @@ int worker_open(struct worker *w, const char *datadir, const char *who);
  * it). */
 int worker_start_rounds(struct worker *w, int period_ms, worker_round_fn *round, void *arg);
 
-/* Runs `thread_main(arg)` on the worker's thread, for a loop that is not
- * made of rounds; it must return once `stop` is set. Returns 0 or -errno;
- * on failure the worker is still open (worker_close it). */
-int worker_start(struct worker *w, void *(*thread_main)(void *), void *arg);
 
 /* Sets *flag (if not NULL) under the lock and wakes the thread. */
 void worker_wake(struct worker *w, bool *flag);
@@ -63,7 +59,7 @@ void worker_wake_locked(struct worker *w);
 void worker_stop(struct worker *w);
 
 /* Closes the connection, the lock and the condition: after worker_stop,
- * or after worker_start failed. */
+ * or after worker_start_rounds failed. */
 void worker_close(struct worker *w);
 
 /* worker_stop then worker_close. */
