@@ -1,0 +1,248 @@
+/* pull.js - bringing the server's changes into the local database: pages
+ * after a persisted checkpoint, applied without being captured (no echo),
+ * never over a local write still pending (the push decides those); changes
+ * for stores this database lacks are parked until the store exists.
+ */
+import { JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions, realStoreNames, isInternalStoreName, isExcluded } from './raw.js';
+import { encodeKey, decodeKey, decodeValue } from './codec.js';
+import { done, finished } from './idb.js';
+import { runRange, newerRevision, revisionsInRuns } from './revisions.js';
+import { moveToOutbox, pairId, pendingWrites } from './outbox.js';
+import { requestedStores } from './versions.js';
+import { SyncError, classifyLocalError } from './failures.js';
+
+/* The server's data directory was made anew (another epoch). */
+async function forgetServer(sync, epoch) {
+	const db = await sync.connection();
+	const tx = rawTransaction(db, [REVS, META], 'readwrite');
+	silentTransactions.add(tx);
+	native.clear.call(native.txObjectStore.call(tx, REVS));
+	const meta = native.txObjectStore.call(tx, META);
+	native.put.call(meta, 0, 'checkpoint');
+	native.put.call(meta, epoch, 'epoch');
+	native.delete.call(meta, 'delivered');
+	await finished(tx);
+	sync.schemaSent = false;
+	sync.ownSeqs.clear(); /* seqs of the old data directory */
+	sync.setState({ checkpoint: 0, delivered: null, epoch });
+	sync.reportError(new SyncError('server', 'the server\'s data directory is new (epoch changed): pulling everything again'));
+}
+/* Pulls one page; returns true when the server has more. */
+export async function pullPage(sync) {
+	/* Seqs are global and unique: when the changes right after the
+	 * checkpoint are this tab's own acknowledged pushes, no other change
+	 * lies between them, and pulling them back would only skip them as
+	 * echoes (10,000 pushed records would come back as 10 pages). The
+	 * checkpoint moves past them here and is saved with the next page. */
+	let since = sync.state.checkpoint ?? 0;
+	while (sync.ownSeqs.has(since + 1)) sync.ownSeqs.delete(++since);
+	if (since !== sync.state.checkpoint) sync.state.checkpoint = since;
+	const answer = await sync.request('GET', `v1/pull?since=${encodeURIComponent(since)}&limit=${sync.pullLimit}`);
+	if (!answer || !Array.isArray(answer.changes)) throw new SyncError('server', 'pull answer without changes');
+	if (typeof answer.epoch === 'string' && answer.epoch !== sync.state.epoch) {
+		if (sync.state.epoch) {
+			/* Another data directory: its checkpoints and revisions mean
+			 * nothing here. Start over from a snapshot; local writes
+			 * still pending are pushed as new. */
+			await forgetServer(sync, answer.epoch);
+			return true;
+		}
+		await sync.saveMeta({ epoch: answer.epoch });
+		sync.state.epoch = answer.epoch;
+	}
+	const mine = answer.changes.filter(c => c && c.db === sync.database);
+	const delivered = typeof answer.delivered === 'number' ? answer.delivered : sync.state.delivered;
+	await applyChanges(sync, mine, answer.checkpoint ?? since, delivered);
+	return !!answer.more && answer.checkpoint !== since;
+}
+
+/* Applies server changes without capturing them (no echo), skipping keys
+ * with a pending local write (the push settles those) and changes the
+ * local copy already has; saves the checkpoint in the same transaction.
+ * Changes for stores this database lacks are parked until the store
+ * exists. */
+async function applyChanges(sync, changes, checkpoint, delivered) {
+	const db = await sync.connection();
+	/* Stores excluded from sync take nothing from the server. */
+	changes = changes.filter(c => !isInternalStoreName(c.store) && !isExcluded(sync.database, c.store));
+	/* Changes for stores this database lacks are parked first (with the
+	 * checkpoint), then the stores are created; applyParked puts them in. */
+	const existing = realStoreNames(db);
+	const unknown = [...new Set(changes.map(c => c.store).filter(s => !existing.includes(s)))];
+	const names = [...new Set(changes.map(c => c.store))].filter(s => existing.includes(s));
+	sync.checkLead();
+	/* A page with no changes (the pull after a push, whose own changes
+	 * the checkpoint skipped) saves only the checkpoint: a transaction
+	 * of the meta store, which the app's writes (they all hold the
+	 * journal) neither wait for nor hold up. */
+	const scope = changes.length ? [JOURNAL, OUTBOX, REVS, META, ...names] : [META];
+	const tx = rawTransaction(db, scope, 'readwrite', RELAXED);
+	silentTransactions.add(tx);
+	const end = finished(tx);
+	end.catch(() => {});
+	const revs = changes.length ? native.txObjectStore.call(tx, REVS) : null;
+	const meta = native.txObjectStore.call(tx, META);
+	const pendingNow = changes.length ? pendingWrites(tx) : new Map(); /* local writes wait: the push decides */
+	const applied = [];
+	const decoded = [];
+	let quota = null;
+	for (const c of changes) {
+		try {
+			decoded.push({ c, key: decodeKey(c.key), value: c.op === 'put' ? decodeValue(c.value) : undefined });
+		} catch (err) {
+			sync.reportError(new SyncError('client', `server change ${c.store}/${JSON.stringify(c.key)} cannot be decoded: ${err.message}`));
+		}
+	}
+	const pending = await pendingNow;
+	/* Key sets noted before this page are resolved first, against the
+	 * revisions as they are before it (see keysOfSet): a record this
+	 * page brings is not taken for one the app cleared, and a key the
+	 * app's generator made waits for the push like any pending write. */
+	if (pending.keySetRecords?.length)
+		for (const [store, key] of await moveToOutbox(tx, pending.keySetRecords, names, true))
+			if (!pending.has(pairId(store, key))) pending.set(pairId(store, key), { store, key, journal: true });
+	/* Echoes of this tab's own pushes need no look at the revisions. */
+	const looked = decoded.filter(d => !sync.ownSeqs.has(d.c.seq));
+	const [looks, runs] = await Promise.all([
+		Promise.all(looked.map(d => done(revs.get([d.c.store, d.key])))),
+		looked.length ? done(revs.getAll(runRange())) : [],
+	]);
+	const known = new Map(looked.map((d, i) => [pairId(d.c.store, d.key), looks[i]]));
+	if (runs.length)
+		for (const storeName of new Set(looked.map(d => d.c.store))) {
+			const wanted = new Set(looked.filter(d => d.c.store === storeName).map(d => JSON.stringify(encodeKey(d.key))));
+			for (const [, { key, rec }] of revisionsInRuns(runs, storeName, wanted)) {
+				const id = pairId(storeName, key);
+				known.set(id, newerRevision(known.get(id), rec));
+			}
+		}
+	decoded.forEach(d => {
+		const rev = sync.ownSeqs.has(d.c.seq) ? 'own' : known.get(pairId(d.c.store, d.key));
+		if (rev === 'own') return;
+		const marker = pending.get(pairId(d.c.store, d.key));
+		const k = [d.c.store, d.key];
+		if (!names.includes(d.c.store)) {
+			native.put.call(meta, d.c, ['parked', d.c.store, d.key]);
+			return;
+		}
+		if (marker) return; /* a local write waits: the push decides */
+		if (rev && typeof rev.rev === 'number' && typeof d.c.rev === 'number' && rev.rev >= d.c.rev) return;
+		const store = tx.objectStore(d.c.store);
+		try {
+			if (d.c.op === 'delete') native.delete.call(store, d.key);
+			else if (store.keyPath === null) native.put.call(store, d.value, d.key);
+			else native.put.call(store, d.value);
+		} catch (err) {
+			if (err && err.name === 'QuotaExceededError') {
+				quota = err;
+				return;
+			}
+			/* e.g. a value without the store's inline key: it can never be
+			 * stored here; report it and go on */
+			sync.reportError(new SyncError('client', `server change ${d.c.store}/${JSON.stringify(d.c.key)} does not fit this store: ${err.message}`));
+			return;
+		}
+		native.put.call(revs, { rev: d.c.rev, seq: d.c.seq, deleted: d.c.op === 'delete' }, k);
+		applied.push({ store: d.c.store, key: d.key, op: d.c.op, rev: d.c.rev, seq: d.c.seq });
+	});
+	if (quota) {
+		/* Nothing of this page is kept, the checkpoint stays: the same
+		 * changes are pulled again once there is room. */
+		tx.abort();
+		await end.catch(() => {});
+		throw classifyLocalError(quota);
+	}
+	native.put.call(meta, checkpoint, 'checkpoint');
+	if (delivered !== null && delivered !== undefined) native.put.call(meta, delivered, 'delivered');
+	try {
+		await end;
+	} catch (err) {
+		throw classifyLocalError(err);
+	}
+	for (const seq of sync.ownSeqs) if (seq <= checkpoint) sync.ownSeqs.delete(seq);
+	if (unknown.length)
+		await createServerStores(sync, unknown.map(name => ({ name, keyPath: null, autoIncrement: false })), 'records arrived for a store this browser does not have');
+	const deliveredChanged = delivered !== sync.state.delivered;
+	sync.setState({ checkpoint, delivered });
+	if (applied.length) sync.broadcast('change', applied);
+	if (deliveredChanged) sync.broadcast('state', { delivered });
+}
+
+/* Creates stores that exist on the server in a version upgrade, or
+ * reports them as not applied (serverStores "report", or the upgrade is
+ * blocked by a connection that does not close). */
+export async function createServerStores(sync, defs, why) {
+	const list = requestedStores.get(sync.database) || [];
+	for (const d of defs) if (!list.some(x => x.name === d.name)) list.push({ name: d.name, keyPath: d.keyPath ?? null, autoIncrement: !!d.autoIncrement, indexes: d.indexes || [] });
+	requestedStores.set(sync.database, list);
+	const names = defs.map(d => d.name);
+	if (sync.serverStores !== 'upgrade') {
+		noteNotApplied(sync, names, 'serverStores is "report": the app decides when to upgrade');
+		return;
+	}
+	if (sync.db) {
+		sync.db.close();
+		sync.db = null;
+	}
+	const req = indexedDB.open(sync.database);
+	let blockedTimer = null;
+	const result = await new Promise(resolve => {
+		req.addEventListener('blocked', () => {
+			blockedTimer = setTimeout(() => resolve('blocked'), 5000);
+		});
+		req.addEventListener('success', () => resolve('ok'));
+		req.addEventListener('error', () => resolve('error'));
+	});
+	clearTimeout(blockedTimer);
+	if (result === 'ok') {
+		req.result.close();
+		const notApplied = sync.state.notApplied.filter(n => !names.includes(n.store));
+		sync.setState({ notApplied });
+		sync.emit('schema', { applied: names, reason: why });
+		return;
+	}
+	/* The open stays queued when blocked; when it finally runs the
+	 * stores appear and parked changes are applied at the next cycle. */
+	if (result === 'blocked') {
+		sync.upgradeWait = new Promise(resolve => {
+			req.addEventListener('success', () => {
+				req.result.close();
+				sync.upgradeWait = null;
+				sync.setState({ notApplied: sync.state.notApplied.filter(n => !names.includes(n.store)) });
+				sync.emit('schema', { applied: names, reason: why });
+				sync.wake();
+				resolve();
+			});
+			req.addEventListener('error', () => {
+				sync.upgradeWait = null;
+				resolve();
+			});
+		});
+	}
+	noteNotApplied(sync, names, result === 'blocked'
+		? 'the version upgrade is blocked: another connection to this database does not close on versionchange'
+		: 'the version upgrade failed: ' + (req.error?.message || 'unknown error'));
+}
+
+function noteNotApplied(sync, names, reason) {
+	const notApplied = [...sync.state.notApplied.filter(n => !names.includes(n.store)), ...names.map(store => ({ store, reason }))];
+	sync.setState({ notApplied });
+	sync.emit('schema', { notApplied: names, reason });
+}
+
+/* Changes parked for stores that now exist are applied. */
+export async function applyParked(sync) {
+	const db = await sync.connection();
+	const tx = rawTransaction(db, [META], 'readonly');
+	const meta = native.txObjectStore.call(tx, META);
+	const range = IDBKeyRange.bound(['parked'], ['parked\u0000'], false, true);
+	const parked = await done(meta.getAll(range));
+	const existing = realStoreNames(db);
+	const ready = parked.filter(c => existing.includes(c.store));
+	if (!ready.length) return;
+	await applyChanges(sync, ready, sync.state.checkpoint, sync.state.delivered);
+	const tx2 = rawTransaction(db, [META], 'readwrite');
+	silentTransactions.add(tx2);
+	for (const c of ready) native.delete.call(native.txObjectStore.call(tx2, META), ['parked', c.store, decodeKey(c.key)]);
+	await finished(tx2);
+}
