@@ -4,9 +4,9 @@
  * for stores this database lacks are parked until the store exists.
  */
 import { JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions, realStoreNames, isInternalStoreName, isExcluded } from './raw.js';
-import { encodeKey, decodeKey, decodeValue } from './codec.js';
+import { decodeKey, decodeValue } from './codec.js';
 import { done, finished } from './idb.js';
-import { runRange, newerRevision, revisionsInRuns } from './revisions.js';
+import { RUN_FOLD_LIMIT, RUN_MIN, runRange, revisionsOf, foldRuns, addToRun, writeRuns, seqMark, dropSeqMark } from './revisions.js';
 import { moveToOutbox, pairId, pendingWrites } from './outbox.js';
 import { requestedStores } from './versions.js';
 import { SyncError, classifyLocalError } from './failures.js';
@@ -21,32 +21,48 @@ async function forgetServer(sync, epoch) {
 	native.put.call(meta, 0, 'checkpoint');
 	native.put.call(meta, epoch, 'epoch');
 	native.delete.call(meta, 'delivered');
+	dropSeqMark(meta);
 	await finished(tx);
 	sync.schemaSent = false;
 	sync.ownSeqs.clear(); /* seqs of the old data directory */
 	sync.setState({ checkpoint: 0, delivered: null, epoch });
 	sync.reportError(new SyncError('server', 'the server\'s data directory is new (epoch changed): pulling everything again'));
 }
-/* Pulls one page; returns true when the server has more. */
-export async function pullPage(sync) {
-	/* Seqs are global and unique: when the changes right after the
-	 * checkpoint are this tab's own acknowledged pushes, no other change
-	 * lies between them, and pulling them back would only skip them as
-	 * echoes (10,000 pushed records would come back as 10 pages). The
-	 * checkpoint moves past them here and is saved with the next page. */
-	let since = sync.state.checkpoint ?? 0;
-	while (sync.ownSeqs.has(since + 1)) sync.ownSeqs.delete(++since);
-	if (since !== sync.state.checkpoint) sync.state.checkpoint = since;
+/* Where to pull from after `checkpoint`. Seqs are global and unique: when
+ * the changes right after the checkpoint are this tab's own acknowledged
+ * pushes, no other change lies between them, and pulling them back would
+ * only skip them as echoes (10,000 pushed records would come back as 10
+ * pages). The pull starts past them; the checkpoint moves past them when
+ * the next page is saved. */
+function pullFrom(sync, checkpoint) {
+	let since = checkpoint;
+	while (sync.ownSeqs.has(since + 1)) since += 1;
+	return since;
+}
+
+/* Asks for the page after `since`; resolves with the server's answer. */
+async function fetchPage(sync, since) {
 	const answer = await sync.request('GET', `v1/pull?since=${encodeURIComponent(since)}&limit=${sync.pullLimit}`);
 	if (!answer || !Array.isArray(answer.changes)) throw new SyncError('server', 'pull answer without changes');
+	return answer;
+}
+
+/* Whether `answer` comes from another data directory than the pages
+ * before it: its checkpoints and revisions mean nothing here. */
+function otherEpoch(sync, answer) {
+	return typeof answer.epoch === 'string' && !!sync.state.epoch && answer.epoch !== sync.state.epoch;
+}
+
+/* Applies the page `answer` pulled after `since`; resolves true when the
+ * server has more. */
+async function applyPage(sync, since, answer) {
+	if (otherEpoch(sync, answer)) {
+		/* Start over from a snapshot; local writes still pending are pushed
+		 * as new. */
+		await forgetServer(sync, answer.epoch);
+		return true;
+	}
 	if (typeof answer.epoch === 'string' && answer.epoch !== sync.state.epoch) {
-		if (sync.state.epoch) {
-			/* Another data directory: its checkpoints and revisions mean
-			 * nothing here. Start over from a snapshot; local writes
-			 * still pending are pushed as new. */
-			await forgetServer(sync, answer.epoch);
-			return true;
-		}
 		await sync.saveMeta({ epoch: answer.epoch });
 		sync.state.epoch = answer.epoch;
 	}
@@ -56,12 +72,55 @@ export async function pullPage(sync) {
 	return !!answer.more && answer.checkpoint !== since;
 }
 
+/* Pulls one page; resolves true when the server has more. */
+export async function pullPage(sync) {
+	const since = pullFrom(sync, sync.state.checkpoint ?? 0);
+	return applyPage(sync, since, await fetchPage(sync, since));
+}
+
+/* Pulls until the server has no more (or an upgrade of ours is blocked).
+ * The next page is asked for while this one is applied: where it starts
+ * is this page's checkpoint, which its answer says. What that does not
+ * change: pages are applied one after another, in order, each with its
+ * checkpoint in its own transaction; a page asked for ahead is applied
+ * only after the page before it committed, and is dropped (never
+ * applied) when that page fails or brings another epoch. An error of the
+ * page asked for ahead stops the pull after the page before it is
+ * applied; the next round starts at the checkpoint saved. */
+export async function pullAll(sync) {
+	if (sync.upgradeWait) return;
+	let since = pullFrom(sync, sync.state.checkpoint ?? 0);
+	let page = fetchPage(sync, since);
+	while (!sync.upgradeWait) {
+		const answer = await page;
+		let next = null;
+		let ahead = null;
+		if (answer.more && answer.checkpoint !== since && typeof answer.checkpoint === 'number' && !otherEpoch(sync, answer)) {
+			ahead = pullFrom(sync, answer.checkpoint);
+			next = fetchPage(sync, ahead);
+			next.catch(() => {}); /* dropped when this page fails */
+		}
+		if (!(await applyPage(sync, since, answer))) return;
+		if (next) {
+			since = ahead;
+			page = next;
+		} else {
+			since = pullFrom(sync, sync.state.checkpoint ?? 0);
+			page = fetchPage(sync, since);
+		}
+	}
+}
+
 /* Applies server changes without capturing them (no echo), skipping keys
  * with a pending local write (the push settles those) and changes the
  * local copy already has; saves the checkpoint in the same transaction.
  * Changes for stores this database lacks are parked until the store
- * exists. */
-async function applyChanges(sync, changes, checkpoint, delivered) {
+ * exists. The revisions are looked at only for changes that may be older
+ * than what the local copy has (see seqMark), with one range read per
+ * store; the revisions of the changes applied are recorded as one run
+ * per store (see RUN_MIN). `parked`: the changes come from the parked ones, older than
+ * the checkpoint, so every one is looked up. */
+async function applyChanges(sync, changes, checkpoint, delivered, parked = false) {
 	const db = await sync.connection();
 	/* Stores excluded from sync take nothing from the server. */
 	changes = changes.filter(c => !isInternalStoreName(c.store) && !isExcluded(sync.database, c.store));
@@ -83,6 +142,7 @@ async function applyChanges(sync, changes, checkpoint, delivered) {
 	const revs = changes.length ? native.txObjectStore.call(tx, REVS) : null;
 	const meta = native.txObjectStore.call(tx, META);
 	const pendingNow = changes.length ? pendingWrites(tx) : new Map(); /* local writes wait: the push decides */
+	const marking = changes.length ? Promise.all([seqMark(revs, meta), done(revs.getAllKeys(runRange()))]) : [0, []];
 	const applied = [];
 	const decoded = [];
 	let quota = null;
@@ -101,26 +161,33 @@ async function applyChanges(sync, changes, checkpoint, delivered) {
 	if (pending.keySetRecords?.length)
 		for (const [store, key] of await moveToOutbox(tx, pending.keySetRecords, names, true))
 			if (!pending.has(pairId(store, key))) pending.set(pairId(store, key), { store, key, journal: true });
-	/* Echoes of this tab's own pushes need no look at the revisions. */
-	const looked = decoded.filter(d => !sync.ownSeqs.has(d.c.seq));
-	const [looks, runs] = await Promise.all([
-		Promise.all(looked.map(d => done(revs.get([d.c.store, d.key])))),
-		looked.length ? done(revs.getAll(runRange())) : [],
-	]);
-	const known = new Map(looked.map((d, i) => [pairId(d.c.store, d.key), looks[i]]));
-	if (runs.length)
-		for (const storeName of new Set(looked.map(d => d.c.store))) {
-			const wanted = new Set(looked.filter(d => d.c.store === storeName).map(d => JSON.stringify(encodeKey(d.key))));
-			for (const [, { key, rec }] of revisionsInRuns(runs, storeName, wanted)) {
-				const id = pairId(storeName, key);
-				known.set(id, newerRevision(known.get(id), rec));
-			}
+	const [mark, runKeys] = await marking;
+	/* Echoes of this tab's own pushes need no look at the revisions, nor
+	 * do changes newer than every revision not recorded by a pull. */
+	const looked = decoded.filter(d => !sync.ownSeqs.has(d.c.seq) && (parked || !(typeof d.c.seq === 'number' && d.c.seq > mark)));
+	const known = new Map();
+	if (looked.length) {
+		/* A lookup reads every run: the oldest are folded first when too
+		 * many piled up (see RUN_FOLD_LIMIT). */
+		if (runKeys.length >= RUN_FOLD_LIMIT) {
+			await foldRuns(tx, runKeys.length - RUN_FOLD_LIMIT + 1);
+			runKeys.splice(0, runKeys.length - RUN_FOLD_LIMIT + 1);
 		}
+		const runs = done(revs.getAll(runRange()));
+		const byStore = new Map();
+		for (const d of looked) {
+			if (!byStore.has(d.c.store)) byStore.set(d.c.store, []);
+			byStore.get(d.c.store).push(d.key);
+		}
+		await Promise.all([...byStore].map(async ([storeName, keys]) => {
+			for (const [id, rec] of await revisionsOf(revs, storeName, keys, runs)) known.set(storeName + '\u0000' + id, rec);
+		}));
+	}
+	const runs = new Map(); /* store -> run of the revisions applied */
 	decoded.forEach(d => {
-		const rev = sync.ownSeqs.has(d.c.seq) ? 'own' : known.get(pairId(d.c.store, d.key));
-		if (rev === 'own') return;
+		if (sync.ownSeqs.has(d.c.seq)) return;
+		const rev = known.get(pairId(d.c.store, d.key));
 		const marker = pending.get(pairId(d.c.store, d.key));
-		const k = [d.c.store, d.key];
 		if (!names.includes(d.c.store)) {
 			native.put.call(meta, d.c, ['parked', d.c.store, d.key]);
 			return;
@@ -142,7 +209,7 @@ async function applyChanges(sync, changes, checkpoint, delivered) {
 			sync.reportError(new SyncError('client', `server change ${d.c.store}/${JSON.stringify(d.c.key)} does not fit this store: ${err.message}`));
 			return;
 		}
-		native.put.call(revs, { rev: d.c.rev, seq: d.c.seq, deleted: d.c.op === 'delete' }, k);
+		addToRun(runs, d.c.store, d.key, { rev: d.c.rev, seq: d.c.seq, deleted: d.c.op === 'delete' });
 		applied.push({ store: d.c.store, key: d.key, op: d.c.op, rev: d.c.rev, seq: d.c.seq });
 	});
 	if (quota) {
@@ -152,6 +219,13 @@ async function applyChanges(sync, changes, checkpoint, delivered) {
 		await end.catch(() => {});
 		throw classifyLocalError(quota);
 	}
+	/* Few revisions of a store are written per record (see RUN_MIN). */
+	for (const [storeName, run] of runs) {
+		if (run.keys.length >= RUN_MIN) continue;
+		run.keys.forEach((key, i) => native.put.call(revs, { rev: run.revs[i], seq: run.seqs[i], deleted: run.deleted[i] }, [storeName, key]));
+		runs.delete(storeName);
+	}
+	const wroteRuns = revs ? writeRuns(revs, runKeys, runs) > 0 : false;
 	native.put.call(meta, checkpoint, 'checkpoint');
 	if (delivered !== null && delivered !== undefined) native.put.call(meta, delivered, 'delivered');
 	try {
@@ -159,6 +233,7 @@ async function applyChanges(sync, changes, checkpoint, delivered) {
 	} catch (err) {
 		throw classifyLocalError(err);
 	}
+	if (wroteRuns) sync.runsWritten = true;
 	for (const seq of sync.ownSeqs) if (seq <= checkpoint) sync.ownSeqs.delete(seq);
 	if (unknown.length)
 		await createServerStores(sync, unknown.map(name => ({ name, keyPath: null, autoIncrement: false })), 'records arrived for a store this browser does not have');
@@ -240,7 +315,7 @@ export async function applyParked(sync) {
 	const existing = realStoreNames(db);
 	const ready = parked.filter(c => existing.includes(c.store));
 	if (!ready.length) return;
-	await applyChanges(sync, ready, sync.state.checkpoint, sync.state.delivered);
+	await applyChanges(sync, ready, sync.state.checkpoint, sync.state.delivered, true);
 	const tx2 = rawTransaction(db, [META], 'readwrite');
 	silentTransactions.add(tx2);
 	for (const c of ready) native.delete.call(native.txObjectStore.call(tx2, META), ['parked', c.store, decodeKey(c.key)]);

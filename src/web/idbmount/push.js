@@ -18,7 +18,7 @@
 import { JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions } from './raw.js';
 import { bytesToBase64url, encodeKey, encodeValueSync, decodeValue } from './codec.js';
 import { done, finished, readMany } from './idb.js';
-import { RUN_FOLD_LIMIT, runRange, revisionsOf, foldRuns } from './revisions.js';
+import { RUN_FOLD_LIMIT, runRange, revisionsOf, foldRuns, addToRun, writeRuns, seqMark, raiseSeqMark } from './revisions.js';
 import { newMutationId, isKeySet, moveToOutbox, compactJournal, pairId } from './outbox.js';
 import { SyncError, classifyLocalError } from './failures.js';
 
@@ -327,30 +327,31 @@ async function acknowledge(sync, batch, results) {
 	const db = await sync.connection();
 	const names = sync.storeNames(db);
 	sync.checkLead();
-	const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, ...names], 'readwrite', RELAXED);
+	const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, META, ...names], 'readwrite', RELAXED);
 	silentTransactions.add(tx);
 	const end = finished(tx);
 	end.catch(() => {});
 	const outbox = native.txObjectStore.call(tx, OUTBOX);
 	const journal = native.txObjectStore.call(tx, JOURNAL);
 	const revs = native.txObjectStore.call(tx, REVS);
+	const meta = native.txObjectStore.call(tx, META);
 	const last = batch.journalKeys.length ? batch.journalKeys[batch.journalKeys.length - 1] : null;
 	/* Keys written again since the batch was read matter only for the
 	 * rare outcomes (rejected, conflict, unanswered): read the newer
 	 * journal records only then, since while an app writes fast they
 	 * can be many. Markers are read as they are now. */
 	const rare = acks.some(a => a.rejected) || conflicts.length > 0 || answered.size < batch.length;
-	const [newer, markersNow, runKeys] = await Promise.all([
+	const [newer, markersNow, runKeys, mark] = await Promise.all([
 		!rare ? [] : last === null ? done(journal.getAll()) : done(journal.getAll(IDBKeyRange.lowerBound(last, true))),
 		Promise.all(batch.map(m => (m.marker !== undefined ? done(outbox.get([m.store, m.key])) : undefined))),
 		done(revs.getAllKeys(runRange())),
+		seqMark(revs, meta),
 	]);
 	/* Too many runs would make every lookup read them all: the oldest
 	 * are folded here, in this transaction, one for the one added, so
 	 * a long stream of batches costs per batch what it did before runs
 	 * (a put per record), and a burst up to the limit costs nothing
 	 * of it until the sync is idle. */
-	let nextRun = runKeys.length ? runKeys[runKeys.length - 1][1] + 1 : 1;
 	if (runKeys.length >= RUN_FOLD_LIMIT) await foldRuns(tx, runKeys.length - RUN_FOLD_LIMIT + 1);
 	/* A newer clear() or range delete may cover any key of its store. */
 	const pids = new Set();
@@ -371,6 +372,7 @@ async function acknowledge(sync, batch, results) {
 	const synced = [];
 	const seqs = [];
 	const runs = new Map(); /* store -> run record of the revisions given */
+	const revisionSeqs = []; /* the seqs of every revision recorded here, for the seq mark */
 	for (const a of acks) {
 		const k = [a.m.store, a.m.key];
 		if (a.rejected) {
@@ -378,18 +380,13 @@ async function acknowledge(sync, batch, results) {
 			if (!rewritten.has(a.m.pid)) native.put.call(outbox, { id: a.m.id, rejected: String(a.rejected) }, k);
 			continue;
 		}
-		let run = runs.get(a.m.store);
-		if (!run) runs.set(a.m.store, (run = { store: a.m.store, keys: [], revs: [], seqs: [], deleted: [] }));
-		run.keys.push(a.m.key);
-		run.revs.push(a.rev);
-		run.seqs.push(a.seq);
-		run.deleted.push(!a.m.exists);
+		addToRun(runs, a.m.store, a.m.key, { rev: a.rev, seq: a.seq, deleted: !a.m.exists });
+		revisionSeqs.push(a.seq);
 		if (typeof a.seq === 'number') seqs.push(a.seq);
 		settle(a.m);
 		if (!rewritten.has(a.m.pid)) synced.push(a.m);
 	}
-	for (const run of runs.values()) native.put.call(revs, run, [0, nextRun++]);
-	if (runs.size) sync.runsWritten = true;
+	if (writeRuns(revs, runKeys, runs)) sync.runsWritten = true;
 	/* Unanswered writes stay pending: as outbox markers, since their
 	 * journal records go. */
 	for (const m of batch)
@@ -400,6 +397,7 @@ async function acknowledge(sync, batch, results) {
 		const k = [c.m.store, c.m.key];
 		const cur = c.current;
 		native.put.call(revs, { rev: cur.rev ?? null, seq: cur.seq ?? null, deleted: !!cur.deleted }, k);
+		revisionSeqs.push(cur.seq ?? null);
 		settle(c.m);
 		if (rewritten.has(c.m.pid)) continue; /* written again meanwhile: that write goes next, on top of cur.rev */
 		const store = names.includes(c.m.store) ? tx.objectStore(c.m.store) : null;
@@ -423,6 +421,7 @@ async function acknowledge(sync, batch, results) {
 		}
 		resolved.push(c);
 	}
+	raiseSeqMark(meta, mark, revisionSeqs);
 	try {
 		await end;
 	} catch (err) {

@@ -30,7 +30,7 @@ import { pendingWrites } from './outbox.js';
 import { Backoff, SyncError, classifyLocalError, sleep } from './failures.js';
 import { followEvents } from './events.js';
 import { pushAll, compact } from './push.js';
-import { pullPage, applyParked, createServerStores } from './pull.js';
+import { pullPage, pullAll, applyParked, createServerStores } from './pull.js';
 import { storageHealth } from './storage.js';
 
 /* The origin the library was loaded from (this module sits beside the
@@ -148,21 +148,33 @@ export class Sync extends EventTarget {
 		return s;
 	}
 
-	/* Folds the revision runs into per-record entries (see
-	 * revisionsOf) in one transaction of its own. Resolves with the
-	 * number of runs folded. */
-	async foldRevisions() {
-		const db = await this.connection();
-		if (!db) return 0;
-		this.checkLead();
-		const tx = rawTransaction(db, [REVS], 'readwrite', RELAXED);
-		silentTransactions.add(tx);
-		const end = finished(tx);
-		end.catch(() => {});
-		const folded = await foldRuns(tx);
-		await end;
-		this.runsWritten = false;
-		return folded;
+	/* Folds the revision runs into per-record entries (see revisions.js),
+	 * one run per transaction of its own: a first sync leaves a run per
+	 * page, and folding one (~1,000 small puts) holds the revisions store
+	 * for a fraction of a second, so a write of the app never waits long
+	 * behind it. With `untilWoken` it stops between two transactions when
+	 * the loop was woken (new writes, changes on the server): the rest is
+	 * folded at the next quiet moment. Resolves with the number of runs
+	 * folded. */
+	async foldRevisions(untilWoken = false) {
+		let total = 0;
+		for (;;) {
+			const db = await this.connection();
+			if (!db) return total;
+			this.checkLead();
+			const tx = rawTransaction(db, [REVS], 'readwrite', RELAXED);
+			silentTransactions.add(tx);
+			const end = finished(tx);
+			end.catch(() => {});
+			const folded = await foldRuns(tx, 1);
+			await end;
+			total += folded;
+			if (!folded) {
+				this.runsWritten = false;
+				return total;
+			}
+			if (untilWoken && this.wakePending) return total;
+		}
 	}
 
 	/* Number of keys with a write not yet acknowledged (pending or
@@ -526,8 +538,8 @@ export class Sync extends EventTarget {
 					 * moment, so the fold does not hold up a push. */
 					if (this.runsWritten === false) await this.waitForWake(30000);
 					else if (await this.waitForWake(FOLD_IDLE_MS)) {
-						await this.foldRevisions();
-						await this.waitForWake(30000);
+						await this.foldRevisions(true);
+						if (this.runsWritten === false) await this.waitForWake(30000);
 					}
 				} catch (err) {
 					if (signal.aborted) break;
@@ -630,7 +642,7 @@ export class Sync extends EventTarget {
 			if (!this.schemaSent) await this.sendSchema(db);
 			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await pushAll(this);
-			while (!this.upgradeWait && await this.pullPage()) { /* until the server says no more */ }
+			await pullAll(this);
 			if ((blocked = !!this.upgradeWait)) return this.answers > answersBefore;
 			await applyParked(this);
 			return this.answers > answersBefore;
