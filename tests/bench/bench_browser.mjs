@@ -13,7 +13,9 @@
 //      Target: captured <= 1.3x raw.
 //   2. browser -> acknowledged: the time from the first put() of 10,000
 //      such records until the server acknowledged all of them (outbox
-//      empty). Target: >= 20,000 records/s.
+//      empty), and how long the app's own transactions took meanwhile.
+//      Targets: at least 0.6 of the raw puts' throughput (1.), and
+//      >= 20,000 records/s.
 //   3. outbox -> acknowledged: the same 10,000 records written first with no
 //      sync running (a tab that was offline), then the time from starting
 //      the sync until all are acknowledged: the push path alone, without
@@ -167,7 +169,9 @@ try {
 		['captured puts (write + journal record)', `${capture.captured.toFixed(0)} ms`, `${(N / capture.captured * 1000).toFixed(0)} rec/s`,
 			`${(capture.captured / capture.raw).toFixed(2)}x raw (target <= 1.3x)`],
 		['put() -> all acknowledged', `${ack.totalMs.toFixed(0)} ms`, `${(N / ack.totalMs * 1000).toFixed(0)} rec/s`,
-			`target >= 20,000 rec/s; ${files} files in the mount`],
+			`${(capture.raw / ack.totalMs).toFixed(2)} of raw put throughput (target >= 0.6); target >= 20,000 rec/s; ${files} files in the mount`],
+		['  of which the app\'s own 10 transactions', `${ack.writeMs.toFixed(0)} ms`, `${(N / ack.writeMs * 1000).toFixed(0)} rec/s`,
+			'writes and pushes compete for the same stores'],
 		['outbox written first -> all acknowledged', `${drain.totalMs.toFixed(0)} ms`, `${(N / drain.totalMs * 1000).toFixed(0)} rec/s`,
 			`${drained} files in the mount`],
 		['then: revision runs folded (idle work)', drain.foldMs === null ? '-' : `${drain.foldMs.toFixed(0)} ms`, '',

@@ -16,7 +16,7 @@ let d;
 const tokens = {};
 before(async () => {
 	d = new Daemon();
-	for (const who of ['big', 'ahead', 'reload']) tokens[who] = d.addClient(who);
+	for (const who of ['big', 'ahead', 'reload', 'legacy']) tokens[who] = d.addClient(who);
 	await d.start();
 });
 after(async () => {
@@ -174,17 +174,21 @@ test('the next page is asked for while one is applied; when it fails, the pages 
 	db.close();
 });
 
-test('a pulled change older than an acknowledged push of this browser does not overwrite it, also after a reload', async () => {
-	await seed('reload', 10);
-	const db = await idbm.openDatabase('reload', { version: 1, stores: [{ name: 'rows' }] });
-	const first = newSync('reload');
+/* `database` gets 10 records; this browser then pushes k8 twice while its
+ * pulls fail, and a reload pulls what happened since, page by page. With
+ * `dropMark` the seq mark is gone before the reload, as in a database
+ * whose revisions were recorded before there was one. */
+async function olderChangeKeptOut(database, dropMark) {
+	await seed(database, 10);
+	const db = await idbm.openDatabase(database, { version: 1, stores: [{ name: 'rows' }] });
+	const first = newSync(database);
 	await first.cycle();
 	assert.equal(await db.get('rows', 'k8'), 'seed 8');
 	/* Another browser writes k5; then this one writes k8 twice, each
 	 * acknowledged, while its pulls fail: its checkpoint stays before all
 	 * three. */
-	await push([put('reload', 'k5', 'other 5', 1)]);
-	const failing = newSync('reload', {
+	await push([put(database, 'k5', 'other 5', 1)]);
+	const failing = newSync(database, {
 		fetch: (url, init) => (String(url).includes('/v1/pull') ? Promise.reject(new TypeError('network down')) : fetch(url, init)),
 	});
 	await db.put('rows', 'mine 1', 'k8');
@@ -194,10 +198,22 @@ test('a pulled change older than an acknowledged push of this browser does not o
 	assert.equal(await failing.outboxLength(), 0, 'both writes acknowledged');
 	failing.stop();
 	first.stop();
+	if (dropMark) {
+		const raw = await new Promise(resolve => {
+			const r = indexedDB.open(database);
+			r.onsuccess = () => resolve(r.result);
+		});
+		const tx = idbm.internals.transaction(raw, [idbm.internals.META], 'readwrite');
+		tx.objectStore(idbm.internals.META).delete('seqMark');
+		await new Promise(resolve => {
+			tx.oncomplete = resolve;
+		});
+		raw.close();
+	}
 	/* A reload: a new Sync, which has no memory of its own pushes. Page
 	 * by page: k5, then k8 "mine 1" (older than the local copy: kept
 	 * out), then k8 "mine 2". */
-	const later = newSync('reload', { pullLimit: 1 });
+	const later = newSync(database, { pullLimit: 1 });
 	await later.loadMeta(); /* what a round does first: the checkpoint saved */
 	const changed = [];
 	later.addEventListener('change', ev => changed.push(...ev.detail.map(c => c.key)));
@@ -208,4 +224,7 @@ test('a pulled change older than an acknowledged push of this browser does not o
 	assert.deepEqual(changed, ['k5']);
 	later.stop();
 	db.close();
-});
+}
+
+test('a pulled change older than an acknowledged push of this browser does not overwrite it, also after a reload', () => olderChangeKeptOut('reload', false));
+test('so too where the seq mark is made from revisions recorded before it existed', () => olderChangeKeptOut('legacy', true));

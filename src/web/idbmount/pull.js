@@ -3,7 +3,9 @@
  * never over a local write still pending (the push decides those); changes
  * for stores this database lacks are parked until the store exists.
  */
-import { JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions, realStoreNames, isInternalStoreName, isExcluded } from './raw.js';
+import {
+	JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions, realStoreNames, isInternalStoreName, isExcluded,
+} from './raw.js';
 import { decodeKey, decodeValue } from './codec.js';
 import { done, finished } from './idb.js';
 import { RUN_FOLD_LIMIT, RUN_MIN, runRange, revisionsOf, foldRuns, addToRun, writeRuns, seqMark, dropSeqMark } from './revisions.js';
@@ -118,8 +120,8 @@ export async function pullAll(sync) {
  * exists. The revisions are looked at only for changes that may be older
  * than what the local copy has (see seqMark), with one range read per
  * store; the revisions of the changes applied are recorded as one run
- * per store (see RUN_MIN). `parked`: the changes come from the parked ones, older than
- * the checkpoint, so every one is looked up. */
+ * per store (see RUN_MIN). `parked`: the changes come from the parked
+ * ones, older than the checkpoint, so every one is looked up. */
 async function applyChanges(sync, changes, checkpoint, delivered, parked = false) {
 	const db = await sync.connection();
 	/* Stores excluded from sync take nothing from the server. */

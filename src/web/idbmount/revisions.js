@@ -78,22 +78,29 @@ export const RUN_MIN = 16;
  * up. */
 const SEQ_MARK = 'seqMark';
 
-/* The seq mark (read-write `meta`, `revs`): Infinity where it is unknown,
- * in a revisions store that held revisions before the mark existed (every
- * change is looked up there until the revisions are cleared); an empty
- * revisions store gets it (0). */
+/* The seq mark (read-write `meta`, `revs`). Where there is none yet (a new
+ * database, a new epoch, or revisions recorded before the mark existed)
+ * it is made once from the highest seq of every revision there is: over
+ * what a pull recorded too, so it may say "look" where no look was needed,
+ * never the other way round. */
 export async function seqMark(revs, meta) {
 	const [mark, first] = await Promise.all([done(meta.get(SEQ_MARK)), done(revs.getAllKeys(null, 1))]);
 	if (mark && typeof mark.seq === 'number') return mark.seq;
-	if (first.length) return Infinity;
-	native.put.call(meta, { seq: 0 }, SEQ_MARK);
-	return 0;
+	let seq = 0;
+	if (first.length) {
+		const seqOf = s => (typeof s === 'number' ? s : Infinity);
+		for (const rec of await done(revs.getAll())) {
+			if (Array.isArray(rec?.seqs)) for (const s of rec.seqs) seq = Math.max(seq, seqOf(s));
+			else seq = Math.max(seq, seqOf(rec?.seq));
+		}
+	}
+	native.put.call(meta, { seq }, SEQ_MARK);
+	return seq;
 }
 
 /* Raises the seq mark `mark` (as seqMark read it in this transaction) to
  * the highest of `seqs`; a seq that is not a number makes it Infinity. */
 export function raiseSeqMark(meta, mark, seqs) {
-	if (mark === Infinity) return;
 	let top = mark;
 	for (const s of seqs) top = Math.max(top, typeof s === 'number' ? s : Infinity);
 	if (top > mark) native.put.call(meta, { seq: top }, SEQ_MARK);
