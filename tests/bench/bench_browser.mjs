@@ -24,10 +24,10 @@
 //      recorded (one run per batch) into per-record entries, which the
 //      sync otherwise does once it has been idle for a second.
 //
-// IDBMOUNT_LIB=path/to/idbmount.js serves that file as /idbmount.js
-// instead of the daemon's built-in copy, for A/B runs of two versions of
-// the library against the same daemon (e.g. `git show main:src/web/idbmount.js
-// > /tmp/old.js`, then alternate runs with and without it).
+// IDBMOUNT_LIB=path serves another copy of the library instead of the
+// daemon's built-in one, for A/B runs of two versions against the same
+// daemon (a src/web directory or a one-file library: see
+// library_route.mjs), alternating runs with and without it.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -35,6 +35,7 @@ import fs from 'node:fs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+const { routeLibrary } = await import('./library_route.mjs');
 
 const N = 10000;
 const d = new Daemon();
@@ -48,10 +49,7 @@ const browser = await chromium.launch({
 /* Every page of the benchmark gets the library under test. */
 async function benchPage() {
 	const page = await browser.newPage();
-	if (process.env.IDBMOUNT_LIB) {
-		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
-		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
-	}
+	await routeLibrary(page, process.env.IDBMOUNT_LIB);
 	return page;
 }
 try {

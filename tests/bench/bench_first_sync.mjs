@@ -28,10 +28,9 @@
 //
 // Target: the first sync takes at most 1.5x the raw puts (their mean).
 //
-// IDBMOUNT_LIB=path/to/idbmount.js serves that file as /idbmount.js
-// instead of the daemon's library: a library of one file, such as the one
-// before it was split into modules (`git show 3b7a57b:src/web/idbmount.js
-// > /tmp/old.js`), for an A/B run against the same daemon.
+// IDBMOUNT_LIB=path serves another copy of the library instead of the
+// daemon's, for an A/B run against the same daemon (a src/web directory
+// or a one-file library: see library_route.mjs).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +39,7 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+const { routeLibrary } = await import('./library_route.mjs');
 
 const args = process.argv.slice(2);
 const argValue = name => {
@@ -181,10 +181,7 @@ try {
 	/* idbmount.js, with the raw puts on the same page. */
 	const a = await freshProfile();
 	profiles.push(a);
-	if (process.env.IDBMOUNT_LIB) {
-		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
-		await a.context.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
-	}
+	await routeLibrary(a.context, process.env.IDBMOUNT_LIB);
 	await a.page.goto(d.url + '/healthz');
 	await a.page.setContent('<!doctype html><title>first sync</title>');
 	const browserVersion = (await a.page.evaluate(() => navigator.userAgent)).match(/Chrome\/([\d.]+)/)?.[1];
