@@ -70,7 +70,7 @@ async function applyPage(sync, since, answer) {
 	}
 	const mine = answer.changes.filter(c => c && c.db === sync.database);
 	const delivered = typeof answer.delivered === 'number' ? answer.delivered : sync.state.delivered;
-	await applyChanges(sync, mine, answer.checkpoint ?? since, delivered);
+	await sync.applyChanges(mine, answer.checkpoint ?? since, delivered);
 	return !!answer.more && answer.checkpoint !== since;
 }
 
@@ -122,7 +122,7 @@ export async function pullAll(sync) {
  * store; the revisions of the changes applied are recorded as one run
  * per store (see RUN_MIN). `parked`: the changes come from the parked
  * ones, older than the checkpoint, so every one is looked up. */
-async function applyChanges(sync, changes, checkpoint, delivered, parked = false) {
+export async function applyChanges(sync, changes, checkpoint, delivered, parked = false) {
 	const db = await sync.connection();
 	/* Stores excluded from sync take nothing from the server. */
 	changes = changes.filter(c => !isInternalStoreName(c.store) && !isExcluded(sync.database, c.store));
@@ -317,7 +317,7 @@ export async function applyParked(sync) {
 	const existing = realStoreNames(db);
 	const ready = parked.filter(c => existing.includes(c.store));
 	if (!ready.length) return;
-	await applyChanges(sync, ready, sync.state.checkpoint, sync.state.delivered, true);
+	await sync.applyChanges(ready, sync.state.checkpoint, sync.state.delivered, true);
 	const tx2 = rawTransaction(db, [META], 'readwrite');
 	silentTransactions.add(tx2);
 	for (const c of ready) native.delete.call(native.txObjectStore.call(tx2, META), ['parked', c.store, decodeKey(c.key)]);

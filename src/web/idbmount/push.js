@@ -69,7 +69,7 @@ function needsCompaction(sync, records, all = false) {
  * the writes of batches still in flight are left out: journal records
  * up to exclude.afterJournal and the outbox markers of exclude.markers
  * (pairId -> marker id), and nothing is compacted. */
-async function readBatch(sync, compacted = false, exclude = null) {
+export async function readBatch(sync, compacted = false, exclude = null) {
 	const db = await sync.connection();
 	const names = sync.storeNames(db);
 	const tx = rawTransaction(db, [JOURNAL, OUTBOX, REVS, ...names], 'readonly');
@@ -103,7 +103,7 @@ async function readBatch(sync, compacted = false, exclude = null) {
 	const records = await counting;
 	if (!compacted && !exclude && needsCompaction(sync, records)) {
 		await compact(sync, false, records);
-		return readBatch(sync, true);
+		return sync.readBatch(true);
 	}
 	await markers;
 	let keySets = false;
@@ -134,7 +134,7 @@ async function readBatch(sync, compacted = false, exclude = null) {
 	}
 	if (keySets && !exclude) {
 		await compact(sync, true);
-		return readBatch(sync, true);
+		return sync.readBatch(true);
 	}
 	const batch = [...picked.entries()].map(([pid, m]) => ({ ...m, pid, marker: outboxIds.get(pid) }));
 	batch.stoppedAtKeySets = keySets;
@@ -164,7 +164,7 @@ async function readBatch(sync, compacted = false, exclude = null) {
 
 /* Encodes a batch: {mutations, unencodable: [results], byId: Map id ->
  * mutation}. Values without Blobs are encoded without an await each. */
-async function encodeBatch(sync, batch) {
+export async function encodeBatch(sync, batch) {
 	const mutations = [];
 	const unencodable = [];
 	const byId = new Map();
@@ -216,10 +216,10 @@ export async function pushAll(sync) {
 	/* Reads and encodes the next batch; with `ahead`, leaving out what
 	 * is in flight. */
 	const prepare = async ahead => {
-		const batch = await readBatch(sync, false, ahead ? exclusion() : null);
+		const batch = await sync.readBatch(false, ahead ? exclusion() : null);
 		if (batch.journalKeys.length) afterJournal = batch.journalKeys[batch.journalKeys.length - 1];
 		inFlight.add(batch);
-		return { batch, ...(await encodeBatch(sync, batch)) };
+		return { batch, ...(await sync.encodeBatch(batch)) };
 	};
 	const rebase = p => {
 		for (const m of p.batch) {
@@ -240,7 +240,7 @@ export async function pushAll(sync) {
 		return prepare(false);
 	};
 	const queueAck = (b, results) => {
-		acking = acking.then(() => acknowledge(sync, b, results)).then(() => inFlight.delete(b), err => {
+		acking = acking.then(() => sync.acknowledge(b, results)).then(() => inFlight.delete(b), err => {
 			ackFailed = true;
 			throw err;
 		});
@@ -278,7 +278,7 @@ export async function pushAll(sync) {
 				if (mutations.length > 1) {
 					sync.batchSize = Math.max(1, Math.floor(mutations.length / 2));
 				} else {
-					await acknowledge(sync, batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
+					await sync.acknowledge(batch, [{ id: mutations[0].id, status: 'rejected', error: err.message }]);
 					sync.reportError(err);
 				}
 				afterJournal = null;
@@ -308,7 +308,7 @@ export async function pushAll(sync) {
  * markers, conflicts resolved. A write made after the batch was read is
  * in a newer journal record and goes in the next batch; an answer the
  * server did not give leaves its write pending. */
-async function acknowledge(sync, batch, results) {
+export async function acknowledge(sync, batch, results) {
 	const byId = new Map(batch.map(m => [m.id, m]));
 	const acks = [];
 	const conflicts = [];

@@ -84,10 +84,10 @@ const SEQ_MARK = 'seqMark';
  * what a pull recorded too, so it may say "look" where no look was needed,
  * never the other way round. */
 export async function seqMark(revs, meta) {
-	const [mark, first] = await Promise.all([done(meta.get(SEQ_MARK)), done(revs.getAllKeys(null, 1))]);
+	const mark = await done(meta.get(SEQ_MARK));
 	if (mark && typeof mark.seq === 'number') return mark.seq;
 	let seq = 0;
-	if (first.length) {
+	if ((await done(revs.getAllKeys(null, 1))).length) {
 		const seqOf = s => (typeof s === 'number' ? s : Infinity);
 		for (const rec of await done(revs.getAll())) {
 			if (Array.isArray(rec?.seqs)) for (const s of rec.seqs) seq = Math.max(seq, seqOf(s));

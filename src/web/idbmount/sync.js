@@ -29,8 +29,8 @@ import { FOLD_IDLE_MS, rangeOfStore, runRange, newerRevision, revisionsInRuns, f
 import { pendingWrites } from './outbox.js';
 import { Backoff, SyncError, classifyLocalError, sleep } from './failures.js';
 import { followEvents } from './events.js';
-import { pushAll, compact } from './push.js';
-import { pullPage, pullAll, applyParked, createServerStores } from './pull.js';
+import { pushAll, compact, readBatch, encodeBatch, acknowledge } from './push.js';
+import { pullPage, pullAll, applyParked, applyChanges, createServerStores } from './pull.js';
 import { storageHealth } from './storage.js';
 
 /* The origin the library was loaded from (this module sits beside the
@@ -702,15 +702,34 @@ export class Sync extends EventTarget {
 		}
 	}
 
-	/* One page of the pull (pull.js); resolves true when the server has
-	 * more. */
+	/* The steps of a round that live in push.js and pull.js, as methods:
+	 * the pipeline calls them through the Sync, so a tool can time each one
+	 * (tests/bench/profile_browser.mjs) and a test can drive one. */
+
+	/* One page of the pull; resolves true when the server has more. */
 	pullPage() {
 		return pullPage(this);
 	}
 
 	/* Compacts the journal into the outbox when it holds an edit storm, or
-	 * always with `all` (push.js). */
+	 * always with `all`. */
 	compact(all = false, records = null) {
 		return compact(this, all, records);
+	}
+
+	readBatch(compacted = false, exclude = null) {
+		return readBatch(this, compacted, exclude);
+	}
+
+	encodeBatch(batch) {
+		return encodeBatch(this, batch);
+	}
+
+	acknowledge(batch, results) {
+		return acknowledge(this, batch, results);
+	}
+
+	applyChanges(changes, checkpoint, delivered, parked = false) {
+		return applyChanges(this, changes, checkpoint, delivered, parked);
 	}
 }
