@@ -4,7 +4,8 @@
  * the protocol of the daemon that serves it.
  *
  *   /                 demo.html
- *   /idbmount.js      the library (an ES module)
+ *   /idbmount.js      the library's entry module, which imports the others
+ *   /idbmount/*.js    the library's modules (codec, capture, sync, ...)
  *   /idbmount.d.ts    its TypeScript declarations
  *
  * An ETag (the content's FNV-1a hash) and "Cache-Control: no-cache" let a

@@ -13,7 +13,9 @@
 //      Target: captured <= 1.3x raw.
 //   2. browser -> acknowledged: the time from the first put() of 10,000
 //      such records until the server acknowledged all of them (outbox
-//      empty). Target: >= 20,000 records/s.
+//      empty), and how long the app's own transactions took meanwhile.
+//      Targets: at least 0.6 of the raw puts' throughput (1.), and
+//      >= 20,000 records/s.
 //   3. outbox -> acknowledged: the same 10,000 records written first with no
 //      sync running (a tab that was offline), then the time from starting
 //      the sync until all are acknowledged: the push path alone, without
@@ -22,10 +24,10 @@
 //      recorded (one run per batch) into per-record entries, which the
 //      sync otherwise does once it has been idle for a second.
 //
-// IDBMOUNT_LIB=path/to/idbmount.js serves that file as /idbmount.js
-// instead of the daemon's built-in copy, for A/B runs of two versions of
-// the library against the same daemon (e.g. `git show main:src/web/idbmount.js
-// > /tmp/old.js`, then alternate runs with and without it).
+// IDBMOUNT_LIB=path serves another copy of the library instead of the
+// daemon's built-in one, for A/B runs of two versions against the same
+// daemon (a src/web directory or a one-file library: see
+// library_route.mjs), alternating runs with and without it.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -33,6 +35,7 @@ import fs from 'node:fs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+const { routeLibrary } = await import('./library_route.mjs');
 
 const N = 10000;
 const d = new Daemon();
@@ -46,10 +49,7 @@ const browser = await chromium.launch({
 /* Every page of the benchmark gets the library under test. */
 async function benchPage() {
 	const page = await browser.newPage();
-	if (process.env.IDBMOUNT_LIB) {
-		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
-		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
-	}
+	await routeLibrary(page, process.env.IDBMOUNT_LIB);
 	return page;
 }
 try {
@@ -167,7 +167,9 @@ try {
 		['captured puts (write + journal record)', `${capture.captured.toFixed(0)} ms`, `${(N / capture.captured * 1000).toFixed(0)} rec/s`,
 			`${(capture.captured / capture.raw).toFixed(2)}x raw (target <= 1.3x)`],
 		['put() -> all acknowledged', `${ack.totalMs.toFixed(0)} ms`, `${(N / ack.totalMs * 1000).toFixed(0)} rec/s`,
-			`target >= 20,000 rec/s; ${files} files in the mount`],
+			`${(capture.raw / ack.totalMs).toFixed(2)} of raw put throughput (target >= 0.6); target >= 20,000 rec/s; ${files} files in the mount`],
+		['  of which the app\'s own 10 transactions', `${ack.writeMs.toFixed(0)} ms`, `${(N / ack.writeMs * 1000).toFixed(0)} rec/s`,
+			'writes and pushes compete for the same stores'],
 		['outbox written first -> all acknowledged', `${drain.totalMs.toFixed(0)} ms`, `${(N / drain.totalMs * 1000).toFixed(0)} rec/s`,
 			`${drained} files in the mount`],
 		['then: revision runs folded (idle work)', drain.foldMs === null ? '-' : `${drain.foldMs.toFixed(0)} ms`, '',

@@ -1,7 +1,7 @@
 // bench_capture.mjs - what drop-in capture costs an app's writes, on demand
 // (not in ctest; numbers depend on the machine):
 //
-//   node tests/bench/bench_capture.mjs [--rounds 5] [--compare OLD.js]
+//   node tests/bench/bench_capture.mjs [--rounds 5] [--compare OLD]
 //
 // (after a build, with IDBMOUNT_BIN / IDBMOUNTCTL_BIN or build/ binaries,
 // and tests/web's node_modules installed: cd tests/web && npm ci)
@@ -27,10 +27,10 @@
 // runs, ...), which other work on a shared machine moves much less.
 // Target: captured <= 1.3x raw for every pattern.
 //
-// --compare OLD.js runs the same rounds with another copy of the library
-// too (e.g. `git show main:src/web/idbmount.js > /tmp/old.js`), in its own
-// pages, alternating with the built-in one round by round: an A/B in one
-// run.
+// --compare OLD runs the same rounds with another copy of the library too
+// (a src/web directory or a one-file library: see library_route.mjs), in
+// its own pages, alternating with the built-in one round by round: an A/B
+// in one run.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -38,6 +38,7 @@ import fs from 'node:fs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+const { routeLibrary } = await import('./library_route.mjs');
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -46,8 +47,8 @@ const option = (name, fallback) => {
 };
 const ROUNDS = Number(option('--rounds', 5));
 const compare = option('--compare', null);
-const libraries = [{ name: 'built in', text: null }];
-if (compare) libraries.push({ name: path.basename(compare), text: fs.readFileSync(compare, 'utf8') });
+const libraries = [{ name: 'built in', path: null }];
+if (compare) libraries.push({ name: path.basename(compare), path: compare });
 
 /* A flag no other Chromium has: its processes are found through it. */
 const MARK = `--idbmount-bench-capture=${process.pid}`;
@@ -199,8 +200,7 @@ function pageBench(roundNo) {
 async function round(library, roundNo) {
 	const context = await browser.newContext();
 	const page = await context.newPage();
-	if (library.text !== null)
-		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: library.text }));
+	await routeLibrary(page, library.path);
 	await page.goto(d.url + '/healthz');
 	await page.evaluate(pageBench, roundNo);
 	const out = {};

@@ -19,21 +19,12 @@
 //   2. From node: pouchdb-server's _bulk_docs ingest of 100,000 such docs in
 //      bodies of 1,000 (encoded before the clock starts, every answer
 //      checked), one connection, one request at a time.
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startPouchServer, pouchBrowserBuild, json } from './pouch_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const pouchDir = path.join(here, 'pouch');
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
-const pouchBrowserBuild = path.join(pouchDir, 'node_modules/pouchdb/dist/pouchdb.min.js');
-const pouchServerBin = path.join(pouchDir, 'node_modules/pouchdb-server/bin/pouchdb-server');
-for (const f of [pouchBrowserBuild, pouchServerBin]) {
-	if (!fs.existsSync(f)) throw new Error(`${f} is missing: run npm ci in ${pouchDir}`);
-}
 
 const onDisk = process.argv.includes('--on-disk');
 for (const a of process.argv.slice(2)) if (a !== '--on-disk') throw new Error(`unknown argument ${a} (only --on-disk)`);
@@ -43,63 +34,9 @@ const BATCH = 1000;
 const pad = 'x'.repeat(360);
 const doc = i => ({ _id: 'r' + String(i).padStart(7, '0'), name: 'record ' + i, pad });
 
-function freePort() {
-	return new Promise((resolve, reject) => {
-		const s = net.createServer();
-		s.listen(0, '127.0.0.1', () => {
-			const { port } = s.address();
-			s.close(() => resolve(port));
-		});
-		s.on('error', reject);
-	});
-}
-
-const sleep = ms => new Promise(r => setTimeout(r, ms));
-
-async function json(res, what) {
-	const body = await res.text();
-	if (!res.ok) throw new Error(`${what}: HTTP ${res.status}: ${body.slice(0, 300)}`);
-	return JSON.parse(body);
-}
-
-/* pouchdb-server writes config.json and log.txt into its directory: give it
- * a fresh one and remove it afterwards. */
-const root = fs.mkdtempSync(path.join(os.tmpdir(), 'idbmount-pouch-'));
-const port = await freePort();
-const url = `http://127.0.0.1:${port}`;
-let serverLog = '';
-const server = spawn(process.execPath,
-	[pouchServerBin, ...(onDisk ? [] : ['--in-memory']), '--host', '127.0.0.1', '--port', String(port), '--dir', root,
-		'--config', path.join(root, 'config.json'), '--no-color', '--no-stdout-logs'],
-	{ cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-server.stdout.on('data', b => { serverLog += b; });
-server.stderr.on('data', b => { serverLog += b; });
-let serverExit = null;
-server.on('exit', (code, sig) => { serverExit = code ?? sig; });
-
-async function stopServer() {
-	if (serverExit === null) {
-		server.kill('SIGTERM');
-		for (let i = 0; i < 100 && serverExit === null; i++) await sleep(50);
-		if (serverExit === null) server.kill('SIGKILL');
-	}
-	fs.rmSync(root, { recursive: true, force: true });
-}
-
+const { url, version, stop: stopServer } = await startPouchServer({ onDisk });
 let browser = null;
 try {
-	const ready = Date.now() + 30000;
-	let version = null;
-	while (!version) {
-		if (serverExit !== null) throw new Error(`pouchdb-server exited (${serverExit}): ${serverLog}`);
-		if (Date.now() > ready) throw new Error('pouchdb-server did not answer within 30 s: ' + serverLog);
-		try {
-			version = (await json(await fetch(url + '/'), 'GET /')).version;
-		} catch {
-			await sleep(100);
-		}
-	}
-
 	browser = await chromium.launch({
 		executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
 		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',

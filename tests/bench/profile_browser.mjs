@@ -15,8 +15,8 @@
 //     one that started last);
 //   - the CPU seconds each process used meanwhile (/proc: the daemon,
 //     Chromium's browser process, which runs IndexedDB, its renderer).
-// IDBMOUNT_LIB=path/to/idbmount.js profiles another copy of the library
-// (see bench_browser.mjs).
+// IDBMOUNT_LIB=path profiles another copy of the library (a src/web
+// directory or a one-file library: see library_route.mjs).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
@@ -24,6 +24,7 @@ import fs from 'node:fs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
+const { routeLibrary } = await import('./library_route.mjs');
 
 const N = 10000;
 const mode = process.argv[2] || 'drain';
@@ -65,10 +66,7 @@ function cpuSeconds() {
 
 try {
 	const page = await browser.newPage();
-	if (process.env.IDBMOUNT_LIB) {
-		const text = fs.readFileSync(process.env.IDBMOUNT_LIB, 'utf8');
-		await page.route('**/idbmount.js', r => r.fulfill({ contentType: 'text/javascript', body: text }));
-	}
+	await routeLibrary(page, process.env.IDBMOUNT_LIB);
 	await page.goto(d.url + '/healthz');
 	await page.setContent('<!doctype html><title>profile</title>');
 	await page.evaluate(async ({ N, token, mode }) => {

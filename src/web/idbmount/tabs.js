@@ -1,0 +1,67 @@
+/* tabs.js - news about a database, within this tab and between tabs.
+ *
+ * Tabs (decision): one tab per database syncs (sync.js, a Web Lock). Every
+ * tab still captures into the shared outbox, and a BroadcastChannel
+ * ("idbmount:<db>") carries "dirty" (wake the syncing tab), "change" (the
+ * server changed records) and "status" to the others. Within a tab,
+ * listeners hear of new journal records ("dirty") and of app transactions
+ * the browser refused for lack of room.
+ */
+
+export const dirtyListeners = new Map();   /* db name -> Set of callbacks (tab-local) */
+export const refusedListeners = new Map(); /* db name -> Set of callbacks(error) for captured transactions the browser refused (tab-local) */
+const channels = new Map();                /* db name -> BroadcastChannel */
+
+export function channelFor(dbName) {
+	if (typeof BroadcastChannel !== 'function') return null;
+	let ch = channels.get(dbName);
+	if (!ch) {
+		ch = new BroadcastChannel('idbmount:' + dbName);
+		/* Node keeps the process alive for an open channel; browsers ignore it. */
+		if (typeof ch.unref === 'function') ch.unref();
+		channels.set(dbName, ch);
+	}
+	return ch;
+}
+
+/* Closes the channel of `dbName`; the next channelFor() opens a new one. A
+ * page in the back/forward cache must not be reachable by one: Chromium
+ * evicts a cached page that has a BroadcastChannel listener when a message
+ * arrives. */
+export function closeChannel(dbName) {
+	const ch = channels.get(dbName);
+	if (!ch) return;
+	ch.close();
+	channels.delete(dbName);
+}
+
+const pendingDirty = new Set();
+let dirtyTimer = null;
+let lastDirtyAt = -Infinity;
+/* At most one round of "dirty" news per this many ms: an app writing one
+ * record per transaction would otherwise wake the sync (and post to the
+ * other tabs) once per write, which measured as much as the journal
+ * record itself. */
+const DIRTY_INTERVAL_MS = 50;
+export const leadingHere = new Set(); /* databases this tab's Sync leads */
+
+/* Tells this tab's Sync and the other tabs that the journal of `dbName`
+ * grew: at once after a quiet moment, then at most once per
+ * DIRTY_INTERVAL_MS while writes go on (the last ones are always told).
+ * Sent when the journal record is written, before its transaction
+ * commits: the sync's own transactions hold the journal too, so they run
+ * after it. The other tabs are told only when this one does not sync the
+ * database itself (only the syncing tab acts on it). */
+export function announceDirty(dbName) {
+	pendingDirty.add(dbName);
+	if (dirtyTimer !== null) return;
+	dirtyTimer = setTimeout(() => {
+		dirtyTimer = null;
+		lastDirtyAt = Date.now();
+		for (const name of pendingDirty) {
+			for (const cb of dirtyListeners.get(name) || []) cb();
+			if (!leadingHere.has(name)) channelFor(name)?.postMessage({ type: 'dirty' });
+		}
+		pendingDirty.clear();
+	}, Math.max(0, lastDirtyAt + DIRTY_INTERVAL_MS - Date.now()));
+}
