@@ -5,7 +5,7 @@
  *
  *   /                 demo.html
  *   /idbmount.js      the library's entry module, which imports the others
- *   /idbmount/*.js    the library's modules (codec, capture, sync, ...)
+ *   /idbmount/NAME.js  the library's modules (codec, capture, sync, ...)
  *   /idbmount.d.ts    its TypeScript declarations
  *
  * An ETag (the content's FNV-1a hash) and "Cache-Control: no-cache" let a
