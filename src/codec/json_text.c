@@ -9,6 +9,7 @@
 #include "json_text_internal.h"
 
 #include "idbmount/codec/number_text.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -69,39 +70,6 @@ int json_text_string(struct buf *out, const char *s, size_t len)
 	return buf_append_char(out, '"');
 }
 
-/* The length of the UTF-8 sequence at t[i] (first byte >= 0x80), or 0 when
- * it is not one jansson takes: no overlong forms, no surrogates, nothing
- * past U+10FFFF. */
-size_t json_text_utf8_sequence(const unsigned char *t, size_t len, size_t i)
-{
-	unsigned c = t[i];
-	size_t n;
-	unsigned cp;
-	if (c >= 0xC2 && c <= 0xDF) {
-		n = 2;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (i + n > len)
-		return 0;
-	for (size_t k = 1; k < n; k++) {
-		if ((t[i + k] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (t[i + k] & 0x3F);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-	    (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-		return 0;
-	return n;
-}
-
 int json_text_string_lossy(struct buf *out, const char *s, size_t len)
 {
 	static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
@@ -109,7 +77,7 @@ int json_text_string_lossy(struct buf *out, const char *s, size_t len)
 	buf_append_char(out, '"');
 	size_t run = 0; /* start of the pending run of valid UTF-8 */
 	for (size_t i = 0; i < len;) {
-		size_t n = t[i] < 0x80 ? 1 : json_text_utf8_sequence(t, len, i);
+		size_t n = t[i] < 0x80 ? 1 : utf8_sequence(t, len, i);
 		if (n) {
 			i += n;
 			continue;

@@ -25,9 +25,4 @@ static inline bool json_text_is_ws(char c)
  * JSON.stringify writes them. A failure stays in the buffer's error. */
 void json_text_string_body(struct buf *out, const char *s, size_t len);
 
-/* The length of the UTF-8 sequence at t[i] (first byte >= 0x80), or 0 when
- * it is not one jansson takes: no overlong forms, no surrogates, nothing
- * past U+10FFFF. */
-size_t json_text_utf8_sequence(const unsigned char *t, size_t len, size_t i);
-
 #endif

@@ -13,6 +13,7 @@
 #include "json_text_internal.h"
 
 #include "idbmount/codec/number_text.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -170,7 +171,7 @@ static int relayout_string(struct relayout *r, bool name)
 		} else if (c < 0x80) {
 			i++;
 		} else {
-			size_t n = json_text_utf8_sequence(t, r->len, i);
+			size_t n = utf8_sequence(t, r->len, i);
 			if (!n)
 				return 1;
 			i += n;

@@ -34,6 +34,7 @@
 #include "idbmount/codec/json_text.h"
 #include "idbmount/codec/number_text.h"
 #include "idbmount/util/buf.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -142,7 +143,7 @@ static int append_escaped_string(struct buf *b, const char *s, size_t n)
 	double ignored;
 	unsigned char first;
 
-	if (!key_utf8_valid(s, n))
+	if (!utf8_valid(s, n))
 		return -1;
 	if (n == 0) {
 		buf_append_str(b, "~s");
@@ -396,7 +397,7 @@ static json_t *decode_stem_loosely(const char *stem, size_t len)
 	text = percent_unescape(stem, len, &text_len);
 	if (!text)
 		return NULL;
-	if (key_utf8_valid(text, text_len))
+	if (utf8_valid(text, text_len))
 		key = json_stringn(text, text_len);
 	free(text);
 	return key;

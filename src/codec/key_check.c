@@ -6,6 +6,7 @@
  * a json_integer, other finite numbers json_real, infinities {"~n": ...}.
  */
 #include "key_internal.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -23,51 +24,8 @@ int key_reject(char *why, size_t why_len, const char *msg)
 }
 
 /* ---------------------------------------------------------------------------
- * Small validators: UTF-8, base64url, ISO dates.
+ * Small validators: base64url, ISO dates (UTF-8 is utf8.c's).
  * ------------------------------------------------------------------------ */
-
-bool key_utf8_valid(const char *str, size_t n)
-{
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t more;
-		uint32_t cp, min;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			more = 1;
-			cp = c & 0x1F;
-			min = 0x80;
-		} else if ((c & 0xF0) == 0xE0) {
-			more = 2;
-			cp = c & 0x0F;
-			min = 0x800;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			cp = c & 0x07;
-			min = 0x10000;
-		} else {
-			return 0;
-		}
-		if (n - i <= more)
-			return 0;
-		for (size_t k = 1; k <= more; k++) {
-			if ((s[i + k] & 0xC0) != 0x80)
-				return 0;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return 0;
-		i += more + 1;
-	}
-	return 1;
-}
 
 /* Returns the 6-bit value of a base64url character, or -1. */
 static int base64url_value(char c)
@@ -247,7 +205,7 @@ static int check_key(const json_t *key, int depth, char *why, size_t why_len)
 			return key_reject(why, why_len, "number is not finite");
 		return 0;
 	case JSON_STRING:
-		if (!key_utf8_valid(json_string_value(key), json_string_length(key)))
+		if (!utf8_valid(json_string_value(key), json_string_length(key)))
 			return key_reject(why, why_len, "string is not valid UTF-8");
 		return 0;
 	case JSON_ARRAY:

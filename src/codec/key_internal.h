@@ -28,10 +28,6 @@
  * -EINVAL so that callers can `return key_reject(...)`. */
 int key_reject(char *why, size_t why_len, const char *msg);
 
-/* Whether s[0..n) is well-formed UTF-8: no overlong forms, no encoded
- * surrogates, nothing above U+10FFFF. NUL bytes are allowed. */
-bool key_utf8_valid(const char *str, size_t n);
-
 /* A new number key, normalized: integers up to 2^53 as json_integer (so -0
  * becomes 0), infinities as {"~n": ...}. */
 json_t *key_number_new(double d);
