@@ -23,31 +23,14 @@
 
 #define PROG "idbmountctl"
 
-static int usage_error(const char *synopsis, const char *what)
-{
-	ctl_say("%s", what);
-	fprintf(stderr, "usage: " PROG " [--data DIR] %s\n", synopsis);
-	return 2;
-}
-
 int ctl_backup_command(const char *datadir, int argc, char **argv)
 {
 	if (argc != 1 || !*argv[0])
-		return usage_error("backup DEST", "backup: want one argument, the new file DEST");
+		return ctl_arg_error("backup DEST", "backup: want one argument, the new file DEST");
 	/* Never make a data directory: a mistyped --data backs nothing up. */
-	char db[PATH_MAX + 16];
-	struct stat sb;
-	snprintf(db, sizeof(db), "%s/idbmount.db", datadir);
-	if (stat(db, &sb) != 0) {
-		ctl_say("no idbmount data in %s (no idbmount.db)", datadir);
+	struct store *st = ctl_open_existing(datadir);
+	if (!st)
 		return 1;
-	}
-	struct store *st = NULL;
-	char err[8192];
-	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
-		ctl_say("%s", err);
-		return 1;
-	}
 	if (*store_open_notice(st))
 		ctl_say("%s", store_open_notice(st));
 	struct store_backup_info info;
@@ -68,9 +51,10 @@ int ctl_backup_command(const char *datadir, int argc, char **argv)
 int ctl_restore_command(int argc, char **argv)
 {
 	if (argc != 2 || !*argv[0] || !*argv[1])
-		return usage_error("restore BACKUP DIR",
-		                   "restore: want two arguments, the backup file and the new data "
-		                   "directory");
+		return ctl_arg_error(
+		        "restore BACKUP DIR", "%s",
+		        "restore: want two arguments, the backup file and the new data "
+		        "directory");
 	struct store_backup_info info;
 	char err[8192];
 	if (store_restore(argv[0], argv[1], &info, err, sizeof(err)) != 0) {

@@ -315,29 +315,44 @@ void ctl_note_created(const struct ctl_path *p, int found)
 
 /* ---- the store and the mount ---------------------------------------------- */
 
+/* Opens the store of `datadir`, which must already hold one (a mistyped
+ * --data makes nothing); NULL after a message. */
+struct store *ctl_open_existing(const char *datadir)
+{
+	char db[PATH_MAX + 16];
+	int n = snprintf(db, sizeof(db), "%s/idbmount.db", datadir);
+	struct stat sb;
+	if (n < 0 || (size_t)n >= sizeof(db)) {
+		ctl_say("%s: path too long", datadir);
+		return NULL;
+	}
+	if (stat(db, &sb) != 0) {
+		if (errno == ENOENT)
+			ctl_say("no idbmount data in %s (no idbmount.db); '" PROG " --data %s "
+			        "client add NAME' makes it",
+			        datadir, datadir);
+		else
+			ctl_say("%s: %s", db, strerror(errno));
+		return NULL;
+	}
+	struct store *st = NULL;
+	char err[8192];
+	int rc = store_open(datadir, &st, err, sizeof(err));
+	if (rc) {
+		ctl_say("%s", err[0] ? err : strerror(-rc));
+		return NULL;
+	}
+	return st;
+}
+
 /* Opens the store; only `client add` (`create`) may make a new one. */
 int ctl_open_store(struct ctl *c, bool create)
 {
 	if (!create) {
-		char db[PATH_MAX + 16];
-		int n = snprintf(db, sizeof(db), "%s/idbmount.db", c->datadir);
-		struct stat sb;
-		if (n < 0 || (size_t)n >= sizeof(db)) {
-			ctl_say("%s: path too long", c->datadir);
-			return EXIT_FAIL;
-		}
-		if (stat(db, &sb) != 0) {
-			if (errno == ENOENT)
-				ctl_say("no idbmount data in %s (no idbmount.db); '" PROG
-				        " --data %s "
-				        "client add NAME' makes it",
-				        c->datadir, c->datadir);
-			else
-				ctl_say("%s: %s", db, strerror(errno));
-			return EXIT_FAIL;
-		}
+		c->st = ctl_open_existing(c->datadir);
+		return c->st ? 0 : EXIT_FAIL;
 	}
-	char err[512];
+	char err[8192];
 	int rc = store_open(c->datadir, &c->st, err, sizeof(err));
 	if (rc) {
 		ctl_say("%s", err[0] ? err : strerror(-rc));

@@ -99,6 +99,10 @@ void ctl_note_created(const struct ctl_path *p, int found);
 /* Opens the store; only `client add` (`create`) may make a new one.
  * Returns 0 or EXIT_FAIL after a message. */
 int ctl_open_store(struct ctl *c, bool create);
+
+/* Opens the store of `datadir`, which must already hold one; NULL after a
+ * message. */
+struct store *ctl_open_existing(const char *datadir);
 /* Waits until a daemon serving this data directory has shown the changes
  * up to `seq` and tree-log entry `tree_id` in the mount; gives up with a
  * warning once the daemon has made no progress for WAIT_IDLE_MS. */

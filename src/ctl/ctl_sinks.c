@@ -31,32 +31,6 @@
 
 #define REPLAY_POLL_MS 100
 
-static int usage_error(const char *synopsis, const char *what)
-{
-	ctl_say("%s", what);
-	fprintf(stderr, "usage: " PROG " [--data DIR] %s\n", synopsis);
-	return 2;
-}
-
-/* Opens an existing store (never makes one). */
-static struct store *open_existing(const char *datadir)
-{
-	char db[PATH_MAX + 16];
-	struct stat sb;
-	snprintf(db, sizeof(db), "%s/idbmount.db", datadir);
-	if (stat(db, &sb) != 0) {
-		ctl_say("no idbmount data in %s (no idbmount.db)", datadir);
-		return NULL;
-	}
-	struct store *st = NULL;
-	char err[512];
-	if (store_open(datadir, &st, err, sizeof(err)) != 0) {
-		ctl_say("%s", err);
-		return NULL;
-	}
-	return st;
-}
-
 /* "3.2 s ago" style ages. */
 static void age_text(int64_t ms, char *out, size_t outlen)
 {
@@ -162,9 +136,9 @@ int ctl_status_command(const char *datadir, int argc, char **argv)
 		if (strcmp(argv[i], "--json") == 0)
 			json = true;
 		else
-			return usage_error("status [--json]", "status: unexpected argument");
+			return ctl_arg_error("status [--json]", "status: unexpected argument");
 	}
-	struct store *st = open_existing(datadir);
+	struct store *st = ctl_open_existing(datadir);
 	if (!st)
 		return 1;
 	struct status_ctx s = {.json = json, .list = json_array(), .st = st};
@@ -242,7 +216,7 @@ static int sink_list(const char *datadir)
 	struct stat sb;
 	snprintf(db, sizeof(db), "%s/idbmount.db", datadir);
 	if (stat(db, &sb) == 0) {
-		struct store *st = open_existing(datadir);
+		struct store *st = ctl_open_existing(datadir);
 		if (!st)
 			return 1;
 		size_t n = 0;
@@ -310,21 +284,21 @@ static int sink_replay(const char *datadir, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
 			if (!parse_seq(argv[++i], &from))
-				return usage_error(SYN_REPLAY, "--from wants a seq, 1 or more");
+				return ctl_arg_error(SYN_REPLAY, "--from wants a seq, 1 or more");
 		} else if (strncmp(argv[i], "--from=", 7) == 0) {
 			if (!parse_seq(argv[i] + 7, &from))
-				return usage_error(SYN_REPLAY, "--from wants a seq, 1 or more");
+				return ctl_arg_error(SYN_REPLAY, "--from wants a seq, 1 or more");
 		} else if (strcmp(argv[i], "--no-wait") == 0) {
 			wait = false;
 		} else if (argv[i][0] == '-' || name) {
-			return usage_error(SYN_REPLAY, "unexpected argument");
+			return ctl_arg_error(SYN_REPLAY, "unexpected argument");
 		} else {
 			name = argv[i];
 		}
 	}
 	if (!name || !from)
-		return usage_error(SYN_REPLAY, "sink replay needs NAME and --from SEQ");
-	struct store *st = open_existing(datadir);
+		return ctl_arg_error(SYN_REPLAY, "sink replay needs NAME and --from SEQ");
+	struct store *st = ctl_open_existing(datadir);
 	if (!st)
 		return 1;
 	int status = 0;
@@ -404,17 +378,17 @@ static int sink_unpark(const char *datadir, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--id") == 0 && i + 1 < argc) {
 			if (!parse_seq(argv[++i], &id))
-				return usage_error(SYN_UNPARK,
-				                   "--id wants a batch id (status shows it)");
+				return ctl_arg_error(SYN_UNPARK,
+				                     "--id wants a batch id (status shows it)");
 		} else if (argv[i][0] == '-' || name) {
-			return usage_error(SYN_UNPARK, "unexpected argument");
+			return ctl_arg_error(SYN_UNPARK, "unexpected argument");
 		} else {
 			name = argv[i];
 		}
 	}
 	if (!name)
-		return usage_error(SYN_UNPARK, "sink unpark needs NAME");
-	struct store *st = open_existing(datadir);
+		return ctl_arg_error(SYN_UNPARK, "sink unpark needs NAME");
+	struct store *st = ctl_open_existing(datadir);
 	if (!st)
 		return 1;
 	int64_t count = 0;
@@ -438,15 +412,15 @@ int ctl_sink_command(const char *datadir, int argc, char **argv)
 {
 	const char *syn = "sink list | sink replay NAME --from SEQ | sink unpark NAME";
 	if (argc < 1)
-		return usage_error(syn, "sink: which sink command?");
+		return ctl_arg_error(syn, "sink: which sink command?");
 	if (strcmp(argv[0], "list") == 0) {
 		if (argc > 1)
-			return usage_error("sink list", "sink list takes no arguments");
+			return ctl_arg_error("sink list", "sink list takes no arguments");
 		return sink_list(datadir);
 	}
 	if (strcmp(argv[0], "replay") == 0)
 		return sink_replay(datadir, argc - 1, argv + 1);
 	if (strcmp(argv[0], "unpark") == 0)
 		return sink_unpark(datadir, argc - 1, argv + 1);
-	return usage_error(syn, "sink: unknown sink command");
+	return ctl_arg_error(syn, "sink: unknown sink command");
 }
