@@ -31,7 +31,7 @@
 struct fixture {
 	char dir[64];
 	struct store *st;
-	char token[65];
+	char token[STORE_TOKEN_MAX];
 };
 
 static const struct store_path orders = {.client = "alice", .db = "shop", .objstore = "orders"};
@@ -46,7 +46,7 @@ static int setup(void **state)
 	int rc = store_open(f->dir, &f->st, err, sizeof(err));
 	if (rc)
 		fail_msg("store_open: %s", err);
-	assert_int_equal(store_client_add(f->st, "alice", f->token), 0);
+	assert_int_equal(store_client_add(f->st, "alice", NULL, f->token), 0);
 	assert_int_equal(store_make_objstore(f->st, &orders, "null", false), 0);
 	*state = f;
 	return 0;
@@ -393,8 +393,8 @@ static void test_change_log(void **state)
 static void test_change_log_per_client(void **state)
 {
 	struct fixture *f = *state;
-	char token[65];
-	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	char token[STORE_TOKEN_MAX];
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), 0);
 	const struct store_path bobs = {.client = "bob", .db = "shop", .objstore = "orders"};
 	json_t *k = key_of("1"), *v = value_of("\"bob's\"");
 	int64_t rev, seq_bob, seq_alice;
@@ -513,8 +513,8 @@ static void test_clients(void **state)
 	int64_t alice = store_client_by_token(f->st, f->token);
 	assert_true(alice > 0);
 
-	char token[65];
-	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	char token[STORE_TOKEN_MAX];
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), 0);
 	assert_string_not_equal(token, f->token);
 	int64_t bob = store_client_by_token(f->st, token);
 	assert_true(bob > 0);
@@ -526,10 +526,10 @@ static void test_clients(void **state)
 	assert_int_equal(store_client_by_token(f->st, token), -EACCES);
 
 	/* Names: taken, empty, with '/', with a control character. */
-	assert_int_equal(store_client_add(f->st, "bob", token), -EEXIST);
-	assert_int_equal(store_client_add(f->st, "", token), -EINVAL);
-	assert_int_equal(store_client_add(f->st, "a/b", token), -EINVAL);
-	assert_int_equal(store_client_add(f->st, "tab\there", token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), -EEXIST);
+	assert_int_equal(store_client_add(f->st, "", NULL, token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "a/b", NULL, token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "tab\there", NULL, token), -EINVAL);
 	assert_non_null(store_client_name_problem("a/b"));
 	assert_null(store_client_name_problem("Zoë"));
 
