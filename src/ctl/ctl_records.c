@@ -65,7 +65,8 @@ static int parse_add(int argc, char **argv, const char *synopsis, const char *wh
 			/* Not echoed, like a name: it may be what is wrong with it. */
 			const char *why = store_node_name_problem(value);
 			if (why)
-				return ctl_arg_error(synopsis, "%s: not a node name: %s", what, why);
+				return ctl_arg_error(synopsis, "%s: not a node name: %s", what,
+				                     why);
 			*node = value;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			return ctl_arg_error(synopsis, "%s: unknown option '%s'", what, argv[i]);
