@@ -1,0 +1,187 @@
+"""Three idbmount nodes behind nginx (TLS at nginx, clients routed by the
+node their token names), their sinks sharing one spool directory and one
+HDFS path: every change of every node arrives once in each, under names no
+two nodes share; each client's data is on its own node only."""
+import json
+import os
+import re
+import socket
+import ssl
+
+from conftest import NODES, wait_for
+
+# <prefix>-<node>-<epoch>-<first seq>-<last seq>.jsonl (src/flusher/batch.c)
+BATCH_NAME = re.compile(r"idbmount-.+-([0-9a-f]{16})-(\d{20})-(\d{20})\.jsonl")
+
+
+def put(mid, key, value):
+    return {"id": mid, "db": "shop", "store": "orders", "key": key, "op": "put",
+            "value": value}
+
+
+def visible_files(root):
+    out = []
+    for dirpath, _, names in os.walk(root):
+        out += [os.path.join(dirpath, n) for n in names if not n.startswith((".", "_"))]
+    return out
+
+
+def shipped(files, epochs):
+    """(epoch, seq) of every line of every batch file, checking that each
+    file's name carries one node's epoch and the seqs it holds."""
+    seen = []
+    for path in files:
+        m = BATCH_NAME.fullmatch(os.path.basename(path))
+        assert m, "not a batch name: " + path
+        epoch, first, last = m.group(1), int(m.group(2)), int(m.group(3))
+        assert epoch in epochs, "%s: epoch of no node" % path
+        with open(path) as f:
+            seqs = [json.loads(line)["seq"] for line in f]
+        assert seqs and seqs[0] == first and seqs[-1] == last, path
+        seen += [(epoch, s) for s in seqs]
+    return seen
+
+
+def test_tokens_carry_their_node_and_bad_node_names_are_refused(cluster):
+    node = cluster.nodes["node-a"]
+    token = node.add_client("alice")
+    assert re.fullmatch(r"node-a\.[0-9a-f]{64}", token), token
+    pipe = node.ctl("pipeline", "add", "flink", "--node", "node-a").stdout.strip()
+    assert re.fullmatch(r"node-a\.[0-9a-f]{64}", pipe), pipe
+    for bad, why in [("Node-A", "a-z, 0-9 and '-' only"), ("a.b", "a-z, 0-9 and '-' only"),
+                     ("", "empty"), ("x" * 33, "longer than 32")]:
+        for what in ("client", "pipeline"):
+            p = node.ctl(what, "add", "bob", "--node", bad, check=False)
+            assert p.returncode == 2, p
+            assert "not a node name" in p.stderr and why in p.stderr, p.stderr
+            assert p.stdout == ""
+    assert node.ctl("client", "list").stdout.split() == ["alice"]
+    assert node.ctl("pipeline", "list").stdout.split() == ["flink"]
+    # The pipeline token is routed too: /v1/changes of its own node.
+    r = cluster.api(pipe).get("/v1/changes?since=0")
+    assert r.status == 200, r
+
+
+def test_nginx_refuses_requests_it_cannot_route_with_json(cluster):
+    alice = cluster.nodes["node-a"].add_client("alice")
+    hexpart = alice.split(".", 1)[1]
+    for token, detail in [(None, "Authorization: Bearer TOKEN"),
+                          (hexpart, "names no node"),
+                          ("node-x." + hexpart, "names no node")]:
+        r = cluster.api(token).get("/v1/pull?since=0")
+        assert r.status == 401, r
+        assert r.header("content-type") == "application/json"
+        assert r.header("www-authenticate") == 'Bearer realm="idbmount"'
+        body = r.json()
+        assert body["error"] == "unauthorized" and detail in body["detail"], body
+        assert "node-a" not in r.header("server") if r.header("server") else True
+    # A token with a known node but unknown there: the node's own 401.
+    r = cluster.api("node-a." + "0" * 64).get("/v1/pull?since=0")
+    assert r.status == 401 and r.json()["detail"] == "unknown token", r
+    # A token of node-a sent with node-b's prefix reaches node-b, which
+    # does not know it.
+    r = cluster.api("node-b." + hexpart).get("/v1/pull?since=0")
+    assert r.status == 401 and r.json()["detail"] == "unknown token", r
+    # What needs no token is served by some node.
+    r = cluster.api(None).get("/healthz")
+    assert r.status == 200 and r.json()["status"] == "ok", r
+    r = cluster.api(None).get("/idbmount.js")
+    assert r.status == 200 and b"export" in r.body
+    r = cluster.api(None).get("/metrics")
+    assert r.status == 404 and r.header("content-type") == "application/json", r
+
+
+def test_each_client_reaches_its_node_and_every_change_ships_once(cluster):
+    clients = {}  # name -> (node, token)
+    for node_name in NODES:
+        for i in range(2):
+            name = "%s-user%d" % (node_name, i)
+            clients[name] = (node_name, cluster.nodes[node_name].add_client(name))
+    for name, (node_name, token) in clients.items():
+        api = cluster.api(token)
+        api.schema("shop", [{"name": "orders", "keyPath": None}])
+        for batch in range(3):
+            results = api.push([put("%s-%d-%d" % (name, batch, k), k + 10 * batch,
+                                    {"who": name, "batch": batch, "k": k})
+                                for k in range(10)])
+            assert all(r["status"] == "ok" for r in results), results
+
+    # Each client's records are in its own node's mount, and nowhere else.
+    for name, (node_name, _) in clients.items():
+        for other_name, other in cluster.nodes.items():
+            there = os.path.isdir(os.path.join(other.mnt, name))
+            assert there == (other_name == node_name), (name, other_name)
+        store = os.path.join(cluster.nodes[node_name].mnt, name, "shop", "orders")
+        names = sorted(os.listdir(store))
+        assert len(names) == 30
+        with open(os.path.join(store, "25.json")) as f:
+            assert json.load(f) == {"who": name, "batch": 2, "k": 5}
+
+    # Events through nginx, unbuffered: an edit on the mount reaches a
+    # client's stream (token in the header, then in the query).
+    node_name, token = clients["node-b-user1"]
+    since = cluster.api(token).pull(0)["checkpoint"]
+    for query_token in (False, True):
+        stream = EventStream(cluster, token, since, query_token)
+        try:
+            wait_for("the stream's first comment through nginx",
+                     lambda: b": connected" in stream.read_some(), timeout=60)
+            assert stream.received.startswith(b"HTTP/1.1 200"), stream.received
+            path = os.path.join(cluster.nodes[node_name].mnt, "node-b-user1", "shop", "orders",
+                                "edited-%s.json" % str(query_token).lower())
+            with open(path, "w") as f:
+                f.write('{"from":"mount"}\n')
+            wait_for("the mount's edit on the event stream through nginx",
+                     lambda: b"event: change" in stream.read_some(), timeout=60)
+        finally:
+            stream.close()
+        since = cluster.api(token).pull(since)["checkpoint"]
+
+    # Every change of every node, exactly once in the spool and in HDFS.
+    epochs = {}
+    expected = []
+    for node in cluster.nodes.values():
+        node.wait_caught_up()
+        epoch = node.healthz()["epoch"]
+        epochs[epoch] = node.name
+        expected += [(epoch, c["seq"]) for c in node.log()]
+    assert len(epochs) == 3
+    assert len(expected) == len(set(expected)) == 6 * 30 + 2
+    for where, root in (("spool", cluster.spool), ("hdfs", cluster.hdfs_root)):
+        files = visible_files(root)
+        names = [os.path.basename(f) for f in files]
+        # No two nodes wrote one name: each name is there once and carries
+        # its node's epoch; every node has batches of its own.
+        assert len(set(names)) == len(names), where
+        assert {BATCH_NAME.fullmatch(n).group(1) for n in names} == set(epochs), where
+        seen = shipped(files, epochs)
+        assert sorted(seen) == sorted(expected), where
+        assert len(seen) == len(set(seen)), where
+
+
+class EventStream:
+    """GET /v1/events through nginx on a TLS socket, read as it comes."""
+
+    def __init__(self, cluster, token, since, query_token):
+        raw = socket.create_connection(("127.0.0.1", cluster.nginx.port), timeout=30)
+        self.sock = cluster.tls.wrap_socket(raw, server_hostname="127.0.0.1")
+        path = "/v1/events?since=%d" % since
+        lines = ["GET %s HTTP/1.1" % (path + ("&access_token=" + token if query_token else "")),
+                 "Host: 127.0.0.1:%d" % cluster.nginx.port, "Accept: text/event-stream"]
+        if not query_token:
+            lines.append("Authorization: Bearer " + token)
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.sock.settimeout(0.2)
+        self.received = b""
+
+    def read_some(self):
+        try:
+            data = self.sock.recv(65536)
+            assert data, "nginx closed the event stream: %r" % self.received
+            self.received += data
+        except (socket.timeout, ssl.SSLWantReadError):
+            pass
+        return self.received
+
+    def close(self):
+        self.sock.close()
