@@ -231,12 +231,17 @@ class Cluster:
         return Api(self.nginx.port, token, self.tls)
 
     def stop(self):
+        """Stops everything, then fails if a daemon did not exit cleanly."""
         if self.nginx:
             self.nginx.stop()
-        rcs = []
+        failures = []
         for node in self.nodes.values():
-            rcs.append(fs_conftest.stop_cleanly(node.daemon))
+            try:
+                fs_conftest.stop_cleanly(node.daemon)
+            except AssertionError as e:
+                failures.append(str(e))
         self.hdfs.close()
+        assert not failures, "\n".join(failures)
 
 
 @pytest.fixture
