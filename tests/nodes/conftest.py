@@ -14,6 +14,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import socket
 import ssl
@@ -122,6 +123,35 @@ class Node:
             return all(s["cursor"] >= st["last_seq"] for s in st["sinks"]) and \
                 len(st["sinks"]) == 2
         wait_for("%s's sinks to deliver everything" % self.name, done, timeout=timeout)
+
+
+def move_client(old, new, name):
+    """Moves client `name` from node `old` to node `new` with the steps of
+    README's "Moving a client to another node", as shell commands:
+    1. a new client and token on the new node; 2. the stores with an
+    inline keyPath made there as they are (import makes the others);
+    3. per store, the client's change lines from the old node's log
+    imported on the new one (later lines win, deletes of absent keys are
+    harmless). Returns the new token; the old client stays (there is no
+    client delete)."""
+    token = new.add_client(name)
+    ctl = fs_conftest.IDBMOUNTCTL
+    for db in old.ctl("ls", name).stdout.split():
+        for store in old.ctl("ls", "%s/%s" % (name, db)).stdout.split():
+            d = shlex.quote(os.path.join(old.mnt, name, db, store))
+            keypath = fs_conftest.sh("getfattr --only-values -n user.idbmount.keypath " + d).stdout
+            auto = fs_conftest.sh("getfattr --only-values -n user.idbmount.autoincrement " +
+                                  d).stdout
+            path = "%s/%s/%s" % (name, db, store)
+            if keypath != "null":
+                new.ctl("mkstore", path, "--keypath", keypath,
+                        *(["--autoincrement"] if auto == "true" else []))
+            select = "select(.client == %s and .db == %s and .store == %s)" % (
+                json.dumps(name), json.dumps(db), json.dumps(store))
+            fs_conftest.sh("%s --data %s log --since 0 | jq -c %s | %s --data %s import %s -" % (
+                ctl, shlex.quote(old.data), shlex.quote(select), ctl, shlex.quote(new.data),
+                shlex.quote(path)))
+    return token
 
 
 class Nginx:

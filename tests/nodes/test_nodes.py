@@ -8,7 +8,7 @@ import re
 import socket
 import ssl
 
-from conftest import NODES, fs_conftest, wait_for
+from conftest import NODES, fs_conftest, move_client, wait_for
 
 # <prefix>-<node>-<epoch>-<first seq>-<last seq>.jsonl (src/flusher/batch.c)
 BATCH_NAME = re.compile(r"idbmount-.+-([0-9a-f]{16})-(\d{20})-(\d{20})\.jsonl")
@@ -204,9 +204,9 @@ def state(api):
 
 
 def test_moving_a_client_to_another_node(cluster):
-    """The steps of README's "Moving a client to another node", as written
-    there: the change lines of each store imported on the new node, a new
-    client and token there."""
+    """The steps of README's "Moving a client to another node" (conftest's
+    move_client): a new client and token on the new node, the client's
+    change lines of each store imported there."""
     old, new = cluster.nodes["node-a"], cluster.nodes["node-b"]
     old_api = cluster.api(old.add_client("alice"))
     old.add_client("bob")  # stays where it is
@@ -223,25 +223,8 @@ def test_moving_a_client_to_another_node(cluster):
     before = state(old_api)
     assert len(before) == 19 + 5 + 1
 
-    # 1. a new client and token on the new node; 2. the stores with an
-    # inline keyPath made there as they are; 3. per store, the client's
-    # change lines from the old node imported on the new one.
-    new_token = new.add_client("alice")
+    new_token = move_client(old, new, "alice")
     assert new_token.startswith("node-b.")
-    for db in old.ctl("ls", "alice").stdout.split():
-        for store in old.ctl("ls", "alice/" + db).stdout.split():
-            d = os.path.join(old.mnt, "alice", db, store)
-            keypath = fs_conftest.sh("getfattr --only-values -n user.idbmount.keypath %s" % d).stdout
-            auto = fs_conftest.sh("getfattr --only-values -n user.idbmount.autoincrement %s"
-                                  % d).stdout
-            if keypath != "null":
-                args = ["mkstore", "alice/%s/%s" % (db, store), "--keypath", keypath]
-                new.ctl(*(args + (["--autoincrement"] if auto == "true" else [])))
-            fs_conftest.sh(
-                "%s --data %s log --since 0 | jq -c 'select(.client == \"alice\" and .db == "
-                "\"%s\" and .store == \"%s\")' | %s --data %s import alice/%s/%s -" %
-                (fs_conftest.IDBMOUNTCTL, old.data, db, store, fs_conftest.IDBMOUNTCTL, new.data,
-                 db, store))
     new_api = cluster.api(new_token)
     assert state(new_api) == before
     # The mount of the new node has the same records with the same values.
