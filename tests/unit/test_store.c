@@ -22,6 +22,7 @@
 
 #include "idbmount/codec/key.h"
 #include "idbmount/store/store.h"
+#include "idbmount/store/store_sync.h"
 
 /* ---------------------------------------------------------------------------
  * Fixture: a store in a fresh data directory with client "alice" and the
@@ -544,6 +545,46 @@ static void test_clients(void **state)
 	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "carol", &n), -ENOENT);
 }
 
+/* A token made for a node starts with "NODE." and finds its client as a
+ * whole; without the prefix, or with another node's, it finds no one. A
+ * node name that is not 1 to 32 of a-z, 0-9 and '-' makes no client. */
+static void test_node_tokens(void **state)
+{
+	struct fixture *f = *state;
+	char token[STORE_TOKEN_MAX];
+	const char *longest = "n2345678901234567890123456789012";
+	assert_int_equal(store_client_add(f->st, "bob", longest, token), 0);
+	assert_int_equal(strlen(token), 32 + 1 + 64);
+	assert_int_equal(strncmp(token, longest, 32), 0);
+	assert_int_equal(token[32], '.');
+	assert_int_equal(strspn(token + 33, "0123456789abcdef"), 64);
+	int64_t bob = store_client_by_token(f->st, token);
+	assert_true(bob > 0);
+	assert_int_equal(store_client_by_token(f->st, token + 33), -EACCES);
+
+	assert_int_equal(store_client_add(f->st, "carol", "node-a", token), 0);
+	assert_int_equal(strncmp(token, "node-a.", 7), 0);
+	assert_true(store_client_by_token(f->st, token) > 0);
+	token[5] = 'b';
+	assert_int_equal(store_client_by_token(f->st, token), -EACCES);
+
+	const char *bad[] = {
+	        "", "Node-a", "node.a", "node_a", "n23456789012345678901234567890123", "zoë"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		assert_non_null(store_node_name_problem(bad[i]));
+		assert_int_equal(store_client_add(f->st, "dave", bad[i], token), -EINVAL);
+		assert_int_equal(store_pipeline_add(f->st, "pipe", bad[i], token), -EINVAL);
+	}
+	struct names names = {""};
+	assert_int_equal(store_client_list(f->st, collect_name, &names), 0);
+	assert_string_equal(names.text, "alice;bob;carol;");
+	assert_int_equal(store_pipeline_add(f->st, "pipe", "node-a", token), 0);
+	assert_int_equal(strncmp(token, "node-a.", 7), 0);
+	struct store_principal who;
+	assert_int_equal(store_sync_auth(f->st, token, &who), 0);
+	assert_int_equal(who.kind, PRINCIPAL_PIPELINE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -557,6 +598,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_change_log_per_client, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_files_through_the_tree, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_node_tokens, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
