@@ -75,7 +75,7 @@ def sinks_config(spool, hdfs_url):
 class Node:
     """One daemon: its data directory, mount, config and HTTP port."""
 
-    def __init__(self, root, name, config_text):
+    def __init__(self, root, name, config_text, daemon_args=()):
         self.name = name
         self.root = root / name
         os.makedirs(self.root)
@@ -87,7 +87,7 @@ class Node:
         # --server-name: the Host clients send through nginx
         # (127.0.0.1:NGINX_PORT), as sync.example.com in production.
         self.daemon = fs_conftest.Daemon(self.data, self.mnt, args=[
-            "--config", self.config, "--server-name", "127.0.0.1"])
+            "--config", self.config, "--server-name", "127.0.0.1", *daemon_args])
         self.port = None
 
     def start(self):
@@ -234,14 +234,14 @@ def make_certificate(directory):
 
 
 class Cluster:
-    def __init__(self, root):
+    def __init__(self, root, daemon_args=()):
         self.root = root
         self.spool = root / "spool"
         os.makedirs(self.spool)
         self.hdfs_root = root / "hdfs"
         self.hdfs = WebHdfsPeer(self.hdfs_root)
         config = sinks_config(self.spool, self.hdfs.url)
-        self.nodes = {name: Node(root, name, config) for name in NODES}
+        self.nodes = {name: Node(root, name, config, daemon_args) for name in NODES}
         self.cert, self.key = make_certificate(root)
         self.tls = ssl.create_default_context(cafile=str(self.cert))
         self.nginx = None
@@ -275,11 +275,23 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def start_cluster(tmp_path):
+    """Returns start(daemon_args=()): a started Cluster whose daemons get
+    these extra arguments."""
     assert os.path.exists("/dev/fuse"), \
         "/dev/fuse is missing: run mount-helpers/install-deps.sh --test"
-    c = Cluster(tmp_path)
-    try:
-        yield c.start()
-    finally:
+    made = []
+
+    def start(daemon_args=()):
+        c = Cluster(tmp_path, daemon_args)
+        made.append(c)
+        return c.start()
+
+    yield start
+    for c in made:
         c.stop()
+
+
+@pytest.fixture
+def cluster(start_cluster):
+    return start_cluster()

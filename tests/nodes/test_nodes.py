@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import ssl
+import time
 
 from conftest import NODES, fs_conftest, move_client, wait_for
 
@@ -156,6 +157,31 @@ def test_each_client_reaches_its_node_and_every_change_ships_once(cluster):
         seen = shipped(files, epochs)
         assert sorted(seen) == sorted(expected), where
         assert len(seen) == len(set(seen)), where
+
+
+def test_a_quiet_event_stream_outlives_nginx_s_default_read_timeout(start_cluster):
+    """With keep-alive comments only once an hour, a stream is silent for
+    longer than nginx's default proxy_read_timeout (60 s): the config's
+    long timeout keeps it open, and a change still arrives on it."""
+    cluster = start_cluster(["--keepalive", "3600"])
+    node = cluster.nodes["node-c"]
+    token = node.add_client("carol")
+    api = cluster.api(token)
+    api.schema("shop", [{"name": "orders", "keyPath": None}])
+    since = api.pull(0)["checkpoint"]
+    stream = EventStream(cluster, token, since, False)
+    try:
+        wait_for("the stream's first comment through nginx",
+                 lambda: b": connected" in stream.read_some(), timeout=60)
+        quiet_until = time.monotonic() + 75
+        while time.monotonic() < quiet_until:
+            stream.read_some()  # fails if nginx closes the stream
+        assert b"event: change" not in stream.received
+        api.push([put("late", 1, {"after": "75 s of silence"})])
+        wait_for("the change on the quiet stream",
+                 lambda: b"event: change" in stream.read_some(), timeout=60)
+    finally:
+        stream.close()
 
 
 class EventStream:
