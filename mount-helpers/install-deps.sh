@@ -46,6 +46,8 @@ build_packages=(
 # logrotate runs mount-helpers/idbmount.logrotate in tests/fs; systemd
 # brings systemd-analyze, which checks the packaged unit offline (the
 # package test; nothing makes systemd PID 1 in a container).
+# nginx is the proxy in front of several daemons in tests/nodes (started
+# there with its own config and prefix; the system service is not used).
 # clang builds the libFuzzer targets (tests/fuzz); -fsanitize=fuzzer,address
 # needs clang's runtimes (libclang_rt.fuzzer, .asan, .ubsan), which are in
 # libclang-rt-14-dev, only recommended by clang's packages.
@@ -54,7 +56,7 @@ test_packages=(
 	python3 python3-pytest
 	jq attr rsync vim-nox tar findutils grep sed diffutils coreutils
 	procps mount util-linux strace
-	openssl logrotate systemd
+	openssl logrotate systemd nginx
 	clang libclang-rt-14-dev
 )
 

@@ -27,7 +27,7 @@
 
 /* ---- client -------------------------------------------------------------- */
 
-#define SYN_CLIENT_ADD  "client add NAME"
+#define SYN_CLIENT_ADD  "client add NAME [--node NODE]"
 #define SYN_CLIENT_LIST "client list"
 
 static int print_name(void *ctx, const char *name)
@@ -48,18 +48,53 @@ static int list_names(struct ctl *c, int (*list)(struct store *, store_name_fn, 
 	return rc ? ctl_store_fail(c->st, rc, what) : ctl_finish_stdout(EXIT_OK);
 }
 
+/* What `client add` and `pipeline add` take: NAME and --node NODE, the
+ * node of several behind a proxy whose name starts the token (store.h, "A
+ * token is"). Returns 0, or the exit status of a usage error (printed). */
+static int parse_add(int argc, char **argv, const char *synopsis, const char *what,
+                     const char **name, const char **node)
+{
+	*name = NULL;
+	*node = NULL;
+	for (int i = 1; i < argc; i++) {
+		const char *value = NULL;
+		int m = ctl_take_option(argc, argv, &i, "--node", &value, synopsis);
+		if (m < 0)
+			return EXIT_USAGE;
+		if (m > 0) {
+			/* Not echoed, like a name: it may be what is wrong with it. */
+			const char *why = store_node_name_problem(value);
+			if (why)
+				return ctl_arg_error(synopsis, "%s: not a node name: %s", what,
+				                     why);
+			*node = value;
+		} else if (argv[i][0] == '-' && argv[i][1]) {
+			return ctl_arg_error(synopsis, "%s: unknown option '%s'", what, argv[i]);
+		} else if (!*name) {
+			*name = argv[i];
+		} else {
+			return ctl_arg_error(synopsis, "%s: want exactly one NAME", what);
+		}
+	}
+	if (!*name)
+		return ctl_arg_error(synopsis, "%s: want exactly one NAME", what);
+	return 0;
+}
+
 /* Makes a client or pipeline with `add` and prints its token, which is
  * shown this once (only its hash is kept). A client is a directory of the
  * mount (`in_mount`): it is waited for there, whether or not the token
  * could be printed. */
-static int add_with_token(struct ctl *c, int (*add)(struct store *, const char *, char[65]),
-                          const char *name, const char *what, bool in_mount)
+static int add_with_token(struct ctl *c,
+                          int (*add)(struct store *, const char *, const char *,
+                                     char[STORE_TOKEN_MAX]),
+                          const char *name, const char *node, const char *what, bool in_mount)
 {
 	int rc = ctl_open_store(c, true);
 	if (rc)
 		return rc;
-	char token[65];
-	rc = add(c->st, name, token);
+	char token[STORE_TOKEN_MAX];
+	rc = add(c->st, name, node, token);
 	if (rc)
 		return ctl_store_fail(c->st, rc, what);
 	printf("%s\n", token);
@@ -75,15 +110,16 @@ int ctl_cmd_client(struct ctl *c, int argc, char **argv)
 		return ctl_usage_error("client: want 'client add NAME' or 'client list'");
 	const char *sub = argv[0];
 	if (strcmp(sub, "add") == 0) {
-		if (argc != 2)
-			return ctl_arg_error(SYN_CLIENT_ADD, "client add: want exactly one NAME");
-		const char *name = argv[1];
+		const char *name, *node;
+		int rc = parse_add(argc, argv, SYN_CLIENT_ADD, "client add", &name, &node);
+		if (rc)
+			return rc;
 		/* The name is not echoed: it may be what is wrong with it. */
 		const char *why = store_client_name_problem(name);
 		if (why)
 			return ctl_arg_error(SYN_CLIENT_ADD, "client add: not a client name: %s",
 			                     why);
-		return add_with_token(c, store_client_add, name, "client add", true);
+		return add_with_token(c, store_client_add, name, node, "client add", true);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)
@@ -95,7 +131,7 @@ int ctl_cmd_client(struct ctl *c, int argc, char **argv)
 
 /* ---- pipeline ------------------------------------------------------------ */
 
-#define SYN_PIPELINE_ADD  "pipeline add NAME"
+#define SYN_PIPELINE_ADD  "pipeline add NAME [--node NODE]"
 #define SYN_PIPELINE_LIST "pipeline list"
 
 /* A pipeline token reads the whole change log through /v1/changes and
@@ -107,14 +143,15 @@ int ctl_cmd_pipeline(struct ctl *c, int argc, char **argv)
 		return ctl_usage_error("pipeline: want 'pipeline add NAME' or 'pipeline list'");
 	const char *sub = argv[0];
 	if (strcmp(sub, "add") == 0) {
-		if (argc != 2)
-			return ctl_arg_error(SYN_PIPELINE_ADD,
-			                     "pipeline add: want exactly one NAME");
-		const char *why = store_pipeline_name_problem(argv[1]);
+		const char *name, *node;
+		int rc = parse_add(argc, argv, SYN_PIPELINE_ADD, "pipeline add", &name, &node);
+		if (rc)
+			return rc;
+		const char *why = store_pipeline_name_problem(name);
 		if (why)
 			return ctl_arg_error(SYN_PIPELINE_ADD,
 			                     "pipeline add: not a pipeline name: %s", why);
-		return add_with_token(c, store_pipeline_add, argv[1], "pipeline add", false);
+		return add_with_token(c, store_pipeline_add, name, node, "pipeline add", false);
 	}
 	if (strcmp(sub, "list") == 0) {
 		if (argc != 1)

@@ -1,5 +1,5 @@
 /* store_clients.c - clients: their names, tokens (only a token's SHA-256
- * is stored) and listing.
+ * is stored; a token may carry the name of its node, store.h) and listing.
  */
 #include "idbmount/store/store.h"
 
@@ -57,13 +57,35 @@ void store_token_hash(const char *token, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
-int store_token_new(char token[65])
+const char *store_node_name_problem(const char *node)
 {
+	size_t n = strlen(node);
+	if (n == 0)
+		return "the node name is empty";
+	if (n > STORE_NODE_MAX)
+		return "the node name is longer than 32 characters";
+	if (strspn(node, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+		return "a node name is made of a-z, 0-9 and '-' only (a proxy matches it in "
+		       "tokens)";
+	return NULL;
+}
+
+int store_token_new(struct store *st, const char *node, char token[STORE_TOKEN_MAX])
+{
+	size_t at = 0;
+	if (node) {
+		const char *why = store_node_name_problem(node);
+		if (why) {
+			store_set_error(st, "not a node name: %s", why);
+			return -EINVAL;
+		}
+		at = (size_t)snprintf(token, STORE_TOKEN_MAX, "%s.", node);
+	}
 	unsigned char raw[32];
 	if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
 		return -EIO;
 	for (int i = 0; i < 32; i++)
-		snprintf(token + 2 * i, 3, "%02x", raw[i]);
+		snprintf(token + at + 2 * i, 3, "%02x", raw[i]);
 	return 0;
 }
 
@@ -107,7 +129,8 @@ const char *store_pipeline_name_problem(const char *name)
 	return why;
 }
 
-int store_client_add(struct store *st, const char *name, char token[65])
+int store_client_add(struct store *st, const char *name, const char *node,
+                     char token[STORE_TOKEN_MAX])
 {
 	st->err[0] = '\0';
 	const char *why = store_client_name_problem(name);
@@ -118,13 +141,14 @@ int store_client_add(struct store *st, const char *name, char token[65])
 	char *fname = name_escape(name, strlen(name));
 	if (!fname)
 		return -ENOMEM;
-	if (store_token_new(token) != 0) {
+	int rc = store_token_new(st, node, token);
+	if (rc) {
 		free(fname);
-		return -EIO;
+		return rc;
 	}
 	char hash[65];
 	store_token_hash(token, hash);
-	int rc = store_txn_begin(st);
+	rc = store_txn_begin(st);
 	if (rc) {
 		free(fname);
 		return rc;

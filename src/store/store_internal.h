@@ -353,8 +353,10 @@ int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *
 /* The id of client `name`: 0, or -ENOENT with the reason. */
 int store_client_id_by_name(struct store *st, const char *name, int64_t *id);
 
-/* Tokens: 64 random hex digits; only their SHA-256 (hex) is stored. */
-int store_token_new(char token[65]);
+/* Tokens: 64 random hex digits after "NODE." (node not NULL); only their
+ * SHA-256 (hex) is stored. Returns 0, -EINVAL (a node
+ * store_node_name_problem refuses, the reason set on `st`) or -EIO. */
+int store_token_new(struct store *st, const char *node, char token[STORE_TOKEN_MAX]);
 void store_token_hash(const char *token, char out[65]);
 
 /* Schema texts of the other store files (CREATE ... IF NOT EXISTS). */

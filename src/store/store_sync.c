@@ -171,7 +171,8 @@ int store_sync_client_name(struct store *st, int64_t client_id, char **name)
 	return res;
 }
 
-int store_pipeline_add(struct store *st, const char *name, char token[65])
+int store_pipeline_add(struct store *st, const char *name, const char *node,
+                       char token[STORE_TOKEN_MAX])
 {
 	store_set_error(st, "%s", "");
 	const char *why = store_pipeline_name_problem(name);
@@ -179,7 +180,7 @@ int store_pipeline_add(struct store *st, const char *name, char token[65])
 		store_set_error(st, "not a pipeline name: %s", why);
 		return -EINVAL;
 	}
-	int rc = store_token_new(token);
+	int rc = store_token_new(st, node, token);
 	if (rc)
 		return rc;
 	char hash[65];

@@ -42,6 +42,8 @@ PACKAGE_FILES = {
     "/etc/logrotate.d/idbmount": "mount-helpers/idbmount.logrotate",
     "/usr/share/doc/idbmount/README.md": "README.md",
     "/usr/share/doc/idbmount/idbmount.example.ini": "mount-helpers/idbmount.example.ini",
+    "/usr/share/doc/idbmount/idbmount-nodes.nginx.conf":
+        "mount-helpers/idbmount-nodes.nginx.conf",
     "/usr/share/doc/idbmount/copyright": "mount-helpers/copyright",
     "/usr/share/doc/idbmount/changelog.gz": None,
 }

@@ -55,7 +55,7 @@
 #define IDLE_MS          50
 
 static char datadir[256];
-static char client_token[65], pipeline_token[65], port_text[8];
+static char client_token[STORE_TOKEN_MAX], pipeline_token[STORE_TOKEN_MAX], port_text[8];
 static struct http *server;
 static unsigned port;
 
@@ -83,8 +83,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char err[512];
 	struct store *st = NULL;
 	FUZZ_CHECK(store_open(datadir, &st, err, sizeof(err)) == 0, "%s", err);
-	FUZZ_CHECK(store_client_add(st, "fuzz", client_token) == 0, "client add");
-	FUZZ_CHECK(store_pipeline_add(st, "pipe", pipeline_token) == 0, "pipeline add");
+	FUZZ_CHECK(store_client_add(st, "fuzz", NULL, client_token) == 0, "client add");
+	FUZZ_CHECK(store_pipeline_add(st, "pipe", NULL, pipeline_token) == 0, "pipeline add");
 	struct store_path orders = {"fuzz", "shop", "orders"};
 	FUZZ_CHECK(store_make_objstore(st, &orders, "\"id\"", true) == 0, "mkstore");
 	store_close(st);

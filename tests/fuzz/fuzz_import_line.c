@@ -70,10 +70,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *tmp = getenv("TMPDIR");
 	snprintf(datadir, sizeof(datadir), "%s/idbmount-fuzz-import-XXXXXX", tmp ? tmp : "/tmp");
 	FUZZ_CHECK(mkdtemp(datadir), "mkdtemp %s", datadir);
-	char err[512], token[65];
+	char err[512], token[STORE_TOKEN_MAX];
 	FUZZ_CHECK(store_open(datadir, &st, err, sizeof(err)) == 0, "%s", err);
 	atexit(remove_datadir);
-	FUZZ_CHECK(store_client_add(st, "fuzz", token) == 0, "client add");
+	FUZZ_CHECK(store_client_add(st, "fuzz", NULL, token) == 0, "client add");
 	for (size_t i = 0; i < sizeof(stores) / sizeof(*stores); i++) {
 		struct store_path path = {"fuzz", "db", stores[i].name};
 		FUZZ_CHECK(store_make_objstore(st, &path, stores[i].keypath, false) == 0,

@@ -316,8 +316,8 @@ static void put_records(struct crash_env *e)
 	char err[512];
 	struct store *st = NULL;
 	assert_int_equal(store_open(e->datadir, &st, err, sizeof(err)), 0);
-	char token[65];
-	assert_int_equal(store_client_add(st, "alice", token), 0);
+	char token[STORE_TOKEN_MAX];
+	assert_int_equal(store_client_add(st, "alice", NULL, token), 0);
 	struct store_path path = {"alice", "shop", "orders"};
 	for (int i = 0; i < RECORDS; i++) {
 		json_t *key = json_integer(i + 1);

@@ -22,6 +22,7 @@
 
 #include "idbmount/codec/key.h"
 #include "idbmount/store/store.h"
+#include "idbmount/store/store_sync.h"
 
 /* ---------------------------------------------------------------------------
  * Fixture: a store in a fresh data directory with client "alice" and the
@@ -31,7 +32,7 @@
 struct fixture {
 	char dir[64];
 	struct store *st;
-	char token[65];
+	char token[STORE_TOKEN_MAX];
 };
 
 static const struct store_path orders = {.client = "alice", .db = "shop", .objstore = "orders"};
@@ -46,7 +47,7 @@ static int setup(void **state)
 	int rc = store_open(f->dir, &f->st, err, sizeof(err));
 	if (rc)
 		fail_msg("store_open: %s", err);
-	assert_int_equal(store_client_add(f->st, "alice", f->token), 0);
+	assert_int_equal(store_client_add(f->st, "alice", NULL, f->token), 0);
 	assert_int_equal(store_make_objstore(f->st, &orders, "null", false), 0);
 	*state = f;
 	return 0;
@@ -393,8 +394,8 @@ static void test_change_log(void **state)
 static void test_change_log_per_client(void **state)
 {
 	struct fixture *f = *state;
-	char token[65];
-	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	char token[STORE_TOKEN_MAX];
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), 0);
 	const struct store_path bobs = {.client = "bob", .db = "shop", .objstore = "orders"};
 	json_t *k = key_of("1"), *v = value_of("\"bob's\"");
 	int64_t rev, seq_bob, seq_alice;
@@ -513,8 +514,8 @@ static void test_clients(void **state)
 	int64_t alice = store_client_by_token(f->st, f->token);
 	assert_true(alice > 0);
 
-	char token[65];
-	assert_int_equal(store_client_add(f->st, "bob", token), 0);
+	char token[STORE_TOKEN_MAX];
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), 0);
 	assert_string_not_equal(token, f->token);
 	int64_t bob = store_client_by_token(f->st, token);
 	assert_true(bob > 0);
@@ -526,10 +527,10 @@ static void test_clients(void **state)
 	assert_int_equal(store_client_by_token(f->st, token), -EACCES);
 
 	/* Names: taken, empty, with '/', with a control character. */
-	assert_int_equal(store_client_add(f->st, "bob", token), -EEXIST);
-	assert_int_equal(store_client_add(f->st, "", token), -EINVAL);
-	assert_int_equal(store_client_add(f->st, "a/b", token), -EINVAL);
-	assert_int_equal(store_client_add(f->st, "tab\there", token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "bob", NULL, token), -EEXIST);
+	assert_int_equal(store_client_add(f->st, "", NULL, token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "a/b", NULL, token), -EINVAL);
+	assert_int_equal(store_client_add(f->st, "tab\there", NULL, token), -EINVAL);
 	assert_non_null(store_client_name_problem("a/b"));
 	assert_null(store_client_name_problem("Zoë"));
 
@@ -542,6 +543,46 @@ static void test_clients(void **state)
 	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "bob", &n), 0);
 	assert_int_equal(n.kind, STORE_CLIENT);
 	assert_int_equal(store_lookup(f->st, STORE_ROOT_INO, "carol", &n), -ENOENT);
+}
+
+/* A token made for a node starts with "NODE." and finds its client as a
+ * whole; without the prefix, or with another node's, it finds no one. A
+ * node name that is not 1 to 32 of a-z, 0-9 and '-' makes no client. */
+static void test_node_tokens(void **state)
+{
+	struct fixture *f = *state;
+	char token[STORE_TOKEN_MAX];
+	const char *longest = "n2345678901234567890123456789012";
+	assert_int_equal(store_client_add(f->st, "bob", longest, token), 0);
+	assert_int_equal(strlen(token), 32 + 1 + 64);
+	assert_int_equal(strncmp(token, longest, 32), 0);
+	assert_int_equal(token[32], '.');
+	assert_int_equal(strspn(token + 33, "0123456789abcdef"), 64);
+	int64_t bob = store_client_by_token(f->st, token);
+	assert_true(bob > 0);
+	assert_int_equal(store_client_by_token(f->st, token + 33), -EACCES);
+
+	assert_int_equal(store_client_add(f->st, "carol", "node-a", token), 0);
+	assert_int_equal(strncmp(token, "node-a.", 7), 0);
+	assert_true(store_client_by_token(f->st, token) > 0);
+	token[5] = 'b';
+	assert_int_equal(store_client_by_token(f->st, token), -EACCES);
+
+	const char *bad[] = {
+	        "", "Node-a", "node.a", "node_a", "n23456789012345678901234567890123", "zoë"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		assert_non_null(store_node_name_problem(bad[i]));
+		assert_int_equal(store_client_add(f->st, "dave", bad[i], token), -EINVAL);
+		assert_int_equal(store_pipeline_add(f->st, "pipe", bad[i], token), -EINVAL);
+	}
+	struct names names = {""};
+	assert_int_equal(store_client_list(f->st, collect_name, &names), 0);
+	assert_string_equal(names.text, "alice;bob;carol;");
+	assert_int_equal(store_pipeline_add(f->st, "pipe", "node-a", token), 0);
+	assert_int_equal(strncmp(token, "node-a.", 7), 0);
+	struct store_principal who;
+	assert_int_equal(store_sync_auth(f->st, token, &who), 0);
+	assert_int_equal(who.kind, PRINCIPAL_PIPELINE);
 }
 
 int main(void)
@@ -557,6 +598,7 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_change_log_per_client, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_files_through_the_tree, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_node_tokens, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

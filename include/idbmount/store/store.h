@@ -278,10 +278,23 @@ const char *store_client_name_problem(const char *name);
  * bytes of UTF-8 without control characters), or NULL when it can. */
 const char *store_pipeline_name_problem(const char *name);
 
-/* Creates client `name` and writes a new token (64 hex digits, NUL) into
- * `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL (a
- * name store_client_name_problem refuses). */
-int store_client_add(struct store *st, const char *name, char token[65]);
+/* A token is 64 random hex digits, or, for a client or pipeline made for
+ * one node of several behind a proxy, "NODE." and 64 hex digits: the
+ * proxy routes on NODE (README, "Several nodes behind nginx"). The daemon
+ * only ever hashes the whole token, so it needs to know nothing of nodes.
+ * NODE is 1 to STORE_NODE_MAX of a-z, 0-9 and '-'. */
+#define STORE_NODE_MAX  32
+#define STORE_TOKEN_MAX (STORE_NODE_MAX + 1 + 64 + 1)
+
+/* Why `node` cannot name a node in a token, or NULL when it can. */
+const char *store_node_name_problem(const char *node);
+
+/* Creates client `name` and writes a new token (NUL-terminated) into
+ * `token`, prefixed with "NODE." unless `node` is NULL; only its SHA-256
+ * is stored. Returns 0, -EEXIST, -EINVAL (a name store_client_name_problem
+ * or a node store_node_name_problem refuses). */
+int store_client_add(struct store *st, const char *name, const char *node,
+                     char token[STORE_TOKEN_MAX]);
 
 /* Finds the client a token belongs to. Returns its id or -EACCES. */
 int64_t store_client_by_token(struct store *st, const char *token);

@@ -62,9 +62,11 @@ int store_sync_auth(struct store *st, const char *token, struct store_principal 
 /* The name of client `client_id` (malloc'd). Returns 0 or -ENOENT. */
 int store_sync_client_name(struct store *st, int64_t client_id, char **name);
 
-/* Creates pipeline `name` and writes its new token (64 hex digits, NUL)
- * into `token`; only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL. */
-int store_pipeline_add(struct store *st, const char *name, char token[65]);
+/* Creates pipeline `name` and writes its new token (NUL-terminated) into
+ * `token`, prefixed with "NODE." unless `node` is NULL (store.h, "A token
+ * is"); only its SHA-256 is stored. Returns 0, -EEXIST, -EINVAL. */
+int store_pipeline_add(struct store *st, const char *name, const char *node,
+                       char token[STORE_TOKEN_MAX]);
 int store_pipeline_list(struct store *st, store_name_fn fn, void *ctx);
 
 /* ---- schema ---------------------------------------------------------- */
