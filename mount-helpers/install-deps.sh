@@ -104,7 +104,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
 	echo "install-deps: installing ${missing[*]}"
 	apt_opts=(-y -q -o DPkg::Lock::Timeout=300)
 	as_root apt-get "${apt_opts[@]}" update
-	as_root apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}"
+	# Packages such as nginx start their system service when installed;
+	# nothing here needs those services (the tests start their own nginx),
+	# and on a machine whose port 80 is taken nginx's would fail the
+	# install. A policy-rc.d that says 101 stops every service start during
+	# this install (Debian's way, invoke-rc.d(8)); one the machine already
+	# has is left alone.
+	policy=/usr/sbin/policy-rc.d
+	made_policy=0
+	if [ ! -e "$policy" ]; then
+		as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod 755 $policy"
+		made_policy=1
+	fi
+	status=0
+	as_root apt-get "${apt_opts[@]}" install --no-install-recommends "${missing[@]}" || status=$?
+	if [ "$made_policy" = 1 ]; then
+		as_root rm -f "$policy"
+	fi
+	[ "$status" = 0 ] || exit "$status"
 	for p in "${missing[@]}"; do
 		if ! installed "$p"; then
 			echo "install-deps: $p is still not installed" >&2
