@@ -93,6 +93,99 @@ int import_line_parse(const char *text, size_t len, bool inline_keys, struct imp
 	return -EINVAL;
 }
 
+/* The index in wrapper_members of the member name `lit` (a string
+ * literal, quotes included), or -1 when it is none of them. */
+static int wrapper_member_index(struct json_span lit)
+{
+	for (size_t i = 0; i < sizeof(wrapper_members) / sizeof(*wrapper_members); i++)
+		if (lit.len == strlen(wrapper_members[i]) + 2 &&
+		    memcmp(lit.text + 1, wrapper_members[i], lit.len - 2) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Splits the members of a line that is a wrapper (see import_line_parse):
+ * 0, or IMPORT_LINE_DECLINED when they do not make one for certain. */
+static int split_wrapper(const struct json_member *m, size_t n, struct import_line_split *out)
+{
+	const struct json_span *key = NULL, *value = NULL, *op = NULL;
+	bool seen[sizeof(wrapper_members) / sizeof(*wrapper_members)] = {false};
+	for (size_t i = 0; i < n; i++) {
+		int w = wrapper_member_index(m[i].name);
+		if (w < 0 || seen[w]) /* one given twice: import_line_parse reads it */
+			return IMPORT_LINE_DECLINED;
+		seen[w] = true;
+		const char *name = wrapper_members[w];
+		if (strcmp(name, "key") == 0) {
+			key = &m[i].value;
+		} else if (strcmp(name, "value") == 0) {
+			value = &m[i].value;
+		} else if (strcmp(name, "op") == 0) {
+			op = &m[i].value;
+		} else {
+			/* Ignored, but the line must be JSON. */
+			json_t *v = json_text_parse(m[i].value.text, m[i].value.len, NULL, 0);
+			json_decref(v);
+			if (!v)
+				return IMPORT_LINE_DECLINED;
+		}
+	}
+	bool put_op = op && op->len == 5 && memcmp(op->text, "\"put\"", 5) == 0;
+	bool delete_op = op && op->len == 8 && memcmp(op->text, "\"delete\"", 8) == 0;
+	if (!key || (op && !put_op && !delete_op) || (delete_op && value) || (!delete_op && !value))
+		return IMPORT_LINE_DECLINED;
+	out->del = delete_op;
+	out->key = key->text;
+	out->key_len = key->len;
+	if (value) {
+		out->value = value->text;
+		out->value_len = value->len;
+	}
+	return 0;
+}
+
+/* Whether members `m` make the line a wrapper: 1, 0 when they make it
+ * none for certain, -1 when a name is written otherwise than plainly
+ * (escaped), so that only parsing it tells. */
+static int is_wrapper(const struct json_member *m, size_t n)
+{
+	bool key = false, value_or_op = false, foreign = false;
+	for (size_t i = 0; i < n; i++) {
+		if (!json_text_plain_string(m[i].name.text, m[i].name.len))
+			return -1;
+		int w = wrapper_member_index(m[i].name);
+		if (w < 0)
+			foreign = true;
+		else if (strcmp(wrapper_members[w], "key") == 0)
+			key = true;
+		else if (strcmp(wrapper_members[w], "value") == 0 ||
+		         strcmp(wrapper_members[w], "op") == 0)
+			value_or_op = true;
+	}
+	return key && value_or_op && !foreign;
+}
+
+int import_line_split(const char *text, size_t len, bool inline_keys, struct import_line_split *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct json_member *m = NULL;
+	size_t n = 0;
+	int wrapper = json_text_members(text, len, &m, &n) == 0 ? is_wrapper(m, n) : 0;
+	int rc = IMPORT_LINE_DECLINED;
+	if (wrapper == 1) {
+		rc = split_wrapper(m, n, out);
+		if (rc)
+			memset(out, 0, sizeof(*out));
+	} else if (wrapper == 0 && inline_keys) {
+		/* A record: the whole line, its key at the keyPath. */
+		out->value = text;
+		out->value_len = len;
+		rc = 0;
+	}
+	free(m);
+	return rc;
+}
+
 void import_line_check(struct store *st, const struct store_path *path, bool inline_keys,
                        const char *text, size_t len, char *why, size_t why_len)
 {

@@ -14,21 +14,29 @@
  *     only key and value members) is read as {"key":K,"value":V}; wrap it;
  *   - blank lines are skipped, a UTF-8 BOM and "\r\n" endings are accepted;
  *     lines apply in file order, so a later line for a key wins.
- * Pass 1 reads every line and checks it as the store would (json_text_parse,
- * the key, the keyPath agreement and the 16 MiB record cap, through
- * store_check_put; lines over 16 MiB are errors). If any line is bad it
- * prints "FILE:LINE: reason" for the first 20 and how many more, imports
- * nothing and exits 1: after fixing the file a rerun is simple and nothing
- * is half-applied. Pass 2 applies the lines in transactions of 1000
+ * Pass 1 reads every line and checks it as the store would (the JSON, the
+ * key, the keyPath agreement and the 16 MiB record cap; lines over 16 MiB
+ * are errors). If any line is bad it prints "FILE:LINE: reason" for the
+ * first 20 and how many more, imports nothing and exits 1: after fixing
+ * the file a rerun is simple and nothing is half-applied. Pass 2 applies
+ * the lines in transactions of up to BATCH_LINES lines or BATCH_MS
  * (origin import, database and store made when missing, out-of-line), so
  * the daemon and browsers are never locked out for long. Should pass 2
- * still fail (disk full, the store changed meanwhile, ctl_interrupted), the
+ * still fail (disk full, the store changed meanwhile, interrupted), the
  * batches committed so far stay and the message says up to which line;
  * importing the same file again is then safe, as puts of the same values
  * and deletes repeat harmlessly. Standard input ('-') and other files that
  * cannot be read twice (pipes, <(zcat x.gz)) are first copied to an
  * unlinked temp file in $TMPDIR. On a terminal both passes draw a progress
  * bar on stderr (bytes, lines, rate; at most 10 redraws a second).
+ *
+ * Both passes read a line once, as text: import_line_split finds its key
+ * and value, which store_import_put lays out straight from their text (no
+ * jansson tree), the target resolved once per transaction, not per line.
+ * A line either is not sure of (errors, escaped member names, numbers
+ * past 18 digits...) goes the tree way: import_line_parse and
+ * store_check_put / store_put, which decide and word the error. Memory
+ * does not grow with the file: one line and one record at a time.
  */
 #include "ctl_commands.h"
 #include "ctl_common.h"
@@ -54,9 +62,13 @@
 
 #define LINE_MAX_BYTES (16u * 1024 * 1024)
 #define READ_BLOCK     (256u * 1024)
-#define BATCH_LINES    1000
-#define MAX_REPORTED   20
-#define PROGRESS_MS    100
+/* A write transaction ends after this many lines or this long, whichever
+ * comes first: long enough that committing costs little, short enough
+ * that other writers (the daemon) wait little. */
+#define BATCH_LINES  10000
+#define BATCH_MS     250
+#define MAX_REPORTED 20
+#define PROGRESS_MS  100
 
 /* ---- import: reading lines -------------------------------------------------- */
 
@@ -320,6 +332,7 @@ struct import {
 	int fd;
 	struct stat sb; /* of fd when pass 1 began */
 	bool inline_keys;
+	struct store_import *target;
 	int found; /* levels of the path that existed */
 	struct reader rd;
 	struct buf line;
@@ -337,16 +350,29 @@ static const char *line_text(const struct import *im, uint64_t lineno, size_t *l
 	return import_line_text(im->line.data ? im->line.data : "", len, lineno);
 }
 
-/* Pass 1: checks every line; reports the bad ones. The checks run in
- * read batches of BATCH_LINES, as SQLite would otherwise take and drop
- * its locks for every statement. */
+/* Checks one line: "" in `why` for a good line, else the reason. The
+ * text path passes the lines it is sure of; the tree path decides the
+ * others and words the error. */
+static void check_line(struct import *im, const char *text, size_t len, char *why, size_t why_len)
+{
+	struct import_line_split l;
+	int64_t seq;
+	if (import_line_split(text, len, im->inline_keys, &l) == 0 &&
+	    (l.del ? store_import_delete(im->target, l.key, l.key_len, false, &seq)
+	           : store_import_put(im->target, l.key, l.key_len, l.value, l.value_len, false,
+	                              &seq)) == 0)
+		return;
+	import_line_check(im->st, &im->sp, im->inline_keys, text, len, why, why_len);
+}
+
+/* Pass 1: checks every line; reports the bad ones. */
 static int import_check(struct import *im)
 {
 	struct progress bar;
 	progress_start(&bar, "checking ", (uint64_t)im->sb.st_size);
 	uint64_t lineno = 0, bad = 0;
 	char why[400];
-	int rc, trc = 0, in_batch = 0;
+	int rc;
 	bool too_long;
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
 		lineno++;
@@ -354,22 +380,13 @@ static int import_check(struct import *im)
 		size_t len;
 		const char *text = line_text(im, lineno, &len);
 		why[0] = '\0';
-		if (too_long) {
+		if (too_long)
 			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
 			         LINE_MAX_BYTES);
-		} else if (import_line_is_blank(text, len)) {
+		else if (import_line_is_blank(text, len))
 			continue;
-		} else {
-			if (in_batch == 0 && (trc = store_begin(im->st)) != 0)
-				break;
-			import_line_check(im->st, &im->sp, im->inline_keys, text, len, why,
-			                  sizeof(why));
-			if (++in_batch == BATCH_LINES) {
-				in_batch = 0;
-				if ((trc = store_commit(im->st)) != 0)
-					break;
-			}
-		}
+		else
+			check_line(im, text, len, why, sizeof(why));
 		if (why[0] && ++bad <= MAX_REPORTED) {
 			if (bar.on)
 				fputs("\r\033[K", stderr);
@@ -377,14 +394,7 @@ static int import_check(struct import *im)
 			        why);
 		}
 	}
-	if (in_batch > 0 && !trc)
-		trc = store_commit(im->st);
 	progress_end(&bar, im->rd.offset, lineno);
-	if (trc) {
-		store_rollback(im->st);
-		ctl_store_fail(im->st, trc, "import: checking");
-		return EXIT_FAIL;
-	}
 	if (ctl_interrupted) {
 		ctl_say("import: ctl_interrupted; nothing was imported");
 		return EXIT_FAIL;
@@ -411,8 +421,21 @@ static int import_check(struct import *im)
 	return EXIT_OK;
 }
 
-/* Applies one checked line. Returns 0 or a negative errno. */
-static int apply_line(struct import *im, const struct import_line *l)
+/* Counts what a line did: seq 0 for a delete of an absent record. */
+static void count_line(struct import *im, bool del, int64_t seq)
+{
+	if (!del)
+		im->puts++;
+	else if (seq)
+		im->deletes++;
+	else
+		im->absent++;
+	if (seq > im->last_seq)
+		im->last_seq = seq;
+}
+
+/* Applies one checked line the tree way. Returns 0 or a negative errno. */
+static int apply_parsed(struct import *im, const struct import_line *l)
 {
 	int64_t seq = 0, rev = 0;
 	if (l->del) {
@@ -421,10 +444,6 @@ static int apply_line(struct import *im, const struct import_line *l)
 			rc = 0;
 		if (rc)
 			return rc;
-		if (seq)
-			im->deletes++;
-		else
-			im->absent++;
 	} else {
 		json_t *extracted = NULL;
 		const json_t *key = l->key;
@@ -438,11 +457,37 @@ static int apply_line(struct import *im, const struct import_line *l)
 		json_decref(extracted);
 		if (rc)
 			return rc;
-		im->puts++;
 	}
-	if (seq > im->last_seq)
-		im->last_seq = seq;
+	count_line(im, l->del, seq);
 	return 0;
+}
+
+/* Applies one checked line: the text way when it is sure of it, else the
+ * tree way. Returns 0 or a negative errno, with the reason in `why` when
+ * the line does not parse. */
+static int apply_line(struct import *im, const char *text, size_t len, char *why, size_t why_len)
+{
+	struct import_line_split split;
+	int64_t seq = 0;
+	int rc = import_line_split(text, len, im->inline_keys, &split);
+	if (rc == 0)
+		rc = split.del
+		             ? store_import_delete(im->target, split.key, split.key_len, true, &seq)
+		             : store_import_put(im->target, split.key, split.key_len, split.value,
+		                                split.value_len, true, &seq);
+	if (rc == 0) {
+		count_line(im, split.del, seq);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	struct import_line l;
+	if (import_line_parse(text, len, im->inline_keys, &l, why, why_len) != 0)
+		rc = -EINVAL;
+	else
+		rc = apply_parsed(im, &l);
+	import_line_free(&l);
+	return rc;
 }
 
 /* How far pass 2 got in committed batches: what a failure reports. */
@@ -461,7 +506,16 @@ static int commit_batch(struct import *im, uint64_t lineno, struct import_mark *
 	return rc;
 }
 
-/* Pass 2: applies the lines in transactions of BATCH_LINES. */
+/* Begins one of pass 2's transactions, with the target resolved anew. */
+static int begin_batch(struct import *im)
+{
+	int rc = store_begin(im->st);
+	if (rc == 0 && (rc = store_import_resolve(im->target)) != 0)
+		store_rollback(im->st);
+	return rc;
+}
+
+/* Pass 2: applies the lines in transactions of BATCH_LINES or BATCH_MS. */
 static int import_apply(struct import *im)
 {
 	int rc = reader_rewind(&im->rd);
@@ -474,6 +528,7 @@ static int import_apply(struct import *im)
 	uint64_t lineno = 0;
 	struct import_mark committed = {0};
 	int in_batch = 0;
+	int64_t batch_start = 0;
 	bool too_long;
 	char why[400] = "";
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
@@ -488,22 +543,21 @@ static int import_apply(struct import *im)
 		const char *text = line_text(im, lineno, &len);
 		if (!too_long && import_line_is_blank(text, len))
 			continue;
-		if (in_batch == 0 && (rc = store_begin(im->st)) != 0)
-			break;
+		if (in_batch == 0) {
+			if ((rc = begin_batch(im)) != 0)
+				break;
+			batch_start = clock_mono_ms();
+		}
 		in_batch++;
-		struct import_line l;
-		memset(&l, 0, sizeof(l));
 		if (too_long) {
 			snprintf(why, sizeof(why), "line is longer than 16 MiB");
 			rc = -EFBIG;
-		} else if (import_line_parse(text, len, im->inline_keys, &l, why, sizeof(why)) !=
-		           0) {
-			rc = -EINVAL;
 		} else {
-			rc = apply_line(im, &l);
+			rc = apply_line(im, text, len, why, sizeof(why));
 		}
-		import_line_free(&l);
-		if (!rc && in_batch == BATCH_LINES) {
+		/* The clock is read every 100 lines: often enough for BATCH_MS. */
+		if (!rc && (in_batch == BATCH_LINES ||
+		            (in_batch % 100 == 0 && clock_mono_ms() - batch_start >= BATCH_MS))) {
 			rc = commit_batch(im, lineno, &committed);
 			in_batch = 0;
 		}
@@ -590,6 +644,11 @@ int ctl_cmd_import(struct ctl *c, int argc, char **argv)
 			im.inline_keys = strcmp(keypath, "null") != 0;
 		free(keypath);
 	}
+	if (!status) {
+		int rc = store_import_open(im.st, &im.sp, &im.target);
+		if (rc)
+			status = ctl_store_fail(im.st, rc, what);
+	}
 	/* The input, as a regular file that can be read twice. */
 	if (!status) {
 		int in = from_stdin ? STDIN_FILENO : open(file, O_RDONLY | O_CLOEXEC);
@@ -637,6 +696,7 @@ int ctl_cmd_import(struct ctl *c, int argc, char **argv)
 	}
 	if (im.fd >= 0)
 		close(im.fd);
+	store_import_close(im.target);
 	free(im.rd.block);
 	buf_free(&im.line);
 	ctl_path_free(&im.path);

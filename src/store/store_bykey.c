@@ -1,6 +1,6 @@
 /* store_bykey.c - records by CLIENT/DB/STORE path and key, for
- * idbmountctl and imports: put, delete, get, check, list, and object
- * stores made with a keyPath.
+ * idbmountctl and imports: put, delete, get, check, list, object stores
+ * made with a keyPath, and imports' records given as text (store.h).
  */
 #include "idbmount/store/store.h"
 
@@ -211,4 +211,110 @@ int store_list_keys(struct store *st, const struct store_path *path, int64_t cur
 	int res = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return res;
+}
+
+/* ---- imports ---------------------------------------------------------- */
+
+struct store_import {
+	struct store *st;
+	struct store_path path;
+	int64_t objstore_id; /* 0 while the store does not exist */
+	char *keypath;       /* "null" while it does not exist */
+};
+
+/* Finds the target (with `create`, making it) and its key path. */
+static int import_target(struct store_import *im, bool create)
+{
+	struct store *st = im->st;
+	int64_t client_id = 0, db_id = 0, objstore_id = 0;
+	int rc = store_client_id_by_name(st, im->path.client, &client_id);
+	if (rc)
+		return rc;
+	rc = store_db_resolve(st, client_id, im->path.db, create, ORIGIN_IMPORT, &db_id);
+	if (rc == 0)
+		rc = store_objstore_ensure(st, db_id, im->path.objstore, "null", false, create,
+		                           false, ORIGIN_IMPORT, &objstore_id);
+	char *keypath = NULL;
+	if (rc == 0)
+		rc = store_keypath_of(st, objstore_id, &keypath, NULL);
+	else if (rc == -ENOENT && !create)
+		rc = (keypath = strdup("null")) ? 0 : -ENOMEM;
+	if (rc)
+		return rc;
+	free(im->keypath);
+	im->keypath = keypath;
+	im->objstore_id = objstore_id;
+	return 0;
+}
+
+int store_import_open(struct store *st, const struct store_path *path, struct store_import **out)
+{
+	st->err[0] = '\0';
+	*out = NULL;
+	struct store_import *im = calloc(1, sizeof(*im));
+	if (!im)
+		return -ENOMEM;
+	im->st = st;
+	im->path = *path;
+	int rc = import_target(im, false);
+	if (rc) {
+		store_import_close(im);
+		return rc;
+	}
+	*out = im;
+	return 0;
+}
+
+int store_import_resolve(struct store_import *im)
+{
+	im->st->err[0] = '\0';
+	return import_target(im, false);
+}
+
+void store_import_close(struct store_import *im)
+{
+	if (!im)
+		return;
+	free(im->keypath);
+	free(im);
+}
+
+int store_import_put(struct store_import *im, const char *key, size_t key_len, const char *value,
+                     size_t value_len, bool write, int64_t *seq)
+{
+	struct store *st = im->st;
+	st->err[0] = '\0';
+	*seq = 0;
+	/* The store is made before the value is laid out for its key path. */
+	int rc = write && im->objstore_id == 0 ? import_target(im, true) : 0;
+	if (rc)
+		return rc;
+	struct store_put_prep p;
+	if (store_put_prepare_import(st->max_record, im->keypath, (struct json_span){key, key_len},
+	                             (struct json_span){value, value_len}, &p) != 0)
+		return STORE_IMPORT_DECLINED;
+	if (write)
+		rc = store_record_put_prepared(st, im->objstore_id, &p, NULL, ORIGIN_IMPORT, NULL,
+		                               NULL, NULL, NULL, seq);
+	store_put_prep_free(&p);
+	return rc;
+}
+
+int store_import_delete(struct store_import *im, const char *key, size_t key_len, bool write,
+                        int64_t *seq)
+{
+	struct store *st = im->st;
+	st->err[0] = '\0';
+	*seq = 0;
+	json_t *k = json_text_parse(key, key_len, NULL, 0);
+	int rc = k && key_check(k, NULL, 0) == 0 ? 0 : STORE_IMPORT_DECLINED;
+	if (!rc && write && im->objstore_id == 0) {
+		/* A store made since the transaction began (by the tree path). */
+		rc = import_target(im, false);
+	}
+	if (!rc && write && im->objstore_id != 0)
+		rc = store_record_delete(st, im->objstore_id, k, ORIGIN_IMPORT, NULL, NULL, NULL,
+		                         NULL, seq);
+	json_decref(k);
+	return rc;
 }

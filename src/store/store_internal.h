@@ -333,6 +333,14 @@ int store_put_prepare(size_t max_record, const char *keypath, const json_t *key,
  * given to store_put_prepare, which then decides and explains. */
 int store_put_prepare_text(size_t max_record, const char *keypath, const json_t *key,
                            struct json_span value, struct store_put_prep *out);
+/* store_put_prepare for an import's line, key and value both as JSON text:
+ * `key` ({NULL, 0}: the key at the string key path of the value) and
+ * `value`, laid out straight from the text. Returns 0, or
+ * JSON_TEXT_DECLINED (and *out empty) for anything it is not sure of,
+ * errors included: the line is then parsed and given to the tree path,
+ * which decides and explains. */
+int store_put_prepare_import(size_t max_record, const char *keypath, struct json_span key,
+                             struct json_span value, struct store_put_prep *out);
 void store_put_prep_free(struct store_put_prep *p);
 /* The rest of store_record_put, with `value` the same as prepared. */
 int store_record_put_prepared(struct store *st, int64_t objstore_id, struct store_put_prep *p,

@@ -261,21 +261,26 @@ void store_prepared_free(struct prepared_value *p)
 /* The value laid out straight from its text by json_text_pretty_text, for
  * record `key` (canonical JSON) under `keypath`: 0 when that is sure and
  * the key path adds nothing (out-of-line keys, or a string path whose
- * member holds exactly `key`). Anything else, errors included, returns
+ * member holds exactly `key`). With `key` NULL the key is the one at the
+ * string key path, returned in *found_key (a new reference, not yet
+ * checked as a key). Anything else, errors included, returns
  * JSON_TEXT_DECLINED with `out` as it was: the parsed way then decides and
  * words the error. `keep_text`: the file is `text` itself (written through
  * the mount), else the pretty layout (a push's value). */
 static int prepare_text_fast(const char *keypath, const char *key, const char *text, size_t len,
-                             bool keep_text, struct prepared_value *out)
+                             bool keep_text, struct prepared_value *out, json_t **found_key)
 {
 	json_t *kp = NULL;
 	if (strcmp(keypath, "null") != 0) {
 		kp = json_loads(keypath, JSON_DECODE_ANY, NULL);
-		if (!json_is_string(kp)) {
+		/* keypath_get reads no member name of 256 bytes or more. */
+		if (!json_is_string(kp) || json_string_length(kp) >= 255) {
 			json_decref(kp);
 			return JSON_TEXT_DECLINED;
 		}
 	}
+	if (!key && !kp)
+		return JSON_TEXT_DECLINED;
 	struct json_text_find find = {.path = kp ? json_string_value(kp) : NULL};
 	struct buf scratch = BUF_INIT(out->file.max);
 	struct buf *pretty = keep_text ? &scratch : &out->file;
@@ -284,10 +289,16 @@ static int prepare_text_fast(const char *keypath, const char *key, const char *t
 		json_t *found = find.found ? json_text_parse(pretty->data + find.start,
 		                                             find.end - find.start, NULL, 0)
 		                           : NULL;
-		char *found_canon = found ? key_canonical_json(found) : NULL;
-		if (!found_canon || strcmp(found_canon, key) != 0)
-			rc = JSON_TEXT_DECLINED;
-		free(found_canon);
+		if (!key) {
+			rc = found ? 0 : JSON_TEXT_DECLINED;
+			*found_key = found;
+			found = NULL;
+		} else {
+			char *found_canon = found ? key_canonical_json(found) : NULL;
+			if (!found_canon || strcmp(found_canon, key) != 0)
+				rc = JSON_TEXT_DECLINED;
+			free(found_canon);
+		}
 		json_decref(found);
 	}
 	if (!rc && keep_text)
@@ -298,6 +309,10 @@ static int prepare_text_fast(const char *keypath, const char *key, const char *t
 		buf_reset(&out->file);
 		buf_reset(&out->compact);
 		rc = JSON_TEXT_DECLINED;
+		if (found_key) {
+			json_decref(*found_key);
+			*found_key = NULL;
+		}
 	}
 	buf_free(&scratch);
 	json_decref(kp);
@@ -318,7 +333,7 @@ int store_prepare_value_keypath(size_t max_record, char *err, size_t errlen, con
 			        len, max_record);
 			return -EFBIG;
 		}
-		if (prepare_text_fast(keypath, key, text, len, true, out) == 0)
+		if (prepare_text_fast(keypath, key, text, len, true, out, NULL) == 0)
 			return 0;
 		char why[200];
 		value = json_text_parse(text, len, why, sizeof(why));
@@ -394,7 +409,8 @@ int store_put_prepare_text(size_t max_record, const char *keypath, const json_t 
 	buf_init(&out->value.file, max_record);
 	buf_init(&out->value.compact, max_record * 2 + 64);
 	out->value.rewritten = false;
-	rc = prepare_text_fast(keypath, out->canon, value.text, value.len, false, &out->value);
+	rc = prepare_text_fast(keypath, out->canon, value.text, value.len, false, &out->value,
+	                       NULL);
 	if (rc) {
 		store_prepared_free(&out->value);
 		store_put_prep_free(out);
@@ -402,6 +418,36 @@ int store_put_prepare_text(size_t max_record, const char *keypath, const json_t 
 	}
 	out->prepared = true;
 	return 0;
+}
+
+int store_put_prepare_import(size_t max_record, const char *keypath, struct json_span key,
+                             struct json_span value, struct store_put_prep *out)
+{
+	memset(out, 0, sizeof(*out));
+	json_t *k = key.text ? json_text_parse(key.text, key.len, NULL, 0) : NULL;
+	int rc = key.text && (!k || key_check(k, NULL, 0) != 0) ? JSON_TEXT_DECLINED : 0;
+	if (!rc && k && !(out->canon = key_canonical_json(k)))
+		rc = JSON_TEXT_DECLINED;
+	buf_init(&out->value.file, max_record);
+	buf_init(&out->value.compact, max_record * 2 + 64);
+	out->prepared = true;
+	if (!rc) {
+		json_t *found = NULL;
+		rc = prepare_text_fast(keypath, out->canon, value.text, value.len, false,
+		                       &out->value, k ? NULL : &found);
+		if (!k)
+			k = found;
+	}
+	/* A key found at the key path is checked only now. */
+	if (!rc && !out->canon &&
+	    (key_check(k, NULL, 0) != 0 || !(out->canon = key_canonical_json(k))))
+		rc = JSON_TEXT_DECLINED;
+	if (!rc && !(out->name = store_name_for_key(k)))
+		rc = JSON_TEXT_DECLINED;
+	json_decref(k);
+	if (rc)
+		store_put_prep_free(out);
+	return rc ? JSON_TEXT_DECLINED : 0;
 }
 
 void store_put_prep_free(struct store_put_prep *p)

@@ -15,16 +15,21 @@
  *   - a line the check passes parses, and its key is a valid key;
  *   - the change line `idbmountctl log` would print for what a good line
  *     does in "plain" (put or delete) is itself a good line that does the
- *     same: the same key, the same value to JavaScript.
+ *     same: the same key, the same value to JavaScript;
+ *   - a line the text path takes (import_line_split, then
+ *     store_import_put / _delete checking) is one the tree path takes
+ *     too (import_line_parse, import_line_check), read alike: a put or a
+ *     delete, its key text parsing to the same key, its value text to the
+ *     same value.
  */
 #include "fuzz.h"
 
-#include "idbmount/util/buf.h"
 #include "idbmount/codec/changeline.h"
 #include "idbmount/codec/import_line.h"
 #include "idbmount/codec/json_text.h"
 #include "idbmount/codec/key.h"
 #include "idbmount/store/store.h"
+#include "idbmount/util/buf.h"
 
 #include <ftw.h>
 #include <string.h>
@@ -216,6 +221,43 @@ static void check_change_line(const struct import_line *l)
 	free(canon);
 }
 
+/* The text path on the same line (see the properties above): `rc` and
+ * `l` are import_line_parse's, `check_why` import_line_check's. */
+static void check_text_path(const struct target_store *target, const char *text, size_t len,
+                            bool inline_keys, int rc, const struct import_line *l,
+                            const char *check_why)
+{
+	struct import_line_split split;
+	if (import_line_split(text, len, inline_keys, &split) != 0)
+		return;
+	struct store_path path = {"fuzz", "db", target->name};
+	struct store_import *im = NULL;
+	FUZZ_CHECK(store_import_open(st, &path, &im) == 0, "import open");
+	int64_t seq = 0;
+	int took = split.del ? store_import_delete(im, split.key, split.key_len, false, &seq)
+	                     : store_import_put(im, split.key, split.key_len, split.value,
+	                                        split.value_len, false, &seq);
+	store_import_close(im);
+	FUZZ_CHECK(took == 0 || took == STORE_IMPORT_DECLINED, "the text path failed: %d", took);
+	if (took != 0)
+		return;
+	FUZZ_CHECK(rc == 0 && !check_why[0], "the text path takes a line the tree path refuses: %s",
+	           check_why);
+	FUZZ_CHECK(split.del == l->del, "delete %d read as %d", l->del, split.del);
+	FUZZ_CHECK(!split.key == !l->key, "a key given and not");
+	if (split.key) {
+		json_t *k = json_text_parse(split.key, split.key_len, NULL, 0);
+		FUZZ_CHECK(k && same_to_javascript(k, l->key), "another key");
+		json_decref(k);
+	}
+	FUZZ_CHECK(!split.value == !l->value, "a value given and not");
+	if (split.value) {
+		json_t *v = json_text_parse(split.value, split.value_len, NULL, 0);
+		FUZZ_CHECK(v && same_to_javascript(v, l->value), "another value");
+		json_decref(v);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct target_store *target = &stores[size % (sizeof(stores) / sizeof(*stores))];
@@ -238,6 +280,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(store_begin(st) == 0, "begin");
 	import_line_check(st, &path, inline_keys, text, len, check_why, sizeof(check_why));
 	store_rollback(st);
+	check_text_path(target, text, len, inline_keys, rc, &l, check_why);
 	if (!check_why[0]) {
 		FUZZ_CHECK(rc == 0, "the check passes a line that does not parse");
 		FUZZ_CHECK(!l.key || key_check(l.key, NULL, 0) == 0, "the check passes a bad key");

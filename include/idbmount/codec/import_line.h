@@ -39,6 +39,28 @@ int import_line_parse(const char *text, size_t len, bool inline_keys, struct imp
                       char *why, size_t why_len);
 void import_line_free(struct import_line *l);
 
+/* One line split into texts, not parsed: what import_line_parse reads,
+ * the key and the value left as JSON text for store_import_put and
+ * store_import_delete to parse as they lay them out. */
+struct import_line_split {
+	bool del;
+	const char *key; /* NULL: the key at the store's keyPath */
+	size_t key_len;
+	const char *value; /* NULL for a delete */
+	size_t value_len;
+};
+
+/* What import_line_split returns for a line it leaves to import_line_parse. */
+#define IMPORT_LINE_DECLINED 1
+
+/* Splits the line `text` as import_line_parse would read it, without
+ * parsing the key and the value (whoever takes them parses them whole, as
+ * store_import_put does; the other members of a change line are parsed
+ * here). Returns 0, or IMPORT_LINE_DECLINED for any line it is not sure
+ * of, errors included: import_line_parse then decides and explains. */
+int import_line_split(const char *text, size_t len, bool inline_keys,
+                      struct import_line_split *out);
+
 /* Checks the line as the store `path` of `st` would take it (the key, the
  * keyPath agreement, the record cap), inside the caller's transaction:
  * "" in `why` for a good line, else the reason. */

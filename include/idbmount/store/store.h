@@ -243,6 +243,40 @@ int store_get(struct store *st, const struct store_path *path, const json_t *key
 int store_check_put(struct store *st, const struct store_path *path, const json_t *key,
                     const json_t *value, json_t **key_out);
 
+/* ---- imports: records given as JSON text (idbmountctl import) ----
+ * An import writes many records into one store. The target is resolved
+ * once per transaction, not per record, and each key and value is laid out
+ * straight from its text (no jansson tree), as a push's values are. The
+ * text path takes the lines it is sure of and declines the others (errors
+ * included), which the caller then gives to store_check_put / store_put /
+ * store_delete: they decide and explain, so the outcome is the same. */
+struct store_import;
+
+/* What store_import_put and _delete return for a line they leave to the
+ * tree path (nothing was done). */
+#define STORE_IMPORT_DECLINED 1
+
+/* Starts an import into `path`: resolves it as store_check_put does (a
+ * missing database or store is the out-of-line store the first put makes).
+ * Returns 0, -ENOENT (no such client), -ENOMEM. */
+int store_import_open(struct store *st, const struct store_path *path, struct store_import **out);
+/* Resolves the target again: at the start of each of the caller's write
+ * transactions, as the store may have changed between them. */
+int store_import_resolve(struct store_import *im);
+void store_import_close(struct store_import *im);
+
+/* Puts `value` (JSON text, value_len bytes) under `key` (JSON text in
+ * tagged form; NULL for the key at the store's inline key path). With
+ * `write` false it only checks, with no SQL; with `write`, inside the
+ * caller's transaction, it writes (making the database and store when
+ * missing) and gives the change's seq. Returns 0, STORE_IMPORT_DECLINED or
+ * -errno. */
+int store_import_put(struct store_import *im, const char *key, size_t key_len, const char *value,
+                     size_t value_len, bool write, int64_t *seq);
+/* Deletes `key` the same way: *seq is 0 when the record was absent. */
+int store_import_delete(struct store_import *im, const char *key, size_t key_len, bool write,
+                        int64_t *seq);
+
 /* Called by store_list_keys with a record's canonical key JSON and its
  * row id as the cursor; returns nonzero to stop. */
 typedef int (*store_key_fn)(void *ctx, const char *key, int64_t cursor);
