@@ -168,7 +168,7 @@ static int spool_to_temp(int in, const char *label, int *out)
 			continue;
 		if (n < 0) {
 			ctl_say("import: cannot read %s: %s", label,
-			        ctl_interrupted ? "ctl_interrupted" : strerror(errno));
+			        ctl_interrupted ? "interrupted" : strerror(errno));
 			status = EXIT_FAIL;
 			break;
 		}
@@ -396,7 +396,7 @@ static int import_check(struct import *im)
 	}
 	progress_end(&bar, im->rd.offset, lineno);
 	if (ctl_interrupted) {
-		ctl_say("import: ctl_interrupted; nothing was imported");
+		ctl_say("import: interrupted; nothing was imported");
 		return EXIT_FAIL;
 	}
 	if (rc < 0) {
@@ -534,7 +534,7 @@ static int import_apply(struct import *im)
 	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
 		lineno++;
 		if (ctl_interrupted) {
-			snprintf(why, sizeof(why), "ctl_interrupted before this line");
+			snprintf(why, sizeof(why), "interrupted before this line");
 			rc = -EINTR;
 			break;
 		}

@@ -20,8 +20,8 @@ enum stmt_id { S_CLIENT_BY_NAME, S_CLIENT_BY_TOKEN, S_CLIENT_INSERT, S_CLIENT_NA
 static const char *const stmt_sql[STMT_COUNT] = {
         [S_CLIENT_BY_NAME] = "SELECT id FROM clients WHERE name = ?1",
         [S_CLIENT_BY_TOKEN] = "SELECT id FROM clients WHERE token_hash = ?1",
-        [S_CLIENT_INSERT] = "INSERT INTO clients(name, fname, token_hash, created_ms, mtime_ns) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [S_CLIENT_INSERT] = ("INSERT INTO clients(name, fname, token_hash, created_ms, mtime_ns) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5)"),
         [S_CLIENT_NAMES] = "SELECT name FROM clients ORDER BY id",
 };
 
