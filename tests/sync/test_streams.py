@@ -4,6 +4,7 @@ client's change; a connection past --max-connections is answered 503 with
 Retry-After and closed, and counted on /metrics. The daemon runs with the
 hard descriptor limit (it raises its soft one); this process holds the
 client sockets, so it raises its own soft limit too."""
+import os
 import re
 import resource
 import selectors
@@ -14,7 +15,9 @@ from conftest import assert_error, fs_conftest, put, wait_for
 from eventstream import EventStream
 
 CLIENTS = 10
-WANT_STREAMS = 5000
+# IDBMOUNT_STRESS scales the stress tests (tests/run-all.sh runs the
+# sanitizer pass at a quarter): still past the old cap of 4,096 at full size.
+WANT_STREAMS = max(1000, round(5000 * float(os.environ.get("IDBMOUNT_STRESS", "1"))))
 
 
 def raise_own_fd_limit():
@@ -67,7 +70,7 @@ def test_the_log_says_the_cap_and_the_descriptor_limit(sync):
 
 def test_thousands_of_streams_each_hear_their_clients_push(sync):
     n = min(WANT_STREAMS, raise_own_fd_limit() - 500)
-    assert n >= 2000, "this process may hold too few descriptors for the test"
+    assert n >= min(2000, WANT_STREAMS), "this process may hold too few descriptors for the test"
     names = ["c%d" % i for i in range(CLIENTS)]
     apis = {}
     for name in names:
