@@ -90,7 +90,20 @@ def daemon_pids(mnt):
         if args and os.path.basename(args[0]) == b"idbmount" and \
                 args[-1] == os.fsencode(mnt) and b"--watchdog" not in args:
             pids.append(int(entry))
-    return pids
+    # The daemon starts its watchdog by fork and exec: until the exec, the
+    # child still shows the daemon's command line. A child of a daemon in
+    # the list is that, not a second daemon.
+    return [p for p in pids if parent_of(p) not in pids]
+
+
+def parent_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # The name (field 2) may hold spaces and parentheses: the
+            # parent pid is the second field after its last ')'.
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def wait_gone(pids, timeout=20):
