@@ -8,6 +8,7 @@
 #ifndef IDBMOUNT_FUZZ_H
 #define IDBMOUNT_FUZZ_H
 
+#include <ftw.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +40,36 @@ static inline char *fuzz_strndup(const uint8_t *data, size_t size)
 		s[i] = (char)data[i];
 	s[size] = '\0';
 	return s;
+}
+
+static char fuzz_datadir_path[256];
+
+static inline int fuzz_remove_one(const char *path, const struct stat *sb, int flag,
+                                  struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static inline void fuzz_remove_datadir(void)
+{
+	nftw(fuzz_datadir_path, fuzz_remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A new empty directory for a target's data directory, in $TMPDIR (else
+ * /tmp), named after `name` and removed with all it holds when the process
+ * exits. A target that keeps a store open there closes it in an atexit
+ * handler registered after this call (handlers run in reverse order). */
+static inline const char *fuzz_temp_datadir(const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(fuzz_datadir_path, sizeof(fuzz_datadir_path), "%s/idbmount-fuzz-%s-XXXXXX",
+	         tmp ? tmp : "/tmp", name);
+	FUZZ_CHECK(mkdtemp(fuzz_datadir_path), "mkdtemp %s", fuzz_datadir_path);
+	atexit(fuzz_remove_datadir);
+	return fuzz_datadir_path;
 }
 
 #endif

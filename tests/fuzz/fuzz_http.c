@@ -33,14 +33,13 @@
  */
 #include "fuzz.h"
 
-#include "idbmount/util/buf.h"
 #include "idbmount/http/http.h"
 #include "idbmount/store/store.h"
 #include "idbmount/store/store_sync.h"
+#include "idbmount/util/buf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -54,32 +53,16 @@
 #define ANSWER_WITHIN_MS 10000
 #define IDLE_MS          50
 
-static char datadir[256];
+static const char *datadir;
 static char client_token[STORE_TOKEN_MAX], pipeline_token[STORE_TOKEN_MAX], port_text[8];
 static struct http *server;
 static unsigned port;
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void remove_datadir(void)
-{
-	nftw(datadir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(datadir, sizeof(datadir), "%s/idbmount-fuzz-http-XXXXXX", tmp ? tmp : "/tmp");
-	FUZZ_CHECK(mkdtemp(datadir), "mkdtemp %s", datadir);
-	atexit(remove_datadir);
+	datadir = fuzz_temp_datadir("http");
 	char err[512];
 	struct store *st = NULL;
 	FUZZ_CHECK(store_open(datadir, &st, err, sizeof(err)) == 0, "%s", err);

@@ -22,6 +22,7 @@
  *     delete, its key text parsing to the same key, its value text to the
  *     same value.
  */
+#include "../common/json_same.h"
 #include "fuzz.h"
 
 #include "idbmount/codec/changeline.h"
@@ -31,7 +32,6 @@
 #include "idbmount/store/store.h"
 #include "idbmount/util/buf.h"
 
-#include <ftw.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,33 +51,22 @@ static const struct target_store stores[] = {
         {"pair", "[\"a\",\"b\"]"},
 };
 
-static char datadir[256];
 static struct store *st;
 
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static void remove_datadir(void)
+/* Before the data directory goes (fuzz_temp_datadir). */
+static void close_store(void)
 {
 	store_close(st);
-	nftw(datadir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	const char *tmp = getenv("TMPDIR");
-	snprintf(datadir, sizeof(datadir), "%s/idbmount-fuzz-import-XXXXXX", tmp ? tmp : "/tmp");
-	FUZZ_CHECK(mkdtemp(datadir), "mkdtemp %s", datadir);
+	const char *datadir = fuzz_temp_datadir("import");
 	char err[512], token[STORE_TOKEN_MAX];
 	FUZZ_CHECK(store_open(datadir, &st, err, sizeof(err)) == 0, "%s", err);
-	atexit(remove_datadir);
+	atexit(close_store);
 	FUZZ_CHECK(store_client_add(st, "fuzz", NULL, token) == 0, "client add");
 	for (size_t i = 0; i < sizeof(stores) / sizeof(*stores); i++) {
 		struct store_path path = {"fuzz", "db", stores[i].name};
@@ -85,36 +74,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		           "mkstore %s", stores[i].name);
 	}
 	return 0;
-}
-
-static bool same_to_javascript(const json_t *a, const json_t *b)
-{
-	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same_to_javascript(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	}
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		const char *k;
-		json_t *va;
-		json_object_foreach((json_t *)a, k, va)
-		{
-			const json_t *vb = json_object_get(b, k);
-			if (!vb || !same_to_javascript(va, vb))
-				return false;
-		}
-		return true;
-	}
-	return json_equal(a, b);
 }
 
 /* Whether `doc` has the shape of a {"key":K,...} line. */
@@ -153,7 +112,7 @@ static void check_parse(const char *text, size_t len, bool inline_keys, const st
 	}
 	bool wrapper = is_wrapper(v);
 	if (rc == 0) {
-		FUZZ_CHECK(overflow ? same_to_javascript(l->doc, v) : json_equal(l->doc, v),
+		FUZZ_CHECK(overflow ? json_same_to_javascript(l->doc, v) : json_equal(l->doc, v),
 		           "the line is read otherwise than by jansson");
 		if (l->key) {
 			FUZZ_CHECK(wrapper, "a {\"key\"} line of another shape");
@@ -208,7 +167,7 @@ static void check_change_line(const struct import_line *l)
 	FUZZ_CHECK(canon2 && strcmp(canon, canon2) == 0, "key %s read back as %s", canon,
 	           canon2 ? canon2 : "(none)");
 	if (!l->del)
-		FUZZ_CHECK(same_to_javascript(again.value, l->value),
+		FUZZ_CHECK(json_same_to_javascript(again.value, l->value),
 		           "the value reads back otherwise:\n%s", line.data);
 	struct store_path path = {"fuzz", "db", "plain"};
 	why[0] = '\0';
@@ -247,13 +206,13 @@ static void check_text_path(const struct target_store *target, const char *text,
 	FUZZ_CHECK(!split.key == !l->key, "a key given and not");
 	if (split.key) {
 		json_t *k = json_text_parse(split.key, split.key_len, NULL, 0);
-		FUZZ_CHECK(k && same_to_javascript(k, l->key), "another key");
+		FUZZ_CHECK(k && json_same_to_javascript(k, l->key), "another key");
 		json_decref(k);
 	}
 	FUZZ_CHECK(!split.value == !l->value, "a value given and not");
 	if (split.value) {
 		json_t *v = json_text_parse(split.value, split.value_len, NULL, 0);
-		FUZZ_CHECK(v && same_to_javascript(v, l->value), "another value");
+		FUZZ_CHECK(v && json_same_to_javascript(v, l->value), "another value");
 		json_decref(v);
 	}
 }

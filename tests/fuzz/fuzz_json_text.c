@@ -24,6 +24,7 @@
  *   - json_text_string_lossy writes any bytes as a literal jansson reads,
  *     and UTF-8 as json_text_string does.
  */
+#include "../common/json_same.h"
 #include "fuzz.h"
 
 #include "idbmount/codec/json_text.h"
@@ -33,39 +34,6 @@
 #include <string.h>
 
 static const char *const paths[] = {"", "id", "a", "a.b", "k0.k1", "\xc3\xa9"};
-
-/* Whether `a` and `b` are the same value to JavaScript, whose numbers are
- * all doubles: the writers print 2.0 as 2 and 1e19 as 10000000000000000000,
- * as JSON.stringify does. */
-static bool same_to_javascript(const json_t *a, const json_t *b)
-{
-	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same_to_javascript(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	}
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		const char *k;
-		json_t *va;
-		json_object_foreach((json_t *)a, k, va)
-		{
-			const json_t *vb = json_object_get(b, k);
-			if (!vb || !same_to_javascript(va, vb))
-				return false;
-		}
-		return true;
-	}
-	return json_equal(a, b);
-}
 
 /* A text the writers made, read as JavaScript reads it. */
 static json_t *javascript(const char *text, size_t len)
@@ -97,7 +65,7 @@ static void check_parse_and_layout(const char *text, size_t len, json_t *v, bool
 		json_t *js = javascript(text, len);
 		FUZZ_CHECK(!js == !parsed, "json_text_parse %s what JavaScript %s",
 		           parsed ? "accepts" : "refuses", js ? "accepts" : "refuses");
-		FUZZ_CHECK(!js || same_to_javascript(js, parsed),
+		FUZZ_CHECK(!js || json_same_to_javascript(js, parsed),
 		           "json_text_parse reads another value than JavaScript");
 		json_decref(js);
 	} else {
@@ -132,7 +100,7 @@ static void check_parse_and_layout(const char *text, size_t len, json_t *v, bool
 		/* The member sits at its depth: compare its value, not the
 		 * indentation of its inner lines. */
 		json_t *got = javascript(fast.data + find.start, find.end - find.start);
-		FUZZ_CHECK(got && same_to_javascript(got, member), "path '%s' spans '%.*s'",
+		FUZZ_CHECK(got && json_same_to_javascript(got, member), "path '%s' spans '%.*s'",
 		           find.path, (int)(find.end - find.start), fast.data + find.start);
 		json_decref(got);
 	}
@@ -144,11 +112,11 @@ static void check_parse_and_layout(const char *text, size_t len, json_t *v, bool
 	                   memcmp(unindented.data, compact.data, compact.len) == 0,
 	           "unindented: %s\ncompact: %s", unindented.data, compact.data);
 	json_t *back = javascript(compact.data, compact.len);
-	FUZZ_CHECK(back && same_to_javascript(back, v), "compact text %s reads back otherwise",
+	FUZZ_CHECK(back && json_same_to_javascript(back, v), "compact text %s reads back otherwise",
 	           compact.data);
 	json_decref(back);
 	back = javascript(slow.data, slow.len);
-	FUZZ_CHECK(back && same_to_javascript(back, v), "pretty text reads back otherwise");
+	FUZZ_CHECK(back && json_same_to_javascript(back, v), "pretty text reads back otherwise");
 	json_decref(back);
 	buf_free(&unindented);
 	buf_free(&compact);
@@ -193,7 +161,7 @@ static json_t *value_of_elements(const struct json_span *e, size_t n)
  * numbers are all read as doubles), the same to JavaScript. */
 static bool same_as_whole(const json_t *built, const json_t *ref, bool overflow)
 {
-	return overflow ? same_to_javascript(built, ref) : json_equal(built, ref);
+	return overflow ? json_same_to_javascript(built, ref) : json_equal(built, ref);
 }
 
 /* `ref` is the whole text's value as json_text_parse reads it. */

@@ -20,6 +20,7 @@
  *   - with the inline keyPath "id", a put of a valid key whose value is
  *     an object without "id" succeeds (within the cap): the key is added.
  */
+#include "../common/json_same.h"
 #include "fuzz.h"
 
 #include "store_internal.h"
@@ -38,37 +39,6 @@ static json_t *javascript(const char *text, size_t len)
 	                  NULL);
 }
 
-/* Whether `a` and `b` are one value to JavaScript (numbers as doubles). */
-static bool same_to_javascript(const json_t *a, const json_t *b)
-{
-	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same_to_javascript(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	}
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		const char *k;
-		json_t *va;
-		json_object_foreach((json_t *)a, k, va)
-		{
-			const json_t *vb = json_object_get(b, k);
-			if (!vb || !same_to_javascript(va, vb))
-				return false;
-		}
-		return true;
-	}
-	return json_equal(a, b);
-}
-
 static bool same_bytes(const struct buf *a, const struct buf *b)
 {
 	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
@@ -81,7 +51,7 @@ static void check_prepared(const struct store_put_prep *p, const char *keypath, 
 	json_t *compact = javascript(p->value.compact.data, p->value.compact.len);
 	FUZZ_CHECK(file && compact, "prepared texts do not parse:\n%s\n%s", p->value.file.data,
 	           p->value.compact.data);
-	FUZZ_CHECK(same_to_javascript(file, compact), "file and compact texts differ:\n%s\n%s",
+	FUZZ_CHECK(json_same_to_javascript(file, compact), "file and compact texts differ:\n%s\n%s",
 	           p->value.file.data, p->value.compact.data);
 	struct buf unindented = BUF_INIT(SIZE_MAX / 2);
 	FUZZ_CHECK(json_text_unindent(&unindented, p->value.file.data, p->value.file.len) == 0,
@@ -90,13 +60,13 @@ static void check_prepared(const struct store_put_prep *p, const char *keypath, 
 	           "compact is not the file unindented");
 	buf_free(&unindented);
 	if (strcmp(keypath, "null") == 0) {
-		FUZZ_CHECK(same_to_javascript(file, value), "the file holds another value:\n%s",
-		           p->value.file.data);
+		FUZZ_CHECK(json_same_to_javascript(file, value),
+		           "the file holds another value:\n%s", p->value.file.data);
 	} else if (strcmp(keypath, "\"id\"") == 0) {
 		json_t *at = json_object_get(file, "id");
 		json_t *key = at ? key_from_json_text(p->canon, strlen(p->canon), NULL, 0) : NULL;
-		FUZZ_CHECK(key && same_to_javascript(at, key), "the key %s is not at \"id\": %s",
-		           p->canon, p->value.file.data);
+		FUZZ_CHECK(key && json_same_to_javascript(at, key),
+		           "the key %s is not at \"id\": %s", p->canon, p->value.file.data);
 		json_decref(key);
 	}
 	json_decref(file);
@@ -173,7 +143,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (value)
 			json_object_set(built, "value", value);
 		FUZZ_CHECK(whole, "read a mutation the whole reading refuses");
-		FUZZ_CHECK(overflow ? same_to_javascript(built, whole) : json_equal(built, whole),
+		FUZZ_CHECK(overflow ? json_same_to_javascript(built, whole)
+		                    : json_equal(built, whole),
 		           "the mutation differs from the whole reading's");
 		json_decref(built);
 		check_put(m, value_text, value, size);

@@ -21,6 +21,7 @@
  *     which it then reads again as JavaScript does and reports where the
  *     first reading stopped).
  */
+#include "../common/json_same.h"
 #include "fuzz.h"
 
 #include "http_push_body.h"
@@ -29,37 +30,6 @@
 
 #include <errno.h>
 #include <string.h>
-
-/* Whether `a` and `b` are one value to JavaScript (numbers as doubles). */
-static bool same_to_javascript(const json_t *a, const json_t *b)
-{
-	if (json_is_number(a) && json_is_number(b))
-		return json_number_value(a) == json_number_value(b);
-	if (json_typeof(a) != json_typeof(b))
-		return false;
-	if (json_is_array(a)) {
-		if (json_array_size(a) != json_array_size(b))
-			return false;
-		for (size_t i = 0; i < json_array_size(a); i++)
-			if (!same_to_javascript(json_array_get(a, i), json_array_get(b, i)))
-				return false;
-		return true;
-	}
-	if (json_is_object(a)) {
-		if (json_object_size(a) != json_object_size(b))
-			return false;
-		const char *k;
-		json_t *va;
-		json_object_foreach((json_t *)a, k, va)
-		{
-			const json_t *vb = json_object_get(b, k);
-			if (!vb || !same_to_javascript(va, vb))
-				return false;
-		}
-		return true;
-	}
-	return json_equal(a, b);
-}
 
 /* The first mutation text that does not parse is reported as the whole
  * body's reading reports it. */
@@ -126,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_malformed(text, size, &b, overflow);
 	} else {
 		FUZZ_CHECK(v, "took a body the whole reading refuses");
-		FUZZ_CHECK(overflow ? same_to_javascript(built, v) : json_equal(built, v),
+		FUZZ_CHECK(overflow ? json_same_to_javascript(built, v) : json_equal(built, v),
 		           "the split body differs from the whole body's object");
 		FUZZ_CHECK(!b.mutations == !json_is_array(json_object_get(v, "mutations")),
 		           "mutations found: %d", b.mutations != NULL);
