@@ -12,14 +12,10 @@
 //                                           put b2; wait for NOTES/b2.json
 //   stdout "moved-put-done"
 // Any failure is printed on stderr with exit status 1.
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import readline from 'node:readline';
 
-const require = createRequire(new URL('../web/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
-
-const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
+import { launchChromium } from '../web/chromium.mjs';
 
 async function eventually(what, check, timeoutMs = 60000) {
 	const deadline = Date.now() + timeoutMs;
@@ -39,14 +35,9 @@ async function next() {
 
 let browser;
 try {
-	if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run mount-helpers/install-deps.sh --test`);
-	browser = await chromium.launch({
-		executablePath: CHROMIUM,
-		// The test's certificate is self-signed: nginx's TLS is what is
-		// tested, not the browser's trust store.
-		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync', '--no-first-run', '--ignore-certificate-errors'],
-	});
+	// The test's certificate is self-signed: nginx's TLS is what is
+	// tested, not the browser's trust store.
+	browser = await launchChromium(['--ignore-certificate-errors']);
 	const context = await browser.newContext({ ignoreHTTPSErrors: true });
 	const page = await context.newPage();
 	page.on('pageerror', err => console.error('page error:', err.stack));

@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { Daemon, eventually } from './daemon.mjs';
 
-const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.IDBMOUNT_WEB_ARTIFACTS || path.join(os.tmpdir(), 'idbmount-web-artifacts');
 
 let d;
@@ -19,7 +18,6 @@ let token;
 let carolToken; /* a client of its own for the screenshot: a short list */
 let browser;
 before(async () => {
-	assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run mount-helpers/install-deps.sh --test`);
 	d = new Daemon();
 	token = d.addClient('alice');
 	carolToken = d.addClient('carol');
@@ -30,11 +28,7 @@ before(async () => {
 		assert.equal(served, fs.readFileSync(new URL(`../../src/web/${file}`, import.meta.url), 'utf8'),
 			`${url} is not src/web/${file}: rebuild (cmake --build) before testing`);
 	}
-	browser = await chromium.launch({
-		executablePath: CHROMIUM,
-		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync', '--no-first-run'],
-	});
+	browser = await launchChromium();
 });
 after(async () => {
 	await browser?.close();

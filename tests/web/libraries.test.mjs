@@ -7,11 +7,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { Daemon, eventually } from './daemon.mjs';
 import { AppServer } from './appserver.mjs';
 
-const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
 
 let d;
 let apps;
@@ -20,17 +19,12 @@ let browser;
 let context;
 const pageErrors = [];
 before(async () => {
-	assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run mount-helpers/install-deps.sh --test`);
 	apps = await new AppServer().start();
 	d = new Daemon(['--allow-origin', apps.url]);
 	token = d.addClient('libs');
 	await d.start();
 	apps.daemonUrl = d.url;
-	browser = await chromium.launch({
-		executablePath: CHROMIUM,
-		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync', '--no-first-run'],
-	});
+	browser = await launchChromium();
 	context = await browser.newContext();
 });
 after(async () => {

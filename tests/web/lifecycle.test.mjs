@@ -23,7 +23,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { Daemon, eventually } from './daemon.mjs';
 
-const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
+import { CHROMIUM, CHROMIUM_ARGS } from './chromium.mjs';
 
 let d;
 let browser;
@@ -42,8 +42,7 @@ before(async () => {
 	assert.equal(served, fs.readFileSync(new URL('../../src/web/idbmount.js', import.meta.url), 'utf8'),
 		'/idbmount.js is not src/web/idbmount.js: rebuild (cmake --build) before testing');
 	profile = fs.mkdtempSync(path.join(os.tmpdir(), 'idbmount-chromium-'));
-	chromeProcess = spawn(CHROMIUM, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-		'--disable-component-update', '--disable-sync', '--no-first-run', '--remote-debugging-port=0',
+	chromeProcess = spawn(CHROMIUM, [...CHROMIUM_ARGS, '--remote-debugging-port=0',
 		'--user-data-dir=' + profile, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
 	const endpoint = await new Promise((resolve, reject) => {
 		let text = '';

@@ -9,11 +9,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { Daemon, eventually } from './daemon.mjs';
 import { AppServer } from './appserver.mjs';
 
-const CHROMIUM = process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium';
 const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/web');
 
 /* Every module of the library on disk, by the URL path the daemon serves
@@ -36,17 +35,12 @@ let apps;
 let token;
 let browser;
 before(async () => {
-	assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: run mount-helpers/install-deps.sh --test`);
 	apps = await new AppServer().start();
 	d = new Daemon(['--allow-origin', apps.url]);
 	token = d.addClient('mods');
 	await d.start();
 	apps.daemonUrl = d.url;
-	browser = await chromium.launch({
-		executablePath: CHROMIUM,
-		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync', '--no-first-run'],
-	});
+	browser = await launchChromium();
 });
 after(async () => {
 	await browser?.close();
