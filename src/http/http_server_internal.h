@@ -22,6 +22,8 @@ struct http {
 	char *tls_cert, *tls_key; /* PEM text */
 	struct MHD_Daemon *mhd;
 	pthread_key_t store_key; /* each server thread's own connection */
+	pthread_mutex_t push_writer_lock;
+	struct store *push_writer; /* under the lock; opened on first use */
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
 	struct http_counters counters;
