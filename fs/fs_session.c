@@ -17,6 +17,7 @@
 
 #include "idbmount/fs/fs.h"
 #include "idbmount/store/store.h"
+#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +246,8 @@ bool fs_inode_counted(struct fs *fs, uint64_t ino)
 static void *session_loop_main(void *arg)
 {
 	struct fs_session *s = arg;
+	/* libfuse's workers, started from this thread, take its name. */
+	thread_name_set("fuse ", s->name);
 	sigset_t kick;
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_LOOP_KICK);

@@ -13,6 +13,7 @@
 #include "store_sync_internal.h"
 
 #include "idbmount/codec/json_text.h"
+#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -170,6 +171,7 @@ static bool fill_if_free(struct push *p, size_t i)
 void *push_ahead(void *arg)
 {
 	struct push *p = arg;
+	thread_name_set("push-parse", NULL);
 	while (!atomic_load(&p->stop)) {
 		size_t i = atomic_fetch_add(&p->next, 1);
 		if (i >= p->count)
