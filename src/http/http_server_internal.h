@@ -24,6 +24,7 @@ struct http {
 	pthread_key_t store_key; /* each server thread's own connection */
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
+	struct shown *shown; /* how far the mount shows the store (may be NULL) */
 	struct http_counters counters;
 	unsigned fd_limit;       /* RLIMIT_NOFILE when prepared */
 	unsigned fd_reserve;     /* of it, kept for all but connections */

@@ -224,6 +224,24 @@ def test_changes_of_every_origin_reach_the_view(pair):
     assert json.loads(open(p.v(*STORE, "15.json")).read()) == {"imp": 15}
 
 
+def test_a_push_shows_in_the_view_when_answered(pair):
+    # The view caches for a day: a push is answered only once the notifier
+    # has dropped what the view's kernel held of the record (its name, also
+    # as absent, and the directory's listing).
+    p = pair()
+    rec = p.v(*STORE, "9.json")
+    for round_ in range(20):
+        assert not os.path.exists(rec)
+        assert os.listdir(p.v(*STORE)) == []
+        p.push([put("a%d" % round_, 9, {"r": round_})])
+        assert json.loads(open(rec).read()) == {"r": round_}
+        assert os.listdir(p.v(*STORE)) == ["9.json"]
+        p.push([put("b%d" % round_, 9, {"r": -round_})])
+        assert json.loads(open(rec).read()) == {"r": -round_}
+        p.push([{"id": "c%d" % round_, "db": "shop", "store": "orders", "key": 9,
+                 "op": "delete"}])
+
+
 def test_a_file_open_on_the_view_outlives_its_removal(pair):
     p = pair()
     with open(p.m(*STORE, "1.json"), "w") as f:
