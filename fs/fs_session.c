@@ -323,9 +323,9 @@ static int wait_for_stop(struct fs *fs)
 	}
 }
 
-int fs_serve(struct fs *fs, struct watch *watch)
+int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown)
 {
-	int rc = notifier_start(fs, watch, &fs->notifier);
+	int rc = notifier_start(fs, watch, shown, &fs->notifier);
 	if (rc)
 		return rc;
 	rc = session_loop_start(&fs->rw);

@@ -146,6 +146,11 @@ struct watch *http_server_watch(struct http *h)
 	return h->watch;
 }
 
+struct shown *http_server_shown(struct http *h)
+{
+	return h->shown;
+}
+
 struct http_events *http_server_events(struct http *h)
 {
 	return h->events;
@@ -522,7 +527,7 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	return 0;
 }
 
-int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
+int http_start(struct http *h, struct watch *watch, struct shown *shown, char *err, size_t errlen)
 {
 	if (!h)
 		return 0;
@@ -531,6 +536,7 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	h->watch = watch;
+	h->shown = shown;
 	int rc = http_events_start(h->cfg.datadir, h->cfg.keepalive_s, watch, &h->events);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the events thread: %s", strerror(-rc));

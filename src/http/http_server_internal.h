@@ -26,6 +26,7 @@ struct http {
 	struct store *push_writer; /* under the lock; opened on first use */
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
+	struct shown *shown; /* how far the mount shows the store (may be NULL) */
 	struct http_counters counters;
 	unsigned fd_limit;       /* RLIMIT_NOFILE when prepared */
 	unsigned fd_reserve;     /* of it, kept for all but connections */
