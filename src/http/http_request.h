@@ -78,10 +78,8 @@ struct http_request {
 /* This thread's store connection (opened on first use), or NULL after a
  * message on stderr. */
 struct store *http_store(struct http *h);
-/* The one connection every push writes through, taken in turn: released
- * by http_push_writer_give. NULL (not taken) after a message on stderr. */
-struct store *http_push_writer_take(struct http *h);
-void http_push_writer_give(struct http *h);
+/* The connection every push writes through (store_sync.h). */
+struct store_writer *http_push_writer(struct http *h);
 const struct http_config *http_server_config(const struct http *h);
 struct http_counters *http_server_counters(struct http *h);
 /* The watch to poke after a write, so it shows sooner (may be NULL). */

@@ -45,6 +45,8 @@
 #include "http_handlers.h"
 #include "http_server_internal.h"
 
+#include "idbmount/store/store_sync.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,9 +83,11 @@ static void close_thread_store(void *p)
 	store_close(p);
 }
 
-static struct store *open_server_store(struct http *h)
+struct store *http_store(struct http *h)
 {
-	struct store *st = NULL;
+	struct store *st = pthread_getspecific(h->store_key);
+	if (st)
+		return st;
 	char err[512];
 	if (store_open(h->cfg.datadir, &st, err, sizeof(err)) != 0) {
 		fprintf(stderr, "idbmount: http: %s\n", err);
@@ -91,44 +95,13 @@ static struct store *open_server_store(struct http *h)
 	}
 	if (h->cfg.max_record)
 		store_set_max_record(st, h->cfg.max_record);
+	pthread_setspecific(h->store_key, st);
 	return st;
 }
 
-struct store *http_store(struct http *h)
+struct store_writer *http_push_writer(struct http *h)
 {
-	struct store *st = pthread_getspecific(h->store_key);
-	if (!st) {
-		st = open_server_store(h);
-		if (st)
-			pthread_setspecific(h->store_key, st);
-	}
-	return st;
-}
-
-/* ---- the push writer ------------------------------------------------------ */
-
-/* Pushes from every connection write through one SQLite connection rather
- * than each through its server thread's own. In WAL mode a connection
- * drops its whole page cache when it finds that another connection has
- * committed, so pushes alternating between connections each began by
- * reading back the B-tree pages the last one wrote: 2 and 4 client
- * connections cost 30% more CPU a mutation than one, and were slower.
- * The writes are serialized anyway (SQLite has one writer); only the
- * parsing, which needs no connection, runs beside them. */
-
-struct store *http_push_writer_take(struct http *h)
-{
-	pthread_mutex_lock(&h->push_writer_lock);
-	if (!h->push_writer)
-		h->push_writer = open_server_store(h);
-	if (!h->push_writer)
-		pthread_mutex_unlock(&h->push_writer_lock);
 	return h->push_writer;
-}
-
-void http_push_writer_give(struct http *h)
-{
-	pthread_mutex_unlock(&h->push_writer_lock);
 }
 
 const struct http_config *http_server_config(const struct http *h)
@@ -470,8 +443,7 @@ static void http_free(struct http *h)
 	free(h->server_names);
 	free(h->tls_cert);
 	free(h->tls_key);
-	store_close(h->push_writer);
-	pthread_mutex_destroy(&h->push_writer_lock);
+	store_writer_free(h->push_writer);
 	free(h);
 }
 
@@ -500,7 +472,6 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	if (!h)
 		return -ENOMEM;
 	h->cfg = *cfg;
-	pthread_mutex_init(&h->push_writer_lock, NULL);
 	if (!h->cfg.max_buffered)
 		h->cfg.max_buffered = cfg->max_body * HTTP_BUFFERED_BODIES;
 	h->listen_fd = -1;
@@ -537,7 +508,12 @@ int http_start(struct http *h, struct watch *watch, struct shown *shown, char *e
 	}
 	h->watch = watch;
 	h->shown = shown;
-	int rc = http_events_start(h->cfg.datadir, h->cfg.keepalive_s, watch, &h->events);
+	int rc = store_writer_new(h->cfg.datadir, h->cfg.max_record, &h->push_writer);
+	if (rc) {
+		snprintf(err, errlen, "cannot make the push writer: %s", strerror(-rc));
+		return rc;
+	}
+	rc = http_events_start(h->cfg.datadir, h->cfg.keepalive_s, watch, &h->events);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the events thread: %s", strerror(-rc));
 		return rc;

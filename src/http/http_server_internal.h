@@ -22,8 +22,7 @@ struct http {
 	char *tls_cert, *tls_key; /* PEM text */
 	struct MHD_Daemon *mhd;
 	pthread_key_t store_key; /* each server thread's own connection */
-	pthread_mutex_t push_writer_lock;
-	struct store *push_writer; /* under the lock; opened on first use */
+	struct store_writer *push_writer; /* every push writes through it */
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
 	struct shown *shown; /* how far the mount shows the store (may be NULL) */

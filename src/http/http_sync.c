@@ -149,31 +149,25 @@ static int push_result(void *ctx, size_t index, const struct store_push_result *
 	return rc;
 }
 
-/* Applies the mutations, through the server's push writer, and answers.
- * The answer is capped (a conflict carries its record's value, up to the
- * record cap, so an answer is not bounded by the body): past
- * PUSH_ANSWER_BODIES request bodies' worth, the push is refused (413) and
- * nothing is applied. The wait until the mount shows the push comes after
- * the writer is given back. */
-static enum MHD_Result push_apply(struct http_request *r, const struct http_push_body *body)
+/* Applies the mutations and answers. The answer is capped (a conflict
+ * carries its record's value, up to the record cap, so an answer is not
+ * bounded by the body): past PUSH_ANSWER_BODIES request bodies' worth, the
+ * push is refused (413) and nothing is applied. */
+static enum MHD_Result push_apply(struct http_request *r, struct store *st,
+                                  const struct http_push_body *body)
 {
-	struct store *writer = http_push_writer_take(r->server);
-	if (!writer)
-		return http_reply_error(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
-		                        "the store cannot be opened");
 	size_t max_body = http_server_config(r->server)->max_body;
 	struct push_answer answer = {.b = BUF_INIT(max_body * PUSH_ANSWER_BODIES)};
 	struct store_push_outcome out;
 	int rc = buf_append_str(&answer.b, "{\"results\":[");
 	if (!rc)
-		rc = store_sync_push(writer, r->who.id, body->mutations, body->count, push_result,
-		                     &answer, &out);
+		rc = store_sync_push(st, http_push_writer(r->server), r->who.id, body->mutations,
+		                     body->count, push_result, &answer, &out);
 	if (!rc) {
 		rc = buf_append_str(&answer.b, "]}\n");
 		answer.full = rc == -EFBIG;
 	}
-	enum MHD_Result res = MHD_YES;
-	bool applied = false;
+	enum MHD_Result res;
 	if (answer.full) {
 		res = http_reply_error(r, MHD_HTTP_CONTENT_TOO_LARGE, "payload_too_large",
 		                       "the answer to these %zu mutations would be over %zu bytes "
@@ -186,12 +180,8 @@ static enum MHD_Result push_apply(struct http_request *r, const struct http_push
 		                         why, sizeof(why));
 		res = http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request", "%s", why);
 	} else if (rc) {
-		res = http_reply_store_error(r, writer, rc); /* its reason is the writer's */
+		res = http_reply_store_error(r, st, rc);
 	} else {
-		applied = true;
-	}
-	http_push_writer_give(r->server);
-	if (applied) {
 		http_count_mutations(r->server, out.ok, out.conflicts, out.replayed);
 		wait_shown(r, out.last_seq, 0);
 		res = http_reply(r, MHD_HTTP_OK, "application/json", answer.b.data, answer.b.len);
@@ -223,7 +213,7 @@ enum MHD_Result http_sync_push(struct http_request *r)
 		res = http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
 		                       "want {mutations:[...]}");
 	else
-		res = push_apply(r, &body);
+		res = push_apply(r, st, &body);
 	http_push_body_free(&body);
 	return res;
 }

@@ -130,8 +130,8 @@ static void fill_slot(struct push *p, size_t i)
 	                    !json_is_null(key) && sl->has_value;
 	const char *keypath = put_with_key ? resolved_keypath(p, db, store) : NULL;
 	if (keypath && value_text.text) {
-		if (store_put_prepare_text(p->st->max_record, keypath, key, value_text,
-		                           &sl->prep) == 0) {
+		if (store_put_prepare_text(p->max_record, keypath, key, value_text, &sl->prep) ==
+		    0) {
 			sl->prepped = true;
 			return;
 		}
@@ -146,7 +146,7 @@ static void fill_slot(struct push *p, size_t i)
 		}
 	}
 	if (keypath) {
-		store_put_prepare(p->st->max_record, keypath, key, sl->value, &sl->prep);
+		store_put_prepare(p->max_record, keypath, key, sl->value, &sl->prep);
 		sl->prepped = true;
 	}
 }
@@ -203,6 +203,15 @@ struct slot *push_take_slot(struct push *p, size_t i)
 		}
 	}
 	return sl;
+}
+
+void push_slots_reset(struct push *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		slot_clear(&p->slots[i]);
+		atomic_store(&p->slots[i].state, SLOT_FREE);
+	}
+	p->back = p->count;
 }
 
 void push_slots_free(struct push *p)
