@@ -382,7 +382,10 @@ struct store_changed_file {
 	int64_t seq;
 	uint64_t dir;     /* the store's directory inode */
 	const char *name; /* the record's file name (borrowed) */
-	uint64_t ino;     /* the live record's inode, 0 when there is none */
+	/* the live record's inode; 0 when there is none, or when this change
+	 * made the record (a put of revision 1), so the kernel cannot hold
+	 * an older state of it */
+	uint64_t ino;
 	bool deleted;
 	enum store_origin origin;
 };
