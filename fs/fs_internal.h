@@ -215,13 +215,17 @@ void view_forget_content(struct fs *fs, struct store *st, uint64_t ino);
  * there. */
 struct notifier;
 struct watch;
-/* Subscribes to the daemon's watch (src/store/watch.c), which says when to look. */
-int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out);
-/* Stops the thread: returns once no invalidation is under way and none
- * will start, so the FUSE workers may stop after it (an invalidation can
- * wait for a directory lock that a request in the kernel's queue holds,
- * and only a worker's answer frees it). FLUSH handlers may still call
- * notifier_inval_inode_wait, which then returns at once. */
+struct shown;
+/* Subscribes to the daemon's watch (src/store/watch.c), which says when to
+ * look, and advances `shown` (may be NULL) past each change it dealt with,
+ * for the daemon's threads that wait until a change shows. */
+int notifier_start(struct fs *fs, struct watch *watch, struct shown *shown, struct notifier **out);
+/* Stops the thread and halts `shown` (its waiters return at once): returns
+ * once no invalidation is under way and none will start, so the FUSE
+ * workers may stop after it (an invalidation can wait for a directory lock
+ * that a request in the kernel's queue holds, and only a worker's answer
+ * frees it). FLUSH handlers may still call notifier_inval_inode_wait,
+ * which then returns at once. */
 void notifier_halt(struct notifier *n);
 /* Frees it, once the FUSE workers have stopped. NULL is fine. */
 void notifier_free(struct notifier *n);

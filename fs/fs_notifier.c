@@ -11,8 +11,9 @@
  * change log and the tree log past what it has seen. For each change not made through the
  * mount it drops the name's dentry (also a cached negative one), the
  * record's pages and attributes, and the directory's cached listing. It
- * then records how far it got in the store, which is how idbmountctl knows
- * when its write is visible in the mount.
+ * then records how far it got: in the store, which is how idbmountctl knows
+ * when its write is visible in the mount, and in the daemon's `shown` mark
+ * (shown.h), on which the HTTP threads wait without reading the store.
  *
  * It also serves FLUSH handlers that must drop pages the kernel cached from
  * a write that did not commit as written (notifier_inval_inode_wait), and
@@ -22,6 +23,7 @@
 
 #include "idbmount/store/watch.h"
 #include "idbmount/util/clock.h"
+#include "idbmount/util/shown.h"
 #include "idbmount/util/worker.h"
 
 #include <errno.h>
@@ -41,6 +43,7 @@ struct notifier {
 	struct fs *fs;
 	struct worker worker;
 	struct watch *watch;
+	struct shown *shown; /* the daemon's; moved after each catch-up */
 	bool halted;         /* notifier_halt ran: the thread is gone */
 	atomic_bool halting; /* no new invalidation may start */
 	bool changed;        /* the watch saw a commit since the last catch-up */
@@ -158,6 +161,9 @@ static bool catch_up(struct notifier *n)
 	}
 	if (n->seq == seq0 && n->tree_id == tree0)
 		return false;
+	/* The waiters in this process first: recording the progress in the
+	 * store may wait for the write lock behind other commits. */
+	shown_advance(n->shown, n->seq, n->tree_id);
 	store_daemon_set_notified(n->worker.st, n->seq, n->tree_id);
 	return true;
 }
@@ -198,7 +204,7 @@ static void notifier_round(struct worker *w, bool woken, void *arg)
 	pthread_cond_broadcast(&n->done);
 }
 
-int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
+int notifier_start(struct fs *fs, struct watch *watch, struct shown *shown, struct notifier **out)
 {
 	struct notifier *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -210,6 +216,7 @@ int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 	}
 	n->fs = fs;
 	n->watch = watch;
+	n->shown = shown;
 	/* A commit between reading the logs' ends below and subscribing must
 	 * not wait for the next one: look once at start. */
 	worker_wake(&n->worker, &n->changed);
@@ -224,6 +231,8 @@ int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 	}
 	pthread_cond_init(&n->done, NULL);
 	n->next_gc = clock_mono_ms() + GC_MS;
+	/* Before the thread runs: it alone advances the mark after this. */
+	shown_serve(shown, n->seq, n->tree_id);
 	rc = worker_start_rounds(&n->worker, GC_MS, notifier_round, n);
 	if (!rc) {
 		rc = watch_subscribe(watch, on_commit, n);
@@ -231,6 +240,7 @@ int notifier_start(struct fs *fs, struct watch *watch, struct notifier **out)
 			worker_stop(&n->worker);
 	}
 	if (rc) {
+		shown_halt(shown);
 		store_daemon_unregister(n->worker.st);
 		worker_close(&n->worker);
 		pthread_cond_destroy(&n->done);
@@ -246,6 +256,8 @@ void notifier_halt(struct notifier *n)
 	if (!n || n->halted)
 		return;
 	atomic_store(&n->halting, true);
+	/* Nothing more will be shown: no waiter may wait for its deadline. */
+	shown_halt(n->shown);
 	watch_unsubscribe(n->watch, on_commit, n);
 	worker_stop(&n->worker);
 	/* A FLUSH handler still waiting must not wait for its deadline: its

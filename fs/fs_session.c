@@ -17,6 +17,7 @@
 
 #include "idbmount/fs/fs.h"
 #include "idbmount/store/store.h"
+#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +246,8 @@ bool fs_inode_counted(struct fs *fs, uint64_t ino)
 static void *session_loop_main(void *arg)
 {
 	struct fs_session *s = arg;
+	/* libfuse's workers, started from this thread, take its name. */
+	thread_name_set("fuse ", s->name);
 	sigset_t kick;
 	sigemptyset(&kick);
 	sigaddset(&kick, SIG_LOOP_KICK);
@@ -320,9 +323,9 @@ static int wait_for_stop(struct fs *fs)
 	}
 }
 
-int fs_serve(struct fs *fs, struct watch *watch)
+int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown)
 {
-	int rc = notifier_start(fs, watch, &fs->notifier);
+	int rc = notifier_start(fs, watch, shown, &fs->notifier);
 	if (rc)
 		return rc;
 	rc = session_loop_start(&fs->rw);

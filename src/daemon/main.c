@@ -16,10 +16,11 @@
  * one mount point).
  *
  * The daemon serves the mount and the sync endpoint (src/http/) from one
- * process; both follow the store through one watch thread (watch.h). The
- * HTTP socket is bound and the TLS files are read before mounting, so a
- * busy port or a bad path fails on the terminal; the threads start after
- * the daemon detached (detaching forks).
+ * process; both follow the store through one watch thread (watch.h), and
+ * a push waits on the notifier's progress (shown.h) to answer once the
+ * mount shows it. The HTTP socket is bound and the TLS files are read
+ * before mounting, so a busy port or a bad path fails on the terminal; the
+ * threads start after the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
  * private_writes, listen=, server_name=, uid=, gid=, umask=, view=, view_only) are consumed here,
@@ -43,6 +44,7 @@
 #include "idbmount/store/store_backup.h"
 #include "idbmount/store/watch.h"
 #include "idbmount/util/datadir.h"
+#include "idbmount/util/shown.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -316,6 +318,7 @@ struct daemon {
 	struct fs *fs;
 	struct checkpointer *checkpointer;
 	struct watch *watch;
+	struct shown *shown;    /* the notifier moves it; HTTP waits on it */
 	char realdir[PATH_MAX]; /* the data directory, as every part is given it */
 	char node[256];         /* this host's name in change lines */
 };
@@ -332,6 +335,7 @@ static void daemon_stop(struct daemon *d)
 	config_free(d->cfg);
 	watch_stop(d->watch);
 	fs_destroy(d->fs);
+	shown_free(d->shown); /* the notifier and HTTP are gone */
 	checkpointer_stop(d->checkpointer);
 	claim_release(&d->claim);
 }
@@ -481,8 +485,10 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
 	rc = checkpointer_start(realdir, &d->checkpointer);
 	if (!rc)
 		rc = watch_start(realdir, &d->watch);
+	if (!rc)
+		rc = shown_new(&d->shown);
 	if (!rc) {
-		rc = http_start(d->http, d->watch, err, sizeof(err));
+		rc = http_start(d->http, d->watch, d->shown, err, sizeof(err));
 		if (rc)
 			fprintf(stderr, "idbmount: %s\n", err);
 	}
@@ -504,7 +510,7 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
  * 0, or 1 when serving failed. */
 static int daemon_run(struct daemon *d)
 {
-	int rc = fs_serve(d->fs, d->watch);
+	int rc = fs_serve(d->fs, d->watch, d->shown);
 	if (rc) {
 		fprintf(stderr, "idbmount: serving: %s\n", strerror(-rc));
 		return 1;

@@ -23,6 +23,7 @@
 
 #include "idbmount/util/clock.h"
 #include "idbmount/util/datadir.h"
+#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -176,6 +177,7 @@ static void *runner_main(void *arg)
 	struct flusher *f = r->f;
 	bool dirty = true; /* read the log and the sink's row */
 	int rc = 0;
+	thread_name_set("sink ", r->cfg->name);
 	while (!flusher_stopping(f)) {
 		sweep_leftovers(r);
 		if (dirty || store_changed_elsewhere(r->st)) {

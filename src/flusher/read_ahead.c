@@ -12,6 +12,8 @@
  */
 #include "flusher_internal.h"
 
+#include "idbmount/util/thread_name.h"
+
 #include <assert.h>
 #include <string.h>
 
@@ -19,6 +21,7 @@ static void *read_ahead_main(void *arg)
 {
 	struct runner *r = arg;
 	struct read_ahead *a = &r->ahead;
+	thread_name_set("read ", r->cfg->name);
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		while (!a->asked && !a->quit)

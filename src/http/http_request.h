@@ -56,6 +56,7 @@ struct http_counters {
 struct http;
 struct http_events;
 struct watch;
+struct shown;
 
 struct http_request {
 	struct http *server;
@@ -77,10 +78,14 @@ struct http_request {
 /* This thread's store connection (opened on first use), or NULL after a
  * message on stderr. */
 struct store *http_store(struct http *h);
+/* The connection every push writes through (store_sync.h). */
+struct store_writer *http_push_writer(struct http *h);
 const struct http_config *http_server_config(const struct http *h);
 struct http_counters *http_server_counters(struct http *h);
 /* The watch to poke after a write, so it shows sooner (may be NULL). */
 struct watch *http_server_watch(struct http *h);
+/* How far the daemon's mount shows the store (shown.h; may be NULL). */
+struct shown *http_server_shown(struct http *h);
 /* The event streams (http_events.c), NULL before they started. */
 struct http_events *http_server_events(struct http *h);
 /* Counts pushed mutations for /metrics. */

@@ -45,6 +45,8 @@
 #include "http_handlers.h"
 #include "http_server_internal.h"
 
+#include "idbmount/store/store_sync.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -97,6 +99,11 @@ struct store *http_store(struct http *h)
 	return st;
 }
 
+struct store_writer *http_push_writer(struct http *h)
+{
+	return h->push_writer;
+}
+
 const struct http_config *http_server_config(const struct http *h)
 {
 	return &h->cfg;
@@ -110,6 +117,11 @@ struct http_counters *http_server_counters(struct http *h)
 struct watch *http_server_watch(struct http *h)
 {
 	return h->watch;
+}
+
+struct shown *http_server_shown(struct http *h)
+{
+	return h->shown;
 }
 
 struct http_events *http_server_events(struct http *h)
@@ -431,6 +443,7 @@ static void http_free(struct http *h)
 	free(h->server_names);
 	free(h->tls_cert);
 	free(h->tls_key);
+	store_writer_free(h->push_writer);
 	free(h);
 }
 
@@ -485,7 +498,7 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	return 0;
 }
 
-int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
+int http_start(struct http *h, struct watch *watch, struct shown *shown, char *err, size_t errlen)
 {
 	if (!h)
 		return 0;
@@ -494,7 +507,13 @@ int http_start(struct http *h, struct watch *watch, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	h->watch = watch;
-	int rc = http_events_start(h->cfg.datadir, h->cfg.keepalive_s, watch, &h->events);
+	h->shown = shown;
+	int rc = store_writer_new(h->cfg.datadir, h->cfg.max_record, &h->push_writer);
+	if (rc) {
+		snprintf(err, errlen, "cannot make the push writer: %s", strerror(-rc));
+		return rc;
+	}
+	rc = http_events_start(h->cfg.datadir, h->cfg.keepalive_s, watch, &h->events);
 	if (rc) {
 		snprintf(err, errlen, "cannot start the events thread: %s", strerror(-rc));
 		return rc;

@@ -22,8 +22,10 @@ struct http {
 	char *tls_cert, *tls_key; /* PEM text */
 	struct MHD_Daemon *mhd;
 	pthread_key_t store_key; /* each server thread's own connection */
+	struct store_writer *push_writer; /* every push writes through it */
 	struct http_events *events;
 	struct watch *watch; /* poked after each write, so it shows sooner */
+	struct shown *shown; /* how far the mount shows the store (may be NULL) */
 	struct http_counters counters;
 	unsigned fd_limit;       /* RLIMIT_NOFILE when prepared */
 	unsigned fd_reserve;     /* of it, kept for all but connections */

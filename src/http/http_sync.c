@@ -20,6 +20,7 @@
 #include "http_push_body.h"
 
 #include "idbmount/store/watch.h"
+#include "idbmount/util/shown.h"
 
 #include "idbmount/codec/json_text.h"
 
@@ -82,14 +83,15 @@ static struct store *store_or_reply(struct http_request *r)
  * the next read on the mount at once. The daemon's notifier invalidates
  * the kernel's caches a few milliseconds after a commit; answer only once
  * it has, so a client that looks at the mount after the answer sees what
- * it wrote. A stuck notifier delays an answer by at most a second, never
- * fails it. */
+ * it wrote. The notifier runs in this process and signals its progress
+ * (shown.h): the wait reads nothing from the store. A stuck notifier delays
+ * an answer by at most a second of no progress, never fails it. */
 #define SHOWN_IDLE_MS 1000
 
-static void wait_shown(struct http_request *r, struct store *st, int64_t seq, int64_t tree_id)
+static void wait_shown(struct http_request *r, int64_t seq, int64_t tree_id)
 {
 	watch_poke(http_server_watch(r->server));
-	store_daemon_wait_shown(st, seq, tree_id, SHOWN_IDLE_MS, NULL);
+	shown_wait(http_server_shown(r->server), seq, tree_id, SHOWN_IDLE_MS);
 }
 
 enum MHD_Result http_sync_schema(struct http_request *r)
@@ -103,7 +105,7 @@ enum MHD_Result http_sync_schema(struct http_request *r)
 		json_t *answer = NULL;
 		int rc = store_sync_schema(st, r->who.id, doc, &answer);
 		if (!rc)
-			wait_shown(r, st, 0, store_last_tree_id(st));
+			wait_shown(r, 0, store_last_tree_id(st));
 		res = rc ? http_reply_store_error(r, st, rc)
 		         : http_reply_json(r, MHD_HTTP_OK, answer);
 		json_decref(answer);
@@ -149,8 +151,8 @@ static int push_result(void *ctx, size_t index, const struct store_push_result *
 
 /* Applies the mutations and answers. The answer is capped (a conflict
  * carries its record's value, up to the record cap, so an answer is not
- * bounded by the body): past PUSH_ANSWER_BODIES request bodies' worth,
- * the push is refused (413) and nothing is applied. */
+ * bounded by the body): past PUSH_ANSWER_BODIES request bodies' worth, the
+ * push is refused (413) and nothing is applied. */
 static enum MHD_Result push_apply(struct http_request *r, struct store *st,
                                   const struct http_push_body *body)
 {
@@ -159,8 +161,8 @@ static enum MHD_Result push_apply(struct http_request *r, struct store *st,
 	struct store_push_outcome out;
 	int rc = buf_append_str(&answer.b, "{\"results\":[");
 	if (!rc)
-		rc = store_sync_push(st, r->who.id, body->mutations, body->count, push_result,
-		                     &answer, &out);
+		rc = store_sync_push(st, http_push_writer(r->server), r->who.id, body->mutations,
+		                     body->count, push_result, &answer, &out);
 	if (!rc) {
 		rc = buf_append_str(&answer.b, "]}\n");
 		answer.full = rc == -EFBIG;
@@ -181,7 +183,7 @@ static enum MHD_Result push_apply(struct http_request *r, struct store *st,
 		res = http_reply_store_error(r, st, rc);
 	} else {
 		http_count_mutations(r->server, out.ok, out.conflicts, out.replayed);
-		wait_shown(r, st, out.last_seq, 0);
+		wait_shown(r, out.last_seq, 0);
 		res = http_reply(r, MHD_HTTP_OK, "application/json", answer.b.data, answer.b.len);
 	}
 	buf_free(&answer.b);

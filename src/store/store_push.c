@@ -1,8 +1,9 @@
 /* store_push.c - POST /v1/push in the store (store_sync.h): a push's
  * mutations checked, their targets resolved, their keys generated for
  * autoIncrement stores, and each applied in one transaction through
- * store_records.c's record functions after the `base` check. The mutations are
- * parsed ahead on a second thread (store_push_ahead.c); what each one did
+ * store_records.c's record functions after the `base` check, on the push
+ * writer's connection. The mutations are parsed ahead on a second thread
+ * (store_push_ahead.c), from before the writer is free; what each one did
  * is said and remembered by store_push_results.c.
  */
 #include "idbmount/store/store_sync.h"
@@ -32,9 +33,91 @@ static void push_free(struct push *p)
 	pthread_cond_destroy(&p->ready);
 }
 
-/* Finds or resolves the target of a mutation. -ENOENT for a database or
- * store this client does not have. */
-static int push_target(struct push *p, const char *db, const char *store, struct target **out)
+/* ---- the push writer ------------------------------------------------------ */
+
+struct store_writer {
+	pthread_mutex_t lock;
+	struct store *st; /* under the lock; opened on first use */
+	char *datadir;
+	size_t max_record;
+};
+
+int store_writer_new(const char *datadir, size_t max_record, struct store_writer **out)
+{
+	*out = NULL;
+	struct store_writer *w = calloc(1, sizeof(*w));
+	if (w)
+		w->datadir = strdup(datadir);
+	if (!w || !w->datadir) {
+		free(w);
+		return -ENOMEM;
+	}
+	w->max_record = max_record;
+	pthread_mutex_init(&w->lock, NULL);
+	*out = w;
+	return 0;
+}
+
+void store_writer_free(struct store_writer *w)
+{
+	if (!w)
+		return;
+	store_close(w->st);
+	pthread_mutex_destroy(&w->lock);
+	free(w->datadir);
+	free(w);
+}
+
+/* Takes the writer's connection, or returns NULL (not taken) with the
+ * reason in `st`. */
+static struct store *writer_take(struct store_writer *w, struct store *st)
+{
+	pthread_mutex_lock(&w->lock);
+	if (!w->st) {
+		char err[512];
+		if (store_open(w->datadir, &w->st, err, sizeof(err)) != 0) {
+			w->st = NULL;
+			pthread_mutex_unlock(&w->lock);
+			store_set_error(st, "the push writer cannot open the store: %s", err);
+			return NULL;
+		}
+		if (w->max_record)
+			store_set_max_record(w->st, w->max_record);
+	}
+	return w->st;
+}
+
+static void writer_give(struct store_writer *w)
+{
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* ---- a push ------------------------------------------------------------------- */
+
+/* Looks up where object store `store` of database `db` is: its id, key path
+ * and key generator. -ENOENT for one this client does not have. */
+static int target_resolve(struct store *st, int64_t client_id, const char *db, const char *store,
+                          struct target *t)
+{
+	int64_t db_id = 0;
+	int rc = store_db_resolve(st, client_id, db, false, ORIGIN_BROWSER, &db_id);
+	if (!rc)
+		rc = store_objstore_resolve(st, db_id, store, "null", false, false, ORIGIN_BROWSER,
+		                            &t->store_id);
+	if (rc == -ENOENT) {
+		store_set_error(st, "no store '%s' in database '%s' (POST /v1/schema first)", store,
+		                db);
+		return rc;
+	}
+	if (!rc)
+		rc = store_keypath_of(st, t->store_id, &t->keypath, &t->autoincrement);
+	return rc;
+}
+
+/* Finds or resolves, on connection `st`, the target of a mutation. -ENOENT
+ * for a database or store this client does not have. */
+static int push_target(struct push *p, struct store *st, const char *db, const char *store,
+                       struct target **out)
 {
 	for (size_t i = 0; i < p->ntargets; i++) {
 		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0) {
@@ -43,18 +126,7 @@ static int push_target(struct push *p, const char *db, const char *store, struct
 		}
 	}
 	struct target t = {0};
-	int64_t db_id = 0;
-	int rc = store_db_resolve(p->st, p->client_id, db, false, ORIGIN_BROWSER, &db_id);
-	if (!rc)
-		rc = store_objstore_resolve(p->st, db_id, store, "null", false, false,
-		                            ORIGIN_BROWSER, &t.store_id);
-	if (rc == -ENOENT) {
-		store_set_error(p->st, "no store '%s' in database '%s' (POST /v1/schema first)",
-		                store, db);
-		return rc;
-	}
-	if (!rc)
-		rc = store_keypath_of(p->st, t.store_id, &t.keypath, &t.autoincrement);
+	int rc = target_resolve(st, p->client_id, db, store, &t);
 	if (rc)
 		return rc;
 	t.db = strdup(db);
@@ -212,7 +284,7 @@ static int push_one(struct push *p, size_t i)
 	if (rc || known)
 		return rc;
 	struct target *t = NULL;
-	rc = push_target(p, json_string_value(json_object_get(m, "db")),
+	rc = push_target(p, p->st, json_string_value(json_object_get(m, "db")),
 	                 json_string_value(json_object_get(m, "store")), &t);
 	const json_t *given = json_object_get(m, "key");
 	json_t *key = NULL;
@@ -277,14 +349,71 @@ static int push_one(struct push *p, size_t i)
 	return rc;
 }
 
-int store_sync_push(struct store *st, int64_t client_id, const struct json_span *mutations,
-                    size_t count, store_push_result_fn fn, void *ctx,
-                    struct store_push_outcome *outcome)
+/* Before the writer is free: looks up on the caller's own connection where
+ * the first mutation goes, so that push_ahead can lay out the puts into
+ * that store meanwhile (the key path decides a record's file text). Only a
+ * hint: push_hints_hold checks it again inside the transaction. */
+static void push_hint_target(struct push *p, struct store *own)
+{
+	json_t *m = NULL;
+	struct json_span value;
+	if (store_sync_mutation_parse(p->texts[0], &m, &value) == 0) {
+		const char *db = json_string_value(json_object_get(m, "db"));
+		const char *store = json_string_value(json_object_get(m, "store"));
+		struct target *t = NULL;
+		if (db && store)
+			push_target(p, own, db, store, &t);
+		store_set_error(own, "%s", ""); /* the writer will say what is wrong */
+	}
+	json_decref(m);
+}
+
+/* Whether the targets looked up before the transaction are still what they
+ * were: a schema change may have come between. */
+static int push_hints_hold(struct push *p, bool *hold)
+{
+	*hold = true;
+	for (size_t i = 0; i < p->ntargets && *hold; i++) {
+		const struct target *hint = &p->targets[i];
+		struct target now = {0};
+		int rc = target_resolve(p->st, p->client_id, hint->db, hint->store, &now);
+		if (rc && rc != -ENOENT)
+			return rc;
+		*hold = !rc && now.store_id == hint->store_id &&
+		        now.autoincrement == hint->autoincrement &&
+		        strcmp(now.keypath, hint->keypath) == 0;
+		free(now.keypath);
+	}
+	store_set_error(p->st, "%s", "");
+	return 0;
+}
+
+/* Drops what was done from stale hints: push_ahead stops and every
+ * mutation is parsed again, on this thread. */
+static void push_drop_hints(struct push *p, const pthread_t *ahead, bool *ahead_runs)
+{
+	atomic_store(&p->stop, true);
+	if (*ahead_runs)
+		pthread_join(*ahead, NULL);
+	*ahead_runs = false;
+	push_slots_reset(p);
+	for (size_t i = 0; i < p->ntargets; i++) {
+		free(p->targets[i].db);
+		free(p->targets[i].store);
+		free(p->targets[i].keypath);
+	}
+	p->ntargets = 0;
+}
+
+int store_sync_push(struct store *st, struct store_writer *writer, int64_t client_id,
+                    const struct json_span *mutations, size_t count, store_push_result_fn fn,
+                    void *ctx, struct store_push_outcome *outcome)
 {
 	store_set_error(st, "%s", "");
 	memset(outcome, 0, sizeof(*outcome));
 	struct push p = {.st = st,
 	                 .client_id = client_id,
+	                 .max_record = st->max_record,
 	                 .now_ms = store_now_ns() / 1000000,
 	                 .texts = mutations,
 	                 .count = count,
@@ -299,18 +428,29 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	pthread_cond_init(&p.ready, NULL);
 	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
 	int rc = p.slots ? 0 : -ENOMEM;
-	/* Started before the transaction: while this thread waits for the
-	 * write lock (another push writing), the next mutations get parsed. */
+	/* Started before the writer is taken: while another push writes, this
+	 * one's mutations get parsed and laid out. */
+	bool ahead_runs = !rc && count >= PUSH_AHEAD_MIN;
+	if (ahead_runs)
+		push_hint_target(&p, st);
 	pthread_t ahead;
-	bool ahead_runs =
-	        !rc && count >= PUSH_AHEAD_MIN && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	ahead_runs = ahead_runs && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	if (!rc && writer) {
+		p.st = writer_take(writer, st);
+		rc = p.st ? 0 : -EIO;
+	}
 	if (!rc)
-		rc = store_txn_begin(st);
+		rc = store_txn_begin(p.st);
 	bool in_txn = !rc;
+	bool hints_hold = true;
+	if (!rc && p.ntargets)
+		rc = push_hints_hold(&p, &hints_hold);
+	if (!rc && !hints_hold)
+		push_drop_hints(&p, &ahead, &ahead_runs);
 	if (!rc) {
-		sqlite3_stmt *s = store_sync_stmt(st, Q_RESULT_OLD_ANY);
+		sqlite3_stmt *s = store_sync_stmt(p.st, Q_RESULT_OLD_ANY);
 		int64_t any = 0;
-		rc = s ? store_step_int(st, s, &any) : -EIO;
+		rc = s ? store_step_int(p.st, s, &any) : -EIO;
 		p.old_results = any != 0;
 	}
 	for (size_t i = 0; i < count && !rc; i++)
@@ -324,7 +464,11 @@ int store_sync_push(struct store *st, int64_t client_id, const struct json_span 
 	if (!rc)
 		rc = push_forget_old(&p);
 	if (in_txn)
-		rc = store_txn_end(st, rc);
+		rc = store_txn_end(p.st, rc);
+	if (rc && p.st && p.st != st)
+		store_set_error(st, "%s", store_last_error(p.st));
+	if (writer && p.st)
+		writer_give(writer);
 	push_free(&p);
 	buf_free(&p.value);
 	if (rc) {

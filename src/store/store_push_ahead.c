@@ -13,6 +13,7 @@
 #include "store_sync_internal.h"
 
 #include "idbmount/codec/json_text.h"
+#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -129,8 +130,8 @@ static void fill_slot(struct push *p, size_t i)
 	                    !json_is_null(key) && sl->has_value;
 	const char *keypath = put_with_key ? resolved_keypath(p, db, store) : NULL;
 	if (keypath && value_text.text) {
-		if (store_put_prepare_text(p->st->max_record, keypath, key, value_text,
-		                           &sl->prep) == 0) {
+		if (store_put_prepare_text(p->max_record, keypath, key, value_text, &sl->prep) ==
+		    0) {
 			sl->prepped = true;
 			return;
 		}
@@ -145,7 +146,7 @@ static void fill_slot(struct push *p, size_t i)
 		}
 	}
 	if (keypath) {
-		store_put_prepare(p->st->max_record, keypath, key, sl->value, &sl->prep);
+		store_put_prepare(p->max_record, keypath, key, sl->value, &sl->prep);
 		sl->prepped = true;
 	}
 }
@@ -170,6 +171,7 @@ static bool fill_if_free(struct push *p, size_t i)
 void *push_ahead(void *arg)
 {
 	struct push *p = arg;
+	thread_name_set("push-parse", NULL);
 	while (!atomic_load(&p->stop)) {
 		size_t i = atomic_fetch_add(&p->next, 1);
 		if (i >= p->count)
@@ -201,6 +203,15 @@ struct slot *push_take_slot(struct push *p, size_t i)
 		}
 	}
 	return sl;
+}
+
+void push_slots_reset(struct push *p)
+{
+	for (size_t i = 0; i < p->count; i++) {
+		slot_clear(&p->slots[i]);
+		atomic_store(&p->slots[i].state, SLOT_FREE);
+	}
+	p->back = p->count;
 }
 
 void push_slots_free(struct push *p)

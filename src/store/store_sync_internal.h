@@ -80,7 +80,10 @@ struct slot {
 
 /* A push under way (store_sync_push). */
 struct push {
+	/* The caller's connection until the writer is taken, then the
+	 * writer's: push_ahead never touches it. */
 	struct store *st;
+	size_t max_record;
 	int64_t client_id;
 	int64_t now_ms;
 	const struct json_span *texts;
@@ -109,6 +112,8 @@ struct push {
 void *push_ahead(void *arg);
 struct slot *push_take_slot(struct push *p, size_t i);
 void push_slots_free(struct push *p);
+/* Empties every slot, to be filled again (push_ahead has ended). */
+void push_slots_reset(struct push *p);
 
 /* Results (store_push_results.c). push_recall fills `res` with the result
  * remembered for mutation `id`, if any (*found); push_remember remembers

@@ -3,6 +3,7 @@
 
 #include "idbmount/store/store.h"
 #include "idbmount/util/clock.h"
+#include "idbmount/util/thread_name.h"
 
 #include <stdio.h>
 #include <time.h>
@@ -15,6 +16,7 @@ int worker_open(struct worker *w, const char *datadir, const char *who)
 		fprintf(stderr, "idbmount: %s: %s\n", who, err);
 		return rc;
 	}
+	snprintf(w->name, sizeof(w->name), "%s", who);
 	w->stop = false;
 	w->woken = false;
 	pthread_mutex_init(&w->lock, NULL);
@@ -25,6 +27,7 @@ int worker_open(struct worker *w, const char *datadir, const char *who)
 static void *worker_rounds_main(void *arg)
 {
 	struct worker *w = arg;
+	thread_name_set(w->name, NULL);
 	pthread_mutex_lock(&w->lock);
 	while (!w->stop) {
 		if (!w->woken) {

@@ -26,8 +26,9 @@ What it does:
   5. Measures the time from a change on the mount to its event on
      /v1/events (median and max over --latency-samples changes), once.
   6. Prints each run, then a markdown table of the medians, side by side
-     with the C loop. Target: >= 70,000 mutations/s through /v1/push;
-     event latency within 100 ms.
+     with the C loop. Targets: >= 70,000 mutations/s through /v1/push on
+     one connection, and more connections at least as fast as one; event
+     latency within 100 ms.
 """
 import argparse
 import http.client
@@ -283,9 +284,16 @@ def main():
     print("| plain C loop into SQLite (record + change row, 1,000/txn) | %.0f | 1.00 | | |"
           % loop_rate)
     print()
-    best = max(statistics.median(x[0] for x in runs[c]) for c in counts)
-    print("Target >= 70,000 mutations/s through /v1/push: %s"
-          % ("met" if best >= 70000 else "NOT met"))
+    if 1 in counts:
+        single = statistics.median(x[0] for x in runs[1])
+        print("Target >= 70,000 mutations/s through /v1/push on one connection: %s (%.0f)"
+              % ("met" if single >= 70000 else "NOT met", single))
+        more = [c for c in counts if c > 1]
+        if more:
+            worst = min(statistics.median(x[0] for x in runs[c]) for c in more)
+            print("Target: %s connections at least as fast as one: %s (slowest %.2fx)"
+                  % (" and ".join(map(str, more)), "met" if worst >= single else "NOT met",
+                     worst / single))
     if lat:
         print("Mount change -> /v1/events event: median %.1f ms, max %.1f ms over %d changes "
               "(target 100 ms): %s" % (statistics.median(lat), max(lat), len(lat),

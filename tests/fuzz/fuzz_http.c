@@ -84,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.keepalive_s = 1;
 	cfg.node = "fuzz";
 	FUZZ_CHECK(http_prepare(&cfg, &server, err, sizeof(err)) == 0, "%s", err);
-	FUZZ_CHECK(http_start(server, NULL, err, sizeof(err)) == 0, "%s", err);
+	FUZZ_CHECK(http_start(server, NULL, NULL, err, sizeof(err)) == 0, "%s", err);
 	port = http_port(server);
 	snprintf(port_text, sizeof(port_text), "%u", port);
 	return 0;

@@ -5,10 +5,12 @@
  * tombstones, the change log (one change per write, in order, seq only
  * growing, nothing for a write that fails or is rolled back), files
  * through the tree as the mount uses it (create, commit, unlink, rename),
- * and clients (add, token, names refused, listing).
+ * clients (add, token, names refused, listing), and a push that waits for
+ * the push writer while the schema changes under it.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -585,6 +587,88 @@ static void test_node_tokens(void **state)
 	assert_int_equal(who.kind, PRINCIPAL_PIPELINE);
 }
 
+/* ---------------------------------------------------------------------------
+ * A push through the push writer
+ * ------------------------------------------------------------------------ */
+
+#define WAITING_PUSH 20 /* at least PUSH_AHEAD_MIN: laid out ahead */
+
+struct waiting_push {
+	struct fixture *f;
+	struct store_writer *writer;
+	struct json_span texts[WAITING_PUSH];
+	char text[WAITING_PUSH][96];
+	int rc;
+	char err[512];
+	size_t ok;
+};
+
+static int count_ok(void *ctx, size_t index, const struct store_push_result *res)
+{
+	(void)index;
+	struct waiting_push *w = ctx;
+	w->ok += res->status == STORE_PUSH_OK;
+	return 0;
+}
+
+static void *run_waiting_push(void *arg)
+{
+	struct waiting_push *w = arg;
+	struct store *own = NULL;
+	char err[512] = "";
+	if (store_open(w->f->dir, &own, err, sizeof(err)) != 0) {
+		w->rc = -EIO;
+		snprintf(w->err, sizeof(w->err), "%s", err);
+		return NULL;
+	}
+	struct store_push_outcome out;
+	w->rc = store_sync_push(own, w->writer, store_client_by_token(own, w->f->token), w->texts,
+	                        WAITING_PUSH, count_ok, w, &out);
+	snprintf(w->err, sizeof(w->err), "%s", store_last_error(own));
+	store_close(own);
+	return NULL;
+}
+
+/* The push looks up where its mutations go before the writer is free, to
+ * lay them out meanwhile; a schema change that commits while it waits must
+ * still decide how they are written. Here "orders" (empty) takes the key
+ * path "id" while the push waits, so its puts, whose keys disagree with
+ * their values' ids, must be refused as the new key path says, not written
+ * as the old one would have let them. */
+static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
+{
+	struct fixture *f = *state;
+	struct waiting_push w = {.f = f};
+	for (int i = 0; i < WAITING_PUSH; i++) {
+		int n = snprintf(w.text[i], sizeof(w.text[i]),
+		                 "{\"id\":\"m%d\",\"db\":\"shop\",\"store\":\"orders\","
+		                 "\"op\":\"put\",\"key\":%d,\"value\":{\"id\":%d}}",
+		                 i, i, i + 1000);
+		w.texts[i] = (struct json_span){w.text[i], (size_t)n};
+	}
+	assert_int_equal(store_writer_new(f->dir, 0, &w.writer), 0);
+	/* Holding a transaction holds every writer of the process back. */
+	assert_int_equal(store_begin(f->st), 0);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, run_waiting_push, &w), 0);
+	usleep(300 * 1000); /* the push looks up "orders" and waits */
+	json_t *req = json_pack("{s:s, s:i, s:[{s:s, s:s}]}", "db", "shop", "version", 2, "stores",
+	                        "name", "orders", "keyPath", "id");
+	json_t *answer = NULL;
+	int64_t alice = store_client_by_token(f->st, f->token);
+	assert_int_equal(store_sync_schema(f->st, alice, req, &answer), 0);
+	json_decref(req);
+	json_decref(answer);
+	assert_int_equal(store_commit(f->st), 0);
+	pthread_join(t, NULL);
+	store_writer_free(w.writer);
+	assert_int_equal(w.rc, -EINVAL);
+	assert_non_null(strstr(w.err, "the value's key at keyPath"));
+	assert_int_equal(w.ok, 0);
+	int64_t rev = 0;
+	assert_null(get(f, "0", &rev));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -599,6 +683,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_files_through_the_tree, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_clients, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_node_tokens, setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_push_waiting_for_the_writer_sees_a_schema_change, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -70,9 +70,12 @@ size_t fs_mount_ids(const struct fs *fs, struct fs_mount_id *out);
  * SIGINT; SIGHUP with -f, where it is the terminal going away). SIGHUP
  * without -f reopens the log file (for logrotate). Stopping ends every
  * invalidation before the FUSE workers stop, so a stop never waits for an
- * answer only a worker could give. Returns 0 or -errno. */
+ * answer only a worker could give. The notifier moves `shown` (shown.h;
+ * may be NULL) as it shows changes and halts it before the FUSE workers
+ * stop. Returns 0 or -errno. */
 struct watch;
-int fs_serve(struct fs *fs, struct watch *watch);
+struct shown;
+int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown);
 
 /* Unmounts (when mounted) and lets the watchdog go. */
 void fs_unmount(struct fs *fs);

@@ -65,14 +65,17 @@ void http_config_defaults(struct http_config *cfg);
 
 struct http;
 struct watch;
+struct shown;
 
 /* Checks `cfg` (copied), reads the TLS files and binds the socket. With
  * listen "none", *out is NULL and 0 is returned. Returns 0 or -errno with
  * a message in `err`. */
 int http_prepare(const struct http_config *cfg, struct http **out, char *err, size_t errlen);
 
-/* Starts serving; event streams follow `watch`. Returns 0 or -errno. */
-int http_start(struct http *h, struct watch *watch, char *err, size_t errlen);
+/* Starts serving; event streams follow `watch`; a push or schema call
+ * answers once `shown` (shown.h; NULL: at once) says the mount shows it.
+ * Returns 0 or -errno. */
+int http_start(struct http *h, struct watch *watch, struct shown *shown, char *err, size_t errlen);
 
 /* Ends every event stream, stops the server and frees it (NULL is fine). */
 void http_stop(struct http *h);

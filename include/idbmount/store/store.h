@@ -382,7 +382,10 @@ struct store_changed_file {
 	int64_t seq;
 	uint64_t dir;     /* the store's directory inode */
 	const char *name; /* the record's file name (borrowed) */
-	uint64_t ino;     /* the live record's inode, 0 when there is none */
+	/* the live record's inode; 0 when there is none, or when this change
+	 * made the record (a put of revision 1), so the kernel cannot hold
+	 * an older state of it */
+	uint64_t ino;
 	bool deleted;
 	enum store_origin origin;
 };
@@ -417,8 +420,9 @@ int store_daemon_status(struct store *st, int *pid, int64_t *seq, int64_t *tree_
  * tree-log entry `tree_id` in the mount (its notifier has invalidated the
  * kernel's caches for them), polling every millisecond or two. Returns 0
  * once shown or when no daemon runs; -ETIMEDOUT when the daemon made no
- * progress for idle_ms; -EINTR when *stop became set. For idbmountctl and
- * the sync endpoint: what they changed is visible to the next read. */
+ * progress for idle_ms; -EINTR when *stop became set. For idbmountctl, so
+ * that what it changed is visible to the next read; the daemon's own
+ * threads wait on the notifier directly (shown.h). */
 int store_daemon_wait_shown(struct store *st, int64_t seq, int64_t tree_id, int idle_ms,
                             const volatile sig_atomic_t *stop);
 int64_t store_last_tree_id(struct store *st);

@@ -26,6 +26,7 @@ typedef void worker_round_fn(struct worker *w, bool woken, void *arg);
 
 struct worker {
 	struct store *st;
+	char name[16]; /* the thread's, from worker_open's `who` */
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
