@@ -33,6 +33,14 @@ function viewBytes(v) {
 	return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/* JSON text written already (a value encoded when it was put, see
+ * journal.js): a request body or a push's value that goes out as it is. */
+export class JsonText {
+	constructor(text) {
+		this.text = text;
+	}
+}
+
 /* encodeKey(key) -> the tagged JSON form of a valid IndexedDB key. */
 export function encodeKey(key) {
 	if (typeof key === 'number') {
