@@ -32,7 +32,7 @@
  */
 import { JOURNAL, native, capturedDatabases, silentTransactions, isInternalStoreName, isExcluded } from './raw.js';
 import { announceDirty, refusedListeners } from './tabs.js';
-import { encodeValueSync } from './codec.js';
+import { encodeValueText } from './codec.js';
 
 export const txContexts = new WeakMap(); /* IDBTransaction -> capture context or null */
 
@@ -189,9 +189,8 @@ export function putEntry(info, value, key, withValue = false) {
 	if (key === undefined) return { store: info.name, op: 'generated' };
 	if (withValue && info.valuesTravel) {
 		try {
-			const blobs = [];
-			const text = JSON.stringify(encodeValueSync(value, blobs, 0));
-			if (!blobs.length) return [info.name, key, text];
+			const text = encodeValueText(value);
+			if (text !== null) return [info.name, key, text];
 		} catch {
 			/* not encodable: the push reads it and says why */
 		}
