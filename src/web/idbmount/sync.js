@@ -22,7 +22,7 @@ import {
 } from './raw.js';
 import { bytesToBase64url, encodeKey, JsonText } from './codec.js';
 import { done, finished, openRequest } from './idb.js';
-import { channelFor, closeChannel, dirtyListeners, refusedListeners, leadingHere } from './tabs.js';
+import { channelFor, closeChannel, reopenChannel, dirtyListeners, refusedListeners, leadingHere } from './tabs.js';
 import { ensureCaptureOf } from './capture.js';
 import { lookAtDatabase, rawOf } from './versions.js';
 import { FOLD_IDLE_MS, rangeOfStore, runRange, newerRevision, revisionsInRuns, foldRuns } from './revisions.js';
@@ -301,7 +301,7 @@ export class Sync extends EventTarget {
 				}, { signal });
 				window.addEventListener('pageshow', ev => {
 					if (!ev.persisted) return;
-					this.channel = channelFor(this.database);
+					this.channel = reopenChannel(this.database);
 					this.channel?.addEventListener('message', this.onMessage);
 					onResume();
 				}, { signal });
