@@ -26,7 +26,8 @@ What it does:
   5. Measures the time from a change on the mount to its event on
      /v1/events (median and max over --latency-samples changes), once.
   6. Prints each run, then a markdown table of the medians, side by side
-     with the C loop. Targets: >= 70,000 mutations/s through /v1/push on
+     with the C loop. With --compare BUILD, each push run is made with that
+     build too, right after, and a table compares the medians. Targets: >= 70,000 mutations/s through /v1/push on
      one connection, and more connections at least as fast as one; event
      latency within 100 ms.
 """
@@ -227,6 +228,9 @@ def main():
                          "order rotating) and the C loop; medians are printed")
     ap.add_argument("--latency-samples", type=int, default=50)
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    ap.add_argument("--compare", metavar="BUILD",
+                    help="another build (e.g. of the code before a change): each push run "
+                         "is made with it too, right after, and its medians printed beside")
     a = ap.parse_args()
     counts = [int(c) for c in a.connections.split(",")]
     if any(c < 1 for c in counts) or a.rounds < 1:
@@ -248,6 +252,7 @@ def main():
         bodies.append(json.dumps({"mutations": muts}, separators=(",", ":")))
     ctl = os.path.join(build, "idbmountctl")
     runs = {c: [] for c in counts}  # (rate, cpu us per mutation, load)
+    other = {c: [] for c in counts}  # the same, of --compare
     loops, lat = [], []
     try:
         for r in range(a.rounds):
@@ -260,6 +265,14 @@ def main():
                 runs[c].append((a.mutations / s, cpu * 1e6 / a.mutations, load))
                 print("round %d: %d connection(s): %.0f mutations/s, daemon CPU %.1f us per "
                       "mutation, load %.1f" % (r + 1, c, *runs[c][-1]), flush=True)
+                if a.compare:
+                    cb = os.path.abspath(a.compare)
+                    s, cpu, load, _ = push_run(cb, tmp, os.path.join(cb, "idbmountctl"), bodies,
+                                               a.batch, c, a.mutations, 0)
+                    other[c].append((a.mutations / s, cpu * 1e6 / a.mutations, load))
+                    print("round %d: %d connection(s), --compare: %.0f mutations/s, daemon CPU "
+                          "%.1f us per mutation, load %.1f" % (r + 1, c, *other[c][-1]),
+                          flush=True)
             loops.append(a.mutations / bench_c_loop(tmp, values_path, a.mutations))
             print("round %d: C loop: %.0f rows/s" % (r + 1, loops[-1]), flush=True)
     finally:
@@ -283,6 +296,19 @@ def main():
               % (c, rate, rate / loop_rate, rate / one, cpu))
     print("| plain C loop into SQLite (record + change row, 1,000/txn) | %.0f | 1.00 | | |"
           % loop_rate)
+    if a.compare:
+        print()
+        print("--compare %s, in the same rounds (each run right after this build's):" % a.compare)
+        print()
+        print("| connections | this build | --compare | ratio | daemon CPU per mutation, "
+              "this / --compare |")
+        print("|---:|---:|---:|---:|---:|")
+        for c in counts:
+            mine = statistics.median(x[0] for x in runs[c])
+            theirs = statistics.median(x[0] for x in other[c])
+            print("| %d | %.0f | %.0f | %.2fx | %.1f / %.1f us |"
+                  % (c, mine, theirs, mine / theirs, statistics.median(x[1] for x in runs[c]),
+                     statistics.median(x[1] for x in other[c])))
     print()
     if 1 in counts:
         single = statistics.median(x[0] for x in runs[1])

@@ -4,6 +4,7 @@ import 'fake-indexeddb/auto';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as idbm from '../../src/web/idbmount.js';
+import { encodeValueText, encodeValueSync } from '../../src/web/idbmount/codec.js';
 
 const { OUTBOX, REVS, META } = idbm.internals;
 
@@ -259,6 +260,21 @@ test('values JSON cannot hold survive the tagged round trip', async () => {
 	assert.equal(back['~~x'], value['~~x']);
 	assert.equal(back.nested.list[0].at.getTime(), 0);
 	await assert.rejects(idbm.encodeValue({ m: new Map() }), /cannot sync a Map/);
+});
+
+test('the text a put carries is the tagged form, with or without tags', () => {
+	const sparse = [1];
+	sparse[2] = 3;
+	const values = [
+		null, true, 'text', 0, 1.5, -2, { a: 1, b: [1, 'x', { c: null }] }, [],
+		{ when: new Date(0) }, [NaN], { n: -0 }, { n: Infinity }, { '~d': 'looks like a tag' },
+		{ u: undefined, v: 1 }, [undefined], sparse, new Uint8Array([1, 2]), { deep: { deeper: [{ at: new Date(1) }] } },
+		Object.assign(Object.create(null), { bare: 1 }),
+	];
+	for (const v of values) assert.equal(encodeValueText(v), JSON.stringify(encodeValueSync(v, [], 0)), JSON.stringify(v));
+	assert.equal(encodeValueText({ b: new Blob(['x']) }), null, 'a Blob is read at push time');
+	assert.throws(() => encodeValueText({ m: new Map() }), /cannot sync a Map/);
+	assert.throws(() => encodeValueText({ f: () => 1 }), /cannot sync a value of type function/);
 });
 
 test('drop-in capture: an app written against raw IndexedDB keeps its versions and upgrades', async () => {

@@ -81,6 +81,55 @@ test('an edit storm ships once; a delete reaches the mount as rm', async () => {
 	db.close();
 });
 
+/* The app's own IndexedDB, as a plain app would use it. */
+function rawOpen(name) {
+	return new Promise((resolve, reject) => {
+		const r = indexedDB.open(name);
+		r.onsuccess = () => resolve(r.result);
+		r.onerror = () => reject(r.error);
+	});
+}
+
+/* One transaction of `writes(store)` on `storeName`, where a request that
+ * fails is handled (preventDefault) and the transaction commits the rest. */
+function rawWrites(db, storeName, writes) {
+	return new Promise((resolve, reject) => {
+		const tx = db.transaction([storeName], 'readwrite');
+		for (const req of writes(tx.objectStore(storeName))) req.onerror = ev => ev.preventDefault();
+		tx.oncomplete = resolve;
+		tx.onabort = () => reject(tx.error);
+	});
+}
+
+test('a put is pushed as it was put; an add or a put into a store with a unique index that fails is never pushed', async () => {
+	const db = await idbm.openDatabase('travel', { version: 1, stores: [
+		{ name: 'plain', keyPath: 'id' },
+		{ name: 'people', keyPath: 'id', indexes: [{ name: 'byEmail', keyPath: 'email', unique: true }] },
+	] });
+	db.close();
+	const raw = await rawOpen('travel');
+	const mine = { id: 1, n: 1, when: new Date(0) };
+	await rawWrites(raw, 'plain', s => {
+		const put = s.put(mine);
+		mine.n = 99; /* the app's object changes after put(): what was put is pushed */
+		return [put];
+	});
+	await rawWrites(raw, 'people', s => [s.put({ id: 'ann', email: 'a@example.com' })]);
+	// Both refused by IndexedDB, after the call returned: the key exists,
+	// the email is taken. The app handles the errors and commits.
+	await rawWrites(raw, 'plain', s => [s.add({ id: 1, n: 'added over it' }), s.put({ id: 2, n: 2 })]);
+	await rawWrites(raw, 'people', s => [s.put({ id: 'bob', email: 'a@example.com' })]);
+	raw.close();
+	const sync = newSync('travel');
+	await sync.cycle();
+	assert.equal(await sync.outboxLength(), 0);
+	assert.deepEqual(fileJson('alice', 'travel', 'plain', '1.json'), { id: 1, n: 1, when: { '~d': '1970-01-01T00:00:00.000Z' } });
+	assert.deepEqual(fileJson('alice', 'travel', 'plain', '2.json'), { id: 2, n: 2 });
+	assert.deepEqual(fileJson('alice', 'travel', 'people', 'ann.json'), { id: 'ann', email: 'a@example.com' });
+	assert.equal(d.exists('alice', 'travel', 'people', 'bob.json'), false, 'the refused put is not on the server');
+	sync.stop();
+});
+
 test('changes made on the mount are pulled without being echoed back', async () => {
 	const db = await idbm.openDatabase('pull', { version: 1, stores: [{ name: 'notes' }] });
 	const sync = newSync('pull');

@@ -62,7 +62,7 @@ function installPatches() {
 	}
 	S.put = function put(value, key) {
 		const req = native.put.apply(this, arguments);
-		note(this, info => putEntry(info, value, key));
+		note(this, info => putEntry(info, value, key, true));
 		return req;
 	};
 	S.add = function add(value, key) {

@@ -33,6 +33,14 @@ function viewBytes(v) {
 	return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/* JSON text written already (a value encoded when it was put, see
+ * journal.js): a request body or a push's value that goes out as it is. */
+export class JsonText {
+	constructor(text) {
+		this.text = text;
+	}
+}
+
 /* encodeKey(key) -> the tagged JSON form of a valid IndexedDB key. */
 export function encodeKey(key) {
 	if (typeof key === 'number') {
@@ -112,6 +120,33 @@ export function encodeValueSync(v, blobs, depth) {
 		out[name.startsWith('~') ? '~' + name : name] = encodeValueSync(v[name], blobs, depth + 1);
 	}
 	return out;
+}
+
+/* Whether `v` holds anything JSON.stringify would not write as the tagged
+ * form has it: a tag, a Blob, a name starting with "~", undefined, a
+ * number JSON has no text for, or what cannot be synced at all. */
+function needsTags(v, depth) {
+	if (v === null || typeof v === 'boolean' || typeof v === 'string') return false;
+	if (typeof v === 'number') return !Number.isFinite(v) || Object.is(v, -0);
+	if (typeof v !== 'object' || depth > 1000) return true;
+	if (Array.isArray(v)) {
+		for (let i = 0; i < v.length; i++) if (!(i in v) || needsTags(v[i], depth + 1)) return true;
+		return false;
+	}
+	if (!isPlainObject(v)) return true;
+	for (const name of Object.keys(v)) if (name.startsWith('~') || needsTags(v[name], depth + 1)) return true;
+	return false;
+}
+
+/* encodeValueText(v) -> the tagged form of `v` as JSON text, or null when
+ * it holds Blobs (they are read asynchronously: encodeValue). A value
+ * that needs no tag (most) is written by JSON.stringify as it is, without
+ * the copy encodeValueSync makes: this runs in every captured put(). */
+export function encodeValueText(v) {
+	if (!needsTags(v, 0)) return JSON.stringify(v);
+	const blobs = [];
+	const out = encodeValueSync(v, blobs, 0);
+	return blobs.length ? null : JSON.stringify(out);
 }
 
 /* encodeValue(v) -> Promise of the tagged JSON value (async for Blobs). */

@@ -7,11 +7,10 @@
  * journal store of the same database, in a microtask right behind them
  * (see note/flushCapture), so it rides to the database with the app's own
  * requests instead of costing a round trip of its own; a cursor loop's
- * writes make one record when the loop ends. Values are not copied and old
- * values are never read; the value that is pushed is whatever the record
- * holds at push time. An entry is a [store, key] pair where the key is
- * known when the write is made (given, or at the store's key path), else a
- * "key set" the sync resolves into keys later (outbox.js, keysOfSet):
+ * writes make one record when the loop ends. Old values are never read. An
+ * entry is a [store, key] pair where the key is known when the write is
+ * made (given, or at the store's key path), else a "key set" the sync
+ * resolves into keys later (outbox.js, keysOfSet):
  * clear() and key-range deletes (the keys the server is known to hold
  * there) and keys made by a store's key generator (the new number keys the
  * server does not know); so no write waits for a read. A journal record is
@@ -19,9 +18,21 @@
  * moves it into the outbox. Writes in upgrade transactions are captured
  * too, so seed and migrated data sync. Stores named in excludeStores are
  * never captured nor synced.
+ *
+ * A put's entry also carries its value as the JSON text a push sends
+ * ([store, key, text], encoded as put() is called, as IndexedDB clones
+ * it), so the push need not read the record back: that read, in a
+ * transaction over the app's stores, held up the app's own writes while
+ * it ran (decision: pushing the value as written, not as it is when the
+ * push reads it, is as true: a later write has an entry of its own, pushed
+ * after). Only where the write cannot fail once put() has returned: not
+ * add() (its key may exist), not a store with a unique index, not a value
+ * holding Blobs (they are read asynchronously); every other write pushes
+ * what its record holds at push time, as before.
  */
 import { JOURNAL, native, capturedDatabases, silentTransactions, isInternalStoreName, isExcluded } from './raw.js';
 import { announceDirty, refusedListeners } from './tabs.js';
+import { encodeValueText } from './codec.js';
 
 export const txContexts = new WeakMap(); /* IDBTransaction -> capture context or null */
 
@@ -72,6 +83,8 @@ function storeInfo(ctx, store) {
 			name,
 			skip: isInternalStoreName(name) || isExcluded(ctx.dbName, name),
 			keyPath: keyPath === null ? null : Array.isArray(keyPath) ? keyPath.map(p => p.split('.')) : keyPath.split('.'),
+			/* a put can fail after the call only on a unique index */
+			valuesTravel: !Array.from(store.indexNames).some(n => store.index(n).unique),
 		};
 		ctx.stores.set(store, info);
 	}
@@ -168,10 +181,21 @@ export function flushCapture(ctx, now = false) {
 }
 
 /* The entry of a put or add: its key when it is known now (given, or
- * found at the store's key path), else the store's generated-keys set. */
-export function putEntry(info, value, key) {
+ * found at the store's key path), else the store's generated-keys set;
+ * with `withValue` (a put) and where the store allows, the value's push
+ * text too (see above). */
+export function putEntry(info, value, key, withValue = false) {
 	if (key === undefined && info.keyPath !== null) key = evaluateKeyPath(value, info.keyPath);
-	return key === undefined ? { store: info.name, op: 'generated' } : [info.name, key];
+	if (key === undefined) return { store: info.name, op: 'generated' };
+	if (withValue && info.valuesTravel) {
+		try {
+			const text = encodeValueText(value);
+			if (text !== null) return [info.name, key, text];
+		} catch {
+			/* not encodable: the push reads it and says why */
+		}
+	}
+	return [info.name, key];
 }
 
 export function cursorStore(cursor) {

@@ -114,7 +114,7 @@ export async function moveToOutbox(tx, records, stores, partial = false) {
 		const away = entries.some(e => isKeySet(e) && e.op === 'generated' && !stores.includes(e.store));
 		if (away && partial) continue;
 		for (const entry of entries) {
-			if (!isKeySet(entry)) moved.push(entry);
+			if (!isKeySet(entry)) moved.push([entry[0], entry[1]]); /* a marker carries no value */
 			else if (entry.op !== 'generated' || stores.includes(entry.store))
 				for (const key of await keysOfSet(tx, entry, runs)) moved.push([entry.store, key]);
 		}

@@ -1,10 +1,10 @@
 /* push.js - pushing pending writes to the server and settling its answers.
  *
  * A batch is read from the outbox and the journal (outbox.js), each key
- * once, with the value its record holds at push time and the revision it is
- * based on (revisions.js); the answer's revisions are recorded as one run
- * per batch, and the entries it covered are deleted in the same
- * transaction.
+ * once, with the value its journal entry carries (journal.js) or else the
+ * one its record holds at push time, and the revision it is based on
+ * (revisions.js); the answer's revisions are recorded as one run per
+ * batch, and the entries it covered are deleted in the same transaction.
  *
  * Conflicts (decision): the server's sequence decides. A push carries the
  * revision the local value was based on; when the server already has a
@@ -16,7 +16,7 @@
  * revision) or {value} (a merged value, pushed the same way).
  */
 import { JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions } from './raw.js';
-import { bytesToBase64url, encodeKey, encodeValueSync, decodeValue } from './codec.js';
+import { bytesToBase64url, encodeKey, encodeValueSync, decodeValue, JsonText } from './codec.js';
 import { done, finished, readMany } from './idb.js';
 import { RUN_FOLD_LIMIT, runRange, revisionsOf, foldRuns, addToRun, writeRuns, seqMark, raiseSeqMark } from './revisions.js';
 import { newMutationId, isKeySet, moveToOutbox, compactJournal, pairId } from './outbox.js';
@@ -122,10 +122,10 @@ export async function readBatch(sync, compacted = false, exclude = null) {
 				}
 				if (journalKeys.length && picked.size + c.value.length > sync.batchSize) return resolve();
 				journalKeys.push(c.key);
-				c.value.forEach(([store, key], i) => {
+				c.value.forEach(([store, key, text], i) => {
 					const id = pairId(store, key);
 					picked.delete(id); /* the newer write wins; its ack settles both */
-					picked.set(id, { store, key, id: `${sync.installId}.${c.key}.${i}`, from: 'journal' });
+					picked.set(id, { store, key, id: `${sync.installId}.${c.key}.${i}`, from: 'journal', text });
 				});
 				c.continue();
 			};
@@ -146,20 +146,39 @@ export async function readBatch(sync, compacted = false, exclude = null) {
 	const runs = batch.length ? done(revs.getAll(runRange())) : null;
 	await Promise.all([...byStore].map(async ([storeName, group]) => {
 		const keys = group.map(m => m.key);
+		const here = names.includes(storeName);
+		/* Writes whose entry carries the value are not read back. */
+		const unread = here ? group.filter(m => m.text === undefined).map(m => m.key) : [];
 		const [values, bases] = await Promise.all([
-			names.includes(storeName) ? readMany(tx.objectStore(storeName), keys) : new Map(),
+			unread.length ? readMany(tx.objectStore(storeName), unread) : new Map(),
 			revisionsOf(revs, storeName, keys, runs),
 		]);
 		for (const m of group) {
 			const id = JSON.stringify(encodeKey(m.key));
-			m.exists = values.has(id);
-			m.value = values.get(id);
+			if (!here || m.text === undefined) {
+				m.text = undefined;
+				m.exists = values.has(id);
+				m.value = values.get(id);
+			} else {
+				m.exists = true;
+			}
 			const r = bases.get(id);
 			m.base = r ? r.rev : null;
 		}
 	}));
 	batch.journalKeys = journalKeys;
 	return batch;
+}
+
+/* The body of a push: {mutations}, each value that is already JSON text
+ * (a JsonText) spliced in as it is rather than parsed and written again. */
+function pushBody(mutations) {
+	const parts = mutations.map(m => {
+		if (!(m.value instanceof JsonText)) return JSON.stringify(m);
+		const rest = JSON.stringify({ ...m, value: undefined });
+		return rest.slice(0, -1) + ',"value":' + m.value.text + '}';
+	});
+	return new JsonText('{"mutations":[' + parts.join(',') + ']}');
 }
 
 /* Encodes a batch: {mutations, unencodable: [results], byId: Map id ->
@@ -177,7 +196,7 @@ export async function encodeBatch(sync, batch) {
 				store: m.store,
 				key: encodeKey(m.key),
 				op: m.exists ? 'put' : 'delete',
-				...(m.exists ? { value: encodeValueSync(m.value, blobs, 0) } : {}),
+				...(!m.exists ? {} : m.text !== undefined ? { value: new JsonText(m.text) } : { value: encodeValueSync(m.value, blobs, 0) }),
 				base: m.base,
 			};
 			for (const { blob, holder } of blobs) holder['~b'] = bytesToBase64url(new Uint8Array(await blob.arrayBuffer()));
@@ -256,7 +275,7 @@ export async function pushAll(sync) {
 				p = await pastKeySets(await prepare(true));
 				continue;
 			}
-			const answer = sync.request('POST', 'v1/push', { mutations });
+			const answer = sync.request('POST', 'v1/push', pushBody(mutations));
 			answer.catch(() => {});
 			const next = prepare(true);
 			next.catch(() => {});
@@ -321,6 +340,9 @@ export async function acknowledge(sync, batch, results) {
 		else if (r.status === 'conflict') conflicts.push({ m, current: r.current || {} });
 		else acks.push({ m, rejected: r.error || r.detail || r.status || 'rejected by the server' });
 	}
+	/* The local value of a write whose entry carried it, for the hook
+	 * and the event. */
+	for (const c of conflicts) if (c.m.text !== undefined && c.m.value === undefined) c.m.value = decodeValue(JSON.parse(c.m.text));
 	/* The hook runs outside any transaction: it may await. */
 	for (const c of conflicts) c.resolution = await resolveConflict(sync, c);
 

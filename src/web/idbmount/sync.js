@@ -20,9 +20,9 @@ import {
 	JOURNAL, OUTBOX, REVS, META, RELAXED, native, rawTransaction, silentTransactions, appVersionOf, realVersion,
 	realStoreNames, isInternalStoreName, isExcluded,
 } from './raw.js';
-import { bytesToBase64url, encodeKey } from './codec.js';
+import { bytesToBase64url, encodeKey, JsonText } from './codec.js';
 import { done, finished, openRequest } from './idb.js';
-import { channelFor, closeChannel, dirtyListeners, refusedListeners, leadingHere } from './tabs.js';
+import { channelFor, closeChannel, reopenChannel, dirtyListeners, refusedListeners, leadingHere } from './tabs.js';
 import { ensureCaptureOf } from './capture.js';
 import { lookAtDatabase, rawOf } from './versions.js';
 import { FOLD_IDLE_MS, rangeOfStore, runRange, newerRevision, revisionsInRuns, foldRuns } from './revisions.js';
@@ -48,7 +48,7 @@ const DEFAULT_URL = (() => {
  * for the same text given as a string or bytes (measured 60 ms against
  * 160 ms, body to answer, on the benchmark's machine). */
 function jsonBody(value) {
-	const text = JSON.stringify(value);
+	const text = value instanceof JsonText ? value.text : JSON.stringify(value);
 	return typeof Blob === 'function' ? new Blob([text], { type: 'application/json' }) : text;
 }
 
@@ -301,7 +301,7 @@ export class Sync extends EventTarget {
 				}, { signal });
 				window.addEventListener('pageshow', ev => {
 					if (!ev.persisted) return;
-					this.channel = channelFor(this.database);
+					this.channel = reopenChannel(this.database);
 					this.channel?.addEventListener('message', this.onMessage);
 					onResume();
 				}, { signal });

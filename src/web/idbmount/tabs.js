@@ -11,9 +11,12 @@
 export const dirtyListeners = new Map();   /* db name -> Set of callbacks (tab-local) */
 export const refusedListeners = new Map(); /* db name -> Set of callbacks(error) for captured transactions the browser refused (tab-local) */
 const channels = new Map();                /* db name -> BroadcastChannel */
+const closedChannels = new Set();          /* db names whose channel stays shut (closeChannel) */
 
+/* The channel of `dbName`, opened on first use; null where there is no
+ * BroadcastChannel, and between closeChannel and reopenChannel. */
 export function channelFor(dbName) {
-	if (typeof BroadcastChannel !== 'function') return null;
+	if (typeof BroadcastChannel !== 'function' || closedChannels.has(dbName)) return null;
 	let ch = channels.get(dbName);
 	if (!ch) {
 		ch = new BroadcastChannel('idbmount:' + dbName);
@@ -24,15 +27,24 @@ export function channelFor(dbName) {
 	return ch;
 }
 
-/* Closes the channel of `dbName`; the next channelFor() opens a new one. A
- * page in the back/forward cache must not be reachable by one: Chromium
- * evicts a cached page that has a BroadcastChannel listener when a message
- * arrives. */
+/* Closes the channel of `dbName` until reopenChannel. A page in the
+ * back/forward cache must not be reachable by one: Chromium evicts a
+ * cached page that has a BroadcastChannel when a message arrives. It stays
+ * shut, not opened again by whatever finishes after pagehide (an
+ * acknowledgement's news, a pending "dirty"), which let the page be
+ * evicted now and then. */
 export function closeChannel(dbName) {
+	closedChannels.add(dbName);
 	const ch = channels.get(dbName);
 	if (!ch) return;
 	ch.close();
 	channels.delete(dbName);
+}
+
+/* Opens the channel of `dbName` again (the page is shown once more). */
+export function reopenChannel(dbName) {
+	closedChannels.delete(dbName);
+	return channelFor(dbName);
 }
 
 const pendingDirty = new Set();
