@@ -28,7 +28,7 @@
  * after). Only where the write cannot fail once put() has returned: not
  * add() (its key may exist), not a store with a unique index, not a value
  * holding Blobs (they are read asynchronously); every other write pushes
- * what its record holds at push time, as before.
+ * what its record holds at push time.
  */
 import { JOURNAL, native, capturedDatabases, silentTransactions, isInternalStoreName, isExcluded } from './raw.js';
 import { announceDirty, refusedListeners } from './tabs.js';
