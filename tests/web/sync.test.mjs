@@ -130,6 +130,27 @@ test('a put is pushed as it was put; an add or a put into a store with a unique 
 	sync.stop();
 });
 
+test('in an upgrade, a put refused by a unique index made after the store is never pushed', async () => {
+	idbm.captureIndexedDB({ databases: ['travel-upgrade'] });
+	const raw = await new Promise((resolve, reject) => {
+		const r = indexedDB.open('travel-upgrade', 1);
+		r.onupgradeneeded = () => {
+			const people = r.result.createObjectStore('people', { keyPath: 'id' });
+			people.put({ id: 'ann', email: 'a@example.com' });
+			people.createIndex('byEmail', 'email', { unique: true });
+			people.put({ id: 'bob', email: 'a@example.com' }).onerror = ev => ev.preventDefault();
+		};
+		r.onsuccess = () => resolve(r.result);
+		r.onerror = () => reject(r.error);
+	});
+	raw.close();
+	const sync = newSync('travel-upgrade');
+	await sync.cycle();
+	assert.deepEqual(fileJson('alice', 'travel-upgrade', 'people', 'ann.json'), { id: 'ann', email: 'a@example.com' });
+	assert.equal(d.exists('alice', 'travel-upgrade', 'people', 'bob.json'), false, 'the refused put is not on the server');
+	sync.stop();
+});
+
 test('changes made on the mount are pulled without being echoed back', async () => {
 	const db = await idbm.openDatabase('pull', { version: 1, stores: [{ name: 'notes' }] });
 	const sync = newSync('pull');

@@ -26,9 +26,10 @@
  * it ran (decision: pushing the value as written, not as it is when the
  * push reads it, is as true: a later write has an entry of its own, pushed
  * after). Only where the write cannot fail once put() has returned: not
- * add() (its key may exist), not a store with a unique index, not a value
- * holding Blobs (they are read asynchronously); every other write pushes
- * what its record holds at push time.
+ * add() (its key may exist), not a store with a unique index, not in an
+ * upgrade (which may add one), not a value holding Blobs (they are read
+ * asynchronously); every other write pushes what its record holds at push
+ * time.
  */
 import { JOURNAL, native, capturedDatabases, silentTransactions, isInternalStoreName, isExcluded } from './raw.js';
 import { announceDirty, refusedListeners } from './tabs.js';
@@ -83,8 +84,10 @@ function storeInfo(ctx, store) {
 			name,
 			skip: isInternalStoreName(name) || isExcluded(ctx.dbName, name),
 			keyPath: keyPath === null ? null : Array.isArray(keyPath) ? keyPath.map(p => p.split('.')) : keyPath.split('.'),
-			/* a put can fail after the call only on a unique index */
-			valuesTravel: !Array.from(store.indexNames).some(n => store.index(n).unique),
+			/* A put can fail after the call only on a unique index; an
+			 * upgrade may add one after this is looked at, so values do
+			 * not travel in upgrades (their writes are read at push time). */
+			valuesTravel: ctx.tx.mode !== 'versionchange' && !Array.from(store.indexNames).some(n => store.index(n).unique),
 		};
 		ctx.stores.set(store, info);
 	}
