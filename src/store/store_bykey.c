@@ -79,12 +79,9 @@ int store_put(struct store *st, const struct store_path *path, const json_t *key
               int64_t *seq)
 {
 	st->err[0] = '\0';
-	char why[160];
-	if (key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(st, "not a valid key: %s", why);
-		return -EINVAL;
-	}
-	int rc = store_txn_begin(st);
+	int rc = store_key_valid(st, key);
+	if (!rc)
+		rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	int64_t objstore_id = 0;
@@ -100,12 +97,9 @@ int store_delete(struct store *st, const struct store_path *path, const json_t *
 {
 	st->err[0] = '\0';
 	*seq = 0;
-	char why[160];
-	if (key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(st, "not a valid key: %s", why);
-		return -EINVAL;
-	}
-	int rc = store_txn_begin(st);
+	int rc = store_key_valid(st, key);
+	if (!rc)
+		rc = store_txn_begin(st);
 	if (rc)
 		return rc;
 	int64_t objstore_id = 0;
@@ -165,13 +159,11 @@ int store_check_put(struct store *st, const struct store_path *path, const json_
 	if (rc)
 		return rc;
 	json_t *extracted = NULL;
-	char why[160];
 	if (!key) {
 		rc = store_keypath_extract(st, keypath, (json_t *)value, &extracted);
 		key = extracted;
-	} else if (key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(st, "not a valid key: %s", why);
-		rc = -EINVAL;
+	} else {
+		rc = store_key_valid(st, key);
 	}
 	char *canon = rc ? NULL : key_canonical_json(key);
 	if (!rc && !canon)

@@ -163,6 +163,10 @@ int store_key_for_name(struct store *st, const char *name, const char *known_key
 /* The file name for a key (malloc'd) or NULL for an invalid key. */
 char *store_name_for_key(const json_t *key);
 
+/* Returns 0 for a key IndexedDB takes, else -EINVAL with "not a valid key:
+ * REASON" as the store's error. */
+int store_key_valid(struct store *st, const json_t *key);
+
 /* The key at inline keyPath `keypath_json` of `value` (a new reference).
  * Returns 0 or -EINVAL with the reason (out-of-line, none there, invalid). */
 int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value,

@@ -199,6 +199,15 @@ static int keypath_apply(char *err, size_t errlen, const char *keypath_json, con
 	return rc;
 }
 
+int store_key_valid(struct store *st, const json_t *key)
+{
+	char why[160];
+	if (key_check(key, why, sizeof(why)) == 0)
+		return 0;
+	store_set_error(st, "not a valid key: %s", why);
+	return -EINVAL;
+}
+
 /* The key as IndexedDB extracts it. */
 int store_keypath_extract(struct store *st, const char *keypath_json, const json_t *value_in,
                           json_t **key_out)

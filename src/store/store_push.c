@@ -19,14 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void push_free(struct push *p)
+/* Forgets the targets resolved so far (the array stays). */
+static void push_targets_clear(struct push *p)
 {
-	push_slots_free(p);
 	for (size_t i = 0; i < p->ntargets; i++) {
 		free(p->targets[i].db);
 		free(p->targets[i].store);
 		free(p->targets[i].keypath);
 	}
+	p->ntargets = 0;
+}
+
+static void push_free(struct push *p)
+{
+	push_slots_free(p);
+	push_targets_clear(p);
 	free(p->targets);
 	pthread_mutex_destroy(&p->targets_lock);
 	pthread_mutex_destroy(&p->ready_lock);
@@ -76,7 +83,6 @@ static struct store *writer_take(struct store_writer *w, struct store *st)
 	if (!w->st) {
 		char err[512];
 		if (store_open(w->datadir, &w->st, err, sizeof(err)) != 0) {
-			w->st = NULL;
 			pthread_mutex_unlock(&w->lock);
 			store_set_error(st, "the push writer cannot open the store: %s", err);
 			return NULL;
@@ -397,12 +403,7 @@ static void push_drop_hints(struct push *p, const pthread_t *ahead, bool *ahead_
 		pthread_join(*ahead, NULL);
 	*ahead_runs = false;
 	push_slots_reset(p);
-	for (size_t i = 0; i < p->ntargets; i++) {
-		free(p->targets[i].db);
-		free(p->targets[i].store);
-		free(p->targets[i].keypath);
-	}
-	p->ntargets = 0;
+	push_targets_clear(p);
 }
 
 int store_sync_push(struct store *st, struct store_writer *writer, int64_t client_id,
@@ -435,9 +436,11 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 		push_hint_target(&p, st);
 	pthread_t ahead;
 	ahead_runs = ahead_runs && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	bool taken = false;
 	if (!rc && writer) {
 		p.st = writer_take(writer, st);
-		rc = p.st ? 0 : -EIO;
+		taken = p.st != NULL;
+		rc = taken ? 0 : -EIO;
 	}
 	if (!rc)
 		rc = store_txn_begin(p.st);
@@ -467,7 +470,7 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 		rc = store_txn_end(p.st, rc);
 	if (rc && p.st && p.st != st)
 		store_set_error(st, "%s", store_last_error(p.st));
-	if (writer && p.st)
+	if (taken)
 		writer_give(writer);
 	push_free(&p);
 	buf_free(&p.value);

@@ -12,7 +12,6 @@
 
 #include "store_internal.h"
 
-#include "idbmount/codec/key.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -181,16 +180,14 @@ int store_record_delete(struct store *st, int64_t objstore_id, const json_t *key
 	*seq = 0;
 	if (rev)
 		*rev = 0;
-	char why[160];
-	if (key_check(key, why, sizeof(why)) != 0) {
-		store_set_error(st, "not a valid key: %s", why);
-		return -EINVAL;
-	}
+	int rc = store_key_valid(st, key);
+	if (rc)
+		return rc;
 	char *name = store_name_for_key(key);
 	if (!name)
 		return -ENOMEM;
 	struct store_row r;
-	int rc = store_row_by_name(st, objstore_id, name, &r);
+	rc = store_row_by_name(st, objstore_id, name, &r);
 	if ((rc == 0 || rc == -ENOENT) && check) {
 		struct store_record_state state;
 		state_of_row(&r, rc == 0, &state);
