@@ -323,29 +323,36 @@ static int wait_for_stop(struct fs *fs)
 	}
 }
 
-int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown)
+/* Ends the serving in the order the top of the file gives: the notifier,
+ * then the read-write mount's workers (its handlers invalidate the view),
+ * then the view's. Does nothing when nothing serves. */
+static void fs_stop(struct fs *fs)
 {
-	int rc = notifier_start(fs, watch, shown, &fs->notifier);
-	if (rc)
-		return rc;
-	rc = session_loop_start(&fs->rw);
-	if (!rc)
-		rc = session_loop_start(&fs->view);
-	if (!rc) {
-		int sig = wait_for_stop(fs);
-		if (sig)
-			fprintf(stderr, "idbmount: %s: stopping\n", strsignal(sig));
-	}
-	/* No invalidation may be under way once a loop stops (see the top of
-	 * the file); and the read-write mount's handlers invalidate the view,
-	 * so the view's workers stop last. */
 	notifier_halt(fs->notifier);
 	session_loop_stop(&fs->rw);
 	session_loop_stop(&fs->view);
 	notifier_free(fs->notifier);
 	fs->notifier = NULL;
+}
+
+int fs_start(struct fs *fs, struct watch *watch, struct shown *shown)
+{
+	int rc = notifier_start(fs, watch, shown, &fs->notifier);
+	if (!rc)
+		rc = session_loop_start(&fs->rw);
+	if (!rc)
+		rc = session_loop_start(&fs->view);
 	if (rc)
-		return rc;
+		fs_stop(fs);
+	return rc;
+}
+
+int fs_serve(struct fs *fs)
+{
+	int sig = wait_for_stop(fs);
+	if (sig)
+		fprintf(stderr, "idbmount: %s: stopping\n", strsignal(sig));
+	fs_stop(fs);
 	if (fs->rw.loop_rc < 0)
 		return fs->rw.loop_rc;
 	return fs->view.loop_rc < 0 ? fs->view.loop_rc : 0;
@@ -353,6 +360,7 @@ int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown)
 
 void fs_unmount(struct fs *fs)
 {
+	fs_stop(fs);
 	if (!fs->rw.mounted && !fs->view.mounted)
 		return;
 	session_unmount(&fs->rw);

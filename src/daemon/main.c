@@ -487,6 +487,14 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
 		rc = watch_start(realdir, &d->watch);
 	if (!rc)
 		rc = shown_new(&d->shown);
+	/* The mounts serve, and the daemon is registered in the store, before
+	 * anything that makes changes starts: whoever sees a change HTTP took
+	 * or the flusher shipped sees a daemon that will show it. */
+	if (!rc) {
+		rc = fs_start(d->fs, d->watch, d->shown);
+		if (rc)
+			fprintf(stderr, "idbmount: cannot serve the mounts: %s\n", strerror(-rc));
+	}
 	if (!rc) {
 		rc = http_start(d->http, d->watch, d->shown, err, sizeof(err));
 		if (rc)
@@ -510,7 +518,7 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
  * 0, or 1 when serving failed. */
 static int daemon_run(struct daemon *d)
 {
-	int rc = fs_serve(d->fs, d->watch, d->shown);
+	int rc = fs_serve(d->fs);
 	if (rc) {
 		fprintf(stderr, "idbmount: serving: %s\n", strerror(-rc));
 		return 1;

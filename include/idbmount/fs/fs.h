@@ -64,20 +64,27 @@ int fs_mount(struct fs *fs);
  * `out`; returns how many. */
 size_t fs_mount_ids(const struct fs *fs, struct fs_mount_id *out);
 
-/* Starts the notifier on `watch` (watch.h), runs the FUSE loop on a thread
- * of its own and waits, on the calling thread, until the mount is
- * unmounted (fusermount3 -u) or the daemon is told to stop (SIGTERM,
- * SIGINT; SIGHUP with -f, where it is the terminal going away). SIGHUP
- * without -f reopens the log file (for logrotate). Stopping ends every
- * invalidation before the FUSE workers stop, so a stop never waits for an
- * answer only a worker could give. The notifier moves `shown` (shown.h;
- * may be NULL) as it shows changes and halts it before the FUSE workers
- * stop. Returns 0 or -errno. */
+/* Starts serving the mounts: the notifier on `watch` (watch.h), which
+ * registers the daemon in the store (idbmountctl sees it from then on) and
+ * moves `shown` (shown.h; may be NULL) as it shows changes, and the FUSE
+ * loops, each on a thread of its own. Call it before anything that makes
+ * changes others wait to see (HTTP, the flusher). Returns 0 or -errno
+ * (then nothing of it runs). */
 struct watch;
 struct shown;
-int fs_serve(struct fs *fs, struct watch *watch, struct shown *shown);
+int fs_start(struct fs *fs, struct watch *watch, struct shown *shown);
 
-/* Unmounts (when mounted) and lets the watchdog go. */
+/* Waits, on the calling thread, until a mount is unmounted (fusermount3 -u)
+ * or the daemon is told to stop (SIGTERM, SIGINT; SIGHUP with -f, where it
+ * is the terminal going away), then stops serving. SIGHUP without -f
+ * reopens the log file (for logrotate). Stopping ends every invalidation
+ * before the FUSE workers stop, so a stop never waits for an answer only a
+ * worker could give; `shown` is halted before the workers stop. Returns 0
+ * or -errno. */
+int fs_serve(struct fs *fs);
+
+/* Stops serving (when fs_start ran and fs_serve did not stop it), unmounts
+ * (when mounted) and lets the watchdog go. */
 void fs_unmount(struct fs *fs);
 
 void fs_destroy(struct fs *fs);
