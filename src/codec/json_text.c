@@ -399,15 +399,33 @@ static size_t value_end(const char *t, size_t len, size_t i)
 	return 0;
 }
 
-/* Splits a bracketed list (`open` ... `close`) of values, or of
- * "name": value pairs when `pairs`. */
-static int split_list(const char *t, size_t len, char open, char close, bool pairs,
-                      struct json_member **out, size_t *n)
+/* An array member of an object split along with the object, in the same
+ * pass over the text (json_text_members_splitting). */
+struct nested_split {
+	const char *name; /* the member's name, as written plainly */
+	struct json_member *elems;
+	size_t n;
+	size_t at; /* which member it is */
+	bool done;
+};
+
+static bool is_name(struct json_span lit, const char *name)
+{
+	size_t len = strlen(name);
+	return lit.len == len + 2 && memcmp(lit.text + 1, name, len) == 0;
+}
+
+/* Splits the bracketed list (`open` ... `close`) starting at t[*at] of
+ * values, or of "name": value pairs when `pairs`; *at is then just past
+ * it. With `nested`, the first member of that name whose value is an
+ * array has its elements split on the way. */
+static int split_at(const char *t, size_t len, size_t *at, char open, char close, bool pairs,
+                    struct nested_split *nested, struct json_member **out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
 	size_t cap = 0;
-	size_t i = skip_ws(t, len, 0);
+	size_t i = skip_ws(t, len, *at);
 	if (i >= len || t[i] != open)
 		return -EINVAL;
 	i = skip_ws(t, len, i + 1);
@@ -433,7 +451,20 @@ static int split_list(const char *t, size_t len, char open, char close, bool pai
 			}
 			i = skip_ws(t, len, i + 1);
 		}
-		size_t e = value_end(t, len, i);
+		size_t e = 0;
+		if (nested && !nested->done && i < len && t[i] == '[' && is_name(m.name, nested->name)) {
+			e = i;
+			rc = split_at(t, len, &e, '[', ']', false, NULL, &nested->elems, &nested->n);
+			if (rc == -ENOMEM)
+				break;
+			nested->done = rc == 0;
+			nested->at = *n;
+			if (rc) /* taken as a value, as json_text_members does */
+				e = value_end(t, len, i);
+			rc = 0;
+		} else {
+			e = value_end(t, len, i);
+		}
 		if (!e) {
 			rc = -EINVAL;
 			break;
@@ -461,9 +492,23 @@ static int split_list(const char *t, size_t len, char open, char close, bool pai
 		}
 		rc = -EINVAL;
 	}
-	if (!rc && skip_ws(t, len, i) != len)
-		rc = -EINVAL;
 	if (rc) {
+		free(*out);
+		*out = NULL;
+		*n = 0;
+	}
+	*at = i;
+	return rc;
+}
+
+/* split_at for a list that is the whole of the text. */
+static int split_list(const char *t, size_t len, char open, char close, bool pairs,
+                      struct nested_split *nested, struct json_member **out, size_t *n)
+{
+	size_t at = 0;
+	int rc = split_at(t, len, &at, open, close, pairs, nested, out, n);
+	if (!rc && skip_ws(t, len, at) != len) {
+		rc = -EINVAL;
 		free(*out);
 		*out = NULL;
 		*n = 0;
@@ -471,25 +516,47 @@ static int split_list(const char *t, size_t len, char open, char close, bool pai
 	return rc;
 }
 
+/* The values of a split list, without names (*elems malloc'd). Frees
+ * `list`. */
+static int values_of(struct json_member *list, size_t n, struct json_span **elems)
+{
+	struct json_span *out = malloc((n ? n : 1) * sizeof(*out));
+	if (!out) {
+		free(list);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		out[i] = list[i].value;
+	free(list);
+	*elems = out;
+	return 0;
+}
+
 int json_text_members(const char *text, size_t len, struct json_member **members, size_t *n)
 {
-	return split_list(text, len, '{', '}', true, members, n);
+	return split_list(text, len, '{', '}', true, NULL, members, n);
+}
+
+int json_text_members_splitting(const char *text, size_t len, const char *name,
+                                struct json_member **members, size_t *n, size_t *at,
+                                struct json_span **elems, size_t *nelems)
+{
+	struct nested_split nested = {.name = name};
+	*elems = NULL;
+	*nelems = 0;
+	int rc = split_list(text, len, '{', '}', true, &nested, members, n);
+	if (rc || !nested.done) {
+		free(nested.elems);
+		return rc;
+	}
+	*at = nested.at;
+	*nelems = nested.n;
+	return values_of(nested.elems, nested.n, elems);
 }
 
 int json_text_elements(struct json_span span, struct json_span **elems, size_t *n)
 {
 	struct json_member *list = NULL;
-	int rc = split_list(span.text, span.len, '[', ']', false, &list, n);
-	if (rc)
-		return rc;
-	struct json_span *out = malloc((*n ? *n : 1) * sizeof(*out));
-	if (!out) {
-		free(list);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < *n; i++)
-		out[i] = list[i].value;
-	free(list);
-	*elems = out;
-	return 0;
+	int rc = split_list(span.text, span.len, '[', ']', false, NULL, &list, n);
+	return rc ? rc : values_of(list, *n, elems);
 }

@@ -64,8 +64,11 @@ static int push_body_from_doc(struct http_push_body *b)
 static int push_body_split(const char *text, size_t len, struct http_push_body *b)
 {
 	struct json_member *members = NULL;
-	size_t n = 0;
-	int rc = json_text_members(text, len, &members, &n);
+	size_t n = 0, split_at = 0;
+	struct json_span *split = NULL;
+	size_t nsplit = 0;
+	int rc = json_text_members_splitting(text, len, "mutations", &members, &n, &split_at,
+	                                     &split, &nsplit);
 	b->doc = rc ? NULL : json_object();
 	if (!rc && !b->doc)
 		rc = -ENOMEM;
@@ -88,7 +91,13 @@ static int push_body_split(const char *text, size_t len, struct http_push_body *
 		} else if (list) {
 			/* Replaces a "mutations" that was no array, as jansson does. */
 			json_object_del(b->doc, "mutations");
-			rc = json_text_elements(members[i].value, &b->mutations, &b->count);
+			if (split && i == split_at) {
+				b->mutations = split; /* split along with the body */
+				b->count = nsplit;
+				split = NULL;
+			} else {
+				rc = json_text_elements(members[i].value, &b->mutations, &b->count);
+			}
 		} else {
 			json_t *value = json_text_parse(members[i].value.text, members[i].value.len,
 			                                NULL, 0);
@@ -103,6 +112,7 @@ static int push_body_split(const char *text, size_t len, struct http_push_body *
 		json_decref(name);
 	}
 	free(members);
+	free(split);
 	return rc;
 }
 

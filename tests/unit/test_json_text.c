@@ -7,7 +7,10 @@
  * with random bytes damaged. json_text_parse reads what jansson reads, and
  * a text with an integer past 64 bits, which jansson refuses, as
  * JavaScript reads it. It must also lay out every ordinary text
- * itself (a fast path that declined everything would pass the rest). */
+ * itself (a fast path that declined everything would pass the rest).
+ * json_text_members_splitting gives what json_text_members and
+ * json_text_elements give, on the same random texts wrapped in a push
+ * body and on hand-picked bodies. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -383,6 +386,105 @@ static void gen_value(struct buf *b, int depth)
 	}
 }
 
+/* json_text_members_splitting against the two calls it stands for. */
+static void splitting_agrees(const char *t, size_t len)
+{
+	struct json_member *m1 = NULL, *m2 = NULL;
+	struct json_span *e1 = NULL, *e2 = NULL;
+	size_t n1 = 0, n2 = 0, ne1 = 0, ne2 = 0, at = 0;
+	int rc1 = json_text_members(t, len, &m1, &n1);
+	int rc2 = json_text_members_splitting(t, len, "mutations", &m2, &n2, &at, &e2, &ne2);
+	if (rc1 != rc2 || n1 != n2)
+		fail_msg("members differ (%d/%d, %zu/%zu) on: %.*s", rc1, rc2, n1, n2, (int)len, t);
+	for (size_t i = 0; i < n1; i++) {
+		assert_ptr_equal(m1[i].name.text, m2[i].name.text);
+		assert_int_equal(m1[i].name.len, m2[i].name.len);
+		assert_ptr_equal(m1[i].value.text, m2[i].value.text);
+		assert_int_equal(m1[i].value.len, m2[i].value.len);
+	}
+	/* The elements are those of the first member written "mutations"
+	 * whose value is an array that splits. */
+	size_t want = SIZE_MAX;
+	for (size_t i = 0; i < n1 && want == SIZE_MAX; i++) {
+		if (m1[i].name.len == 11 && memcmp(m1[i].name.text, "\"mutations\"", 11) == 0 &&
+		    m1[i].value.text[0] == '[' && json_text_elements(m1[i].value, &e1, &ne1) == 0)
+			want = i;
+	}
+	if (want == SIZE_MAX) {
+		if (e2)
+			fail_msg("elements split where none should be: %.*s", (int)len, t);
+	} else {
+		if (!e2 || at != want || ne1 != ne2)
+			fail_msg("elements differ on: %.*s", (int)len, t);
+		for (size_t i = 0; i < ne1; i++) {
+			assert_ptr_equal(e1[i].text, e2[i].text);
+			assert_int_equal(e1[i].len, e2[i].len);
+		}
+	}
+	free(m1);
+	free(m2);
+	free(e1);
+	free(e2);
+}
+
+static void splitting_agrees_str(const char *t)
+{
+	splitting_agrees(t, strlen(t));
+}
+
+static void test_members_splitting_an_array_member(void **state)
+{
+	(void)state;
+	splitting_agrees_str("{\"mutations\":[{\"id\":\"a\"},{\"id\":\"b\",\"v\":[1,[2]]}]}");
+	splitting_agrees_str(" { \"x\" : 1 , \"mutations\" : [ ] , \"y\":\"]\" } ");
+	splitting_agrees_str("{\"mutations\":{\"not\":\"an array\"}}");
+	splitting_agrees_str("{\"mutations\":[1,2],\"mutations\":[3]}");
+	splitting_agrees_str("{\"mut\\u0061tions\":[1,2]}"); /* escaped: not split */
+	splitting_agrees_str("{\"mutations\":[1,,2],\"mutations\":[3]}");
+	splitting_agrees_str("{\"mutations\":[1,2}");
+	splitting_agrees_str("{\"mutations\":[\"a\\\"]\",{\"b\":\"]\"}]}");
+	splitting_agrees_str("{\"mutations\":[1 2]}");
+	splitting_agrees_str("{\"mutations\":[1],}");
+	splitting_agrees_str("[\"mutations\",[1]]");
+	splitting_agrees_str("{}");
+	splitting_agrees_str("");
+	srandom(20261206);
+	static const char junk[] = "{}[],:\"\\ 0-.eEtfnu";
+	unsigned split = 0;
+	for (int n = 0; n < 5000; n++) {
+		struct buf b = BUF_INIT(1 << 20);
+		buf_append_str(&b, "{\"mutations\":[");
+		for (int k = rnd(4); k > 0; k--) {
+			gen_value(&b, 0);
+			if (k > 1)
+				buf_append_char(&b, ',');
+		}
+		buf_append_str(&b, "],\"other\":");
+		gen_value(&b, 0);
+		buf_append_char(&b, '}');
+		struct json_member *m = NULL;
+		struct json_span *e = NULL;
+		size_t nm = 0, ne = 0, at = 0;
+		if (json_text_members_splitting(b.data, b.len, "mutations", &m, &nm, &at, &e,
+		                                &ne) == 0 &&
+		    e)
+			split++;
+		free(m);
+		free(e);
+		splitting_agrees(b.data, b.len);
+		for (int k = 0; k < 3; k++) { /* one byte changed, at random */
+			struct buf d = BUF_INIT(1 << 20);
+			buf_append(&d, b.data, b.len);
+			d.data[rnd((unsigned)d.len)] = junk[rnd(sizeof(junk) - 1)];
+			splitting_agrees(d.data, d.len);
+			buf_free(&d);
+		}
+		buf_free(&b);
+	}
+	/* The bodies as generated are all split. */
+	assert_int_equal(split, 5000);
+}
+
 static void test_random_texts_and_their_damage(void **state)
 {
 	(void)state;
@@ -434,6 +536,7 @@ int main(void)
 	        cmocka_unit_test(test_limits_decline),
 	        cmocka_unit_test(test_find_key_path),
 	        cmocka_unit_test(test_random_texts_and_their_damage),
+	        cmocka_unit_test(test_members_splitting_an_array_member),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,17 @@ struct json_member {
  * that shape, -ENOMEM. */
 int json_text_members(const char *text, size_t len, struct json_member **members, size_t *n);
 
+/* json_text_members, and on the way the elements of the first member
+ * named `name` (its name written plainly, without escapes) whose value is
+ * an array, as json_text_elements would give them: one pass over the text
+ * where the two calls made two (a push's body is mostly its mutations).
+ * *at is that member's index; *elems (malloc'd) is NULL when there is no
+ * such member, or its array does not split (json_text_elements then says
+ * why). */
+int json_text_members_splitting(const char *text, size_t len, const char *name,
+                                struct json_member **members, size_t *n, size_t *at,
+                                struct json_span **elems, size_t *nelems);
+
 /* Splits the array that is the whole of `span` into its elements (*elems
  * malloc'd). Returns 0, -EINVAL, -ENOMEM. */
 int json_text_elements(struct json_span span, struct json_span **elems, size_t *n);
