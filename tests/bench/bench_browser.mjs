@@ -37,7 +37,7 @@ import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -45,15 +45,31 @@ const N = 10000;
 const d = new Daemon();
 const token = d.addClient('bench');
 await d.start();
-const browser = await chromium.launch({
-	executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
-	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-		'--disable-component-update', '--disable-sync', '--no-first-run'],
-});
-/* Every page of the benchmark gets the library under test. */
+const browser = await launchChromium();
+/* Every page of the benchmark gets the library under test, and the raw
+ * IndexedDB loop every comparison is made against: N records of ~400
+ * bytes (ids from `first`), 1,000 puts a transaction; resolves the
+ * milliseconds it took. */
 async function benchPage() {
 	const page = await browser.newPage();
 	await routeLibrary(page, process.env.IDBMOUNT_LIB);
+	await page.addInitScript(() => {
+		const pad = 'x'.repeat(360);
+		globalThis.benchRecord = i => ({ id: i, name: 'record ' + i, pad });
+		globalThis.benchRawPuts = async (db, N, first = 0) => {
+			const t0 = performance.now();
+			for (let b = 0; b < N; b += 1000) {
+				const tx = db.transaction(['rows'], 'readwrite');
+				const s = tx.objectStore('rows');
+				for (let i = b; i < b + 1000; i++) s.put(benchRecord(first + i));
+				await new Promise((res, rej) => {
+					tx.oncomplete = res;
+					tx.onerror = () => rej(tx.error);
+				});
+			}
+			return performance.now() - t0;
+		};
+	});
 	return page;
 }
 try {
@@ -62,25 +78,11 @@ try {
 	await page.setContent('<!doctype html><title>bench</title>');
 	const capture = await page.evaluate(async N => {
 		const m = await import('/idbmount.js');
-		const pad = 'x'.repeat(360);
-		const rec = i => ({ id: i, name: 'record ' + i, pad });
 		const req = r => new Promise((res, rej) => {
 			r.onsuccess = () => res(r.result);
 			r.onerror = () => rej(r.error);
 		});
-		const run = async (db, runNo) => {
-			const t0 = performance.now();
-			for (let b = 0; b < N; b += 1000) {
-				const tx = db.transaction(['rows'], 'readwrite');
-				const s = tx.objectStore('rows');
-				for (let i = b; i < b + 1000; i++) s.put(rec(runNo * N + i));
-				await new Promise((res, rej) => {
-					tx.oncomplete = res;
-					tx.onerror = () => rej(tx.error);
-				});
-			}
-			return performance.now() - t0;
-		};
+		const run = (db, runNo) => benchRawPuts(db, N, runNo * N);
 		const rawOpen = indexedDB.open('raw-bench', 1);
 		rawOpen.onupgradeneeded = () => rawOpen.result.createObjectStore('rows', { keyPath: 'id' });
 		const raw = await req(rawOpen);
@@ -110,24 +112,13 @@ try {
 	const coldRaw = async round => {
 		const page = await freshPage();
 		const ms = await page.evaluate(async ({ N, round }) => {
-			const pad = 'x'.repeat(360);
 			const open = indexedDB.open('cold-raw-' + round, 1);
 			open.onupgradeneeded = () => open.result.createObjectStore('rows', { keyPath: 'id' });
 			const db = await new Promise((res, rej) => {
 				open.onsuccess = () => res(open.result);
 				open.onerror = () => rej(open.error);
 			});
-			const t0 = performance.now();
-			for (let b = 0; b < N; b += 1000) {
-				const tx = db.transaction(['rows'], 'readwrite');
-				const s = tx.objectStore('rows');
-				for (let i = b; i < b + 1000; i++) s.put({ id: i, name: 'record ' + i, pad });
-				await new Promise((res, rej) => {
-					tx.oncomplete = res;
-					tx.onerror = () => rej(tx.error);
-				});
-			}
-			return performance.now() - t0;
+			return benchRawPuts(db, N);
 		}, { N, round });
 		await page.context().close();
 		return ms;
@@ -137,7 +128,6 @@ try {
 		const name = 'ack-bench-' + round;
 		const got = await page.evaluate(async ({ N, token, name }) => {
 			const m = await import('/idbmount.js');
-			const pad = 'x'.repeat(360);
 			const db = await m.openDatabase(name, { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
 			const sync = db.sync({ token });
 			await new Promise(r => {
@@ -148,7 +138,7 @@ try {
 			for (let b = 0; b < N; b += 1000) {
 				await db.transaction(['rows'], 'readwrite', tx => {
 					const s = tx.store('rows');
-					for (let i = b; i < b + 1000; i++) s.raw.put({ id: i, name: 'record ' + i, pad });
+					for (let i = b; i < b + 1000; i++) s.raw.put(benchRecord(i));
 				});
 			}
 			const tWritten = performance.now();
@@ -191,12 +181,11 @@ try {
 	await page3.setContent('<!doctype html><title>bench</title>');
 	const drain = await page3.evaluate(async ({ N, token }) => {
 		const m = await import('/idbmount.js');
-		const pad = 'x'.repeat(360);
 		const db = await m.openDatabase('drain-bench', { version: 1, stores: [{ name: 'rows', keyPath: 'id' }] });
 		for (let b = 0; b < N; b += 1000) {
 			await db.transaction(['rows'], 'readwrite', tx => {
 				const s = tx.store('rows');
-				for (let i = b; i < b + 1000; i++) s.raw.put({ id: i, name: 'record ' + i, pad });
+				for (let i = b; i < b + 1000; i++) s.raw.put(benchRecord(i));
 			});
 		}
 		const t0 = performance.now();

@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -88,11 +88,7 @@ function chromiumCpu() {
 const d = new Daemon();
 d.addClient('bench');
 await d.start();
-const browser = await chromium.launch({
-	executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
-	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-		'--disable-component-update', '--disable-sync', '--no-first-run', MARK],
-});
+const browser = await launchChromium([MARK]);
 
 const PATTERNS = {
 	'one write per transaction': 10,

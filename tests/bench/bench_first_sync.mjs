@@ -37,7 +37,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { launchChromiumProfile } = await import(path.join(here, '../web/chromium.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -52,8 +52,7 @@ const withPouch = !args.includes('--no-pouch');
 const PAGE = 1000;
 const pad = 'x'.repeat(360);
 const idOf = i => 'r' + String(i).padStart(7, '0');
-const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-	'--disable-component-update', '--disable-sync', '--no-first-run', '--enable-precise-memory-info'];
+const MEMORY_INFO = '--enable-precise-memory-info';
 
 /* Summed PSS (bytes: resident memory, pages shared between processes
  * counted once in all) of the processes whose command line names `dir`. */
@@ -90,9 +89,7 @@ async function sampled(dir, fn) {
 /* A fresh browser profile on disk; resolves {context, page, dir, close}. */
 async function freshProfile() {
 	const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idbmount-first-sync-profile-'));
-	const context = await chromium.launchPersistentContext(dir, {
-		executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS,
-	});
+	const context = await launchChromiumProfile(dir, [MEMORY_INFO]);
 	const page = context.pages()[0] || await context.newPage();
 	return {
 		context, page, dir,

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { startPouchServer, pouchBrowserBuild, json } from './pouch_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
 
 const onDisk = process.argv.includes('--on-disk');
 for (const a of process.argv.slice(2)) if (a !== '--on-disk') throw new Error(`unknown argument ${a} (only --on-disk)`);
@@ -37,11 +37,7 @@ const doc = i => ({ _id: 'r' + String(i).padStart(7, '0'), name: 'record ' + i, 
 const { url, version, stop: stopServer } = await startPouchServer({ onDisk });
 let browser = null;
 try {
-	browser = await chromium.launch({
-		executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
-		args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-			'--disable-component-update', '--disable-sync', '--no-first-run'],
-	});
+	browser = await launchChromium();
 
 	const replicate = async (dbName, batchSize) => {
 		const remote = `${url}/${dbName}`;

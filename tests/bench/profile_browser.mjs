@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const { chromium } = await import(path.join(here, '../web/node_modules/playwright-core/index.mjs'));
+const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -35,11 +35,7 @@ if (mode !== 'drain' && mode !== 'ack') {
 const d = new Daemon();
 const token = d.addClient('bench');
 await d.start();
-const browser = await chromium.launch({
-	executablePath: process.env.IDBMOUNT_CHROMIUM || '/usr/bin/chromium',
-	args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking',
-		'--disable-component-update', '--disable-sync', '--no-first-run'],
-});
+const browser = await launchChromium();
 
 /* CPU seconds so far of the daemon and of Chromium's processes by type. */
 function cpuSeconds() {

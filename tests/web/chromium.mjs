@@ -13,7 +13,18 @@ export const CHROMIUM_ARGS = ['--no-sandbox', '--headless', '--disable-gpu', '--
 // Launches it through playwright-core with CHROMIUM_ARGS and `extraArgs`;
 // a missing binary fails with what installs it.
 export function launchChromium(extraArgs = []) {
+	checkPresent();
+	return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
+}
+
+// The same with a profile kept in directory `dir` (a browser context,
+// as playwright-core's launchPersistentContext gives it).
+export function launchChromiumProfile(dir, extraArgs = []) {
+	checkPresent();
+	return chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
+}
+
+function checkPresent() {
 	if (!fs.existsSync(CHROMIUM))
 		throw new Error(`${CHROMIUM} is missing: run mount-helpers/install-deps.sh --test`);
-	return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
