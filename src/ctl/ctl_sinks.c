@@ -314,18 +314,18 @@ static int sink_replay(const char *datadir, int argc, char **argv)
 	int64_t total = k.replay_to - (from - 1);
 	ctl_say("sink %s will ship seqs %lld to %lld again (generation %lld: new file names)", name,
 	        (long long)from, (long long)k.replay_to, (long long)k.generation);
+	if (!wait || total <= 0) {
+		store_close(st);
+		return 0;
+	}
 	int pid = 0;
 	int64_t s1, s2;
-	if (wait && total > 0 && store_daemon_status(st, &pid, &s1, &s2) != 0) {
+	if (store_daemon_status(st, &pid, &s1, &s2) != 0) {
 		/* The replay is recorded either way: asking again would ship
 		 * the history a third time. */
 		ctl_say("cannot tell whether a daemon serves %s (%s): the replay starts when one "
 		        "does",
 		        datadir, store_last_error(st));
-		store_close(st);
-		return 0;
-	}
-	if (!wait || total <= 0) {
 		store_close(st);
 		return 0;
 	}
