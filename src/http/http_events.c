@@ -236,14 +236,15 @@ static void events_round(struct worker *w, bool woken, void *arg)
 	if (look) {
 		/* With no stream open nobody wants to know who changed: the
 		 * changes are skipped, not read (a push of 1,000 made this
-		 * thread read 1,000 rows). The end is read before looking
-		 * whether a stream is open: one that opens after that asks the
-		 * store for its client's last change itself, so nothing up to
-		 * the end is missed. */
+		 * thread read 1,000 rows). The end is read (only then) before
+		 * looking again whether a stream is open: one that opens after
+		 * that asks the store for its client's last change itself, so
+		 * nothing up to the end is missed. */
+		bool idle = ev->count == 0;
 		pthread_mutex_unlock(&w->lock);
-		int64_t end = store_last_seq(w->st);
+		int64_t end = idle ? store_last_seq(w->st) : -1;
 		pthread_mutex_lock(&w->lock);
-		bool nobody = ev->count == 0 && end >= 0;
+		bool nobody = idle && ev->count == 0 && end >= 0;
 		pthread_mutex_unlock(&w->lock);
 		int64_t high = nobody ? end
 		                      : store_sync_changed_clients(w->st, ev->seen_seq,
