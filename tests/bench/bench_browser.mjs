@@ -1,9 +1,10 @@
 // bench_browser.mjs - browser-side figures of idbmount.js, on demand (not in
 // ctest; numbers depend on the machine):
 //
-//   node tests/bench/bench_browser.mjs          (after a build, with
-//   IDBMOUNT_BIN / IDBMOUNTCTL_BIN or build/ binaries, and tests/web's
-//   node_modules installed: cd tests/web && npm ci)
+//   node tests/bench/bench_browser.mjs          (with tests/web's
+//   node_modules installed: cd tests/web && npm ci; the daemon is a Release
+//   build made in build-release/, or IDBMOUNT_BIN / IDBMOUNTCTL_BIN as they
+//   are: release_build.mjs)
 //
 // In real Chromium (Debian's), on a page of a real daemon:
 //   1. capture cost: 10,000 puts of ~400-byte records in 10 transactions
@@ -38,6 +39,8 @@ import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
+const { useReleaseBuild } = await import('./release_build.mjs');
+const measured = useReleaseBuild(); /* before daemon.mjs reads IDBMOUNT_BIN */
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -227,7 +230,7 @@ try {
 			drain.foldMs === null ? 'this library has no revision runs' : 'after all were acknowledged'],
 	];
 	const w = [0, 1, 2, 3].map(i => Math.max(...rows.map(r => r[i].length), 4));
-	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}, library ${process.env.IDBMOUNT_LIB || 'built in'}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+	console.log(`browser benchmark: ${N} records of ~400 bytes, Chromium ${browser.version()}, library ${process.env.IDBMOUNT_LIB || 'built in'}, daemon: ${measured}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
 } finally {
 	await browser.close();

@@ -3,8 +3,9 @@
 //
 //   node tests/bench/bench_capture.mjs [--rounds 5] [--compare OLD]
 //
-// (after a build, with IDBMOUNT_BIN / IDBMOUNTCTL_BIN or build/ binaries,
-// and tests/web's node_modules installed: cd tests/web && npm ci)
+// (with tests/web's node_modules installed: cd tests/web && npm ci; the
+// daemon is a Release build made in build-release/, or IDBMOUNT_BIN /
+// IDBMOUNTCTL_BIN as they are: release_build.mjs)
 //
 // In real Chromium (Debian's), on a page of a real daemon, with no sync
 // running: each write pattern below runs against a plain IndexedDB
@@ -37,6 +38,8 @@ import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
+const { useReleaseBuild } = await import('./release_build.mjs');
+const measured = useReleaseBuild(); /* before daemon.mjs reads IDBMOUNT_BIN */
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -222,7 +225,7 @@ const median = a => {
 
 try {
 	const load = () => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-	console.log(`capture cost: Chromium ${browser.version()}, ${ROUNDS} rounds, ${new Date().toISOString()}, load average ${load()} at the start`);
+	console.log(`capture cost: Chromium ${browser.version()}, ${ROUNDS} rounds, ${new Date().toISOString()}, daemon: ${measured}, load average ${load()} at the start`);
 	const results = new Map(libraries.map(l => [l.name, []]));
 	for (let r = 0; r < ROUNDS; r++)
 		for (const library of r % 2 ? libraries.slice().reverse() : libraries) results.get(library.name).push(await round(library, r));

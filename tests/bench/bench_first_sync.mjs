@@ -3,8 +3,7 @@
 //
 //   cd tests/web && npm ci --no-audit --no-fund           (playwright-core)
 //   cd tests/bench/pouch && npm ci --no-audit --no-fund   (pouchdb, pouchdb-server)
-//   IDBMOUNT_BIN=build-release/idbmount IDBMOUNTCTL_BIN=build-release/idbmountctl \
-//     node tests/bench/bench_first_sync.mjs [--records N] [--pouch-batch N | --no-pouch]
+//   node tests/bench/bench_first_sync.mjs [--records N] [--pouch-batch N | --no-pouch]
 //
 // The daemon gets N records (100,000 by default) of ~400 bytes, pushed
 // from node in batches of 1,000; pouchdb-server (in memory) gets the same
@@ -38,6 +37,8 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { launchChromiumProfile } = await import(path.join(here, '../web/chromium.mjs'));
+const { useReleaseBuild } = await import('./release_build.mjs');
+const measured = useReleaseBuild(); /* before daemon.mjs reads IDBMOUNT_BIN */
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -262,7 +263,7 @@ try {
 			`${(pouchRun.result.totalMs / raw).toFixed(2)}x raw; peak PSS ${mib(pouchRun.peakRss)}, JS heap ${mib(pouchRun.result.heap)}`]);
 	const w = [0, 1, 2, 3, 4].map(i => Math.max(...rows.map(r => r[i].length)));
 	console.log(`first sync benchmark: ${N} records of ~400 bytes, pages of ${PAGE}, Chromium ${browserVersion}, fresh profiles on disk, `
-		+ `daemon ${process.env.IDBMOUNT_BIN || 'build/idbmount'}, library ${process.env.IDBMOUNT_LIB || 'built in'}${pouch ? `, pouchdb-server ${pouch.version} in memory` : ''}, `
+		+ `daemon: ${measured}, library ${process.env.IDBMOUNT_LIB || 'built in'}${pouch ? `, pouchdb-server ${pouch.version} in memory` : ''}, `
 		+ `load average ${loadBefore} before, ${load()} after`);
 	for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i])).join(' | '));
 } finally {

@@ -2,11 +2,14 @@
 """bench_fs.py - on-demand benchmark of idbmount's FUSE mounts against plain files.
 
 Not part of the test suite (not registered with ctest). Run as root, from
-anywhere, after building (results: tests/bench/RESULTS.md):
+anywhere (results: tests/bench/RESULTS.md):
 
     python3 tests/bench/bench_fs.py [--records 100000] [--rss-records 1000000]
-                                    [--build build] [--base-build DIR]
+                                    [--build build-release | --bin DIR] [--base-build DIR]
                                     [--ops grep,ls,find,cat] [--out RESULTS.md]
+
+It measures a Release build it makes in --build first, or the binaries in
+--bin as they are (release_build.py), and says which build type it measured.
 
 What it does:
   1. Generates N records (~400 bytes of compact JSON each: ids, names, a
@@ -65,6 +68,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+import release_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = "/usr/share/doc/libfuse3-dev/examples"
@@ -351,9 +356,7 @@ class Bench:
     def __init__(self, a):
         self.a = a
         self.wd = os.path.abspath(a.workdir)
-        build = a.build if os.path.isabs(a.build) else os.path.join(REPO, a.build)
-        self.idbmount = os.path.join(build, "idbmount")
-        self.ctl = os.path.join(build, "idbmountctl")
+        self.idbmount, self.ctl, _ = release_build.binaries(a)
         base = a.base_build and (a.base_build if os.path.isabs(a.base_build)
                                  else os.path.join(REPO, a.base_build))
         self.base_idbmount = base and os.path.join(base, "idbmount")
@@ -379,11 +382,9 @@ class Bench:
     def preflight(self):
         if os.geteuid() != 0:
             sys.exit("bench_fs.py: run as root (drop_caches, FUSE mounts)")
-        for b in (self.idbmount, self.ctl, self.base_idbmount, self.base_ctl):
+        for b in (self.base_idbmount, self.base_ctl):
             if b and not os.access(b, os.X_OK):
-                sys.exit("bench_fs.py: %s missing; build first:\n  cmake -S %s -B %s/build "
-                         "-DCMAKE_BUILD_TYPE=RelWithDebInfo && make -C %s/build -j2" %
-                         (b, REPO, REPO, REPO))
+                sys.exit("bench_fs.py: %s (--base-build) missing" % b)
         for tool in ("fusermount3", "gcc", "pkg-config", "grep", "xargs", "cp"):
             if not shutil.which(tool):
                 sys.exit("bench_fs.py: %s not found" % tool)
@@ -406,7 +407,7 @@ class Bench:
         info = self.res["info"]
         info["kernel"] = platform.release()
         info["nproc"] = len(os.sched_getaffinity(0))
-        info["build_type"] = cmake_build_type(os.path.dirname(self.idbmount))
+        info["build_type"] = release_build.build_type(os.path.dirname(self.idbmount))
         info["workdir"] = "%s (%s)" % (self.wd, t)
         r = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"],
                            capture_output=True, text=True, timeout=30)
@@ -913,17 +914,6 @@ class Bench:
         return "\n".join(out) + "\n"
 
 
-def cmake_build_type(build_dir):
-    try:
-        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith("CMAKE_BUILD_TYPE:"):
-                    return line.split("=", 1)[1].strip() or "default"
-    except OSError:
-        pass
-    return "unknown"
-
-
 def replace_section(path, title, text):
     """Puts `text` (which begins with the heading `title`) in place of the
     section of that heading in the file at path (up to the next heading of
@@ -959,7 +949,7 @@ def main():
                    help="before each part, wait until the 1-minute load average is below this")
     p.add_argument("--quiet-wait", type=float, default=1800,
                    help="seconds to wait at most for that (checked every 60 s)")
-    p.add_argument("--build", default="build", help="build directory (relative to the repo)")
+    release_build.add_arguments(p)
     p.add_argument("--workdir", default="/var/tmp/idbmount-bench",
                    help="work directory on local disk (not tmpfs)")
     p.add_argument("--runs", type=int, default=5, help="warm runs per measurement (median)")

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """bench_import.py - on-demand benchmark of `idbmountctl import`.
 
-Not part of the test suite (not registered with ctest). Run after a
-Release build (cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release &&
-cmake --build build-release -j2); as root when --with-daemon (it mounts):
+Not part of the test suite (not registered with ctest). Run as root when
+--with-daemon (it mounts):
 
     /usr/bin/python3 tests/bench/bench_import.py [--records 100000,1000000]
-        [--rounds 3] [--build build-release] [--with-daemon]
+        [--rounds 3] [--build build-release | --bin DIR] [--with-daemon]
+
+It measures a Release build it makes in --build first, or the binaries in
+--bin as they are (release_build.py), and says which.
 
 What it does, for each count N of --records:
   1. Writes N records of ~400 bytes (bench_sync.py's values, each with its
@@ -39,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sync import REPO, Daemon, cpu_seconds, is_mounted, make_value  # noqa: E402
+import release_build  # noqa: E402
 
 
 def run_measured(args):
@@ -108,12 +111,13 @@ def main():
     ap.add_argument("--records", default="100000,1000000",
                     help="record counts, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--build", default=os.path.join(REPO, "build-release"))
+    release_build.add_arguments(ap)
     ap.add_argument("--with-daemon", action="store_true",
                     help="also import with the daemon mounted on the data directory")
     a = ap.parse_args()
     counts = [int(c) for c in a.records.split(",")]
-    build = os.path.abspath(a.build)
+    idbmount, _, where = release_build.binaries(a)
+    build = os.path.dirname(idbmount)
     kinds = ["import"] + (["import, daemon running"] if a.with_daemon else []) + ["C loop"]
     tmp = tempfile.mkdtemp(prefix="bench_import.")
     loop_exe = os.path.join(tmp, "sqlite_loop")
@@ -151,8 +155,8 @@ def main():
     loads = [x[3] for v in runs.values() for x in v]
     print()
     print("idbmountctl import of records with an inline key (keyPath \"id\"), %d round(s), "
-          "medians; %d CPUs, load average %.1f-%.1f at the starts"
-          % (a.rounds, os.cpu_count(), min(loads), max(loads)))
+          "medians; %d CPUs, load average %.1f-%.1f at the starts; %s"
+          % (a.rounds, os.cpu_count(), min(loads), max(loads), where))
     print()
     print("| records | what | records/s | vs C loop | CPU s | CPU us/record | peak RSS |")
     print("|---:|---|---:|---:|---:|---:|---:|")

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """bench_sinks.py - on-demand benchmark of the flusher and the dir sink.
 
-Not part of the test suite. Run as root after building:
+Not part of the test suite. Run as root:
 
     /usr/bin/python3 tests/bench/bench_sinks.py [--changes 1000000] [--size 400]
-                                               [--build build] [--out FILE]
+        [--build build-release | --bin DIR] [--out FILE]
+
+It measures a Release build it makes in --build first, or the binaries in
+--bin as they are (release_build.py), and says which.
 
 What it does:
   1. Imports --changes records (about --size bytes of JSON each) with
@@ -45,6 +48,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sinks"))
 from peers import WebHdfsPeer  # noqa: E402  (the test peer, strict like HDFS)
+import release_build  # noqa: E402
 
 PLAIN_C = r"""
 #define _GNU_SOURCE
@@ -110,9 +114,7 @@ def is_mounted(path):
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.build = os.path.abspath(args.build)
-        self.idbmount = os.path.join(self.build, "idbmount")
-        self.ctl_bin = os.path.join(self.build, "idbmountctl")
+        self.idbmount, self.ctl_bin, self.where = release_build.binaries(args)
         self.root = tempfile.mkdtemp(prefix="bench_sinks.", dir="/var/tmp")
         self.data = os.path.join(self.root, "data")
         self.mnt = os.path.join(self.root, "mnt")
@@ -301,8 +303,8 @@ class Bench:
         with open("/proc/loadavg") as f:
             load = f.read().split()[0]
         out.append("%d changes of ~%d bytes (%.1f MB of change lines), imported in %.1f s; "
-                   "%d puts for the latency; load average %s at the end." %
-                   (n, self.args.size, size / 1e6, imp, self.args.puts, load))
+                   "%d puts for the latency; load average %s at the end; daemon: %s." %
+                   (n, self.args.size, size / 1e6, imp, self.args.puts, load, self.where))
         text = "\n".join(out)
         print(text)
         if self.args.out:
@@ -316,7 +318,7 @@ def main():
     ap.add_argument("--changes", type=int, default=1000000)
     ap.add_argument("--size", type=int, default=400)
     ap.add_argument("--puts", type=int, default=200)
-    ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+    release_build.add_arguments(ap)
     ap.add_argument("--out")
     Bench(ap.parse_args()).run()
 

@@ -11,7 +11,7 @@ mounts):
         [--bin DIR | --build DIR]
 
 What it does:
-  1. Builds a Release daemon (soak.py's binaries(): build-release/) unless
+  1. Builds a Release daemon (release_build.py: build-release/) unless
      --bin names a directory holding idbmount and idbmountctl.
   2. Makes --clients clients (idbmountctl client add), starts the daemon
      with no sinks and samples its RSS and descriptors idle.
@@ -45,7 +45,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import soak  # noqa: E402  (binaries, Connection, proc_sample, percentile, the Daemon)
+import release_build  # noqa: E402
+import soak  # noqa: E402  (Connection, proc_sample, percentile, the Daemon)
 import eventstream  # noqa: E402  (on soak's path: the SSE request and decoder)
 
 fs_conftest = soak.fs_conftest
@@ -190,11 +191,10 @@ def main():
     p.add_argument("--pushers", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--procs", type=int, default=4)
-    p.add_argument("--bin")
-    p.add_argument("--build", default=os.path.join(soak.REPO, "build-release"))
+    release_build.add_arguments(p)
     p.add_argument("--tmp")
     a = p.parse_args()
-    idbmount, idbmountctl, where = soak.binaries(a)
+    idbmount, idbmountctl, where = release_build.binaries(a)
     fs_conftest.IDBMOUNT, fs_conftest.IDBMOUNTCTL = idbmount, idbmountctl
     tmp = tempfile.mkdtemp(prefix="bench_streams.", dir=a.tmp)
     data, mnt = os.path.join(tmp, "data"), os.path.join(tmp, "mnt")

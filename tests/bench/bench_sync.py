@@ -2,10 +2,14 @@
 """bench_sync.py - on-demand benchmark of the sync endpoint's ingest rate.
 
 Not part of the test suite (not registered with ctest). Run as root (it
-mounts), after building:
+mounts):
 
     /usr/bin/python3 tests/bench/bench_sync.py [--mutations 100000]
-        [--batch 1000] [--connections 1,2,4] [--rounds 3] [--build build]
+        [--batch 1000] [--connections 1,2,4] [--rounds 3]
+        [--build build-release | --bin DIR] [--compare DIR]
+
+It measures a Release build it makes in --build first, or the binaries in
+--bin as they are (release_build.py), and says which.
 
 What it does:
   1. Starts a real daemon (fresh data directory and mount, HTTP on a free
@@ -46,6 +50,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import release_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORDS = ("amber basil cedar delta ember fjord grove harbor indigo juniper kestrel "
@@ -242,7 +248,7 @@ def main():
                     help="rounds; each measures every connection count (in turn, the "
                          "order rotating) and the C loop; medians are printed")
     ap.add_argument("--latency-samples", type=int, default=50)
-    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    release_build.add_arguments(ap)
     ap.add_argument("--compare", metavar="BUILD",
                     help="another build (e.g. of the code before a change): each push run "
                          "is made with it too, right after, and its medians printed beside")
@@ -250,7 +256,8 @@ def main():
     counts = [int(c) for c in a.connections.split(",")]
     if any(c < 1 for c in counts) or a.rounds < 1:
         raise SystemExit("--connections wants counts >= 1, --rounds >= 1")
-    build = os.path.abspath(a.build)
+    idbmount, ctl, where = release_build.binaries(a)
+    build = os.path.dirname(idbmount)
     tmp = tempfile.mkdtemp(prefix="bench_sync.")
     rng = random.Random(1)
     values = [make_value(i, rng) for i in range(a.mutations)]
@@ -265,7 +272,6 @@ def main():
                  "value": values[i], "base": None}
                 for i in range(start, min(start + a.batch, a.mutations))]
         bodies.append(json.dumps({"mutations": muts}, separators=(",", ":")).encode())
-    ctl = os.path.join(build, "idbmountctl")
     runs = {c: [] for c in counts}  # (rate, cpu us per mutation, load)
     other = {c: [] for c in counts}  # the same, of --compare
     loops, lat = [], []
@@ -296,10 +302,10 @@ def main():
     one = statistics.median(x[0] for x in runs[counts[0]])
     print()
     print("Sync endpoint ingest: %d puts of ~%d-byte values, %d per push; %d round(s), "
-          "medians; %d CPUs, load average %.1f-%.1f at the starts"
+          "medians; %d CPUs, load average %.1f-%.1f at the starts; daemon: %s"
           % (a.mutations, avg, a.batch, a.rounds, os.cpu_count(),
              min(x[2] for v in runs.values() for x in v),
-             max(x[2] for v in runs.values() for x in v)))
+             max(x[2] for v in runs.values() for x in v), where))
     print()
     print("| what | per second | vs C loop | vs %d connection(s) | daemon CPU per mutation |"
           % counts[0])
@@ -313,7 +319,8 @@ def main():
           % loop_rate)
     if a.compare:
         print()
-        print("--compare %s, in the same rounds (each run right after this build's):" % a.compare)
+        print("--compare %s (CMAKE_BUILD_TYPE %s), in the same rounds (each run right after "
+              "this build's):" % (a.compare, release_build.build_type(a.compare)))
         print()
         print("| connections | this build | --compare | ratio | daemon CPU per mutation, "
               "this / --compare |")

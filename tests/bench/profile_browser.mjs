@@ -23,6 +23,8 @@ import fs from 'node:fs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const { launchChromium } = await import(path.join(here, '../web/chromium.mjs'));
+const { useReleaseBuild } = await import('./release_build.mjs');
+const measured = useReleaseBuild(); /* before daemon.mjs reads IDBMOUNT_BIN */
 const { Daemon } = await import(path.join(here, '../web/daemon.mjs'));
 const { routeLibrary } = await import('./library_route.mjs');
 
@@ -141,7 +143,7 @@ try {
 	const run = await page.evaluate(() => window.profileRun());
 	const after = cpuSeconds();
 
-	console.log(`profile (${mode}): ${N} records, library ${process.env.IDBMOUNT_LIB || 'built in'}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+	console.log(`profile (${mode}): ${N} records, library ${process.env.IDBMOUNT_LIB || 'built in'}, daemon: ${measured}, load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 	console.log(`all acknowledged after ${run.totalMs.toFixed(0)} ms` + (run.writtenMs === null ? '' : `; the app's writes took ${run.writtenMs.toFixed(0)} ms`));
 	console.log('\nsteps (ms from the start):');
 	for (const [label, start, end] of run.timeline.sort((a, b) => a[1] - b[1]))

@@ -9,9 +9,9 @@ mounts):
         [--bin DIR | --build DIR] [--markdown FILE]
 
 What it does:
-  1. Builds a Release daemon (cmake -DCMAKE_BUILD_TYPE=Release in its own
-     build directory, build-release/ by default) unless --bin names a
-     directory holding idbmount and idbmountctl; it prints which.
+  1. Builds a Release daemon in --build (build-release/ by default) unless
+     --bin names a directory holding idbmount and idbmountctl
+     (release_build.py); it prints which.
   2. Makes --clients clients with `idbmountctl client add` (one token
      each), starts the daemon (tests/fs/conftest.py's Daemon) with a dir
      sink into a spool directory on disk, and given --http-timeout and
@@ -88,6 +88,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "sync"))
 from bench_sync import make_value  # noqa: E402  (the ~400-byte values)
+import release_build  # noqa: E402
 import eventstream  # noqa: E402  (the SSE request and decoder)
 
 _spec = importlib.util.spec_from_file_location(
@@ -107,33 +108,6 @@ MIB = 1024 * 1024
 RETRIED_PREFIXES = ("retried:",)
 # Races between the mount readers and the writers: shown, never errors.
 RACE_PREFIXES = ("race:",)
-
-
-# ---------------------------------------------------------------- building
-
-def binaries(a):
-    """(idbmount, idbmountctl, a sentence saying where they came from)."""
-    if a.bin:
-        d = os.path.abspath(a.bin)
-        build_type = "unknown"
-        try:
-            with open(os.path.join(d, "CMakeCache.txt")) as f:
-                for line in f:
-                    if line.startswith("CMAKE_BUILD_TYPE:"):
-                        build_type = line.split("=", 1)[1].strip() or "(none)"
-        except OSError:
-            pass
-        return (os.path.join(d, "idbmount"), os.path.join(d, "idbmountctl"),
-                "binaries from --bin %s (CMAKE_BUILD_TYPE %s)" % (d, build_type))
-    d = os.path.abspath(a.build)
-    print("soak: building a Release daemon in %s" % d, flush=True)
-    subprocess.run(["cmake", "-S", REPO, "-B", d, "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(["cmake", "--build", d, "--parallel", str(os.cpu_count() or 2),
-                    "--target", "idbmount", "idbmountctl"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return (os.path.join(d, "idbmount"), os.path.join(d, "idbmountctl"),
-            "built here: cmake -DCMAKE_BUILD_TYPE=Release in %s" % d)
 
 
 # ---------------------------------------------------------------- figures
@@ -1066,9 +1040,7 @@ def main():
     ap.add_argument("--keys", type=int, default=100, help="keys per client (default 100)")
     ap.add_argument("--pause", type=float, default=2.0,
                     help="mean seconds a client waits between rounds (default 2)")
-    ap.add_argument("--bin", help="directory holding idbmount and idbmountctl (no build)")
-    ap.add_argument("--build", default=os.path.join(REPO, "build-release"),
-                    help="Release build directory (default build-release)")
+    release_build.add_arguments(ap)
     ap.add_argument("--http-timeout", type=int, default=60)
     ap.add_argument("--keepalive", type=int, default=15)
     ap.add_argument("--sample", type=float, default=2, help="seconds between /proc samples")
@@ -1095,7 +1067,7 @@ def main():
     if os.geteuid() != 0:
         print("soak: run as root (it mounts)", file=sys.stderr)
         return 2
-    idbmount, idbmountctl, where = binaries(a)
+    idbmount, idbmountctl, where = release_build.binaries(a)
     try:
         r = run(a, idbmount, idbmountctl, where)
     except (RuntimeError, subprocess.CalledProcessError, AssertionError) as e:
