@@ -30,14 +30,19 @@ static void push_targets_clear(struct push *p)
 	p->ntargets = 0;
 }
 
-static void push_free(struct push *p)
+void push_release(struct push *p)
 {
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
 	push_slots_free(p);
 	push_targets_clear(p);
 	free(p->targets);
+	buf_free(&p->value);
 	pthread_mutex_destroy(&p->targets_lock);
 	pthread_mutex_destroy(&p->ready_lock);
 	pthread_cond_destroy(&p->ready);
+	pthread_cond_destroy(&p->handoff);
+	free(p);
 }
 
 /* ---- the push writer ------------------------------------------------------ */
@@ -396,11 +401,11 @@ static int push_hints_hold(struct push *p, bool *hold)
 
 /* Drops what was done from stale hints: push_ahead stops and every
  * mutation is parsed again, on this thread. */
-static void push_drop_hints(struct push *p, const pthread_t *ahead, bool *ahead_runs)
+static void push_drop_hints(struct push *p, pthread_t ahead, bool *ahead_runs)
 {
 	atomic_store(&p->stop, true);
 	if (*ahead_runs)
-		pthread_join(*ahead, NULL);
+		push_ahead_abandon(p, ahead);
 	*ahead_runs = false;
 	push_slots_reset(p);
 	push_targets_clear(p);
@@ -412,68 +417,80 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 {
 	store_set_error(st, "%s", "");
 	memset(outcome, 0, sizeof(*outcome));
-	struct push p = {.st = st,
-	                 .client_id = client_id,
-	                 .max_record = st->max_record,
-	                 .now_ms = store_now_ns() / 1000000,
-	                 .texts = mutations,
-	                 .count = count,
-	                 .back = count,
-	                 .outcome = outcome,
-	                 .result_fn = fn,
-	                 .result_ctx = ctx,
-	                 /* a record's compact form (prepared_value) */
-	                 .value = BUF_INIT(st->max_record * 2 + 64)};
-	pthread_mutex_init(&p.targets_lock, NULL);
-	pthread_mutex_init(&p.ready_lock, NULL);
-	pthread_cond_init(&p.ready, NULL);
-	p.slots = calloc(count ? count : 1, sizeof(*p.slots));
-	int rc = p.slots ? 0 : -ENOMEM;
+	/* On the heap: push_ahead may outlive this call, freeing the slots. */
+	struct push *p = calloc(1, sizeof(*p));
+	if (!p) {
+		store_set_error(st, "out of memory");
+		return -ENOMEM;
+	}
+	*p = (struct push){.st = st,
+	                   .client_id = client_id,
+	                   .max_record = st->max_record,
+	                   .now_ms = store_now_ns() / 1000000,
+	                   .texts = mutations,
+	                   .count = count,
+	                   .back = count,
+	                   .outcome = outcome,
+	                   .result_fn = fn,
+	                   .result_ctx = ctx,
+	                   /* a record's compact form (prepared_value) */
+	                   .value = BUF_INIT(st->max_record * 2 + 64)};
+	atomic_init(&p->refs, 1);
+	pthread_mutex_init(&p->targets_lock, NULL);
+	pthread_mutex_init(&p->ready_lock, NULL);
+	pthread_cond_init(&p->ready, NULL);
+	pthread_cond_init(&p->handoff, NULL);
+	p->slots = calloc(count ? count : 1, sizeof(*p->slots));
+	int rc = p->slots ? 0 : -ENOMEM;
 	/* Started before the writer is taken: while another push writes, this
 	 * one's mutations get parsed and laid out. */
 	bool ahead_runs = !rc && count >= PUSH_AHEAD_MIN;
 	if (ahead_runs)
-		push_hint_target(&p, st);
+		push_hint_target(p, st);
 	pthread_t ahead;
-	ahead_runs = ahead_runs && pthread_create(&ahead, NULL, push_ahead, &p) == 0;
+	if (ahead_runs) {
+		atomic_fetch_add(&p->refs, 1);
+		ahead_runs = pthread_create(&ahead, NULL, push_ahead, p) == 0;
+		if (!ahead_runs)
+			atomic_fetch_sub(&p->refs, 1);
+	}
 	bool taken = false;
 	if (!rc && writer) {
-		p.st = writer_take(writer, st);
-		taken = p.st != NULL;
+		p->st = writer_take(writer, st);
+		taken = p->st != NULL;
 		rc = taken ? 0 : -EIO;
 	}
 	if (!rc)
-		rc = store_txn_begin(p.st);
+		rc = store_txn_begin(p->st);
 	bool in_txn = !rc;
 	bool hints_hold = true;
-	if (!rc && p.ntargets)
-		rc = push_hints_hold(&p, &hints_hold);
+	if (!rc && p->ntargets)
+		rc = push_hints_hold(p, &hints_hold);
 	if (!rc && !hints_hold)
-		push_drop_hints(&p, &ahead, &ahead_runs);
+		push_drop_hints(p, ahead, &ahead_runs);
 	if (!rc) {
-		sqlite3_stmt *s = store_sync_stmt(p.st, Q_RESULT_OLD_ANY);
+		sqlite3_stmt *s = store_sync_stmt(p->st, Q_RESULT_OLD_ANY);
 		int64_t any = 0;
-		rc = s ? store_step_int(p.st, s, &any) : -EIO;
-		p.old_results = any != 0;
+		rc = s ? store_step_int(p->st, s, &any) : -EIO;
+		p->old_results = any != 0;
 	}
 	for (size_t i = 0; i < count && !rc; i++)
-		rc = push_one(&p, i);
-	atomic_store(&p.stop, true);
+		rc = push_one(p, i);
+	/* From here on neither thread reads `mutations`; push_ahead frees the
+	 * slots while this thread commits. */
 	if (ahead_runs)
-		pthread_join(ahead, NULL);
-	/* The slots are freed only now, by push_free, once push_ahead has
-	 * ended: freeing its allocations while it allocates made both threads
-	 * fight over its malloc arena (twice the CPU time, and slower). */
+		push_ahead_finish(p, ahead);
+	else
+		atomic_store(&p->stop, true);
 	if (!rc)
-		rc = push_forget_old(&p);
+		rc = push_forget_old(p);
 	if (in_txn)
-		rc = store_txn_end(p.st, rc);
-	if (rc && p.st && p.st != st)
-		store_set_error(st, "%s", store_last_error(p.st));
+		rc = store_txn_end(p->st, rc);
+	if (rc && p->st && p->st != st)
+		store_set_error(st, "%s", store_last_error(p->st));
 	if (taken)
 		writer_give(writer);
-	push_free(&p);
-	buf_free(&p.value);
+	push_release(p);
 	if (rc) {
 		struct store_push_outcome failed = *outcome;
 		memset(outcome, 0, sizeof(*outcome));

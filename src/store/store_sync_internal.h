@@ -98,6 +98,17 @@ struct push {
 	pthread_cond_t ready;
 	size_t back; /* the writer's next slot to fill, from the back */
 	atomic_bool stop;
+	/* The hand-off at the end, under ready_lock with `handoff`: push_ahead
+	 * says it has stopped filling (so no longer reads `texts`, which the
+	 * caller frees once the push returns); the writer says whether it is
+	 * done with the slots (push_ahead then frees them) or abandons them
+	 * to be filled again (push_drop_hints). */
+	pthread_cond_t handoff;
+	bool ahead_parked;
+	enum { WRITER_BUSY, WRITER_DONE, WRITER_REFILLS } writer;
+	/* The writer and push_ahead each hold one; the last frees the push
+	 * (push_release). */
+	atomic_int refs;
 	struct store_push_outcome *outcome;
 	store_push_result_fn result_fn;
 	void *result_ctx;
@@ -107,13 +118,20 @@ struct push {
 
 /* Parsing ahead (store_push_ahead.c). push_ahead is the second thread's
  * body; take_slot gives slot `i` filled, by this thread when push_ahead has
- * not taken it; push_slots_free frees the slots once push_ahead has
- * ended. */
+ * not taken it; push_slots_free frees the slots when no thread fills them.
+ * push_ahead_finish tells push_ahead the writer is done with the slots:
+ * push_ahead frees them, off the writer's path, and the push with them
+ * when it is the last to let go (push_release). */
 void *push_ahead(void *arg);
 struct slot *push_take_slot(struct push *p, size_t i);
 void push_slots_free(struct push *p);
+void push_ahead_finish(struct push *p, pthread_t ahead);
+/* Stops push_ahead and waits for it to end; the slots stay. */
+void push_ahead_abandon(struct push *p, pthread_t ahead);
 /* Empties every slot, to be filled again (push_ahead has ended). */
 void push_slots_reset(struct push *p);
+/* Drops a hold on the push (store_push.c): the last frees it. */
+void push_release(struct push *p);
 
 /* Results (store_push_results.c). push_recall fills `res` with the result
  * remembered for mutation `id`, if any (*found); push_remember remembers
