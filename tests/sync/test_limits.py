@@ -210,3 +210,27 @@ def test_max_buffered_below_max_body_is_refused(tmp_path):
                args=["--max-body", "4M", "--max-buffered", "1M"])
     with pytest.raises(RuntimeError, match="--max-buffered"):
         d.start()
+
+
+def test_the_wal_starts_over_under_a_steady_stream_of_pushes(sync):
+    """The WAL file is copied back into the database by a checkpointer
+    thread, but starts over only when a write begins with everything
+    copied back: pushes sent back to back never leave such a moment, and it
+    grew without end (114 MB after these 24 pushes, 457 MB after 48). Past
+    64 MiB the committing connection makes it start over, and
+    journal_size_limit keeps the file at that size."""
+    sync.alice.schema("shop", ORDERS)
+    wal = os.path.join(sync.data, "idbmount.db-wal")
+    note = "x" * 3800  # ~4 KB values: the WAL grows ~9 MB a push
+    bodies = [json.dumps({"mutations": [
+        put("w%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
+        for i in range(1000)]}).encode() for p in range(24)]
+    largest = 0
+    for body in bodies:  # encoded before, so that they follow back to back
+        r = sync.alice.post("/v1/push", body, headers={"Content-Type": "application/json"})
+        assert r.status == 200, r
+        largest = max(largest, os.path.getsize(wal))
+    # 64 MiB, and what one more push may add before the one after it makes
+    # the WAL start over.
+    assert largest <= 64 * MiB + 16 * MiB, largest
+    assert len(os.listdir(sync.path("alice", "shop", "orders"))) == 24000
