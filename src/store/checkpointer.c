@@ -12,7 +12,22 @@
 
 struct checkpointer {
 	struct worker worker;
+	int restart_at; /* the WAL length (pages) at which to make it start over */
 };
+
+/* The WAL starts over from its beginning only when a write begins with
+ * every frame copied back and no reader in it. Pushes sent back to back
+ * never leave such a moment (the next one begins before a checkpoint is
+ * done), and it grew without end: 59 MB after 200,000 puts on one
+ * connection, 140 MB on four, 457 MB after 48 pushes of 1,000 4 KB values.
+ * Past STORE_WAL_LIMIT_PAGES this thread makes it start over, queued as a
+ * writer: the pushes wait for it, about as long as it takes to copy one
+ * push back, once per 64 MiB. A reader that holds the WAL longer than
+ * RESTART_WAIT_MS (a backup) makes it give up; it tries again once the WAL
+ * has grown by RESTART_RETRY_PAGES (16 MiB), so the pushes under a long
+ * backup wait that little, that seldom. */
+#define RESTART_WAIT_MS 20
+#define RESTART_RETRY_PAGES 4096
 
 /* Called by SQLite's commit hook in whichever thread committed. */
 static void on_wal_long(void *ctx)
@@ -25,10 +40,19 @@ static void on_wal_long(void *ctx)
 static void checkpoint_round(struct worker *w, bool woken, void *arg)
 {
 	(void)woken;
-	(void)arg;
+	struct checkpointer *c = arg;
 	pthread_mutex_unlock(&w->lock);
-	if (store_checkpoint(w->st) != 0)
+	int pages = 0;
+	if (store_checkpoint(w->st, &pages) != 0)
 		fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
+	if (pages < STORE_WAL_LIMIT_PAGES) {
+		c->restart_at = STORE_WAL_LIMIT_PAGES;
+	} else if (pages >= c->restart_at) {
+		int rc = store_wal_restart(w->st, RESTART_WAIT_MS);
+		if (rc && rc != -EBUSY)
+			fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
+		c->restart_at = rc ? pages + RESTART_RETRY_PAGES : STORE_WAL_LIMIT_PAGES;
+	}
 	pthread_mutex_lock(&w->lock);
 }
 
@@ -43,7 +67,8 @@ int checkpointer_start(const char *datadir, struct checkpointer **out)
 		free(c);
 		return rc;
 	}
-	rc = worker_start_rounds(&c->worker, 0, checkpoint_round, NULL);
+	c->restart_at = STORE_WAL_LIMIT_PAGES;
+	rc = worker_start_rounds(&c->worker, 0, checkpoint_round, c);
 	if (rc) {
 		worker_close(&c->worker);
 		free(c);

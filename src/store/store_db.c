@@ -158,13 +158,13 @@ static void writers_queue_init(void)
 	pthread_mutexattr_destroy(&a);
 }
 
-static void writers_queue_enter(void)
+void store_writers_queue_enter(void)
 {
 	pthread_once(&writers_queue_once, writers_queue_init);
 	pthread_mutex_lock(&writers_queue);
 }
 
-static void writers_queue_leave(void)
+void store_writers_queue_leave(void)
 {
 	pthread_mutex_unlock(&writers_queue);
 }
@@ -173,10 +173,10 @@ int store_step_done(struct store *st, sqlite3_stmt *s)
 {
 	bool queue = st->txn_depth == 0 && !sqlite3_stmt_readonly(s);
 	if (queue)
-		writers_queue_enter();
+		store_writers_queue_enter();
 	int rc = sqlite3_step(s);
 	if (queue)
-		writers_queue_leave();
+		store_writers_queue_leave();
 	int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : store_sql_fail(st, rc);
 	sqlite3_reset(s);
 	return out;
@@ -211,12 +211,12 @@ int store_exec(struct store *st, const char *sql)
 int store_txn_begin(struct store *st)
 {
 	if (st->txn_depth == 0)
-		writers_queue_enter();
+		store_writers_queue_enter();
 	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
 	if (rc == 0 && st->txn_depth++ == 0)
 		st->txn_serial++;
 	else if (rc != 0 && st->txn_depth == 0)
-		writers_queue_leave();
+		store_writers_queue_leave();
 	return rc;
 }
 
@@ -242,7 +242,7 @@ int store_txn_end(struct store *st, int rc)
 	st->txn_depth--;
 	if (st->txn_depth == 0) {
 		rc = txn_finish(st, rc);
-		writers_queue_leave();
+		store_writers_queue_leave();
 		return rc;
 	}
 	if (rc == 0) {

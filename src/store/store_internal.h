@@ -127,6 +127,10 @@ void store_bind_text(sqlite3_stmt *s, int i, const char *t);
 char *store_col_strdup(sqlite3_stmt *s, int i);
 /* Steps a statement that returns no rows (or ignores them); 0 or -errno. */
 int store_step_done(struct store *st, sqlite3_stmt *s);
+/* The queue of this process's writers for SQLite's one write lock
+ * (store_db.c); recursive. */
+void store_writers_queue_enter(void);
+void store_writers_queue_leave(void);
 /* Steps a one-integer query; *out is kept when there is no row. */
 int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out);
 /* Reads the columns of the row a statement stands on into `out`. */

@@ -75,14 +75,6 @@ static int check_identity(struct store *st, const char *path)
 
 /* How long a statement waits for another connection's lock. */
 #define STORE_BUSY_TIMEOUT_MS 30000
-/* 64 MiB of 4 KiB pages: past it the WAL is made to start over (wal_grown),
- * and journal_size_limit cuts its file back to it. */
-#define WAL_RESTART_PAGES 16384
-#define WAL_RESTART_BYTES 67108864
-_Static_assert(WAL_RESTART_BYTES == WAL_RESTART_PAGES * 4096, "one size, in pages and bytes");
-#define WAL_RESTART_WAIT_MS 20
-#define TEXT_OF_(x) #x
-#define TEXT_OF(x) TEXT_OF_(x)
 
 static pthread_mutex_t wal_delegate_lock = PTHREAD_MUTEX_INITIALIZER;
 static store_wal_fn wal_delegate;
@@ -99,38 +91,39 @@ void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages)
 }
 
 /* SQLite's hook after each commit of a connection opened while
- * checkpoints were delegated.
- *
- * The WAL starts over from its beginning only when a write begins with
- * every frame copied back and no reader in it. Under a steady stream of
- * pushes the next one begins before the checkpointer is done, so it never
- * did: 59 MB of WAL after 200,000 puts on one connection, 140 MB on four,
- * growing without end. Past WAL_RESTART_PAGES the committing connection,
- * which has just let go of the write lock, makes it start over itself (a
- * RESTART checkpoint: it copies what the checkpointer has not yet, and
- * waits for the readers to reach the newest snapshot), for at most
- * WAL_RESTART_WAIT_MS, so a long reader (a backup) holds a commit back
- * that little; when it cannot, the next commit tries again. */
+ * checkpoints were delegated. */
 static int wal_grown(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	(void)arg;
+	(void)db;
+	(void)name;
 	pthread_mutex_lock(&wal_delegate_lock);
 	if (wal_delegate && pages >= wal_delegate_pages)
 		wal_delegate(wal_delegate_ctx);
 	pthread_mutex_unlock(&wal_delegate_lock);
-	if (pages >= WAL_RESTART_PAGES) {
-		sqlite3_busy_timeout(db, WAL_RESTART_WAIT_MS);
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-		sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-	}
 	return SQLITE_OK;
 }
 
-int store_checkpoint(struct store *st)
+int store_checkpoint(struct store *st, int *wal_pages)
 {
-	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	int pages = 0;
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &pages, NULL);
+	if (wal_pages)
+		*wal_pages = pages;
 	/* BUSY: another checkpoint runs; the next wake tries again. */
 	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : store_sql_fail(st, rc);
+}
+
+int store_wal_restart(struct store *st, int wait_ms)
+{
+	store_writers_queue_enter();
+	sqlite3_busy_timeout(st->db, wait_ms);
+	int rc = sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+	sqlite3_busy_timeout(st->db, STORE_BUSY_TIMEOUT_MS);
+	store_writers_queue_leave();
+	if (rc == SQLITE_BUSY)
+		return -EBUSY;
+	return rc == SQLITE_OK ? 0 : store_sql_fail(st, rc);
 }
 
 int store_open(const char *datadir, struct store **out, char *err, size_t errlen)
@@ -188,8 +181,13 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	 * fsync() on a file syncs the WAL for power-loss durability. */
 	if (!res)
 		res = store_exec(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-		                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;"
-		                     "PRAGMA journal_size_limit=" TEXT_OF(WAL_RESTART_BYTES) ";");
+		                     "PRAGMA foreign_keys=OFF; PRAGMA temp_store=MEMORY;");
+	if (!res) {
+		char limit[64];
+		snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit=%d;",
+		         STORE_WAL_LIMIT_PAGES * 4096);
+		res = store_exec(st, limit);
+	}
 	if (!res)
 		res = store_schema_ensure(st, datadir);
 	pthread_mutex_lock(&wal_delegate_lock);

@@ -216,8 +216,8 @@ def test_the_wal_starts_over_under_a_steady_stream_of_pushes(sync):
     """The WAL file is copied back into the database by a checkpointer
     thread, but starts over only when a write begins with everything
     copied back: pushes sent back to back never leave such a moment, and it
-    grew without end (114 MB after these 24 pushes, 457 MB after 48). Past
-    64 MiB the committing connection makes it start over, and
+    grew without end (204 MB after these 24 pushes, 457 MB after 48). Past
+    64 MiB the checkpointer makes it start over, queued as a writer, and
     journal_size_limit keeps the file at that size."""
     sync.alice.schema("shop", ORDERS)
     wal = os.path.join(sync.data, "idbmount.db-wal")

@@ -347,8 +347,19 @@ int store_client_list(struct store *st, store_name_fn fn, void *ctx);
  * the last close). */
 typedef void (*store_wal_fn)(void *ctx);
 void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages);
-/* A passive checkpoint: copies what it can without waiting for anyone. */
-int store_checkpoint(struct store *st);
+/* A passive checkpoint: copies what it can without waiting for anyone.
+ * *wal_pages (may be NULL) gets the WAL's length in pages. */
+int store_checkpoint(struct store *st, int *wal_pages);
+/* Past this length (64 MiB of 4 KiB pages) the daemon's checkpointer makes
+ * the WAL start over (store_wal_restart), and a connection that starts it
+ * over cuts its file back to this size (journal_size_limit). */
+#define STORE_WAL_LIMIT_PAGES 16384
+/* Makes the WAL start over from its beginning at the next write (a RESTART
+ * checkpoint), queued as a writer of this process so that no push begins
+ * meanwhile: it copies what is left and waits up to `wait_ms` for the
+ * readers to reach the newest snapshot. -EBUSY when one did not (a long
+ * reader, such as a backup). */
+int store_wal_restart(struct store *st, int wait_ms);
 
 /* ---- the change log -------------------------------------------------- */
 
