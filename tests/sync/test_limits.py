@@ -6,6 +6,7 @@ connections that send 32 MiB bodies (its VmHWM, read from /proc)."""
 import json
 import os
 import socket
+import sqlite3
 import threading
 
 import pytest
@@ -234,3 +235,36 @@ def test_the_wal_starts_over_under_a_steady_stream_of_pushes(sync):
     # the WAL start over.
     assert largest <= 64 * MiB + 16 * MiB, largest
     assert len(os.listdir(sync.path("alice", "shop", "orders"))) == 24000
+
+
+def test_the_wal_starts_over_once_a_long_reader_has_gone(sync):
+    """A reader that holds the WAL (a backup, here a read transaction of
+    another process) keeps it from starting over, so it grows while the
+    reader stays; once the reader is gone it starts over again, although
+    the pushes never stopped."""
+    sync.alice.schema("shop", ORDERS)
+    wal = os.path.join(sync.data, "idbmount.db-wal")
+    note = "x" * 3800
+    bodies = [json.dumps({"mutations": [
+        put("r%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
+        for i in range(1000)]}).encode() for p in range(30)]
+    reader = sqlite3.connect(os.path.join(sync.data, "idbmount.db"), isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM records").fetchone()
+    sizes = []
+    # one keep-alive connection: each push follows the last at once
+    conn = sync.alice.connection()
+    headers = {"Authorization": "Bearer " + sync.alice.token,
+               "Content-Type": "application/json"}
+    for n, body in enumerate(bodies):
+        if n == 20:
+            reader.execute("COMMIT")
+            reader.close()
+        conn.request("POST", "/v1/push", body, headers)
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        r.read()
+        sizes.append(os.path.getsize(wal))
+    conn.close()
+    assert sizes[19] > 150 * MiB, sizes  # it grew while the reader was there
+    assert sizes[-1] <= 64 * MiB + 16 * MiB, sizes
