@@ -403,7 +403,6 @@ static int push_hints_hold(struct push *p, bool *hold)
  * mutation is parsed again, on this thread. */
 static void push_drop_hints(struct push *p, pthread_t ahead, bool *ahead_runs)
 {
-	atomic_store(&p->stop, true);
 	if (*ahead_runs)
 		push_ahead_abandon(p, ahead);
 	*ahead_runs = false;
@@ -480,8 +479,6 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 	 * slots while this thread commits. */
 	if (ahead_runs)
 		push_ahead_finish(p, ahead);
-	else
-		atomic_store(&p->stop, true);
 	if (!rc)
 		rc = push_forget_old(p);
 	if (in_txn)

@@ -12,7 +12,6 @@
 
 #include "store_internal.h"
 
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
