@@ -215,6 +215,11 @@ bool json_text_plain_string(const char *t, size_t len)
 	return true;
 }
 
+bool json_text_string_as_written(const char *t, size_t len)
+{
+	return json_text_plain_string(t, len) && utf8_valid(t + 1, len - 2);
+}
+
 const char *json_text_c_string(const json_t *v)
 {
 	const char *s = json_string_value(v);

@@ -356,14 +356,6 @@ int store_record_put_prepared(struct store *st, int64_t objstore_id, struct stor
                               void *check_ctx, struct store_record_state *now, int64_t *rev,
                               int64_t *seq);
 
-/* ---- a push's mutation (store_push_ahead.c) ----
- * Parses mutation text `t` into *m without its "value" member, whose text
- * is left in *value ({NULL, 0} when absent): the value, most of the bytes,
- * can then be laid out straight from its text. Returns 0, or -EINVAL when
- * the text is not an object whose members each parse (the push then
- * parses it whole, and jansson decides). */
-int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *value);
-
 /* ---- store_clients.c ---- */
 
 /* The id of client `name`: 0, or -ENOENT with the reason. */

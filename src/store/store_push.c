@@ -212,51 +212,6 @@ static int generate_key(struct push *p, struct target *t, json_t **key)
 	return rc;
 }
 
-/* Checks the shape of mutation `m` (number `i`). */
-static int mutation_shape(struct push *p, size_t i, const json_t *m, bool has_value,
-                          const char **id, bool *put)
-{
-	const json_t *jid = json_object_get(m, "id");
-	const json_t *db = json_object_get(m, "db");
-	const json_t *store = json_object_get(m, "store");
-	const json_t *op = json_object_get(m, "op");
-	const json_t *base = json_object_get(m, "base");
-	const char *why = NULL;
-	if (!json_is_object(m))
-		why = "a mutation is an object {id, db, store, key, op, value, base}";
-	else if (!json_is_string(jid) || json_string_length(jid) == 0 ||
-	         json_string_length(jid) > SYNC_MUTATION_ID_MAX)
-		why = "id is a non-empty string of at most 256 bytes";
-	else if (!json_text_c_string(jid))
-		why = "id holds U+0000 (it would be taken for the id cut there)";
-	else if (!json_is_string(db) || !json_is_string(store))
-		why = "db and store are strings";
-	else if (!json_text_c_string(db) || !json_text_c_string(store))
-		why = "db or store holds U+0000, which a name cannot hold";
-	else if (!json_text_c_string(op) || (strcmp(json_string_value(op), "put") != 0 &&
-	                                     strcmp(json_string_value(op), "delete") != 0))
-		why = "op is \"put\" or \"delete\"";
-	else if (base && !json_is_null(base) &&
-	         !(json_is_integer(base) && json_integer_value(base) >= 0))
-		why = "base is null or a revision number";
-	else if (strcmp(json_string_value(op), "put") == 0 && !has_value)
-		why = "a put needs a value";
-	else if (strcmp(json_string_value(op), "delete") == 0 &&
-	         json_is_null(json_object_get(m, "key")))
-		why = "a delete needs a key";
-	if (why) {
-		if (json_is_string(jid))
-			store_set_error(p->st, "mutation %zu (id %.64s): %s", i,
-			                json_string_value(jid), why);
-		else
-			store_set_error(p->st, "mutation %zu: %s", i, why);
-		return -EINVAL;
-	}
-	*id = json_string_value(jid);
-	*put = strcmp(json_string_value(op), "put") == 0;
-	return 0;
-}
-
 /* Whether the record's state is what `base` (the mutation's member, or
  * NULL when absent) says the browser saw: the write may go on. */
 static bool base_agrees(void *ctx, const struct store_record_state *now)
@@ -273,33 +228,38 @@ static bool base_agrees(void *ctx, const struct store_record_state *now)
 static int push_one(struct push *p, size_t i)
 {
 	struct slot *sl = push_take_slot(p, i);
-	const json_t *m = sl->m;
-	if (!m) {
-		store_set_error(p->st, "malformed JSON: mutation %zu: %s", i, sl->why);
+	const struct mutation_read *r = &sl->read;
+	if (r->malformed) {
+		store_set_error(p->st, "malformed JSON: mutation %zu: %s", i, r->why);
 		p->outcome->malformed = true;
 		p->outcome->malformed_index = i;
 		snprintf(p->outcome->malformed_why, sizeof(p->outcome->malformed_why), "%s",
-		         sl->why);
+		         r->why);
 		return -EINVAL;
 	}
-	const char *id = NULL;
-	bool put = false;
-	int rc = mutation_shape(p, i, m, sl->has_value, &id, &put);
-	if (rc)
-		return rc;
+	if (r->wrong) {
+		if (r->mu.id)
+			store_set_error(p->st, "mutation %zu (id %.64s): %s", i, r->mu.id,
+			                r->wrong);
+		else
+			store_set_error(p->st, "mutation %zu: %s", i, r->wrong);
+		return -EINVAL;
+	}
+	const struct mutation *mu = &r->mu;
+	const char *id = mu->id;
+	bool put = mu->put;
 	struct store_push_result res = {.id = id, .id_len = strlen(id)};
 	bool known = false;
-	rc = push_recall(p, id, &res, &known);
+	int rc = push_recall(p, id, &res, &known);
 	if (!rc && known)
 		rc = p->result_fn(p->result_ctx, i, &res);
 	if (rc || known)
 		return rc;
 	struct target *t = NULL;
-	rc = push_target(p, p->st, json_string_value(json_object_get(m, "db")),
-	                 json_string_value(json_object_get(m, "store")), &t);
-	const json_t *given = json_object_get(m, "key");
+	rc = push_target(p, p->st, mu->db, mu->store, &t);
+	const json_t *given = mu->key;
 	json_t *key = NULL;
-	const json_t *value = sl->value; /* NULL when prepared from its text */
+	const json_t *value = r->value_parsed; /* NULL when prepared from its text */
 	bool generated = false;
 	if (!rc && (!given || json_is_null(given))) {
 		bool inline_keys = strcmp(t->keypath, "null") != 0;
@@ -321,7 +281,7 @@ static int push_one(struct push *p, size_t i)
 		key = json_incref((json_t *)given);
 	}
 	struct store_record_state now = {0};
-	json_t *base = json_object_get(m, "base");
+	void *base = (void *)mu->base; /* base_agrees' context */
 	int64_t rev = 0, seq = 0;
 	if (!rc && put && sl->prepped) {
 		/* push_ahead did the key and the value (the key was given). */
@@ -366,17 +326,14 @@ static int push_one(struct push *p, size_t i)
  * hint: push_hints_hold checks it again inside the transaction. */
 static void push_hint_target(struct push *p, struct store *own)
 {
-	json_t *m = NULL;
-	struct json_span value;
-	if (store_sync_mutation_parse(p->texts[0], &m, &value) == 0) {
-		const char *db = json_string_value(json_object_get(m, "db"));
-		const char *store = json_string_value(json_object_get(m, "store"));
-		struct target *t = NULL;
-		if (db && store)
-			push_target(p, own, db, store, &t);
+	struct mutation_read r;
+	mutation_read(p->texts[0], &r);
+	struct target *t = NULL;
+	if (r.mu.db && r.mu.store) {
+		push_target(p, own, r.mu.db, r.mu.store, &t);
 		store_set_error(own, "%s", ""); /* the writer will say what is wrong */
 	}
-	json_decref(m);
+	mutation_read_free(&r);
 }
 
 /* Whether the targets looked up before the transaction are still what they

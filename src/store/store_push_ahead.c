@@ -21,132 +21,57 @@
 
 static void slot_clear(struct slot *sl)
 {
-	json_decref(sl->m);
-	sl->m = NULL;
-	json_decref(sl->value);
-	sl->value = NULL;
+	mutation_read_free(&sl->read);
 	if (sl->prepped)
 		store_put_prep_free(&sl->prep);
 	sl->prepped = false;
 }
 
-/* The key path of a target already resolved, or NULL: for push_ahead,
- * which cannot resolve one (that takes SQL). The text lives until the
- * push ends. */
-static const char *resolved_keypath(struct push *p, const char *db, const char *store)
+/* The key path of the store a valid put with a key goes to, when it is
+ * resolved already; else NULL (push_ahead cannot resolve one: that takes
+ * SQL). The text lives until the push ends. */
+static const char *known_keypath(struct push *p, const struct mutation_read *r)
 {
+	if (r->malformed || r->wrong || !r->mu.put || !r->mu.key || json_is_null(r->mu.key))
+		return NULL;
 	const char *keypath = NULL;
 	pthread_mutex_lock(&p->targets_lock);
 	for (size_t i = 0; i < p->ntargets && !keypath; i++)
-		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0)
+		if (strcmp(p->targets[i].db, r->mu.db) == 0 &&
+		    strcmp(p->targets[i].store, r->mu.store) == 0)
 			keypath = p->targets[i].keypath;
 	pthread_mutex_unlock(&p->targets_lock);
 	return keypath;
 }
 
-int store_sync_mutation_parse(struct json_span t, json_t **m, struct json_span *value)
-{
-	struct json_member *members = NULL;
-	size_t n = 0;
-	*m = NULL;
-	*value = (struct json_span){NULL, 0};
-	if (json_text_members(t.text, t.len, &members, &n) != 0)
-		return -EINVAL;
-	json_t *obj = json_object();
-	int rc = obj ? 0 : -ENOMEM;
-	for (size_t k = 0; k < n && !rc; k++) {
-		/* A name written plainly is its own text (jansson checks its
-		 * UTF-8 when it is set); others are parsed. */
-		struct json_span lit = members[k].name;
-		const char *s = lit.text + 1;
-		size_t len = lit.len - 2;
-		bool plain = json_text_plain_string(lit.text, lit.len);
-		json_t *name = plain ? NULL : json_text_parse(lit.text, lit.len, NULL, 0);
-		if (!plain) {
-			s = json_string_value(name);
-			len = json_string_length(name);
-		}
-		json_t *v = NULL;
-		if (!plain && (!s || strlen(s) != len)) {
-			/* a name that does not parse, or holds U+0000, which
-			 * jansson refuses in a member name */
-			rc = -EINVAL;
-		} else if (len == 5 && memcmp(s, "value", 5) == 0) {
-			/* The last one counts, as in jansson; an earlier one
-			 * must still parse. */
-			if (value->text && !(v = json_text_parse(value->text, value->len, NULL, 0)))
-				rc = -EINVAL;
-			json_decref(v);
-			*value = members[k].value;
-		} else {
-			v = json_text_parse(members[k].value.text, members[k].value.len, NULL, 0);
-			rc = v && json_object_setn_new(obj, s, len, v) == 0 ? 0 : -EINVAL;
-		}
-		json_decref(name);
-	}
-	free(members);
-	if (rc) {
-		json_decref(obj);
-		*value = (struct json_span){NULL, 0};
-		return rc;
-	}
-	*m = obj;
-	return 0;
-}
-
-/* Parses mutation `i` whole, as jansson does: for a text that does not
- * split into members that parse, so that the error says where. */
-static void parse_whole(struct push *p, size_t i)
-{
-	struct slot *sl = &p->slots[i];
-	json_decref(sl->m);
-	json_decref(sl->value);
-	sl->m = json_text_parse(p->texts[i].text, p->texts[i].len, sl->why, sizeof(sl->why));
-	sl->value = json_incref(json_object_get(sl->m, "value"));
-	sl->has_value = sl->value != NULL;
-}
-
-/* Parses mutation `i` and, for a put with a key into a store whose key
- * path is known, prepares the write (key encoding, the value's file text
- * and compact form): from the value's text when json_text_pretty_text is
- * sure of it, else from the parsed value. Anything wrong is left for
- * push_one to find and report in order. */
+/* Reads mutation `i` and, for a put with a key into a store whose key path
+ * is known, prepares the write (key encoding, the value's file text and
+ * compact form): from the value's text when json_text_pretty_text is sure
+ * of it, else from the parsed value. Anything wrong is left for push_one
+ * to find and report in order. */
 static void fill_slot(struct push *p, size_t i)
 {
 	struct slot *sl = &p->slots[i];
-	struct json_span value_text;
-	if (store_sync_mutation_parse(p->texts[i], &sl->m, &value_text) != 0) {
-		parse_whole(p, i);
-	} else {
-		sl->has_value = value_text.text != NULL;
-	}
-	if (!json_is_object(sl->m))
-		return;
-	const char *op = json_string_value(json_object_get(sl->m, "op"));
-	const char *db = json_string_value(json_object_get(sl->m, "db"));
-	const char *store = json_string_value(json_object_get(sl->m, "store"));
-	const json_t *key = json_object_get(sl->m, "key");
-	bool put_with_key = op && strcmp(op, "put") == 0 && db && store && key &&
-	                    !json_is_null(key) && sl->has_value;
-	const char *keypath = put_with_key ? resolved_keypath(p, db, store) : NULL;
-	if (keypath && value_text.text) {
-		if (store_put_prepare_text(p->max_record, keypath, key, value_text, &sl->prep) ==
-		    0) {
+	struct mutation_read *r = &sl->read;
+	mutation_read(p->texts[i], r);
+	const char *keypath = known_keypath(p, r);
+	if (keypath && r->value_text.text) {
+		if (store_put_prepare_text(p->max_record, keypath, r->mu.key, r->value_text,
+		                           &sl->prep) == 0) {
 			sl->prepped = true;
 			return;
 		}
 		store_put_prep_free(&sl->prep);
 	}
-	if (value_text.text) {
-		sl->value = json_text_parse(value_text.text, value_text.len, NULL, 0);
-		if (!sl->value) {
-			parse_whole(p, i);
-			if (!json_is_object(sl->m))
-				return;
+	if (r->value_text.text) {
+		r->value_parsed = json_text_parse(r->value_text.text, r->value_text.len, NULL, 0);
+		if (!r->value_parsed) {
+			mutation_read_whole(p->texts[i], r);
+			keypath = known_keypath(p, r);
 		}
 	}
-	if (keypath) {
-		store_put_prepare(p->max_record, keypath, key, sl->value, &sl->prep);
+	if (keypath && r->value_parsed) {
+		store_put_prepare(p->max_record, keypath, r->mu.key, r->value_parsed, &sl->prep);
 		sl->prepped = true;
 	}
 }

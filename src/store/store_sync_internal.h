@@ -1,7 +1,8 @@
 /* store_sync_internal.h - what the store's sync files share (see
  * store_sync.c): their statements, and a push under way (store_push.c
- * writes it, store_push_ahead.c parses ahead of it, store_push_results.c
- * says and remembers what each mutation did).
+ * writes it, store_push_ahead.c parses ahead of it, store_push_mutation.c
+ * reads one mutation, store_push_results.c says and remembers what each
+ * mutation did).
  */
 #ifndef IDBMOUNT_STORE_SYNC_INTERNAL_H
 #define IDBMOUNT_STORE_SYNC_INTERNAL_H
@@ -65,15 +66,47 @@ struct target {
  * work and the SQL work overlap. A small push is done in line. */
 #define PUSH_AHEAD_MIN 16
 
+/* ---- a mutation read (store_push_mutation.c) ---- */
+
+/* What the writer needs of a mutation but its value. */
+struct mutation {
+	const char *id, *db, *store; /* no U+0000 in them */
+	bool put;                    /* else a delete */
+	const json_t *key;           /* NULL when absent */
+	const json_t *base;          /* NULL when absent */
+};
+
+/* A mutation read, and what `mu` points into. */
+struct mutation_read {
+	bool malformed; /* not JSON: `why` says where, in jansson's words */
+	char why[200];
+	/* Else NULL, or what is wrong with its shape; mu.id is then set
+	 * when the id is a string, to name the mutation. */
+	const char *wrong;
+	struct mutation mu;
+	bool has_value;              /* whether it has a "value" member */
+	struct json_span value_text; /* its text; {NULL, 0} when read whole */
+	json_t *value_parsed;        /* the value, when parsed */
+	json_t *doc;                 /* jansson's reading, when not read quickly */
+	char *names;                 /* the quick reading's id, db and store */
+	json_t *key, *base;          /* the quick reading's key and base */
+};
+
+/* Reads mutation text `t` into *r: quickly when it is written plainly,
+ * else by jansson. Never fails: r->malformed or r->wrong say what is
+ * wrong. */
+void mutation_read(struct json_span t, struct mutation_read *r);
+/* Reads `t` again, whole, by jansson: for a value whose text alone does
+ * not parse, so that the error says where in the mutation. */
+void mutation_read_whole(struct json_span t, struct mutation_read *r);
+void mutation_read_free(struct mutation_read *r);
+
 enum slot_state { SLOT_FREE, SLOT_TAKEN, SLOT_READY };
 
-/* One mutation, parsed and, when it can be done without SQL, prepared. */
+/* One mutation, read and, when it can be done without SQL, prepared. */
 struct slot {
 	atomic_int state;
-	json_t *m;      /* the parsed mutation but its value, NULL when it does not parse */
-	bool has_value; /* whether it has a "value" member */
-	json_t *value;  /* the value, parsed: NULL when laid out straight from its text */
-	char why[200];  /* why it does not parse */
+	struct mutation_read read; /* read.value_parsed NULL: laid out from its text */
 	bool prepped;
 	struct store_put_prep prep; /* for a put with a key, when prepped */
 };

@@ -1,13 +1,16 @@
 /* fuzz_mutation.c - a push's mutation text, as store_sync_push reads it
- * (src/store/store_push_ahead.c) and prepares its put (src/store/store_keys.c),
- * without SQL.
+ * (src/store/store_push_mutation.c) and prepares its put
+ * (src/store/store_keys.c), without SQL.
  *
  * The input is one mutation's text. Properties:
- *   - store_sync_mutation_parse, which parses every member but "value" and
- *     leaves the value as text, reads every object json_text_parse reads
- *     whole (jansson, and JavaScript for integers past 64 bits); its
- *     members plus the parsed value text are that object, and when the
- *     value text does not parse, the whole does not either;
+ *   - mutation_read, which reads every member but "value" (quickly when
+ *     the text is written plainly, else by jansson member by member) and
+ *     leaves the value as text, agrees with mutation_read_whole, jansson's
+ *     reading of the whole text (and JavaScript's for integers past 64
+ *     bits): it refuses the texts that reading refuses (or leaves a value
+ *     text that does not parse), finds the same thing wrong with the
+ *     shape, and otherwise the same id, db, store, op, key, base and
+ *     value;
  *   - for a mutation with a key and a value, under one of a few keyPaths
  *     and record caps (picked by the input's length), preparing the put
  *     from the value's text (store_put_prepare_text) agrees with preparing
@@ -24,6 +27,7 @@
 #include "fuzz.h"
 
 #include "store_internal.h"
+#include "store_sync_internal.h"
 
 #include "idbmount/codec/json_text.h"
 #include "idbmount/codec/key.h"
@@ -73,10 +77,9 @@ static void check_prepared(const struct store_put_prep *p, const char *keypath, 
 	json_decref(compact);
 }
 
-static void check_put(const json_t *m, struct json_span value_text, const json_t *value,
+static void check_put(const json_t *key, struct json_span value_text, const json_t *value,
                       size_t pick)
 {
-	const json_t *key = json_object_get(m, "key");
 	if (!key || !value)
 		return;
 	const char *keypath = keypaths[pick % (sizeof(keypaths) / sizeof(*keypaths))];
@@ -113,44 +116,52 @@ static void check_put(const json_t *m, struct json_span value_text, const json_t
 	store_put_prep_free(&slow);
 }
 
+static bool same_json(const json_t *a, const json_t *b)
+{
+	return (!a && !b) || (a && b && json_same_to_javascript(a, b));
+}
+
+static bool same_string(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct json_span text = {(const char *)data, size};
-	json_error_t error;
-	json_t *whole = json_loadb(text.text, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
-	/* With an integer past 64 bits every number is read as a double, in
-	 * the whole as in each member that holds one: compare as JavaScript. */
-	bool overflow = !whole && json_error_code(&error) == json_error_numeric_overflow;
-	if (overflow)
-		whole = json_text_parse(text.text, size, NULL, 0);
-	json_t *m = NULL;
-	struct json_span value_text;
-	int rc = store_sync_mutation_parse(text, &m, &value_text);
-	FUZZ_CHECK(rc == 0 || rc == -EINVAL, "rc %d", rc);
-	FUZZ_CHECK(!json_is_object(whole) || rc == 0, "refused a mutation read whole");
-	if (rc) {
-		json_decref(whole);
-		return 0;
-	}
-	FUZZ_CHECK(json_is_object(m) && !json_object_get(m, "value"), "parsed with its value");
-	json_t *value =
-	        value_text.text ? json_text_parse(value_text.text, value_text.len, NULL, 0) : NULL;
-	if (value_text.text && !value) {
-		FUZZ_CHECK(!whole, "the mutation is read whole, its value text does not parse");
+	struct mutation_read whole = {0}, r;
+	mutation_read_whole(text, &whole);
+	mutation_read(text, &r);
+	json_t *value = r.value_text.text
+	                        ? json_text_parse(r.value_text.text, r.value_text.len, NULL, 0)
+	                        : json_incref(r.value_parsed);
+	bool value_refused = r.value_text.text && !value;
+	if (whole.malformed) {
+		FUZZ_CHECK(r.malformed || value_refused,
+		           "read a mutation the whole reading refuses");
 	} else {
-		json_t *built = json_deep_copy(m);
-		FUZZ_CHECK(built, "out of memory");
-		if (value)
-			json_object_set(built, "value", value);
-		FUZZ_CHECK(whole, "read a mutation the whole reading refuses");
-		FUZZ_CHECK(overflow ? json_same_to_javascript(built, whole)
-		                    : json_equal(built, whole),
-		           "the mutation differs from the whole reading's");
-		json_decref(built);
-		check_put(m, value_text, value, size);
+		FUZZ_CHECK(!r.malformed && !value_refused,
+		           "refused a mutation read whole: %s (value text refused: %d)", r.why,
+		           value_refused);
+		FUZZ_CHECK(same_string(r.wrong, whole.wrong), "wrong: '%s', read whole: '%s'",
+		           r.wrong ? r.wrong : "", whole.wrong ? whole.wrong : "");
+		FUZZ_CHECK(same_string(r.mu.id, whole.mu.id), "id");
+		FUZZ_CHECK(r.has_value == whole.has_value && same_json(value, whole.value_parsed),
+		           "the value differs from the whole reading's");
+		if (!whole.wrong) {
+			FUZZ_CHECK(same_string(r.mu.db, whole.mu.db) &&
+			                   same_string(r.mu.store, whole.mu.store),
+			           "db or store");
+			FUZZ_CHECK(r.mu.put == whole.mu.put, "op");
+			FUZZ_CHECK(same_json(r.mu.key, whole.mu.key), "key");
+			FUZZ_CHECK(same_json(r.mu.base, whole.mu.base), "base");
+		}
+		json_t *key = whole.doc ? json_object_get(whole.doc, "key") : NULL;
+		if (r.value_text.text)
+			check_put(key, r.value_text, value, size);
 	}
 	json_decref(value);
-	json_decref(m);
-	json_decref(whole);
+	mutation_read_free(&r);
+	mutation_read_free(&whole);
 	return 0;
 }

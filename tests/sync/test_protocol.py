@@ -439,6 +439,27 @@ def test_a_long_push_lays_values_out_as_jansson_reads_them(sync):
         '{\n  "name": "seven",\n  "id": 7\n}\n')
 
 
+def test_a_mutation_with_members_of_its_own_is_applied(sync):
+    # A member the protocol does not name (a client's own bookkeeping) is
+    # read past, in a short push and a long one, as is a mutation whose
+    # strings are written with escapes.
+    sync.alice.schema("extra", [{"name": "plain"}])
+    for n in (1, 20):
+        texts = ['{"id": "e%d-%d", "db": "extra", "store": "plain", "key": "k%d", "op": "put", '
+                 '"value": {"n": %d}, "ts": 1733500000000, "tags": ["a", {"b": null}]}'
+                 % (n, i, i, i) for i in range(n)]
+        texts.append('{"id": "e\\u00e9%d", "db": "\\u0065xtra", "store": "pl\\u0061in", '
+                     '"key": "esc", "op": "p\\u0075t", "value": 1}' % n)
+        r = sync.alice.post("/v1/push", '{"mutations": [' + ",\n".join(texts) + "]}")
+        assert r.status == 200, r
+        results = r.json()["results"]
+        assert [x["status"] for x in results] == ["ok"] * (n + 1), results
+        assert results[-1]["id"] == "e\u00e9%d" % n, results[-1]
+        assert json.loads(read(sync.path("alice", "extra", "plain", "k%d.json" % (n - 1)))) == {
+            "n": n - 1}
+    assert json.loads(read(sync.path("alice", "extra", "plain", "esc.json"))) == 1
+
+
 def test_numbers_past_64_bit_integers_are_read_as_javascript_reads_them(sync):
     """JSON.stringify writes 1e19 as 10000000000000000000 and 2**64 as
     18446744073709552000: no 64-bit integer holds them, JavaScript reads

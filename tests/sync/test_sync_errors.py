@@ -169,6 +169,46 @@ def test_base_that_is_not_a_revision_is_400(shop):
     assert_push_refused(shop, m)
 
 
+def without(m, name):
+    return {k: v for k, v in m.items() if k != name}
+
+
+GOOD = put("x", "shop", "orders", 1, 1)
+
+
+@pytest.mark.parametrize("m, says", [
+    (without(GOOD, "id"), "id is a non-empty string"),
+    ({**GOOD, "id": ""}, "id is a non-empty string"),
+    ({**GOOD, "id": "x" * 257}, "id is a non-empty string"),
+    ({**GOOD, "id": 7}, "id is a non-empty string"),
+    ({**GOOD, "db": 1}, "db and store are strings"),
+    ({**GOOD, "op": "upsert"}, 'op is "put" or "delete"'),
+    ({**GOOD, "op": None}, 'op is "put" or "delete"'),
+    ({**GOOD, "base": -1}, "base is null or a revision number"),
+    ({**GOOD, "base": 1.5}, "base is null or a revision number"),
+    (without(GOOD, "value"), "a put needs a value"),
+    ({**without(GOOD, "value"), "op": "delete", "key": None}, "a delete needs a key"),
+])
+def test_a_broken_mutation_is_refused_alike_however_it_is_written(shop, m, says):
+    """A mutation written plainly (each member once, no escapes) is read
+    without jansson, any other by jansson: both readings apply the same
+    rules and say the same, in a short push and in a long one (read on the
+    push-parse thread)."""
+    plain = json.dumps(m)
+    escaped = plain.replace('"op":', '"\\u006fp":', 1)  # "op" with an escape
+    assert escaped != plain
+    good = [json.dumps(put("g%d" % i, "shop", "orders", "g%d" % i, i)) for i in range(20)]
+    for before in ([], good):
+        details = []
+        for text in (plain, escaped):
+            body = '{"mutations": [%s]}' % ", ".join(before + [text])
+            details.append(assert_error(shop.alice.post("/v1/push", body), 400,
+                                        "bad_request")["detail"])
+            unchanged(shop)
+        assert details[0] == details[1], details
+        assert "mutation %d" % len(before) in details[0] and says in details[0], details
+
+
 def test_out_of_line_put_without_key_is_400(shop):
     m = {"id": "x", "db": "shop", "store": "orders", "op": "put", "value": 1}
     body = assert_push_refused(shop, m)

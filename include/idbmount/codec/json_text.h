@@ -63,6 +63,10 @@ int json_text_string_lossy(struct buf *out, const char *s, size_t len);
  * so the string is those bytes (their UTF-8 still to be checked). */
 bool json_text_plain_string(const char *text, size_t len);
 
+/* Whether `text` is a string literal that jansson reads as exactly the
+ * bytes between its quotes: written plainly, and valid UTF-8. */
+bool json_text_string_as_written(const char *text, size_t len);
+
 /* The string `v` as a C string, or NULL when `v` is not a string or holds
  * U+0000 (which json_text_parse lets through): a name cut at its NUL would
  * be taken for another ("shop\u0000x" for "shop"). */
