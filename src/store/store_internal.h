@@ -319,7 +319,8 @@ int store_record_delete(struct store *st, int64_t objstore_id, const json_t *key
  * store_record_put looks the record up, checks it, lays its value out and
  * writes it. The part that needs no SQL (checking and encoding the key,
  * laying the value out) can run first and elsewhere: store_sync_push does
- * it for the next mutations on a second thread while this one writes. */
+ * it for the next mutations on the push's own thread while the writer's
+ * thread writes. */
 struct store_put_prep {
 	int key_rc;    /* 0, or why the key is no key (err says) */
 	int value_rc;  /* 0, or why the value cannot be stored (err says) */

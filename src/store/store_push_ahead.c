@@ -1,5 +1,6 @@
 /* store_push_ahead.c - a push's mutations parsed, and their puts
- * prepared, on a second thread while the first writes (store_push.c).
+ * prepared, on the thread it arrived on while the writer's thread writes
+ * it (store_push.c).
  *
  * Each mutation has a slot. push_ahead takes slots from the front, the
  * writer takes the one it needs next, or, when push_ahead is on it, fills
@@ -13,7 +14,6 @@
 #include "store_sync_internal.h"
 
 #include "idbmount/codec/json_text.h"
-#include "idbmount/util/thread_name.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -92,16 +92,13 @@ static bool fill_if_free(struct push *p, size_t i)
 	return true;
 }
 
-/* The second thread: fills slots ahead of the writer, then, once the
- * writer is done with them, frees them. Freeing a push's thousand parsed
- * mutations took the writer's thread 5-6% of its time (twice that with
- * four connections, their slots parsed long before and cold); here it is
- * off the path every push waits on, and in this thread's own malloc arena,
- * where no other thread allocates by then. */
-void *push_ahead(void *arg)
+/* The thread the push arrived on, while the writer's thread writes it:
+ * fills slots ahead of the writer, then, once the writer is done with
+ * them, frees them. Freeing a push's thousand parsed mutations took the
+ * writer's thread 5-6% of its time; here it is off the path every push
+ * waits on, while the writer commits. */
+void push_ahead(struct push *p)
 {
-	struct push *p = arg;
-	thread_name_set("push-parse", NULL);
 	while (!atomic_load(&p->stop)) {
 		size_t i = atomic_fetch_add(&p->next, 1);
 		if (i >= p->count)
@@ -117,12 +114,11 @@ void *push_ahead(void *arg)
 	pthread_mutex_unlock(&p->ready_lock);
 	if (free_here)
 		push_slots_free(p);
-	push_release(p);
-	return NULL;
 }
 
 /* Stops push_ahead filling and waits until it has (it may be in the middle
- * of a slot), then says what the writer does with the slots. */
+ * of a slot), then says what the writer does with the slots: after this,
+ * push_ahead touches them only to free them after WRITER_DONE. */
 static void ahead_stop(struct push *p, int writer)
 {
 	atomic_store(&p->stop, true);
@@ -134,16 +130,14 @@ static void ahead_stop(struct push *p, int writer)
 	pthread_mutex_unlock(&p->ready_lock);
 }
 
-void push_ahead_finish(struct push *p, pthread_t ahead)
+void push_ahead_finish(struct push *p)
 {
 	ahead_stop(p, WRITER_DONE);
-	pthread_detach(ahead);
 }
 
-void push_ahead_abandon(struct push *p, pthread_t ahead)
+void push_ahead_abandon(struct push *p)
 {
 	ahead_stop(p, WRITER_REFILLS);
-	pthread_join(ahead, NULL);
 }
 
 /* Slot `i`, filled: by this thread if push_ahead has not taken it yet. */

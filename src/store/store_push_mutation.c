@@ -5,7 +5,7 @@
  * strings without escapes. Such a text is read here without jansson: the
  * member texts are looked at where they are, and only the key and the base
  * become values. Building a jansson object of six members for each of a
- * push's mutations took half of the push-parse thread's time (some twenty
+ * push's mutations took half of the time spent parsing (some twenty
  * allocations a mutation, made on one thread and freed on another).
  *
  * Any other text is read by jansson: member by member, or whole when it

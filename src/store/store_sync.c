@@ -4,12 +4,13 @@
  * and the events' query, and the statements of every sync file.
  *
  * The sync files: this one; store_sync_schema.c (POST /v1/schema);
- * store_push.c (POST /v1/push: the writes), store_push_ahead.c (its
- * parsing on a second thread), store_push_results.c (what each mutation
- * did, remembered per mutation id). Writes go through store_records.c's
- * record functions (store_record_put / store_record_delete), so a
- * browser's put is the same transaction shape as one from idbmountctl: the
- * row, the change log entry, the pretty file.
+ * store_push.c (POST /v1/push: the writes, on the push writer's thread),
+ * store_push_mutation.c (reading a mutation), store_push_ahead.c (the
+ * reading ahead, on the push's own thread), store_push_results.c (what
+ * each mutation did, remembered per mutation id). Writes go through
+ * store_records.c's record functions (store_record_put /
+ * store_record_delete), so a browser's put is the same transaction shape
+ * as one from idbmountctl: the row, the change log entry, the pretty file.
  *
  * The pull query walks the client's change log (index changes_by_client)
  * and keeps a change only when it is still its record's last one (the

@@ -61,9 +61,10 @@ struct target {
 	bool autoincrement;
 };
 
-/* A push of at least this many mutations is parsed and prepared ahead on a
- * second thread (push_ahead) while this one writes: on two CPUs the JSON
- * work and the SQL work overlap. A small push is done in line. */
+/* A push of at least this many mutations is parsed and prepared ahead by
+ * the thread it arrived on (push_ahead) while the writer's thread writes
+ * it: on two CPUs the JSON work and the SQL work overlap. A small push is
+ * parsed by the writer as it goes. */
 #define PUSH_AHEAD_MIN 16
 
 /* ---- a mutation read (store_push_mutation.c) ---- */
@@ -113,8 +114,8 @@ struct slot {
 
 /* A push under way (store_sync_push). */
 struct push {
-	/* The caller's connection until the writer is taken, then the
-	 * writer's: push_ahead never touches it. */
+	/* The caller's connection until the writer's thread takes the push,
+	 * then the writer's: push_ahead never touches it. */
 	struct store *st;
 	size_t max_record;
 	int64_t client_id;
@@ -122,7 +123,8 @@ struct push {
 	const struct json_span *texts;
 	size_t count;
 	struct slot *slots;
-	/* targets grows on this thread and is read by push_ahead. */
+	/* targets grows under the lock (the writer's thread, and the push's
+	 * own before it is queued) and is read by push_ahead. */
 	pthread_mutex_t targets_lock;
 	struct target *targets;
 	size_t ntargets, cap;
@@ -139,9 +141,6 @@ struct push {
 	pthread_cond_t handoff;
 	bool ahead_parked;
 	enum { WRITER_BUSY, WRITER_DONE, WRITER_REFILLS } writer;
-	/* The writer and push_ahead each hold one; the last frees the push
-	 * (push_release). */
-	atomic_int refs;
 	struct store_push_outcome *outcome;
 	store_push_result_fn result_fn;
 	void *result_ctx;
@@ -149,22 +148,20 @@ struct push {
 	bool old_results; /* sync_mutations holds rows (Q_RESULT_GET_OLD) */
 };
 
-/* Parsing ahead (store_push_ahead.c). push_ahead is the second thread's
- * body; take_slot gives slot `i` filled, by this thread when push_ahead has
- * not taken it; push_slots_free frees the slots when no thread fills them.
- * push_ahead_finish tells push_ahead the writer is done with the slots:
- * push_ahead frees them, off the writer's path, and the push with them
- * when it is the last to let go (push_release). */
-void *push_ahead(void *arg);
+/* Parsing ahead (store_push_ahead.c). push_ahead is what the push's own
+ * thread does while the writer writes; take_slot gives slot `i` filled, by
+ * the writer when push_ahead has not taken it; push_slots_free frees the
+ * slots when no thread fills them. push_ahead_finish tells push_ahead the
+ * writer is done with the slots: push_ahead frees them, off the writer's
+ * path, and returns. */
+void push_ahead(struct push *p);
 struct slot *push_take_slot(struct push *p, size_t i);
 void push_slots_free(struct push *p);
-void push_ahead_finish(struct push *p, pthread_t ahead);
-/* Stops push_ahead and waits for it to end; the slots stay. */
-void push_ahead_abandon(struct push *p, pthread_t ahead);
-/* Empties every slot, to be filled again (push_ahead has ended). */
+void push_ahead_finish(struct push *p);
+/* Stops push_ahead filling, and lets it return; the slots stay. */
+void push_ahead_abandon(struct push *p);
+/* Empties every slot, to be filled again (push_ahead has stopped). */
 void push_slots_reset(struct push *p);
-/* Drops a hold on the push (store_push.c): the last frees it. */
-void push_release(struct push *p);
 
 /* Results (store_push_results.c). push_recall fills `res` with the result
  * remembered for mutation `id`, if any (*found); push_remember remembers

@@ -192,8 +192,8 @@ GOOD = put("x", "shop", "orders", 1, 1)
 def test_a_broken_mutation_is_refused_alike_however_it_is_written(shop, m, says):
     """A mutation written plainly (each member once, no escapes) is read
     without jansson, any other by jansson: both readings apply the same
-    rules and say the same, in a short push and in a long one (read on the
-    push-parse thread)."""
+    rules and say the same, in a short push (read by the writer) and in a
+    long one (read ahead by the push's own thread)."""
     plain = json.dumps(m)
     escaped = plain.replace('"op":', '"\\u006fp":', 1)  # "op" with an escape
     assert escaped != plain

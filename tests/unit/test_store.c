@@ -669,6 +669,36 @@ static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
 	assert_null(get(f, "0", &rev));
 }
 
+/* A push writer that cannot open the store fails the push with the reason,
+ * and lets go of the push's own thread, parsing it meanwhile. */
+static void test_a_push_writer_that_cannot_open_the_store_says_why(void **state)
+{
+	struct fixture *f = *state;
+	struct waiting_push w = {.f = f};
+	for (int i = 0; i < WAITING_PUSH; i++) {
+		int n = snprintf(w.text[i], sizeof(w.text[i]),
+		                 "{\"id\":\"n%d\",\"db\":\"shop\",\"store\":\"orders\","
+		                 "\"op\":\"put\",\"key\":%d,\"value\":%d}",
+		                 i, i, i);
+		w.texts[i] = (struct json_span){w.text[i], (size_t)n};
+	}
+	/* under a file, where no directory can be made */
+	char file[600], nowhere[700];
+	snprintf(file, sizeof(file), "%s/a file", f->dir);
+	FILE *fp = fopen(file, "w");
+	assert_non_null(fp);
+	fclose(fp);
+	snprintf(nowhere, sizeof(nowhere), "%s/data", file);
+	assert_int_equal(store_writer_new(nowhere, 0, &w.writer), 0);
+	run_waiting_push(&w);
+	store_writer_free(w.writer);
+	assert_int_equal(w.rc, -EIO);
+	assert_non_null(strstr(w.err, "the push writer cannot open the store"));
+	assert_int_equal(w.ok, 0);
+	int64_t rev = 0;
+	assert_null(get(f, "0", &rev));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -685,6 +715,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_node_tokens, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_push_waiting_for_the_writer_sees_a_schema_change, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_a_push_writer_that_cannot_open_the_store_says_why,
+	                                        setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,27 +130,29 @@ struct store_push_outcome {
 	char malformed_why[200];
 };
 
-/* The push writer: one connection that every push writes through, taken
- * in turn. In WAL mode a connection drops its whole page cache when it
- * finds that another connection has committed, so pushes arriving on
- * several server threads, each writing through its own connection, each
- * began by reading back the pages the last one wrote (2 and 4 client
- * connections cost 30% more CPU a mutation than one, and were slower).
- * SQLite has one writer anyway. The connection opens on first use with
- * `max_record` (0: the default). store_writer_free takes NULL. */
+/* The push writer: one thread and one connection that write every push,
+ * in the order they come. In WAL mode a connection drops its whole page
+ * cache when it finds that another connection has committed, so pushes
+ * arriving on several server threads, each writing through its own
+ * connection, each began by reading back the pages the last one wrote (2
+ * and 4 client connections cost 30% more CPU a mutation than one, and
+ * were slower). SQLite has one writer anyway. The thread starts and the
+ * connection opens on first use, with `max_record` (0: the default);
+ * store_writer_free waits for the pushes queued. It takes NULL. */
 struct store_writer;
 int store_writer_new(const char *datadir, size_t max_record, struct store_writer **out);
 void store_writer_free(struct store_writer *w);
 
 /* POST /v1/push: applies `count` mutations (each one JSON text, an element
  * of the body's array, json_text_elements) in one transaction with origin
- * "browser", through `writer` (NULL: through `st`), handing each one's
- * result to `fn`. On an error (`fn`'s included) nothing is applied, the
- * outcome is zero (but for `malformed`: a text did not parse), and `st`'s
- * reason names the mutation by index and id (but for `fn`'s own, which
- * `fn` knows). From PUSH_AHEAD_MIN mutations on, a second thread parses
- * and lays out the mutations from before the writer is free (`st`, the
- * caller's own connection, looks up where they go) and while it writes. */
+ * "browser", through `writer`, handing each one's result to `fn` (on the
+ * writer's thread, while this one waits). On an error (`fn`'s included)
+ * nothing is applied, the outcome is zero (but for `malformed`: a text did
+ * not parse), and `st`'s reason names the mutation by index and id (but
+ * for `fn`'s own, which `fn` knows). From PUSH_AHEAD_MIN mutations on, the
+ * calling thread parses and lays out the mutations while the push waits
+ * for the writer and while it is written (`st`, the caller's own
+ * connection, looks up where they go). */
 int store_sync_push(struct store *st, struct store_writer *writer, int64_t client_id,
                     const struct json_span *mutations, size_t count, store_push_result_fn fn,
                     void *ctx, struct store_push_outcome *outcome);
