@@ -150,8 +150,8 @@ void store_writer_free(struct store_writer *w);
  * nothing is applied, the outcome is zero (but for `malformed`: a text did
  * not parse), and `st`'s reason names the mutation by index and id (but
  * for `fn`'s own, which `fn` knows). From PUSH_AHEAD_MIN mutations on, the
- * calling thread parses and lays out the mutations while the push waits
- * for the writer and while it is written (`st`, the caller's own
+ * calling thread parses and lays out the mutations once the push is next
+ * in line for the writer and while it is written (`st`, the caller's own
  * connection, looks up where they go). */
 int store_sync_push(struct store *st, struct store_writer *writer, int64_t client_id,
                     const struct json_span *mutations, size_t count, store_push_result_fn fn,
