@@ -611,6 +611,19 @@ static int count_ok(void *ctx, size_t index, const struct store_push_result *res
 	return 0;
 }
 
+/* Puts into "orders" (out-of-line keys) of values whose ids disagree with
+ * their keys. */
+static void waiting_push_texts(struct waiting_push *w)
+{
+	for (int i = 0; i < WAITING_PUSH; i++) {
+		int n = snprintf(w->text[i], sizeof(w->text[i]),
+		                 "{\"id\":\"m%d\",\"db\":\"shop\",\"store\":\"orders\","
+		                 "\"op\":\"put\",\"key\":%d,\"value\":{\"id\":%d}}",
+		                 i, i, i + 1000);
+		w->texts[i] = (struct json_span){w->text[i], (size_t)n};
+	}
+}
+
 static void *run_waiting_push(void *arg)
 {
 	struct waiting_push *w = arg;
@@ -629,6 +642,18 @@ static void *run_waiting_push(void *arg)
 	return NULL;
 }
 
+/* The push failed with `rc` and a reason that says `why`, and applied
+ * nothing. */
+static void assert_push_refused(struct fixture *f, const struct waiting_push *w, int rc,
+                                const char *why)
+{
+	assert_int_equal(w->rc, rc);
+	assert_non_null(strstr(w->err, why));
+	assert_int_equal(w->ok, 0);
+	int64_t rev = 0;
+	assert_null(get(f, "0", &rev));
+}
+
 /* The push looks up where its mutations go before the writer is free, to
  * lay them out meanwhile; a schema change that commits while it waits must
  * still decide how they are written. Here "orders" (empty) takes the key
@@ -639,13 +664,7 @@ static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
 {
 	struct fixture *f = *state;
 	struct waiting_push w = {.f = f};
-	for (int i = 0; i < WAITING_PUSH; i++) {
-		int n = snprintf(w.text[i], sizeof(w.text[i]),
-		                 "{\"id\":\"m%d\",\"db\":\"shop\",\"store\":\"orders\","
-		                 "\"op\":\"put\",\"key\":%d,\"value\":{\"id\":%d}}",
-		                 i, i, i + 1000);
-		w.texts[i] = (struct json_span){w.text[i], (size_t)n};
-	}
+	waiting_push_texts(&w);
 	assert_int_equal(store_writer_new(f->dir, 0, &w.writer), 0);
 	/* Holding a transaction holds every writer of the process back. */
 	assert_int_equal(store_begin(f->st), 0);
@@ -662,11 +681,7 @@ static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
 	assert_int_equal(store_commit(f->st), 0);
 	pthread_join(t, NULL);
 	store_writer_free(w.writer);
-	assert_int_equal(w.rc, -EINVAL);
-	assert_non_null(strstr(w.err, "the value's key at keyPath"));
-	assert_int_equal(w.ok, 0);
-	int64_t rev = 0;
-	assert_null(get(f, "0", &rev));
+	assert_push_refused(f, &w, -EINVAL, "the value's key at keyPath");
 }
 
 /* A push writer that cannot open the store fails the push with the reason,
@@ -675,13 +690,7 @@ static void test_a_push_writer_that_cannot_open_the_store_says_why(void **state)
 {
 	struct fixture *f = *state;
 	struct waiting_push w = {.f = f};
-	for (int i = 0; i < WAITING_PUSH; i++) {
-		int n = snprintf(w.text[i], sizeof(w.text[i]),
-		                 "{\"id\":\"n%d\",\"db\":\"shop\",\"store\":\"orders\","
-		                 "\"op\":\"put\",\"key\":%d,\"value\":%d}",
-		                 i, i, i);
-		w.texts[i] = (struct json_span){w.text[i], (size_t)n};
-	}
+	waiting_push_texts(&w);
 	/* under a file, where no directory can be made */
 	char file[600], nowhere[700];
 	snprintf(file, sizeof(file), "%s/a file", f->dir);
@@ -692,11 +701,7 @@ static void test_a_push_writer_that_cannot_open_the_store_says_why(void **state)
 	assert_int_equal(store_writer_new(nowhere, 0, &w.writer), 0);
 	run_waiting_push(&w);
 	store_writer_free(w.writer);
-	assert_int_equal(w.rc, -EIO);
-	assert_non_null(strstr(w.err, "the push writer cannot open the store"));
-	assert_int_equal(w.ok, 0);
-	int64_t rev = 0;
-	assert_null(get(f, "0", &rev));
+	assert_push_refused(f, &w, -EIO, "the push writer cannot open the store");
 }
 
 int main(void)
