@@ -97,14 +97,16 @@ int push_remember(struct push *p, const char *id, const struct store_push_result
 }
 
 /* Drops the results remembered longer than SYNC_MUTATION_RETENTION_DAYS,
- * the oldest thousand at most (a push at a time keeps up). */
+ * the oldest thousand at most (a push at a time keeps up), when the oldest
+ * is due. */
 int push_forget_old(struct push *p)
 {
 	int64_t before = p->now_ms - (int64_t)SYNC_MUTATION_RETENTION_DAYS * 86400000;
-	int rc = 0;
+	int64_t due = 0;
+	int rc = store_sync_step_int(p->st, Q_RESULT_PRUNE_DUE, before, &due);
 	for (int old = 0; old < 2 && !rc; old++) {
-		if (old && !p->old_results)
-			break;
+		if ((!old && !due) || (old && !p->old_results))
+			continue;
 		sqlite3_stmt *s = store_sync_stmt(p->st, old ? Q_RESULT_PRUNE_OLD : Q_RESULT_PRUNE);
 		rc = s ? 0 : -EIO;
 		if (!rc) {

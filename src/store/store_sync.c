@@ -60,6 +60,9 @@ static const char *const sync_sql[Q_COUNT] = {
                          "key, deleted, value, ts_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         [Q_RESULT_PRUNE] = "DELETE FROM sync_results WHERE id IN (SELECT id FROM "
                            "sync_results ORDER BY id LIMIT 1000) AND ts_ms < ?1",
+        /* Whether the oldest is past ?1: one row read, where
+         * Q_RESULT_PRUNE reads a thousand. */
+        [Q_RESULT_PRUNE_DUE] = "SELECT ts_ms < ?1 FROM sync_results ORDER BY id LIMIT 1",
         [Q_RESULT_OLD_ANY] = "SELECT EXISTS (SELECT 1 FROM sync_mutations)",
         /* The columns of Q_RESULT_GET, read out of an answer's JSON text
          * ({id, status:"ok", rev, seq[, key]} or {id, status:"conflict",

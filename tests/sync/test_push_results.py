@@ -70,6 +70,44 @@ def test_an_answer_remembered_before_results_had_columns_is_replayed(sync):
     assert sorted(os.listdir(sync.path("alice", "shop", "orders"))) == ["k.json"]
 
 
+def test_answers_are_forgotten_after_thirty_days(sync):
+    """A result is remembered for 30 days (a retry within them is answered,
+    not applied), then dropped by a later push: the oldest first, in the
+    results table and in the one of data directories made before it."""
+    sync.alice.schema("shop", ORDERS)
+    sync.alice.push([put("a%d" % i, "shop", "orders", "a%d" % i, i) for i in range(3)])
+    sync.alice.push([put("b0", "shop", "orders", "b0", 0)])
+    db = sqlite3.connect(os.path.join(sync.data, "idbmount.db"), timeout=60)
+    client = db.execute("SELECT id FROM clients WHERE name = 'alice'").fetchone()[0]
+    now = int(time.time() * 1000)
+    day = 86400 * 1000
+    with db:
+        # a0 and a1 past the 30 days, a2 just within them
+        db.execute("UPDATE sync_results SET ts_ms = ? WHERE mutation_id IN ('a0', 'a1')",
+                   (now - 31 * day,))
+        db.execute("UPDATE sync_results SET ts_ms = ? WHERE mutation_id = 'a2'",
+                   (now - 29 * day,))
+        db.execute("INSERT INTO sync_mutations(client_id, mutation_id, result, ts_ms) "
+                   "VALUES (?, 'old', '{\"id\":\"old\",\"status\":\"ok\",\"rev\":1,"
+                   "\"seq\":1}', ?)", (client, now - 31 * day))
+
+    def remembered():
+        return sorted(r[0] for r in db.execute(
+            "SELECT mutation_id FROM sync_results UNION ALL "
+            "SELECT mutation_id FROM sync_mutations"))
+
+    assert remembered() == ["a0", "a1", "a2", "b0", "old"]
+    sync.alice.push([put("c0", "shop", "orders", "c0", 0)])
+    assert remembered() == ["a2", "b0", "c0"]
+    # a retry of a2 is answered as before; one of a0 is a new write
+    seq = sync.changes()[-1]["seq"]
+    [again] = sync.alice.push([put("a2", "shop", "orders", "a2", 2)])
+    assert again["status"] == "ok" and again["seq"] < seq
+    [anew] = sync.alice.push([put("a0", "shop", "orders", "a0", 0)])
+    assert anew["status"] == "ok" and anew["seq"] > seq
+    db.close()
+
+
 def test_an_answer_past_its_cap_is_413_and_nothing_is_applied(start_sync):
     """A conflict carries its record's value, so the answer is not bounded
     by the body: past 4 x --max-body it is refused, and nothing of the push
