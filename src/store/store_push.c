@@ -232,17 +232,22 @@ static int target_resolve(struct store *st, int64_t client_id, const char *db, c
 	return rc;
 }
 
+struct target *push_target_find(struct push *p, const char *db, const char *store)
+{
+	for (size_t i = 0; i < p->ntargets; i++)
+		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0)
+			return &p->targets[i];
+	return NULL;
+}
+
 /* Finds or resolves, on connection `st`, the target of a mutation. -ENOENT
  * for a database or store this client does not have. */
 static int push_target(struct push *p, struct store *st, const char *db, const char *store,
                        struct target **out)
 {
-	for (size_t i = 0; i < p->ntargets; i++) {
-		if (strcmp(p->targets[i].db, db) == 0 && strcmp(p->targets[i].store, store) == 0) {
-			*out = &p->targets[i];
-			return 0;
-		}
-	}
+	*out = push_target_find(p, db, store);
+	if (*out)
+		return 0;
 	struct target t = {0};
 	int rc = target_resolve(st, p->client_id, db, store, &t);
 	if (rc)

@@ -15,9 +15,7 @@
 
 #include "idbmount/codec/json_text.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 static void slot_clear(struct slot *sl)
 {
@@ -34,12 +32,9 @@ static const char *known_keypath(struct push *p, const struct mutation_read *r)
 {
 	if (r->malformed || r->wrong || !r->mu.put || !r->mu.key || json_is_null(r->mu.key))
 		return NULL;
-	const char *keypath = NULL;
 	pthread_mutex_lock(&p->targets_lock);
-	for (size_t i = 0; i < p->ntargets && !keypath; i++)
-		if (strcmp(p->targets[i].db, r->mu.db) == 0 &&
-		    strcmp(p->targets[i].store, r->mu.store) == 0)
-			keypath = p->targets[i].keypath;
+	const struct target *t = push_target_find(p, r->mu.db, r->mu.store);
+	const char *keypath = t ? t->keypath : NULL;
 	pthread_mutex_unlock(&p->targets_lock);
 	return keypath;
 }

@@ -24,24 +24,30 @@
 static const char id_wrong[] = "id is a non-empty string of at most 256 bytes";
 static const char op_wrong[] = "op is \"put\" or \"delete\"";
 
+/* Whether op `op` (len bytes) is `name`. */
+static bool op_is(const char *op, size_t len, const char *name)
+{
+	return len == strlen(name) && memcmp(op, name, len) == 0;
+}
+
 /* What is wrong with a mutation whose id and op are strings without
  * U+0000 (and db and store too), or NULL. `key` and `base` are NULL when
  * absent. */
 static const char *rules_broken(size_t id_len, const char *op, size_t op_len, const json_t *key,
                                 const json_t *base, bool has_value)
 {
-	bool put = op_len == 3 && memcmp(op, "put", 3) == 0;
-	bool delete = op_len == 6 && memcmp(op, "delete", 6) == 0;
+	bool put = op_is(op, op_len, "put");
+	bool removal = op_is(op, op_len, "delete");
 	if (id_len == 0 || id_len > SYNC_MUTATION_ID_MAX)
 		return id_wrong;
-	if (!put && !delete)
+	if (!put && !removal)
 		return op_wrong;
 	if (base && !json_is_null(base) &&
 	    !(json_is_integer(base) && json_integer_value(base) >= 0))
 		return "base is null or a revision number";
 	if (put && !has_value)
 		return "a put needs a value";
-	if (delete &&json_is_null(key))
+	if (removal && json_is_null(key))
 		return "a delete needs a key";
 	return NULL;
 }
@@ -117,7 +123,7 @@ static int read_quickly(struct json_span t, struct mutation_read *r)
 	copy_string(to, given[M_STORE], &r->mu.store);
 	const char *op = given[M_OP].text + 1;
 	size_t op_len = given[M_OP].len - 2;
-	r->mu.put = op_len == 3 && memcmp(op, "put", 3) == 0;
+	r->mu.put = op_is(op, op_len, "put");
 	r->mu.key = r->key;
 	r->mu.base = r->base;
 	r->has_value = given[M_VALUE].text != NULL;
@@ -211,7 +217,7 @@ static void check_doc(struct mutation_read *r)
 		return;
 	r->mu.db = json_string_value(db);
 	r->mu.store = json_string_value(store);
-	r->mu.put = strcmp(json_string_value(op), "put") == 0;
+	r->mu.put = op_is(json_string_value(op), json_string_length(op), "put");
 	r->mu.key = key;
 	r->mu.base = base;
 }

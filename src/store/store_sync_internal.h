@@ -149,6 +149,11 @@ struct push {
 	bool old_results; /* sync_mutations holds rows (Q_RESULT_GET_OLD) */
 };
 
+/* The target of (db, store) resolved so far in this push, or NULL
+ * (store_push.c). push_ahead calls it holding targets_lock; the writer,
+ * which alone grows the targets while push_ahead runs, without. */
+struct target *push_target_find(struct push *p, const char *db, const char *store);
+
 /* Parsing ahead (store_push_ahead.c). push_ahead is what the push's own
  * thread does while the writer writes; take_slot gives slot `i` filled, by
  * the writer when push_ahead has not taken it; push_slots_free frees the
