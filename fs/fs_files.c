@@ -46,16 +46,19 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-/* An open file. Writable handles are also on fs->writers, so getattr can
- * report the size of unflushed writes. */
+/* An open file. Writable handles are on fs->writers, so getattr can report
+ * the size of unflushed writes; the others are on fs->readers. Every handle
+ * is on one of the two until it is released or retired, so a daemon stopped
+ * while files are open (a RELEASE still on its way at unmount, or SIGTERM)
+ * frees them all. */
 struct handle {
 	uint64_t ino;
 	pthread_mutex_t lock;
 	bool writable;
 	/* Changed since the last commit, and the size then: written under
-	 * h->lock, read by getattr (fs_dirty_size) under fs->writers_lock only,
+	 * h->lock, read by getattr (fs_dirty_size) under fs->handles_lock only,
 	 * which may not take h->lock (pending_retire holds h->lock and takes
-	 * writers_lock). ThreadSanitizer saw the plain reads race. */
+	 * handles_lock). ThreadSanitizer saw the plain reads race. */
 	atomic_bool dirty;
 	atomic_size_t dirty_len;
 	bool written;  /* write() or truncate since open, not just O_TRUNC */
@@ -64,7 +67,7 @@ struct handle {
 	int failed;    /* errno of a refused write: the copy lost data, so it is
 	                  never committed and every FLUSH reports this */
 	bool retired;  /* pending, committed: no longer on fs->writers */
-	unsigned refs; /* pending: requests using it (under writers_lock) */
+	unsigned refs; /* pending: requests using it (under handles_lock) */
 	struct buf data;
 	struct handle *prev, *next;
 };
@@ -85,14 +88,14 @@ static void handle_set_dirty(struct handle *h)
 bool fs_dirty_size(struct fs *fs, uint64_t ino, uint64_t *size)
 {
 	bool found = false;
-	pthread_mutex_lock(&fs->writers_lock);
+	pthread_mutex_lock(&fs->handles_lock);
 	for (struct handle *h = fs->writers; h; h = h->next) {
 		if (h->ino == ino && atomic_load(&h->dirty)) {
 			*size = atomic_load(&h->dirty_len);
 			found = true;
 		}
 	}
-	pthread_mutex_unlock(&fs->writers_lock);
+	pthread_mutex_unlock(&fs->handles_lock);
 	return found;
 }
 
@@ -141,23 +144,30 @@ static int handle_load(struct store *st, struct handle *h)
 	return rc;
 }
 
-/* fs->writers, with writers_lock held: the handles whose unflushed size
- * getattr reports, and the pending copies. */
-static void writers_link(struct fs *fs, struct handle *h)
+/* The list a handle belongs on (fs->handles_lock held): fs->writers, the
+ * handles whose unflushed size getattr reports and the pending copies, or
+ * fs->readers. */
+static struct handle **handle_list(struct fs *fs, const struct handle *h)
 {
-	h->prev = NULL;
-	h->next = fs->writers;
-	if (fs->writers)
-		fs->writers->prev = h;
-	fs->writers = h;
+	return h->writable ? &fs->writers : &fs->readers;
 }
 
-static void writers_unlink(struct fs *fs, struct handle *h)
+static void handle_link(struct fs *fs, struct handle *h)
+{
+	struct handle **head = handle_list(fs, h);
+	h->prev = NULL;
+	h->next = *head;
+	if (*head)
+		(*head)->prev = h;
+	*head = h;
+}
+
+static void handle_unlink(struct fs *fs, struct handle *h)
 {
 	if (h->prev)
 		h->prev->next = h->next;
 	else
-		fs->writers = h->next;
+		*handle_list(fs, h) = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
 	h->prev = h->next = NULL;
@@ -191,10 +201,10 @@ static void handle_destroy(struct handle *h)
 /* Frees an open's handle (or, at unmount, any handle still listed). */
 static void handle_free(struct fs *fs, struct handle *h)
 {
-	if (h->writable && !h->retired) {
-		pthread_mutex_lock(&fs->writers_lock);
-		writers_unlink(fs, h);
-		pthread_mutex_unlock(&fs->writers_lock);
+	if (!h->retired) {
+		pthread_mutex_lock(&fs->handles_lock);
+		handle_unlink(fs, h);
+		pthread_mutex_unlock(&fs->handles_lock);
 	}
 	handle_destroy(h);
 }
@@ -202,10 +212,10 @@ static void handle_free(struct fs *fs, struct handle *h)
 static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
 {
 	struct handle *h = handle_alloc(fs, ino, writable);
-	if (h && writable) {
-		pthread_mutex_lock(&fs->writers_lock);
-		writers_link(fs, h);
-		pthread_mutex_unlock(&fs->writers_lock);
+	if (h) {
+		pthread_mutex_lock(&fs->handles_lock);
+		handle_link(fs, h);
+		pthread_mutex_unlock(&fs->handles_lock);
 	}
 	return h;
 }
@@ -217,17 +227,17 @@ static struct handle *handle_new(struct fs *fs, uint64_t ino, bool writable)
  * memory. */
 static struct handle *pending_get(struct fs *fs, uint64_t ino, bool create)
 {
-	pthread_mutex_lock(&fs->writers_lock);
+	pthread_mutex_lock(&fs->handles_lock);
 	struct handle *h = fs->writers;
 	while (h && !(h->pending && h->ino == ino))
 		h = h->next;
 	if (!h && create && (h = handle_alloc(fs, ino, true)) != NULL) {
 		h->pending = true;
-		writers_link(fs, h);
+		handle_link(fs, h);
 	}
 	if (h)
 		h->refs++;
-	pthread_mutex_unlock(&fs->writers_lock);
+	pthread_mutex_unlock(&fs->handles_lock);
 	return h;
 }
 
@@ -236,19 +246,19 @@ static struct handle *pending_get(struct fs *fs, uint64_t ino, bool create)
  * held, so a writer that got `h` just before sees `retired` and retries. */
 static void pending_retire(struct fs *fs, struct handle *h)
 {
-	pthread_mutex_lock(&fs->writers_lock);
+	pthread_mutex_lock(&fs->handles_lock);
 	if (!h->retired) {
-		writers_unlink(fs, h);
+		handle_unlink(fs, h);
 		h->retired = true;
 	}
-	pthread_mutex_unlock(&fs->writers_lock);
+	pthread_mutex_unlock(&fs->handles_lock);
 }
 
 static void pending_put(struct fs *fs, struct handle *h)
 {
-	pthread_mutex_lock(&fs->writers_lock);
+	pthread_mutex_lock(&fs->handles_lock);
 	bool last = --h->refs == 0 && h->retired;
-	pthread_mutex_unlock(&fs->writers_lock);
+	pthread_mutex_unlock(&fs->handles_lock);
 	if (last)
 		handle_destroy(h);
 }
@@ -725,4 +735,6 @@ void fs_free_handles(struct fs *fs)
 {
 	while (fs->writers)
 		handle_free(fs, fs->writers);
+	while (fs->readers)
+		handle_free(fs, fs->readers);
 }

@@ -100,9 +100,9 @@ struct fs {
 	struct fs_watchdog watchdog;
 	pthread_t main_thread; /* the one that mounted: waits for signals */
 	pthread_key_t store_key;
-	pthread_mutex_t writers_lock;
-	struct handle *writers;
-	bool no_open; /* cache=always and the kernel skips OPEN/RELEASE */
+	pthread_mutex_t handles_lock;
+	struct handle *writers, *readers; /* open files (fs_files.c) */
+	bool no_open;                     /* cache=always and the kernel skips OPEN/RELEASE */
 };
 
 /* Whether any mount's kernel may still hold `ino` (an orphan row may be

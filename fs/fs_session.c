@@ -133,7 +133,7 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 	}
 	fs->cfg.datadir = fs->datadir;
 	pthread_key_create(&fs->store_key, close_thread_store);
-	pthread_mutex_init(&fs->writers_lock, NULL);
+	pthread_mutex_init(&fs->handles_lock, NULL);
 	int rc = 0;
 	if (cfg->mountpoint)
 		rc = session_new(fs, &fs->rw, false, fuse_argc, fuse_argv);
@@ -142,7 +142,7 @@ int fs_new(const struct fs_config *cfg, int fuse_argc, char **fuse_argv, struct 
 	if (rc) {
 		session_destroy(&fs->rw);
 		pthread_key_delete(fs->store_key);
-		pthread_mutex_destroy(&fs->writers_lock);
+		pthread_mutex_destroy(&fs->handles_lock);
 		free(fs);
 		return rc;
 	}
@@ -381,6 +381,6 @@ void fs_destroy(struct fs *fs)
 		pthread_setspecific(fs->store_key, NULL);
 	}
 	pthread_key_delete(fs->store_key);
-	pthread_mutex_destroy(&fs->writers_lock);
+	pthread_mutex_destroy(&fs->handles_lock);
 	free(fs);
 }
