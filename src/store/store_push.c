@@ -47,13 +47,17 @@ static void push_free(struct push *p)
 /* ---- the push writer ------------------------------------------------------ */
 
 /* A push handed to the writer's thread; `taken` and `done` under the
- * writer's lock. */
+ * writer's lock. Each job has its own condition, so that the writer wakes
+ * only the thread a change concerns: with one condition for all, four
+ * client connections made three threads wake for nothing twice a push,
+ * and each wake-up could take the writer's CPU. */
 struct writer_job {
 	struct push *p;
 	bool ahead; /* the push's own thread runs push_ahead meanwhile */
 	int rc;
 	bool taken; /* the writer is on it */
 	bool done;
+	pthread_cond_t moved; /* next in line, taken, or done */
 	struct writer_job *next;
 };
 
@@ -66,7 +70,6 @@ struct writer_job {
 struct store_writer {
 	pthread_mutex_t lock;
 	pthread_cond_t wake; /* a job was queued, or stopping */
-	pthread_cond_t moved; /* a job was taken, or is done */
 	struct writer_job *head, *last;
 	bool started, stopping;
 	pthread_t thread;
@@ -88,7 +91,6 @@ int store_writer_new(const char *datadir, size_t max_record, struct store_writer
 	w->max_record = max_record;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->wake, NULL);
-	pthread_cond_init(&w->moved, NULL);
 	*out = w;
 	return 0;
 }
@@ -105,7 +107,6 @@ void store_writer_free(struct store_writer *w)
 		pthread_join(w->thread, NULL);
 	store_close(w->st);
 	pthread_cond_destroy(&w->wake);
-	pthread_cond_destroy(&w->moved);
 	pthread_mutex_destroy(&w->lock);
 	free(w->datadir);
 	free(w);
@@ -150,12 +151,14 @@ static void *writer_main(void *arg)
 		}
 		w->head = j->next;
 		j->taken = true;
-		pthread_cond_broadcast(&w->moved); /* the next in line may parse */
+		pthread_cond_signal(&j->moved);
+		if (w->head) /* the next in line may parse */
+			pthread_cond_signal(&w->head->moved);
 		pthread_mutex_unlock(&w->lock);
 		writer_do(w, j);
 		pthread_mutex_lock(&w->lock);
 		j->done = true;
-		pthread_cond_broadcast(&w->moved);
+		pthread_cond_signal(&j->moved);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -196,7 +199,7 @@ static void writer_wait_turn(struct store_writer *w, struct writer_job *j)
 {
 	pthread_mutex_lock(&w->lock);
 	while (w->head != j && !j->taken)
-		pthread_cond_wait(&w->moved, &w->lock);
+		pthread_cond_wait(&j->moved, &w->lock);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -205,7 +208,7 @@ static int writer_wait(struct store_writer *w, struct writer_job *j)
 {
 	pthread_mutex_lock(&w->lock);
 	while (!j->done)
-		pthread_cond_wait(&w->moved, &w->lock);
+		pthread_cond_wait(&j->moved, &w->lock);
 	pthread_mutex_unlock(&w->lock);
 	return j->rc;
 }
@@ -540,6 +543,7 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 	/* Where the first mutation goes, looked up on this thread's own
 	 * connection, lets push_ahead lay out the puts before the writer has
 	 * resolved anything. */
+	pthread_cond_init(&job.moved, NULL);
 	if (job.ahead)
 		push_hint_target(p, st);
 	if (!rc)
@@ -553,6 +557,7 @@ int store_sync_push(struct store *st, struct store_writer *writer, int64_t clien
 		}
 		rc = writer_wait(writer, &job);
 	}
+	pthread_cond_destroy(&job.moved);
 	push_free(p);
 	if (rc) {
 		struct store_push_outcome failed = *outcome;
