@@ -16,8 +16,12 @@
  * looks only at the streams it wakes: a change finds its client's streams
  * through a hash of chains by client id, and the keep-alive pass walks the
  * streams in the order of their last output and stops at the first one
- * that spoke within keepalive_s. A new `delivered` is the exception: it
- * goes to every stream. Resuming is one call per woken stream; each
+ * that spoke within keepalive_s. A new `delivered` walks every stream, but
+ * wakes only those whose client has changes the last mark it was sent did
+ * not cover: with a flusher shipping all the time the mark rises every few
+ * hundred milliseconds, and 10,000 idle clients were woken and written to
+ * each time for nothing they could use. Resuming is one call per woken
+ * stream; each
  * libmicrohttpd thread then takes up the resumed connections in one pass
  * over its suspended ones per batch (as we read libmicrohttpd's code, not
  * measured apart), not one pass per stream.
@@ -29,8 +33,10 @@
  *                                    when the client's last change passes
  *                                    what was announced, or when every
  *                                    pipeline has taken more (D, as in
- *                                    pull); bursts coalesce into one event
- *                                    with the latest seq
+ *                                    pull) and the last D sent was below
+ *                                    the client's last change; bursts
+ *                                    coalesce into one event with the
+ *                                    latest seq
  *   : keep-alive                     after keepalive_s without output
  * The start is ?since=SEQ (or the Last-Event-ID a reconnecting EventSource
  * sends, whichever is later): a change already past it is announced at once.
@@ -65,7 +71,8 @@ struct stream {
 	size_t out_len, out_off;
 	int64_t last_output_ms;
 	bool keepalive_due;
-	bool delivered_due; /* ev->delivered rose since the last event */
+	bool delivered_due;     /* ev->delivered now covers more of the client's */
+	int64_t delivered_sent; /* the mark in the last event sent (0: none) */
 	bool suspended;
 	bool closing;
 	bool registered; /* on ev->streams and ev->by_client */
@@ -261,8 +268,10 @@ static void events_round(struct worker *w, bool woken, void *arg)
 		if (store_sinks_delivered(w->st, &delivered) == 0 && delivered > ev->delivered) {
 			ev->delivered = delivered;
 			for (struct stream *s = ev->streams; s; s = s->next) {
-				s->delivered_due = true;
-				stream_wake(s, rl);
+				if (s->latest > s->delivered_sent) {
+					s->delivered_due = true;
+					stream_wake(s, rl);
+				}
 			}
 		}
 	}
@@ -404,6 +413,7 @@ static void stream_next(struct stream *s)
 			             "id: %lld\nevent: change\ndata: {\"seq\":%lld}\n\n",
 			             (long long)s->latest, (long long)s->latest);
 		s->announced = s->latest;
+		s->delivered_sent = s->ev->delivered;
 		s->delivered_due = false;
 	} else if (s->keepalive_due) {
 		n = snprintf(s->out, sizeof(s->out), ": keep-alive\n\n");

@@ -234,7 +234,10 @@ export interface SyncStatus {
 	checkpoint: number | null;
 	/** The server data directory's epoch; another one means start over. */
 	epoch: string | null;
-	/** Highest change seq a pipeline has taken, as the daemon reports it. */
+	/** Highest change seq every pipeline has taken, as the daemon reports
+	 * it: in pull answers, and on the event stream while it covers more of
+	 * this client's changes than before (once all of them are covered, a
+	 * higher mark waits for this client's next change or pull). */
 	delivered: number | null;
 	/** Server stores that are not in this browser's database, and why. */
 	notApplied: { store: string; reason: string }[];

@@ -5,7 +5,9 @@ import http.client
 import json
 import os
 import re
+import socket
 import threading
+import time
 
 from conftest import batch_files, wait_for
 from test_dir import dir_config
@@ -61,4 +63,80 @@ def test_pull_and_events_carry_what_the_pipeline_took(sinks, tmp_path):
     reader.join(timeout=30)
     assert any(e.get("delivered", 0) >= seq for e in events), events
     conn.close()
+    assert sinks.stop() == 0
+
+
+class EventReader:
+    """An open /v1/events stream; what it sent (its data lines) collects
+    in `events` on a thread of its own."""
+
+    def __init__(self, port, token, since):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.request("GET", "/v1/events?since=%d" % since,
+                          headers={"Authorization": "Bearer " + token})
+        self.resp = self.conn.getresponse()
+        assert self.resp.status == 200
+        self.connected = threading.Event()
+        self.events = []
+        threading.Thread(target=self.read, daemon=True).start()
+        assert self.connected.wait(10), "no ': connected' on the stream"
+
+    def read(self):
+        try:
+            for raw in self.resp:
+                line = raw.decode().rstrip("\n")
+                if line == ": connected":
+                    self.connected.set()
+                elif line.startswith("data:"):
+                    self.events.append(json.loads(line[5:]))
+        except (OSError, ValueError, AttributeError):
+            pass  # closed by close() (http.client then has no socket)
+
+    def delivered(self, seq):
+        return any(e.get("delivered", 0) >= seq for e in self.events)
+
+    def close(self):
+        # shutdown() ends the reading thread's recv() at once; close()
+        # alone leaves the socket open while the response holds it.
+        self.conn.sock.shutdown(socket.SHUT_RDWR)
+        self.conn.close()
+
+
+def test_a_new_delivered_mark_goes_only_to_clients_it_tells_something(sinks, tmp_path):
+    """The mark rises each time a pipeline takes a batch. A client whose
+    changes the last mark it was sent already covered (or that has none)
+    learns nothing from a higher one, and is not sent it: with many idle
+    clients connected that was a write to every stream for every batch."""
+    spool = tmp_path / "spool"
+    sinks.start(dir_config(spool, max_records=100, max_age="50ms", acknowledge="rename"))
+    port = http_port(sinks)
+    alice = sinks.token
+    bob = sinks.ctl("client", "add", "bob").stdout.strip()
+    sinks.put("alice/shop/orders", 1, {"v": 1})
+    sinks.wait_caught_up("spool")
+    seq_a = pull(port, alice)["changes"][-1]["seq"]
+    a = EventReader(port, alice, seq_a)
+    b = EventReader(port, bob, 0)  # bob has no changes: nothing to say yet
+    try:
+        [batch] = batch_files(spool)
+        os.rename(batch, batch + ".COMPLETED")
+        wait_for("alice's stream to say her change was delivered", lambda: a.delivered(seq_a))
+
+        sinks.put("bob/shop/orders", 1, {"v": 2})
+        sinks.wait_caught_up("spool")
+        seq_b = pull(port, bob)["changes"][-1]["seq"]
+        [batch] = [f for f in batch_files(spool) if not f.endswith(".COMPLETED")]
+        os.rename(batch, batch + ".COMPLETED")
+        wait_for("bob's stream to say his change was delivered", lambda: b.delivered(seq_b))
+        wait_for("pull to carry the new mark", lambda: pull(port, alice).get("delivered", 0) >= seq_b)
+        time.sleep(0.5)  # what else was written in the same round has arrived
+
+        # Bob heard only of his own change and its delivery; alice's
+        # stream heard nothing of bob's batch (her change was covered).
+        assert b.events and all(e["seq"] == seq_b for e in b.events), b.events
+        assert not a.delivered(seq_b), a.events
+        assert [e for e in a.events if e.get("delivered", 0) >= seq_a] == [a.events[-1]], a.events
+    finally:
+        a.close()
+        b.close()
     assert sinks.stop() == 0
