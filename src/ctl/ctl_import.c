@@ -35,8 +35,10 @@
  * jansson tree), the target resolved once per transaction, not per line.
  * A line either is not sure of (errors, escaped member names, numbers
  * past 18 digits...) goes the tree way: import_line_parse and
- * store_check_put / store_put, which decide and word the error. Memory
- * does not grow with the file: one line and one record at a time.
+ * store_check_put / store_put, which decide and word the error. A second
+ * thread reads the lines and lays out puts in batches, ahead of the main
+ * thread (see "lines read and laid out ahead"). Memory does not grow with
+ * the file: two batches of lines at a time.
  */
 #include "ctl_commands.h"
 #include "ctl_common.h"
@@ -50,6 +52,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -365,36 +368,247 @@ static void check_line(struct import *im, const char *text, size_t len, char *wh
 	import_line_check(im->st, &im->sp, im->inline_keys, text, len, why, why_len);
 }
 
+/* ---- import: lines read and laid out ahead ------------------------------------ */
+
+/* Both passes read their lines on a second thread, in batches, and lay out
+ * puts there (store_import_prepare), which is a quarter of an import's
+ * work and needs no store; the main thread takes the batches in file
+ * order. Pass 2 writes a batch while the next is read and laid out. Pass 1
+ * (`checking`) splits the laying out: the reading thread checks every
+ * other put, the main thread the rest, the lines the tree path must word
+ * and the deletes (whose check touches the store's error text). At most
+ * AHEAD_SLOTS batches exist, each of at most AHEAD_LINES lines or about
+ * AHEAD_BYTES of text, so memory does not grow with the file. */
+#define AHEAD_SLOTS 2
+#define AHEAD_LINES 1000
+#define AHEAD_BYTES (4u * 1024 * 1024)
+
+/* One non-blank line: its text in the batch, and its put when laid out. */
+struct ahead_line {
+	uint64_t lineno;
+	size_t off, len;
+	bool too_long;
+	bool checked;                     /* pass 1: a put laid out well */
+	struct store_import_ready *ready; /* pass 2; NULL: applied from its text */
+};
+
+struct ahead_batch {
+	struct buf text;
+	struct ahead_line *lines;
+	size_t n;
+	uint64_t last_lineno; /* blank lines included */
+	uint64_t offset;      /* the reader's, after the batch */
+	int read_rc;          /* -errno: reading failed after these lines */
+	bool end;             /* the file ends with this batch */
+	bool full;            /* filled, not yet written */
+};
+
+struct ahead {
+	struct import *im;
+	bool checking; /* pass 1 */
+	struct store_import_shape shape;
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;
+	pthread_cond_t moved; /* a batch was filled or emptied, or stop */
+	struct ahead_batch slots[AHEAD_SLOTS];
+	size_t fill, take; /* the next slot to fill and to write */
+	bool stop;         /* the writer gave up: read no further */
+};
+
+static void ahead_batch_clear(struct ahead_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		store_import_ready_free(b->lines[i].ready);
+	b->n = 0;
+	buf_reset(&b->text);
+	b->read_rc = 0;
+	b->end = false;
+}
+
+/* Reads the next batch into `b` and lays out its puts. */
+static void ahead_fill(struct ahead *a, struct ahead_batch *b, uint64_t *lineno)
+{
+	struct import *im = a->im;
+	bool too_long;
+	int rc = 1;
+	while (b->n < AHEAD_LINES && b->text.len < AHEAD_BYTES &&
+	       (rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
+		++*lineno;
+		size_t len;
+		const char *text = line_text(im, *lineno, &len);
+		if (!too_long && import_line_is_blank(text, len))
+			continue;
+		struct ahead_line *l = &b->lines[b->n];
+		*l = (struct ahead_line){
+		        .lineno = *lineno, .off = b->text.len, .too_long = too_long};
+		if (!too_long) {
+			if (buf_append(&b->text, text, len) != 0) {
+				b->read_rc = -ENOMEM;
+				break;
+			}
+			l->len = len;
+			struct import_line_split split;
+			bool mine = !a->checking || b->n % 2 == 0;
+			if (mine && import_line_split(text, len, im->inline_keys, &split) == 0 &&
+			    !split.del &&
+			    store_import_prepare(&a->shape, split.key, split.key_len, split.value,
+			                         split.value_len, &l->ready) != 0)
+				l->ready = NULL;
+			if (a->checking) {
+				l->checked = l->ready != NULL;
+				store_import_ready_free(l->ready);
+				l->ready = NULL;
+			}
+		}
+		b->n++;
+	}
+	if (rc <= 0 || b->read_rc) {
+		b->end = true;
+		if (rc < 0 && !b->read_rc)
+			b->read_rc = rc;
+	}
+	b->last_lineno = *lineno;
+	b->offset = im->rd.offset;
+}
+
+static void *ahead_main(void *arg)
+{
+	struct ahead *a = arg;
+	uint64_t lineno = 0;
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		struct ahead_batch *b = &a->slots[a->fill];
+		while (b->full && !a->stop)
+			pthread_cond_wait(&a->moved, &a->lock);
+		if (a->stop)
+			break;
+		pthread_mutex_unlock(&a->lock);
+		ahead_fill(a, b, &lineno);
+		pthread_mutex_lock(&a->lock);
+		b->full = true;
+		a->fill = (a->fill + 1) % AHEAD_SLOTS;
+		pthread_cond_broadcast(&a->moved);
+		if (b->end)
+			break;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* Starts reading lines ahead (the reader rewound), for pass 1 when
+ * `checking`, else for pass 2. */
+static int ahead_start(struct ahead *a, struct import *im, bool checking)
+{
+	memset(a, 0, sizeof(*a));
+	a->im = im;
+	a->checking = checking;
+	for (size_t i = 0; i < AHEAD_SLOTS; i++) {
+		/* A line is at most LINE_MAX_BYTES; a batch stops growing
+		 * past AHEAD_BYTES. */
+		buf_init(&a->slots[i].text, LINE_MAX_BYTES + AHEAD_BYTES);
+		a->slots[i].lines = calloc(AHEAD_LINES, sizeof(*a->slots[i].lines));
+		if (!a->slots[i].lines)
+			return -ENOMEM;
+	}
+	int rc = store_import_shape(im->target, &a->shape);
+	if (rc)
+		return rc;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->moved, NULL);
+	rc = -pthread_create(&a->thread, NULL, ahead_main, a);
+	a->started = rc == 0;
+	return rc;
+}
+
+/* The next filled batch, in file order; NULL once the last was taken. */
+static struct ahead_batch *ahead_take(struct ahead *a, bool after_last)
+{
+	if (after_last)
+		return NULL;
+	struct ahead_batch *b = &a->slots[a->take];
+	pthread_mutex_lock(&a->lock);
+	while (!b->full)
+		pthread_cond_wait(&a->moved, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return b;
+}
+
+/* Gives a written batch back for filling. */
+static void ahead_done(struct ahead *a, struct ahead_batch *b)
+{
+	ahead_batch_clear(b);
+	pthread_mutex_lock(&a->lock);
+	b->full = false;
+	a->take = (a->take + 1) % AHEAD_SLOTS;
+	pthread_cond_broadcast(&a->moved);
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Stops the reading thread (wherever it is) and frees everything. */
+static void ahead_stop(struct ahead *a)
+{
+	if (a->started) {
+		pthread_mutex_lock(&a->lock);
+		a->stop = true;
+		pthread_cond_broadcast(&a->moved);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->thread, NULL);
+		pthread_mutex_destroy(&a->lock);
+		pthread_cond_destroy(&a->moved);
+	}
+	for (size_t i = 0; i < AHEAD_SLOTS; i++) {
+		if (a->slots[i].lines)
+			ahead_batch_clear(&a->slots[i]);
+		free(a->slots[i].lines);
+		buf_free(&a->slots[i].text);
+	}
+	store_import_shape_free(&a->shape);
+}
+
 /* Pass 1: checks every line; reports the bad ones. */
 static int import_check(struct import *im)
 {
+	struct ahead ahead;
+	int rc = ahead_start(&ahead, im, true);
+	if (rc) {
+		ahead_stop(&ahead);
+		ctl_say("import: cannot start reading ahead: %s", strerror(-rc));
+		return EXIT_FAIL;
+	}
 	struct progress bar;
 	progress_start(&bar, "checking ", (uint64_t)im->sb.st_size);
-	uint64_t lineno = 0, bad = 0;
+	uint64_t lineno = 0, offset = 0, bad = 0;
 	char why[400];
-	int rc;
-	bool too_long;
-	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0 && !ctl_interrupted) {
-		lineno++;
-		progress_draw(&bar, im->rd.offset, lineno, false);
-		size_t len;
-		const char *text = line_text(im, lineno, &len);
-		why[0] = '\0';
-		if (too_long)
-			snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
-			         LINE_MAX_BYTES);
-		else if (import_line_is_blank(text, len))
-			continue;
-		else
-			check_line(im, text, len, why, sizeof(why));
-		if (why[0] && ++bad <= MAX_REPORTED) {
-			if (bar.on)
-				fputs("\r\033[K", stderr);
-			fprintf(stderr, "%s:%llu: %s\n", im->label, (unsigned long long)lineno,
-			        why);
+	struct ahead_batch *b = NULL;
+	bool last = false;
+	rc = 0;
+	while (!rc && !ctl_interrupted && (b = ahead_take(&ahead, last)) != NULL) {
+		for (size_t i = 0; i < b->n && !ctl_interrupted; i++) {
+			const struct ahead_line *l = &b->lines[i];
+			const char *text = b->text.data + l->off;
+			why[0] = '\0';
+			if (l->too_long)
+				snprintf(why, sizeof(why), "line is longer than 16 MiB (%u bytes)",
+				         LINE_MAX_BYTES);
+			else if (!l->checked)
+				check_line(im, text, l->len, why, sizeof(why));
+			if (why[0] && ++bad <= MAX_REPORTED) {
+				if (bar.on)
+					fputs("\r\033[K", stderr);
+				fprintf(stderr, "%s:%llu: %s\n", im->label,
+				        (unsigned long long)l->lineno, why);
+			}
 		}
+		lineno = b->last_lineno;
+		offset = b->offset;
+		progress_draw(&bar, offset, lineno, false);
+		last = b->end;
+		rc = b->read_rc;
+		ahead_done(&ahead, b);
 	}
-	progress_end(&bar, im->rd.offset, lineno);
+	ahead_stop(&ahead);
+	progress_end(&bar, offset, lineno);
 	if (ctl_interrupted) {
 		ctl_say("import: interrupted; nothing was imported");
 		return EXIT_FAIL;
@@ -515,6 +729,26 @@ static int begin_batch(struct import *im)
 	return rc;
 }
 
+/* Applies one line of a batch: its laid-out put, or from its text. */
+static int apply_ahead_line(struct import *im, struct ahead *a, struct ahead_batch *b,
+                            struct ahead_line *l, char *why, size_t why_len)
+{
+	if (l->too_long) {
+		snprintf(why, why_len, "line is longer than 16 MiB");
+		return -EFBIG;
+	}
+	if (l->ready) {
+		int64_t seq = 0;
+		int rc = store_import_put_ready(im->target, &a->shape, l->ready, &seq);
+		if (rc != STORE_IMPORT_DECLINED) {
+			if (rc == 0)
+				count_line(im, false, seq);
+			return rc;
+		}
+	}
+	return apply_line(im, b->text.data + l->off, l->len, why, why_len);
+}
+
 /* Pass 2: applies the lines in transactions of BATCH_LINES or BATCH_MS. */
 static int import_apply(struct import *im)
 {
@@ -523,52 +757,67 @@ static int import_apply(struct import *im)
 		ctl_say("import: cannot reread %s: %s", im->label, strerror(-rc));
 		return EXIT_FAIL;
 	}
+	struct ahead ahead;
+	rc = ahead_start(&ahead, im, false);
+	if (rc) {
+		ahead_stop(&ahead);
+		ctl_say("import: cannot start reading ahead: %s", strerror(-rc));
+		return EXIT_FAIL;
+	}
 	struct progress bar;
 	progress_start(&bar, "importing", (uint64_t)im->sb.st_size);
-	uint64_t lineno = 0;
+	uint64_t lineno = 0, offset = 0;
 	struct import_mark committed = {0};
 	int in_batch = 0;
 	int64_t batch_start = 0;
-	bool too_long;
 	char why[400] = "";
-	while ((rc = reader_next(&im->rd, &im->line, &too_long)) > 0) {
-		lineno++;
-		if (ctl_interrupted) {
-			snprintf(why, sizeof(why), "interrupted before this line");
-			rc = -EINTR;
-			break;
-		}
-		progress_draw(&bar, im->rd.offset, lineno, false);
-		size_t len;
-		const char *text = line_text(im, lineno, &len);
-		if (!too_long && import_line_is_blank(text, len))
-			continue;
-		if (in_batch == 0) {
-			if ((rc = begin_batch(im)) != 0)
+	struct ahead_batch *b = NULL;
+	bool last = false;
+	while (!rc && (b = ahead_take(&ahead, last)) != NULL) {
+		for (size_t i = 0; i < b->n && !rc; i++) {
+			struct ahead_line *l = &b->lines[i];
+			lineno = l->lineno;
+			if (ctl_interrupted) {
+				snprintf(why, sizeof(why), "interrupted before this line");
+				rc = -EINTR;
 				break;
-			batch_start = clock_mono_ms();
+			}
+			if (in_batch == 0) {
+				if ((rc = begin_batch(im)) != 0)
+					break;
+				batch_start = clock_mono_ms();
+			}
+			in_batch++;
+			rc = apply_ahead_line(im, &ahead, b, l, why, sizeof(why));
+			/* The clock is read every 100 lines: often enough for
+			 * BATCH_MS. */
+			if (!rc &&
+			    (in_batch == BATCH_LINES ||
+			     (in_batch % 100 == 0 && clock_mono_ms() - batch_start >= BATCH_MS))) {
+				rc = commit_batch(im, lineno, &committed);
+				in_batch = 0;
+			}
 		}
-		in_batch++;
-		if (too_long) {
-			snprintf(why, sizeof(why), "line is longer than 16 MiB");
-			rc = -EFBIG;
-		} else {
-			rc = apply_line(im, text, len, why, sizeof(why));
+		if (!rc) {
+			lineno = b->last_lineno;
+			offset = b->offset;
+			progress_draw(&bar, offset, lineno, false);
+			last = b->end;
+			if (b->read_rc) {
+				rc = b->read_rc;
+				lineno++; /* the line that could not be read */
+				snprintf(why, sizeof(why), "cannot read %s: %s", im->label,
+				         strerror(-rc));
+			}
 		}
-		/* The clock is read every 100 lines: often enough for BATCH_MS. */
-		if (!rc && (in_batch == BATCH_LINES ||
-		            (in_batch % 100 == 0 && clock_mono_ms() - batch_start >= BATCH_MS))) {
-			rc = commit_batch(im, lineno, &committed);
-			in_batch = 0;
-		}
-		if (rc)
-			break;
+		ahead_done(&ahead, b);
 	}
+	ahead_stop(&ahead);
 	if (rc == 0 && in_batch > 0) {
 		rc = commit_batch(im, lineno, &committed);
 		in_batch = 0;
 	}
-	progress_end(&bar, im->rd.offset, lineno);
+	progress_end(&bar, offset, lineno);
 	if (rc == 0) {
 		if (im->puts > 0)
 			ctl_note_created(&im->path, im->found);

@@ -292,6 +292,63 @@ int store_import_put(struct store_import *im, const char *key, size_t key_len, c
 	return rc;
 }
 
+int store_import_shape(const struct store_import *im, struct store_import_shape *out)
+{
+	out->max_record = im->st->max_record;
+	out->keypath = strdup(im->keypath);
+	return out->keypath ? 0 : -ENOMEM;
+}
+
+void store_import_shape_free(struct store_import_shape *shape)
+{
+	free(shape->keypath);
+	shape->keypath = NULL;
+}
+
+struct store_import_ready {
+	struct store_put_prep prep;
+};
+
+int store_import_prepare(const struct store_import_shape *shape, const char *key, size_t key_len,
+                         const char *value, size_t value_len, struct store_import_ready **out)
+{
+	*out = NULL;
+	struct store_import_ready *r = malloc(sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	if (store_put_prepare_import(shape->max_record, shape->keypath,
+	                             (struct json_span){key, key_len},
+	                             (struct json_span){value, value_len}, &r->prep) != 0) {
+		free(r);
+		return STORE_IMPORT_DECLINED;
+	}
+	*out = r;
+	return 0;
+}
+
+int store_import_put_ready(struct store_import *im, const struct store_import_shape *shape,
+                           struct store_import_ready *ready, int64_t *seq)
+{
+	struct store *st = im->st;
+	st->err[0] = '\0';
+	*seq = 0;
+	int rc = im->objstore_id == 0 ? import_target(im, true) : 0;
+	if (rc)
+		return rc;
+	if (strcmp(shape->keypath, im->keypath) != 0 || shape->max_record != st->max_record)
+		return STORE_IMPORT_DECLINED;
+	return store_record_put_prepared(st, im->objstore_id, &ready->prep, NULL, ORIGIN_IMPORT,
+	                                 NULL, NULL, NULL, NULL, seq);
+}
+
+void store_import_ready_free(struct store_import_ready *ready)
+{
+	if (!ready)
+		return;
+	store_put_prep_free(&ready->prep);
+	free(ready);
+}
+
 int store_import_delete(struct store_import *im, const char *key, size_t key_len, bool write,
                         int64_t *seq)
 {

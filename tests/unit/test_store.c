@@ -684,6 +684,50 @@ static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
 	assert_push_refused(f, &w, -EINVAL, "the value's key at keyPath");
 }
 
+/* An import lays out its puts ahead, for the key path the target had then.
+ * When the store takes another key path before the write (a schema change
+ * while it was empty), the laid-out put is not written: it is declined, so
+ * the line is done again from its text, as the new key path says. */
+static void test_an_import_put_laid_out_for_an_old_key_path_is_declined(void **state)
+{
+	struct fixture *f = *state;
+	struct store_import *im = NULL;
+	assert_int_equal(store_import_open(f->st, &orders, &im), 0);
+	struct store_import_shape shape;
+	assert_int_equal(store_import_shape(im, &shape), 0);
+	assert_string_equal(shape.keypath, "null");
+	const char *value = "{\"id\":5,\"v\":1}";
+	struct store_import_ready *ready = NULL;
+	assert_int_equal(store_import_prepare(&shape, "1", 1, value, strlen(value), &ready), 0);
+	assert_non_null(ready);
+
+	json_t *req = json_pack("{s:s, s:i, s:[{s:s, s:s}]}", "db", "shop", "version", 2, "stores",
+	                        "name", "orders", "keyPath", "id");
+	json_t *answer = NULL;
+	int64_t alice = store_client_by_token(f->st, f->token);
+	assert_int_equal(store_sync_schema(f->st, alice, req, &answer), 0);
+	json_decref(req);
+	json_decref(answer);
+
+	assert_int_equal(store_begin(f->st), 0);
+	assert_int_equal(store_import_resolve(im), 0);
+	int64_t seq = -1;
+	assert_int_equal(store_import_put_ready(im, &shape, ready, &seq), STORE_IMPORT_DECLINED);
+	assert_int_equal(seq, 0);
+	/* From its text, under key path "id", key 1 disagrees with id 5. */
+	assert_int_equal(store_import_put(im, "1", 1, value, strlen(value), true, &seq),
+	                 STORE_IMPORT_DECLINED);
+	assert_int_equal(store_commit(f->st), 0);
+	int64_t rev = 0;
+	assert_null(get(f, "1", &rev));
+	struct log log;
+	read_log(f, 0, &log);
+	assert_int_equal(log.n, 0);
+	store_import_ready_free(ready);
+	store_import_shape_free(&shape);
+	store_import_close(im);
+}
+
 /* A push writer that cannot open the store fails the push with the reason,
  * and lets go of the push's own thread, parsing it meanwhile. */
 static void test_a_push_writer_that_cannot_open_the_store_says_why(void **state)
@@ -720,8 +764,11 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_node_tokens, setup, teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_push_waiting_for_the_writer_sees_a_schema_change, setup, teardown),
-	        cmocka_unit_test_setup_teardown(test_a_push_writer_that_cannot_open_the_store_says_why,
-	                                        setup, teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_an_import_put_laid_out_for_an_old_key_path_is_declined, setup,
+	                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_a_push_writer_that_cannot_open_the_store_says_why, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -277,6 +277,32 @@ int store_import_put(struct store_import *im, const char *key, size_t key_len, c
 int store_import_delete(struct store_import *im, const char *key, size_t key_len, bool write,
                         int64_t *seq);
 
+/* A put laid out ahead of its write (store_import_put in two halves), so
+ * that one thread lays out the next lines while another writes: what the
+ * layout needs is copied out of the import first (store_import_shape), so
+ * the laying out needs no store and runs on any thread. */
+struct store_import_shape {
+	char *keypath; /* the target's key path when the shape was taken */
+	size_t max_record;
+};
+struct store_import_ready;
+
+/* Copies what laying out needs; free it with store_import_shape_free. */
+int store_import_shape(const struct store_import *im, struct store_import_shape *out);
+void store_import_shape_free(struct store_import_shape *shape);
+/* Lays out the put of `value` under `key` (as store_import_put) for
+ * `shape`: 0 with *out made, or STORE_IMPORT_DECLINED (the tree path
+ * decides such a line), or -ENOMEM. Any thread. */
+int store_import_prepare(const struct store_import_shape *shape, const char *key, size_t key_len,
+                         const char *value, size_t value_len, struct store_import_ready **out);
+/* Writes a put laid out by store_import_prepare, inside the caller's
+ * transaction, as store_import_put does with `write`. Returns
+ * STORE_IMPORT_DECLINED, writing nothing, when the target's key path is no
+ * longer `shape`'s: the line is then done again from its text. */
+int store_import_put_ready(struct store_import *im, const struct store_import_shape *shape,
+                           struct store_import_ready *ready, int64_t *seq);
+void store_import_ready_free(struct store_import_ready *ready);
+
 /* Called by store_list_keys with a record's canonical key JSON and its
  * row id as the cursor; returns nonzero to stop. */
 typedef int (*store_key_fn)(void *ctx, const char *key, int64_t cursor);
