@@ -68,10 +68,15 @@
 /* A write transaction ends after this many lines or this long, whichever
  * comes first: long enough that committing costs little, short enough
  * that other writers (the daemon) wait little. */
-#define BATCH_LINES  10000
-#define BATCH_MS     250
-#define MAX_REPORTED 20
-#define PROGRESS_MS  100
+#define BATCH_LINES 10000
+#define BATCH_MS    250
+/* The import's page cache: a transaction of BATCH_LINES records of ~400
+ * bytes changes some 20 MiB of pages (the records, the change log and
+ * their indexes); in SQLite's default 2 MiB they went to the WAL early.
+ * Measured on 300,000 records: 5% less time. */
+#define IMPORT_CACHE_KIB (32 * 1024)
+#define MAX_REPORTED     20
+#define PROGRESS_MS      100
 
 /* ---- import: reading lines -------------------------------------------------- */
 
@@ -755,6 +760,11 @@ static int import_apply(struct import *im)
 	int rc = reader_rewind(&im->rd);
 	if (rc) {
 		ctl_say("import: cannot reread %s: %s", im->label, strerror(-rc));
+		return EXIT_FAIL;
+	}
+	rc = store_set_cache_kib(im->st, IMPORT_CACHE_KIB);
+	if (rc) {
+		ctl_say("import: %s", store_last_error(im->st));
 		return EXIT_FAIL;
 	}
 	struct ahead ahead;

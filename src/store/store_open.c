@@ -223,6 +223,13 @@ void store_set_max_record(struct store *st, size_t bytes)
 	st->max_record = bytes;
 }
 
+int store_set_cache_kib(struct store *st, int kib)
+{
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d;", kib);
+	return store_exec(st, sql);
+}
+
 const char *store_open_notice(const struct store *st)
 {
 	return st->notice;

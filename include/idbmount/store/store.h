@@ -63,6 +63,11 @@ const char *store_last_error(const struct store *st);
 
 /* Sets the record size cap for this connection (default above). */
 void store_set_max_record(struct store *st, size_t bytes);
+/* Sets how much of the database this connection may keep in memory
+ * (SQLite's page cache; 2 MiB unless set). A write transaction whose
+ * changed pages pass it writes them to the WAL early, some more than once.
+ * Returns 0 or -EIO. */
+int store_set_cache_kib(struct store *st, int kib);
 
 /* The store epoch: 16 hex digits made when the data directory was made. */
 const char *store_epoch(const struct store *st);
