@@ -104,6 +104,16 @@ static int wal_grown(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+void store_checkpoints_follow(struct store *st)
+{
+	pthread_mutex_lock(&wal_delegate_lock);
+	if (wal_delegate) {
+		sqlite3_wal_autocheckpoint(st->db, 0);
+		sqlite3_wal_hook(st->db, wal_grown, NULL);
+	}
+	pthread_mutex_unlock(&wal_delegate_lock);
+}
+
 int store_checkpoint(struct store *st, int *wal_pages)
 {
 	int pages = 0;
@@ -190,12 +200,8 @@ int store_open(const char *datadir, struct store **out, char *err, size_t errlen
 	}
 	if (!res)
 		res = store_schema_ensure(st, datadir);
-	pthread_mutex_lock(&wal_delegate_lock);
-	if (!res && wal_delegate) {
-		sqlite3_wal_autocheckpoint(st->db, 0);
-		sqlite3_wal_hook(st->db, wal_grown, NULL);
-	}
-	pthread_mutex_unlock(&wal_delegate_lock);
+	if (!res)
+		store_checkpoints_follow(st);
 	if (res)
 		snprintf(err, errlen, "cannot open store in %s: %s", datadir, st->err);
 out:

@@ -373,11 +373,14 @@ int store_client_list(struct store *st, store_name_fn fn, void *ctx);
  * daemon delegates instead (src/store/checkpointer.c): stores opened afterwards skip the
  * automatic checkpoint and, after a commit that leaves the WAL at `pages`
  * or more, call `fn` on the committing thread (it must only wake someone),
- * whose thread then calls store_checkpoint. idbmountctl keeps the default.
+ * whose thread then calls store_checkpoint. idbmountctl keeps the default,
+ * but for an import, which starts a checkpointer of its own.
  * `fn` NULL ends the delegation (stores already open then leave the WAL to
  * the last close). */
 typedef void (*store_wal_fn)(void *ctx);
 void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages);
+/* Makes a store opened before store_checkpoints_elsewhere follow it too. */
+void store_checkpoints_follow(struct store *st);
 /* A passive checkpoint: copies what it can without waiting for anyone.
  * *wal_pages (may be NULL) gets the WAL's length in pages. */
 int store_checkpoint(struct store *st, int *wal_pages);
