@@ -13,6 +13,16 @@ def record(idb, key):
         return json.load(f)
 
 
+def import_refused(idb, f):
+    """Imports `f`, which must fail; returns the result and the line
+    numbers its stderr reports, in order."""
+    p = idb.ctl("import", "alice/shop/orders", str(f), check=False)
+    assert p.returncode == 1
+    reported = [int(line.split(":")[1]) for line in p.stderr.splitlines()
+                if line.startswith(str(f) + ":")]
+    return p, reported
+
+
 def test_a_long_file_of_mixed_lines_applies_in_file_order(idb, tmp_path):
     lines = []
     for i in range(3500):
@@ -70,10 +80,7 @@ def test_bad_lines_are_reported_by_their_own_numbers(idb, tmp_path):
             lines.append(json.dumps({"key": n, "value": {"i": n}}))
     f = tmp_path / "in.jsonl"
     f.write_text("\n".join(lines) + "\n")
-    p = idb.ctl("import", "alice/shop/orders", str(f), check=False)
-    assert p.returncode == 1
-    reported = [int(line.split(":")[1]) for line in p.stderr.splitlines()
-                if line.startswith(str(f) + ":")]
+    p, reported = import_refused(idb, f)
     assert reported == sorted(bad_at), p.stderr
     assert "9 bad lines in %s; nothing was imported" % f in p.stderr
     assert os.listdir(idb.store) == []
@@ -85,10 +92,7 @@ def test_more_than_twenty_bad_lines_report_the_first_twenty(idb, tmp_path):
              for n in range(1, 3001)]
     f = tmp_path / "in.jsonl"
     f.write_text("\n".join(lines) + "\n")
-    p = idb.ctl("import", "alice/shop/orders", str(f), check=False)
-    assert p.returncode == 1
-    reported = [int(line.split(":")[1]) for line in p.stderr.splitlines()
-                if line.startswith(str(f) + ":")]
+    p, reported = import_refused(idb, f)
     assert reported == list(range(3, 61, 3)), p.stderr
     assert "... and 980 more" in p.stderr
     assert "1000 bad lines" in p.stderr

@@ -654,6 +654,18 @@ static void assert_push_refused(struct fixture *f, const struct waiting_push *w,
 	assert_null(get(f, "0", &rev));
 }
 
+/* alice's schema change: "orders" (empty) takes the key path "id". */
+static void orders_take_key_path_id(struct fixture *f)
+{
+	json_t *req = json_pack("{s:s, s:i, s:[{s:s, s:s}]}", "db", "shop", "version", 2, "stores",
+	                        "name", "orders", "keyPath", "id");
+	json_t *answer = NULL;
+	int64_t alice = store_client_by_token(f->st, f->token);
+	assert_int_equal(store_sync_schema(f->st, alice, req, &answer), 0);
+	json_decref(req);
+	json_decref(answer);
+}
+
 /* The push looks up where its mutations go before the writer is free, to
  * lay them out meanwhile; a schema change that commits while it waits must
  * still decide how they are written. Here "orders" (empty) takes the key
@@ -671,13 +683,7 @@ static void test_push_waiting_for_the_writer_sees_a_schema_change(void **state)
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, run_waiting_push, &w), 0);
 	usleep(300 * 1000); /* the push looks up "orders" and waits */
-	json_t *req = json_pack("{s:s, s:i, s:[{s:s, s:s}]}", "db", "shop", "version", 2, "stores",
-	                        "name", "orders", "keyPath", "id");
-	json_t *answer = NULL;
-	int64_t alice = store_client_by_token(f->st, f->token);
-	assert_int_equal(store_sync_schema(f->st, alice, req, &answer), 0);
-	json_decref(req);
-	json_decref(answer);
+	orders_take_key_path_id(f);
 	assert_int_equal(store_commit(f->st), 0);
 	pthread_join(t, NULL);
 	store_writer_free(w.writer);
@@ -701,13 +707,7 @@ static void test_an_import_put_laid_out_for_an_old_key_path_is_declined(void **s
 	assert_int_equal(store_import_prepare(&shape, "1", 1, value, strlen(value), &ready), 0);
 	assert_non_null(ready);
 
-	json_t *req = json_pack("{s:s, s:i, s:[{s:s, s:s}]}", "db", "shop", "version", 2, "stores",
-	                        "name", "orders", "keyPath", "id");
-	json_t *answer = NULL;
-	int64_t alice = store_client_by_token(f->st, f->token);
-	assert_int_equal(store_sync_schema(f->st, alice, req, &answer), 0);
-	json_decref(req);
-	json_decref(answer);
+	orders_take_key_path_id(f);
 
 	assert_int_equal(store_begin(f->st), 0);
 	assert_int_equal(store_import_resolve(im), 0);
