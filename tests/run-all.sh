@@ -96,6 +96,12 @@ if [ "$sanitize" = 1 ]; then
 	export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 	PYTEST_ADDOPTS="-k 'not test_a_thousand_idle_streams and not test_thousands_of_streams'" \
 		run_ctest build-tsan -R '^sync$'
+	# The push writer's unit tests, and idbmountctl import, which reads and
+	# lays out lines on a second thread.
+	run_ctest build-tsan -R '^unit_store$'
+	echo "==> tests/fs/test_import.py on build-tsan/"
+	IDBMOUNT_BIN=$PWD/build-tsan/idbmount IDBMOUNTCTL_BIN=$PWD/build-tsan/idbmountctl \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/fs/test_import.py
 	unset TSAN_OPTIONS
 	echo "==> fuzzing (tests/fuzz/run-fuzzers.sh)"
 	bash tests/fuzz/run-fuzzers.sh --seconds 10 --build-dir build-fuzz
