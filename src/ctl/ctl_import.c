@@ -420,6 +420,7 @@ struct ahead {
 	struct ahead_batch slots[AHEAD_SLOTS];
 	size_t fill, take; /* the next slot to fill and to write */
 	bool stop;         /* the writer gave up: read no further */
+	bool ended;        /* the main thread gave back the file's last batch */
 };
 
 static void ahead_batch_clear(struct ahead_batch *b)
@@ -502,55 +503,6 @@ static void *ahead_main(void *arg)
 	return NULL;
 }
 
-/* Starts reading lines ahead (the reader rewound), for pass 1 when
- * `checking`, else for pass 2. */
-static int ahead_start(struct ahead *a, struct import *im, bool checking)
-{
-	memset(a, 0, sizeof(*a));
-	a->im = im;
-	a->checking = checking;
-	for (size_t i = 0; i < AHEAD_SLOTS; i++) {
-		/* A line is at most LINE_MAX_BYTES; a batch stops growing
-		 * past AHEAD_BYTES. */
-		buf_init(&a->slots[i].text, LINE_MAX_BYTES + AHEAD_BYTES);
-		a->slots[i].lines = calloc(AHEAD_LINES, sizeof(*a->slots[i].lines));
-		if (!a->slots[i].lines)
-			return -ENOMEM;
-	}
-	int rc = store_import_shape(im->target, &a->shape);
-	if (rc)
-		return rc;
-	pthread_mutex_init(&a->lock, NULL);
-	pthread_cond_init(&a->moved, NULL);
-	rc = -pthread_create(&a->thread, NULL, ahead_main, a);
-	a->started = rc == 0;
-	return rc;
-}
-
-/* The next filled batch, in file order; NULL once the last was taken. */
-static struct ahead_batch *ahead_take(struct ahead *a, bool after_last)
-{
-	if (after_last)
-		return NULL;
-	struct ahead_batch *b = &a->slots[a->take];
-	pthread_mutex_lock(&a->lock);
-	while (!b->full)
-		pthread_cond_wait(&a->moved, &a->lock);
-	pthread_mutex_unlock(&a->lock);
-	return b;
-}
-
-/* Gives a written batch back for filling. */
-static void ahead_done(struct ahead *a, struct ahead_batch *b)
-{
-	ahead_batch_clear(b);
-	pthread_mutex_lock(&a->lock);
-	b->full = false;
-	a->take = (a->take + 1) % AHEAD_SLOTS;
-	pthread_cond_broadcast(&a->moved);
-	pthread_mutex_unlock(&a->lock);
-}
-
 /* Stops the reading thread (wherever it is) and frees everything. */
 static void ahead_stop(struct ahead *a)
 {
@@ -572,24 +524,77 @@ static void ahead_stop(struct ahead *a)
 	store_import_shape_free(&a->shape);
 }
 
+/* Starts reading lines ahead (the reader rewound), for pass 1 when
+ * `checking`, else for pass 2. On failure it says why and frees all. */
+static int ahead_start(struct ahead *a, struct import *im, bool checking)
+{
+	int rc = -ENOMEM;
+	memset(a, 0, sizeof(*a));
+	a->im = im;
+	a->checking = checking;
+	for (size_t i = 0; i < AHEAD_SLOTS; i++) {
+		/* A line is at most LINE_MAX_BYTES; a batch stops growing
+		 * past AHEAD_BYTES. */
+		buf_init(&a->slots[i].text, LINE_MAX_BYTES + AHEAD_BYTES);
+		a->slots[i].lines = calloc(AHEAD_LINES, sizeof(*a->slots[i].lines));
+		if (!a->slots[i].lines)
+			goto fail;
+	}
+	rc = store_import_shape(im->target, &a->shape);
+	if (rc)
+		goto fail;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->moved, NULL);
+	rc = -pthread_create(&a->thread, NULL, ahead_main, a);
+	a->started = rc == 0;
+	if (!rc)
+		return 0;
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->moved);
+fail:
+	ahead_stop(a);
+	ctl_say("import: cannot start reading ahead: %s", strerror(-rc));
+	return rc;
+}
+
+/* The next filled batch, in file order; NULL once the last was given back. */
+static struct ahead_batch *ahead_take(struct ahead *a)
+{
+	if (a->ended)
+		return NULL;
+	struct ahead_batch *b = &a->slots[a->take];
+	pthread_mutex_lock(&a->lock);
+	while (!b->full)
+		pthread_cond_wait(&a->moved, &a->lock);
+	pthread_mutex_unlock(&a->lock);
+	return b;
+}
+
+/* Gives a written batch back for filling. */
+static void ahead_done(struct ahead *a, struct ahead_batch *b)
+{
+	a->ended = b->end;
+	ahead_batch_clear(b);
+	pthread_mutex_lock(&a->lock);
+	b->full = false;
+	a->take = (a->take + 1) % AHEAD_SLOTS;
+	pthread_cond_broadcast(&a->moved);
+	pthread_mutex_unlock(&a->lock);
+}
+
 /* Pass 1: checks every line; reports the bad ones. */
 static int import_check(struct import *im)
 {
 	struct ahead ahead;
-	int rc = ahead_start(&ahead, im, true);
-	if (rc) {
-		ahead_stop(&ahead);
-		ctl_say("import: cannot start reading ahead: %s", strerror(-rc));
+	if (ahead_start(&ahead, im, true) != 0)
 		return EXIT_FAIL;
-	}
 	struct progress bar;
 	progress_start(&bar, "checking ", (uint64_t)im->sb.st_size);
 	uint64_t lineno = 0, offset = 0, bad = 0;
 	char why[400];
 	struct ahead_batch *b = NULL;
-	bool last = false;
-	rc = 0;
-	while (!rc && !ctl_interrupted && (b = ahead_take(&ahead, last)) != NULL) {
+	int rc = 0;
+	while (!rc && !ctl_interrupted && (b = ahead_take(&ahead)) != NULL) {
 		for (size_t i = 0; i < b->n && !ctl_interrupted; i++) {
 			const struct ahead_line *l = &b->lines[i];
 			const char *text = b->text.data + l->off;
@@ -609,7 +614,6 @@ static int import_check(struct import *im)
 		lineno = b->last_lineno;
 		offset = b->offset;
 		progress_draw(&bar, offset, lineno, false);
-		last = b->end;
 		rc = b->read_rc;
 		ahead_done(&ahead, b);
 	}
@@ -769,12 +773,8 @@ static int import_apply(struct import *im)
 		return EXIT_FAIL;
 	}
 	struct ahead ahead;
-	rc = ahead_start(&ahead, im, false);
-	if (rc) {
-		ahead_stop(&ahead);
-		ctl_say("import: cannot start reading ahead: %s", strerror(-rc));
+	if (ahead_start(&ahead, im, false) != 0)
 		return EXIT_FAIL;
-	}
 	struct progress bar;
 	progress_start(&bar, "importing", (uint64_t)im->sb.st_size);
 	uint64_t lineno = 0, offset = 0;
@@ -783,8 +783,7 @@ static int import_apply(struct import *im)
 	int64_t batch_start = 0;
 	char why[400] = "";
 	struct ahead_batch *b = NULL;
-	bool last = false;
-	while (!rc && (b = ahead_take(&ahead, last)) != NULL) {
+	while (!rc && (b = ahead_take(&ahead)) != NULL) {
 		for (size_t i = 0; i < b->n && !rc; i++) {
 			struct ahead_line *l = &b->lines[i];
 			lineno = l->lineno;
@@ -813,7 +812,6 @@ static int import_apply(struct import *im)
 			lineno = b->last_lineno;
 			offset = b->offset;
 			progress_draw(&bar, offset, lineno, false);
-			last = b->end;
 			if (b->read_rc) {
 				rc = b->read_rc;
 				lineno++; /* the line that could not be read */
