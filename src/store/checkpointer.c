@@ -12,7 +12,9 @@
 
 struct checkpointer {
 	struct worker worker;
-	int restart_at; /* the WAL length (pages) at which to make it start over */
+	/* The WAL length (pages) at which to make it start over. Written by
+	 * this thread, read by committing ones. */
+	_Atomic int restart_at;
 };
 
 /* The WAL starts over from its beginning only when a write begins with
@@ -25,15 +27,22 @@ struct checkpointer {
  * push back, once per 64 MiB. A reader that holds the WAL longer than
  * RESTART_WAIT_MS (a backup) makes it give up; it tries again once the WAL
  * has grown by RESTART_RETRY_PAGES (16 MiB), so the pushes under a long
- * backup wait that little, that seldom. */
-#define RESTART_WAIT_MS 20
+ * backup wait that little, that seldom.
+ * A round can take longer than the pushes beside it: its checkpoint syncs
+ * the database file, which on a busy disk took seconds while the WAL grew
+ * to 150 MB. Once the WAL is HOLD_PAGES (16 MiB) past the length at which
+ * it should have started over, new transactions wait for the round, as
+ * they would with SQLite's own checkpoints in the commit. */
+#define RESTART_WAIT_MS     20
 #define RESTART_RETRY_PAGES 4096
+#define HOLD_PAGES          4096
 
 /* Called by SQLite's commit hook in whichever thread committed. */
-static void on_wal_long(void *ctx)
+static bool on_wal_long(void *ctx, int pages)
 {
 	struct checkpointer *c = ctx;
 	worker_wake(&c->worker, NULL);
+	return pages >= c->restart_at + HOLD_PAGES;
 }
 
 /* A round runs only when woken: the WAL has grown past the threshold. */
@@ -53,6 +62,7 @@ static void checkpoint_round(struct worker *w, bool woken, void *arg)
 			fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
 		c->restart_at = rc ? pages + RESTART_RETRY_PAGES : STORE_WAL_LIMIT_PAGES;
 	}
+	store_wal_hold_release();
 	pthread_mutex_lock(&w->lock);
 }
 

@@ -158,15 +158,25 @@ static void writers_queue_init(void)
 	pthread_mutexattr_destroy(&a);
 }
 
+/* How many times this thread holds the queue (it is recursive). */
+static _Thread_local int writers_queue_depth;
+
 void store_writers_queue_enter(void)
 {
 	pthread_once(&writers_queue_once, writers_queue_init);
 	pthread_mutex_lock(&writers_queue);
+	writers_queue_depth++;
 }
 
 void store_writers_queue_leave(void)
 {
+	writers_queue_depth--;
 	pthread_mutex_unlock(&writers_queue);
+}
+
+bool store_writers_queue_held(void)
+{
+	return writers_queue_depth > 0;
 }
 
 int store_step_done(struct store *st, sqlite3_stmt *s)
@@ -210,8 +220,10 @@ int store_exec(struct store *st, const char *sql)
 
 int store_txn_begin(struct store *st)
 {
-	if (st->txn_depth == 0)
+	if (st->txn_depth == 0) {
+		store_wal_hold_wait();
 		store_writers_queue_enter();
+	}
 	int rc = store_exec(st, st->txn_depth == 0 ? "BEGIN IMMEDIATE" : "SAVEPOINT nested");
 	if (rc == 0 && st->txn_depth++ == 0)
 		st->txn_serial++;

@@ -131,6 +131,11 @@ int store_step_done(struct store *st, sqlite3_stmt *s);
  * (store_db.c); recursive. */
 void store_writers_queue_enter(void);
 void store_writers_queue_leave(void);
+/* Whether this thread is in that queue now. */
+bool store_writers_queue_held(void);
+/* Waits while the checkpointer holds writers back (store.h, "checkpoints";
+ * store_open.c). Store_txn_begin calls it before it queues. */
+void store_wal_hold_wait(void);
 /* Steps a one-integer query; *out is kept when there is no row. */
 int store_step_int(struct store *st, sqlite3_stmt *s, int64_t *out);
 /* Reads the columns of the row a statement stands on into `out`. */

@@ -80,6 +80,9 @@ static pthread_mutex_t wal_delegate_lock = PTHREAD_MUTEX_INITIALIZER;
 static store_wal_fn wal_delegate;
 static void *wal_delegate_ctx;
 static int wal_delegate_pages;
+/* Under wal_delegate_lock: the delegate asked writers to wait for it. */
+static bool wal_hold;
+static pthread_cond_t wal_hold_released = PTHREAD_COND_INITIALIZER;
 
 void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages)
 {
@@ -87,6 +90,30 @@ void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages)
 	wal_delegate = fn;
 	wal_delegate_ctx = ctx;
 	wal_delegate_pages = pages;
+	if (!fn) {
+		wal_hold = false;
+		pthread_cond_broadcast(&wal_hold_released);
+	}
+	pthread_mutex_unlock(&wal_delegate_lock);
+}
+
+void store_wal_hold_release(void)
+{
+	pthread_mutex_lock(&wal_delegate_lock);
+	wal_hold = false;
+	pthread_cond_broadcast(&wal_hold_released);
+	pthread_mutex_unlock(&wal_delegate_lock);
+}
+
+void store_wal_hold_wait(void)
+{
+	/* A thread already queued as a writer (a second connection of its
+	 * own) must not wait: the checkpointer queues behind it. */
+	if (store_writers_queue_held())
+		return;
+	pthread_mutex_lock(&wal_delegate_lock);
+	while (wal_hold)
+		pthread_cond_wait(&wal_hold_released, &wal_delegate_lock);
 	pthread_mutex_unlock(&wal_delegate_lock);
 }
 
@@ -98,8 +125,8 @@ static int wal_grown(void *arg, sqlite3 *db, const char *name, int pages)
 	(void)db;
 	(void)name;
 	pthread_mutex_lock(&wal_delegate_lock);
-	if (wal_delegate && pages >= wal_delegate_pages)
-		wal_delegate(wal_delegate_ctx);
+	if (wal_delegate && pages >= wal_delegate_pages && wal_delegate(wal_delegate_ctx, pages))
+		wal_hold = true;
 	pthread_mutex_unlock(&wal_delegate_lock);
 	return SQLITE_OK;
 }

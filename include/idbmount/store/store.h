@@ -372,13 +372,21 @@ int store_client_list(struct store *st, store_name_fn fn, void *ctx);
  * commit that makes it pass 1,000 pages: one push in ten paid for it. The
  * daemon delegates instead (src/store/checkpointer.c): stores opened afterwards skip the
  * automatic checkpoint and, after a commit that leaves the WAL at `pages`
- * or more, call `fn` on the committing thread (it must only wake someone),
- * whose thread then calls store_checkpoint. idbmountctl keeps the default,
- * but for an import, which starts a checkpointer of its own.
- * `fn` NULL ends the delegation (stores already open then leave the WAL to
- * the last close). */
-typedef void (*store_wal_fn)(void *ctx);
+ * or more, call `fn` on the committing thread with the WAL's length (it
+ * must only wake someone), whose thread then calls store_checkpoint.
+ * idbmountctl keeps the default, but for an import, which starts a
+ * checkpointer of its own.
+ * When `fn` returns true, the WAL has grown past what the checkpointer
+ * allows: the transactions this process begins next (store_txn_begin) wait
+ * until it calls store_wal_hold_release. Without that back-pressure a disk
+ * slower than the pushes let the WAL grow by everything written while one
+ * checkpoint round ran (150 MB seen with a test suite beside it).
+ * `fn` NULL ends the delegation and releases a hold (stores already open
+ * then leave the WAL to the last close). */
+typedef bool (*store_wal_fn)(void *ctx, int pages);
 void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages);
+/* Lets the transactions held back by `fn` returning true begin. */
+void store_wal_hold_release(void);
 /* Makes a store opened before store_checkpoints_elsewhere follow it too. */
 void store_checkpoints_follow(struct store *st);
 /* A passive checkpoint: copies what it can without waiting for anyone.
