@@ -53,13 +53,15 @@ static void checkpoint_round(struct worker *w, bool woken, void *arg)
 	pthread_mutex_unlock(&w->lock);
 	int pages = 0;
 	if (store_checkpoint(w->st, &pages) != 0)
-		fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
+		fprintf(stderr, "%s: checkpoint: %s\n", program_invocation_short_name,
+		        store_last_error(w->st));
 	if (pages < STORE_WAL_LIMIT_PAGES) {
 		c->restart_at = STORE_WAL_LIMIT_PAGES;
 	} else if (pages >= c->restart_at) {
 		int rc = store_wal_restart(w->st, RESTART_WAIT_MS);
 		if (rc && rc != -EBUSY)
-			fprintf(stderr, "idbmount: checkpoint: %s\n", store_last_error(w->st));
+			fprintf(stderr, "%s: checkpoint: %s\n", program_invocation_short_name,
+			        store_last_error(w->st));
 		c->restart_at = rc ? pages + RESTART_RETRY_PAGES : STORE_WAL_LIMIT_PAGES;
 	}
 	store_wal_hold_release();

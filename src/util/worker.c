@@ -5,6 +5,7 @@
 #include "idbmount/util/clock.h"
 #include "idbmount/util/thread_name.h"
 
+#include <errno.h> /* program_invocation_short_name */
 #include <stdio.h>
 #include <time.h>
 
@@ -13,7 +14,7 @@ int worker_open(struct worker *w, const char *datadir, const char *who)
 	char err[512];
 	int rc = store_open(datadir, &w->st, err, sizeof(err));
 	if (rc) {
-		fprintf(stderr, "idbmount: %s: %s\n", who, err);
+		fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, who, err);
 		return rc;
 	}
 	snprintf(w->name, sizeof(w->name), "%s", who);
