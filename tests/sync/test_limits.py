@@ -219,27 +219,42 @@ def test_max_buffered_below_max_body_is_refused(tmp_path):
 WAL_BOUND = 64 * MiB + 16 * MiB + 10 * MiB
 
 
+def wal_sizes_under_pushes(s, pushes, before_push=lambda n: None):
+    """Sends `pushes` pushes of 1,000 ~4 KB values (the WAL grows ~9 MB a
+    push) back to back on one keep-alive connection, the bodies encoded
+    before. Calls before_push(n) before push n. Returns the WAL's size
+    after each push."""
+    s.alice.schema("shop", ORDERS)
+    wal = os.path.join(s.data, "idbmount.db-wal")
+    note = "x" * 3800
+    bodies = [json.dumps({"mutations": [
+        put("w%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
+        for i in range(1000)]}).encode() for p in range(pushes)]
+    conn = s.alice.connection()
+    headers = {"Authorization": "Bearer " + s.alice.token,
+               "Content-Type": "application/json"}
+    sizes = []
+    for n, body in enumerate(bodies):
+        before_push(n)
+        conn.request("POST", "/v1/push", body, headers)
+        r = conn.getresponse()
+        assert r.status == 200, r.read()
+        r.read()
+        sizes.append(os.path.getsize(wal))
+    conn.close()
+    assert len(os.listdir(s.path("alice", "shop", "orders"))) == pushes * 1000
+    return sizes
+
+
 def test_the_wal_starts_over_under_a_steady_stream_of_pushes(sync):
     """The WAL file is copied back into the database by a checkpointer
     thread, but starts over only when a write begins with everything
     copied back: pushes sent back to back never leave such a moment, and it
     grew without end (204 MB after these 24 pushes, 457 MB after 48). Past
     64 MiB the checkpointer makes it start over, queued as a writer, and
-    journal_size_limit keeps the file at that size. A checkpointer slower
-    than the pushes (a busy disk) holds new pushes back 16 MiB later."""
-    sync.alice.schema("shop", ORDERS)
-    wal = os.path.join(sync.data, "idbmount.db-wal")
-    note = "x" * 3800  # ~4 KB values: the WAL grows ~9 MB a push
-    bodies = [json.dumps({"mutations": [
-        put("w%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
-        for i in range(1000)]}).encode() for p in range(24)]
-    largest = 0
-    for body in bodies:  # encoded before, so that they follow back to back
-        r = sync.alice.post("/v1/push", body, headers={"Content-Type": "application/json"})
-        assert r.status == 200, r
-        largest = max(largest, os.path.getsize(wal))
-    assert largest <= WAL_BOUND, largest
-    assert len(os.listdir(sync.path("alice", "shop", "orders"))) == 24000
+    journal_size_limit keeps the file at that size."""
+    sizes = wal_sizes_under_pushes(sync, 24)
+    assert max(sizes) <= WAL_BOUND, sizes
 
 
 def test_pushes_wait_for_a_checkpointer_slower_than_they_are(start_sync, tmp_path, monkeypatch):
@@ -257,26 +272,9 @@ def test_pushes_wait_for_a_checkpointer_slower_than_they_are(start_sync, tmp_pat
     asan = os.environ.get("ASAN_OPTIONS")
     monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "verify_asan_link_order=0")
     s = start_sync()
-    s.alice.schema("shop", ORDERS)
-    wal = os.path.join(s.data, "idbmount.db-wal")
-    note = "x" * 3800
-    bodies = [json.dumps({"mutations": [
-        put("s%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
-        for i in range(1000)]}).encode() for p in range(24)]
-    conn = s.alice.connection()
-    headers = {"Authorization": "Bearer " + s.alice.token,
-               "Content-Type": "application/json"}
-    largest = 0
-    for body in bodies:
-        conn.request("POST", "/v1/push", body, headers)
-        r = conn.getresponse()
-        assert r.status == 200, r.read()
-        r.read()
-        largest = max(largest, os.path.getsize(wal))
-    conn.close()
+    sizes = wal_sizes_under_pushes(s, 24)
     assert "slow_disk: a sync of the database waited 400 ms" in s.daemon.stderr()
-    assert largest <= WAL_BOUND, largest
-    assert len(os.listdir(s.path("alice", "shop", "orders"))) == 24000
+    assert max(sizes) <= WAL_BOUND, sizes
 
 
 def test_the_wal_starts_over_once_a_long_reader_has_gone(sync):
@@ -284,29 +282,15 @@ def test_the_wal_starts_over_once_a_long_reader_has_gone(sync):
     another process) keeps it from starting over, so it grows while the
     reader stays; once the reader is gone it starts over again, although
     the pushes never stopped."""
-    sync.alice.schema("shop", ORDERS)
-    wal = os.path.join(sync.data, "idbmount.db-wal")
-    note = "x" * 3800
-    bodies = [json.dumps({"mutations": [
-        put("r%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i), {"n": i, "note": note})
-        for i in range(1000)]}).encode() for p in range(30)]
     reader = sqlite3.connect(os.path.join(sync.data, "idbmount.db"), isolation_level=None)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM records").fetchone()
-    sizes = []
-    # one keep-alive connection: each push follows the last at once
-    conn = sync.alice.connection()
-    headers = {"Authorization": "Bearer " + sync.alice.token,
-               "Content-Type": "application/json"}
-    for n, body in enumerate(bodies):
+
+    def end_the_read_at_20(n):
         if n == 20:
             reader.execute("COMMIT")
             reader.close()
-        conn.request("POST", "/v1/push", body, headers)
-        r = conn.getresponse()
-        assert r.status == 200, r.read()
-        r.read()
-        sizes.append(os.path.getsize(wal))
-    conn.close()
+
+    sizes = wal_sizes_under_pushes(sync, 30, end_the_read_at_20)
     assert sizes[19] > 150 * MiB, sizes  # it grew while the reader was there
     assert sizes[-1] <= WAL_BOUND, sizes
