@@ -250,10 +250,6 @@ int store_db_bump_version(struct store *st, int64_t db_id, int64_t mtime);
 int store_objstore_ensure(struct store *st, int64_t db_id, const char *name,
                           const char *keypath_json, bool autoincrement, bool create,
                           bool must_be_new, enum store_origin origin, int64_t *objstore_id);
-/* store_objstore_ensure of an object store that may exist. */
-int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
-                           const char *keypath_json, bool autoincrement, bool create,
-                           enum store_origin origin, int64_t *objstore_id);
 /* An object store's keyPath (JSON text, malloc'd) and, when
  * `autoincrement` is not NULL, its autoIncrement. */
 int store_keypath_of(struct store *st, int64_t objstore_id, char **keypath_json,

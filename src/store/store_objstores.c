@@ -241,11 +241,3 @@ int store_objstore_info(struct store *st, uint64_t objstore_dir, char **keypath,
 		return -ENODATA;
 	return store_keypath_of(st, store_ino_id(objstore_dir), keypath, autoincrement);
 }
-
-int store_objstore_resolve(struct store *st, int64_t db_id, const char *name,
-                           const char *keypath_json, bool autoincrement, bool create,
-                           enum store_origin origin, int64_t *objstore_id)
-{
-	return store_objstore_ensure(st, db_id, name, keypath_json, autoincrement, create, false,
-	                             origin, objstore_id);
-}

@@ -223,8 +223,8 @@ static int target_resolve(struct store *st, int64_t client_id, const char *db, c
 	int64_t db_id = 0;
 	int rc = store_db_resolve(st, client_id, db, false, ORIGIN_BROWSER, &db_id);
 	if (!rc)
-		rc = store_objstore_resolve(st, db_id, store, "null", false, false, ORIGIN_BROWSER,
-		                            &t->store_id);
+		rc = store_objstore_ensure(st, db_id, store, "null", false, false, false,
+		                           ORIGIN_BROWSER, &t->store_id);
 	if (rc == -ENOENT) {
 		store_set_error(st, "no store '%s' in database '%s' (POST /v1/schema first)", store,
 		                db);

@@ -157,8 +157,8 @@ static int schema_store(struct store *st, int64_t db_id, size_t index, const jso
 		store_set_error(st, "store '%s': keyPath or indexes too large", sname);
 	int64_t store_id = 0;
 	if (!rc)
-		rc = store_objstore_resolve(st, db_id, sname, kp_text, autoinc, true,
-		                            ORIGIN_BROWSER, &store_id);
+		rc = store_objstore_ensure(st, db_id, sname, kp_text, autoinc, true, false,
+		                           ORIGIN_BROWSER, &store_id);
 	char *have_kp = NULL;
 	bool have_ai = false;
 	if (!rc)
