@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -157,7 +158,17 @@ static int session_mount(struct fs_session *s, const char *path)
 	int rc = fs_mount_canonical_path(path, canonical, sizeof(canonical));
 	if (rc)
 		return rc;
-	if (fuse_session_mount(s->se, path) != 0)
+	struct stat where;
+	if (stat(canonical, &where) != 0 && errno == ENOTCONN) {
+		fprintf(stderr,
+		        "idbmount: %s: a dead mount is still there; unmount it first "
+		        "(fusermount3 -u %s)\n",
+		        canonical, canonical);
+		return -ENOTCONN;
+	}
+	/* libfuse unmounts by the name it mounted: a relative one no longer
+	 * names the mount point once the daemon has left its directory. */
+	if (fuse_session_mount(s->se, canonical) != 0)
 		return -EIO;
 	s->mounted = true;
 	rc = fs_mount_find(canonical, &s->id);

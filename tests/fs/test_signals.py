@@ -8,6 +8,7 @@ writing into the same store (each makes the notifier invalidate names in
 that directory, which needs the same lock), and a SIGTERM or SIGKILL every
 0.3-0.8 s, with a restart after each.
 """
+import errno
 import http.client
 import json
 import os
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 from conftest import Daemon, ctl, is_mounted, wait_for
 
@@ -398,3 +401,69 @@ def test_sigterm_with_files_open_frees_their_handles(tmp_path):
                 pass
         if is_mounted(mnt):
             subprocess.run(["fusermount3", "-u", "-z", mnt], check=False)
+
+
+def start_in(cwd, *args):
+    """Starts the daemon in the foreground in directory `cwd`, its output
+    in cwd/log."""
+    log = open(os.path.join(cwd, "log"), "ab")
+    return subprocess.Popen([os.environ.get("IDBMOUNT_BIN", "build/idbmount"), "-f",
+                             "--listen", "none"] + list(args),
+                            cwd=cwd, stdout=log, stderr=log)
+
+
+def test_relative_mount_points_are_unmounted_when_the_daemon_stops(tmp_path):
+    """Mount points named relative to where the daemon started: libfuse
+    unmounts by the name it mounted, and after the daemon had left that
+    directory a SIGTERM left both mounts dead ("failed to unmount mnt:
+    Invalid argument")."""
+    mnt, view = str(tmp_path / "mnt"), str(tmp_path / "view")
+    os.makedirs(mnt)
+    os.makedirs(view)
+    for stop in ("SIGTERM", "fusermount3 -u"):
+        proc = start_in(tmp_path, "--data", "data", "--view", "view", "mnt")
+        try:
+            wait_for("both mounts", lambda: is_mounted(mnt) and is_mounted(view))
+            if stop == "SIGTERM":
+                proc.send_signal(signal.SIGTERM)
+            else:
+                subprocess.run(["fusermount3", "-u", mnt], check=True)
+            assert proc.wait(timeout=STOP_DEADLINE) == 0, stop
+            with open(tmp_path / "log") as f:
+                log = f.read()
+            assert "failed to unmount" not in log, log
+            assert not is_mounted(mnt) and not is_mounted(view), stop
+            assert os.listdir(mnt) == [] and os.listdir(view) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            free_hung_mount(mnt)
+            free_hung_mount(view)
+
+
+def test_a_dead_mount_in_the_way_is_named_with_the_way_out(tmp_path):
+    """A dead mount another data directory left (its daemon and watchdog
+    killed) is not this start's to clear: the start fails and says which
+    command frees the mount point."""
+    mnt = str(tmp_path / "mnt")
+    os.makedirs(mnt)
+    first = Daemon(str(tmp_path / "first"), mnt)
+    first.start()
+    os.kill(watchdog_of(first), signal.SIGKILL)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(timeout=STOP_DEADLINE)
+    first.log.close()
+    try:
+        with pytest.raises(OSError) as dead:
+            os.stat(mnt)
+        assert dead.value.errno == errno.ENOTCONN
+        proc = start_in(tmp_path, "--data", "second", mnt)
+        assert proc.wait(timeout=STOP_DEADLINE) == 1
+        with open(tmp_path / "log") as f:
+            log = f.read()
+        assert ("idbmount: %s: a dead mount is still there; unmount it first "
+                "(fusermount3 -u %s)" % (mnt, mnt)) in log, log
+    finally:
+        free_hung_mount(mnt)
+    assert not is_mounted(mnt)
