@@ -23,10 +23,12 @@
  * threads start after the daemon detached (detaching forks).
  *
  * -o takes sshfs-style options: ours (cache=, max_record=, threads=,
- * private_writes, listen=, server_name=, uid=, gid=, umask=, view=, view_only) are consumed here,
- * the rest (allow_other, default_permissions, fsname=, ...) go to libfuse, which refuses what it
- * does not know. allow_other is only accepted together with default_permissions, so that the kernel
- * checks file modes for the other users.
+ * private_writes, listen=, server_name=, config=, tls_cert=, tls_key=,
+ * uid=, gid=, umask=, view=, view_only) are consumed here, the rest
+ * (allow_other, default_permissions, fsname=, ...) go to libfuse, which
+ * refuses what it does not know. allow_other is only accepted together
+ * with default_permissions, so that the kernel checks file modes for the
+ * other users.
  *
  * --config FILE names the sinks (config.h); it is read and every sink is
  * built before mounting, so a bad file stops the daemon at once with
@@ -75,7 +77,7 @@ static void usage(FILE *out)
 	        "  -f, --foreground    stay in the foreground (log to stderr)\n"
 	        "  -d, --debug         print every FUSE request (implies -f)\n"
 	        "      --data DIR      data directory (default $IDBMOUNT_DATA, else\n"
-	        "                      ~/.local/share/idbmount)\n"
+	        "                      $XDG_DATA_HOME/idbmount, else ~/.local/share/idbmount)\n"
 	        "      --listen ADDR:PORT  HTTP address (default $IDBMOUNT_LISTEN, else\n"
 	        "                      " HTTP_DEFAULT_LISTEN "; [::1]:PORT for IPv6; port 0 picks\n"
 	        "                      a free one; 'none' serves no HTTP; also -o listen=)\n"
@@ -101,7 +103,9 @@ static void usage(FILE *out)
 	        "      cache=never|auto|always   kernel caching (default always)\n"
 	        "      listen=ADDR:PORT          as --listen (for fstab lines)\n"
 	        "      server_name=NAME          as --server-name, one name each\n"
-	        "      max_record=BYTES          largest record file (default 16777216)\n"
+	        "      config=FILE, tls_cert=FILE, tls_key=FILE  as --config, --tls-cert,\n"
+	        "                                --tls-key (for fstab lines)\n"
+	        "      max_record=BYTES          largest record file (default 16M; k, M, G)\n"
 	        "      threads=N                 FUSE worker threads (default 8)\n"
 	        "      uid=USER, gid=GROUP       owner and group of every file (default:\n"
 	        "                                the daemon's)\n"
@@ -153,6 +157,11 @@ struct options {
 	char view[PATH_MAX];     /* --view, -o view= */
 	bool view_only;          /* -o view_only: MOUNTPOINT is the view */
 	char server_names[4096]; /* --server-name and -o server_name=, comma-separated */
+	/* -o config=, tls_cert=, tls_key=: what fstab and mount -t cannot
+	 * say any other way; the long options win. */
+	char config[PATH_MAX];
+	char tls_cert[PATH_MAX];
+	char tls_key[PATH_MAX];
 	bool allow_other;
 	bool default_permissions;
 	char fuse_opts[4096];
@@ -234,6 +243,18 @@ static bool parse_mount_options(struct options *o, const char *list)
 			if (snprintf(o->listen, sizeof(o->listen), "%s", opt + 7) >=
 			    (int)sizeof(o->listen)) {
 				fprintf(stderr, "idbmount: %s: too long\n", opt);
+				ok = false;
+			}
+			continue;
+		}
+		char *file = strncmp(opt, "config=", 7) == 0     ? o->config
+		             : strncmp(opt, "tls_cert=", 9) == 0 ? o->tls_cert
+		             : strncmp(opt, "tls_key=", 8) == 0  ? o->tls_key
+		                                                 : NULL;
+		if (file) {
+			const char *v = strchr(opt, '=') + 1;
+			if (!*v || snprintf(file, PATH_MAX, "%s", v) >= PATH_MAX) {
+				fprintf(stderr, "idbmount: %s: want a file\n", opt);
 				ok = false;
 			}
 			continue;
@@ -507,10 +528,16 @@ static int daemon_start(struct daemon *d, struct command_line *cl)
 	}
 	if (rc)
 		return status;
-	if (d->http)
-		fprintf(stderr, "idbmount: serving %s://%s (port %u)\n",
-		        http_cfg->tls_cert_file ? "https" : "http", http_cfg->listen,
-		        http_port(d->http));
+	if (d->http) {
+		/* The address as a URL a user can open: with the port the kernel
+		 * picked for ":0", not the 0. */
+		const char *colon = strrchr(http_cfg->listen, ':');
+		int host_len =
+		        colon ? (int)(colon - http_cfg->listen) : (int)strlen(http_cfg->listen);
+		fprintf(stderr, "idbmount: serving %s://%.*s:%u (port %u)\n",
+		        http_cfg->tls_cert_file ? "https" : "http", host_len, http_cfg->listen,
+		        http_port(d->http), http_port(d->http));
+	}
 	return 0;
 }
 
@@ -644,7 +671,8 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 			size_t n = 0;
 			if (!parse_size(optarg, &n) || n > 1000000 ||
 			    optarg[strspn(optarg, "0123456789")]) {
-				fprintf(stderr, "idbmount: --max-connections %s: want 1 to 1000000\n",
+				fprintf(stderr,
+				        "idbmount: --max-connections %s: want 1 to 1000000\n",
 				        optarg);
 				return 2;
 			}
@@ -696,6 +724,12 @@ static int parse_command_line(int argc, char **argv, struct command_line *cl)
 	}
 	if (o->listen[0])
 		http_cfg->listen = o->listen;
+	if (o->config[0] && !cl->config_path)
+		cl->config_path = o->config;
+	if (o->tls_cert[0] && !http_cfg->tls_cert_file)
+		http_cfg->tls_cert_file = o->tls_cert;
+	if (o->tls_key[0] && !http_cfg->tls_key_file)
+		http_cfg->tls_key_file = o->tls_key;
 	http_cfg->server_names = o->server_names;
 	return -1;
 }

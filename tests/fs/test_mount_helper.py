@@ -167,6 +167,30 @@ def test_fstab_line(mount, sbin_helper, tmp_path):
     mount.unmount()
 
 
+def test_fstab_line_names_the_sinks(mount, sbin_helper, tmp_path):
+    """fstab, mount -t and the systemd unit pass only -o: config=FILE names
+    the sinks there as --config does. The change a put makes reaches the
+    dir sink's spool directory."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    ini = tmp_path / "sinks.ini"
+    ini.write_text("[sink spool]\ntype = dir\npath = %s\n" % spool)
+    fstab = tmp_path / "fstab"
+    fstab.write_text("%s  %s  fuse.idbmount  defaults,config=%s  0 0\n"
+                     % (mount.data, mount.mnt, ini))
+    p = mount.run(["mount", "-T", str(fstab), mount.mnt])
+    assert p.returncode == 0, p.stdout + p.stderr
+    mount.check_mounted()
+    mount.ctl("put", "alice/shop/orders", "2", '{"item":"jam"}')
+    deadline = time.monotonic() + 30
+    lines = []
+    while time.monotonic() < deadline and not any('"jam"' in l for l in lines):
+        time.sleep(0.1)
+        lines = [l for f in spool.glob("*.jsonl") for l in f.read_text().splitlines()]
+    assert any('"jam"' in l for l in lines), (sorted(os.listdir(spool)), lines)
+    mount.unmount()
+
+
 def test_read_only_mount(mount):
     p = mount.helper("-o", "ro")
     assert p.returncode == 0, p.stderr

@@ -122,3 +122,21 @@ def test_bad_owner_options_are_refused(tmp_path, option, message):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert not os.path.ismount(str(mnt))
+
+
+@pytest.mark.parametrize("option,status,message", [
+    ("config=", 2, "config=: want a file"),
+    ("tls_key=", 2, "tls_key=: want a file"),
+    ("config=/nonexistent/sinks.ini", 2, "cannot read the configuration"),
+    ("tls_cert=/nonexistent/c.pem,tls_key=/nonexistent/k.pem", 1, "/nonexistent/c.pem"),
+])
+def test_bad_file_options_are_refused(tmp_path, option, status, message):
+    """config=, tls_cert= and tls_key= (for fstab lines) fail the start as
+    their long options do."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    p = subprocess.run([os.environ.get("IDBMOUNT_BIN", "build/idbmount"), "-f", "--data",
+                        str(tmp_path / "data"), "--listen", "127.0.0.1:0", "-o", option,
+                        str(mnt)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == status and message in p.stderr, p.stderr
+    assert not os.path.ismount(str(mnt))

@@ -154,6 +154,8 @@ def test_ipv6_loopback(tmp_path):
         c.request("GET", "/healthz")
         assert c.getresponse().status == 200
         c.close()
+        # The log names a URL that can be opened: the port picked for 0.
+        assert "serving http://[::1]:%d (port %d)" % (d.port(), d.port()) in d.stderr()
     finally:
         assert d.stop() == 0
 
