@@ -108,7 +108,7 @@ static int schema_store(struct store *st, int64_t db_id, size_t index, const jso
 	const json_t *kp = json_object_get(desc, "keyPath");
 	const json_t *ai = json_object_get(desc, "autoIncrement");
 	const json_t *ixs = json_object_get(desc, "indexes");
-	if (!json_is_object(desc) || !json_is_string(name) || json_string_length(name) == 0) {
+	if (!json_is_object(desc) || !json_is_string(name)) {
 		store_set_error(st, "stores[%zu]: want {name, keyPath, autoIncrement, indexes}",
 		                index);
 		return -EINVAL;
@@ -241,8 +241,8 @@ int store_sync_schema(struct store *st, int64_t client_id, const json_t *request
 	const json_t *db = json_object_get(request, "db");
 	const json_t *version = json_object_get(request, "version");
 	const json_t *stores = json_object_get(request, "stores");
-	if (!json_is_object(request) || !json_is_string(db) || json_string_length(db) == 0) {
-		store_set_error(st, "want {db, version, stores:[...]} with a non-empty db name");
+	if (!json_is_object(request) || !json_is_string(db)) {
+		store_set_error(st, "want {db, version, stores:[...]} with db a string");
 		return -EINVAL;
 	}
 	if (version && !(json_is_integer(version) && json_integer_value(version) >= 1)) {

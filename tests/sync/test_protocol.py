@@ -32,6 +32,22 @@ def test_schema_makes_database_and_stores_on_the_mount(sync):
     assert sync.alice.schema("shop", answer["stores"], version=3) == answer
 
 
+def test_empty_database_and_store_names_sync_as_indexeddb_allows(sync):
+    """IndexedDB allows "" as a database and a store name: such a database
+    syncs like any other, and shows as `~s`, the key codec's name for the
+    empty string."""
+    answer = sync.alice.schema("", [{"name": ""}])
+    assert answer["db"] == "" and [s["name"] for s in answer["stores"]] == [""]
+    assert sync.alice.push([put("e1", "", "", "k", {"a": 1})])[0]["status"] == "ok"
+    with open(sync.path("alice", "~s", "~s", "k.json")) as f:
+        assert json.load(f) == {"a": 1}
+    with open(sync.path("alice", "~s", "~s", "j.json"), "w") as f:
+        f.write('{"b": 2}')
+    changes = sync.alice.pull()["changes"]
+    assert [(c["db"], c["store"], c["key"], c["value"]) for c in changes] == [
+        ("", "", "k", {"a": 1}), ("", "", "j", {"b": 2})]
+
+
 def test_schema_answer_includes_stores_made_elsewhere_with_a_new_version(sync):
     sync.alice.schema("shop", ORDERS, version=1)
     sync.ctl("mkstore", "alice/shop/returns", "--keypath", '"rid"')

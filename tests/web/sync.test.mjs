@@ -64,6 +64,23 @@ test('writes of every key type and tagged values reach the mount as exact files'
 	db.close();
 });
 
+test('a database and a store named "" sync both ways, as ~s on the mount', async () => {
+	const db = await idbm.openDatabase('', { version: 1, stores: [{ name: '' }] });
+	await db.put('', { n: 1 }, 'k');
+	const sync = newSync('');
+	await sync.cycle();
+	assert.equal(await sync.outboxLength(), 0);
+	assert.deepEqual(fileJson('alice', '~s', '~s', 'k.json'), { n: 1 });
+	fs.writeFileSync(d.path('alice', '~s', '~s', 'j.json'), '{"n": 2}');
+	await eventually(async () => {
+		await sync.cycle();
+		assert.deepEqual(await db.get('', 'j'), { n: 2 });
+		return true;
+	}, 'the edit on the mount to reach the browser');
+	sync.stop();
+	db.close();
+});
+
 test('an edit storm ships once; a delete reaches the mount as rm', async () => {
 	const db = await idbm.openDatabase('storm', { version: 1, stores: [{ name: 'notes', keyPath: 'id' }] });
 	const since = d.changes().at(-1)?.seq ?? 0;

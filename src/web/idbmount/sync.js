@@ -68,7 +68,8 @@ export class Sync extends EventTarget {
 	constructor({ database, url = DEFAULT_URL, token, batchSize = 1000, pullLimit = 1000, conflict, serverStores = 'upgrade',
 		fetch: fetchImpl, lock = true, backoff } = {}) {
 		super();
-		if (!database) throw new TypeError('idbmount: startSync needs {database}');
+		/* "" is a database name IndexedDB allows. */
+		if (database === undefined || database === null) throw new TypeError('idbmount: startSync needs {database}');
 		if (!url) throw new TypeError('idbmount: startSync needs {url}');
 		this.database = String(database);
 		this.url = url.endsWith('/') ? url : url + '/';
