@@ -69,6 +69,11 @@ struct handle {
 	bool retired;  /* pending, committed: no longer on fs->writers */
 	unsigned refs; /* pending: requests using it (under handles_lock) */
 	struct buf data;
+	/* Made by CREATE: the name it made in directory `dir`, taken away
+	 * again while `dropped` (see handle_commit). NULL otherwise. */
+	char *name;
+	uint64_t dir;
+	bool dropped;
 	struct handle *prev, *next;
 };
 
@@ -102,7 +107,7 @@ bool fs_dirty_size(struct fs *fs, uint64_t ino, uint64_t *size)
 /* ---- commits ------------------------------------------------------------- */
 
 /* Commits a handle's copy if it changed. Returns 0 or -errno. */
-static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
+static int commit_copy(struct fs *fs, struct store *st, struct handle *h)
 {
 	if (h->failed) {
 		/* The kernel cached the bytes that were taken: drop them, so the
@@ -124,6 +129,47 @@ static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
 		notifier_inval_inode_wait(fs->notifier, h->ino);
 	if (rc == 0)
 		view_forget_content(fs, st, h->ino);
+	return rc;
+}
+
+/* Tells the kernel (and the view) that the name of the file `h` created
+ * went or came back: it caches the entry and the listing for a day. */
+static void forget_created_name(struct fs *fs, struct handle *h)
+{
+	if (fs->notifier)
+		notifier_forget_name_wait(fs->notifier, h->dir, h->name);
+	view_forget_name(fs, h->dir, h->name);
+}
+
+/* Commits a handle's copy if it changed. Returns 0 or -errno.
+ *
+ * A `<key>.json` this open created and whose commit is refused is taken
+ * away again before close returns, so a rejected first write leaves no
+ * empty file that is no record (and that sync, `idbmountctl` and the view
+ * never show) on the mount, not even after a restart. A later commit
+ * through the same open file gives the name back first: in
+ * `(cmd; printf '}') > f.json` the exiting `cmd` closes its copy of the
+ * descriptor on half a value, and the shell's last close commits it all. */
+static int handle_commit(struct fs *fs, struct store *st, struct handle *h)
+{
+	if (h->dropped && h->dirty && !h->failed) {
+		int rc = store_relink_file(st, h->ino, h->dir, h->name);
+		if (rc) {
+			atomic_store(&h->dirty, false);
+			fprintf(stderr, "idbmount: commit %s: %s: %s\n", h->name, strerror(-rc),
+			        rc == -EEXIST ? "made again by another program meanwhile"
+			                      : store_last_error(st));
+			return rc;
+		}
+		h->dropped = false;
+		forget_created_name(fs, h); /* the kernel may cache "no such file" */
+	}
+	int rc = commit_copy(fs, st, h);
+	if (rc && h->name && !h->dropped && store_drop_new_file(st, h->ino) == 0) {
+		h->dropped = true;
+		forget_created_name(fs, h);
+		fprintf(stderr, "idbmount: %s: removed again: it never held a record\n", h->name);
+	}
 	return rc;
 }
 
@@ -193,6 +239,7 @@ static struct handle *handle_alloc(struct fs *fs, uint64_t ino, bool writable)
 
 static void handle_destroy(struct handle *h)
 {
+	free(h->name);
 	buf_free(&h->data);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
@@ -468,6 +515,9 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		return;
 	}
 	h->loaded = true;
+	/* Out of memory, a refused first commit leaves the empty file. */
+	h->name = strdup(name);
+	h->dir = parent;
 	fi->fh = (uintptr_t)h;
 	set_open_flags(fs, fi, true);
 	struct fuse_entry_param e;

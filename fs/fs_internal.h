@@ -234,5 +234,8 @@ void notifier_free(struct notifier *n);
  * rewrote the content: the kernel holds no lock of that inode while it
  * waits for FLUSH's reply, so this cannot deadlock. */
 void notifier_inval_inode_wait(struct notifier *n, uint64_t ino);
+/* The same for a name in directory `dir` and the directory's listing: for
+ * a FLUSH handler that took away the name of a file it created. */
+void notifier_forget_name_wait(struct notifier *n, uint64_t dir, const char *name);
 
 #endif

@@ -16,8 +16,10 @@
  * (shown.h), on which the HTTP threads wait without reading the store.
  *
  * It also serves FLUSH handlers that must drop pages the kernel cached from
- * a write that did not commit as written (notifier_inval_inode_wait), and
- * deletes orphan rows the kernel never held, every GC_MS.
+ * a write that did not commit as written (notifier_inval_inode_wait), or
+ * the name of a new file whose first commit was refused
+ * (notifier_forget_name_wait), and deletes orphan rows the kernel never
+ * held, every GC_MS.
  */
 #include "fs_internal.h"
 
@@ -39,6 +41,12 @@
 #define GC_MS            5000
 #define CHANGES_PER_READ 1000
 
+/* An inode to drop, or (name set) a name in directory `ino`. */
+struct ask {
+	uint64_t ino;
+	char *name;
+};
+
 struct notifier {
 	struct fs *fs;
 	struct worker worker;
@@ -49,8 +57,8 @@ struct notifier {
 	bool changed;        /* the watch saw a commit since the last catch-up */
 	int64_t next_gc;     /* clock_mono_ms of the next orphan sweep */
 	pthread_cond_t done;
-	/* Inodes FLUSH handlers asked about; served in ticket order. */
-	uint64_t *queue;
+	/* What FLUSH handlers asked for; served in ticket order. */
+	struct ask *queue;
 	size_t queue_len, queue_cap;
 	uint64_t tickets_issued, tickets_done;
 	/* How far the logs have been read. */
@@ -180,7 +188,7 @@ static void notifier_round(struct worker *w, bool woken, void *arg)
 {
 	struct notifier *n = arg;
 	(void)woken;
-	uint64_t *queue = n->queue;
+	struct ask *queue = n->queue;
 	size_t queue_len = n->queue_len;
 	uint64_t ticket = n->tickets_issued;
 	bool changed = n->changed;
@@ -189,8 +197,14 @@ static void notifier_round(struct worker *w, bool woken, void *arg)
 	n->queue_len = n->queue_cap = 0;
 	pthread_mutex_unlock(&w->lock);
 
-	for (size_t i = 0; i < queue_len; i++)
-		inval_inode(n, &n->fs->rw, queue[i]);
+	for (size_t i = 0; i < queue_len; i++) {
+		if (queue[i].name) {
+			/* The name, and the directory's cached listing. */
+			inval_entry(n, &n->fs->rw, queue[i].ino, queue[i].name);
+			free(queue[i].name);
+		}
+		inval_inode(n, &n->fs->rw, queue[i].ino);
+	}
 	free(queue);
 	if (changed)
 		catch_up(n);
@@ -276,25 +290,29 @@ void notifier_free(struct notifier *n)
 	notifier_halt(n);
 	worker_close(&n->worker);
 	pthread_cond_destroy(&n->done);
+	for (size_t i = 0; i < n->queue_len; i++)
+		free(n->queue[i].name);
 	free(n->queue);
 	free(n->dirs);
 	free(n);
 }
 
-void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
+/* Queues `ino` (and `name`, taken over) and waits until it is served. */
+static void ask_wait(struct notifier *n, uint64_t ino, char *name)
 {
 	pthread_mutex_lock(&n->worker.lock);
 	if (n->queue_len == n->queue_cap) {
 		size_t cap = n->queue_cap ? n->queue_cap * 2 : 8;
-		uint64_t *grown = realloc(n->queue, cap * sizeof(*grown));
+		struct ask *grown = realloc(n->queue, cap * sizeof(*grown));
 		if (!grown) {
 			pthread_mutex_unlock(&n->worker.lock);
+			free(name);
 			return;
 		}
 		n->queue = grown;
 		n->queue_cap = cap;
 	}
-	n->queue[n->queue_len++] = ino;
+	n->queue[n->queue_len++] = (struct ask){.ino = ino, .name = name};
 	uint64_t ticket = ++n->tickets_issued;
 	worker_wake_locked(&n->worker);
 	struct timespec until = clock_deadline(CLOCK_REALTIME, 1000);
@@ -302,4 +320,16 @@ void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
 		if (pthread_cond_timedwait(&n->done, &n->worker.lock, &until) == ETIMEDOUT)
 			break;
 	pthread_mutex_unlock(&n->worker.lock);
+}
+
+void notifier_inval_inode_wait(struct notifier *n, uint64_t ino)
+{
+	ask_wait(n, ino, NULL);
+}
+
+void notifier_forget_name_wait(struct notifier *n, uint64_t dir, const char *name)
+{
+	char *copy = strdup(name);
+	if (copy)
+		ask_wait(n, dir, copy);
 }

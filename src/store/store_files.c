@@ -143,6 +143,90 @@ int store_commit_file(struct store *st, uint64_t ino, const char *data, size_t l
 	return rc;
 }
 
+int store_drop_new_file(struct store *st, uint64_t ino)
+{
+	st->err[0] = '\0';
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	struct store_row r;
+	rc = store_row_by_id(st, store_ino_id(ino), &r);
+	/* Only a record name that never got a record: an empty SCRATCH row
+	 * (a record's failed commit leaves the record as it was). */
+	bool unborn = rc == 0 && r.state == STORE_SCRATCH && r.size == 0 && r.key &&
+	              store_is_record_name(r.name);
+	if (rc == 0 && !unborn)
+		rc = 1;
+	if (rc == 0)
+		rc = store_row_orphan(st, r.id);
+	if (rc == 0 && r.rev > 0) {
+		/* It revived a tombstone: put the tombstone back, so the key's
+		 * next revision still follows the delete. */
+		struct store_row t = r;
+		t.state = STORE_TOMBSTONE;
+		t.size = 0;
+		rc = store_row_insert(st, &t, NULL, 0);
+	}
+	if (rc == 0)
+		rc = store_objstore_touch(st, r.objstore_id, store_now_ns());
+	rc = store_txn_end(st, rc); /* 1 rolls back an unchanged transaction */
+	store_row_free(&r);
+	return rc;
+}
+
+int store_relink_file(struct store *st, uint64_t ino, uint64_t dir, const char *name)
+{
+	st->err[0] = '\0';
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	struct store_row r, holder;
+	memset(&holder, 0, sizeof(holder));
+	char *key = NULL;
+	rc = store_row_by_id(st, store_ino_id(ino), &r);
+	if (rc == 0 && r.state != STORE_ORPHAN)
+		rc = -ENOENT; /* already gone, or named again: nothing to do here */
+	int found = rc ? rc : store_row_by_name(st, store_ino_id(dir), name, &holder);
+	if (rc == 0 && found == 0 && holder.state != STORE_TOMBSTONE) {
+		store_set_error(st, "%s: made again by another program meanwhile", name);
+		rc = -EEXIST;
+	} else if (rc == 0 && found != 0 && found != -ENOENT) {
+		rc = found;
+	}
+	if (rc == 0)
+		rc = store_key_for_name(st, name, found == 0 ? holder.key : NULL, &key);
+	/* As at create: a tombstone's revision carries on. */
+	if (rc == 0 && found == 0)
+		rc = store_row_delete(st, holder.id);
+	if (rc == 0) {
+		sqlite3_stmt *s = stmt(st, S_REC_MOVE);
+		rc = s ? 0 : -EIO;
+		if (s) {
+			sqlite3_bind_int64(s, 1, r.id);
+			sqlite3_bind_int64(s, 2, store_ino_id(dir));
+			store_bind_text(s, 3, name);
+			store_bind_text(s, 4, key);
+			rc = store_step_done(st, s);
+		}
+	}
+	if (rc == 0) {
+		r.state = STORE_SCRATCH;
+		r.size = 0;
+		r.rev = found == 0 ? holder.rev : 0;
+		r.seq = found == 0 ? holder.seq : 0;
+		r.mtime_ns = store_now_ns();
+		r.origin = ORIGIN_FS;
+		rc = store_row_update(st, &r, "", 0);
+	}
+	if (rc == 0)
+		rc = store_objstore_touch(st, store_ino_id(dir), r.mtime_ns);
+	rc = store_txn_end(st, rc);
+	store_row_free(&r);
+	store_row_free(&holder);
+	free(key);
+	return rc;
+}
+
 int store_unlink(struct store *st, uint64_t dir, const char *name)
 {
 	st->err[0] = '\0';

@@ -58,6 +58,89 @@ def test_inline_key_must_agree_with_name(idb):
     assert xattr(path, "rev") == "2"
 
 
+def names_everywhere(idb, store_dir, db_path):
+    """The names a store shows: to Python, to `ls`, to `grep -rl`, and
+    the keys `idbmountctl ls` lists."""
+    listed = set(os.listdir(store_dir))
+    shown = set(sh("ls -a", cwd=store_dir).stdout.split()) - {".", ".."}
+    grepped = set(os.path.basename(line) for line in
+                  sh("grep -rL no-such-text . || true", cwd=store_dir).stdout.split())
+    keys = idb.ctl("ls", db_path).stdout
+    return listed, shown, grepped, keys
+
+
+@pytest.mark.parametrize("keypath,name,content,why", [
+    (None, "20.json", b"bad\n", "invalid JSON"),
+    ('"id"', "8.json", b'{"id": 7, "x": 1}\n', "the record's key is 8"),
+])
+def test_refused_new_file_leaves_no_name(idb, keypath, name, content, why):
+    """A refused commit of a file that had no record takes its name away
+    again, before close returns: no empty ghost in `ls` or `grep -r`, the
+    same in `idbmountctl ls`, and still none after a restart."""
+    db_path = "alice/shop/orders"
+    store_dir = idb.store
+    if keypath:
+        idb.ctl("mkstore", "alice/shop/users", "--keypath", keypath)
+        db_path = "alice/shop/users"
+        store_dir = idb.path("alice", "shop", "users")
+    idb.ctl("put", db_path, "1", '{"id": 1}')
+    path = os.path.join(store_dir, name)
+    assert write_and_close(path, content) == errno.EINVAL
+    assert why in idb.daemon.stderr()
+    assert not os.path.exists(path)
+    # The same through a shell, which ignores the error of close.
+    other = "3" + name
+    sh("printf '%%s' '%s' > %s" % (content.decode().strip(), other), cwd=store_dir)
+    for seen in names_everywhere(idb, store_dir, db_path)[:3]:
+        assert seen == {"1.json"}, seen
+    assert names_everywhere(idb, store_dir, db_path)[3].split() == ["1"]
+    idb.daemon.stop()
+    idb.daemon.start()
+    assert sorted(os.listdir(store_dir)) == ["1.json"]
+    assert len(idb.changes()) == 1
+    # The name is free: the next valid write makes the record.
+    good = b'{"id": %s}' % name[:-len(".json")].encode()
+    assert write_and_close(path, good) == 0
+    assert json.loads(open(path).read()) == json.loads(good)
+
+
+def test_refused_new_file_over_a_deleted_record_keeps_its_history(idb):
+    """The name of a deleted record goes again too, and the key's next
+    revision still follows the delete."""
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    sh("rm 1.json && echo bad > 1.json", cwd=idb.store)
+    assert os.listdir(idb.store) == []
+    sh("echo '{\"v\": 2}' > 1.json", cwd=idb.store)
+    assert xattr(os.path.join(idb.store, "1.json"), "rev") == "3"
+    assert [c["rev"] for c in idb.changes()] == [1, 2, 3]
+
+
+def test_refused_write_of_an_empty_file_keeps_it(idb):
+    """`touch` made the file before: a refused write leaves it as it was."""
+    sh("touch 20.json && echo bad > 20.json", cwd=idb.store)
+    assert os.listdir(idb.store) == ["20.json"]
+    assert os.stat(os.path.join(idb.store, "20.json")).st_size == 0
+
+
+def test_new_file_written_by_two_processes_commits_at_the_last_close(idb):
+    """An exiting child closes its copy of the descriptor first, on half
+    a value: that close fails, but the file the shell still writes to
+    becomes the record at the last close."""
+    sh("( /usr/bin/printf '{\"v\":'; printf '1}' ) > 20.json", cwd=idb.store)
+    assert json.loads(open(os.path.join(idb.store, "20.json")).read()) == {"v": 1}
+    assert [c["value"] for c in idb.changes()] == [{"v": 1}]
+
+
+def test_vim_writing_a_new_file_with_invalid_json(idb):
+    p = sh("vim -Es -u NONE -i NONE -c 'call setline(1, \"bad\")' -c 'wq' 30.json",
+           cwd=idb.store, check=False)
+    assert p.returncode != 0
+    assert "30.json" not in os.listdir(idb.store)
+    sh("vim -Es -u NONE -i NONE -c 'call setline(1, \"[1]\")' -c 'wq' 30.json",
+       cwd=idb.store)
+    assert json.loads(open(os.path.join(idb.store, "30.json")).read()) == [1]
+
+
 def test_rename_of_invalid_scratch_onto_a_record_says_why(idb):
     """A scratch file that is no valid record cannot become one: rename
     fails (EINVAL), the record keeps its value, and the log gives the whole

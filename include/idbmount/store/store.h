@@ -193,6 +193,19 @@ int store_mkdir(struct store *st, uint64_t parent, const char *name, struct stor
 /* rmdir of an empty store, database or client. -ENOTEMPTY otherwise. */
 int store_rmdir(struct store *st, uint64_t parent, const char *name);
 
+/* Takes the name of file `ino` away if it is a ".json" file that never
+ * held a record (an empty SCRATCH row): what a refused first commit
+ * leaves. The row becomes an orphan, as after `rm`; a tombstone it revived
+ * is put back. Returns 0 when the name went, 1 when there was nothing to
+ * take (a record, a scratch file with content), or -errno. */
+int store_drop_new_file(struct store *st, uint64_t ino);
+
+/* Gives orphan `ino`, dropped by store_drop_new_file, its name back as an
+ * empty pending file, before a later commit through the same open file.
+ * Returns 0, -EEXIST (the name was made again meanwhile), -ENOENT (not
+ * an orphan), -errno. */
+int store_relink_file(struct store *st, uint64_t ino, uint64_t dir, const char *name);
+
 /* Deletes an ORPHAN row (no-op for any other state). */
 int store_drop_orphan(struct store *st, uint64_t ino);
 
