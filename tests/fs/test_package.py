@@ -273,7 +273,7 @@ def test_mount_t_goes_through_the_packaged_helper(package, tmp_path):
         # The packaged daemon serves the browser library built into it.
         log = data / "idbmount.log"
         port = wait_for("the daemon's HTTP port", lambda: re.search(
-            r"serving http://127\.0\.0\.1:0 \(port (\d+)\)", log.read_text()))
+            r"serving http://127\.0\.0\.1:\d+ \(port (\d+)\)", log.read_text()))
         with urllib.request.urlopen("http://127.0.0.1:%s/idbmount.js" % port.group(1),
                                     timeout=30) as r:
             assert r.status == 200 and len(r.read()) > 1000
