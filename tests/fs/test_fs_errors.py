@@ -207,6 +207,16 @@ def test_record_over_the_cap(start_idb):
                 check=False)
     # idbmountctl has its own (default) cap; the mount's is per daemon.
     assert p.returncode == 0
+    # A record over the mount's cap is still read whole (the cap bounds
+    # what writes make), and rewriting it at that size is refused.
+    path2 = os.path.join(idb.store, "2.json")
+    with open(path2) as f:
+        assert json.load(f) == {"v": "y" * 2000}
+    assert subprocess.run(["grep", "-c", "yyy", path2], capture_output=True,
+                          text=True).stdout == "1\n"
+    assert write_and_close(path2, json.dumps({"v": "z" * 2000}).encode()) == errno.EFBIG
+    with open(path2) as f:
+        assert json.load(f) == {"v": "y" * 2000}
 
 
 def write_once_and_close(path, data, flags):
