@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -498,6 +499,18 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 	return 0;
 }
 
+/* libmicrohttpd's own messages (a client gone mid-answer, say), marked as
+ * the daemon's others are. It must be the first option: messages about
+ * the ones before it would go to the standard logger. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char line[512];
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	fprintf(stderr, "idbmount: http: %s\n", line);
+}
+
 int http_start(struct http *h, struct watch *watch, struct shown *shown, char *err, size_t errlen)
 {
 	if (!h)
@@ -529,8 +542,9 @@ int http_start(struct http *h, struct watch *watch, struct shown *shown, char *e
 	};
 	struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
 	h->mhd = MHD_start_daemon(
-	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+	        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+	        MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+	        (unsigned)h->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
 	        h->cfg.max_connections + h->over_cap_slots, MHD_OPTION_CONNECTION_TIMEOUT,
 	        (unsigned)h->cfg.timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 	        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_ARRAY,

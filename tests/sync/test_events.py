@@ -6,7 +6,7 @@ import resource
 import selectors
 import threading
 
-from conftest import put, sh
+from conftest import put, sh, wait_for
 from eventstream import EventStream
 
 
@@ -143,3 +143,17 @@ def test_a_thousand_idle_streams_cost_no_threads_and_others_get_answers(sync):
         sel.unregister(s)
         s.close()
     assert os.path.exists(sync.path("alice", "shop", "orders", "r.json"))
+
+
+def test_a_stream_whose_client_went_away_is_logged_as_the_daemons(start_sync):
+    """libmicrohttpd's own messages (here: the keep-alive comment finds the
+    client gone) go to the log marked as the daemon's others are."""
+    sync = start_sync(["--keepalive", "1"])
+    s = sync.raw(timeout=30)
+    s.sendall(("GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (sync.port, sync.tokens["alice"])).encode())
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    s.close()
+    line = wait_for("libmicrohttpd's message", lambda: next(
+        (l for l in sync.daemon.stderr().splitlines() if "Failed to send" in l), None))
+    assert line.startswith("idbmount: http: "), line
