@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from conftest import Daemon, assert_error, put, wait_for
+from conftest import Daemon, Sync, assert_error, fs_conftest, put, wait_for
 
 ORDERS = [{"name": "orders"}]
 MiB = 1024 * 1024
@@ -294,3 +294,45 @@ def test_the_wal_starts_over_once_a_long_reader_has_gone(sync):
     sizes = wal_sizes_under_pushes(sync, 30, end_the_read_at_20)
     assert sizes[19] > 150 * MiB, sizes  # it grew while the reader was there
     assert sizes[-1] <= WAL_BOUND, sizes
+
+
+def test_a_full_disk_answers_507_and_keeps_what_it_acknowledged(tmp_path):
+    """The data directory on a 3 MiB disk: pushes fill it until one is
+    answered 507 insufficient_storage (JSON body); every put acknowledged
+    before is stored and pulled back, and the daemon goes on serving."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(data)],
+                   check=True)
+    s = Sync(tmp_path)
+    try:
+        s.add_client("alice")
+        s.add_client("bob")
+        s.start()
+        s.alice.schema("shop", ORDERS)
+        note = "n" * 10000
+        acknowledged, refused = [], None
+        for p in range(100):
+            body = {"mutations": [put("f%d-%d" % (p, i), "shop", "orders", "k%d-%d" % (p, i),
+                                      {"note": note}) for i in range(20)]}
+            r = s.alice.post("/v1/push", body)
+            if r.status != 200:
+                refused = r
+                break
+            acknowledged += [m["key"] for m in body["mutations"]]
+        assert refused is not None, "3 MiB held 2,000 puts of 10 KB"
+        assert_error(refused, 507, "insufficient_storage")
+        assert acknowledged, "nothing fit on a 3 MiB disk"
+        pulled = []
+        since = 0
+        while True:
+            answer = s.alice.pull(since)
+            pulled += [c["key"] for c in answer["changes"]]
+            since = answer["checkpoint"]
+            if not answer["more"]:
+                break
+        assert sorted(pulled) == sorted(acknowledged)
+        assert s.anonymous.get("/healthz").status == 200
+    finally:
+        fs_conftest.stop_cleanly(s.daemon)
+        subprocess.run(["umount", str(data)], check=False)
