@@ -140,14 +140,62 @@ static int sync_state(struct runner *r)
 	return 0;
 }
 
-/* Records what consumers took, for sinks that watch for it. */
+struct published {
+	struct store_sink_intent *in;
+	size_t n, cap;
+	bool short_of_memory;
+};
+
+static int collect_published(void *ctx, const struct store_sink_intent *in)
+{
+	struct published *p = ctx;
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 8;
+		struct store_sink_intent *grown = realloc(p->in, cap * sizeof(*grown));
+		if (!grown) {
+			p->short_of_memory = true;
+			return 1;
+		}
+		p->in = grown;
+		p->cap = cap;
+	}
+	p->in[p->n++] = *in;
+	return 0;
+}
+
+/* Records what consumers took, for sinks that watch for it: every batch
+ * published and not yet taken is asked about once the sink saw something
+ * move, and the first time (after the intents found at start were
+ * finished) with `look`, for what was taken while the daemon was down.
+ * Each one taken is recorded on its own, so one taken before an earlier
+ * batch moves the delivered mark only once the earlier one is taken too. */
 static void note_taken(struct runner *r)
 {
 	if (!r->taken_later)
 		return;
-	int64_t seq = r->type->poll_taken(r->ctx);
-	if (seq > 0 && store_sink_set_taken(r->st, r->cfg->name, seq) != 0)
+	bool moved = r->type->poll_taken(r->ctx) > 0;
+	bool look = !r->looked_for_taken;
+	if (!moved && !look)
+		return;
+	r->looked_for_taken = true;
+	struct published p = {0};
+	/* Rows first: the list statement must be done before the same
+	 * connection records a take. */
+	int rc = store_sink_intents(r->st, r->cfg->name, STORE_INTENT_PUBLISHED, collect_published,
+	                            &p);
+	for (size_t i = 0; i < p.n && !rc; i++) {
+		struct sink_batch view = {.name = p.in[i].name,
+		                          .partition = p.in[i].partition,
+		                          .first_seq = p.in[i].first_seq,
+		                          .last_seq = p.in[i].last_seq};
+		if (r->type->taken(r->ctx, &view, look) == 1)
+			rc = store_sink_intent_taken(r->st, r->cfg->name, &p.in[i]);
+	}
+	if (rc)
 		runner_log(r, "cannot record what was taken: %s", store_last_error(r->st));
+	else if (p.short_of_memory)
+		runner_log(r, "cannot record what was taken: out of memory");
+	free(p.in);
 }
 
 /* After a failure of the store itself (a full disk under the data
@@ -365,11 +413,10 @@ static int runner_open(struct runner *r)
 			*p = '_';
 	batch_reset(&r->open, r->cursor, (size_t)r->cfg->max_bytes);
 	if (r->type->poll_taken) {
-		/* The first call also says whether the sink watches at all. */
-		int64_t seq = r->type->poll_taken(r->ctx);
-		r->taken_later = seq >= 0;
-		if (seq > 0)
-			store_sink_set_taken(r->st, r->cfg->name, seq);
+		/* The first call also says whether the sink watches at all; what
+		 * was taken while the daemon was down is looked for at the
+		 * first note_taken. */
+		r->taken_later = r->type->poll_taken(r->ctx) >= 0;
 	}
 	unsigned seed = 0;
 	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))

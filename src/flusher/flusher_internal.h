@@ -82,6 +82,7 @@ struct runner {
 	int64_t flags_from_ms; /* every period before has its done flag */
 	int64_t last_advance_ms;
 	bool taken_later;      /* the sink reports what consumers took */
+	bool looked_for_taken; /* see note_taken */
 	int64_t next_sweep_ms; /* monotonic; see sweep.c */
 	struct batch open;
 	struct read_ahead ahead;

@@ -25,7 +25,7 @@ static const struct metric sink_metrics[] = {
         {"idbmount_sink_lag_changes", "gauge", "Changes in the log after the sink's cursor."},
         {"idbmount_sink_lag_seconds", "gauge", "Age of the oldest change after the cursor."},
         {"idbmount_sink_cursor", "gauge", "Every change up to this seq is handled."},
-        {"idbmount_sink_delivered_seq", "gauge", "The highest seq a pipeline has taken."},
+        {"idbmount_sink_delivered_seq", "gauge", "The pipeline took every change up to this seq."},
         {"idbmount_sink_delivered_batches_total", "counter", "Batches delivered."},
         {"idbmount_sink_delivered_changes_total", "counter", "Changes delivered."},
         {"idbmount_sink_delivered_bytes_total", "counter", "Bytes of change lines delivered."},

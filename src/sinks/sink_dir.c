@@ -21,11 +21,12 @@
  *
  * Taken. With `acknowledge = rename` (Flume renames what it took to
  * NAME.COMPLETED) or `= delete` (NiFi GetFile deletes it), the sink
- * watches its directories with inotify and reports the highest last seq of
- * the batches that were taken (poll_taken); the store keeps it as the
- * sink's delivered seq. At start, `rename` also looks for NAME.COMPLETED
- * files taken while the daemon was down. With `publish` (the default) a
- * batch counts as taken when it is published.
+ * watches its directories with inotify and notes the names renamed away
+ * or deleted (poll_taken); the flusher then asks about each batch the
+ * store holds as published and not taken (`taken`), so a batch taken
+ * before an earlier one does not count the earlier one. What inotify
+ * cannot have seen (takes while the daemon was down, a queue that
+ * overflowed) is looked for instead: a batch whose NAME is gone was taken.
  *
  * Errors are all RETRY: a full disk, a missing permission or a directory
  * removed by hand are fixed by a person, and the backlog waits in order
@@ -36,7 +37,6 @@
 #include "idbmount/sinks/sink.h"
 #include "idbmount/util/mkdirs.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -63,54 +63,13 @@ struct dir_sink {
 
 	char path[PATH_MAX]; /* configured_path without trailing slashes */
 	const char *done_flag;
-	int inotify;   /* -1 unless acknowledge is rename or delete */
-	int64_t taken; /* found at start, reported by the first poll */
+	int inotify; /* -1 unless acknowledge is rename or delete */
+	/* The names the last poll_taken saw go ("a\0b\0"), and whether the
+	 * watch overflowed (then dir_taken looks at the files instead). */
+	char *gone;
+	size_t gone_len, gone_cap;
+	bool overflowed;
 };
-
-/* The last seq of a batch name "...-<20 digits>.jsonl" (with `suffix`
- * after it), or 0 for another name. */
-static int64_t last_seq_of(const char *name, const char *suffix)
-{
-	size_t len = strlen(name), slen = strlen(suffix), tail = 6 + slen;
-	if (name[0] == '.' || len < 21 + tail || strcmp(name + len - slen, suffix) != 0 ||
-	    strncmp(name + len - tail, ".jsonl", 6) != 0 || name[len - tail - 21] != '-')
-		return 0;
-	int64_t v = 0;
-	for (const char *p = name + len - tail - 20; p < name + len - tail; p++) {
-		if (*p < '0' || *p > '9')
-			return 0;
-		v = v * 10 + (*p - '0');
-	}
-	return v;
-}
-
-/* The highest last seq among NAME + completed_suffix files under `dir`
- * (partitions included, a few levels deep). */
-static int64_t scan_completed(const struct dir_sink *d, const char *dir, int depth)
-{
-	DIR *dh = opendir(dir);
-	if (!dh)
-		return 0;
-	int64_t best = 0;
-	struct dirent *e;
-	while ((e = readdir(dh)) != NULL) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (e->d_type == DT_DIR && depth < 6) {
-			char sub[PATH_MAX];
-			if (snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name) <
-			    (int)sizeof(sub)) {
-				int64_t v = scan_completed(d, sub, depth + 1);
-				best = v > best ? v : best;
-			}
-			continue;
-		}
-		int64_t v = last_seq_of(e->d_name, d->completed_suffix);
-		best = v > best ? v : best;
-	}
-	closedir(dh);
-	return best;
-}
 
 static void watch_dir(struct dir_sink *d, const char *dir)
 {
@@ -243,28 +202,65 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 	return SINK_OK;
 }
 
-static int64_t dir_poll_taken(void *ctx)
+/* Adds `name` to the names seen going; false when out of memory. */
+static bool note_gone(struct dir_sink *d, const char *name)
+{
+	size_t len = strlen(name) + 1;
+	if (d->gone_len + len > d->gone_cap) {
+		size_t cap = (d->gone_len + len) * 2;
+		char *grown = realloc(d->gone, cap);
+		if (!grown)
+			return false;
+		d->gone = grown;
+		d->gone_cap = cap;
+	}
+	memcpy(d->gone + d->gone_len, name, len);
+	d->gone_len += len;
+	return true;
+}
+
+static int dir_poll_taken(void *ctx)
 {
 	struct dir_sink *d = ctx;
 	if (d->acknowledge == ACK_PUBLISH)
 		return -1;
-	int64_t best = d->taken;
-	d->taken = 0;
+	d->gone_len = 0;
+	d->overflowed = false;
 	char events[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-	for (;;) {
-		ssize_t n = read(d->inotify, events, sizeof(events));
-		if (n <= 0)
-			break;
+	ssize_t n;
+	while ((n = read(d->inotify, events, sizeof(events))) > 0) {
 		for (char *p = events; p < events + n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)p;
-			if (ev->len) {
-				int64_t v = last_seq_of(ev->name, "");
-				best = v > best ? v : best;
-			}
+			/* Watches are asked for IN_MOVED_FROM (rename) or
+			 * IN_DELETE (delete) only: a rename away is not a delete. */
+			if (ev->mask & IN_Q_OVERFLOW)
+				d->overflowed = true;
+			else if (ev->len && ev->name[0] != '.' && !note_gone(d, ev->name))
+				d->overflowed = true; /* lost it: look instead */
 			p += sizeof(*ev) + ev->len;
 		}
 	}
-	return best;
+	return d->overflowed || d->gone_len > 0;
+}
+
+static int dir_taken(void *ctx, const struct sink_batch *b, bool look)
+{
+	struct dir_sink *d = ctx;
+	if (!look && !d->overflowed) {
+		for (size_t i = 0; i < d->gone_len; i += strlen(d->gone + i) + 1)
+			if (strcmp(d->gone + i, b->name) == 0)
+				return 1;
+		return 0;
+	}
+	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
+	if (batch_paths(d, b, dir, tmp, final))
+		return 1; /* never published under such a name */
+	struct stat sb;
+	if (stat(final, &sb) != 0 && errno == ENOENT)
+		return 1; /* renamed (Flume's .COMPLETED) or deleted (NiFi) */
+	/* After a restart, its directory is watched again. */
+	watch_dir(d, dir);
+	return 0;
 }
 
 static enum sink_result dir_recover(void *ctx, const struct sink_batch *b, bool staged,
@@ -389,8 +385,6 @@ static int dir_init(const struct sink_config *cfg, void **ctx, char *err, size_t
 			return -EIO;
 		}
 		watch_dir(d, d->path);
-		if (d->acknowledge == ACK_RENAME && d->completed_suffix[0])
-			d->taken = scan_completed(d, d->path, 0);
 	}
 	*ctx = d;
 	return 0;
@@ -401,6 +395,8 @@ static void dir_close(void *ctx)
 	struct dir_sink *d = ctx;
 	if (d && d->inotify >= 0)
 		close(d->inotify);
+	if (d)
+		free(d->gone);
 	free(d);
 }
 
@@ -416,5 +412,6 @@ const struct sink_type sink_type_dir = {
         .recover = dir_recover,
         .close_period = dir_close_period,
         .poll_taken = dir_poll_taken,
+        .taken = dir_taken,
         .close = dir_close,
 };

@@ -444,8 +444,12 @@ static int make_restored(struct store *st, const char *backup, struct store_back
 		                "DELETE FROM daemon; DELETE FROM meta WHERE name = 'backup_ms'");
 	/* Intents keep their batches (the same seqs, the same changes) under
 	 * names of the new epoch. A staged copy was made under the old name,
-	 * so the batch is made again (pending) rather than looked for. */
+	 * so the batch is made again (pending) rather than looked for. One
+	 * published under the old name cannot be watched under the new one:
+	 * it counts as taken, as it would have before the backup kept those. */
 	sqlite3_stmt *s = NULL;
+	if (!rc)
+		rc = store_exec(st, "DELETE FROM sink_intents WHERE state = 2");
 	if (!rc && sqlite3_prepare_v2(st->db,
 	                              "UPDATE sink_intents SET state = CASE state WHEN 1 THEN 0 "
 	                              "ELSE state END, name = replace(name, '-' || ?1, '-' || ?2)",

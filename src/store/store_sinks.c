@@ -2,10 +2,16 @@
  * for how the store is split, store_sinks.h for what it promises).
  *
  * Two tables: `sinks` (one row per configured sink: cursor, generation,
- * statistics) and `sink_intents` (batches not yet delivered: pending,
- * staged or parked). A delivered intent is deleted in the transaction that
- * moves its sink's cursor, so the table stays as small as the number of
- * batches in flight plus those parked.
+ * statistics) and `sink_intents` (batches not yet taken: pending, staged,
+ * parked, or published and awaiting a consumer that acknowledges). A taken
+ * intent is deleted (a delivered one in the transaction that moves its
+ * sink's cursor), so the table stays as small as the number of batches in
+ * flight plus those parked or not yet taken.
+ *
+ * Those rows are also what keeps the delivered mark honest: a pipeline's
+ * mark never passes the first seq of one of its intents (MARK_SQL), so a
+ * batch parked, in flight or not yet taken holds it back however far
+ * later batches got.
  */
 #include "idbmount/store/store_sinks.h"
 
@@ -27,7 +33,8 @@ const char store_sinks_schema_sql[] =
         " last_error TEXT NOT NULL DEFAULT '', last_error_ms INTEGER NOT NULL DEFAULT 0,"
         " last_delivery_ms INTEGER NOT NULL DEFAULT 0,"
         " open_partition TEXT NOT NULL DEFAULT '', replay_to INTEGER NOT NULL DEFAULT 0);"
-        /* state: 0 pending, 1 staged, 3 parked; delivered rows are deleted. */
+        /* state: 0 pending, 1 staged, 2 published (awaiting its consumer),
+         * 3 parked; taken rows are deleted. */
         "CREATE TABLE IF NOT EXISTS sink_intents(id INTEGER PRIMARY KEY AUTOINCREMENT,"
         " sink TEXT NOT NULL, generation INTEGER NOT NULL, state INTEGER NOT NULL,"
         " from_seq INTEGER NOT NULL, to_seq INTEGER NOT NULL, first_seq INTEGER NOT NULL,"
@@ -66,8 +73,11 @@ enum stmt_id {
 	S_UNPARK_ALL,
 	S_UNPARK_ONE,
 	S_REPLAY,
+	S_INTENT_PUBLISHED,
+	S_INTENT_TAKEN,
 	S_TAKEN,
 	S_TAKEN_RANGE,
+	S_REPLAY_PARKED,
 	S_FLAGS_FROM,
 	S_SET_FLAGS_FROM,
 	S_INTENT_MOVE,
@@ -77,8 +87,17 @@ enum stmt_id {
 	STMT_COUNT
 };
 
+/* The one place for the rule of the delivered mark (store_sinks.h): the
+ * highest seq S such that every change <= S was taken by the pipeline of
+ * the row of `sinks` in scope. delivered_seq is the highest last seq it
+ * took; an intent still in the table (pending, staged, published but not
+ * taken, parked) was not taken, so the mark stays below its first seq. */
+#define MARK_SQL                                                                                   \
+	"min(delivered_seq, coalesce((SELECT min(i.first_seq) - 1 FROM sink_intents i "            \
+	"WHERE i.sink = sinks.name), delivered_seq))"
+
 #define SINK_COLS                                                                                  \
-	"name, type, cursor, generation, delivered_seq, delivered_batches, delivered_changes, "    \
+	"name, type, cursor, generation, " MARK_SQL ", delivered_batches, delivered_changes, "     \
 	"delivered_bytes, retries, failures, long_lines, last_error, last_error_ms, "              \
 	"last_delivery_ms, open_partition, replay_to, "                                            \
 	"coalesce((SELECT removed_ms FROM sinks_removed r WHERE r.name = sinks.name), 0)"
@@ -121,9 +140,15 @@ static const char *const stmt_sql[STMT_COUNT] = {
                          "AND state = 3",
         [S_UNPARK_ONE] = "UPDATE sink_intents SET state = 0, error = '' WHERE sink = ?1 "
                          "AND state = 3 AND id = ?2",
+        [S_INTENT_PUBLISHED] = "UPDATE sink_intents SET state = 2 WHERE id = ?1",
+        [S_INTENT_TAKEN] = "DELETE FROM sink_intents WHERE id = ?1 AND state = 2",
         [S_TAKEN] = "UPDATE sinks SET delivered_seq = max(delivered_seq, ?2) WHERE name = ?1",
-        [S_TAKEN_RANGE] = "SELECT coalesce(min(delivered_seq), 0), coalesce(max(delivered_seq), 0) "
+        [S_TAKEN_RANGE] = "SELECT coalesce(min(" MARK_SQL "), 0), coalesce(max(" MARK_SQL "), 0) "
                           "FROM sinks WHERE name NOT IN (SELECT name FROM sinks_removed)",
+        /* A replay from ?2 ships a parked batch's changes again (under a
+         * new generation's name): the parked copy would be a second one. */
+        [S_REPLAY_PARKED] = "DELETE FROM sink_intents WHERE sink = ?1 AND state = 3 "
+                            "AND first_seq >= ?2",
         [S_NAMES] = "SELECT name FROM sinks ORDER BY name",
         [S_MARK_REMOVED] = "INSERT INTO sinks_removed(name, removed_ms) VALUES (?1, ?2) "
                            "ON CONFLICT(name) DO NOTHING",
@@ -312,7 +337,9 @@ int store_sink_intent_done(struct store *st, const char *sink, const struct stor
 	int rc = store_txn_begin(st);
 	if (rc)
 		return rc;
-	sqlite3_stmt *s = stmt(st, S_INTENT_DELETE);
+	/* A batch a consumer still has to take keeps its row (PUBLISHED):
+	 * it holds the delivered mark back until store_sink_intent_taken. */
+	sqlite3_stmt *s = stmt(st, taken_later ? S_INTENT_PUBLISHED : S_INTENT_DELETE);
 	rc = s ? 0 : -EIO;
 	if (!rc) {
 		sqlite3_bind_int64(s, 1, in->id);
@@ -449,14 +476,25 @@ int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *c
 	return rc;
 }
 
-int store_sink_set_taken(struct store *st, const char *sink, int64_t seq)
+int store_sink_intent_taken(struct store *st, const char *sink, const struct store_sink_intent *in)
 {
-	sqlite3_stmt *s = stmt(st, S_TAKEN);
-	if (!s)
-		return -EIO;
-	store_bind_text(s, 1, sink);
-	sqlite3_bind_int64(s, 2, seq);
-	return store_step_done(st, s);
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	sqlite3_stmt *s = stmt(st, S_INTENT_TAKEN);
+	rc = s ? 0 : -EIO;
+	if (!rc) {
+		sqlite3_bind_int64(s, 1, in->id);
+		rc = store_step_done(st, s);
+	}
+	if (!rc && (s = stmt(st, S_TAKEN)) == NULL)
+		rc = -EIO;
+	if (!rc) {
+		store_bind_text(s, 1, sink);
+		sqlite3_bind_int64(s, 2, in->last_seq);
+		rc = store_step_done(st, s);
+	}
+	return store_txn_end(st, rc);
 }
 
 int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest)
@@ -503,6 +541,13 @@ int store_sink_replay(struct store *st, const char *sink, int64_t from_seq)
 		store_bind_text(s, 1, sink);
 		sqlite3_bind_int64(s, 2, from_seq > 0 ? from_seq - 1 : 0);
 		sqlite3_bind_int64(s, 3, last);
+		rc = store_step_done(st, s);
+	}
+	if (!rc && (s = stmt(st, S_REPLAY_PARKED)) == NULL)
+		rc = -EIO;
+	if (!rc) {
+		store_bind_text(s, 1, sink);
+		sqlite3_bind_int64(s, 2, from_seq);
 		rc = store_step_done(st, s);
 	}
 	return store_txn_end(st, rc);

@@ -234,8 +234,9 @@ export interface SyncStatus {
 	checkpoint: number | null;
 	/** The server data directory's epoch; another one means start over. */
 	epoch: string | null;
-	/** Highest change seq every pipeline has taken, as the daemon reports
-	 * it: in pull answers, and on the event stream while it covers more of
+	/** Every change up to this seq was taken by every pipeline (a batch
+	 * parked or not yet taken holds it back), as the daemon reports it: in
+	 * pull answers, and on the event stream while it covers more of
 	 * this client's changes than before (once all of them are covered, a
 	 * higher mark waits for this client's next change or pull). */
 	delivered: number | null;

@@ -1,6 +1,8 @@
 """Delivered reaches the browser: once a pipeline has taken a batch (here
 Flume's rename to .COMPLETED), /v1/pull carries "delivered" and the event
-stream announces it, so the library can mark the records delivered."""
+stream announces it, so the library can mark the records delivered. The
+mark never passes a batch that was not taken: one parked, or one a
+consumer has not taken yet while it took later ones."""
 import http.client
 import json
 import os
@@ -10,7 +12,9 @@ import threading
 import time
 
 from conftest import batch_files, wait_for
+from peers import FlumeHttpPeer
 from test_dir import dir_config
+from test_http import http_config, records
 
 
 def http_port(sinks):
@@ -139,4 +143,72 @@ def test_a_new_delivered_mark_goes_only_to_clients_it_tells_something(sinks, tmp
     finally:
         a.close()
         b.close()
+    assert sinks.stop() == 0
+
+
+def never(what, fn, seconds=1.5):
+    """`fn` stays false for `seconds` (long enough for the flusher's
+    rounds, its look at what was taken included, to run several times)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert not fn(), what
+        time.sleep(0.05)
+
+
+def test_a_parked_batch_holds_the_mark_back_until_it_is_delivered(sinks):
+    """Batch 1 is refused for good (HTTP 400: parked), batches 2 and 3
+    are taken: the mark stays below batch 1, whatever came after, until
+    `sink unpark` sends it again and it is taken."""
+    with FlumeHttpPeer() as peer:
+        peer.answer_next(400, 1)
+        sinks.start(http_config(peer.url, max_records=1, max_age="20ms"))
+        port = sinks.port()
+        sinks.import_lines("alice/shop/orders", records(3))
+        sinks.wait_caught_up("flume")
+        wait_for("batches 2 and 3 at the receiver", lambda: len(peer.events) == 2)
+        st = sinks.sink_status("flume")
+        [parked] = st["parked_batches"]
+        first = parked["first_seq"]
+        last = pull(port, sinks.token)["changes"][-1]["seq"]
+        assert first < last
+        never("delivered to pass the parked batch",
+              lambda: pull(port, sinks.token).get("delivered", 0) >= first)
+        assert sinks.sink_status("flume")["delivered_seq"] < first
+        assert sinks.ctl("status", "--json").returncode == 0
+
+        sinks.ctl("sink", "unpark", "flume")
+        wait_for("delivered to reach the last seq once the batch went",
+                 lambda: pull(port, sinks.token).get("delivered", 0) == last)
+        assert len(peer.events) == 3
+        assert sinks.sink_status("flume")["delivered_seq"] == last
+    assert sinks.stop() == 0
+
+
+def test_a_batch_taken_before_an_earlier_one_does_not_count_the_earlier(sinks, tmp_path):
+    """Flume takes files in its own order (oldest mtime first, but a
+    consumer may go by name, or several may share a directory): batches 2
+    and 3 renamed to .COMPLETED before batch 1 leave the mark below batch
+    1; taking batch 1 then moves it to the end. A restart in between finds
+    the same."""
+    spool = tmp_path / "spool"
+    sinks.start(dir_config(spool, max_records=1, max_age="20ms", acknowledge="rename"))
+    port = sinks.port()
+    sinks.import_lines("alice/shop/orders", records(3))
+    sinks.wait_caught_up("spool")
+    files = batch_files(spool)
+    assert len(files) == 3
+    last = pull(port, sinks.token)["changes"][-1]["seq"]
+    for f in files[1:]:
+        os.rename(f, f + ".COMPLETED")
+    never("delivered while batch 1 is not taken",
+          lambda: "delivered" in pull(port, sinks.token))
+    assert sinks.stop() == 0
+
+    sinks.start()
+    port = sinks.port()
+    never("delivered after a restart while batch 1 is not taken",
+          lambda: "delivered" in pull(port, sinks.token))
+    os.rename(files[0], files[0] + ".COMPLETED")
+    wait_for("delivered to reach the last batch once the first was taken",
+             lambda: pull(port, sinks.token).get("delivered", 0) == last)
     assert sinks.stop() == 0

@@ -5,8 +5,9 @@
  * tombstones, the change log (one change per write, in order, seq only
  * growing, nothing for a write that fails or is rolled back), files
  * through the tree as the mount uses it (create, commit, unlink, rename),
- * clients (add, token, names refused, listing), and a push that waits for
- * the push writer while the schema changes under it.
+ * clients (add, token, names refused, listing), a push that waits for
+ * the push writer while the schema changes under it, and the delivered
+ * mark of sinks whose batches are parked or taken out of order.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 
 #include "idbmount/codec/key.h"
 #include "idbmount/store/store.h"
+#include "idbmount/store/store_sinks.h"
 #include "idbmount/store/store_sync.h"
 
 /* ---------------------------------------------------------------------------
@@ -748,6 +750,95 @@ static void test_a_push_writer_that_cannot_open_the_store_says_why(void **state)
 	assert_push_refused(f, &w, -EIO, "the push writer cannot open the store");
 }
 
+/* Records a one-change batch of sink `sink` for seq `seq`. */
+static struct store_sink_intent batch_of(struct store *st, const char *sink, int64_t seq)
+{
+	struct store_sink_intent in = {.from_seq = seq - 1,
+	                               .to_seq = seq,
+	                               .first_seq = seq,
+	                               .last_seq = seq,
+	                               .changes = 1,
+	                               .bytes = 10};
+	snprintf(in.name, sizeof(in.name), "b-%lld", (long long)seq);
+	assert_int_equal(store_sink_intent_add(st, sink, &in), 0);
+	return in;
+}
+
+static int64_t delivered(struct store *st)
+{
+	int64_t seq = 0;
+	int rc = store_sinks_delivered(st, &seq);
+	assert_true(rc == 0 || rc == -ENOENT);
+	return rc ? 0 : seq;
+}
+
+static int64_t sink_mark(struct store *st, const char *sink)
+{
+	struct store_sink k;
+	assert_int_equal(store_sink_load(st, sink, &k), 0);
+	return k.delivered_seq;
+}
+
+/* The mark is the highest seq S such that every change <= S was taken:
+ * a parked batch, or one published that its consumer has not taken,
+ * holds it back below its first seq however far later batches got. */
+static void test_delivered_never_passes_a_batch_not_taken(void **state)
+{
+	struct fixture *f = *state;
+	struct store *st = f->st;
+	assert_int_equal(store_sink_register(st, "h", "http"), 0);
+	struct store_sink_intent b1 = batch_of(st, "h", 1);
+	assert_int_equal(store_sink_intent_park(st, "h", &b1, "HTTP 400"), 0);
+	struct store_sink_intent b2 = batch_of(st, "h", 2);
+	assert_int_equal(store_sink_intent_done(st, "h", &b2, 0, false), 0);
+	assert_int_equal(sink_mark(st, "h"), 0);
+	assert_int_equal(delivered(st), 0);
+
+	/* Unparked and delivered: the mark goes to the end. */
+	int64_t n = 0;
+	assert_int_equal(store_sink_unpark(st, "h", 0, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(store_sink_intent_done(st, "h", &b1, 0, false), 0);
+	assert_int_equal(sink_mark(st, "h"), 2);
+	assert_int_equal(delivered(st), 2);
+
+	/* A batch in flight holds it back too. */
+	struct store_sink_intent b3 = batch_of(st, "h", 3);
+	struct store_sink_intent b4 = batch_of(st, "h", 4);
+	assert_int_equal(store_sink_intent_done(st, "h", &b4, 0, false), 0);
+	assert_int_equal(sink_mark(st, "h"), 2);
+	assert_int_equal(store_sink_intent_done(st, "h", &b3, 0, false), 0);
+	assert_int_equal(sink_mark(st, "h"), 4);
+
+	/* A replay ships a parked batch's changes again: it no longer holds
+	 * the mark back, and is no longer parked. */
+	struct store_sink_intent b5 = batch_of(st, "h", 5);
+	assert_int_equal(store_sink_intent_park(st, "h", &b5, "HTTP 404"), 0);
+	assert_int_equal(sink_mark(st, "h"), 4);
+	assert_int_equal(store_sink_replay(st, "h", 5), 0);
+	struct store_sink k;
+	assert_int_equal(store_sink_load(st, "h", &k), 0);
+	assert_int_equal(k.parked, 0);
+
+	/* A consumer that acknowledges takes batch 7 before batch 6: the
+	 * overall mark (the lowest over sinks) stays below batch 6. */
+	assert_int_equal(store_sink_register(st, "d", "dir"), 0);
+	struct store_sink_intent b6 = batch_of(st, "d", 6);
+	struct store_sink_intent b7 = batch_of(st, "d", 7);
+	assert_int_equal(store_sink_intent_done(st, "d", &b6, 0, true), 0);
+	assert_int_equal(store_sink_intent_done(st, "d", &b7, 0, true), 0);
+	assert_int_equal(delivered(st), 0); /* published, nothing taken */
+	assert_int_equal(store_sink_intent_taken(st, "d", &b7), 0);
+	assert_int_equal(sink_mark(st, "d"), 5);
+	assert_int_equal(delivered(st), 4); /* sink h: 4 */
+	assert_int_equal(store_sink_intent_taken(st, "d", &b6), 0);
+	assert_int_equal(sink_mark(st, "d"), 7);
+	int64_t lowest = 0, highest = 0;
+	assert_int_equal(store_sinks_taken(st, &lowest, &highest), 0);
+	assert_int_equal(lowest, 4);
+	assert_int_equal(highest, 7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +860,8 @@ int main(void)
 	                teardown),
 	        cmocka_unit_test_setup_teardown(
 	                test_a_push_writer_that_cannot_open_the_store_says_why, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_delivered_never_passes_a_batch_not_taken,
+	                                        setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,12 +172,18 @@ struct sink_type {
 	 * leave a message saying what was removed. */
 	enum sink_result (*sweep)(void *ctx, const char *owner, const char *const *keep,
 	                          size_t n_keep, char *msg, size_t msg_len);
-	/* Optional: for sinks that learn only after deliver that a consumer
-	 * took a batch (the dir sink watching for Flume's rename to
-	 * .COMPLETED or NiFi's delete). Returns the highest last seq of the
-	 * batches taken since the previous call (0: none), or -1 when this
-	 * sink counts a delivery as taken. Called often: must not block. */
-	int64_t (*poll_taken)(void *ctx);
+	/* Optional, both or neither: for sinks that learn only after deliver
+	 * that a consumer took a batch (the dir sink watching for Flume's
+	 * rename to .COMPLETED or NiFi's delete). poll_taken answers -1 when
+	 * this sink counts a delivery as taken, else 1 when a consumer may
+	 * have taken a batch since the previous call, 0 when none did; called
+	 * often, it must not block. The flusher then asks `taken` about each
+	 * batch delivered and not yet taken, oldest first: 1 when its consumer
+	 * took it (what that poll saw), 0 when not. Once at start it asks with
+	 * `look`: the sink could not see takes while the daemon was down, and
+	 * looks at the batch itself (and watches for it from then on). */
+	int (*poll_taken)(void *ctx);
+	int (*taken)(void *ctx, const struct sink_batch *batch, bool look);
 	/* Optional: makes the call in progress on the sink's thread give up
 	 * soon (answering RETRY), e.g. a POST to a server that does not
 	 * answer. Called from another thread, at shutdown, once the time to

@@ -31,7 +31,7 @@ struct store_sink {
 	char type[16];
 	int64_t cursor;
 	int64_t generation;
-	int64_t delivered_seq; /* highest seq a pipeline has taken */
+	int64_t delivered_seq; /* the pipeline took every change up to it */
 	int64_t delivered_batches;
 	int64_t delivered_changes;
 	int64_t delivered_bytes;
@@ -53,6 +53,7 @@ struct store_sink {
 enum store_intent_state {
 	STORE_INTENT_PENDING = 0,
 	STORE_INTENT_STAGED = 1,
+	STORE_INTENT_PUBLISHED = 2, /* delivered; its consumer has not taken it yet */
 	STORE_INTENT_PARKED = 3,
 };
 
@@ -100,18 +101,20 @@ int store_sink_intent_add(struct store *st, const char *sink, struct store_sink_
 /* Marks an intent STAGED. */
 int store_sink_intent_staged(struct store *st, int64_t id);
 
-/* One transaction: deletes the intent, moves the cursor past it (same
- * generation only), counts the delivery and `long_lines`, raises the
- * delivered seq (unless `taken_later`: the sink reports what consumers
- * took with store_sink_set_taken) and, for a partitioned sink, notes its
- * open partition. */
+/* One transaction: deletes the intent and raises the delivered seq (or,
+ * with `taken_later`, marks it PUBLISHED: its consumer has yet to take it,
+ * see store_sink_intent_taken), moves the cursor past it (same generation
+ * only), counts the delivery and `long_lines` and, for a partitioned sink,
+ * notes its open partition. */
 int store_sink_intent_done(struct store *st, const char *sink,
                            const struct store_sink_intent *intent, int64_t long_lines,
                            bool taken_later);
 
-/* Raises the sink's delivered seq to `seq` (a consumer took the batch
- * that ends there). */
-int store_sink_set_taken(struct store *st, const char *sink, int64_t seq);
+/* A consumer took the PUBLISHED intent `intent`: deletes it and raises the
+ * sink's delivered seq to its last seq (the mark still stays below any
+ * earlier batch not taken yet). */
+int store_sink_intent_taken(struct store *st, const char *sink,
+                            const struct store_sink_intent *intent);
 
 /* Parks an intent that can never be delivered: keeps it with `error`,
  * moves the cursor past it and counts the failure. */
@@ -137,9 +140,12 @@ int store_sink_set_open_partition(struct store *st, const char *sink, const char
  * unknown sink. */
 int store_sink_unpark(struct store *st, const char *sink, int64_t id, int64_t *count);
 
-/* For pull/events: over every configured sink, the lowest and the highest delivered
- * seq (a change <= lowest was taken by every pipeline, <= highest by at
- * least one); both 0 when there are no sinks. */
+/* For pull/events: over every configured sink, the lowest and the highest
+ * delivered mark (a change <= lowest was taken by every pipeline, <= highest
+ * by at least one); both 0 when there are no sinks. A sink's mark is the
+ * highest seq S such that it took every change <= S: it never passes the
+ * first seq of a batch of its that is in flight, parked or not yet taken
+ * by its consumer, whatever later batches did. */
 int store_sinks_taken(struct store *st, int64_t *lowest, int64_t *highest);
 
 /* What the browser is told is delivered (src/DESIGN.md, "Delivered"):
@@ -159,7 +165,9 @@ int store_sink_intent_move(struct store *st, struct store_sink_intent *intent,
                            const char *partition, int64_t created_ms);
 
 /* Re-ships history: cursor = from_seq - 1, generation + 1, replay_to = the
- * last seq now. -ENOENT for an unknown sink. */
+ * last seq now; parked intents from from_seq on are dropped (the replay
+ * ships their changes again, and parks them again should they still be
+ * refused). -ENOENT for an unknown sink. */
 int store_sink_replay(struct store *st, const char *sink, int64_t from_seq);
 
 #endif
