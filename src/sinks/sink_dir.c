@@ -69,6 +69,11 @@ struct dir_sink {
 	char *gone;
 	size_t gone_len, gone_cap;
 	bool overflowed;
+	/* The batch renamed into place whose directory sync then failed: the
+	 * retry must only sync again. Its temp copy is gone because it was
+	 * published, and a consumer may already have taken the file; writing
+	 * it again would publish a name a second time (Flume stops on that). */
+	char published_unsynced[NAME_MAX + 1];
 };
 
 static void watch_dir(struct dir_sink *d, const char *dir)
@@ -177,28 +182,33 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX];
 	if (batch_paths(d, b, dir, tmp, final))
 		return too_long(msg, msg_len, b->name);
-	if (access(tmp, F_OK) != 0) {
+	bool published = strcmp(d->published_unsynced, b->name) == 0;
+	if (!published && access(tmp, F_OK) != 0) {
 		/* Staged, then removed by hand: write it again from the log. */
 		enum sink_result res = write_temp(d, b, dir, tmp, msg, msg_len);
 		if (res != SINK_OK)
 			return res;
 	}
 	/* NiFi ListFile goes by mtime, which a rename would keep. */
-	if (utimensat(AT_FDCWD, tmp, NULL, 0) != 0)
+	if (!published && utimensat(AT_FDCWD, tmp, NULL, 0) != 0)
 		return fail(msg, msg_len, "setting the time of", tmp, errno);
-	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) != 0) {
+	if (!published && renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_NOREPLACE) != 0) {
 		int err = errno;
 		if (err != EEXIST)
 			return fail(msg, msg_len, "renaming to", final, err);
 		/* The name is this batch's alone: it is already there. */
 		unlink(tmp);
 	}
+	watch_dir(d, dir);
 	if (d->fsync) {
 		int rc = fsync_dir(dir);
-		if (rc)
+		if (rc) {
+			snprintf(d->published_unsynced, sizeof(d->published_unsynced), "%s",
+			         b->name);
 			return fail(msg, msg_len, "syncing", dir, -rc);
+		}
 	}
-	watch_dir(d, dir);
+	d->published_unsynced[0] = '\0';
 	return SINK_OK;
 }
 

@@ -336,3 +336,33 @@ def test_taken_on_delete_for_nifi_getfile(sinks, tmp_path):
     os.rename(files[1], str(tmp_path / "elsewhere"))  # a rename is not a delete
     os.unlink(files[0])
     wait_for("the deleted batch taken", lambda: sinks.sink_status("spool")["delivered_seq"] == 4)
+
+
+def test_a_batch_whose_directory_sync_failed_is_published_once(sinks, tmp_path, monkeypatch):
+    """The rename that publishes a batch went through, then syncing its
+    directory failed, and the retry wrote and published the batch again:
+    by then Flume had taken the file (renamed it to .COMPLETED), and a
+    name used twice stops Flume. The retry now only syncs again.
+    tests/sinks/failing_dir_sync.c makes the first sync of the spool
+    directory fail."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    library = str(tmp_path / "failing_dir_sync.so")
+    source = os.path.join(os.path.dirname(__file__), "failing_dir_sync.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"], check=True)
+    monkeypatch.setenv("LD_PRELOAD", library)
+    monkeypatch.setenv("FAIL_DIR_SYNC", str(spool))
+    # a sanitizer's runtime must otherwise come first in the list
+    asan = os.environ.get("ASAN_OPTIONS")
+    monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "verify_asan_link_order=0")
+    sinks.start(dir_config(spool, max_records=1, max_age="20ms", acknowledge="rename",
+                           retry_initial="2s"))
+    sinks.put("alice/shop/orders", 1, {"n": 1})
+    # As Flume: take the batch as soon as it shows, before the retry.
+    name = wait_for("the batch", lambda: batch_files(spool) and
+                    os.path.basename(batch_files(spool)[0]))
+    os.rename(spool / name, spool / (name + ".COMPLETED"))
+    sinks.wait_caught_up("spool")
+    assert "failing_dir_sync: a sync of %s failed" % spool in sinks.stderr()
+    assert sorted(os.listdir(spool)) == [name + ".COMPLETED"]
+    assert read_lines([spool / (name + ".COMPLETED")]) == sinks.log_lines()
