@@ -502,7 +502,7 @@ int http_prepare(const struct http_config *cfg, struct http **out, char *err, si
 /* libmicrohttpd's own messages (a client gone mid-answer, say), marked as
  * the daemon's others are. It must be the first option: messages about
  * the ones before it would go to the standard logger. */
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	(void)cls;
 	char line[512];
