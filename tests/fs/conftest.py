@@ -278,6 +278,24 @@ class Idb:
         return [json.loads(line) for line in out.splitlines() if line]
 
 
+def preload_faulty_disk(tmp_path, monkeypatch, **faults):
+    """Builds tests/common/faulty_disk.c and preloads it into the daemons
+    the test starts afterwards, with `faults` (SLOW_DISK_SYNC_MS=...,
+    FAIL_DIR_SYNC=...) in their environment."""
+    library = str(tmp_path / "faulty_disk.so")
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common",
+                          "faulty_disk.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"],
+                   check=True)
+    monkeypatch.setenv("LD_PRELOAD", library)
+    for name, value in faults.items():
+        monkeypatch.setenv(name, str(value))
+    # A sanitizer's runtime must otherwise come first in the list.
+    asan = os.environ.get("ASAN_OPTIONS")
+    monkeypatch.setenv("ASAN_OPTIONS",
+                       (asan + ":" if asan else "") + "verify_asan_link_order=0")
+
+
 def sh(cmd, cwd=None, check=True, input=None, env=None):
     """Runs a shell command line; returns the CompletedProcess."""
     p = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True,

@@ -6,7 +6,7 @@ import re
 import subprocess
 import time
 
-from conftest import IDBMOUNTCTL, batch_files, read_lines, wait_for
+from conftest import IDBMOUNTCTL, batch_files, fs_conftest, read_lines, wait_for
 from flume_spooldir import SpoolConsumer
 from peers import WebHdfsPeer
 from test_webhdfs import hdfs_files
@@ -343,18 +343,11 @@ def test_a_batch_whose_directory_sync_failed_is_published_once(sinks, tmp_path, 
     directory failed, and the retry wrote and published the batch again:
     by then Flume had taken the file (renamed it to .COMPLETED), and a
     name used twice stops Flume. The retry now only syncs again.
-    tests/sinks/failing_dir_sync.c makes the first sync of the spool
+    tests/common/faulty_disk.c makes the first sync of the spool
     directory fail."""
     spool = tmp_path / "spool"
     spool.mkdir()
-    library = str(tmp_path / "failing_dir_sync.so")
-    source = os.path.join(os.path.dirname(__file__), "failing_dir_sync.c")
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"], check=True)
-    monkeypatch.setenv("LD_PRELOAD", library)
-    monkeypatch.setenv("FAIL_DIR_SYNC", str(spool))
-    # a sanitizer's runtime must otherwise come first in the list
-    asan = os.environ.get("ASAN_OPTIONS")
-    monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "verify_asan_link_order=0")
+    fs_conftest.preload_faulty_disk(tmp_path, monkeypatch, FAIL_DIR_SYNC=spool)
     sinks.start(dir_config(spool, max_records=1, max_age="20ms", acknowledge="rename",
                            retry_initial="2s"))
     sinks.put("alice/shop/orders", 1, {"n": 1})
@@ -363,6 +356,6 @@ def test_a_batch_whose_directory_sync_failed_is_published_once(sinks, tmp_path, 
                     os.path.basename(batch_files(spool)[0]))
     os.rename(spool / name, spool / (name + ".COMPLETED"))
     sinks.wait_caught_up("spool")
-    assert "failing_dir_sync: a sync of %s failed" % spool in sinks.stderr()
+    assert "faulty_disk: a sync of %s failed" % spool in sinks.stderr()
     assert sorted(os.listdir(spool)) == [name + ".COMPLETED"]
     assert read_lines([spool / (name + ".COMPLETED")]) == sinks.log_lines()

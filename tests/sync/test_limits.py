@@ -261,19 +261,12 @@ def test_pushes_wait_for_a_checkpointer_slower_than_they_are(start_sync, tmp_pat
     """On a disk whose syncs are slow, each checkpoint round took longer than
     the pushes beside it, and the WAL grew by all they wrote meanwhile
     (150 MB seen). 16 MiB past the point where it should start over, new
-    pushes wait for the checkpointer. tests/sync/slow_disk.c makes every
+    pushes wait for the checkpointer. tests/common/faulty_disk.c makes every
     sync of the database file take 400 ms."""
-    library = str(tmp_path / "slow_disk.so")
-    source = os.path.join(os.path.dirname(__file__), "slow_disk.c")
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", library, source, "-ldl"], check=True)
-    monkeypatch.setenv("LD_PRELOAD", library)
-    monkeypatch.setenv("SLOW_DISK_SYNC_MS", "400")
-    # a sanitizer's runtime must otherwise come first in the list
-    asan = os.environ.get("ASAN_OPTIONS")
-    monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "verify_asan_link_order=0")
+    fs_conftest.preload_faulty_disk(tmp_path, monkeypatch, SLOW_DISK_SYNC_MS=400)
     s = start_sync()
     sizes = wal_sizes_under_pushes(s, 24)
-    assert "slow_disk: a sync of the database waited 400 ms" in s.daemon.stderr()
+    assert "faulty_disk: a sync of the database waited 400 ms" in s.daemon.stderr()
     assert max(sizes) <= WAL_BOUND, sizes
 
 
