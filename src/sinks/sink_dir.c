@@ -189,6 +189,9 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 		if (res != SINK_OK)
 			return res;
 	}
+	/* Watched before the file shows there, so that no take of it, however
+	 * quick, goes unseen in a partition directory new to this run. */
+	watch_dir(d, dir);
 	/* NiFi ListFile goes by mtime, which a rename would keep. */
 	if (!published && utimensat(AT_FDCWD, tmp, NULL, 0) != 0)
 		return fail(msg, msg_len, "setting the time of", tmp, errno);
@@ -199,7 +202,6 @@ static enum sink_result dir_deliver(void *ctx, const struct sink_batch *b, char 
 		/* The name is this batch's alone: it is already there. */
 		unlink(tmp);
 	}
-	watch_dir(d, dir);
 	if (d->fsync) {
 		int rc = fsync_dir(dir);
 		if (rc) {

@@ -359,3 +359,6 @@ def test_a_batch_whose_directory_sync_failed_is_published_once(sinks, tmp_path, 
     assert "faulty_disk: a sync of %s failed" % spool in sinks.stderr()
     assert sorted(os.listdir(spool)) == [name + ".COMPLETED"]
     assert read_lines([spool / (name + ".COMPLETED")]) == sinks.log_lines()
+    # The take, seen while the retry waited, counts once the batch is in.
+    last = sinks.status()["last_seq"]
+    wait_for("the take to count", lambda: sinks.sink_status("spool")["delivered_seq"] >= last)
