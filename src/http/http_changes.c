@@ -89,8 +89,8 @@ static void changes_free(void *cls)
 enum MHD_Result http_changes(struct http_request *r)
 {
 	int64_t since = 0, limit = 0;
-	if (http_query_count(r, "since", 0, INT64_MAX, &since) ||
-	    http_query_count(r, "limit", CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit))
+	if (http_query_count(r, "since", 0, 0, INT64_MAX, &since) ||
+	    http_query_count(r, "limit", 1, CHANGES_DEFAULT_LIMIT, CHANGES_MAX_LIMIT, &limit))
 		return MHD_YES;
 	struct store *st = http_store(r->server);
 	int64_t until = st ? store_last_seq(st) : -1;

@@ -476,7 +476,7 @@ enum MHD_Result http_events(struct http_request *r)
 {
 	struct http_events *ev = http_server_events(r->server);
 	int64_t since = 0, last_id = 0;
-	if (http_query_count(r, "since", 0, INT64_MAX, &since))
+	if (http_query_count(r, "since", 0, 0, INT64_MAX, &since))
 		return MHD_YES;
 	const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
 	if (header) {

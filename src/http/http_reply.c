@@ -151,8 +151,8 @@ const char *http_query(struct http_request *r, const char *name)
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-int http_query_count(struct http_request *r, const char *name, int64_t fallback, int64_t max,
-                     int64_t *out)
+int http_query_count(struct http_request *r, const char *name, int64_t min, int64_t fallback,
+                     int64_t max, int64_t *out)
 {
 	const char *v = http_query(r, name);
 	*out = fallback;
@@ -161,9 +161,10 @@ int http_query_count(struct http_request *r, const char *name, int64_t fallback,
 	char *end = NULL;
 	errno = 0;
 	long long n = strtoll(v, &end, 10);
-	if (!*v || *end || errno || n < 0 || n > max || v[0] == '+' || v[0] == ' ') {
+	if (!*v || *end || errno || n < min || n > max || v[0] == '+' || v[0] == ' ') {
 		http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
-		                 "%s must be a whole number from 0 to %lld", name, (long long)max);
+		                 "%s must be a whole number from %lld to %lld", name,
+		                 (long long)min, (long long)max);
 		return -EINVAL;
 	}
 	*out = n;

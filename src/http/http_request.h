@@ -110,9 +110,9 @@ enum MHD_Result http_reply_store_error(struct http_request *r, struct store *st,
 
 /* A query parameter, or NULL. */
 const char *http_query(struct http_request *r, const char *name);
-/* A non-negative integer query parameter: 0 ok (*out = `fallback` when
- * absent), -EINVAL after replying 400. */
-int http_query_count(struct http_request *r, const char *name, int64_t fallback, int64_t max,
-                     int64_t *out);
+/* An integer query parameter from `min` to `max`: 0 ok (*out = `fallback`
+ * when absent), -EINVAL after replying 400 with the range. */
+int http_query_count(struct http_request *r, const char *name, int64_t min, int64_t fallback,
+                     int64_t max, int64_t *out);
 
 #endif

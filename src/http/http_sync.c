@@ -268,12 +268,9 @@ enum MHD_Result http_sync_pull(struct http_request *r)
 	if (!st)
 		return MHD_YES;
 	int64_t since = 0, limit = 0;
-	if (http_query_count(r, "since", 0, INT64_MAX, &since) ||
-	    http_query_count(r, "limit", PULL_DEFAULT_LIMIT, PULL_MAX_LIMIT, &limit))
+	if (http_query_count(r, "since", 0, 0, INT64_MAX, &since) ||
+	    http_query_count(r, "limit", 1, PULL_DEFAULT_LIMIT, PULL_MAX_LIMIT, &limit))
 		return MHD_YES;
-	if (limit == 0)
-		return http_reply_error(r, MHD_HTTP_BAD_REQUEST, "bad_request",
-		                        "limit must be at least 1");
 	struct buf b;
 	buf_init(&b, PULL_HARD_BYTES);
 	struct pull_out o = {.b = &b};

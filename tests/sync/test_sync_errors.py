@@ -333,16 +333,26 @@ def test_keypath_of_an_empty_store_may_change(shop):
     assert [s for s in answer["stores"] if s["name"] == "empty"][0]["keyPath"] == "id"
 
 
-@pytest.mark.parametrize("query", ["since=-1", "since=abc", "since=", "limit=0",
-                                   "limit=100000", "since=1e3"])
-def test_bad_pull_parameters_are_400(shop, query):
-    assert_error(shop.alice.get("/v1/pull?" + query), 400, "bad_request")
+@pytest.mark.parametrize("query,detail", [
+    ("since=-1", "since must be a whole number from 0 to 9223372036854775807"),
+    ("since=abc", "since must be a whole number from 0 to"),
+    ("since=", "since must be a whole number from 0 to"),
+    ("since=1e3", "since must be a whole number from 0 to"),
+    ("limit=0", "limit must be a whole number from 1 to 10000"),
+    ("limit=100000", "limit must be a whole number from 1 to 10000"),
+])
+def test_bad_pull_parameters_are_400(shop, query, detail):
+    body = assert_error(shop.alice.get("/v1/pull?" + query), 400, "bad_request")
+    assert body["detail"].startswith(detail), body
 
 
 def test_bad_changes_parameters_are_400(shop):
     token = shop.ctl("pipeline", "add", "p").stdout.strip()
     assert_error(shop.anonymous.get("/v1/changes?since=x", token=token), 400, "bad_request")
-    assert_error(shop.anonymous.get("/v1/changes?limit=-5", token=token), 400, "bad_request")
+    for limit in ("-5", "0"):
+        body = assert_error(shop.anonymous.get("/v1/changes?limit=" + limit, token=token),
+                            400, "bad_request")
+        assert body["detail"] == "limit must be a whole number from 1 to 1000000", body
 
 
 def test_bad_events_since_is_400(shop):
