@@ -139,9 +139,9 @@ def move_client(old, new, name):
     for db in old.ctl("ls", name).stdout.split():
         for store in old.ctl("ls", "%s/%s" % (name, db)).stdout.split():
             d = shlex.quote(os.path.join(old.mnt, name, db, store))
-            keypath = fs_conftest.sh("getfattr --only-values -n user.idbmount.keypath " + d).stdout
-            auto = fs_conftest.sh("getfattr --only-values -n user.idbmount.autoincrement " +
-                                  d).stdout
+            getfattr = "getfattr --absolute-names --only-values -n user.idbmount."
+            keypath = fs_conftest.sh(getfattr + "keypath " + d).stdout
+            auto = fs_conftest.sh(getfattr + "autoincrement " + d).stdout
             path = "%s/%s/%s" % (name, db, store)
             if keypath != "null":
                 new.ctl("mkstore", path, "--keypath", keypath,
