@@ -163,3 +163,39 @@ def test_another_programs_database_is_left_alone(tmp_path, sql, words):
     assert sqlite_info(db) == before
     assert mode(db) == 0o640
     assert sorted(os.listdir(data)) == ["idbmount.db"]
+
+
+def test_the_data_directory_follows_the_environment(tmp_path):
+    """Without --data: $IDBMOUNT_DATA, else $XDG_DATA_HOME/idbmount, else
+    ~/.local/share/idbmount, for idbmountctl as for the daemon."""
+    from conftest import IDBMOUNTCTL
+    import subprocess
+
+    def run(env, *args):
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("IDBMOUNT_DATA", "XDG_DATA_HOME", "HOME")}
+        clean.update(env)
+        return subprocess.run([IDBMOUNTCTL, *args], env=clean, capture_output=True,
+                              text=True, timeout=60, check=True)
+
+    run({"IDBMOUNT_DATA": str(tmp_path / "a"), "XDG_DATA_HOME": str(tmp_path / "x"),
+         "HOME": str(tmp_path / "h")}, "client", "add", "one")
+    run({"XDG_DATA_HOME": str(tmp_path / "x"), "HOME": str(tmp_path / "h")},
+        "client", "add", "two")
+    run({"HOME": str(tmp_path / "h")}, "client", "add", "three")
+    assert ctl(str(tmp_path / "a"), "client", "list").stdout.split() == ["one"]
+    assert ctl(str(tmp_path / "x" / "idbmount"), "client", "list").stdout.split() == ["two"]
+    assert ctl(str(tmp_path / "h" / ".local" / "share" / "idbmount"),
+               "client", "list").stdout.split() == ["three"]
+
+
+def test_log_limit_prints_at_most_that_many_lines(tmp_path):
+    data = str(tmp_path / "data")
+    ctl(data, "client", "add", "alice")
+    for k in range(5):
+        ctl(data, "put", "alice/shop/orders", str(k), '{"k": %d}' % k)
+    assert len(ctl(data, "log").stdout.splitlines()) == 5
+    lines = ctl(data, "log", "--limit", "2").stdout.splitlines()
+    assert lines == ctl(data, "log").stdout.splitlines()[:2]
+    p = ctl(data, "log", "--limit", "x", check=False)
+    assert p.returncode == 2 and "--limit" in p.stderr, p.stderr
