@@ -68,26 +68,26 @@ static bool fault(int fd)
 	return true;
 }
 
-int fsync(int fd)
+/* The sync `name` of libc, or the fault this one is. */
+static int faulty_sync(int (**real)(int), const char *name, int fd)
 {
-	static int (*real)(int);
-	if (!real)
-		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
+	if (!*real)
+		*(void **)real = dlsym(RTLD_NEXT, name);
 	if (fault(fd)) {
 		errno = EIO;
 		return -1;
 	}
-	return real(fd);
+	return (*real)(fd);
+}
+
+int fsync(int fd)
+{
+	static int (*real)(int);
+	return faulty_sync(&real, "fsync", fd);
 }
 
 int fdatasync(int fd)
 {
 	static int (*real)(int);
-	if (!real)
-		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
-	if (fault(fd)) {
-		errno = EIO;
-		return -1;
-	}
-	return real(fd);
+	return faulty_sync(&real, "fdatasync", fd);
 }
