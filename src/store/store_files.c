@@ -157,18 +157,8 @@ int store_drop_new_file(struct store *st, uint64_t ino)
 	              store_is_record_name(r.name);
 	if (rc == 0 && !unborn)
 		rc = 1;
-	if (rc == 0)
-		rc = store_row_orphan(st, r.id);
-	if (rc == 0 && r.rev > 0) {
-		/* It revived a tombstone: put the tombstone back, so the key's
-		 * next revision still follows the delete. */
-		struct store_row t = r;
-		t.state = STORE_TOMBSTONE;
-		t.size = 0;
-		rc = store_row_insert(st, &t, NULL, 0);
-	}
-	if (rc == 0)
-		rc = store_objstore_touch(st, r.objstore_id, store_now_ns());
+	if (rc == 0) /* a tombstone it revived comes back */
+		rc = store_record_unlink(st, &r, ORIGIN_FS, NULL);
 	rc = store_txn_end(st, rc); /* 1 rolls back an unchanged transaction */
 	store_row_free(&r);
 	return rc;

@@ -92,6 +92,15 @@ int store_record_unlink(struct store *st, struct store_row *r, enum store_origin
 	int rc = store_row_orphan(st, r->id);
 	if (!rc && record)
 		rc = store_tombstone_add(st, r->objstore_id, r->name, r->key, r->rev, origin, seq);
+	if (!rc && !record && r->rev > 0 && r->key) {
+		/* A pending file that took a deleted record's place (`touch`
+		 * after `rm`) carried its tombstone's revision: put the tombstone
+		 * back, so the key's next revision still follows the delete. */
+		struct store_row t = *r;
+		t.state = STORE_TOMBSTONE;
+		t.size = 0;
+		rc = store_row_insert(st, &t, NULL, 0);
+	}
 	if (!rc)
 		rc = store_objstore_touch(st, r->objstore_id, store_now_ns());
 	return rc;

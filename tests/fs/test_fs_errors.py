@@ -115,6 +115,19 @@ def test_refused_new_file_over_a_deleted_record_keeps_its_history(idb):
     assert [c["rev"] for c in idb.changes()] == [1, 2, 3]
 
 
+def test_touch_and_rm_over_a_deleted_record_keep_its_history(idb):
+    """`touch` over a deleted record's name makes a pending file in the
+    tombstone's place; `rm` of it must give the tombstone back, or the
+    key's next revision starts again at 1 and a browser's base from before
+    the delete is taken for current."""
+    idb.ctl("put", "alice/shop/orders", "1", '{"v": 1}')
+    sh("rm 1.json && touch 1.json && rm 1.json", cwd=idb.store)
+    assert os.listdir(idb.store) == []
+    sh("echo '{\"v\": 2}' > 1.json", cwd=idb.store)
+    assert xattr(os.path.join(idb.store, "1.json"), "rev") == "3"
+    assert [c["rev"] for c in idb.changes()] == [1, 2, 3]
+
+
 def test_refused_write_of_an_empty_file_keeps_it(idb):
     """`touch` made the file before: a refused write leaves it as it was."""
     sh("touch 20.json && echo bad > 20.json", cwd=idb.store)
