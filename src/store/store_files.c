@@ -370,14 +370,21 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 	}
 	if (rc == 0) {
 		bool src_was_record = src.state == STORE_LIVE;
+		/* A pending file in a deleted record's place leaves its tombstone. */
+		bool src_held_tombstone = src.state == STORE_SCRATCH && src.rev > 0 && src.key;
+		struct store_row before = src;
 		char *old_name = src.name ? strdup(src.name) : NULL;
 		char *old_key = src.key ? strdup(src.key) : NULL;
+		before.name = old_name;
+		before.key = old_key;
 		int64_t old_rev = src.rev;
 		int64_t prev_rev = dst_found == 0 && dst_key ? dst.rev : 0;
 		rc = bind_row(st, &src, dst_objstore, newname, dst_key, prev_rev);
 		if (rc == 0 && src_was_record)
 			rc = store_tombstone_add(st, src_objstore, old_name, old_key, old_rev,
 			                         ORIGIN_FS, NULL);
+		else if (rc == 0 && src_held_tombstone)
+			rc = store_tombstone_restore(st, &before);
 		free(old_name);
 		free(old_key);
 	}

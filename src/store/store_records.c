@@ -85,6 +85,16 @@ int store_tombstone_add(struct store *st, int64_t objstore_id, const char *name,
 	return rc;
 }
 
+int store_tombstone_restore(struct store *st, const struct store_row *r)
+{
+	/* Without it the key's next revision would start again at 1, and a
+	 * browser's base from before the delete would be taken for current. */
+	struct store_row t = *r;
+	t.state = STORE_TOMBSTONE;
+	t.size = 0;
+	return store_row_insert(st, &t, NULL, 0);
+}
+
 int store_record_unlink(struct store *st, struct store_row *r, enum store_origin origin,
                         int64_t *seq)
 {
@@ -92,15 +102,8 @@ int store_record_unlink(struct store *st, struct store_row *r, enum store_origin
 	int rc = store_row_orphan(st, r->id);
 	if (!rc && record)
 		rc = store_tombstone_add(st, r->objstore_id, r->name, r->key, r->rev, origin, seq);
-	if (!rc && !record && r->rev > 0 && r->key) {
-		/* A pending file that took a deleted record's place (`touch`
-		 * after `rm`) carried its tombstone's revision: put the tombstone
-		 * back, so the key's next revision still follows the delete. */
-		struct store_row t = *r;
-		t.state = STORE_TOMBSTONE;
-		t.size = 0;
-		rc = store_row_insert(st, &t, NULL, 0);
-	}
+	if (!rc && !record && r->rev > 0 && r->key)
+		rc = store_tombstone_restore(st, r);
 	if (!rc)
 		rc = store_objstore_touch(st, r->objstore_id, store_now_ns());
 	return rc;

@@ -126,6 +126,12 @@ def test_touch_and_rm_over_a_deleted_record_keep_its_history(idb):
     sh("echo '{\"v\": 2}' > 1.json", cwd=idb.store)
     assert xattr(os.path.join(idb.store, "1.json"), "rev") == "3"
     assert [c["rev"] for c in idb.changes()] == [1, 2, 3]
+    # The same with the pending file moved away instead of removed.
+    sh("rm 1.json && touch 1.json && mv 1.json notes.txt", cwd=idb.store)
+    assert os.listdir(idb.store) == ["notes.txt"]
+    sh("echo '{\"v\": 3}' > 1.json", cwd=idb.store)
+    assert xattr(os.path.join(idb.store, "1.json"), "rev") == "5"
+    assert [c["rev"] for c in idb.changes()] == [1, 2, 3, 4, 5]
 
 
 def test_refused_write_of_an_empty_file_keeps_it(idb):
