@@ -164,59 +164,6 @@ int store_drop_new_file(struct store *st, uint64_t ino)
 	return rc;
 }
 
-int store_relink_file(struct store *st, uint64_t ino, uint64_t dir, const char *name)
-{
-	st->err[0] = '\0';
-	int rc = store_txn_begin(st);
-	if (rc)
-		return rc;
-	struct store_row r, holder;
-	memset(&holder, 0, sizeof(holder));
-	char *key = NULL;
-	rc = store_row_by_id(st, store_ino_id(ino), &r);
-	if (rc == 0 && r.state != STORE_ORPHAN)
-		rc = -ENOENT; /* already gone, or named again: nothing to do here */
-	int found = rc ? rc : store_row_by_name(st, store_ino_id(dir), name, &holder);
-	if (rc == 0 && found == 0 && holder.state != STORE_TOMBSTONE) {
-		store_set_error(st, "%s: made again by another program meanwhile", name);
-		rc = -EEXIST;
-	} else if (rc == 0 && found != 0 && found != -ENOENT) {
-		rc = found;
-	}
-	if (rc == 0)
-		rc = store_key_for_name(st, name, found == 0 ? holder.key : NULL, &key);
-	/* As at create: a tombstone's revision carries on. */
-	if (rc == 0 && found == 0)
-		rc = store_row_delete(st, holder.id);
-	if (rc == 0) {
-		sqlite3_stmt *s = stmt(st, S_REC_MOVE);
-		rc = s ? 0 : -EIO;
-		if (s) {
-			sqlite3_bind_int64(s, 1, r.id);
-			sqlite3_bind_int64(s, 2, store_ino_id(dir));
-			store_bind_text(s, 3, name);
-			store_bind_text(s, 4, key);
-			rc = store_step_done(st, s);
-		}
-	}
-	if (rc == 0) {
-		r.state = STORE_SCRATCH;
-		r.size = 0;
-		r.rev = found == 0 ? holder.rev : 0;
-		r.seq = found == 0 ? holder.seq : 0;
-		r.mtime_ns = store_now_ns();
-		r.origin = ORIGIN_FS;
-		rc = store_row_update(st, &r, "", 0);
-	}
-	if (rc == 0)
-		rc = store_objstore_touch(st, store_ino_id(dir), r.mtime_ns);
-	rc = store_txn_end(st, rc);
-	store_row_free(&r);
-	store_row_free(&holder);
-	free(key);
-	return rc;
-}
-
 int store_unlink(struct store *st, uint64_t dir, const char *name)
 {
 	st->err[0] = '\0';
@@ -303,6 +250,47 @@ static int bind_row(struct store *st, struct store_row *r, int64_t objstore_id, 
 	return rc;
 }
 
+int store_relink_file(struct store *st, uint64_t ino, uint64_t dir, const char *name)
+{
+	st->err[0] = '\0';
+	int rc = store_txn_begin(st);
+	if (rc)
+		return rc;
+	struct store_row r, holder;
+	memset(&holder, 0, sizeof(holder));
+	char *key = NULL;
+	rc = store_row_by_id(st, store_ino_id(ino), &r);
+	if (rc == 0 && r.state != STORE_ORPHAN)
+		rc = -ENOENT; /* already gone, or named again: nothing to do here */
+	int found = rc ? rc : store_row_by_name(st, store_ino_id(dir), name, &holder);
+	if (rc == 0 && found == 0 && holder.state != STORE_TOMBSTONE) {
+		store_set_error(st, "%s: made again by another program meanwhile", name);
+		rc = -EEXIST;
+	} else if (rc == 0 && found != 0 && found != -ENOENT) {
+		rc = found;
+	}
+	if (rc == 0)
+		rc = store_key_for_name(st, name, found == 0 ? holder.key : NULL, &key);
+	/* As at create: a tombstone's revision carries on. */
+	if (rc == 0 && found == 0)
+		rc = store_row_delete(st, holder.id);
+	if (rc == 0) {
+		/* An empty pending file again, under its name. */
+		r.state = STORE_SCRATCH;
+		r.size = 0;
+		r.seq = found == 0 ? holder.seq : 0;
+		r.mtime_ns = store_now_ns();
+		rc = bind_row(st, &r, store_ino_id(dir), name, key, found == 0 ? holder.rev : 0);
+	}
+	if (rc == 0)
+		rc = store_objstore_touch(st, store_ino_id(dir), r.mtime_ns);
+	rc = store_txn_end(st, rc);
+	store_row_free(&r);
+	store_row_free(&holder);
+	free(key);
+	return rc;
+}
+
 /* The key a rename target stands for (NULL for a scratch name). */
 static int target_key(struct store *st, const char *name, const struct store_row *holder,
                       char **key)
@@ -369,24 +357,18 @@ int store_rename(struct store *st, uint64_t dir, const char *name, uint64_t newd
 		                                  : store_row_orphan(st, dst.id);
 	}
 	if (rc == 0) {
-		bool src_was_record = src.state == STORE_LIVE;
-		/* A pending file in a deleted record's place leaves its tombstone. */
-		bool src_held_tombstone = src.state == STORE_SCRATCH && src.rev > 0 && src.key;
+		/* The row as it was: what it leaves behind under its old name. */
 		struct store_row before = src;
-		char *old_name = src.name ? strdup(src.name) : NULL;
-		char *old_key = src.key ? strdup(src.key) : NULL;
-		before.name = old_name;
-		before.key = old_key;
-		int64_t old_rev = src.rev;
+		before.name = src.name ? strdup(src.name) : NULL;
+		before.key = src.key ? strdup(src.key) : NULL;
 		int64_t prev_rev = dst_found == 0 && dst_key ? dst.rev : 0;
 		rc = bind_row(st, &src, dst_objstore, newname, dst_key, prev_rev);
-		if (rc == 0 && src_was_record)
-			rc = store_tombstone_add(st, src_objstore, old_name, old_key, old_rev,
-			                         ORIGIN_FS, NULL);
-		else if (rc == 0 && src_held_tombstone)
+		if (rc == 0 && before.state == STORE_LIVE)
+			rc = store_tombstone_add(st, src_objstore, before.name, before.key,
+			                         before.rev, ORIGIN_FS, NULL);
+		else if (rc == 0 && store_row_holds_tombstone(&before))
 			rc = store_tombstone_restore(st, &before);
-		free(old_name);
-		free(old_key);
+		store_row_free(&before);
 	}
 	if (rc == 0)
 		rc = store_objstore_touch(st, src_objstore, store_now_ns());

@@ -276,10 +276,16 @@ int store_record_write(struct store *st, struct store_row *r, const char *key, i
  * (its row has just given up the name) and logs the delete. */
 int store_tombstone_add(struct store *st, int64_t objstore_id, const char *name, const char *key,
                         int64_t old_rev, enum store_origin origin, int64_t *seq);
-/* Puts back the tombstone that a pending file (`touch` after `rm`) took
- * the place of: `r` is that file's row as it was, with the deleted
- * record's name, key, revision and seq. No change is logged: the delete
- * was logged when it happened. */
+/* Whether row `r` is a pending file (`touch` after `rm`) that took the
+ * place of a deleted record's tombstone, whose revision it carries. */
+static inline bool store_row_holds_tombstone(const struct store_row *r)
+{
+	return r->state == STORE_SCRATCH && r->rev > 0 && r->key;
+}
+/* Puts back the tombstone such a pending file took the place of: `r` is
+ * that file's row as it was, with the deleted record's name, key,
+ * revision and seq. No change is logged: the delete was logged when it
+ * happened. */
 int store_tombstone_restore(struct store *st, const struct store_row *r);
 /* Takes row `r` out of the namespace: a record leaves a tombstone and a
  * delete change, a pending file in a deleted record's place gives the

@@ -102,7 +102,7 @@ int store_record_unlink(struct store *st, struct store_row *r, enum store_origin
 	int rc = store_row_orphan(st, r->id);
 	if (!rc && record)
 		rc = store_tombstone_add(st, r->objstore_id, r->name, r->key, r->rev, origin, seq);
-	if (!rc && !record && r->rev > 0 && r->key)
+	if (!rc && store_row_holds_tombstone(r))
 		rc = store_tombstone_restore(st, r);
 	if (!rc)
 		rc = store_objstore_touch(st, r->objstore_id, store_now_ns());
