@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +81,10 @@ static pthread_mutex_t wal_delegate_lock = PTHREAD_MUTEX_INITIALIZER;
 static store_wal_fn wal_delegate;
 static void *wal_delegate_ctx;
 static int wal_delegate_pages;
-/* Under wal_delegate_lock: the delegate asked writers to wait for it. */
-static bool wal_hold;
+/* The delegate asked writers to wait for it. Changed under
+ * wal_delegate_lock; read without it first, so that a transaction that
+ * need not wait (nearly all) takes no lock for it. */
+static _Atomic bool wal_hold;
 static pthread_cond_t wal_hold_released = PTHREAD_COND_INITIALIZER;
 
 void store_checkpoints_elsewhere(store_wal_fn fn, void *ctx, int pages)
@@ -109,7 +112,7 @@ void store_wal_hold_wait(void)
 {
 	/* A thread already queued as a writer (a second connection of its
 	 * own) must not wait: the checkpointer queues behind it. */
-	if (store_writers_queue_held())
+	if (!wal_hold || store_writers_queue_held())
 		return;
 	pthread_mutex_lock(&wal_delegate_lock);
 	while (wal_hold)
